@@ -1,0 +1,5 @@
+import type { Argv } from 'yargs';
+import { statusCommand } from './status.ts';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: ((y: Argv<any>) => Argv<any>)[] = [statusCommand];

@@ -1,0 +1,66 @@
+import type { Argv } from 'yargs';
+import { controlRequest } from '../../control/client.ts';
+import { controlSocketPath } from '../../control/protocol.ts';
+import { ExitCode, UserError } from '../exit-codes.ts';
+import { formatCounters, formatTable, type StatusTable } from '../table.ts';
+
+/** What a daemon answers to `status`: tables to print and counters. */
+export interface DaemonStatus {
+  role: string;
+  summary: Record<string, string | number>;
+  tables: StatusTable[];
+  counters: Record<string, number>;
+}
+
+export function statusCommand(y: Argv) {
+  return y.command(
+    'status [role]',
+    'print the live tables and counters of a running router or host',
+    (a) =>
+      a
+        .positional('role', { choices: ['router', 'host', 'peer'] as const, default: 'router' as const })
+        .option('run-dir', {
+          type: 'string',
+          default: '/run/distnat',
+          describe: 'where the daemon keeps its control socket',
+        })
+        .option('name', {
+          type: 'string',
+          describe: 'instance name, when several run with one run directory',
+        })
+        .option('json', {
+          type: 'boolean',
+          default: false,
+          describe: 'print the raw status as JSON, for scripts',
+        })
+        .example('$0 status router', 'port and SPI leases (FIG. 8, 21), flows (FIG. 12), counters')
+        .example('$0 status host --json | jq .counters', "a host agent's counters for a script"),
+    async (argv) => {
+      const path = controlSocketPath(argv['run-dir'], argv.role, argv.name);
+      let reply;
+      try {
+        reply = await controlRequest(path, { command: 'status' });
+      } catch (e) {
+        throw new UserError(
+          `cannot reach a running ${argv.role} at ${path}: ${(e as Error).message}\n` +
+            `Is \`distnat ${argv.role}\` running with --run-dir ${argv['run-dir']}?`,
+          ExitCode.UNAVAILABLE,
+        );
+      }
+      if (!reply.ok) throw new UserError(`the ${argv.role} answered with an error: ${reply.error}`);
+      if (argv.json) {
+        process.stdout.write(JSON.stringify(reply.status, null, 2) + '\n');
+        return;
+      }
+      const s = reply.status as DaemonStatus;
+      const parts = [
+        Object.entries(s.summary)
+          .map(([k, v]) => `${k}: ${v}`)
+          .join('\n'),
+        ...s.tables.map(formatTable),
+        formatCounters('counters', s.counters),
+      ];
+      process.stdout.write(parts.join('\n\n') + '\n');
+    },
+  );
+}
