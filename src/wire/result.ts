@@ -20,7 +20,9 @@ export type WireError =
   | 'bad-type' // a message type this codec does not know where one must be known
   | 'bad-code' // a code value not defined for the message type
   | 'bad-padding' // ESP padding bytes not 1, 2, 3, ... (RFC 4303 2.4)
-  | 'bad-value'; // a field whose value is out of its defined range
+  | 'bad-value' // a field whose value is out of its defined range
+  | 'bad-protocol' // an IP protocol other than the one this decoder is for (IP-in-IP outer header not 4)
+  | 'fragmented'; // a fragment where a whole datagram is needed (an IP-in-IP outer header with MF or an offset)
 
 export const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
 export const fail = <T = never>(reason: WireError): Parsed<T> => ({ ok: false, reason });
