@@ -1,16 +1,27 @@
-// distnat native binding: entry point. Packet I/O is added module by module.
+// distnat native binding: packet I/O that JavaScript cannot do cheaply.
+// Each concern lives in its own file and registers itself here.
 #include <node_api.h>
 
-static napi_value Version(napi_env env, napi_callback_info) {
-  napi_value out;
-  napi_create_uint32(env, 1, &out);
-  return out;
-}
+#include "modules.h"
+#include "util.h"
 
-static napi_value Init(napi_env env, napi_value exports) {
-  napi_property_descriptor desc[] = {{"version", nullptr, Version, nullptr, nullptr, nullptr, napi_default, nullptr}};
-  napi_define_properties(env, exports, sizeof(desc) / sizeof(desc[0]), desc);
+namespace {
+
+// Bumped whenever a function's contract changes, so src/io/native.ts can
+// refuse a stale build instead of misbehaving.
+constexpr int32_t kBindingVersion = 2;
+
+napi_value Version(napi_env env, napi_callback_info) { return distnat::Int(env, kBindingVersion); }
+
+napi_value Init(napi_env env, napi_value exports) {
+  distnat::SetMethod(env, exports, "version", Version);
+  distnat::InitTun(env, exports);
+  distnat::InitRaw(env, exports);
+  distnat::InitPoller(env, exports);
+  distnat::InitBatch(env, exports);
   return exports;
 }
+
+}  // namespace
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

@@ -1,0 +1,14 @@
+// Each source file registers its functions on the exports object.
+#pragma once
+
+#include <node_api.h>
+
+namespace distnat {
+
+void InitTun(napi_env env, napi_value exports);
+void InitRaw(napi_env env, napi_value exports);
+void InitPoller(napi_env env, napi_value exports);
+void InitBatch(napi_env env, napi_value exports);
+void InitGso(napi_env env, napi_value exports);
+
+}  // namespace distnat

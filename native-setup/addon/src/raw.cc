@@ -1,0 +1,87 @@
+// Raw IPv4 sockets: IPPROTO_RAW to send whole IPv4 packets (IP_HDRINCL is
+// implied for it), and SOCK_RAW with a protocol (4 for IP-in-IP, 1 for ICMP)
+// to receive every packet of that protocol addressed to this namespace, outer
+// header included.
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "modules.h"
+#include "util.h"
+
+namespace distnat {
+namespace {
+
+// As root, *BUFFORCE passes net.core.{r,w}mem_max; otherwise fall back to the
+// capped form so unprivileged tests still get the largest buffer allowed.
+bool SetBuffer(int fd, int force_opt, int opt, int bytes) {
+  if (bytes <= 0) return true;
+  if (setsockopt(fd, SOL_SOCKET, force_opt, &bytes, sizeof(bytes)) == 0) return true;
+  return setsockopt(fd, SOL_SOCKET, opt, &bytes, sizeof(bytes)) == 0;
+}
+
+// rawOpen(protocol, rcvbuf, sndbuf, device): fd. device "" binds to none.
+napi_value RawOpen(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  DN_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t protocol = 0, rcvbuf = 0, sndbuf = 0;
+  char device[IFNAMSIZ];
+  if (argc < 4 || !ArgInt32(env, argv[0], "protocol", &protocol) || !ArgInt32(env, argv[1], "rcvbuf", &rcvbuf) ||
+      !ArgInt32(env, argv[2], "sndbuf", &sndbuf) || !ArgString(env, argv[3], "device", device, sizeof(device)))
+    return nullptr;
+  if (protocol < 1 || protocol > 255) return ThrowRange(env, "protocol must be 1..255");
+
+  int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+  if (fd < 0) return ThrowErrno(env, "socket(AF_INET, SOCK_RAW)", errno);
+  const char* what = nullptr;
+  if (!SetBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf)) what = "SO_RCVBUF";
+  if (what == nullptr && !SetBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf)) what = "SO_SNDBUF";
+  if (what == nullptr && protocol != IPPROTO_RAW) {
+    // Whole packets out of a receive socket too (a reply path for ICMP), so
+    // both kinds take the same buffer layout.
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &one, sizeof(one)) < 0) what = "IP_HDRINCL";
+  }
+  if (what == nullptr && device[0] != '\0' &&
+      setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, static_cast<socklen_t>(strlen(device))) < 0)
+    what = "SO_BINDTODEVICE";
+  if (what != nullptr) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, what, err);
+  }
+  return Int(env, fd);
+}
+
+// socketBuffers(fd): [rcvbuf, sndbuf] as the kernel reports them (doubled).
+napi_value SocketBuffers(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  DN_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t fd = -1;
+  if (argc < 1 || !ArgInt32(env, argv[0], "fd", &fd)) return nullptr;
+  int r = 0, s = 0;
+  socklen_t len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &r, &len) < 0) return ThrowErrno(env, "SO_RCVBUF", errno);
+  len = sizeof(int);
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s, &len) < 0) return ThrowErrno(env, "SO_SNDBUF", errno);
+  napi_value out;
+  DN_CALL(env, napi_create_array_with_length(env, 2, &out));
+  napi_set_element(env, out, 0, Int(env, r));
+  napi_set_element(env, out, 1, Int(env, s));
+  return out;
+}
+
+}  // namespace
+
+void InitRaw(napi_env env, napi_value exports) {
+  SetMethod(env, exports, "rawOpen", RawOpen);
+  SetMethod(env, exports, "socketBuffers", SocketBuffers);
+}
+
+}  // namespace distnat
