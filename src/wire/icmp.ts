@@ -1,0 +1,505 @@
+/**
+ * ICMP for IPv4 (RFC 792), with the Path MTU field of RFC 1191 and the
+ * original-datagram length of RFC 4884.
+ *
+ *     0                   1                   2                   3
+ *     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+ *    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ *    |     Type      |     Code      |          Checksum             |
+ *    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ *    |            (second word: depends on the type, see below)      |
+ *    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ *    |  Echo data, or for errors: Internet Header + 64 bits of the   |
+ *    |  original datagram's data (more is allowed, RFC 1812 4.3.2.3) |
+ *    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ *
+ * | offset | size | field                                                      |
+ * |--------|------|------------------------------------------------------------|
+ * | 0      | 1    | type                                                       |
+ * | 1      | 1    | code                                                       |
+ * | 2      | 2    | checksum, RFC 1071 over the whole ICMP message             |
+ * | 4      | 2    | echo (0, 8): identifier                                    |
+ * | 6      | 2    | echo (0, 8): sequence number                               |
+ * | 4      | 4    | redirect (5): gateway internet address                     |
+ * | 4      | 1    | parameter problem (12): pointer                            |
+ * | 5      | 1    | unreachable (3), time exceeded (11), parameter problem     |
+ * |        |      | (12): RFC 4884 length of the original datagram, 32-bit words |
+ * | 6      | 2    | unreachable (3), code 4: next-hop MTU (RFC 1191)           |
+ * | 8      | ...  | echo data, or the quoted original datagram                 |
+ *
+ * The remaining bytes of the second word are unused (sent as zero). Unknown
+ * types keep their second word as one 32-bit value.
+ */
+import { put16, put32, u16, u32 } from './bytes.ts';
+import { internetChecksum, verifiesTo0 } from './checksum.ts';
+import { fail, ok, type Parsed, type WireError } from './result.ts';
+
+export const ICMP_HEADER_LENGTH = 8;
+
+/** ICMP types that this codec gives a shape to. Other type values are carried as numbers. */
+export const IcmpType = {
+  EchoReply: 0,
+  DestinationUnreachable: 3,
+  SourceQuench: 4,
+  Redirect: 5,
+  EchoRequest: 8,
+  TimeExceeded: 11,
+  ParameterProblem: 12,
+} as const;
+export type IcmpType = (typeof IcmpType)[keyof typeof IcmpType];
+
+/** Destination Unreachable codes (RFC 792, RFC 1122 3.2.2.1, RFC 1812 5.2.7.1). */
+export const IcmpUnreachableCode = {
+  Net: 0,
+  Host: 1,
+  Protocol: 2,
+  Port: 3,
+  FragmentationNeeded: 4,
+  SourceRouteFailed: 5,
+  DestinationNetworkUnknown: 6,
+  DestinationHostUnknown: 7,
+  NetAdministrativelyProhibited: 9,
+  HostAdministrativelyProhibited: 10,
+  CommunicationAdministrativelyProhibited: 13,
+} as const;
+
+/** Time Exceeded codes (RFC 792). */
+export const IcmpTimeExceededCode = { TtlInTransit: 0, FragmentReassembly: 1 } as const;
+
+/** True for the types whose body quotes an original datagram, the ones an ICMP error must be demultiplexed by. */
+export function isIcmpErrorType(type: number): boolean {
+  return (
+    type === IcmpType.DestinationUnreachable ||
+    type === IcmpType.SourceQuench ||
+    type === IcmpType.Redirect ||
+    type === IcmpType.TimeExceeded ||
+    type === IcmpType.ParameterProblem
+  );
+}
+
+/** RFC 4884 defines its length octet only for these three types. */
+function hasRfc4884Length(type: number): boolean {
+  return (
+    type === IcmpType.DestinationUnreachable ||
+    type === IcmpType.TimeExceeded ||
+    type === IcmpType.ParameterProblem
+  );
+}
+
+/**
+ * The checks every ICMP entry point shares: at least the 8-byte header inside
+ * `buf`, and (unless told otherwise) a checksum that verifies over the whole
+ * message.
+ */
+export function checkIcmp(
+  buf: Uint8Array,
+  offset: number,
+  length: number,
+  verifyChecksum = true,
+): WireError | null {
+  if (!(offset >= 0 && length >= ICMP_HEADER_LENGTH && offset + length <= buf.length)) return 'truncated';
+  if (verifyChecksum && !verifiesTo0(buf, offset, offset + length)) return 'bad-checksum';
+  return null;
+}
+
+/**
+ * A view over an ICMP message in place. Re-point one instance per packet with
+ * `wrap`, call `check` once; after a null from `check` every accessor reads
+ * inside [offset, offset + length), so the hot path allocates nothing.
+ */
+export class IcmpView {
+  buf: Uint8Array;
+  offset: number;
+  length: number;
+
+  constructor(
+    buf: Uint8Array = new Uint8Array(ICMP_HEADER_LENGTH),
+    offset = 0,
+    length = buf.length - offset,
+  ) {
+    this.buf = buf;
+    this.offset = offset;
+    this.length = length;
+  }
+
+  wrap(buf: Uint8Array, offset = 0, length = buf.length - offset): this {
+    this.buf = buf;
+    this.offset = offset;
+    this.length = length;
+    return this;
+  }
+
+  check(verifyChecksum = true): WireError | null {
+    return checkIcmp(this.buf, this.offset, this.length, verifyChecksum);
+  }
+
+  get type(): number {
+    return this.buf[this.offset]!;
+  }
+  get code(): number {
+    return this.buf[this.offset + 1]!;
+  }
+  get checksum(): number {
+    return u16(this.buf, this.offset + 2);
+  }
+  /** The whole second word, for types this codec does not shape. */
+  get restOfHeader(): number {
+    return u32(this.buf, this.offset + 4);
+  }
+  get identifier(): number {
+    return u16(this.buf, this.offset + 4);
+  }
+  get sequence(): number {
+    return u16(this.buf, this.offset + 6);
+  }
+  get gateway(): number {
+    return u32(this.buf, this.offset + 4);
+  }
+  get pointer(): number {
+    return this.buf[this.offset + 4]!;
+  }
+  /** RFC 4884 length of the original datagram in 32-bit words; 0 = not given. */
+  get originalLength(): number {
+    return hasRfc4884Length(this.type) ? this.buf[this.offset + 5]! : 0;
+  }
+  get nextHopMtu(): number {
+    return u16(this.buf, this.offset + 6);
+  }
+  get isError(): boolean {
+    return isIcmpErrorType(this.type);
+  }
+  /** Start of the echo data or of the quoted datagram. */
+  get dataOffset(): number {
+    return this.offset + ICMP_HEADER_LENGTH;
+  }
+  get dataLength(): number {
+    return this.length - ICMP_HEADER_LENGTH;
+  }
+  get quotedOffset(): number {
+    return this.offset + ICMP_HEADER_LENGTH;
+  }
+  /**
+   * Bytes of the quoted original datagram. With an RFC 4884 length that fits,
+   * the extension structure after it is excluded; otherwise it is all the data
+   * (RFC 4884 5.5: a length that does not fit is treated as absent).
+   */
+  get quotedLength(): number {
+    const words = this.originalLength;
+    const available = this.length - ICMP_HEADER_LENGTH;
+    return words !== 0 && words * 4 <= available ? words * 4 : available;
+  }
+
+  verifyChecksum(): boolean {
+    return verifiesTo0(this.buf, this.offset, this.offset + this.length);
+  }
+  fillChecksum(): void {
+    put16(this.buf, this.offset + 2, 0);
+    put16(this.buf, this.offset + 2, internetChecksum(this.buf, this.offset, this.offset + this.length));
+  }
+}
+
+export const QUOTED_IPV4_MIN_HEADER = 20;
+/** RFC 792: an error quotes the original header plus at least 64 bits of its data. */
+export const QUOTED_TRANSPORT_BYTES = 8;
+
+/**
+ * Checks a quoted datagram: version 4, IHL at least 5 words and inside the
+ * quote, and the header plus the 8 transport bytes RFC 792 promises.
+ */
+export function checkQuotedIpv4(buf: Uint8Array, offset: number, length: number): WireError | null {
+  if (!(offset >= 0 && length >= QUOTED_IPV4_MIN_HEADER && offset + length <= buf.length)) return 'truncated';
+  const vihl = buf[offset]!;
+  if (vihl >>> 4 !== 4) return 'bad-version';
+  const ihl = (vihl & 0x0f) * 4;
+  if (ihl < QUOTED_IPV4_MIN_HEADER || ihl > length) return 'bad-ihl';
+  // The quoted total length may exceed the quote (that is normal); it only
+  // must not be smaller than the header it describes.
+  if (u16(buf, offset + 2) < ihl) return 'bad-total-length';
+  if (length < ihl + QUOTED_TRANSPORT_BYTES) return 'truncated';
+  return null;
+}
+
+/**
+ * The IPv4 header (and first 8 transport bytes) quoted inside an ICMP error,
+ * read without the full IPv4 module: the router demultiplexes errors by these
+ * fields and must not trust anything beyond what the quote actually holds.
+ *
+ *     quoted IPv4 header:  [0] version/IHL  [2] total length  [4] identification
+ *                          [6] flags/fragment offset  [9] protocol
+ *                          [12] source address  [16] destination address
+ *     first 8 transport bytes (at IHL*4):
+ *       TCP/UDP  [0] source port u16      [2] destination port u16
+ *       ICMP     [0] type [1] code        [4] identifier u16 [6] sequence u16
+ *       ESP      [0] SPI u32              [4] sequence u32
+ *       AH       [0] next header [1] len  [4] SPI u32
+ */
+export class QuotedIpv4View {
+  buf: Uint8Array;
+  offset: number;
+  length: number;
+
+  constructor(
+    buf: Uint8Array = new Uint8Array(QUOTED_IPV4_MIN_HEADER + QUOTED_TRANSPORT_BYTES),
+    offset = 0,
+    length = buf.length - offset,
+  ) {
+    this.buf = buf;
+    this.offset = offset;
+    this.length = length;
+  }
+
+  wrap(buf: Uint8Array, offset: number, length: number): this {
+    this.buf = buf;
+    this.offset = offset;
+    this.length = length;
+    return this;
+  }
+
+  /** Points the view at the datagram quoted by a checked ICMP error. */
+  wrapQuoted(icmp: IcmpView): this {
+    return this.wrap(icmp.buf, icmp.quotedOffset, icmp.quotedLength);
+  }
+
+  check(): WireError | null {
+    return checkQuotedIpv4(this.buf, this.offset, this.length);
+  }
+
+  get headerLength(): number {
+    return (this.buf[this.offset]! & 0x0f) * 4;
+  }
+  get totalLength(): number {
+    return u16(this.buf, this.offset + 2);
+  }
+  get identification(): number {
+    return u16(this.buf, this.offset + 4);
+  }
+  get dontFragment(): boolean {
+    return (this.buf[this.offset + 6]! & 0x40) !== 0;
+  }
+  get moreFragments(): boolean {
+    return (this.buf[this.offset + 6]! & 0x20) !== 0;
+  }
+  /** In 8-byte units, as on the wire. */
+  get fragmentOffset(): number {
+    return u16(this.buf, this.offset + 6) & 0x1fff;
+  }
+  /** Only the first fragment's quote starts with a transport header. */
+  get isFirstFragment(): boolean {
+    return this.fragmentOffset === 0;
+  }
+  get ttl(): number {
+    return this.buf[this.offset + 8]!;
+  }
+  get protocol(): number {
+    return this.buf[this.offset + 9]!;
+  }
+  get src(): number {
+    return u32(this.buf, this.offset + 12);
+  }
+  get dst(): number {
+    return u32(this.buf, this.offset + 16);
+  }
+  get transportOffset(): number {
+    return this.offset + this.headerLength;
+  }
+  /** Quoted transport bytes available, at least 8. */
+  get transportLength(): number {
+    return this.length - this.headerLength;
+  }
+  get sourcePort(): number {
+    return u16(this.buf, this.transportOffset);
+  }
+  get destinationPort(): number {
+    return u16(this.buf, this.transportOffset + 2);
+  }
+  get icmpType(): number {
+    return this.buf[this.transportOffset]!;
+  }
+  get icmpCode(): number {
+    return this.buf[this.transportOffset + 1]!;
+  }
+  get icmpIdentifier(): number {
+    return u16(this.buf, this.transportOffset + 4);
+  }
+  get icmpSequence(): number {
+    return u16(this.buf, this.transportOffset + 6);
+  }
+  get espSpi(): number {
+    return u32(this.buf, this.transportOffset);
+  }
+  get espSequence(): number {
+    return u32(this.buf, this.transportOffset + 4);
+  }
+  get ahSpi(): number {
+    return u32(this.buf, this.transportOffset + 4);
+  }
+}
+
+/** The plain representation. `code` is kept for every type since codes outside the RFC's list are still values. */
+export type IcmpMessage =
+  | {
+      readonly kind: 'echo-request' | 'echo-reply';
+      readonly code: number;
+      readonly identifier: number;
+      readonly sequence: number;
+      readonly data: Uint8Array;
+    }
+  | {
+      readonly kind: 'destination-unreachable';
+      readonly code: number;
+      /** RFC 4884 length in 32-bit words, 0 when the sender gave none. */
+      readonly originalLength: number;
+      /** RFC 1191, meaningful for code 4 (fragmentation needed); 0 otherwise. */
+      readonly nextHopMtu: number;
+      readonly quoted: Uint8Array;
+    }
+  | {
+      readonly kind: 'time-exceeded';
+      readonly code: number;
+      readonly originalLength: number;
+      readonly quoted: Uint8Array;
+    }
+  | {
+      readonly kind: 'parameter-problem';
+      readonly code: number;
+      readonly pointer: number;
+      readonly originalLength: number;
+      readonly quoted: Uint8Array;
+    }
+  | { readonly kind: 'source-quench'; readonly code: number; readonly quoted: Uint8Array }
+  | {
+      readonly kind: 'redirect';
+      readonly code: number;
+      readonly gateway: number;
+      readonly quoted: Uint8Array;
+    }
+  | {
+      readonly kind: 'other';
+      readonly type: number;
+      readonly code: number;
+      readonly restOfHeader: number;
+      readonly data: Uint8Array;
+    };
+
+/**
+ * Parses an ICMP message and verifies its checksum. Byte arrays in the result
+ * are subarrays of `buf` (no copy). Unknown types come back as kind 'other'.
+ */
+export function parseIcmp(buf: Uint8Array, offset = 0, length = buf.length - offset): Parsed<IcmpMessage> {
+  const err = checkIcmp(buf, offset, length);
+  if (err !== null) return fail(err);
+  const end = offset + length;
+  const type = buf[offset]!;
+  const code = buf[offset + 1]!;
+  const body = buf.subarray(offset + ICMP_HEADER_LENGTH, end);
+  switch (type) {
+    case IcmpType.EchoRequest:
+    case IcmpType.EchoReply:
+      return ok({
+        kind: type === IcmpType.EchoRequest ? 'echo-request' : 'echo-reply',
+        code,
+        identifier: u16(buf, offset + 4),
+        sequence: u16(buf, offset + 6),
+        data: body,
+      });
+    case IcmpType.DestinationUnreachable:
+      return ok({
+        kind: 'destination-unreachable',
+        code,
+        originalLength: buf[offset + 5]!,
+        nextHopMtu: u16(buf, offset + 6),
+        quoted: body,
+      });
+    case IcmpType.TimeExceeded:
+      return ok({ kind: 'time-exceeded', code, originalLength: buf[offset + 5]!, quoted: body });
+    case IcmpType.ParameterProblem:
+      return ok({
+        kind: 'parameter-problem',
+        code,
+        pointer: buf[offset + 4]!,
+        originalLength: buf[offset + 5]!,
+        quoted: body,
+      });
+    case IcmpType.SourceQuench:
+      return ok({ kind: 'source-quench', code, quoted: body });
+    case IcmpType.Redirect:
+      return ok({ kind: 'redirect', code, gateway: u32(buf, offset + 4), quoted: body });
+    default:
+      return ok({ kind: 'other', type, code, restOfHeader: u32(buf, offset + 4), data: body });
+  }
+}
+
+function typeOf(msg: IcmpMessage): number {
+  switch (msg.kind) {
+    case 'echo-request':
+      return IcmpType.EchoRequest;
+    case 'echo-reply':
+      return IcmpType.EchoReply;
+    case 'destination-unreachable':
+      return IcmpType.DestinationUnreachable;
+    case 'time-exceeded':
+      return IcmpType.TimeExceeded;
+    case 'parameter-problem':
+      return IcmpType.ParameterProblem;
+    case 'source-quench':
+      return IcmpType.SourceQuench;
+    case 'redirect':
+      return IcmpType.Redirect;
+    case 'other':
+      return msg.type;
+  }
+}
+
+/** Bytes `emitIcmp` will write for `msg`. */
+export function icmpLength(msg: IcmpMessage): number {
+  return ICMP_HEADER_LENGTH + ('data' in msg ? msg.data.length : msg.quoted.length);
+}
+
+/**
+ * Writes `msg` at buf[offset] with its checksum and returns the bytes written.
+ * Throws RangeError only for a buffer too small, a caller bug rather than bad input.
+ */
+export function emitIcmp(msg: IcmpMessage, buf: Uint8Array, offset = 0): number {
+  const length = icmpLength(msg);
+  if (!(offset >= 0 && offset + length <= buf.length))
+    throw new RangeError('ICMP message does not fit the buffer');
+  buf[offset] = typeOf(msg);
+  buf[offset + 1] = msg.code;
+  put32(buf, offset + 4, 0);
+  switch (msg.kind) {
+    case 'echo-request':
+    case 'echo-reply':
+      put16(buf, offset + 4, msg.identifier);
+      put16(buf, offset + 6, msg.sequence);
+      buf.set(msg.data, offset + ICMP_HEADER_LENGTH);
+      break;
+    case 'destination-unreachable':
+      buf[offset + 5] = msg.originalLength;
+      put16(buf, offset + 6, msg.nextHopMtu);
+      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      break;
+    case 'time-exceeded':
+      buf[offset + 5] = msg.originalLength;
+      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      break;
+    case 'parameter-problem':
+      buf[offset + 4] = msg.pointer;
+      buf[offset + 5] = msg.originalLength;
+      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      break;
+    case 'source-quench':
+      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      break;
+    case 'redirect':
+      put32(buf, offset + 4, msg.gateway);
+      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      break;
+    case 'other':
+      put32(buf, offset + 4, msg.restOfHeader);
+      buf.set(msg.data, offset + ICMP_HEADER_LENGTH);
+      break;
+  }
+  put16(buf, offset + 2, 0);
+  put16(buf, offset + 2, internetChecksum(buf, offset, offset + length));
+  return length;
+}
