@@ -266,7 +266,7 @@ function mutate(rand: () => number, src: Uint8Array, ahOffset: number): Uint8Arr
       b = e;
     } else if (b.length > 0) {
       const i = op === 2 ? hot[int(hot.length)]! % b.length : int(b.length);
-      if (op === 4) b[i] ^= 1 << int(8);
+      if (op === 4) b[i]! ^= 1 << int(8);
       else b[i] = [0, 1, 2, 3, 4, 7, 51, 68, 0x44, 0x45, 0x46, 0x4f, 130, 148, 255][int(15)]!;
     }
   }

@@ -178,7 +178,7 @@ describe('ICMP rejects', () => {
   });
   it('but skips the checksum when asked (a caller that already verified)', () => {
     const b = bytes(echo.hex).subarray(20).slice();
-    b[2] ^= 0xff;
+    b[2]! ^= 0xff;
     expect(checkIcmp(b, 0, b.length, false)).toBeNull();
   });
   it('a quoted header that is not IPv4, has a bad IHL or lacks 8 transport bytes', () => {
@@ -347,7 +347,7 @@ function mutate(rand: () => number, src: Uint8Array): Uint8Array {
       b = e;
     } else if (b.length > 0) {
       const i = int(b.length);
-      if (op === 2) b[i] ^= 1 << int(8);
+      if (op === 2) b[i]! ^= 1 << int(8);
       else if (op === 3) b[i] = [0, 1, 4, 5, 0x40, 0x45, 0x4f, 0x7f, 0x80, 0xff][int(10)]!;
       else if (op === 4) b[i] = int(256);
       else for (let j = i; j < Math.min(b.length, i + 1 + int(8)); j++) b[j] = int(256);
