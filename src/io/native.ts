@@ -1,0 +1,141 @@
+/**
+ * Loader and typings for the native binding in native-setup/addon: TUN
+ * set-up, raw sockets, the uv_poll-driven batch reader and batched writes.
+ * Its constants mirror the C++ enums; the binding's version guards against a
+ * stale build.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** Batch reader in native-setup/addon/src/poller.cc. */
+export interface NativePoller {
+  start(): void;
+  stop(): void;
+  /** Stops polling and drops the buffer references; the caller closes the fd afterwards. */
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeBinding {
+  version(): number;
+  tunOpen(name: string, flags: number): { fd: number; name: string };
+  tunSetOffload(fd: number, tunFlags: number): void;
+  tunSetVnetHdrSize(fd: number, size: number): void;
+  tunSetPersist(fd: number, persist: number): void;
+  linkSetMtu(name: string, mtu: number): void;
+  linkSetUp(name: string, up: boolean): void;
+  linkSetTxQueueLen(name: string, length: number): void;
+  closeFd(fd: number): void;
+  rawOpen(protocol: number, rcvbuf: number, sndbuf: number, device: string): number;
+  socketBuffers(fd: number): [number, number];
+  Poller: new (
+    fd: number,
+    mode: number,
+    bytes: Uint8Array,
+    slotSize: number,
+    headroom: number,
+    prefix: number,
+    slotCount: number,
+    lengths: Int32Array,
+    counters: Float64Array,
+    callback: (count: number) => void,
+  ) => NativePoller;
+  writeBatch(
+    fd: number,
+    mode: number,
+    prefix: number,
+    bytes: Uint8Array,
+    pairs: Int32Array,
+    count: number,
+    counters: Float64Array,
+  ): number;
+  tcp4Segment(
+    src: Uint8Array,
+    offset: number,
+    length: number,
+    gsoSize: number,
+    out: Uint8Array,
+    slotSize: number,
+    headroom: number,
+    firstSlot: number,
+    maxSegments: number,
+    lengths: Int32Array,
+  ): number;
+}
+
+export const BINDING_VERSION = 2;
+
+/** tunOpen flags. */
+export const OpenFlag = { MultiQueue: 1, VnetHdr: 2 } as const;
+/** Poller modes. */
+export const PollMode = { Read: 0, Recvmmsg: 1 } as const;
+/** Poller counter slots. */
+export const RxCounter = {
+  Wakeups: 0,
+  Batches: 1,
+  Packets: 2,
+  Bytes: 3,
+  Errors: 4,
+  Truncated: 5,
+  LastErrno: 6,
+} as const;
+export const RX_COUNTERS = 7;
+/** writeBatch modes. */
+export const WriteMode = { Write: 0, WriteZeroHdr: 1, Sendmmsg: 2, WriteHdrInBuf: 3 } as const;
+/** writeBatch counter slots. */
+export const TxCounter = {
+  Calls: 0,
+  Packets: 1,
+  Bytes: 2,
+  Dropped: 3,
+  Errors: 4,
+  LastErrno: 5,
+  Invalid: 6,
+} as const;
+export const TX_COUNTERS = 7;
+
+const ADDON_DIR = fileURLToPath(new URL('../../native-setup/addon/', import.meta.url));
+const ADDON_PATH = `${ADDON_DIR}build/Release/distnat_native.node`;
+
+/** Thrown when the binding is missing or out of date; says how to build it. */
+export class NativeAddonError extends Error {
+  override name = 'NativeAddonError';
+}
+
+let cached: NativeBinding | undefined;
+
+/** The native binding; throws NativeAddonError with build instructions if it is not built. */
+export function loadNative(): NativeBinding {
+  if (cached) return cached;
+  const path = process.env.DISTNAT_NATIVE_ADDON ?? ADDON_PATH;
+  let binding: NativeBinding;
+  try {
+    binding = createRequire(import.meta.url)(path) as NativeBinding;
+  } catch (err) {
+    throw new NativeAddonError(
+      `distnat's native addon is not built (${path}): run \`npx node-gyp rebuild --directory native-setup/addon\` ` +
+        `(needs make, g++ and python3) or \`npm install\`. Cause: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const version = typeof binding.version === 'function' ? binding.version() : 0;
+  if (version !== BINDING_VERSION) {
+    throw new NativeAddonError(
+      `distnat's native addon at ${path} is version ${version}, this code needs ${BINDING_VERSION}: ` +
+        'rebuild it with `npx node-gyp rebuild --directory native-setup/addon`',
+    );
+  }
+  cached = binding;
+  return binding;
+}
+
+/** True when the binding loads (for skipping tests that need it). */
+export function nativeAvailable(): boolean {
+  try {
+    loadNative();
+    return true;
+  } catch {
+    return false;
+  }
+}
