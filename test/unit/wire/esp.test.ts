@@ -119,7 +119,7 @@ describe('ESP against scapy', () => {
         // RFC 4106: the last 4 key bytes are the salt; nonce = salt || IV; AAD = SPI || sequence.
         const k = key.subarray(0, key.length - 4);
         const nonce = Buffer.concat([key.subarray(key.length - 4), bytes(c.iv)]);
-        const d = createDecipheriv(`aes-${k.length * 8}-gcm`, k, nonce);
+        const d = createDecipheriv(k.length === 16 ? 'aes-128-gcm' : 'aes-256-gcm', k, nonce);
         d.setAAD(pkt.subarray(c.esp_offset, c.esp_offset + 8));
         d.setAuthTag(icv);
         plain = Buffer.concat([d.update(ct), d.final()]);
