@@ -1,0 +1,3 @@
+export * from './result.ts';
+export * from './checksum.ts';
+export * from './ipv4.ts';
