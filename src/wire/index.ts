@@ -1,3 +1,6 @@
 export * from './result.ts';
 export * from './checksum.ts';
 export * from './ipv4.ts';
+export * from './tcp.ts';
+export * from './tcp-options.ts';
+export * from './udp.ts';

@@ -7,6 +7,9 @@
 import fc from 'fast-check';
 import { emitIpv4, ipv4HeaderLength, type Ipv4Header, type Ipv4Option } from '../../../src/wire/ipv4.ts';
 import { optionListLength } from '../../../src/wire/option-list.ts';
+import { TcpOptionKind, tcpOptionsLength, type TcpOption } from '../../../src/wire/tcp-options.ts';
+import type { TcpHeader } from '../../../src/wire/tcp.ts';
+import type { UdpHeader } from '../../../src/wire/udp.ts';
 
 export const SEED = 0x2003;
 
@@ -54,6 +57,54 @@ export const arbIpv4Header = (over: Partial<Record<keyof Ipv4Header, fc.Arbitrar
     payloadLength: fc.oneof(fc.integer({ min: 0, max: 1500 }), fc.constant(0xffff - 60)),
     ...over,
   }) as fc.Arbitrary<Ipv4Header>;
+
+const knownTcpLength: Record<number, (n: number) => boolean> = {
+  [TcpOptionKind.MaximumSegmentSize]: (n) => n === 2,
+  [TcpOptionKind.WindowScale]: (n) => n === 1,
+  [TcpOptionKind.SackPermitted]: (n) => n === 0,
+  [TcpOptionKind.Sack]: (n) => n >= 8 && n % 8 === 0,
+  [TcpOptionKind.Timestamps]: (n) => n === 8,
+};
+
+export const arbTcpOption: fc.Arbitrary<TcpOption> = fc.oneof(
+  fc.constant<TcpOption>({ kind: 'nop' }),
+  u16.map((mss): TcpOption => ({ kind: 'mss', mss })),
+  u8.map((shift): TcpOption => ({ kind: 'window-scale', shift })),
+  fc.constant<TcpOption>({ kind: 'sack-permitted' }),
+  fc
+    .array(fc.record({ left: u32, right: u32 }), { minLength: 1, maxLength: 4 })
+    .map((blocks): TcpOption => ({ kind: 'sack', blocks })),
+  fc.record({ tsVal: u32, tsEcr: u32 }).map((t): TcpOption => ({ kind: 'timestamps', ...t })),
+  // Raw: unknown kinds, and known kinds whose length is not their own.
+  fc
+    .record({ type: fc.integer({ min: 2, max: 255 }), data: fc.uint8Array({ maxLength: 12 }) })
+    .filter((o) => !knownTcpLength[o.type]?.(o.data.length))
+    .map((o): TcpOption => ({ kind: 'raw', ...o })),
+);
+
+export const arbTcpOptions = optionList<TcpOption>(arbTcpOption, { kind: 'eol' }, tcpOptionsLength);
+
+export const arbPayload = fc.uint8Array({ maxLength: 300 });
+
+export const arbTcpHeader: fc.Arbitrary<TcpHeader> = fc.record({
+  srcPort: u16,
+  dstPort: u16,
+  seq: u32,
+  ack: u32,
+  reserved: fc.integer({ min: 0, max: 15 }),
+  flags: u8,
+  window: u16,
+  urgentPointer: u16,
+  options: arbTcpOptions,
+  payload: arbPayload,
+});
+
+export const arbUdpHeader: fc.Arbitrary<UdpHeader> = fc.record({
+  srcPort: u16,
+  dstPort: u16,
+  hasChecksum: fc.boolean(),
+  payload: arbPayload,
+});
 
 /** A whole inner IPv4 datagram (header with options, random payload), as bytes. */
 export const arbIpv4Datagram: fc.Arbitrary<Uint8Array> = fc
