@@ -4,7 +4,7 @@
  *   send  --src A --dst B [--count N] [--seconds T] [--size 64] [--batch 64] [--pace-us U]
  *         IP-in-IP packets A -> B (inner UDP 198.51.100.30 -> 203.0.113.3) through
  *         an IPPROTO_RAW socket with sendmmsg; as fast as possible unless paced.
- *   recv  [--protocol 4] [--count N] [--seconds T] [--show K]
+ *   recv  [--protocol 4] [--device IF] [--count N] [--seconds T] [--show K]
  *         counts packets of a protocol with recvmmsg; prints the first K in hex.
  *   ping  --dst B [--src A] [--count N] [--timeout-ms 1000]
  *         ICMP echo through a raw ICMP socket (there is no ping binary here).
@@ -27,6 +27,7 @@ const { values, positionals } = parseArgs({
     batch: { type: 'string', default: '64' },
     'pace-us': { type: 'string', default: '0' },
     protocol: { type: 'string', default: '4' },
+    device: { type: 'string' },
     show: { type: 'string', default: '0' },
     'timeout-ms': { type: 'string', default: '1000' },
   },
@@ -75,7 +76,7 @@ async function send(): Promise<void> {
 }
 
 async function recv(): Promise<void> {
-  const sock = openRawSocket(Number(values.protocol));
+  const sock = openRawSocket(Number(values.protocol), values.device ? { device: values.device } : {});
   const show = Number(values.show);
   const shown: string[] = [];
   const sources = new Set<string>();
@@ -159,3 +160,4 @@ if (!run) {
   process.exit(2);
 }
 await run();
+process.exit(0);

@@ -2,11 +2,17 @@
  * What TUN devices and raw sockets share: an fd, a native batch reader over a
  * SlotBuffer, batched writes, counters in shared Float64Arrays, close.
  */
+import { constants } from 'node:os';
 import { loadNative, PollMode, RX_COUNTERS, RxCounter, TX_COUNTERS, TxCounter, WriteMode } from './native.ts';
 import type { NativeBinding, NativePoller } from './native.ts';
 import { SlotBuffer } from './slots.ts';
 import { emptyStats } from './types.ts';
 import type { BatchHandler, IoStats, PacketDevice } from './types.ts';
+
+function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(constants.errno)) if (value === errno) return name;
+  return `errno ${errno}`;
+}
 
 export interface FdDeviceConfig {
   name: string;
@@ -61,7 +67,14 @@ export class FdDevice implements PacketDevice {
           this.handler?.(count);
           return;
         }
-        const err = new Error(`${this.name}: polling stopped: libuv error ${count}`);
+        const code = errnoName(-count);
+        const err = Object.assign(
+          new Error(`${this.name}: reading stopped: ${code} (device removed or fd closed?)`),
+          {
+            code,
+            errno: count,
+          },
+        );
         if (onError) onError(err);
         else throw err;
       },

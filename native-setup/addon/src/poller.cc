@@ -57,7 +57,11 @@ struct Poller {
   std::vector<mmsghdr> msgs;
   std::vector<iovec> iovs;
   bool polling = false, closing = false, closed = false, finalized = false;
+  int failed_wakeups = 0;  // in a row, with an error and no packet
 };
+
+// A fd that keeps polling readable but only fails to read would spin the loop.
+constexpr int kMaxFailedWakeups = 64;
 
 void ReleaseJs(Poller* p) {
   napi_ref* refs[] = {&p->bytes_ref, &p->lengths_ref, &p->counters_ref, &p->callback_ref};
@@ -176,7 +180,7 @@ void OnReadable(uv_poll_t* h, int status, int /*events*/) {
   if (p->closing) return;
   if (status < 0) {
     // The fd is gone or broken; polling again would spin. JS learns of it
-    // through a negative count.
+    // through a negative count: -errno.
     p->counters[kErrors] += 1;
     p->counters[kLastErrno] = -status;
     Stop(p);
@@ -184,8 +188,16 @@ void OnReadable(uv_poll_t* h, int status, int /*events*/) {
     return;
   }
   p->counters[kWakeups] += 1;
+  const double errors_before = p->counters[kErrors];
   int32_t n = ReadBatch(p);
-  if (n == 0) return;
+  if (n == 0) {
+    if (p->counters[kErrors] == errors_before) return;
+    if (++p->failed_wakeups < kMaxFailedWakeups) return;
+    Stop(p);
+    CallJs(p, -static_cast<int32_t>(p->counters[kLastErrno]));
+    return;
+  }
+  p->failed_wakeups = 0;
   p->counters[kBatches] += 1;
   p->counters[kPackets] += n;
   CallJs(p, n);
