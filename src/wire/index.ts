@@ -5,3 +5,7 @@ export * from './tcp.ts';
 export * from './tcp-options.ts';
 export * from './udp.ts';
 export * from './ipip.ts';
+export * from './icmp.ts';
+export * from './ah.ts';
+export * from './esp.ts';
+export * from './pap.ts';
