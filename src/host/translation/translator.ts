@@ -1,0 +1,213 @@
+import { put16, u16, u32 } from '../../wire/bytes.ts';
+import { updateChecksum16, updateUdpChecksum16, verifiesTo0 } from '../../wire/checksum.ts';
+import { checkQuotedIpv4, isIcmpErrorType } from '../../wire/icmp.ts';
+import type { SourcePortTranslationTable } from './sptt.ts';
+
+/**
+ * Port translation on the host, in place (patent Method 170 step 178 and
+ * Method 184 step 190): outbound, the source port (or ICMP query
+ * identifier) becomes the leased port; inbound, the destination port (or
+ * identifier) goes back to the local one. Checksums are patched with RFC
+ * 1624 incremental updates: the ports are covered by the transport checksum
+ * but not by the IPv4 header checksum, so nothing else changes.
+ *
+ * Field offsets used, relative to the IPv4 header (ip) and to the transport
+ * header (l4):
+ *
+ * | where  | offset | field                                   |
+ * |--------|--------|-----------------------------------------|
+ * | ip     | 6      | flags and fragment offset (13 low bits)  |
+ * | ip     | 9      | protocol                                |
+ * | ip     | 12, 16 | source, destination address             |
+ * | TCP    | 0, 2   | source, destination port                |
+ * | TCP    | 13     | flags (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) |
+ * | TCP    | 16     | checksum                                |
+ * | UDP    | 0, 2   | source, destination port                |
+ * | UDP    | 6      | checksum (0 = none, RFC 768)            |
+ * | ICMP   | 0      | type                                    |
+ * | ICMP   | 2      | checksum (whole ICMP message)           |
+ * | ICMP   | 4      | query identifier (echo 8/0, timestamp 13/14) |
+ * | ICMP   | 8      | error types: the quoted datagram        |
+ *
+ * ICMP errors (RFC 5508 section 7): an inbound error quotes a packet this
+ * host sent, whose source port is a leased one; it is translated back so
+ * the local stack can match the error to its socket, fixing the quoted
+ * transport checksum when the quote holds it and the ICMP checksum over
+ * both changes. An outbound error (the local stack rejecting an inbound
+ * packet) quotes that packet with its local destination port, which goes
+ * forward to the leased port. Errors do not refresh rows.
+ *
+ * Fragments: only a datagram's first fragment carries the ports. It is
+ * translated; later fragments pass unchanged. The checksum covers the whole
+ * datagram and sits in the first fragment, so patching it there is right
+ * for the reassembled datagram.
+ */
+
+/** What a translation did. Anything but 'translated' and 'unchanged' means: drop the packet and count why. */
+export type TranslateOutcome =
+  | 'translated' // ports or identifiers rewritten (or already equal), checksums patched
+  | 'unchanged' // nothing to translate: native mode, later fragment, ESP/AH/other protocol, a query from outside
+  | 'no-mapping' // inbound (or an error quoting a flow) with no live row
+  | 'no-free-port' // outbound new flow, but every leased port is in use
+  | 'not-translatable'; // malformed, truncated, port 0, or an ICMP error that fails its checks
+
+export type TranslateCounters = Record<TranslateOutcome, number>;
+
+const TCP = 6;
+const UDP = 17;
+const ICMP = 1;
+
+const ECHO_REPLY = 0;
+const ECHO_REQUEST = 8;
+const TIMESTAMP = 13;
+const TIMESTAMP_REPLY = 14;
+
+const zeroCounters = (): TranslateCounters => ({
+  translated: 0,
+  unchanged: 0,
+  'no-mapping': 0,
+  'no-free-port': 0,
+  'not-translatable': 0,
+});
+
+export class PortTranslator {
+  readonly counters: { readonly outbound: TranslateCounters; readonly inbound: TranslateCounters } = {
+    outbound: zeroCounters(),
+    inbound: zeroCounters(),
+  };
+
+  constructor(readonly table: SourcePortTranslationTable) {}
+
+  /**
+   * Translates a packet the local stack sent (read from the TUN device).
+   * `ipOffset` and `l4Offset` locate the IPv4 and transport headers in
+   * `buf`; `end` is where the IPv4 datagram ends (ipOffset + total length).
+   */
+  outbound(buf: Uint8Array, ipOffset: number, l4Offset: number, end: number, now: number): TranslateOutcome {
+    const outcome = this.translate(buf, ipOffset, l4Offset, end, now, false);
+    this.counters.outbound[outcome]++;
+    return outcome;
+  }
+
+  /** Translates a packet from the router, before it is written to the TUN device. Arguments as for `outbound`. */
+  inbound(buf: Uint8Array, ipOffset: number, l4Offset: number, end: number, now: number): TranslateOutcome {
+    const outcome = this.translate(buf, ipOffset, l4Offset, end, now, true);
+    this.counters.inbound[outcome]++;
+    return outcome;
+  }
+
+  private translate(
+    buf: Uint8Array,
+    ip: number,
+    l4: number,
+    end: number,
+    now: number,
+    inbound: boolean,
+  ): TranslateOutcome {
+    if (this.table.native) return 'unchanged';
+    if (!(ip >= 0 && l4 >= ip + 20 && l4 <= end && end <= buf.length)) return 'not-translatable';
+    if ((u16(buf, ip + 6) & 0x1fff) !== 0) return 'unchanged';
+    const protocol = buf[ip + 9]!;
+    const table = this.table;
+
+    if (protocol === TCP || protocol === UDP) {
+      const isTcp = protocol === TCP;
+      if (l4 + (isTcp ? 20 : 8) > end) return 'not-translatable';
+      const portAt = inbound ? l4 + 2 : l4;
+      const from = u16(buf, portAt);
+      if (from === 0) return 'not-translatable';
+      const flags = isTcp ? buf[l4 + 13]! : 0;
+      const to = inbound
+        ? table.inbound(protocol, from, flags, now)
+        : table.outbound(protocol, from, flags, now);
+      if (to < 0) return inbound ? 'no-mapping' : 'no-free-port';
+      if (to !== from) {
+        put16(buf, portAt, to);
+        const ckAt = l4 + (isTcp ? 16 : 6);
+        const ck = u16(buf, ckAt);
+        put16(buf, ckAt, isTcp ? updateChecksum16(ck, from, to) : updateUdpChecksum16(ck, from, to));
+      }
+      return 'translated';
+    }
+
+    if (protocol !== ICMP) return 'unchanged';
+    if (l4 + 8 > end) return 'not-translatable';
+    const type = buf[l4]!;
+    if (isIcmpErrorType(type)) return this.translateQuoted(buf, ip, l4, end, now, inbound);
+    // Our queries go out and their replies come back; queries from outside
+    // (and our replies to them) carry the remote's identifier: untouched.
+    const ours = inbound
+      ? type === ECHO_REPLY || type === TIMESTAMP_REPLY
+      : type === ECHO_REQUEST || type === TIMESTAMP;
+    if (!ours) return 'unchanged';
+    const from = u16(buf, l4 + 4);
+    const to = inbound ? table.inbound(ICMP, from, 0, now) : table.outbound(ICMP, from, 0, now);
+    if (to < 0) return inbound ? 'no-mapping' : 'no-free-port';
+    if (to !== from) {
+      put16(buf, l4 + 4, to);
+      put16(buf, l4 + 2, updateChecksum16(u16(buf, l4 + 2), from, to));
+    }
+    return 'translated';
+  }
+
+  /**
+   * The datagram quoted in an ICMP error at l4 + 8. Inbound, it is one this
+   * host sent: its source is our address (the error's destination) and its
+   * source port a leased one. Outbound, it is one this host received: its
+   * destination is our address and its destination port a local one.
+   */
+  private translateQuoted(
+    buf: Uint8Array,
+    ip: number,
+    l4: number,
+    end: number,
+    now: number,
+    inbound: boolean,
+  ): TranslateOutcome {
+    // RFC 5508 REQ-3: an error whose ICMP checksum fails is dropped, not translated.
+    if (!verifiesTo0(buf, l4, end)) return 'not-translatable';
+    const q = l4 + 8;
+    if (checkQuotedIpv4(buf, q, end - q) !== null) return 'not-translatable';
+    if ((u16(buf, q + 6) & 0x1fff) !== 0) return 'unchanged';
+    if (u32(buf, inbound ? q + 12 : q + 16) !== u32(buf, inbound ? ip + 16 : ip + 12))
+      return 'not-translatable';
+    const qt = q + (buf[q]! & 0x0f) * 4;
+    const protocol = buf[q + 9]!;
+
+    let portAt: number;
+    let ckAt: number; // -1 when the quote stops before the transport checksum
+    let udp = false;
+    if (protocol === TCP || protocol === UDP) {
+      portAt = inbound ? qt : qt + 2;
+      udp = protocol === UDP;
+      ckAt = udp ? qt + 6 : qt + 18 <= end ? qt + 16 : -1;
+    } else if (protocol === ICMP) {
+      const qtype = buf[qt]!;
+      const translatedQuery = inbound
+        ? qtype === ECHO_REQUEST || qtype === TIMESTAMP
+        : qtype === ECHO_REPLY || qtype === TIMESTAMP_REPLY;
+      if (!translatedQuery) return 'unchanged';
+      portAt = qt + 4;
+      ckAt = qt + 2;
+    } else {
+      return 'unchanged';
+    }
+
+    const from = u16(buf, portAt);
+    const to = inbound
+      ? this.table.peekLocal(protocol, from, now)
+      : this.table.peekLeased(protocol, from, now);
+    if (to < 0) return 'no-mapping';
+    if (to === from) return 'translated';
+    put16(buf, portAt, to);
+    let icmpCk = updateChecksum16(u16(buf, l4 + 2), from, to);
+    if (ckAt >= 0) {
+      const oldCk = u16(buf, ckAt);
+      const newCk = udp ? updateUdpChecksum16(oldCk, from, to) : updateChecksum16(oldCk, from, to);
+      put16(buf, ckAt, newCk);
+      icmpCk = updateChecksum16(icmpCk, oldCk, newCk);
+    }
+    put16(buf, l4 + 2, icmpCk);
+    return 'translated';
+  }
+}
