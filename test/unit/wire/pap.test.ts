@@ -226,8 +226,10 @@ describe('PAP properties', () => {
           const buf = new Uint8Array(at + PAP_MESSAGE_LENGTH + tail).fill(fill);
           expect(emitPap(msg, buf, at)).toBe(PAP_MESSAGE_LENGTH);
           expect(parsePap(buf, at, PAP_MESSAGE_LENGTH)).toEqual({ ok: true, value: msg });
-          for (let i = 0; i < at; i++) expect(buf[i]).toBe(fill);
-          for (let i = at + PAP_MESSAGE_LENGTH; i < buf.length; i++) expect(buf[i]).toBe(fill);
+          const untouched = (b: Uint8Array) => b.every((x) => x === fill);
+          expect(untouched(buf.subarray(0, at)) && untouched(buf.subarray(at + PAP_MESSAGE_LENGTH))).toBe(
+            true,
+          );
           // The checksum field is what RFC 1071 gives over the message with it zeroed.
           const copy = buf.slice(at, at + PAP_MESSAGE_LENGTH);
           const sent = (copy[2]! << 8) | copy[3]!;
@@ -235,7 +237,7 @@ describe('PAP properties', () => {
           expect(sent).toBe(internetChecksum(copy));
         },
       ),
-      { seed: 0x7032, numRuns: 5000 },
+      { seed: 0x7032, numRuns: 3000 },
     );
   });
 });
