@@ -180,8 +180,9 @@ export class IcmpView {
   }
   /**
    * Bytes of the quoted original datagram. With an RFC 4884 length that fits,
-   * the extension structure after it is excluded; otherwise it is all the data
-   * (RFC 4884 5.5: a length that does not fit is treated as absent).
+   * the extension structure after it is excluded; a length that does not fit
+   * comes from a sender that does not follow RFC 4884, so it is ignored and
+   * the whole body is taken as the datagram.
    */
   get quotedLength(): number {
     const words = this.originalLength;
