@@ -1,0 +1,102 @@
+/**
+ * Traffic endpoints inside namespaces: a static HTTP server and an iperf3
+ * server. Both resolve only once the socket is listening, checked with ss(8)
+ * in the namespace, so a client started right after cannot race them.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execIn, spawnBackground, waitUntil } from './process.ts';
+import type { Background } from './process.ts';
+
+/** Debian's python3; the one first on PATH may be another build. */
+const PYTHON = '/usr/bin/python3';
+
+export interface HttpServerOptions {
+  port?: number;
+  /** Address to bind; default all. */
+  bind?: string;
+  /** Files to serve, by name; default { 'hello.txt': 'hello from distnat\n' }. */
+  files?: Record<string, string | Buffer>;
+}
+
+export interface HttpServer extends Background {
+  readonly port: number;
+  /** The directory served. */
+  readonly root: string;
+  /** `http://<address>:<port>/<path>`. */
+  url(address: string, path?: string): string;
+}
+
+export interface Iperf3ServerOptions {
+  port?: number;
+  bind?: string;
+  /** Serve one test and exit (iperf3 -1). */
+  oneOff?: boolean;
+}
+
+export interface Iperf3Server extends Background {
+  readonly port: number;
+}
+
+/** Resolves when something in `ns` listens on TCP `port`; rejects if `proc` exits first. */
+export async function waitForListen(
+  ns: string,
+  port: number,
+  proc?: Background,
+  timeoutMs = 10_000,
+): Promise<void> {
+  await waitUntil(
+    `a TCP listener on port ${port} in ${ns}`,
+    async () => {
+      if (proc !== undefined && !proc.running()) {
+        throw new Error(
+          `${proc.argv.join(' ')} exited before listening\nstdout: ${proc.stdout()}\nstderr: ${proc.stderr()}`,
+        );
+      }
+      const r = await execIn(ns, ['ss', '-Hltn', `sport = :${port}`]);
+      return r.code === 0 && r.stdout.trim() !== '';
+    },
+    { timeoutMs },
+  );
+}
+
+export async function startHttpServer(ns: string, options: HttpServerOptions = {}): Promise<HttpServer> {
+  const port = options.port ?? 8080;
+  const root = mkdtempSync(join(tmpdir(), 'distnat-http-'));
+  for (const [name, content] of Object.entries(options.files ?? { 'hello.txt': 'hello from distnat\n' })) {
+    writeFileSync(join(root, name), content);
+  }
+  const argv = [PYTHON, '-m', 'http.server', String(port), '--directory', root];
+  if (options.bind !== undefined) argv.push('--bind', options.bind);
+  const proc = spawnBackground(ns, argv);
+  try {
+    await waitForListen(ns, port, proc);
+  } catch (e) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw e;
+  }
+  return Object.assign(proc, {
+    port,
+    root,
+    url: (address: string, path = '') => `http://${address}:${port}/${path}`,
+  });
+}
+
+export async function startIperf3Server(
+  ns: string,
+  options: Iperf3ServerOptions = {},
+): Promise<Iperf3Server> {
+  const port = options.port ?? 5201;
+  const argv = ['iperf3', '-s', '-p', String(port)];
+  if (options.bind !== undefined) argv.push('-B', options.bind);
+  if (options.oneOff === true) argv.push('-1');
+  const proc = spawnBackground(ns, argv);
+  try {
+    await waitForListen(ns, port, proc);
+  } catch (e) {
+    await proc.stop({ signal: 'SIGKILL' });
+    throw e;
+  }
+  return Object.assign(proc, { port });
+}

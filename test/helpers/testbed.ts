@@ -1,0 +1,259 @@
+/**
+ * The namespace testbed (scripts/testbed) for vitest. Each test file gets a
+ * testbed of its own under a unique prefix, so tests never touch a
+ * developer's running `dn-` testbed nor each other, and the testbed is torn
+ * down after the file: by afterAll normally, by an exit/signal hook when the
+ * run is cut short, and by the next run's sweep when even that was missed.
+ *
+ *   const bed = useTestbed();
+ *   it('h1 reaches the router', async () => {
+ *     expect((await bed().ping('h1', TOPOLOGY.router.lan)).received).toBeGreaterThan(0);
+ *   });
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
+import { startCapture } from './capture.ts';
+import type { Capture, CaptureOptions } from './capture.ts';
+import { describe as describeResult, execIn, onExitCleanup, run, spawnBackground } from './process.ts';
+import type { Background, ExecOptions, ExecResult, SpawnOptions } from './process.ts';
+import { startHttpServer, startIperf3Server } from './servers.ts';
+import type { HttpServer, HttpServerOptions, Iperf3Server, Iperf3ServerOptions } from './servers.ts';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const TESTBED_SCRIPT = join(ROOT, 'scripts', 'testbed');
+
+export type TestbedNode = 'lan' | 'router' | 'h1' | 'h2' | 'server';
+export const NODES: readonly TestbedNode[] = ['lan', 'router', 'h1', 'h2', 'server'];
+
+/** DESIGN.md's addresses and the testbed's interface names. */
+export const TOPOLOGY = {
+  shared: '198.51.100.30',
+  router: { lan: '10.0.0.7', wan: '203.0.113.1' },
+  h1: { lan: '10.0.0.1' },
+  h2: { lan: '10.0.0.3' },
+  server: { wan: '203.0.113.3' },
+  lanIf: 'lan0',
+  wanIf: 'wan0',
+  bridge: 'br0',
+  tun: 'dn0',
+  tunMtu: 1480,
+  papPort: 7032,
+} as const;
+
+export interface TestbedOptions {
+  /** Namespace prefix; default a fresh uniquePrefix(). */
+  prefix?: string;
+  /** Start the testbed's distnat processes (default true). */
+  daemons?: boolean;
+  /** A file replacing the testbed's process table (scripts/testbed --daemons-file). */
+  daemonsFile?: string;
+  /** Transmit checksum offload on the veths (default false). */
+  offload?: boolean;
+}
+
+export interface PingResult {
+  sent: number;
+  received: number;
+  /** Average round trip in ms, when anything came back. */
+  avgMs?: number;
+  output: string;
+}
+
+// Test prefixes carry the owning process's pid, so a later run can tell a
+// leftover (owner dead) from a testbed that is in use.
+const TEST_PREFIX = /^dt(\d+)x[0-9a-z]+-$/;
+
+/** A prefix no other process uses: dt<pid>x<random>-. */
+export function uniquePrefix(): string {
+  return `dt${process.pid}x${Math.floor(Math.random() * 36 ** 4)
+    .toString(36)
+    .padStart(4, '0')}-`;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes testbeds left by test processes that no longer exist. */
+export async function sweepStaleTestbeds(): Promise<string[]> {
+  const list = await run(['ip', 'netns', 'list']);
+  const prefixes = new Set<string>();
+  for (const line of list.stdout.split('\n')) {
+    const name = line.split(' ')[0] ?? '';
+    for (const node of NODES) {
+      if (!name.endsWith(node)) continue;
+      const prefix = name.slice(0, -node.length);
+      const m = TEST_PREFIX.exec(prefix);
+      if (m && !alive(Number(m[1]))) prefixes.add(prefix);
+    }
+  }
+  for (const prefix of prefixes)
+    await run([TESTBED_SCRIPT, '--prefix', prefix, '-q', 'down'], { timeoutMs: 60_000 });
+  return [...prefixes];
+}
+
+export class Testbed {
+  private readonly background = new Set<Background>();
+  private readonly captures = new Set<Capture>();
+  private readonly scratch: string;
+  private unregisterExit: () => void;
+  private isDown = false;
+
+  private constructor(
+    readonly prefix: string,
+    private readonly options: TestbedOptions,
+  ) {
+    this.scratch = mkdtempSync(join(tmpdir(), `distnat-${prefix}`));
+    this.unregisterExit = onExitCleanup(() => this.downSync());
+  }
+
+  /** Brings a testbed up (sweeping stale test testbeds first); tears it down again if that fails. */
+  static async up(options: TestbedOptions = {}): Promise<Testbed> {
+    if (process.getuid?.() !== 0) throw new Error('the namespace testbed needs root');
+    await sweepStaleTestbeds();
+    const bed = new Testbed(options.prefix ?? uniquePrefix(), options);
+    try {
+      const result = await bed.script(['up']);
+      if (result.code !== 0) throw new Error(`scripts/testbed up (${bed.prefix}): ${describeResult(result)}`);
+    } catch (e) {
+      await bed.down();
+      throw e;
+    }
+    return bed;
+  }
+
+  /** Where the testbed keeps pid files and logs. */
+  get runDir(): string {
+    return join(resolve(process.env['DN_RUN_DIR'] ?? join(ROOT, 'run')), this.prefix);
+  }
+
+  /** A directory for this testbed's temporary files, removed by down(). */
+  get scratchDir(): string {
+    return this.scratch;
+  }
+
+  ns(node: TestbedNode): string {
+    return this.prefix + node;
+  }
+
+  /** Runs scripts/testbed with this testbed's prefix and options, e.g. script(['status']). */
+  script(args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
+    const flags = ['--prefix', this.prefix, '--offload', this.options.offload === true ? 'on' : 'off'];
+    if (this.options.daemons === false) flags.push('--no-daemons');
+    if (this.options.daemonsFile !== undefined) flags.push('--daemons-file', this.options.daemonsFile);
+    return run([TESTBED_SCRIPT, ...flags, ...args], { timeoutMs: 60_000, ...options });
+  }
+
+  exec(node: TestbedNode, argv: readonly string[], options?: ExecOptions): Promise<ExecResult> {
+    return execIn(this.ns(node), argv, options);
+  }
+
+  /** Runs a shell script in the node's namespace. */
+  sh(node: TestbedNode, script: string, options?: ExecOptions): Promise<ExecResult> {
+    return execIn(this.ns(node), ['sh', '-c', script], options);
+  }
+
+  /** ICMP echo from a node (scripts/testbed ping, which needs no iputils). */
+  async ping(node: TestbedNode, address: string, { count = 3, waitS = 1 } = {}): Promise<PingResult> {
+    const r = await this.script([
+      'ping',
+      node,
+      address,
+      '-c',
+      String(count),
+      '-W',
+      String(waitS),
+      '-i',
+      '0.1',
+    ]);
+    const summary = /(\d+) sent, (\d+) received(?:, rtt min\/avg\/max [\d.]+\/([\d.]+)\/)?/.exec(r.stdout);
+    if (!summary) throw new Error(`ping from ${node} to ${address}: ${describeResult(r)}`);
+    const result: PingResult = { sent: Number(summary[1]), received: Number(summary[2]), output: r.stdout };
+    if (summary[3] !== undefined) result.avgMs = Number(summary[3]);
+    return result;
+  }
+
+  /** A background process in the node's namespace, stopped by down() at the latest. */
+  spawn(node: TestbedNode, argv: readonly string[], options?: SpawnOptions): Background {
+    return this.track(spawnBackground(this.ns(node), argv, options));
+  }
+
+  /** A capture on `iface` of `node`, already active; stopped by down() at the latest. */
+  async capture(node: TestbedNode, iface: string, options: CaptureOptions = {}): Promise<Capture> {
+    const capture = await startCapture(this.ns(node), iface, {
+      file: join(this.scratch, `${node}-${iface}-${Date.now()}.pcapng`),
+      ...options,
+    });
+    this.captures.add(capture);
+    return capture;
+  }
+
+  async httpServer(node: TestbedNode, options?: HttpServerOptions): Promise<HttpServer> {
+    return this.track(await startHttpServer(this.ns(node), options));
+  }
+
+  async iperf3Server(node: TestbedNode, options?: Iperf3ServerOptions): Promise<Iperf3Server> {
+    return this.track(await startIperf3Server(this.ns(node), options));
+  }
+
+  /** Stops what this object started, then `scripts/testbed down`. Safe to call twice. */
+  async down(): Promise<void> {
+    if (this.isDown) return;
+    this.isDown = true;
+    for (const capture of this.captures) await capture.stop({ settleMs: 0 }).catch(() => undefined);
+    await Promise.all([...this.background].map((bg) => bg.stop()));
+    const result = await this.script(['-q', 'down']);
+    this.unregisterExit();
+    if (process.env['DN_KEEP_CAPTURES'] !== '1') rmSync(this.scratch, { recursive: true, force: true });
+    if (result.code !== 0)
+      throw new Error(`scripts/testbed down (${this.prefix}): ${describeResult(result)}`);
+  }
+
+  private track<T extends Background>(bg: T): T {
+    this.background.add(bg);
+    void bg.exited.then(() => this.background.delete(bg));
+    return bg;
+  }
+
+  /** For the exit hook: synchronous, best effort. */
+  private downSync(): void {
+    if (this.isDown) return;
+    this.isDown = true;
+    try {
+      execFileSync(TESTBED_SCRIPT, ['--prefix', this.prefix, '-q', 'down'], {
+        stdio: 'ignore',
+        timeout: 30_000,
+      });
+    } catch {
+      // the next run's sweep removes what is left
+    }
+    rmSync(this.scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Registers beforeAll/afterAll for the calling test file and returns an
+ * accessor for its testbed. Teardown runs even when tests fail.
+ */
+export function useTestbed(options: TestbedOptions = {}): () => Testbed {
+  let bed: Testbed | undefined;
+  beforeAll(async () => {
+    bed = await Testbed.up(options);
+  }, 120_000);
+  afterAll(async () => {
+    await bed?.down();
+  }, 120_000);
+  return () => {
+    if (bed === undefined) throw new Error('the testbed is not up (did beforeAll fail?)');
+    return bed;
+  };
+}
