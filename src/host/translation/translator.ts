@@ -62,21 +62,42 @@ const ECHO_REQUEST = 8;
 const TIMESTAMP = 13;
 const TIMESTAMP_REPLY = 14;
 
-const zeroCounters = (): TranslateCounters => ({
-  translated: 0,
-  unchanged: 0,
-  'no-mapping': 0,
-  'no-free-port': 0,
-  'not-translatable': 0,
-});
+// Outcomes travel as small integers inside the translator and are counted
+// in typed arrays: a keyed property increment per packet costs more than
+// the translation itself.
+const TRANSLATED = 0;
+const UNCHANGED = 1;
+const NO_MAPPING = 2;
+const NO_FREE_PORT = 3;
+const NOT_TRANSLATABLE = 4;
+const OUTCOMES: readonly TranslateOutcome[] = [
+  'translated',
+  'unchanged',
+  'no-mapping',
+  'no-free-port',
+  'not-translatable',
+];
+
+function toRecord(counts: Float64Array): TranslateCounters {
+  return {
+    translated: counts[TRANSLATED]!,
+    unchanged: counts[UNCHANGED]!,
+    'no-mapping': counts[NO_MAPPING]!,
+    'no-free-port': counts[NO_FREE_PORT]!,
+    'not-translatable': counts[NOT_TRANSLATABLE]!,
+  };
+}
 
 export class PortTranslator {
-  readonly counters: { readonly outbound: TranslateCounters; readonly inbound: TranslateCounters } = {
-    outbound: zeroCounters(),
-    inbound: zeroCounters(),
-  };
+  private readonly outboundCounts = new Float64Array(OUTCOMES.length);
+  private readonly inboundCounts = new Float64Array(OUTCOMES.length);
 
   constructor(readonly table: SourcePortTranslationTable) {}
+
+  /** Packets by outcome and direction since start (a snapshot, for status and metrics). */
+  get counters(): { readonly outbound: TranslateCounters; readonly inbound: TranslateCounters } {
+    return { outbound: toRecord(this.outboundCounts), inbound: toRecord(this.inboundCounts) };
+  }
 
   /**
    * Translates a packet the local stack sent (read from the TUN device).
@@ -84,16 +105,16 @@ export class PortTranslator {
    * `buf`; `end` is where the IPv4 datagram ends (ipOffset + total length).
    */
   outbound(buf: Uint8Array, ipOffset: number, l4Offset: number, end: number, now: number): TranslateOutcome {
-    const outcome = this.translate(buf, ipOffset, l4Offset, end, now, false);
-    this.counters.outbound[outcome]++;
-    return outcome;
+    const code = this.translate(buf, ipOffset, l4Offset, end, now, false);
+    this.outboundCounts[code]! += 1;
+    return OUTCOMES[code]!;
   }
 
   /** Translates a packet from the router, before it is written to the TUN device. Arguments as for `outbound`. */
   inbound(buf: Uint8Array, ipOffset: number, l4Offset: number, end: number, now: number): TranslateOutcome {
-    const outcome = this.translate(buf, ipOffset, l4Offset, end, now, true);
-    this.counters.inbound[outcome]++;
-    return outcome;
+    const code = this.translate(buf, ipOffset, l4Offset, end, now, true);
+    this.inboundCounts[code]! += 1;
+    return OUTCOMES[code]!;
   }
 
   private translate(
@@ -103,35 +124,35 @@ export class PortTranslator {
     end: number,
     now: number,
     inbound: boolean,
-  ): TranslateOutcome {
-    if (this.table.native) return 'unchanged';
-    if (!(ip >= 0 && l4 >= ip + 20 && l4 <= end && end <= buf.length)) return 'not-translatable';
-    if ((u16(buf, ip + 6) & 0x1fff) !== 0) return 'unchanged';
+  ): number {
+    if (this.table.native) return UNCHANGED;
+    if (!(ip >= 0 && l4 >= ip + 20 && l4 <= end && end <= buf.length)) return NOT_TRANSLATABLE;
+    if ((u16(buf, ip + 6) & 0x1fff) !== 0) return UNCHANGED;
     const protocol = buf[ip + 9]!;
     const table = this.table;
 
     if (protocol === TCP || protocol === UDP) {
       const isTcp = protocol === TCP;
-      if (l4 + (isTcp ? 20 : 8) > end) return 'not-translatable';
+      if (l4 + (isTcp ? 20 : 8) > end) return NOT_TRANSLATABLE;
       const portAt = inbound ? l4 + 2 : l4;
       const from = u16(buf, portAt);
-      if (from === 0) return 'not-translatable';
+      if (from === 0) return NOT_TRANSLATABLE;
       const flags = isTcp ? buf[l4 + 13]! : 0;
       const to = inbound
         ? table.inbound(protocol, from, flags, now)
         : table.outbound(protocol, from, flags, now);
-      if (to < 0) return inbound ? 'no-mapping' : 'no-free-port';
+      if (to < 0) return inbound ? NO_MAPPING : NO_FREE_PORT;
       if (to !== from) {
         put16(buf, portAt, to);
         const ckAt = l4 + (isTcp ? 16 : 6);
         const ck = u16(buf, ckAt);
         put16(buf, ckAt, isTcp ? updateChecksum16(ck, from, to) : updateUdpChecksum16(ck, from, to));
       }
-      return 'translated';
+      return TRANSLATED;
     }
 
-    if (protocol !== ICMP) return 'unchanged';
-    if (l4 + 8 > end) return 'not-translatable';
+    if (protocol !== ICMP) return UNCHANGED;
+    if (l4 + 8 > end) return NOT_TRANSLATABLE;
     const type = buf[l4]!;
     if (isIcmpErrorType(type)) return this.translateQuoted(buf, ip, l4, end, now, inbound);
     // Our queries go out and their replies come back; queries from outside
@@ -139,15 +160,15 @@ export class PortTranslator {
     const ours = inbound
       ? type === ECHO_REPLY || type === TIMESTAMP_REPLY
       : type === ECHO_REQUEST || type === TIMESTAMP;
-    if (!ours) return 'unchanged';
+    if (!ours) return UNCHANGED;
     const from = u16(buf, l4 + 4);
     const to = inbound ? table.inbound(ICMP, from, 0, now) : table.outbound(ICMP, from, 0, now);
-    if (to < 0) return inbound ? 'no-mapping' : 'no-free-port';
+    if (to < 0) return inbound ? NO_MAPPING : NO_FREE_PORT;
     if (to !== from) {
       put16(buf, l4 + 4, to);
       put16(buf, l4 + 2, updateChecksum16(u16(buf, l4 + 2), from, to));
     }
-    return 'translated';
+    return TRANSLATED;
   }
 
   /**
@@ -163,14 +184,14 @@ export class PortTranslator {
     end: number,
     now: number,
     inbound: boolean,
-  ): TranslateOutcome {
+  ): number {
     // RFC 5508 REQ-3: an error whose ICMP checksum fails is dropped, not translated.
-    if (!verifiesTo0(buf, l4, end)) return 'not-translatable';
+    if (!verifiesTo0(buf, l4, end)) return NOT_TRANSLATABLE;
     const q = l4 + 8;
-    if (checkQuotedIpv4(buf, q, end - q) !== null) return 'not-translatable';
-    if ((u16(buf, q + 6) & 0x1fff) !== 0) return 'unchanged';
+    if (checkQuotedIpv4(buf, q, end - q) !== null) return NOT_TRANSLATABLE;
+    if ((u16(buf, q + 6) & 0x1fff) !== 0) return UNCHANGED;
     if (u32(buf, inbound ? q + 12 : q + 16) !== u32(buf, inbound ? ip + 16 : ip + 12))
-      return 'not-translatable';
+      return NOT_TRANSLATABLE;
     const qt = q + (buf[q]! & 0x0f) * 4;
     const protocol = buf[q + 9]!;
 
@@ -186,19 +207,19 @@ export class PortTranslator {
       const translatedQuery = inbound
         ? qtype === ECHO_REQUEST || qtype === TIMESTAMP
         : qtype === ECHO_REPLY || qtype === TIMESTAMP_REPLY;
-      if (!translatedQuery) return 'unchanged';
+      if (!translatedQuery) return UNCHANGED;
       portAt = qt + 4;
       ckAt = qt + 2;
     } else {
-      return 'unchanged';
+      return UNCHANGED;
     }
 
     const from = u16(buf, portAt);
     const to = inbound
       ? this.table.peekLocal(protocol, from, now)
       : this.table.peekLeased(protocol, from, now);
-    if (to < 0) return 'no-mapping';
-    if (to === from) return 'translated';
+    if (to < 0) return NO_MAPPING;
+    if (to === from) return TRANSLATED;
     put16(buf, portAt, to);
     let icmpCk = updateChecksum16(u16(buf, l4 + 2), from, to);
     if (ckAt >= 0) {
@@ -208,6 +229,6 @@ export class PortTranslator {
       icmpCk = updateChecksum16(icmpCk, oldCk, newCk);
     }
     put16(buf, l4 + 2, icmpCk);
-    return 'translated';
+    return TRANSLATED;
   }
 }

@@ -62,6 +62,8 @@ export class FragmentTable {
   private readonly born: Float64Array;
   /** Index slot holding the entry, or -1 once the entry is dead. */
   private readonly slotOf: Int32Array;
+  /** The entry's home slot (its hash), kept so deletion need not rehash. */
+  private readonly homeOf: Int32Array;
   private head = 0;
   private used = 0;
   private live = 0;
@@ -81,6 +83,7 @@ export class FragmentTable {
     this.owner = new Uint32Array(cap);
     this.born = new Float64Array(cap);
     this.slotOf = new Int32Array(cap).fill(-1);
+    this.homeOf = new Int32Array(cap);
     this.index = new Int32Array(cap * 2).fill(-1);
     this.mask = cap * 2 - 1;
     this.seed = (options.seed ?? (Math.random() * 0x1_0000_0000) >>> 0) | 1;
@@ -112,6 +115,7 @@ export class FragmentTable {
     this.owner[e] = owner;
     this.born[e] = now;
     let s = this.hash(src >>> 0, dst >>> 0, key);
+    this.homeOf[e] = s;
     while (this.index[s] !== -1) s = (s + 1) & this.mask;
     this.index[s] = e;
     this.slotOf[e] = s;
@@ -191,7 +195,7 @@ export class FragmentTable {
       j = (j + 1) & mask;
       const f = index[j]!;
       if (f === -1) break;
-      const home = this.hash(this.src[f]!, this.dst[f]!, this.pid[f]!);
+      const home = this.homeOf[f]!;
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         index[hole] = f;
         this.slotOf[f] = hole;
