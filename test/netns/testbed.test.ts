@@ -116,6 +116,27 @@ describe('scripts/testbed', () => {
     expect(lan?.dev).toBe(TOPOLOGY.lanIf);
   });
 
+  it('makes the router answer DF packets too big for dn0 with "fragmentation needed", MTU 1480', async () => {
+    // A 1500-byte DF datagram from the server to the shared address: the
+    // router cannot forward it into dn0, says so, and the server's kernel
+    // caches the path MTU; the next send of that size fails locally.
+    const py = [
+      'import socket, time',
+      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+      's.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO',
+      `s.sendto(bytes(1472), ('${TOPOLOGY.shared}', 9))`,
+      'time.sleep(0.3)',
+      'try:',
+      `    s.sendto(bytes(1472), ('${TOPOLOGY.shared}', 9)); print('sent')`,
+      'except OSError as e:',
+      '    print(e.strerror)',
+    ].join('\n');
+    const r = await bed().exec('server', ['/usr/bin/python3', '-c', py]);
+    expect(r.stdout.trim(), describeResult(r)).toBe('Message too long');
+    const route = await bed().exec('server', ['ip', 'route', 'get', TOPOLOGY.shared]);
+    expect(route.stdout).toMatch(/ mtu 1480\b/);
+  });
+
   it('gives each host dn0 (MTU 1480) with the shared address, the default route into it from that address, and keeps the LAN on lan0', async () => {
     for (const host of ['h1', 'h2'] as const) {
       const [tun] = await ipJson<IpLink[]>(host, ['-d', 'link', 'show', 'dev', TOPOLOGY.tun]);
