@@ -19,8 +19,8 @@ export interface PortBlockRow extends BlockRow {
  * 1026-1057 also owns echo (and timestamp) identifiers 1026-1057: the host
  * translates its echo ids into its leased range exactly as it translates
  * source ports, and the router demultiplexes an echo reply by identifier
- * through this same index. This is how a NAPT treats ICMP ids (RFC 5508
- * section 3.1, "the ICMP Query Identifier is treated like a port") and it
+ * through this same index. A NAPT likewise maps the ICMP query
+ * identifier as it maps a port (RFC 5508 section 3), and sharing
  * means one PAP lease covers TCP, UDP and ICMP alike, so the patent's
  * protocol needs no separate identifier allocation. Leased ports are
  * likewise shared by TCP and UDP: a port belongs to a host, not to a flow.
