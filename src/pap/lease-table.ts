@@ -1,74 +1,17 @@
-import { randomInt } from 'node:crypto';
 import type { Clock, Timer } from '../util/clock.ts';
 import { AnswerCache } from './answer-cache.ts';
-import type { PortPreference, ResourceKind, ValueRange } from './block.ts';
-import { DEFAULT_BLOCK, MAX_BLOCK, PORT_RANGE, SPI_RANGE } from './block.ts';
-import { DeadlineHeap } from './deadline-heap.ts';
+import type { ResourceKind } from './block.ts';
+import { MAX_BLOCK } from './block.ts';
+import type { LeaseConfig, LeaseTableOptions, RenewParams, RequestParams } from './lease-config.ts';
+import { clampLease, newEpoch, resolveLeaseConfig } from './lease-config.ts';
+import { LeaseEntry, LeaseIndex, Quarantine } from './lease-index.ts';
 import type { JournalChange, LeaseRecord, QuarantineRecord, Snapshot } from './journal.ts';
 import type { HostAddress, Lease, LeaseAnswer, LeaseEndReason, LeaseListener, LeaseStatus } from './lease.ts';
 import { answerOfEntry, replay } from './lease-replay.ts';
 import { LeaseStore, MemoryFiles } from './lease-store.ts';
-import type { OwnerIndex } from './owner-index.ts';
-import { createOwnerIndex } from './owner-index.ts';
 import { ResourcePool } from './resource-pool.ts';
 
-export interface LeaseTableOptions {
-  readonly clock: Clock;
-  /** Where leases are kept across restarts. Default: in memory only. */
-  readonly store?: LeaseStore;
-  readonly portRange?: ValueRange;
-  readonly spiRange?: ValueRange;
-  /** Block handed out when a request asks for 0. Default 32 ports, 64 SPIs. */
-  readonly blockSize?: Partial<Record<ResourceKind, number>>;
-  /** Most values one host may hold at once. Default 1024 of each. */
-  readonly maxPerHost?: Partial<Record<ResourceKind, number>>;
-  /** Lease granted when the request asks for 0. Default 300. */
-  readonly leaseSeconds?: number;
-  /** Bounds on what a host may ask for. Default 30 and 3600. */
-  readonly minLeaseSeconds?: number;
-  readonly maxLeaseSeconds?: number;
-  /** How long an ended block is kept from everyone (RFC 6888 REQ-8 asks >= 120 s). Default 120. */
-  readonly quarantineSeconds?: number;
-  /** Journal entries between snapshots. Default 1000. */
-  readonly compactEvery?: number;
-  readonly answerCache?: { perHost?: number; maxHosts?: number; ttlMs?: number };
-  /** Source of a new epoch (non-zero u32). Default: crypto. */
-  readonly randomEpoch?: () => number;
-}
-
-export interface RequestParams {
-  /** Values wanted; 0 or absent: the default block. */
-  readonly count?: number;
-  /** Ports only: the request's code 0 (low) or 1 (high). */
-  readonly preference?: PortPreference;
-  /** Lease wanted in seconds; 0 or absent: the default. */
-  readonly leaseSeconds?: number;
-  /** The request's transaction id: a repeat gets the same answer. */
-  readonly txid?: number;
-}
-
-export interface RenewParams {
-  readonly leaseSeconds?: number;
-  readonly txid?: number;
-}
-
-class LeaseEntry implements Lease {
-  constructor(
-    readonly kind: ResourceKind,
-    readonly host: HostAddress,
-    readonly lowest: number,
-    readonly count: number,
-    readonly grantedAt: number,
-    public expiresAt: number,
-    public leaseSeconds: number,
-  ) {}
-  live = true;
-}
-
-interface HostState {
-  readonly leases: Set<LeaseEntry>;
-  readonly held: Record<ResourceKind, number>;
-}
+export type { LeaseTableOptions, RenewParams, RequestParams } from './lease-config.ts';
 
 const KINDS: readonly ResourceKind[] = ['port', 'spi'];
 
@@ -92,39 +35,26 @@ export class LeaseTable {
   readonly #clock: Clock;
   readonly #store: LeaseStore;
   readonly #pools: Record<ResourceKind, ResourcePool>;
-  readonly #owners: Record<ResourceKind, OwnerIndex<LeaseEntry>>;
-  readonly #hosts = new Map<HostAddress, HostState>();
-  readonly #expiries = new DeadlineHeap<LeaseEntry>();
-  readonly #quarantine = new DeadlineHeap<QuarantineRecord>();
-  readonly #quarantined = new Set<QuarantineRecord>();
+  readonly #leases = new LeaseIndex();
+  readonly #quarantine = new Quarantine();
   readonly #answers: AnswerCache;
   readonly #listeners = new Set<LeaseListener>();
-  readonly #blockSize: Record<ResourceKind, number>;
-  readonly #maxPerHost: Record<ResourceKind, number>;
-  readonly #leaseSeconds: number;
-  readonly #minLease: number;
-  readonly #maxLease: number;
-  readonly #quarantineMs: number;
-  readonly #compactEvery: number;
+  readonly #config: LeaseConfig;
   #timer: Timer | undefined;
   #timerAt = Infinity;
   #closed = false;
+  #compactFailures = 0;
+  /** The last error of a background compaction (requests themselves throw their errors). */
+  lastStoreError: unknown;
 
   constructor(options: LeaseTableOptions) {
     this.#clock = options.clock;
     this.#store = options.store ?? new LeaseStore(new MemoryFiles());
+    this.#config = resolveLeaseConfig(options);
     this.#pools = {
-      port: new ResourcePool('port', options.portRange ?? PORT_RANGE),
-      spi: new ResourcePool('spi', options.spiRange ?? SPI_RANGE),
+      port: new ResourcePool('port', this.#config.portRange),
+      spi: new ResourcePool('spi', this.#config.spiRange),
     };
-    this.#owners = { port: createOwnerIndex('port'), spi: createOwnerIndex('spi') };
-    this.#blockSize = { ...DEFAULT_BLOCK, ...options.blockSize };
-    this.#maxPerHost = { port: 1024, spi: 1024, ...options.maxPerHost };
-    this.#leaseSeconds = options.leaseSeconds ?? 300;
-    this.#minLease = options.minLeaseSeconds ?? Math.min(30, this.#leaseSeconds);
-    this.#maxLease = options.maxLeaseSeconds ?? Math.max(3600, this.#leaseSeconds);
-    this.#quarantineMs = (options.quarantineSeconds ?? 120) * 1000;
-    this.#compactEvery = options.compactEvery ?? 1000;
     this.#answers = new AnswerCache(options.answerCache);
 
     const loaded = this.#store.load();
@@ -136,7 +66,7 @@ export class LeaseTable {
     } else {
       this.epoch = loaded.snapshot.epoch;
       this.recovered = true;
-      const state = replay(loaded.snapshot, loaded.entries, this.#quarantineMs);
+      const state = replay(loaded.snapshot, loaded.entries, this.#config.quarantineMs);
       notes.push(...state.notes);
       for (const l of state.leases) this.#restoreLease(l, notes);
       for (const q of state.quarantine) this.#restoreQuarantine(q, notes);
@@ -151,12 +81,12 @@ export class LeaseTable {
 
   /** Grants a new block to host (the patent's PAP request, code 0 or 1). */
   request(host: HostAddress, kind: ResourceKind, params: RequestParams = {}): LeaseAnswer {
-    const count = Math.min(params.count || this.#blockSize[kind], MAX_BLOCK[kind]);
+    const count = Math.min(params.count || this.#config.blockSize[kind], MAX_BLOCK[kind]);
     const preference = kind === 'port' ? (params.preference ?? 'low') : 'low';
-    const leaseSeconds = this.#clampLease(params.leaseSeconds);
+    const leaseSeconds = clampLease(this.#config, params.leaseSeconds);
     const fp = `request:${kind}:${count}:${preference}:${leaseSeconds}`;
     return this.#answerOnce(host, params.txid, fp, () => {
-      const room = this.#maxPerHost[kind] - this.held(host, kind);
+      const room = this.#config.maxPerHost[kind] - this.held(host, kind);
       if (room <= 0) return this.#failure('quota-exceeded', kind, 0, 0);
       const block = this.#pools[kind].allocate(Math.min(count, room), preference);
       if (block === undefined) return this.#failure('pool-exhausted', kind, 0, 0);
@@ -182,7 +112,7 @@ export class LeaseTable {
         this.#pools[kind].release(block.lowest, block.count);
         throw e;
       }
-      this.#addLease(lease);
+      this.#leases.add(lease);
       this.#afterChange();
       for (const l of this.#listeners) l.onLeaseAdded(lease);
       return answerOfEntry(change, this.epoch);
@@ -197,10 +127,10 @@ export class LeaseTable {
     count: number,
     params: RenewParams = {},
   ): LeaseAnswer {
-    const leaseSeconds = this.#clampLease(params.leaseSeconds);
+    const leaseSeconds = clampLease(this.#config, params.leaseSeconds);
     const fp = `renew:${kind}:${lowest}:${count}:${leaseSeconds}`;
     return this.#answerOnce(host, params.txid, fp, () => {
-      const lease = this.#owners[kind].find(lowest);
+      const lease = this.#leases.find(kind, lowest);
       if (lease === undefined || lease.host !== host || lease.lowest !== lowest || lease.count !== count) {
         return this.#failure('unknown-lease', kind, lowest, count);
       }
@@ -218,9 +148,7 @@ export class LeaseTable {
         ...cause(params.txid, fp),
       };
       this.#store.append(change);
-      lease.expiresAt = expiresAt;
-      lease.leaseSeconds = leaseSeconds;
-      this.#expiries.push(expiresAt, lease);
+      this.#leases.extend(lease, expiresAt, leaseSeconds);
       this.#afterChange();
       for (const l of this.#listeners) l.onLeaseRenewed?.(lease);
       return answerOfEntry(change, this.epoch);
@@ -236,7 +164,7 @@ export class LeaseTable {
   ): LeaseAnswer {
     const fp = `release:${kind}:${value}`;
     return this.#answerOnce(host, params.txid, fp, () => {
-      const lease = this.#owners[kind].find(value);
+      const lease = this.#leases.find(kind, value);
       if (lease === undefined || lease.host !== host) return this.#failure('unknown-lease', kind, value, 0);
       return this.#end(lease, 'released', params.txid, fp)!;
     });
@@ -245,7 +173,7 @@ export class LeaseTable {
   /** Takes a block back from its holder (the router-initiated invalidate). Undefined if nothing starts at lowest. */
   withdraw(kind: ResourceKind, lowest: number): Lease | undefined {
     this.#sweep();
-    const lease = this.#owners[kind].find(lowest);
+    const lease = this.#leases.find(kind, lowest);
     if (lease === undefined || lease.lowest !== lowest) return undefined;
     this.#end(lease, 'withdrawn', undefined, undefined);
     this.#arm();
@@ -254,32 +182,30 @@ export class LeaseTable {
 
   /** The live lease holding value. O(1) for ports, O(log n) for SPIs. */
   find(kind: ResourceKind, value: number): Lease | undefined {
-    return this.#owners[kind].find(value);
+    return this.#leases.find(kind, value);
   }
 
   ownerOf(kind: ResourceKind, value: number): HostAddress | undefined {
-    return this.#owners[kind].find(value)?.host;
+    return this.#leases.find(kind, value)?.host;
   }
 
   leasesOf(host: HostAddress): Lease[] {
-    return [...(this.#hosts.get(host)?.leases ?? [])];
+    return this.#leases.leasesOf(host);
   }
 
   /** Every live lease, ports then SPIs, each in ascending order. */
   leases(): Lease[] {
-    const all: Lease[] = [];
-    for (const h of this.#hosts.values()) all.push(...h.leases);
-    return all.sort((a, b) => (a.kind === b.kind ? a.lowest - b.lowest : a.kind === 'port' ? -1 : 1));
+    return this.#leases.all();
   }
 
   /** Blocks in quarantine with the time each becomes free again. */
   quarantined(): QuarantineRecord[] {
-    return this.#quarantineList();
+    return this.#quarantine.list();
   }
 
   /** Values of kind that host holds now. */
   held(host: HostAddress, kind: ResourceKind): number {
-    return this.#hosts.get(host)?.held[kind] ?? 0;
+    return this.#leases.held(host, kind);
   }
 
   /** Values of kind free to be granted now (not leased, not in quarantine). */
@@ -341,7 +267,8 @@ export class LeaseTable {
     fp: string | undefined,
   ): LeaseAnswer | undefined {
     const now = this.#clock.now();
-    const until = reason === 'expired' ? lease.expiresAt + this.#quarantineMs : now + this.#quarantineMs;
+    const until =
+      reason === 'expired' ? lease.expiresAt + this.#config.quarantineMs : now + this.#config.quarantineMs;
     const q: QuarantineRecord = {
       kind: lease.kind,
       host: lease.host,
@@ -356,9 +283,8 @@ export class LeaseTable {
       this.#store.append(change);
       answer = answerOfEntry(change, this.epoch);
     }
-    this.#removeLease(lease);
-    this.#quarantine.push(until, q);
-    this.#quarantined.add(q);
+    this.#leases.remove(lease);
+    this.#quarantine.add(q);
     if (reason !== 'expired') this.#afterChange();
     for (const l of this.#listeners) l.onLeaseRemoved(lease, reason);
     return answer;
@@ -366,27 +292,17 @@ export class LeaseTable {
 
   #sweep(): void {
     const now = this.#clock.now();
-    while ((this.#expiries.peekTime() ?? Infinity) <= now) {
-      const at = this.#expiries.peekTime()!;
-      const lease = this.#expiries.pop()!;
-      if (lease.live && lease.expiresAt === at) this.#end(lease, 'expired', undefined, undefined);
+    for (let l = this.#leases.takeExpired(now); l !== undefined; l = this.#leases.takeExpired(now)) {
+      this.#end(l, 'expired', undefined, undefined);
     }
-    while ((this.#quarantine.peekTime() ?? Infinity) <= now) {
-      const q = this.#quarantine.pop()!;
-      this.#quarantined.delete(q);
+    for (let q = this.#quarantine.takeDue(now); q !== undefined; q = this.#quarantine.takeDue(now)) {
       this.#pools[q.kind].release(q.lowest, q.count);
     }
   }
 
   #arm(): void {
     if (this.#closed) return;
-    // Drop stale expiry entries (superseded by a renewal or an end) so the timer aims at a real deadline.
-    while (this.#expiries.size > 0) {
-      const top = this.#expiries.peek()!;
-      if (top.live && top.expiresAt === this.#expiries.peekTime()) break;
-      this.#expiries.pop();
-    }
-    const next = Math.min(this.#expiries.peekTime() ?? Infinity, this.#quarantine.peekTime() ?? Infinity);
+    const next = Math.min(this.#leases.nextExpiry() ?? Infinity, this.#quarantine.nextDue() ?? Infinity);
     if (next === this.#timerAt) return;
     this.#timer?.cancel();
     this.#timer = undefined;
@@ -400,28 +316,16 @@ export class LeaseTable {
   }
 
   #afterChange(): void {
-    if (this.#store.journalLength >= this.#compactEvery) this.compact();
-  }
-
-  #addLease(lease: LeaseEntry): void {
-    this.#owners[lease.kind].add(lease);
-    let h = this.#hosts.get(lease.host);
-    if (h === undefined) {
-      h = { leases: new Set(), held: { port: 0, spi: 0 } };
-      this.#hosts.set(lease.host, h);
+    if (this.#store.journalLength < this.#config.compactEvery) return;
+    // The change is already durable in the journal, so a failed compaction
+    // must not fail the request (the host would retry and get a second
+    // block): keep journaling and try again after the next change.
+    try {
+      this.compact();
+    } catch (e) {
+      this.#compactFailures++;
+      this.lastStoreError = e;
     }
-    h.leases.add(lease);
-    h.held[lease.kind] += lease.count;
-    this.#expiries.push(lease.expiresAt, lease);
-  }
-
-  #removeLease(lease: LeaseEntry): void {
-    lease.live = false;
-    this.#owners[lease.kind].remove(lease);
-    const h = this.#hosts.get(lease.host)!;
-    h.leases.delete(lease);
-    h.held[lease.kind] -= lease.count;
-    if (h.leases.size === 0) this.#hosts.delete(lease.host);
   }
 
   #restoreLease(r: LeaseRecord, notes: string[]): void {
@@ -429,7 +333,7 @@ export class LeaseTable {
       notes.push(`restored ${r.kind} lease ${r.lowest}+${r.count} of ${r.host} overlaps another: dropped`);
       return;
     }
-    this.#addLease(
+    this.#leases.add(
       new LeaseEntry(r.kind, r.host, r.lowest, r.count, r.grantedAt, r.expiresAt, r.leaseSeconds),
     );
   }
@@ -439,17 +343,7 @@ export class LeaseTable {
       notes.push(`restored ${q.kind} quarantine ${q.lowest}+${q.count} overlaps a lease: dropped`);
       return;
     }
-    const copy = { ...q };
-    this.#quarantine.push(q.until, copy);
-    this.#quarantined.add(copy);
-  }
-
-  #quarantineList(): QuarantineRecord[] {
-    return [...this.#quarantined]
-      .map((q) => ({ ...q }))
-      .sort(
-        (a, b) => a.until - b.until || (a.kind === b.kind ? a.lowest - b.lowest : a.kind === 'port' ? -1 : 1),
-      );
+    this.#quarantine.add(q);
   }
 
   #snapshot(): Omit<Snapshot, 'seq'> {
@@ -460,14 +354,9 @@ export class LeaseTable {
       epoch: this.epoch,
       savedAt: now,
       leases: this.leases().map((l) => toRecord(l)),
-      quarantine: this.#quarantineList(),
+      quarantine: this.#quarantine.list(),
       answers: this.#answers.live(now),
     };
-  }
-
-  #clampLease(asked: number | undefined): number {
-    if (!asked) return this.#leaseSeconds;
-    return Math.round(Math.min(this.#maxLease, Math.max(this.#minLease, asked)));
   }
 
   #failure(status: LeaseStatus, kind: ResourceKind, lowest: number, count: number): LeaseAnswer {
@@ -477,10 +366,13 @@ export class LeaseTable {
   /** Counts for `distnat status`. */
   stats(): Record<string, number> {
     const q = { port: 0, spi: 0 };
-    for (const r of this.#quarantineList()) q[r.kind] += r.count;
-    const out: Record<string, number> = { hosts: this.#hosts.size };
+    for (const r of this.#quarantine.list()) q[r.kind] += r.count;
+    const out: Record<string, number> = {
+      hosts: this.#leases.hostCount,
+      compact_failures: this.#compactFailures,
+    };
     for (const k of KINDS) {
-      out[`${k}_leases`] = this.#owners[k].size;
+      out[`${k}_leases`] = this.#leases.count(k);
       out[`${k}_free`] = this.#pools[k].free;
       out[`${k}_quarantined`] = q[k];
     }
@@ -502,10 +394,4 @@ function toRecord(l: Lease): LeaseRecord {
 
 function cause(txid: number | undefined, fp: string | undefined): { txid?: number; fp?: string } {
   return txid === undefined || fp === undefined ? {} : { txid, fp };
-}
-
-function newEpoch(random: (() => number) | undefined): number {
-  const e = random ? random() >>> 0 : randomInt(1, 0x100000000);
-  if (e === 0) throw new RangeError('router epoch must be non-zero');
-  return e;
 }

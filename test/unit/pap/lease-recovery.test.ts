@@ -333,3 +333,29 @@ describe('FileStateDir', () => {
     r.close();
   });
 });
+
+describe('compaction failures', () => {
+  it('do not fail the request whose change is already in the journal', () => {
+    class NoRename extends MemoryFiles {
+      broken = false;
+      override replaceSnapshot(bytes: Uint8Array): void {
+        if (this.broken) throw new Error('EIO');
+        super.replaceSnapshot(bytes);
+      }
+    }
+    const clock = new FakeClock();
+    const files = new NoRename();
+    const t = open(clock, files, { compactEvery: 2 });
+    files.broken = true;
+    t.request(H1, 'port');
+    const b = t.request(H2, 'port', { txid: 3 }); // would compact here
+    expect(b.status).toBe('ok');
+    expect(t.stats()['compact_failures']).toBe(1);
+    expect(t.request(H2, 'port', { txid: 3 })).toEqual(b);
+    expect(stateOf(restart(clock, files))).toEqual(stateOf(t));
+    files.broken = false;
+    t.request(H3, 'port');
+    expect(files.journal.length).toBe(0);
+    expect(stateOf(restart(clock, files))).toEqual(stateOf(t));
+  });
+});

@@ -1,0 +1,86 @@
+import { randomInt } from 'node:crypto';
+import type { Clock } from '../util/clock.ts';
+import type { PortPreference, ResourceKind, ValueRange } from './block.ts';
+import { DEFAULT_BLOCK, PORT_RANGE, SPI_RANGE } from './block.ts';
+import type { LeaseStore } from './lease-store.ts';
+
+export interface LeaseTableOptions {
+  readonly clock: Clock;
+  /** Where leases are kept across restarts. Default: in memory only. */
+  readonly store?: LeaseStore;
+  readonly portRange?: ValueRange;
+  readonly spiRange?: ValueRange;
+  /** Block handed out when a request asks for 0. Default 32 ports, 64 SPIs. */
+  readonly blockSize?: Partial<Record<ResourceKind, number>>;
+  /** Most values one host may hold at once. Default 1024 of each. */
+  readonly maxPerHost?: Partial<Record<ResourceKind, number>>;
+  /** Lease granted when the request asks for 0. Default 300. */
+  readonly leaseSeconds?: number;
+  /** Bounds on what a host may ask for. Default 30 and 3600. */
+  readonly minLeaseSeconds?: number;
+  readonly maxLeaseSeconds?: number;
+  /** How long an ended block is kept from everyone (RFC 6888 REQ-8 asks >= 120 s). Default 120. */
+  readonly quarantineSeconds?: number;
+  /** Journal entries between snapshots. Default 1000. */
+  readonly compactEvery?: number;
+  readonly answerCache?: { perHost?: number; maxHosts?: number; ttlMs?: number };
+  /** Source of a new epoch (non-zero u32). Default: crypto. */
+  readonly randomEpoch?: () => number;
+}
+
+export interface RequestParams {
+  /** Values wanted; 0 or absent: the default block. */
+  readonly count?: number;
+  /** Ports only: the request's code 0 (low) or 1 (high). */
+  readonly preference?: PortPreference;
+  /** Lease wanted in seconds; 0 or absent: the default. */
+  readonly leaseSeconds?: number;
+  /** The request's transaction id: a repeat gets the same answer. */
+  readonly txid?: number;
+}
+
+export interface RenewParams {
+  readonly leaseSeconds?: number;
+  readonly txid?: number;
+}
+
+/** The options with every default filled in. */
+export interface LeaseConfig {
+  readonly portRange: ValueRange;
+  readonly spiRange: ValueRange;
+  readonly blockSize: Readonly<Record<ResourceKind, number>>;
+  readonly maxPerHost: Readonly<Record<ResourceKind, number>>;
+  readonly leaseSeconds: number;
+  readonly minLeaseSeconds: number;
+  readonly maxLeaseSeconds: number;
+  readonly quarantineMs: number;
+  readonly compactEvery: number;
+}
+
+export function resolveLeaseConfig(o: LeaseTableOptions): LeaseConfig {
+  const leaseSeconds = o.leaseSeconds ?? 300;
+  return {
+    portRange: o.portRange ?? PORT_RANGE,
+    spiRange: o.spiRange ?? SPI_RANGE,
+    blockSize: { ...DEFAULT_BLOCK, ...o.blockSize },
+    maxPerHost: { port: 1024, spi: 1024, ...o.maxPerHost },
+    leaseSeconds,
+    minLeaseSeconds: o.minLeaseSeconds ?? Math.min(30, leaseSeconds),
+    maxLeaseSeconds: o.maxLeaseSeconds ?? Math.max(3600, leaseSeconds),
+    quarantineMs: (o.quarantineSeconds ?? 120) * 1000,
+    compactEvery: o.compactEvery ?? 1000,
+  };
+}
+
+/** The lease to grant for what a host asked (0: the default), in whole seconds within the bounds. */
+export function clampLease(c: LeaseConfig, asked: number | undefined): number {
+  if (!asked) return c.leaseSeconds;
+  return Math.round(Math.min(c.maxLeaseSeconds, Math.max(c.minLeaseSeconds, asked)));
+}
+
+/** A new router epoch: random, non-zero, 32 bits. */
+export function newEpoch(random: (() => number) | undefined): number {
+  const e = random ? random() >>> 0 : randomInt(1, 0x100000000);
+  if (e === 0) throw new RangeError('router epoch must be non-zero');
+  return e;
+}
