@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RouterTables } from '../../../src/router/tables/router-tables.ts';
+import { numericLeaseListener } from '../../../src/pap/router-link.ts';
 
 const H1 = 0x0a000001;
 const H3 = 0x0a000003;
@@ -41,5 +42,24 @@ describe('RouterTables', () => {
     expect(t.iaptt.hostOf(17, 3001)).toBe(H3);
     expect(t.fragments.lookup(1, 2, 17, 3, 1)).toBe(0);
     expect(t.ports.ownerOf(3000)).toBe(H3);
+  });
+
+  it('takes lease events from the PAP lease table through its numeric adapter', () => {
+    const t = new RouterTables();
+    const listener = numericLeaseListener(t);
+    const lease = {
+      kind: 'port' as const,
+      host: '10.0.0.3',
+      lowest: 1058,
+      count: 16,
+      grantedAt: 0,
+      expiresAt: 60_000,
+      leaseSeconds: 60,
+    };
+    listener.onLeaseAdded(lease);
+    expect(t.ports.ownerOf(1058)).toBe(H3);
+    expect(t.ports.ownerOf(1073)).toBe(H3);
+    listener.onLeaseRemoved(lease, 'expired');
+    expect(t.ports.ownerOf(1058)).toBe(0);
   });
 });
