@@ -98,3 +98,47 @@ export function buildIpip(outerSrc: string, outerDst: string, inner: Uint8Array,
   b.set(inner, 20);
   return b;
 }
+
+export interface Tcp4Fields {
+  src: string;
+  dst: string;
+  srcPort: number;
+  dstPort: number;
+  seq: number;
+  ack?: number;
+  /** TCP flag bits: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80. */
+  flags: number;
+  window?: number;
+  /** TCP options, padded by the caller to a multiple of 4 bytes. */
+  options?: Uint8Array;
+  id?: number;
+  /** Leave the TCP checksum as CHECKSUM_PARTIAL does: the folded pseudo-header sum, not inverted. */
+  partialChecksum?: boolean;
+}
+
+/** IPv4/TCP with the given payload; complete checksums unless partialChecksum. */
+export function buildTcp4(f: Tcp4Fields, payload: Uint8Array): Uint8Array {
+  const opts = f.options ?? new Uint8Array(0);
+  const thl = 20 + opts.length;
+  const total = 20 + thl + payload.length;
+  const b = new Uint8Array(total);
+  writeIpv4Header(b, 0, { src: f.src, dst: f.dst, protocol: 6, id: f.id ?? 0 }, total);
+  put16(b, 20, f.srcPort);
+  put16(b, 22, f.dstPort);
+  put32(b, 24, f.seq >>> 0);
+  put32(b, 28, (f.ack ?? 0) >>> 0);
+  b[32] = (thl / 4) << 4;
+  b[33] = f.flags;
+  put16(b, 34, f.window ?? 65535);
+  b.set(opts, 40);
+  b.set(payload, 20 + thl);
+  const pseudo = pseudoHeaderSumFromIp(b, 0, 6, thl + payload.length);
+  if (f.partialChecksum) {
+    let s = pseudo;
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    put16(b, 36, s);
+  } else {
+    put16(b, 36, internetChecksum(b, 20, total, pseudo));
+  }
+  return b;
+}

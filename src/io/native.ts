@@ -59,12 +59,19 @@ export interface NativeBinding {
     slotSize: number,
     headroom: number,
     firstSlot: number,
-    maxSegments: number,
+    maxSlots: number,
     lengths: Int32Array,
+  ): number;
+  completeChecksum(
+    bytes: Uint8Array,
+    offset: number,
+    length: number,
+    csumStart: number,
+    csumOffset: number,
   ): number;
 }
 
-export const BINDING_VERSION = 2;
+export const BINDING_VERSION = 3;
 
 /** tunOpen flags. */
 export const OpenFlag = { MultiQueue: 1, VnetHdr: 2 } as const;
