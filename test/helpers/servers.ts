@@ -3,7 +3,7 @@
  * server. Both resolve only once the socket is listening, checked with ss(8)
  * in the namespace, so a client started right after cannot race them.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execIn, spawnBackground, waitUntil } from './process.ts';
@@ -22,7 +22,7 @@ export interface HttpServerOptions {
 
 export interface HttpServer extends Background {
   readonly port: number;
-  /** The directory served. */
+  /** The directory served (removed when the server exits). */
   readonly root: string;
   /** `http://<address>:<port>/<path>`. */
   url(address: string, path?: string): string;
@@ -70,6 +70,7 @@ export async function startHttpServer(ns: string, options: HttpServerOptions = {
   const argv = [PYTHON, '-m', 'http.server', String(port), '--directory', root];
   if (options.bind !== undefined) argv.push('--bind', options.bind);
   const proc = spawnBackground(ns, argv);
+  void proc.exited.then(() => rmSync(root, { recursive: true, force: true }));
   try {
     await waitForListen(ns, port, proc);
   } catch (e) {
