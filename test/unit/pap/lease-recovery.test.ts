@@ -286,7 +286,7 @@ describe('FileStateDir', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  it('recovers from real files, including every cut of the last record', () => {
+  it('recovers from real files cut anywhere in the last record', () => {
     const dir = tmp();
     const clock = new FakeClock();
     const files = new FileStateDir(dir);
@@ -301,7 +301,19 @@ describe('FileStateDir', () => {
     const end = readFileSync(journal).length;
     t.close();
 
-    for (let len = cut; len <= end; len++) {
+    // Every byte is swept on MemoryFiles above; on disk (an fsync per step)
+    // the record's edges and every 7th byte between them.
+    const cuts = [
+      ...new Set([
+        cut,
+        cut + 1,
+        end - 1,
+        end,
+        ...Array.from({ length: (end - cut) / 7 }, (_, i) => cut + 7 * i),
+      ]),
+    ];
+    expect(cuts.length).toBeGreaterThan(20);
+    for (const len of cuts) {
       const copy = tmp();
       cpSync(dir, copy, { recursive: true });
       truncateSync(join(copy, 'leases.journal'), len);
