@@ -69,9 +69,20 @@ export interface NativeBinding {
     csumStart: number,
     csumOffset: number,
   ): number;
+  tcp4Coalesce(
+    src: Uint8Array,
+    pairs: Int32Array,
+    count: number,
+    out: Uint8Array,
+    slotSize: number,
+    headroom: number,
+    slotCount: number,
+    outPairs: Int32Array,
+    counters: Float64Array,
+  ): number;
 }
 
-export const BINDING_VERSION = 3;
+export const BINDING_VERSION = 4;
 
 /** tunOpen flags. */
 export const OpenFlag = { MultiQueue: 1, VnetHdr: 2 } as const;

@@ -9,7 +9,7 @@ namespace {
 
 // Bumped whenever a function's contract changes, so src/io/native.ts can
 // refuse a stale build instead of misbehaving.
-constexpr int32_t kBindingVersion = 3;
+constexpr int32_t kBindingVersion = 4;
 
 napi_value Version(napi_env env, napi_callback_info) { return distnat::Int(env, kBindingVersion); }
 
@@ -20,6 +20,7 @@ napi_value Init(napi_env env, napi_value exports) {
   distnat::InitPoller(env, exports);
   distnat::InitBatch(env, exports);
   distnat::InitGso(env, exports);
+  distnat::InitCoalesce(env, exports);
   return exports;
 }
 

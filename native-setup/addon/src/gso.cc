@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "checksum.h"
 #include "modules.h"
 #include "util.h"
 
@@ -22,57 +23,6 @@ enum GsoError : int32_t {
   kNoRoom = -5,
   kBadCsumOffset = -6,
 };
-
-// One's complement sum of memory-order 16-bit words, accumulated as 32-bit
-// loads in 64 bits (RFC 1071 section 2: byte order and word width do not
-// change the folded result when used consistently).
-uint64_t Sum(const uint8_t* p, size_t n, uint64_t acc) {
-  while (n >= 16) {
-    uint32_t w[4];
-    memcpy(w, p, 16);
-    acc += static_cast<uint64_t>(w[0]) + w[1] + w[2] + w[3];
-    p += 16;
-    n -= 16;
-  }
-  while (n >= 4) {
-    uint32_t w;
-    memcpy(&w, p, 4);
-    acc += w;
-    p += 4;
-    n -= 4;
-  }
-  if (n >= 2) {
-    uint16_t w;
-    memcpy(&w, p, 2);
-    acc += w;
-    p += 2;
-    n -= 2;
-  }
-  if (n == 1) {
-    uint16_t w = 0;
-    memcpy(&w, p, 1);  // the odd byte, padded with zero after it
-    acc += w;
-  }
-  return acc;
-}
-
-uint16_t Fold(uint64_t acc) {
-  acc = (acc & 0xffffffffu) + (acc >> 32);
-  acc = (acc & 0xffffffffu) + (acc >> 32);
-  uint32_t a = static_cast<uint32_t>(acc);
-  a = (a & 0xffff) + (a >> 16);
-  a = (a & 0xffff) + (a >> 16);
-  return static_cast<uint16_t>(a);
-}
-
-// The checksum field value, in memory order.
-uint16_t Checksum(const uint8_t* p, size_t n, uint64_t initial) { return static_cast<uint16_t>(~Fold(Sum(p, n, initial))); }
-
-uint16_t Be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-void PutBe16(uint8_t* p, uint32_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
 
 int32_t Segment(const uint8_t* src, size_t length, int32_t mss, uint8_t* out, size_t out_len, size_t slot_size,
                 size_t headroom, int32_t first, int32_t max_slots, int32_t* lengths) {
@@ -119,11 +69,7 @@ int32_t Segment(const uint8_t* src, size_t length, int32_t mss, uint8_t* out, si
     t[13] = f;
     t[16] = t[17] = 0;
     const size_t tcp_len = thl + seg_len;
-    uint32_t a, b;
-    memcpy(&a, at + 12, 4);
-    memcpy(&b, at + 16, 4);
-    uint64_t pseudo = static_cast<uint64_t>(a) + b + htons(6) + htons(static_cast<uint16_t>(tcp_len));
-    uint16_t tcp_sum = Checksum(t, tcp_len, pseudo);
+    uint16_t tcp_sum = Checksum(t, tcp_len, PseudoSum(at, 6, tcp_len));
     memcpy(t + 16, &tcp_sum, 2);
     lengths[first + k] = static_cast<int32_t>(hdrs + seg_len);
   }

@@ -10,5 +10,6 @@ void InitRaw(napi_env env, napi_value exports);
 void InitPoller(napi_env env, napi_value exports);
 void InitBatch(napi_env env, napi_value exports);
 void InitGso(napi_env env, napi_value exports);
+void InitCoalesce(napi_env env, napi_value exports);
 
 }  // namespace distnat
