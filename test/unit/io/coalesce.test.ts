@@ -110,7 +110,7 @@ describe.skipIf(!built)('TcpCoalescer', () => {
       new Uint8Array(0),
     );
     const bad = s3!.slice();
-    bad[bad.length - 1] ^= 0xff;
+    bad[bad.length - 1] = bad[bad.length - 1]! ^ 0xff;
     const co = new TcpCoalescer(64);
     const out = coalesce(co, [s1!, s2!, udp, bad, fin]);
     // s1+s2 merge; the UDP packet does not touch the TCP group; the corrupt s3 passes through
