@@ -54,7 +54,8 @@ const rawTun = openTun({
 });
 const writer = values.pcap ? PcapWriter.open(values.pcap) : undefined;
 const tun: PacketDevice = writer ? capture(rawTun, writer) : rawTun;
-const rx = openRawSocket(4, { slotCount: batch });
+const rawRx = openRawSocket(4, { slotCount: batch });
+const rx: PacketDevice = writer ? capture(rawRx, writer) : rawRx;
 const txRaw = openRawSender();
 const tx: PacketSink = writer ? capture(txRaw, writer) : txRaw;
 

@@ -116,7 +116,12 @@ let snippets = 0;
  * last JSON line. `$io` in the snippet stands for the absolute src/io path.
  */
 export async function runTs<T = Record<string, unknown>>(ns: string, code: string): Promise<T> {
+  return startTs(ns, code).result<T>();
+}
+
+/** Starts a snippet in a namespace without waiting for it (see runTs). */
+export function startTs(ns: string, code: string): NsProgram {
   const file = join(snippetDir, `s${snippets++}.ts`);
   writeFileSync(file, code.replaceAll('$io', join(ROOT, 'src/io')));
-  return new NsProgram(ns, file, []).result<T>();
+  return new NsProgram(ns, file, []);
 }
