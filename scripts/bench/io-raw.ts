@@ -4,6 +4,7 @@
  *   send  --src A --dst B [--count N] [--seconds T] [--size 64] [--batch 64] [--pace-us U]
  *         IP-in-IP packets A -> B (inner UDP 198.51.100.30 -> 203.0.113.3) through
  *         an IPPROTO_RAW socket with sendmmsg; as fast as possible unless paced.
+ *         --plain sends the inner UDP packet A -> B alone.
  *   recv  [--protocol 4] [--device IF] [--count N] [--seconds T] [--show K]
  *         counts packets of a protocol with recvmmsg; prints the first K in hex.
  *   ping  --dst B [--src A] [--count N] [--timeout-ms 1000]
@@ -26,6 +27,7 @@ const { values, positionals } = parseArgs({
     size: { type: 'string', default: '64' },
     batch: { type: 'string', default: '64' },
     'pace-us': { type: 'string', default: '0' },
+    plain: { type: 'boolean', default: false },
     protocol: { type: 'string', default: '4' },
     device: { type: 'string' },
     show: { type: 'string', default: '0' },
@@ -41,14 +43,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function send(): Promise<void> {
   if (!values.dst) throw new Error('send needs --dst');
   const batch = Number(values.batch);
+  // --size is that of the UDP packet; IP-in-IP adds 20 bytes around it.
   const innerPayload = Math.max(0, Number(values.size) - 28);
   const sender = openRawSender();
   // One buffer of `batch` ready packets, re-sent each round.
-  const packet = buildIpip(
-    values.src,
-    values.dst,
-    buildUdp4('198.51.100.30', '203.0.113.3', 40000, 9, innerPayload),
-  );
+  const packet = values.plain
+    ? buildUdp4(values.src, values.dst, 40000, 9, innerPayload)
+    : buildIpip(values.src, values.dst, buildUdp4('198.51.100.30', '203.0.113.3', 40000, 9, innerPayload));
   const buf = new Uint8Array(batch * 2048);
   const spans = new SpanList(batch);
   for (let i = 0; i < batch; i++) {
