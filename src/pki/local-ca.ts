@@ -1,0 +1,300 @@
+import type { Block } from '../pap/block.ts';
+import type { HostAddress, Lease, LeaseEndReason, LeaseListener } from '../pap/lease.ts';
+import type { Clock } from '../util/clock.ts';
+import { BACKDATE_MS, CaError, CertificateAuthority } from './authority.ts';
+import { describePublicKey, KeyPolicyError } from './keys.ts';
+import { toPem } from './pem.ts';
+import { hostExtensions, hostName, signCertificate } from './profile.ts';
+import type { IssuedCertificate, RevocationReason } from './registry.ts';
+import { x509 } from './x509.ts';
+
+/** The leases a host holds right now, as the router's lease table reports them (LeaseTable.leasesOf). */
+export interface HostLeaseInfo {
+  readonly host: HostAddress;
+  readonly leases: readonly Lease[];
+}
+
+export interface LocalCaOptions {
+  readonly clock?: Clock;
+  /** How long a host certificate may outlive the earliest-expiring lease it names. Default 60 s. */
+  readonly marginSeconds?: number;
+  /** nextUpdate minus thisUpdate of every CRL. Default 600 s. */
+  readonly crlSeconds?: number;
+  /** How long the registry keeps certificates after they expire. Default one day. */
+  readonly retentionSeconds?: number;
+  /** Told when a CRL made in the background (after a lease ended) could not be made. */
+  readonly onError?: (e: Error) => void;
+}
+
+export type IssueRefusal = 'malformed-csr' | 'bad-signature' | 'key-not-allowed' | 'no-lease' | 'ca-expired';
+
+export type IssueResult =
+  | {
+      readonly ok: true;
+      readonly certificate: x509.X509Certificate;
+      /** The host certificate, then the local CA and the root: what the host sends in IKE CERT payloads. */
+      readonly chainPem: string;
+      /** True when an identical certificate issued earlier was handed out again. */
+      readonly reused: boolean;
+    }
+  | { readonly ok: false; readonly reason: IssueRefusal; readonly detail: string };
+
+/** How a lease ended decides the CRL reason code (RFC 5280 5.3.1). */
+const REASON_OF: Readonly<Record<LeaseEndReason, RevocationReason>> = {
+  withdrawn: 'privilegeWithdrawn',
+  expired: 'privilegeWithdrawn',
+  released: 'cessationOfOperation',
+};
+
+const contains = (outer: Block, inner: Block): boolean =>
+  outer.lowest <= inner.lowest && inner.lowest + inner.count <= outer.lowest + outer.count;
+const overlaps = (a: Block, b: Block): boolean =>
+  a.lowest < b.lowest + b.count && b.lowest < a.lowest + a.count;
+const sameRanges = (a: readonly Block[], b: readonly Block[]): boolean =>
+  a.length === b.length && a.every((r, i) => r.lowest === b[i]!.lowest && r.count === b[i]!.count);
+const byLowest = (a: Block, b: Block): number => a.lowest - b.lowest;
+
+/**
+ * The router as local certificate authority (FIG. 22-23, claims 33-39): it
+ * certifies that a host's key owns the shared address plus the host's
+ * leased port and SPI blocks, and revokes the certificate as soon as the
+ * lease behind it ends, so a block never changes hands while a valid
+ * certificate still names it. Register it as a listener on the lease table.
+ */
+export class LocalCa implements LeaseListener {
+  readonly authority: CertificateAuthority;
+  readonly #clock: Clock;
+  readonly #marginMs: number;
+  readonly #crlMs: number;
+  readonly #retentionMs: number;
+  readonly #onError: (e: Error) => void;
+  #crl: x509.X509Crl | undefined;
+  #crlDirty = false;
+  #crlInFlight: Promise<x509.X509Crl> | undefined;
+
+  constructor(authority: CertificateAuthority, o: LocalCaOptions = {}) {
+    if (authority.settings.role !== 'local' || authority.settings.sharedAddress === undefined)
+      throw new CaError(`${authority.dir} is not a local CA (made by \`distnat ca issue-local\`)`, 'invalid');
+    this.authority = authority;
+    this.#clock = o.clock ?? authority.clock;
+    this.#marginMs = (o.marginSeconds ?? 60) * 1000;
+    this.#crlMs = (o.crlSeconds ?? 600) * 1000;
+    this.#retentionMs = (o.retentionSeconds ?? 86_400) * 1000;
+    this.#onError = o.onError ?? (() => {});
+    this.#crl = authority.lastCrl();
+  }
+
+  static async open(dir: string, o: LocalCaOptions = {}): Promise<LocalCa> {
+    return new LocalCa(await CertificateAuthority.open(dir, o.clock), o);
+  }
+
+  get sharedAddress(): string {
+    return this.authority.settings.sharedAddress!;
+  }
+
+  get crlUrl(): string {
+    return this.authority.settings.crlUrl!;
+  }
+
+  /** The local CA's certificate and the root's: what a host or peer needs to build the path. */
+  caChainPem(): string {
+    return this.authority.chainPem();
+  }
+
+  /**
+   * Signs a certificate for the key in `csr`, binding it to the shared
+   * address and to every port and SPI block the host holds now. The CSR's
+   * subject and requested extensions are ignored: the router alone decides
+   * what it vouches for. Valid from a minute ago until the earliest of the
+   * host's leases ends plus the margin. Asking again with the same key and
+   * unchanged leases returns the certificate already issued.
+   */
+  async issue(
+    csr: string | Uint8Array | x509.Pkcs10CertificateRequest,
+    lease: HostLeaseInfo,
+  ): Promise<IssueResult> {
+    let request: x509.Pkcs10CertificateRequest;
+    try {
+      request =
+        csr instanceof x509.Pkcs10CertificateRequest
+          ? csr
+          : new x509.Pkcs10CertificateRequest(typeof csr === 'string' ? csr : Buffer.from(csr));
+    } catch (e) {
+      return {
+        ok: false,
+        reason: 'malformed-csr',
+        detail: `not a PKCS #10 request: ${(e as Error).message}`,
+      };
+    }
+    try {
+      describePublicKey(request.publicKey.rawData);
+    } catch (e) {
+      if (e instanceof KeyPolicyError) return { ok: false, reason: 'key-not-allowed', detail: e.message };
+      throw e;
+    }
+    let signed = false;
+    try {
+      signed = await request.verify();
+    } catch {
+      signed = false;
+    }
+    if (!signed)
+      return {
+        ok: false,
+        reason: 'bad-signature',
+        detail: 'the request is not signed by the key it carries',
+      };
+
+    const now = this.#clock.now();
+    const held = lease.leases.filter((l) => l.host === lease.host && l.expiresAt > now);
+    const ports = held.filter((l) => l.kind === 'port').map(({ lowest, count }) => ({ lowest, count }));
+    const spis = held.filter((l) => l.kind === 'spi').map(({ lowest, count }) => ({ lowest, count }));
+    if (ports.length === 0)
+      return {
+        ok: false,
+        reason: 'no-lease',
+        detail: `${lease.host} holds no port block: lease one with PAP first`,
+      };
+    ports.sort(byLowest);
+    spis.sort(byLowest);
+
+    const caEnd = this.authority.certificate.notAfter.getTime();
+    if (caEnd <= now)
+      return { ok: false, reason: 'ca-expired', detail: 'the local CA certificate has expired' };
+    // X.509 times have whole seconds; comparing in seconds makes the reuse check exact.
+    const earliest = Math.min(...held.map((l) => l.expiresAt));
+    const notAfter = Math.floor(Math.min(earliest + this.#marginMs, caEnd) / 1000) * 1000;
+
+    const keyId = Buffer.from(await request.publicKey.getKeyIdentifier()).toString('hex');
+    const earlier = this.authority.registry
+      .valid(now)
+      .find(
+        (e) =>
+          e.role === 'host' &&
+          e.host === lease.host &&
+          e.keyId === keyId &&
+          e.notAfter === notAfter &&
+          sameRanges(e.ports, ports) &&
+          sameRanges(e.spis, spis),
+      );
+    if (earlier !== undefined) {
+      const certificate = new x509.X509Certificate(earlier.pem);
+      return { ok: true, certificate, chainPem: toPem([certificate]) + this.caChainPem(), reused: true };
+    }
+
+    const a = this.authority;
+    const certificate = await signCertificate({
+      subject: hostName(a.settings.organization, this.sharedAddress, ports),
+      issuer: a.certificate.subjectName,
+      publicKey: request.publicKey,
+      signer: a.key,
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter: new Date(notAfter),
+      extensions: await hostExtensions({
+        subjectKey: request.publicKey,
+        issuerKey: a.key.publicKey,
+        sharedAddress: this.sharedAddress,
+        ports,
+        spis,
+        crlUrl: this.crlUrl,
+      }),
+    });
+    await a.record(certificate, { role: 'host', host: lease.host, address: this.sharedAddress, ports, spis });
+    return { ok: true, certificate, chainPem: toPem([certificate]) + this.caChainPem(), reused: false };
+  }
+
+  onLeaseAdded(): void {}
+
+  onLeaseRenewed(): void {}
+
+  /** The router took a block back or the host gave it up: no certificate may go on naming it. */
+  onLeaseRemoved(lease: Lease, reason: LeaseEndReason): void {
+    const revoked = this.revokeBlock(lease.host, lease.kind, lease, REASON_OF[reason]);
+    if (revoked.length > 0) void this.crl().catch((e: Error) => this.#onError(e));
+  }
+
+  /**
+   * Revokes every valid host certificate of `host` that names a value of
+   * `block`; returns the serials. The CRL is remade on the next crl() call.
+   */
+  revokeBlock(host: HostAddress, kind: 'port' | 'spi', block: Block, reason: RevocationReason): string[] {
+    const now = this.#clock.now();
+    const hit = (e: IssuedCertificate): boolean =>
+      e.role === 'host' &&
+      e.host === host &&
+      (kind === 'port' ? e.ports : e.spis).some((r) => overlaps(r, block));
+    return this.#revokeWhere(hit, reason, now);
+  }
+
+  /**
+   * After a restart: revokes every valid certificate naming a block its host
+   * no longer holds in `leases` (the patent's "invalid security certificates
+   * are gracefully revoked"). Returns the serials.
+   */
+  reconcile(leases: readonly Lease[]): string[] {
+    const now = this.#clock.now();
+    const held = (host: string | undefined, kind: 'port' | 'spi', r: Block): boolean =>
+      leases.some((l) => l.host === host && l.kind === kind && l.expiresAt > now && contains(l, r));
+    const orphan = (e: IssuedCertificate): boolean =>
+      e.role === 'host' &&
+      (e.ports.some((r) => !held(e.host, 'port', r)) || e.spis.some((r) => !held(e.host, 'spi', r)));
+    const revoked = this.#revokeWhere(orphan, 'privilegeWithdrawn', now);
+    if (revoked.length > 0) void this.crl().catch((e: Error) => this.#onError(e));
+    return revoked;
+  }
+
+  /** Revokes one certificate by serial (the `distnat ca revoke` path); the CRL follows on the next crl() call. */
+  revoke(serial: string, reason: RevocationReason): ReturnType<CertificateAuthority['revoke']> {
+    const outcome = this.authority.revoke(serial, reason);
+    if (outcome === 'revoked') this.#crlDirty = true;
+    return outcome;
+  }
+
+  #revokeWhere(match: (e: IssuedCertificate) => boolean, reason: RevocationReason, now: number): string[] {
+    const serials = this.authority.registry
+      .valid(now)
+      .filter(match)
+      .map((e) => e.serial);
+    for (const s of serials) this.authority.registry.revoke(s, reason, now);
+    if (serials.length > 0) this.#crlDirty = true;
+    return serials;
+  }
+
+  /**
+   * The current CRL: remade when a certificate was revoked since the last
+   * one, or when half its lifetime has passed, so that a verifier caching
+   * it until nextUpdate never holds one that is about to lapse.
+   */
+  crl(): Promise<x509.X509Crl> {
+    const now = this.#clock.now();
+    const c = this.#crl;
+    // A CRL being signed is newer than the one held: wait for it.
+    if (this.#crlInFlight !== undefined && !this.#crlDirty) return this.#crlInFlight;
+    const fresh = c !== undefined && !this.#crlDirty && now < c.thisUpdate.getTime() + this.#crlMs / 2;
+    if (fresh) return Promise.resolve(c);
+    this.#crlDirty = false;
+    // One CRL at a time, in number order: a later revocation waits for the CRL
+    // being signed and then makes the next one, never an older one after a newer.
+    const previous = this.#crlInFlight ?? Promise.resolve(undefined);
+    const made: Promise<x509.X509Crl> = previous
+      .catch(() => undefined)
+      .then(() => {
+        this.authority.registry.prune(this.#clock.now(), this.#retentionMs);
+        return this.authority.makeCrl(this.#crlMs / 1000);
+      })
+      .then(
+        (crl) => {
+          this.#crl = crl;
+          if (this.#crlInFlight === made) this.#crlInFlight = undefined;
+          return crl;
+        },
+        (e: unknown) => {
+          this.#crlDirty = true;
+          if (this.#crlInFlight === made) this.#crlInFlight = undefined;
+          throw e;
+        },
+      );
+    this.#crlInFlight = made;
+    return made;
+  }
+}
