@@ -1,0 +1,99 @@
+import type { Argv } from 'yargs';
+import { readConfigFile, validateConfig } from '../../config/load.ts';
+import { RouterConfigSchema } from '../../config/router-config.ts';
+import { startRouter } from '../../router/daemon.ts';
+import { createLogger } from '../../util/log.ts';
+
+const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two addresses has a default):
+
+  sharedAddress: 198.51.100.30     # the public address the hosts share
+  lanAddress: 10.0.0.7             # the router's LAN address (PAP, IP-in-IP)
+  tun: dn0                         # made by native-setup/router-setup.sh
+  stateDir: /var/lib/distnat/router
+  pap: { udpPort: 7032, icmp: true, blockSize: 32, leaseSeconds: 300 }
+  metrics: 127.0.0.1:9732
+
+Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing, 73 another
+router holds the state directory, the control socket or UDP lanAddress:7032
+(or a file could not be created), 77 missing privilege (root, or
+CAP_NET_ADMIN and CAP_NET_RAW), 78 invalid configuration.`;
+
+/** Flags that override the file, by configuration field. */
+const OVERRIDES = {
+  'shared-address': 'sharedAddress',
+  'lan-address': 'lanAddress',
+  tun: 'tun',
+  'state-dir': 'stateDir',
+  'run-dir': 'runDir',
+  metrics: 'metrics',
+  pcap: 'pcap',
+  'log-level': 'logLevel',
+} as const;
+
+export function routerCommand(y: Argv) {
+  return y.command(
+    'router',
+    'run the gateway (patent "router 26"): PAP server, lease tables, forwarding between the hosts\' tunnels and the WAN',
+    (a) =>
+      a
+        .option('config', {
+          type: 'string',
+          describe: 'YAML configuration file; the flags below override it',
+        })
+        .option('shared-address', { type: 'string', describe: 'the public IPv4 address all hosts share' })
+        .option('lan-address', { type: 'string', describe: "the router's LAN address (PAP and IP-in-IP)" })
+        .option('tun', { type: 'string', describe: 'TUN device the shared address is routed into [dn0]' })
+        .option('state-dir', { type: 'string', describe: 'lease journal and lock [/var/lib/distnat/router]' })
+        .option('run-dir', { type: 'string', describe: 'control socket for `distnat status` [/run/distnat]' })
+        .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on host:port' })
+        .option('pcap', {
+          type: 'string',
+          describe: 'record forwarded packets (both sides) to this pcap file',
+        })
+        .option('log-level', { type: 'string', describe: 'error, warn, info or debug [info]' })
+        .example('$0 router --config /etc/distnat/router.yaml', 'run with a configuration file')
+        .example(
+          '$0 router --shared-address 198.51.100.30 --lan-address 10.0.0.7 --state-dir /tmp/dn-router',
+          'run with flags only (after native-setup/router-setup.sh up)',
+        )
+        .epilogue(EXAMPLE_CONFIG),
+    async (argv) => {
+      const file = argv.config;
+      const data = (file === undefined ? {} : readConfigFile(file)) as Record<string, unknown>;
+      if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+        validateConfig(RouterConfigSchema, data, file ?? 'command line');
+      }
+      const merged: Record<string, unknown> = { ...data };
+      for (const [flag, field] of Object.entries(OVERRIDES)) {
+        const v = argv[flag];
+        if (v !== undefined) merged[field] = v;
+      }
+      const config = validateConfig(
+        RouterConfigSchema,
+        merged,
+        file === undefined ? 'command line' : `${file} (with command-line overrides)`,
+      );
+      const log = createLogger({ level: config.logLevel, component: 'router' });
+      const router = await startRouter(config, log);
+      await new Promise<void>((resolve) => {
+        let signalled = false;
+        const onSignal = (signal: NodeJS.Signals) => {
+          if (signalled) {
+            log.warn(`second ${signal}: exiting without a clean stop`);
+            process.exit(1);
+          }
+          signalled = true;
+          log.info(`${signal} received`);
+          router.stop().then(resolve, (e: unknown) => {
+            log.error('stop failed', { error: (e as Error).message });
+            resolve();
+          });
+        };
+        process.on('SIGTERM', onSignal);
+        process.on('SIGINT', onSignal);
+      });
+      // Whatever a library left running must not keep a stopped router alive.
+      setTimeout(() => process.exit(0), 2000).unref();
+    },
+  );
+}

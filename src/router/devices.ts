@@ -1,0 +1,154 @@
+/**
+ * The router's kernel side: the TUN device the shared address is routed
+ * into, a raw socket receiving hosts' IP-in-IP (protocol 4) and an
+ * IPPROTO_RAW sender for the router's own tunnels, both bound to the LAN
+ * interface. Failures become UserErrors that say what is missing.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { ExitCode, UserError } from '../cli/exit-codes.ts';
+import { NativeAddonError } from '../io/native.ts';
+import { openRawSender, openRawSocket, type RawSocket } from '../io/raw.ts';
+import { openTun, type TunDevice } from '../io/tun.ts';
+import type { Logger } from '../util/log.ts';
+import { IpProtocol } from '../wire/result.ts';
+
+/** 1500 of an Ethernet LAN minus the 20-byte outer header (docs/testbed.md, router-setup.sh). */
+export const ROUTER_TUN_MTU = 1480;
+
+export interface RouterDeviceConfig {
+  readonly tun: string;
+  readonly sharedAddress: string;
+  readonly lanAddress: string;
+}
+
+export interface OpenedDevices {
+  readonly tun: TunDevice;
+  readonly lanRx: RawSocket;
+  readonly lanTx: RawSocket;
+  /** The interface that carries the LAN address. */
+  readonly lanInterface: string;
+  readonly lanMtu: number;
+}
+
+const PRIVILEGE_HINT =
+  'distnat router needs root, or the capabilities CAP_NET_ADMIN (TUN device) and CAP_NET_RAW (raw sockets): ' +
+  'run it with sudo, or `setcap cap_net_admin,cap_net_raw+ep "$(readlink -f "$(command -v node)")"`';
+
+/** The interface holding `address` in this network namespace, or undefined. */
+export function interfaceOf(address: string): string | undefined {
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    if (addrs?.some((a) => a.family === 'IPv4' && a.address === address)) return name;
+  }
+  return undefined;
+}
+
+function readNumber(path: string): number | undefined {
+  try {
+    const n = Number.parseInt(readFileSync(path, 'utf8').trim(), 10);
+    return Number.isFinite(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Turns an error from opening a device into one a person can act on. */
+export function explainOpenError(what: string, e: unknown): Error {
+  if (e instanceof UserError) return e;
+  if (e instanceof NativeAddonError) return new UserError(e.message, ExitCode.UNAVAILABLE);
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EPERM' || code === 'EACCES')
+    return new UserError(`cannot open ${what}: ${(e as Error).message}\n${PRIVILEGE_HINT}`, ExitCode.NOPERM);
+  if (code === 'EBUSY')
+    return new UserError(
+      `cannot open ${what}: ${(e as Error).message}: another process holds it (is a router already running?)`,
+      ExitCode.CANTCREATE,
+    );
+  return new UserError(`cannot open ${what}: ${(e as Error).message}`, ExitCode.CANTCREATE);
+}
+
+/**
+ * Opens the TUN device (attaching to the persistent one router-setup.sh
+ * made, or creating a temporary one, and saying so) and the LAN sockets.
+ * Closes what it opened if a later step fails.
+ */
+export function openRouterDevices(config: RouterDeviceConfig, log: Logger): OpenedDevices {
+  const lanInterface = interfaceOf(config.lanAddress);
+  if (lanInterface === undefined) {
+    throw new UserError(
+      `the LAN address ${config.lanAddress} is not on any interface here: ` +
+        `add it (\`ip addr add ${config.lanAddress}/24 dev <lan-if>\`) or fix lanAddress / --lan-address`,
+      ExitCode.CONFIG,
+    );
+  }
+  const lanMtu = readNumber(`/sys/class/net/${lanInterface}/mtu`) ?? 1500;
+  const opened: { close(): void }[] = [];
+  try {
+    const existed = existsSync(`/sys/class/net/${config.tun}`);
+    let tun: TunDevice;
+    try {
+      tun = existed
+        ? openTun({ name: config.tun, up: true })
+        : openTun({ name: config.tun, mtu: ROUTER_TUN_MTU, up: true });
+    } catch (e) {
+      throw explainOpenError(`the TUN device ${config.tun}`, e);
+    }
+    opened.push(tun);
+    if (!existed) {
+      const routed = tryIp(['route', 'replace', `${config.sharedAddress}/32`, 'dev', config.tun]);
+      log.warn(
+        `TUN device ${config.tun} did not exist: created it (MTU ${ROUTER_TUN_MTU}, up, not persistent: it goes when the router stops)` +
+          (routed !== undefined
+            ? ` and routed ${config.sharedAddress}/32 into it`
+            : `; routing ${config.sharedAddress}/32 into it failed`) +
+          '. `native-setup/router-setup.sh up` makes it persistent and sets ip_forward and rp_filter',
+        { tun: config.tun },
+      );
+    } else {
+      const route = tryIp(['-4', 'route', 'show', `${config.sharedAddress}/32`]);
+      if (route !== undefined && !route.includes(`dev ${config.tun}`))
+        log.warn(
+          `no route ${config.sharedAddress}/32 dev ${config.tun}: inbound packets will not reach the router`,
+          {
+            fix: 'native-setup/router-setup.sh up',
+          },
+        );
+    }
+    const tunMtu = readNumber(`/sys/class/net/${config.tun}/mtu`);
+    if (tunMtu !== undefined && tunMtu + 20 > lanMtu)
+      log.warn(
+        `TUN MTU ${tunMtu} + 20 exceeds the LAN MTU ${lanMtu}: larger inbound packets will be dropped (too-big)`,
+        {
+          fix: `ip link set ${config.tun} mtu ${lanMtu - 20}`,
+        },
+      );
+    if (readNumber('/proc/sys/net/ipv4/ip_forward') === 0)
+      log.warn('ip_forward is off: the kernel will not forward what the router writes into the TUN', {
+        fix: 'native-setup/router-setup.sh up',
+      });
+
+    let lanRx: RawSocket;
+    let lanTx: RawSocket;
+    try {
+      lanRx = openRawSocket(IpProtocol.IPIP, { device: lanInterface });
+      opened.push(lanRx);
+      lanTx = openRawSender({ device: lanInterface });
+      opened.push(lanTx);
+    } catch (e) {
+      throw explainOpenError(`raw IPv4 sockets on ${lanInterface}`, e);
+    }
+    return { tun, lanRx, lanTx, lanInterface, lanMtu };
+  } catch (e) {
+    for (const d of opened.reverse()) d.close();
+    throw e;
+  }
+}
+
+function tryIp(args: string[]): string | undefined {
+  try {
+    return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return undefined;
+  }
+}

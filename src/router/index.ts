@@ -1,0 +1,16 @@
+export { startRouter } from './daemon.ts';
+export type { RouterDevices, RouterHandle, StartRouterOptions } from './daemon.ts';
+export { RouterForwarder } from './forwarder.ts';
+export type { RouterForwarderOptions } from './forwarder.ts';
+export { DROP_REASONS, INBOUND_DROPS, OUTBOUND_DROPS, COMMON_DROPS, TRAFFIC_COUNTERS } from './counters.ts';
+export type { DropReason, TrafficCounter } from './counters.ts';
+export { InboundDemux, HELD } from './inbound-demux.ts';
+export { OutboundCheck } from './outbound-check.ts';
+export type { LeaseHolderSet } from './outbound-check.ts';
+export { OutboundSaTable } from './outbound-sa.ts';
+export { LeaseHolders } from './lease-holders.ts';
+export { StateLock, LOCK_FILE } from './state-lock.ts';
+export { openRouterDevices, interfaceOf, ROUTER_TUN_MTU } from './devices.ts';
+export type { OpenedDevices } from './devices.ts';
+export { routerStatus, routerCounters } from './router-status.ts';
+export { registerRouterMetrics } from './router-metrics.ts';
