@@ -2,7 +2,7 @@
  * Micro-benchmarks of distnat's packet I/O (docs/io.md quotes their output).
  * Needs root for everything but `gso`; makes namespaces dxio-m-* and removes them.
  *
- *   npx tsx scripts/bench/io-micro.ts [--seconds 5] [--only gso,tun,raw,tunnel] [--json]
+ *   npx tsx scripts/bench/io-micro.ts [--seconds 5] [--repeat N] [--only gso,tun,raw,tunnel] [--json]
  *
  * - gso:    segmenting a 64 KiB TCP super-packet (MSS 1440), JS vs native; coalescing it back
  * - tun:    batched TUN read + write: a raw generator floods UDP into a TUN, io-reflect.ts
@@ -26,13 +26,19 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     only: { type: 'string', default: 'gso,tun,raw,tunnel' },
     json: { type: 'boolean', default: false },
+    repeat: { type: 'string', default: '1' },
   },
 });
 const SECONDS = Number(values.seconds);
 const only = new Set(values.only.split(','));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const results: Record<string, unknown> = {};
-const rows: string[][] = [];
+/** Every figure by label, one value per repetition. */
+const metrics = new Map<string, { unit: string; values: number[] }>();
+function metric(label: string, value: number, unit: string): void {
+  const m = metrics.get(label) ?? { unit, values: [] };
+  m.values.push(value);
+  metrics.set(label, m);
+}
 
 const sh = (cmd: string, ...args: string[]): string =>
   execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -101,13 +107,6 @@ function nftDropAll(ns: string, iface: string): void {
   execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', '-'], { input: rules });
 }
 
-function nftCount(ns: string): number {
-  const m = sh('ip', 'netns', 'exec', ns, 'nft', 'list', 'table', 'inet', 'dxio').match(
-    /counter packets (\d+)/,
-  );
-  return m ? Number(m[1]) : 0;
-}
-
 function benchGso(): void {
   const mss = 1440;
   const payload = new Uint8Array(65535 - 52).map((_, i) => i & 0xff);
@@ -141,29 +140,10 @@ function benchGso(): void {
   }
   const co = new TcpCoalescer(64);
   const coalesce = time(() => co.run(out.bytes, pairs, segments), 20000);
-  const gbps = (us: number) => ((sp.length * 8) / (us * 1e-6) / 1e9).toFixed(1);
-  results.gso = {
-    superPacket: sp.length,
-    segments,
-    jsMicros: js,
-    nativeMicros: native,
-    coalesceMicros: coalesce,
-  };
-  rows.push([
-    'segment 64 KiB TSO packet, JS',
-    `${js.toFixed(1)} us (${segments} segments)`,
-    `${gbps(js)} Gbit/s of one core`,
-  ]);
-  rows.push([
-    'segment 64 KiB TSO packet, native',
-    `${native.toFixed(1)} us`,
-    `${gbps(native)} Gbit/s of one core`,
-  ]);
-  rows.push([
-    'coalesce the segments back, native',
-    `${coalesce.toFixed(1)} us`,
-    `${gbps(coalesce)} Gbit/s of one core`,
-  ]);
+  metric('segment a 64 KiB TSO packet (46 x 1440), JS', js, 'us');
+  metric('segment a 64 KiB TSO packet (46 x 1440), native', native, 'us');
+  metric('coalesce the 46 segments back, native', coalesce, 'us');
+  metric('native segmentation, as throughput of one core', (sp.length * 8) / native / 1000, 'Gbit/s');
 }
 
 async function benchTun(): Promise<void> {
@@ -189,16 +169,11 @@ async function benchTun(): Promise<void> {
     await sleep(300);
     reflector.stop();
     const r = await reflector.done;
-    const returned = nftCount(ns);
     // Packets only flow while the generator runs.
     const secs = Number(g.seconds) || SECONDS;
-    results.tun = { generator: g, reflector: r, returnedToKernel: returned };
-    rows.push(['generator into TUN (raw sendmmsg, 64 B UDP)', `${fmt(Number(g.pps))} pps`, 'offered']);
-    rows.push([
-      'TUN read + write loop (io-reflect, 64 per batch)',
-      `${fmt(Number(r.rxPackets) / secs)} pps read, ${fmt(Number(r.reflected) / secs)} pps written`,
-      `${(Number(r.rxPackets) / Number(r.rxBatches)).toFixed(1)} packets per wake-up; kernel got back ${fmt(returned)}`,
-    ]);
+    metric('generator into the TUN (raw sendmmsg, 64 B UDP), offered', Number(g.pps), 'pps');
+    metric('TUN read + write loop (io-reflect): read and written back', Number(r.reflected) / secs, 'pps');
+    metric('... TUN packets per wake-up', Number(r.rxPackets) / Number(r.rxBatches), '');
   } finally {
     quiet('ip', 'netns', 'del', ns);
   }
@@ -234,11 +209,7 @@ async function benchRaw(): Promise<void> {
       '--seconds',
       String(SECONDS),
     ]).done;
-    rows.push([
-      'IPPROTO_RAW + sendmmsg, 84 B IP-in-IP, veth',
-      `${fmt(Number(s.pps))} pps`,
-      `peer drops in nft: ${fmt(nftCount(b))}`,
-    ]);
+    metric('IPPROTO_RAW + sendmmsg, 84 B IP-in-IP over veth (peer drops in nft)', Number(s.pps), 'pps');
     sh('ip', 'netns', 'exec', b, 'nft', 'delete', 'table', 'inet', 'dxio');
     const recv = program(b, 'io-raw.ts', ['recv', '--protocol', '4', '--seconds', String(SECONDS + 3)]);
     await recv.ready;
@@ -252,12 +223,9 @@ async function benchRaw(): Promise<void> {
       String(SECONDS),
     ]).done;
     const r = await recv.done;
-    results.raw = { sendAlone: s, sendWithReceiver: s2, receiver: r };
-    rows.push([
-      'same, received by a protocol-4 socket (recvmmsg)',
-      `${fmt(Number(r.pps))} pps received of ${fmt(Number(s2.pps))} sent`,
-      `${(Number(r.rxPackets) / Number(r.rxBatches)).toFixed(1)} packets per wake-up`,
-    ]);
+    metric('same, received by a protocol-4 socket with recvmmsg', Number(r.pps), 'pps');
+    metric('... sent meanwhile', Number(s2.pps), 'pps');
+    metric('... recvmmsg packets per wake-up', Number(r.rxPackets) / Math.max(1, Number(r.rxBatches)), '');
   });
 }
 
@@ -275,13 +243,12 @@ async function iperf(client: string, server: string, address: string): Promise<n
 async function benchTunnel(): Promise<void> {
   await withVethPair(async (a, b) => {
     const kernel = await iperf(a, b, '10.95.0.2');
-    rows.push(['TCP, kernel over the veth (reference)', `${kernel.toFixed(2)} Gbit/s`, 'iperf3, one stream']);
+    metric('TCP, one stream, kernel over the veth (reference)', kernel, 'Gbit/s');
     const modes: [string, string[]][] = [
       ['TCP through the userspace tunnel, plain TUN', []],
-      ['... with TSO + userspace segmentation', ['--tso', '--no-coalesce']],
-      ['... with TSO + segmentation + receive coalescing', ['--tso']],
+      ['TCP through the tunnel, TSO + userspace segmentation', ['--tso', '--no-coalesce']],
+      ['TCP through the tunnel, TSO + segmentation + receive coalescing', ['--tso']],
     ];
-    const tunnel: Record<string, number> = { kernel };
     for (const [label, extra] of modes) {
       const ea = program(a, 'io-tunnel.ts', [
         '--tun',
@@ -308,25 +275,43 @@ async function benchTunnel(): Promise<void> {
       ea.stop();
       eb.stop();
       await Promise.all([ea.done, eb.done]);
-      tunnel[label] = gbps;
-      rows.push([label, `${gbps.toFixed(2)} Gbit/s`, `${((gbps / kernel) * 100).toFixed(1)}% of the kernel`]);
+      metric(label, gbps, 'Gbit/s');
+      metric(`${label}, share of the kernel`, (gbps / kernel) * 100, '%');
     }
-    results.tunnel = tunnel;
   });
 }
 
 const load = sh('cat', '/proc/loadavg').split(' ').slice(0, 3).join(' ');
-if (only.has('gso')) benchGso();
-if (only.has('tun')) await benchTun();
-if (only.has('raw')) await benchRaw();
-if (only.has('tunnel')) await benchTunnel();
+for (let i = 0; i < Number(values.repeat); i++) {
+  if (only.has('gso')) benchGso();
+  if (only.has('tun')) await benchTun();
+  if (only.has('raw')) await benchRaw();
+  if (only.has('tunnel')) await benchTunnel();
+}
 const loadAfter = sh('cat', '/proc/loadavg').split(' ').slice(0, 3).join(' ');
 
+const median = (v: number[]): number => {
+  const s = [...v].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const show = (n: number): string =>
+  Math.abs(n) >= 1000 ? fmt(n) : n.toFixed(n >= 100 ? 0 : n >= 10 ? 1 : 2);
+
 if (values.json) {
-  console.log(JSON.stringify({ seconds: SECONDS, load: [load, loadAfter], results }));
+  console.log(
+    JSON.stringify({ seconds: SECONDS, load: [load, loadAfter], metrics: Object.fromEntries(metrics) }),
+  );
 } else {
+  const rows = [...metrics].map(([label, m]) => [
+    label,
+    `${show(median(m.values))} ${m.unit}`.trim(),
+    m.values.length > 1 ? `${show(Math.min(...m.values))} .. ${show(Math.max(...m.values))}` : '',
+  ]);
   const w0 = Math.max(...rows.map((r) => r[0]!.length));
   const w1 = Math.max(...rows.map((r) => r[1]!.length));
-  console.log(`io-micro, ${SECONDS} s per run, load average before ${load}, after ${loadAfter}`);
+  console.log(
+    `io-micro: ${SECONDS} s per run, ${values.repeat} run(s): median and range; load average ${load} -> ${loadAfter}`,
+  );
   for (const r of rows) console.log(`${r[0]!.padEnd(w0)}  ${r[1]!.padEnd(w1)}  ${r[2]}`);
 }
