@@ -1,0 +1,294 @@
+/**
+ * ESP cipher suites: what sits between the cleartext ESP header and the
+ * ICV, and how it is sealed and opened. Each works in place on the packet.
+ *
+ *   esp        ivEnd                              end (seal) / icvAt (open)
+ *   | SPI | Seq | IV | payload | pad | len | nh | ICV |
+ *               \___ encrypted (GCM: also authenticated, AAD = SPI, [Seq hi,] Seq)
+ *   \______________________ authenticated by HMAC (CBC, NULL) _____/ + [Seq hi]
+ *
+ * | suite      | IV | block | ICV | RFC         |
+ * |------------|----|-------|-----|-------------|
+ * | aes-gcm-16 | 8  | 4 (*) | 16  | 4106        |
+ * | aes-cbc    | 16 | 16    | HMAC| 3602 + 4868 |
+ * | null       | 0  | 4 (*) | HMAC| 2410 + 4868 |
+ *
+ * (*) a stream-like suite: padding only reaches the 4-byte alignment of
+ * RFC 4303 2.4.
+ *
+ * Cost notes (figures in docs/ipsec.md). Node offers no way to re-key or
+ * re-IV an AES-GCM context, so each GCM packet creates one, and that set-up
+ * is most of the cost. CBC contexts are kept per SA: OpenSSL's CBC state
+ * after an update is the last cipher block, so a packet with IV `iv` is
+ * encrypted by XORing its first plaintext block with iv ^ lastBlock before
+ * the update (and decrypted by the same XOR after it): same bytes as a
+ * fresh context with that IV, without the set-up.
+ */
+import {
+  createCipheriv,
+  createDecipheriv,
+  randomBytes,
+  type Cipher,
+  type CipherGCMTypes,
+  type Decipher,
+} from 'node:crypto';
+import { Hmac, icvEqual } from './hmac.ts';
+import { fillRandom } from './iv-pool.ts';
+import type { EspEncryption, IntegrityAlgorithm } from './types.ts';
+
+/** Writes the IV for the packet with 64-bit sequence number `seq` at buf[at]. Tests pass fixed IVs this way. */
+export type IvSource = (buf: Uint8Array, at: number, seq: number) => void;
+
+export interface EspTransform {
+  readonly encryption: EspEncryption;
+  readonly integrity: IntegrityAlgorithm | null;
+  readonly ivLength: number;
+  readonly icvLength: number;
+  /** Padding unit (block size, or 4 for stream-like suites). */
+  readonly blockSize: number;
+  /** Whether `n` bytes between IV and ICV can be a sealed payload (whole blocks for CBC). */
+  payloadLengthOk(n: number): boolean;
+  writeIv(buf: Uint8Array, at: number, seq: number): void;
+  /**
+   * Encrypts buf[ivEnd, end) in place (IV already at ivEnd - ivLength) and
+   * writes the ICV at buf[end]. `seqHigh` is the ESN high half, or -1.
+   */
+  seal(buf: Uint8Array, esp: number, ivEnd: number, end: number, seqHigh: number): void;
+  /**
+   * Verifies the ICV at buf[icvAt] and decrypts buf[ivEnd, icvAt) in place.
+   * False when the ICV does not verify; the buffer is then unchanged.
+   */
+  open(buf: Uint8Array, esp: number, ivEnd: number, icvAt: number, seqHigh: number): boolean;
+}
+
+export interface EspTransformParams {
+  readonly encryption: EspEncryption;
+  /** For aes-gcm-16 the AES key followed by the 4-byte salt (RFC 4106 8.1); none for null. */
+  readonly encryptionKey?: Uint8Array;
+  /** Required for aes-cbc and null; not allowed with aes-gcm-16 (it is its own integrity). */
+  readonly integrity?: IntegrityAlgorithm;
+  readonly integrityKey?: Uint8Array;
+  readonly iv?: IvSource;
+}
+
+const TWO_32 = 0x1_0000_0000;
+
+function put32(b: Uint8Array, i: number, v: number): void {
+  b[i] = v >>> 24;
+  b[i + 1] = v >>> 16;
+  b[i + 2] = v >>> 8;
+  b[i + 3] = v;
+}
+
+class AesGcm16 implements EspTransform {
+  readonly encryption = 'aes-gcm-16' as const;
+  readonly integrity = null;
+  readonly ivLength = 8;
+  readonly icvLength = 16;
+  readonly blockSize = 4;
+  private readonly cipher: CipherGCMTypes;
+  private readonly key: Buffer;
+  /** Salt then the packet's explicit IV: the 12-byte GCM nonce (RFC 4106 4). */
+  private readonly nonce: Buffer;
+  private readonly aad = new Uint8Array(12);
+  private readonly aad8 = this.aad.subarray(0, 8);
+  /**
+   * The IV is the sequence number XOR a per-SA random mask: unique per key
+   * as RFC 4106 3.1 demands, and unlikely to repeat across restarts of a
+   * manually keyed SA (whose counter starts again at 1) unlike the plain
+   * counter.
+   */
+  private readonly maskHigh: number;
+  private readonly maskLow: number;
+  private readonly ivSource: IvSource | undefined;
+
+  constructor(keyAndSalt: Uint8Array, iv: IvSource | undefined) {
+    const bits = (keyAndSalt.length - 4) * 8;
+    if (bits !== 128 && bits !== 192 && bits !== 256) {
+      throw new RangeError(
+        `aes-gcm-16 needs a 16, 24 or 32-byte key plus a 4-byte salt, got ${keyAndSalt.length} bytes`,
+      );
+    }
+    this.cipher = `aes-${bits}-gcm` as CipherGCMTypes;
+    this.key = Buffer.from(keyAndSalt.subarray(0, keyAndSalt.length - 4));
+    this.nonce = Buffer.alloc(12);
+    this.nonce.set(keyAndSalt.subarray(keyAndSalt.length - 4), 0);
+    const mask = randomBytes(8);
+    this.maskHigh = mask.readUInt32BE(0);
+    this.maskLow = mask.readUInt32BE(4);
+    this.ivSource = iv;
+  }
+
+  payloadLengthOk(n: number): boolean {
+    return n >= 2;
+  }
+
+  writeIv(buf: Uint8Array, at: number, seq: number): void {
+    if (this.ivSource !== undefined) return this.ivSource(buf, at, seq);
+    const low = seq >>> 0;
+    put32(buf, at, ((seq - low) / TWO_32) ^ this.maskHigh);
+    put32(buf, at + 4, low ^ this.maskLow);
+  }
+
+  /** Loads nonce and AAD from the packet; returns the AAD to use. */
+  private prepare(buf: Uint8Array, esp: number, ivEnd: number, seqHigh: number): Uint8Array {
+    const nonce = this.nonce;
+    const aad = this.aad;
+    for (let i = 0; i < 8; i++) nonce[4 + i] = buf[ivEnd - 8 + i]!;
+    for (let i = 0; i < 4; i++) aad[i] = buf[esp + i]!;
+    if (seqHigh < 0) {
+      for (let i = 4; i < 8; i++) aad[i] = buf[esp + i]!;
+      return this.aad8;
+    }
+    put32(aad, 4, seqHigh);
+    for (let i = 4; i < 8; i++) aad[i + 4] = buf[esp + i]!;
+    return aad;
+  }
+
+  seal(buf: Uint8Array, esp: number, ivEnd: number, end: number, seqHigh: number): void {
+    const aad = this.prepare(buf, esp, ivEnd, seqHigh);
+    const c = createCipheriv(this.cipher, this.key, this.nonce, { authTagLength: 16 });
+    c.setAAD(aad);
+    const out = c.update(buf.subarray(ivEnd, end));
+    c.final();
+    buf.set(out, ivEnd);
+    buf.set(c.getAuthTag(), end);
+  }
+
+  open(buf: Uint8Array, esp: number, ivEnd: number, icvAt: number, seqHigh: number): boolean {
+    const aad = this.prepare(buf, esp, ivEnd, seqHigh);
+    const d = createDecipheriv(this.cipher, this.key, this.nonce, { authTagLength: 16 });
+    d.setAAD(aad);
+    d.setAuthTag(buf.subarray(icvAt, icvAt + 16));
+    const out = d.update(buf.subarray(ivEnd, icvAt));
+    try {
+      d.final();
+    } catch {
+      // OpenSSL reports a tag mismatch only by failing final(); the
+      // plaintext in `out` is unauthenticated and is never written back.
+      return false;
+    }
+    buf.set(out, ivEnd);
+    return true;
+  }
+}
+
+class AesCbcHmac implements EspTransform {
+  readonly encryption = 'aes-cbc' as const;
+  readonly integrity: IntegrityAlgorithm;
+  readonly ivLength = 16;
+  readonly icvLength: number;
+  readonly blockSize = 16;
+  private readonly hmac: Hmac;
+  private readonly enc: Cipher;
+  private readonly dec: Decipher;
+  /** Last cipher block each context produced or consumed: its CBC state. */
+  private readonly encChain = new Uint8Array(16);
+  private readonly decChain = new Uint8Array(16);
+  private readonly icv = new Uint8Array(64);
+  private readonly ivSource: IvSource | undefined;
+
+  constructor(key: Uint8Array, hmac: Hmac, iv: IvSource | undefined) {
+    if (key.length !== 16 && key.length !== 24 && key.length !== 32) {
+      throw new RangeError(`aes-cbc needs a 16, 24 or 32-byte key, got ${key.length}`);
+    }
+    const name = `aes-${key.length * 8}-cbc`;
+    const zero = Buffer.alloc(16);
+    this.enc = createCipheriv(name, key, zero).setAutoPadding(false);
+    this.dec = createDecipheriv(name, key, zero).setAutoPadding(false);
+    this.hmac = hmac;
+    this.integrity = hmac.algorithm;
+    this.icvLength = hmac.icvLength;
+    this.ivSource = iv;
+  }
+
+  payloadLengthOk(n: number): boolean {
+    return n >= 16 && n % 16 === 0;
+  }
+
+  writeIv(buf: Uint8Array, at: number, seq: number): void {
+    if (this.ivSource !== undefined) this.ivSource(buf, at, seq);
+    else fillRandom(buf, at, 16);
+  }
+
+  seal(buf: Uint8Array, esp: number, ivEnd: number, end: number, seqHigh: number): void {
+    const chain = this.encChain;
+    for (let i = 0; i < 16; i++) buf[ivEnd + i]! ^= buf[ivEnd - 16 + i]! ^ chain[i]!;
+    // With padding off, update returns every whole block it is given.
+    const out = this.enc.update(buf.subarray(ivEnd, end));
+    buf.set(out, ivEnd);
+    for (let i = 0; i < 16; i++) chain[i] = buf[end - 16 + i]!;
+    // Encrypt-then-MAC (RFC 4303 3.3.2): the ICV covers the cipher text.
+    this.hmac.macOf(buf, esp, end, seqHigh, buf, end);
+  }
+
+  open(buf: Uint8Array, esp: number, ivEnd: number, icvAt: number, seqHigh: number): boolean {
+    // The ICV first: nothing is decrypted for a forged packet, so there is no padding oracle.
+    this.hmac.macOf(buf, esp, icvAt, seqHigh, this.icv, 0);
+    if (!icvEqual(this.icv, 0, buf, icvAt, this.icvLength)) return false;
+    const out = this.dec.update(buf.subarray(ivEnd, icvAt));
+    const chain = this.decChain;
+    for (let i = 0; i < 16; i++) out[i]! ^= chain[i]! ^ buf[ivEnd - 16 + i]!;
+    for (let i = 0; i < 16; i++) chain[i] = buf[icvAt - 16 + i]!;
+    buf.set(out, ivEnd);
+    return true;
+  }
+}
+
+class NullHmac implements EspTransform {
+  readonly encryption = 'null' as const;
+  readonly integrity: IntegrityAlgorithm;
+  readonly ivLength = 0;
+  readonly icvLength: number;
+  readonly blockSize = 4;
+  private readonly hmac: Hmac;
+  private readonly icv = new Uint8Array(64);
+
+  constructor(hmac: Hmac) {
+    this.hmac = hmac;
+    this.integrity = hmac.algorithm;
+    this.icvLength = hmac.icvLength;
+  }
+
+  payloadLengthOk(n: number): boolean {
+    return n >= 2;
+  }
+
+  writeIv(): void {}
+
+  seal(buf: Uint8Array, esp: number, _ivEnd: number, end: number, seqHigh: number): void {
+    this.hmac.macOf(buf, esp, end, seqHigh, buf, end);
+  }
+
+  open(buf: Uint8Array, esp: number, _ivEnd: number, icvAt: number, seqHigh: number): boolean {
+    this.hmac.macOf(buf, esp, icvAt, seqHigh, this.icv, 0);
+    return icvEqual(this.icv, 0, buf, icvAt, this.icvLength);
+  }
+}
+
+/** Builds a suite; throws RangeError for a combination or key length that cannot work (configuration errors). */
+export function createEspTransform(p: EspTransformParams): EspTransform {
+  if (p.encryption === 'aes-gcm-16') {
+    if (p.integrity !== undefined) {
+      throw new RangeError('aes-gcm-16 authenticates by itself: give no integrity algorithm');
+    }
+    if (p.encryptionKey === undefined) throw new RangeError('aes-gcm-16 needs a key');
+    return new AesGcm16(p.encryptionKey, p.iv);
+  }
+  if (p.integrity === undefined || p.integrityKey === undefined) {
+    // RFC 4303 3.2: confidentiality without integrity invites cut-and-paste attacks.
+    throw new RangeError(`${p.encryption} needs an integrity algorithm and key`);
+  }
+  const hmac = new Hmac(p.integrity, p.integrityKey);
+  if (p.encryption === 'aes-cbc') {
+    if (p.encryptionKey === undefined) throw new RangeError('aes-cbc needs a key');
+    return new AesCbcHmac(p.encryptionKey, hmac, p.iv);
+  }
+  if (p.encryption === 'null') {
+    if (p.encryptionKey !== undefined && p.encryptionKey.length > 0) {
+      throw new RangeError('null encryption takes no key');
+    }
+    return new NullHmac(hmac);
+  }
+  throw new RangeError(`unknown ESP encryption ${String(p.encryption)}`);
+}
