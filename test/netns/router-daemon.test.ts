@@ -1,0 +1,183 @@
+/**
+ * `distnat router` for real, in a testbed of this file's own (no host
+ * agents): PAP answers over UDP and ICMP seen on the wire, tunnels made by
+ * hand with scapy forwarded both ways and a spoofed port dropped, a SIGKILL
+ * survived with leases and epoch, a SIGTERM that cleans up.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Background } from '../helpers/process.ts';
+import { ROOT, TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
+
+const bed = useTestbed({ daemons: false });
+const SCAPY = '/usr/bin/python3';
+const DISTNAT = join(ROOT, 'bin', 'distnat');
+
+const papClient = `
+import { HostLeases } from '${ROOT}src/pap/host-leases.ts';
+import { IcmpPapTransport } from '${ROOT}src/pap/icmp-transport.ts';
+import { UdpPapTransport } from '${ROOT}src/pap/udp-transport.ts';
+import { PapClient } from '${ROOT}src/pap/pap-client.ts';
+import { SystemClock } from '${ROOT}src/util/clock.ts';
+const [via, local] = process.argv.slice(2);
+const clock = new SystemClock({ unref: true });
+const transport = via === 'icmp'
+  ? IcmpPapTransport.open({ address: local!, device: 'lan0' })
+  : await UdpPapTransport.open({ address: local!, port: 0 });
+const router = via === 'icmp' ? { address: '10.0.0.7' } : { address: '10.0.0.7', port: 7032 };
+const client = new PapClient({ clock, transport, leases: new HostLeases({ clock }), router,
+  retransmit: { initialMs: 500, attempts: 4 } });
+const ports = await client.request('port', 32);
+client.stop();
+await transport.close();
+console.log(JSON.stringify(ports));
+process.exit(0);
+`;
+
+/** Sends one datagram through a hand-made tunnel to the router: argv host-address kind. */
+const tunnelSender = `
+import sys
+from scapy.all import IP, UDP, Raw, send, conf
+conf.verb = 0
+me, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+inner = IP(src='198.51.100.30', dst=dst, ttl=20)/UDP(sport=sport, dport=dport)/Raw(b'distnat-' + sys.argv[2].encode())
+send(IP(src=me, dst='10.0.0.7', proto=4)/inner)
+`;
+
+interface PortOutcome {
+  status: string;
+  response: { lowestPort: number; portCount: number; epoch: number };
+}
+
+function startRouter(): Background {
+  const b = bed();
+  return b.spawn('router', [
+    DISTNAT,
+    'router',
+    '--shared-address',
+    TOPOLOGY.shared,
+    '--lan-address',
+    TOPOLOGY.router.lan,
+    '--tun',
+    TOPOLOGY.tun,
+    '--state-dir',
+    join(b.scratchDir, 'state'),
+    '--run-dir',
+    join(b.scratchDir, 'run'),
+  ]);
+}
+
+async function status(): Promise<{
+  summary: Record<string, string | number>;
+  counters: Record<string, number>;
+}> {
+  const b = bed();
+  const r = await b.exec('router', [
+    DISTNAT,
+    'status',
+    'router',
+    '--json',
+    '--run-dir',
+    join(b.scratchDir, 'run'),
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as {
+    summary: Record<string, string | number>;
+    counters: Record<string, number>;
+  };
+}
+
+async function lease(node: 'h1' | 'h2', via: 'udp' | 'icmp'): Promise<PortOutcome> {
+  const b = bed();
+  const r = await b.exec(
+    node,
+    ['node', '--import', 'tsx', join(b.scratchDir, 'pap-client.mts'), via, TOPOLOGY[node].lan],
+    {
+      cwd: ROOT,
+      timeoutMs: 30_000,
+    },
+  );
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as PortOutcome;
+}
+
+describe('distnat router in the namespace testbed', () => {
+  let router: Background;
+  let h1Port = 0;
+  let epoch = 0;
+
+  it('answers PAP over UDP and over ICMP types 32/33', async () => {
+    const b = bed();
+    writeFileSync(join(b.scratchDir, 'pap-client.mts'), papClient);
+    writeFileSync(join(b.scratchDir, 'tunnel.py'), tunnelSender);
+    router = startRouter();
+    await router.waitForOutput(/router started/, { timeoutMs: 20_000 });
+    const cap = await b.capture('router', TOPOLOGY.lanIf, { filter: 'udp port 7032 or icmp' });
+    const udp = await lease('h1', 'udp');
+    const icmp = await lease('h2', 'icmp');
+    await cap.stop({ packets: 4 });
+    expect(udp.status).toBe('ok');
+    expect(icmp.status).toBe('ok');
+    expect(udp.response.portCount).toBe(32);
+    expect(icmp.response.epoch).toBe(udp.response.epoch);
+    h1Port = udp.response.lowestPort;
+    epoch = udp.response.epoch;
+    const rows = await cap.fields(['ip.src', 'ip.dst', 'ip.proto', 'data.len']);
+    expect(rows).toContainEqual(['10.0.0.1', '10.0.0.7', '17', '28']);
+    expect(rows).toContainEqual(['10.0.0.7', '10.0.0.1', '17', '28']);
+    expect(rows.filter((r) => r[0] === '10.0.0.7' && r[1] === '10.0.0.3' && r[2] === '1')).toHaveLength(1);
+  });
+
+  it('forwards a tunnelled datagram unchanged from its owner and drops a spoofed source port', async () => {
+    const b = bed();
+    const cap = await b.capture('server', TOPOLOGY.wanIf, { filter: 'udp port 9' });
+    const py = join(b.scratchDir, 'tunnel.py');
+    expect(
+      (await b.exec('h1', [SCAPY, py, TOPOLOGY.h1.lan, String(h1Port), TOPOLOGY.server.wan, '9'])).code,
+    ).toBe(0);
+    expect(
+      (await b.exec('h2', [SCAPY, py, TOPOLOGY.h2.lan, String(h1Port + 1), TOPOLOGY.server.wan, '9'])).code,
+    ).toBe(0);
+    await cap.stop({ settleMs: 500 });
+    const rows = await cap.fields(['ip.src', 'udp.srcport', 'ip.ttl']);
+    // TTL 20 leaves the router as 19: the kernel forwarded it.
+    expect(rows).toEqual([[TOPOLOGY.shared, String(h1Port), '19']]);
+    const s = await status();
+    expect(s.counters['drop.spoofed-port']).toBe(1);
+    expect(s.counters['traffic.outbound-packets']).toBe(1);
+  });
+
+  it("tunnels the server's datagram for a leased port to its owner", async () => {
+    const b = bed();
+    const cap = await b.capture('h1', TOPOLOGY.lanIf, { filter: 'ip proto 4' });
+    const send = `from scapy.all import *; conf.verb=0; send(IP(dst='${TOPOLOGY.shared}')/UDP(sport=9, dport=${h1Port})/Raw(b'back'))`;
+    expect((await b.exec('server', [SCAPY, '-c', send])).code).toBe(0);
+    await cap.stop({ packets: 1 });
+    const rows = await cap.fields(['ip.src', 'ip.dst', 'udp.dstport']);
+    expect(rows[0]).toEqual([
+      `${TOPOLOGY.router.lan},${TOPOLOGY.server.wan}`,
+      `${TOPOLOGY.h1.lan},${TOPOLOGY.shared}`,
+      String(h1Port),
+    ]);
+  });
+
+  it('comes back from SIGKILL with its leases and epoch', async () => {
+    await router.stop({ signal: 'SIGKILL' });
+    router = startRouter();
+    await router.waitForOutput(/router started/, { timeoutMs: 20_000 });
+    expect(router.stderr()).toMatch(/took over the lock/);
+    const s = await status();
+    expect(s.summary.epoch).toBe(epoch);
+    expect(s.summary.recovered).toBe('yes');
+    expect(s.counters['leases.port_leases']).toBe(2);
+  });
+
+  it('stops cleanly on SIGTERM: exit 0, control socket and lock removed', async () => {
+    const b = bed();
+    const exit = await router.stop({ signal: 'SIGTERM', timeoutMs: 10_000 });
+    expect(exit.code).toBe(0);
+    expect(existsSync(join(b.scratchDir, 'run', 'router.sock'))).toBe(false);
+    expect(existsSync(join(b.scratchDir, 'state', 'router.lock'))).toBe(false);
+  });
+});
