@@ -52,7 +52,8 @@ export function localCaName(organization: string, sharedAddress: string): x509.N
  * in IKE logs, and with a space so that no verifier mistakes it for a host name.
  */
 export function hostCommonName(sharedAddress: string, ports: readonly Block[]): string {
-  const full = `${sharedAddress} ports ${formatRanges(ports).replace(/ /g, '')}`;
+  // Ranges apart by spaces: a comma would need escaping in every DN string (RFC 4514).
+  const full = `${sharedAddress} ports ${formatRanges(ports).replace(/, /g, ' ')}`;
   if (full.length <= UB_COMMON_NAME) return full;
   const first = formatRanges(ports.slice(0, 1));
   return `${sharedAddress} ports ${first} +${ports.length - 1} more`.slice(0, UB_COMMON_NAME);
