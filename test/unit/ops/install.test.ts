@@ -1,0 +1,137 @@
+/**
+ * native-setup/install.sh below a scratch root (--root: files only, no
+ * packages, user or systemctl): what it puts where, the addresses it fills
+ * into the configuration, and that a second run keeps what an administrator
+ * changed.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { validateConfig } from '../../../src/config/load.ts';
+import { HostConfigSchema } from '../../../src/config/host-config.ts';
+import { RouterConfigSchema } from '../../../src/config/router-config.ts';
+
+const CHECKOUT = resolve(import.meta.dirname, '../../..');
+const INSTALL = join(CHECKOUT, 'native-setup/install.sh');
+const dir = mkdtempSync(join(tmpdir(), 'distnat-install-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let roots = 0;
+function install(args: string[], root = join(dir, `root${roots++}`)) {
+  const r = spawnSync(INSTALL, [...args, '--root', root], { encoding: 'utf8' });
+  return { root, status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function envFile(path: string): Record<string, string> {
+  const entries = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => /^[A-Z_]+=/.test(l))
+    .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]);
+  return Object.fromEntries(entries) as Record<string, string>;
+}
+
+describe('native-setup/install.sh --root', () => {
+  it('installs a host: copy without build output, wrapper, unit, configuration with its addresses', () => {
+    const r = install(['host', '--lan-address', '10.0.0.3', '--lan-if', 'eth2', '--shared', '192.0.2.30']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const opt = join(r.root, 'opt/distnat');
+    expect(existsSync(join(opt, 'bin/distnat'))).toBe(true);
+    expect(existsSync(join(opt, 'native-setup/host-setup.sh'))).toBe(true);
+    expect(existsSync(join(opt, 'package-lock.json'))).toBe(true);
+    for (const skipped of ['.git', 'node_modules', 'native-setup/addon/build', 'run'])
+      expect(existsSync(join(opt, skipped)), skipped).toBe(false);
+
+    const wrapper = join(r.root, 'usr/local/bin/distnat');
+    expect(lstatSync(wrapper).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(wrapper)).toBe('/opt/distnat/bin/distnat');
+
+    expect(readFileSync(join(r.root, 'etc/systemd/system/distnat-host.service'), 'utf8')).toBe(
+      readFileSync(join(CHECKOUT, 'native-setup/systemd/distnat-host.service'), 'utf8'),
+    );
+    const yaml = parseYaml(readFileSync(join(r.root, 'etc/distnat/host.yaml'), 'utf8')) as unknown;
+    expect(yaml).toEqual({ router: '10.0.0.7', lanAddress: '10.0.0.3', sharedAddress: '192.0.2.30' });
+    expect(() => validateConfig(HostConfigSchema, yaml, 'host.yaml')).not.toThrow();
+    expect(envFile(join(r.root, 'etc/distnat/host.env'))).toEqual({
+      DN_LAN_IF: 'eth2',
+      DN_TUN: 'dn0',
+      DN_MTU: '1480',
+      DN_SHARED_ADDR: '192.0.2.30',
+      DN_STATE_DIR: '/run/distnat-setup',
+    });
+  });
+
+  it('installs a router at 10.0.0.7 by default, and a server with its gateway', () => {
+    const router = install(['router']);
+    expect(router.status, router.stderr).toBe(0);
+    const yaml = parseYaml(readFileSync(join(router.root, 'etc/distnat/router.yaml'), 'utf8')) as unknown;
+    expect(validateConfig(RouterConfigSchema, yaml, 'router.yaml')).toMatchObject({
+      lanAddress: '10.0.0.7',
+      sharedAddress: '198.51.100.30',
+    });
+    expect(existsSync(join(router.root, 'etc/systemd/system/distnat-router.service'))).toBe(true);
+
+    const server = install(['server', '--gateway', '203.0.113.1']);
+    expect(server.status, server.stderr).toBe(0);
+    expect(envFile(join(server.root, 'etc/distnat/server.env'))).toEqual({
+      DN_SHARED_ADDR: '198.51.100.30',
+      DN_GATEWAY: '203.0.113.1',
+    });
+    expect(existsSync(join(server.root, 'etc/distnat/server.yaml'))).toBe(false);
+  });
+
+  it('keeps an edited configuration on a second run, replaces it with --force-config', () => {
+    const first = install(['router']);
+    const yamlPath = join(first.root, 'etc/distnat/router.yaml');
+    writeFileSync(yamlPath, readFileSync(yamlPath, 'utf8').replace('# logLevel: info', 'logLevel: debug'));
+    const again = install(['router', '--lan-address', '10.0.0.8'], first.root);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/kept .*router\.yaml/);
+    expect(readFileSync(yamlPath, 'utf8')).toContain('logLevel: debug');
+    expect(readFileSync(yamlPath, 'utf8')).toContain('lanAddress: 10.0.0.7');
+    const forced = install(['router', '--lan-address', '10.0.0.8', '--force-config'], first.root);
+    expect(forced.status, forced.stderr).toBe(0);
+    expect(readFileSync(yamlPath, 'utf8')).not.toContain('logLevel: debug');
+    expect(readFileSync(yamlPath, 'utf8')).toContain('lanAddress: 10.0.0.8');
+  });
+
+  it('links instead of copying with --link', () => {
+    const r = install(['router', '--link']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(readlinkSync(join(r.root, 'opt/distnat'))).toBe(CHECKOUT);
+  });
+
+  it('refuses what it cannot do right, naming the problem', () => {
+    const cases: [string[], RegExp][] = [
+      [[], /name a role/],
+      [['gateway'], /unknown argument 'gateway'/],
+      [['host'], /a host needs --lan-address/],
+      [['host', '--lan-address', '10.0.0.300'], /--lan-address: not an IPv4 address/],
+      [['router', '--shared', 'x'], /--shared: not an IPv4 address/],
+      [['host', '--lan-address', '10.0.0.1', '--lan-if', 'a/b'], /--lan-if: bad interface name/],
+      [['router', 'host'], /more than one role/],
+    ];
+    for (const [args, message] of cases) {
+      const r = install(args);
+      expect(r.status, args.join(' ')).not.toBe(0);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+    }
+  });
+
+  it('explains itself with --help', () => {
+    const r = spawnSync(INSTALL, ['--help'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/Usage: native-setup\/install.sh router\|host\|server/);
+  });
+});
