@@ -1,0 +1,76 @@
+/**
+ * The host agent's three packet devices (docs/host.md): the TUN device the
+ * shared address lives on, a raw socket receiving protocol 4 (IP-in-IP from
+ * the router, outer header included), and an IPPROTO_RAW sender for the
+ * encapsulated packets. Also where the MTUs come from.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import type { PacketDevice } from '../io/types.ts';
+import { openRawSender, openRawSocket } from '../io/raw.ts';
+import { openTun } from '../io/tun.ts';
+import { IpProtocol } from '../wire/result.ts';
+
+export interface HostDevices {
+  readonly tun: PacketDevice;
+  readonly tunnelIn: PacketDevice;
+  readonly tunnelOut: PacketDevice;
+}
+
+/** The MTU native-setup/host-setup.sh gives the TUN device: 1500 minus the outer header. */
+export const DEFAULT_TUN_MTU = 1480;
+export const DEFAULT_LAN_MTU = 1500;
+
+/** An interface's MTU from sysfs, or undefined. */
+export function interfaceMtu(name: string): number | undefined {
+  try {
+    const v = Number(readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim());
+    return Number.isInteger(v) && v > 0 ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The interface carrying an IPv4 address, or undefined. */
+export function interfaceOf(address: string): string | undefined {
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    if (addrs?.some((a) => a.family === 'IPv4' && a.address === address)) return name;
+  }
+  return undefined;
+}
+
+/** The first IPv4 address of an interface, or undefined. */
+export function addressOf(name: string): string | undefined {
+  return networkInterfaces()[name]?.find((a) => a.family === 'IPv4')?.address;
+}
+
+export interface OpenedDevices extends HostDevices {
+  /** True when the TUN device did not exist and was created (without address or routes). */
+  readonly createdTun: boolean;
+  readonly tunMtu: number;
+}
+
+/**
+ * Opens the devices. A missing TUN device is created (not persistent) with
+ * the default MTU and set up; its address and routes are host-setup.sh's
+ * job, and the caller says so. Throws the binding's errors (code EPERM
+ * without CAP_NET_ADMIN / CAP_NET_RAW).
+ */
+export function openHostDevices(tunName: string, onError: (err: Error) => void): OpenedDevices {
+  const createdTun = !existsSync(`/sys/class/net/${tunName}`);
+  const tun = openTun({
+    name: tunName,
+    onError,
+    ...(createdTun ? { mtu: DEFAULT_TUN_MTU, up: true } : {}),
+  });
+  let tunnelIn: PacketDevice | undefined;
+  try {
+    tunnelIn = openRawSocket(IpProtocol.IPIP, { onError });
+    const tunnelOut = openRawSender({ onError });
+    return { tun, tunnelIn, tunnelOut, createdTun, tunMtu: interfaceMtu(tun.name) ?? DEFAULT_TUN_MTU };
+  } catch (err) {
+    tunnelIn?.close();
+    tun.close();
+    throw err;
+  }
+}

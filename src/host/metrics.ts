@@ -1,0 +1,102 @@
+/**
+ * The host agent's Prometheus metrics. Values are read from the agent's own
+ * counters when scraped (collect callbacks), so the packet path counts only
+ * in its typed arrays and pays nothing for Prometheus.
+ */
+import { Counter, Gauge } from 'prom-client';
+import type { Registry } from 'prom-client';
+import type { IoStats } from '../io/types.ts';
+import type { HostForwarder } from './forwarder.ts';
+import type { LeasedPortPool } from './leased-ports.ts';
+import type { SourcePortTranslationTable } from './translation/sptt.ts';
+import type { PortTranslator } from './translation/translator.ts';
+import type { PapClientCounters } from '../pap/pap-client.ts';
+
+export interface HostMetricSources {
+  readonly forwarder: HostForwarder;
+  readonly translator: PortTranslator;
+  readonly sptt: SourcePortTranslationTable;
+  readonly ports: LeasedPortPool;
+  readonly pap: () => PapClientCounters;
+  readonly io: () => Readonly<Record<string, IoStats>>;
+}
+
+export function registerHostMetrics(registry: Registry, s: HostMetricSources): void {
+  const registers = [registry];
+  new Counter({
+    name: 'distnat_host_packets_total',
+    help: 'Packets forwarded and other packet events (outbound, inbound, fragmentation-needed, mss-clamped-*, ...)',
+    labelNames: ['event'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [event, v] of Object.entries(s.forwarder.events.snapshot())) this.inc({ event }, v);
+    },
+  });
+  new Counter({
+    name: 'distnat_host_drops_total',
+    help: 'Packets dropped by the host agent, by direction and reason',
+    labelNames: ['direction', 'reason'],
+    registers,
+    collect() {
+      this.reset();
+      const c = s.forwarder.counters();
+      for (const [reason, v] of Object.entries(c.outboundDrops))
+        this.inc({ direction: 'outbound', reason }, v);
+      for (const [reason, v] of Object.entries(c.inboundDrops)) this.inc({ direction: 'inbound', reason }, v);
+    },
+  });
+  new Counter({
+    name: 'distnat_host_translations_total',
+    help: 'Port translation outcomes by direction (FIG. 11)',
+    labelNames: ['direction', 'outcome'],
+    registers,
+    collect() {
+      this.reset();
+      const t = s.translator.counters;
+      for (const [outcome, v] of Object.entries(t.outbound)) this.inc({ direction: 'outbound', outcome }, v);
+      for (const [outcome, v] of Object.entries(t.inbound)) this.inc({ direction: 'inbound', outcome }, v);
+    },
+  });
+  new Counter({
+    name: 'distnat_host_pap_messages_total',
+    help: 'PAP client events (sent, retransmitted, timeouts, unmatched, malformed, withdrawals)',
+    labelNames: ['event'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [event, v] of Object.entries(s.pap())) this.inc({ event }, v);
+    },
+  });
+  new Counter({
+    name: 'distnat_host_io_packets_total',
+    help: 'Packets through the TUN device and the raw sockets, by device and direction',
+    labelNames: ['device', 'direction'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [device, st] of Object.entries(s.io())) {
+        this.inc({ device, direction: 'rx' }, st.rxPackets);
+        this.inc({ device, direction: 'tx' }, st.txPackets);
+      }
+    },
+  });
+  new Gauge({
+    name: 'distnat_host_leased_ports',
+    help: 'Ports held in PAP blocks, and how many of them are unused',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      this.set({ state: 'held' }, s.ports.held);
+      this.set({ state: 'unused' }, s.ports.unused);
+    },
+  });
+  new Gauge({
+    name: 'distnat_host_translation_rows',
+    help: 'Rows in the source port translation table (FIG. 11)',
+    registers,
+    collect() {
+      this.set(s.sptt.size);
+    },
+  });
+}
