@@ -194,7 +194,7 @@ install_node() {
 
 # Build output and dependencies are made for this machine by scripts/setup,
 # never copied from the checkout (which may have been built elsewhere).
-EXCLUDES=(.git node_modules native-setup/addon/build run)
+EXCLUDES=(.git .vagrant node_modules native-setup/addon/build run)
 
 install_tree() {
   mkdir -p "$(dirname "$OPT")"
