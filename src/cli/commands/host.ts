@@ -1,0 +1,234 @@
+import { readFileSync } from 'node:fs';
+import type { Argv } from 'yargs';
+import { HostConfigSchema } from '../../config/host-config.ts';
+import type { HostConfig } from '../../config/host-config.ts';
+import { ConfigError, readConfigFile, validateConfig } from '../../config/load.ts';
+import { startHost } from '../../host/agent.ts';
+import type { HostAgent } from '../../host/agent.ts';
+import { addressOf } from '../../host/devices.ts';
+import { NativeAddonError } from '../../io/native.ts';
+import { createLogger } from '../../util/log.ts';
+import { ExitCode, UserError } from '../exit-codes.ts';
+
+/** CAP_NET_ADMIN (12): the TUN device and sysctls; CAP_NET_RAW (13): the raw sockets. */
+const CAP_NET_ADMIN = 12n;
+const CAP_NET_RAW = 13n;
+
+/** What is missing to run the agent, or undefined when the process may. */
+export function missingPrivilege(statusText?: string): string | undefined {
+  if (process.geteuid?.() === 0) return undefined;
+  let text = statusText;
+  try {
+    text ??= readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return 'root (or CAP_NET_ADMIN and CAP_NET_RAW)';
+  }
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(text);
+  const eff = m ? BigInt(`0x${m[1]}`) : 0n;
+  const lacking = [
+    ...((eff >> CAP_NET_ADMIN) & 1n ? [] : ['CAP_NET_ADMIN']),
+    ...((eff >> CAP_NET_RAW) & 1n ? [] : ['CAP_NET_RAW']),
+  ];
+  return lacking.length === 0 ? undefined : lacking.join(' and ');
+}
+
+interface HostArgs {
+  config?: string | undefined;
+  router?: string | undefined;
+  'lan-address'?: string | undefined;
+  'lan-if'?: string | undefined;
+  'shared-address'?: string | undefined;
+  tun?: string | undefined;
+  mode?: string | undefined;
+  'pap-transport'?: string | undefined;
+  'block-size'?: number | undefined;
+  'state-dir'?: string | undefined;
+  'run-dir'?: string | undefined;
+  metrics?: string | undefined;
+  pcap?: string | undefined;
+  'log-level'?: string | undefined;
+}
+
+/**
+ * The configuration from a file (if any) with the flags on top. A LAN
+ * address can come from the interface named by --lan-if, and the shared
+ * address from the TUN device when host-setup.sh has given it one.
+ */
+export function hostConfigFrom(argv: HostArgs): HostConfig {
+  const source = argv.config ?? 'the command line';
+  const data = (argv.config !== undefined ? readConfigFile(argv.config) : {}) as Record<string, unknown>;
+  if (typeof data !== 'object' || data === null || Array.isArray(data))
+    throw new ConfigError(source, ['expected a mapping of fields at the top level']);
+  const pap = { ...((data.pap as Record<string, unknown> | undefined) ?? {}) };
+  const set = (key: string, value: unknown, into: Record<string, unknown> = data): void => {
+    if (value !== undefined) into[key] = value;
+  };
+  set('router', argv.router);
+  set('lanAddress', argv['lan-address']);
+  set('sharedAddress', argv['shared-address']);
+  set('tun', argv.tun);
+  set('mode', argv.mode);
+  set('stateDir', argv['state-dir']);
+  set('runDir', argv['run-dir']);
+  set('metrics', argv.metrics);
+  set('pcap', argv.pcap);
+  set('logLevel', argv['log-level']);
+  set('transport', argv['pap-transport'], pap);
+  set('blockSize', argv['block-size'], pap);
+  if (Object.keys(pap).length > 0) data.pap = pap;
+  if (data.lanAddress === undefined && argv['lan-if'] !== undefined) {
+    const a = addressOf(argv['lan-if']);
+    if (a === undefined)
+      throw new ConfigError(source, [
+        `--lan-if ${argv['lan-if']}: no such interface, or it has no IPv4 address`,
+      ]);
+    data.lanAddress = a;
+  }
+  if (data.sharedAddress === undefined) {
+    const a = addressOf(typeof data.tun === 'string' ? data.tun : 'dn0');
+    if (a !== undefined) data.sharedAddress = a;
+  }
+  const missing = [
+    ...(data.router === undefined
+      ? ['field `router`: missing; give --router with the router LAN address']
+      : []),
+    ...(data.lanAddress === undefined
+      ? ['field `lanAddress`: missing; give --lan-address, or --lan-if with the LAN interface']
+      : []),
+    ...(data.sharedAddress === undefined
+      ? [
+          'field `sharedAddress`: missing; give --shared-address, or run native-setup/host-setup.sh up ' +
+            'so that the TUN device carries it',
+        ]
+      : []),
+  ];
+  if (missing.length > 0) throw new ConfigError(source, missing);
+  return validateConfig(HostConfigSchema, data, source);
+}
+
+/** Turns start-up failures into messages a person can act on. */
+function explain(e: unknown, config: HostConfig): unknown {
+  if (e instanceof UserError || e instanceof ConfigError) return e;
+  if (e instanceof NativeAddonError) return new UserError(e.message, ExitCode.SOFTWARE);
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'EPERM' || err.code === 'EACCES')
+    return new UserError(
+      `not permitted: ${err.message}\nRun as root, or with CAP_NET_ADMIN and CAP_NET_RAW.`,
+      ExitCode.NOPERM,
+    );
+  if (err.code === 'EADDRNOTAVAIL')
+    return new UserError(
+      `the LAN address ${config.lanAddress} is not an address of this host (${err.message})`,
+      ExitCode.CONFIG,
+    );
+  if (err.code === 'EADDRINUSE')
+    return new UserError(`address in use: ${err.message} (is another agent running?)`, ExitCode.UNAVAILABLE);
+  return e;
+}
+
+export function hostCommand(y: Argv) {
+  return y.command(
+    'host',
+    'run the host agent: lease ports from the router (PAP) and tunnel through it (patent network device 14/18)',
+    (a) =>
+      a
+        .option('config', { type: 'string', describe: 'YAML or JSON configuration file (flags override it)' })
+        .option('router', { type: 'string', describe: "the router's LAN address" })
+        .option('lan-address', {
+          type: 'string',
+          describe: "this host's LAN address (outer source of the tunnel)",
+        })
+        .option('lan-if', { type: 'string', describe: 'take the LAN address from this interface' })
+        .option('shared-address', {
+          type: 'string',
+          describe: 'the shared public address (default: the TUN device address)',
+        })
+        .option('tun', {
+          type: 'string',
+          describe: 'TUN device (default dn0, made by native-setup/host-setup.sh)',
+        })
+        .option('mode', {
+          choices: ['translate', 'native'] as const,
+          describe:
+            'translate ports (Method 170/184, default) or set the kernel ephemeral range (Method 130)',
+        })
+        .option('pap-transport', {
+          choices: ['udp', 'icmp'] as const,
+          describe: 'PAP over UDP 7032 (default) or ICMP 32/33',
+        })
+        .option('block-size', { type: 'number', describe: 'ports to ask for per block (default 32)' })
+        .option('state-dir', {
+          type: 'string',
+          describe: 'where state is kept (default /var/lib/distnat/host)',
+        })
+        .option('run-dir', {
+          type: 'string',
+          describe: 'where the control socket goes (default /run/distnat)',
+        })
+        .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on host:port' })
+        .option('pcap', {
+          type: 'string',
+          describe: 'record every packet read and written to this pcap file',
+        })
+        .option('log-level', { choices: ['error', 'warn', 'info', 'debug'] as const })
+        .option('wait-seconds', {
+          type: 'number',
+          describe:
+            'exit with status 69 if no lease is granted within this many seconds (default: keep trying)',
+        })
+        .example(
+          '$0 host --router 10.0.0.7 --lan-if lan0',
+          'lease ports from 10.0.0.7 and tunnel the traffic dn0 carries (after native-setup/host-setup.sh up)',
+        )
+        .example('$0 host --config /etc/distnat/host.yaml --mode native', 'Method 130: no translation')
+        .epilogue(
+          'Stop with SIGTERM or Ctrl-C: the leased blocks are given back (PAP invalidate), kernel settings\n' +
+            'restored. Exit codes: 69 router unreachable (--wait-seconds), 77 missing privilege, 78 bad configuration.',
+        ),
+    async (argv) => {
+      const config = hostConfigFrom(argv);
+      const lacking = missingPrivilege();
+      if (lacking !== undefined)
+        throw new UserError(
+          `the host agent needs ${lacking}: it opens the TUN device ${config.tun} and raw IPv4 sockets.\n` +
+            'Run it as root (e.g. sudo), or grant the capabilities (setcap or systemd AmbientCapabilities).',
+          ExitCode.NOPERM,
+        );
+      const log = createLogger({ level: config.logLevel, component: 'host' });
+      let agent: HostAgent;
+      try {
+        agent = await startHost(config, log);
+      } catch (e) {
+        throw explain(e, config);
+      }
+      let signalled = false;
+      const onSignal = (signal: NodeJS.Signals): void => {
+        if (signalled) {
+          log.warn(`second ${signal}: exiting without waiting`);
+          process.exit(ExitCode.FAILURE);
+        }
+        signalled = true;
+        log.info(`${signal}: stopping`);
+        agent.stop().then(
+          () => process.exit(ExitCode.OK),
+          (e: Error) => {
+            log.error('stop failed', { error: e.message });
+            process.exit(ExitCode.SOFTWARE);
+          },
+        );
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      const wait = argv['wait-seconds'];
+      if (wait !== undefined && !(await agent.whenLeased(wait * 1000)) && !signalled) {
+        await agent.stop();
+        throw new UserError(
+          `no lease from the router ${config.router} within ${wait} s ` +
+            `(PAP over ${config.pap.transport === 'udp' ? `UDP port ${config.pap.udpPort}` : 'ICMP types 32/33'}): ` +
+            `is \`distnat router\` running there and reachable from ${config.lanAddress}?`,
+          ExitCode.UNAVAILABLE,
+        );
+      }
+    },
+  );
+}
