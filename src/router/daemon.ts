@@ -19,7 +19,7 @@ import type { DaemonStatus } from '../cli/commands/status.ts';
 import { ExitCode, UserError } from '../cli/exit-codes.ts';
 import type { RouterConfig } from '../config/router-config.ts';
 import { controlSocketPath } from '../control/protocol.ts';
-import { startControlServer } from '../control/server.ts';
+import { socketAnswers, startControlServer } from '../control/server.ts';
 import { capture } from '../io/capture.ts';
 import { LinkType, PcapWriter } from '../io/pcap.ts';
 import type { PacketDevice, PacketSink } from '../io/types.ts';
@@ -43,7 +43,7 @@ import { RouterForwarder } from './forwarder.ts';
 import { LeaseHolders } from './lease-holders.ts';
 import { routerStatus, type RouterStatusSources } from './router-status.ts';
 import { registerRouterMetrics } from './router-metrics.ts';
-import { socketAnswers, StateLock } from './state-lock.ts';
+import { StateLock } from './state-lock.ts';
 import { RouterTables } from './tables/router-tables.ts';
 
 /** Devices to use instead of opening the TUN and raw sockets (tests, or a caller that opened them). */

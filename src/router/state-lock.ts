@@ -5,7 +5,6 @@
  * (a SIGKILLed router) is taken over, and the takeover is reported.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { ExitCode, UserError } from '../cli/exit-codes.ts';
 
@@ -96,19 +95,4 @@ function isRunningNode(pid: number): boolean {
   } catch {
     return true;
   }
-}
-
-/** True when something accepts connections on the Unix socket at `path` (a live daemon, not a stale file). */
-export function socketAnswers(path: string, timeoutMs = 500): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    const done = (v: boolean) => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(v);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    s.once('connect', () => done(true));
-    s.once('error', () => done(false));
-  });
 }
