@@ -62,7 +62,12 @@ export function ipv4(payload: Uint8Array, f: Ipv4Fields = {}): Uint8Array {
 }
 
 /** A UDP datagram with a correct checksum. */
-export function udpPacket(sport: number, dport: number, data: Uint8Array, f: Ipv4Fields = {}): Uint8Array {
+export function udpPacket(
+  sport: number,
+  dport: number,
+  data: Uint8Array = new Uint8Array(0),
+  f: Ipv4Fields = {},
+): Uint8Array {
   const u = new Uint8Array(8 + data.length);
   put16(u, 0, sport);
   put16(u, 2, dport);
