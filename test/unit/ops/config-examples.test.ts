@@ -17,7 +17,7 @@ const CONFIG_DIR = resolve(import.meta.dirname, '../../../native-setup/config');
 /** A commented-out setting: "# key: value", nested ones indented after the "#". */
 const COMMENTED_SETTING = /^#\s?(\s*[A-Za-z][A-Za-z0-9]*:(?:\s.*)?)$/;
 
-export function uncomment(text: string): string {
+function uncomment(text: string): string {
   return text
     .split('\n')
     .map((line) => COMMENTED_SETTING.exec(line)?.[1] ?? line)
