@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
 import type { Block } from '../pap/block.ts';
 import type { HostAddress } from '../pap/lease.ts';
@@ -84,25 +84,52 @@ export class RegistryError extends Error {
 export class CertificateRegistry {
   readonly #file: string;
   readonly #entries = new Map<string, IssuedCertificate>();
-  #crlNumber: number;
+  #crlNumber = 0;
+  /** mtime and size after our last read or write: a change means another process wrote the file. */
+  #seen = '';
 
-  private constructor(file: string, crlNumber: number, entries: readonly IssuedCertificate[]) {
+  private constructor(file: string) {
     this.#file = file;
-    this.#crlNumber = crlNumber;
-    for (const e of entries) this.#entries.set(e.serial, e);
+    this.#load();
   }
 
   /** Reads the registry, or starts an empty one when the file does not exist yet. */
   static open(file: string): CertificateRegistry {
-    if (!existsSync(file)) return new CertificateRegistry(file, 0, []);
+    return new CertificateRegistry(file);
+  }
+
+  #stamp(): string {
+    try {
+      const st = statSync(this.#file);
+      return `${st.mtimeMs}:${st.size}:${st.ino}`;
+    } catch {
+      return '';
+    }
+  }
+
+  #load(): void {
+    this.#seen = this.#stamp();
+    if (!existsSync(this.#file)) return;
     let parsed;
     try {
-      parsed = fileSchema.safeParse(JSON.parse(readFileSync(file, 'utf8')));
+      parsed = fileSchema.safeParse(JSON.parse(readFileSync(this.#file, 'utf8')));
     } catch (e) {
-      throw new RegistryError(`${file}: not JSON: ${(e as Error).message}`);
+      throw new RegistryError(`${this.#file}: not JSON: ${(e as Error).message}`);
     }
-    if (!parsed.success) throw new RegistryError(`${file}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
-    return new CertificateRegistry(file, parsed.data.crlNumber, parsed.data.certificates);
+    if (!parsed.success) throw new RegistryError(`${this.#file}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    this.#crlNumber = parsed.data.crlNumber;
+    this.#entries.clear();
+    for (const e of parsed.data.certificates) this.#entries.set(e.serial, e);
+  }
+
+  /**
+   * Each change starts from what is on disk: `distnat ca revoke` run while
+   * the router holds the same registry open is then not undone by the
+   * router's next write. (Two writers in the same millisecond can still
+   * race; docs/pki.md says to revoke through one process at a time.)
+   */
+  #refresh(): void {
+    if (this.#stamp() !== this.#seen) this.#load();
   }
 
   get file(): string {
@@ -114,10 +141,12 @@ export class CertificateRegistry {
   }
 
   find(serial: string): IssuedCertificate | undefined {
+    this.#refresh();
     return this.#entries.get(serial.toLowerCase());
   }
 
   list(): IssuedCertificate[] {
+    this.#refresh();
     return [...this.#entries.values()];
   }
 
@@ -132,6 +161,7 @@ export class CertificateRegistry {
   }
 
   add(entry: IssuedCertificate): void {
+    this.#refresh();
     const serial = entry.serial.toLowerCase();
     if (this.#entries.has(serial)) throw new RegistryError(`serial ${serial} issued twice`);
     this.#entries.set(serial, { ...entry, serial });
@@ -139,6 +169,7 @@ export class CertificateRegistry {
   }
 
   revoke(serial: string, reason: RevocationReason, at: number): RevokeOutcome {
+    this.#refresh();
     const e = this.#entries.get(serial.toLowerCase());
     if (e === undefined) return 'unknown-serial';
     if (e.revoked !== undefined) return 'already-revoked';
@@ -149,6 +180,7 @@ export class CertificateRegistry {
 
   /** Reserves the next CRL number and makes it durable before the CRL that carries it exists. */
   takeCrlNumber(): number {
+    this.#refresh();
     this.#crlNumber += 1;
     this.save();
     return this.#crlNumber;
@@ -156,6 +188,7 @@ export class CertificateRegistry {
 
   /** Forgets certificates expired for longer than retentionMs; returns how many. */
   prune(now: number, retentionMs: number): number {
+    this.#refresh();
     let n = 0;
     for (const [serial, e] of this.#entries)
       if (e.notAfter + retentionMs < now) {
@@ -169,5 +202,6 @@ export class CertificateRegistry {
   save(): void {
     const body = { version: 1, crlNumber: this.#crlNumber, certificates: this.list() };
     writeFileAtomic(this.#file, JSON.stringify(body, null, 1) + '\n');
+    this.#seen = this.#stamp();
   }
 }

@@ -5,3 +5,4 @@ import { statusCommand } from './status.ts';
 export const commands: ((y: Argv<any>) => Argv<any>)[] = [statusCommand];
 commands.push((await import('./router.ts')).routerCommand);
 commands.push((await import('./host.ts')).hostCommand);
+commands.push((await import('./ca.ts')).caCommand);
