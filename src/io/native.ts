@@ -82,7 +82,7 @@ export interface NativeBinding {
   ): number;
 }
 
-export const BINDING_VERSION = 4;
+export const BINDING_VERSION = 5;
 
 /** tunOpen flags. */
 export const OpenFlag = { MultiQueue: 1, VnetHdr: 2 } as const;

@@ -121,7 +121,7 @@ export async function runTs<T = Record<string, unknown>>(ns: string, code: strin
 
 /** Starts a snippet in a namespace without waiting for it (see runTs). */
 export function startTs(ns: string, code: string): NsProgram {
-  const file = join(snippetDir, `s${snippets++}.ts`);
+  const file = join(snippetDir, `s${snippets++}.mts`); // .mts: ESM (top-level await) outside the package
   writeFileSync(file, code.replaceAll('$io', join(ROOT, 'src/io')));
   return new NsProgram(ns, file, []);
 }

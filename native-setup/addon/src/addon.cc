@@ -2,6 +2,7 @@
 // Each concern lives in its own file and registers itself here.
 #include <node_api.h>
 
+#include "fds.h"
 #include "modules.h"
 #include "util.h"
 
@@ -9,11 +10,12 @@ namespace {
 
 // Bumped whenever a function's contract changes, so src/io/native.ts can
 // refuse a stale build instead of misbehaving.
-constexpr int32_t kBindingVersion = 4;
+constexpr int32_t kBindingVersion = 5;
 
 napi_value Version(napi_env env, napi_callback_info) { return distnat::Int(env, kBindingVersion); }
 
 napi_value Init(napi_env env, napi_value exports) {
+  distnat::InitFds(env);
   distnat::SetMethod(env, exports, "version", Version);
   distnat::InitTun(env, exports);
   distnat::InitRaw(env, exports);

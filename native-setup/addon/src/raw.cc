@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "fds.h"
 #include "modules.h"
 #include "util.h"
 
@@ -55,6 +56,7 @@ napi_value RawOpen(napi_env env, napi_callback_info info) {
     close(fd);
     return ThrowErrno(env, what, err);
   }
+  TrackFd(env, fd);
   return Int(env, fd);
 }
 

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "fds.h"
 #include "modules.h"
 #include "util.h"
 
@@ -51,6 +52,7 @@ napi_value TunOpen(napi_env env, napi_callback_info info) {
     return ThrowErrno(env, err == EINVAL ? "TUNSETIFF (an existing device with other flags?)" : "TUNSETIFF", err);
   }
 
+  TrackFd(env, fd);
   napi_value out, fdv, namev;
   DN_CALL(env, napi_create_object(env, &out));
   DN_CALL(env, napi_create_int32(env, fd, &fdv));
@@ -137,13 +139,15 @@ napi_value LinkSetMtu(napi_env env, napi_callback_info info) { return LinkIoctl(
 napi_value LinkSetUp(napi_env env, napi_callback_info info) { return LinkIoctl(env, info, 1); }
 napi_value LinkSetTxQueueLen(napi_env env, napi_callback_info info) { return LinkIoctl(env, info, 2); }
 
-// closeFd(fd): errors other than EINTR are reported (a double close is a bug).
+// closeFd(fd): only fds this binding opened in this environment, once: closing
+// another number (a double close) would close whatever now has it.
 napi_value CloseFd(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   DN_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   int32_t fd = -1;
   if (argc < 1 || !ArgInt32(env, argv[0], "fd", &fd)) return nullptr;
+  if (!UntrackFd(env, fd)) return ThrowErrno(env, "close (not an fd this binding opened)", EBADF);
   if (close(fd) < 0 && errno != EINTR) return ThrowErrno(env, "close", errno);
   return Undefined(env);
 }
