@@ -4,6 +4,7 @@
  * the router, outer header included), and an IPPROTO_RAW sender for the
  * encapsulated packets. Also where the MTUs come from.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type { PacketDevice } from '../io/types.ts';
@@ -39,9 +40,23 @@ export function interfaceOf(address: string): string | undefined {
   return undefined;
 }
 
-/** The first IPv4 address of an interface, or undefined. */
+/**
+ * The first IPv4 address of an interface, or undefined. Node lists only
+ * interfaces that are up and running, and a TUN device nobody has opened
+ * has no carrier, so `ip` is asked when Node does not know the interface.
+ */
 export function addressOf(name: string): string | undefined {
-  return networkInterfaces()[name]?.find((a) => a.family === 'IPv4')?.address;
+  const known = networkInterfaces()[name]?.find((a) => a.family === 'IPv4')?.address;
+  if (known !== undefined) return known;
+  try {
+    const out = execFileSync('ip', ['-4', '-o', 'addr', 'show', 'dev', name], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    return /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(out)?.[1];
+  } catch {
+    return undefined;
+  }
 }
 
 export interface OpenedDevices extends HostDevices {
