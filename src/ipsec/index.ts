@@ -39,3 +39,11 @@ export type {
   OutboundVerdict,
   SaDirection,
 } from './types.ts';
+export {
+  buildManualKeying,
+  ManualKeyingSchema,
+  parseManualKeying,
+  readManualKeying,
+} from './manual-config.ts';
+export type { ManualKeyingConfig } from './manual-config.ts';
+export { parseAddressRange, parsePortRange, PROTOCOL_NUMBERS } from './selector-text.ts';
