@@ -25,8 +25,8 @@ import { x509 } from './x509.ts';
  * 32473 is IANA's enterprise number for documentation (RFC 5612), the OID
  * counterpart of the RFC 5737 addresses this project uses: a deployment
  * with its own enterprise number should change this one constant. The
- * 2.25.<UUID> arc was tried and dropped: arcs above 2^53 are truncated by the
- * JavaScript ASN.1 encoders.
+ * 2.25.<UUID> arc was tried and dropped: the ASN.1 encoder under
+ * @peculiar/x509 silently truncates a 128-bit arc.
  */
 export const PORT_BINDING_OID = '1.3.6.1.4.1.32473.7032.1';
 
