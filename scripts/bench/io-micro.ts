@@ -2,7 +2,7 @@
  * Micro-benchmarks of distnat's packet I/O (docs/io.md quotes their output).
  * Needs root for everything but `gso`; makes namespaces dxio-m-* and removes them.
  *
- *   npx tsx scripts/bench/io-micro.ts [--seconds 5] [--repeat N] [--only gso,tun,raw,tunnel] [--json]
+ *   npx tsx scripts/bench/io-micro.ts [--seconds 5] [--repeat N] [--only gso,tun,raw,tunnel,path] [--json]
  *
  * - gso:    segmenting a 64 KiB TCP super-packet (MSS 1440), JS vs native; coalescing it back
  * - tun:    batched TUN read + write: a raw generator floods UDP into a TUN, io-reflect.ts
@@ -12,6 +12,8 @@
  * - tunnel: single-stream TCP (iperf3) through two io-tunnel.ts endpoints: plain TUN,
  *           TSO + userspace segmentation, and TSO + segmentation + receive coalescing,
  *           against the kernel over the same veth
+ * - path:   the same with a forwarding hop, as in distnat: server -> router (kernel forwards
+ *           into its TUN) -> tunnel -> host, against plain kernel forwarding
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -24,7 +26,7 @@ import { buildTcp4 } from './io-packets.ts';
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
-    only: { type: 'string', default: 'gso,tun,raw,tunnel' },
+    only: { type: 'string', default: 'gso,tun,raw,tunnel,path' },
     json: { type: 'boolean', default: false },
     repeat: { type: 'string', default: '1' },
   },
@@ -281,12 +283,84 @@ async function benchTunnel(): Promise<void> {
   });
 }
 
+/**
+ * The distnat data path without distnat's tables: server -> router (kernel
+ * forwarding into a TUN, io-tunnel.ts) -> IP-in-IP over the LAN veth -> host
+ * (io-tunnel.ts, TUN holding the shared address), against the kernel
+ * routing the same traffic across the same three namespaces.
+ */
+async function benchPath(): Promise<void> {
+  const [S, R, H] = ['dxio-m-s', 'dxio-m-r', 'dxio-m-h'];
+  for (const n of [S, R, H]) addNs(n);
+  try {
+    const link = (a: string, ia: string, addrA: string, b: string, ib: string, addrB: string) => {
+      sh('ip', 'link', 'add', ia, 'netns', a, 'type', 'veth', 'peer', 'name', ib, 'netns', b);
+      sh('ip', '-n', a, 'addr', 'add', addrA, 'dev', ia);
+      sh('ip', '-n', b, 'addr', 'add', addrB, 'dev', ib);
+      sh('ip', '-n', a, 'link', 'set', ia, 'up');
+      sh('ip', '-n', b, 'link', 'set', ib, 'up');
+    };
+    link(S, 'dxio-msr', '203.0.113.3/24', R, 'dxio-mrs', '203.0.113.1/24');
+    link(R, 'dxio-mrh', '10.95.0.1/24', H, 'dxio-mhr', '10.95.0.2/24');
+    sh('ip', '-n', S, 'route', 'add', '198.51.100.30/32', 'via', '203.0.113.1');
+    sh('ip', 'netns', 'exec', R, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+
+    // Kernel: the router routes the shared address to the host, which holds it on lo.
+    sh('ip', '-n', R, 'route', 'add', '198.51.100.30/32', 'via', '10.95.0.2');
+    sh('ip', '-n', H, 'addr', 'add', '198.51.100.30/32', 'dev', 'lo');
+    sh('ip', '-n', H, 'route', 'add', 'default', 'via', '10.95.0.1');
+    const kernel = await iperf(S, H, '198.51.100.30');
+    metric('path: TCP server -> router -> host, kernel forwarding', kernel, 'Gbit/s');
+    sh('ip', '-n', R, 'route', 'del', '198.51.100.30/32');
+    sh('ip', '-n', H, 'addr', 'del', '198.51.100.30/32', 'dev', 'lo');
+    sh('ip', '-n', H, 'route', 'del', 'default');
+
+    const modes: [string, string[]][] = [
+      ['path: the same through TUN + IP-in-IP in userspace, plain', []],
+      ['path: ... with TSO, segmentation and receive coalescing', ['--tso']],
+    ];
+    for (const [label, extra] of modes) {
+      const r = program(R, 'io-tunnel.ts', [
+        '--tun',
+        'dxio-mt',
+        '--local',
+        '10.95.0.1',
+        '--remote',
+        '10.95.0.2',
+        ...extra,
+      ]);
+      const h = program(H, 'io-tunnel.ts', [
+        '--tun',
+        'dxio-mt',
+        '--local',
+        '10.95.0.2',
+        '--remote',
+        '10.95.0.1',
+        ...extra,
+      ]);
+      await Promise.all([r.ready, h.ready]);
+      sh('ip', '-n', R, 'route', 'add', '198.51.100.30/32', 'dev', 'dxio-mt');
+      sh('ip', '-n', H, 'addr', 'add', '198.51.100.30/32', 'dev', 'dxio-mt');
+      sh('ip', '-n', H, 'route', 'add', 'default', 'dev', 'dxio-mt', 'src', '198.51.100.30');
+      const gbps = await iperf(S, H, '198.51.100.30');
+      r.stop();
+      h.stop();
+      await Promise.all([r.done, h.done]);
+      metric(label, gbps, 'Gbit/s');
+      metric(`${label}, share of the kernel`, (gbps / kernel) * 100, '%');
+    }
+  } finally {
+    for (const n of [S, R, H]) quiet('ip', 'netns', 'del', n);
+  }
+}
+
 const load = sh('cat', '/proc/loadavg').split(' ').slice(0, 3).join(' ');
 for (let i = 0; i < Number(values.repeat); i++) {
   if (only.has('gso')) benchGso();
   if (only.has('tun')) await benchTun();
   if (only.has('raw')) await benchRaw();
   if (only.has('tunnel')) await benchTunnel();
+  if (only.has('path')) await benchPath();
 }
 const loadAfter = sh('cat', '/proc/loadavg').split(' ').slice(0, 3).join(' ');
 
