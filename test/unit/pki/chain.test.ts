@@ -22,13 +22,14 @@ const BLOCK = { lowest: 1026, count: 32 };
 async function rogue(
   h: Hierarchy,
   o: {
+    keyType?: 'ec-p256' | 'rsa-2048';
     address?: string;
     ou?: string;
     extra?: x509.Extension[];
     signer?: { key: Awaited<ReturnType<typeof hostKey>>['key']; cert: x509.X509Certificate };
   },
 ) {
-  const { key } = await hostKey();
+  const { key } = await hostKey(o.keyType);
   const address = o.address ?? SHARED;
   const now = h.clock.now();
   const issuerKey = o.signer?.key ?? h.ca.authority.key;
@@ -325,6 +326,16 @@ async function dnsRogue(h: Hierarchy): Promise<x509.X509Certificate> {
   });
 }
 
+/** The message of what forge throws (a plain object, not an Error), or 'ok'. */
+function forgeVerdict(run: () => unknown): string {
+  try {
+    run();
+    return 'ok';
+  } catch (e) {
+    return (e as { message?: string }).message ?? String(e);
+  }
+}
+
 describe('node-forge as a second verifier (RSA: forge has no ECDSA certificates)', () => {
   let h: Hierarchy;
   let hostPem: string;
@@ -365,25 +376,58 @@ describe('node-forge as a second verifier (RSA: forge has no ECDSA certificates)
       leases: [lease(H1, 'port', 1026, 32, h.clock.now() + 300_000)],
     });
     if (!r.ok) throw new Error(r.detail);
-    const leaf = await rogue(h, { signer: { key, cert: r.certificate } });
-    expect(() =>
-      forge.pki.verifyCertificateChain(store(), [
-        cert(leaf.toString('pem')),
-        cert(r.certificate.toString('pem')),
-        cert(h.ca.authority.certificate.toString('pem')),
-      ]),
-    ).toThrow();
+    const leaf = await rogue(h, { keyType: 'rsa-2048', signer: { key, cert: r.certificate } });
+    const chain = [leaf, r.certificate, h.ca.authority.certificate].map((c) => cert(c.toString('pem')));
+    expect(forgeVerdict(() => forge.pki.verifyCertificateChain(store(), chain))).toMatch(/not a CA/);
+  });
+
+  it('refuses certificates outside the name constraints (forge 1.4 checks them too)', async () => {
+    const local = cert(h.ca.authority.certificate.toString('pem'));
+    for (const bad of [
+      await rogue(h, { keyType: 'rsa-2048', address: '192.0.2.5' }),
+      await rogue(h, { keyType: 'rsa-2048', ou: '198.51.100.31' }),
+    ])
+      expect(
+        forgeVerdict(() => forge.pki.verifyCertificateChain(store(), [cert(bad.toString('pem')), local])),
+      ).toMatch(/not permitted by a name constraint/);
+    const good = await rogue(h, { keyType: 'rsa-2048' });
+    expect(
+      forgeVerdict(() => forge.pki.verifyCertificateChain(store(), [cert(good.toString('pem')), local])),
+    ).toBe('ok');
+  });
+
+  it('refuses a CA under the local CA (pathLen 0)', async () => {
+    const { key: subKey } = await hostKey('rsa-2048');
+    const now = h.clock.now();
+    const sub = await signCertificate({
+      subject: new x509.Name([...localNamePrefix('distnat', SHARED).toJSON(), { CN: ['sub CA'] }]),
+      issuer: h.ca.authority.certificate.subjectName,
+      publicKey: subKey.publicKey,
+      signer: h.ca.authority.key,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 600_000),
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign, true),
+      ],
+    });
+    const leaf = await rogue(h, { keyType: 'rsa-2048', signer: { key: subKey, cert: sub } });
+    const chain = [leaf, sub, h.ca.authority.certificate].map((c) => cert(c.toString('pem')));
+    expect(forgeVerdict(() => forge.pki.verifyCertificateChain(store(), chain))).toMatch(
+      /pathLenConstraint violated/,
+    );
+    // Control: the sub-CA itself, directly under the local CA, passes; it is the leaf below it that breaks pathLen.
+    expect(forge.pki.verifyCertificateChain(store(), chain.slice(1))).toBe(true);
   });
 
   it('refuses a chain whose local CA was not signed by the root', async () => {
     const other = await makeHierarchy('rsa-2048');
     try {
-      expect(() =>
-        forge.pki.verifyCertificateChain(store(), [
-          cert(hostPem),
-          cert(other.ca.authority.certificate.toString('pem')),
-        ]),
-      ).toThrow();
+      const chain = [cert(hostPem), cert(other.ca.authority.certificate.toString('pem'))];
+      // The other local CA has the same name but another key, and another root above it.
+      expect(forgeVerdict(() => forge.pki.verifyCertificateChain(store(), chain))).toMatch(
+        /signature|not trusted/,
+      );
     } finally {
       other.cleanup();
     }
