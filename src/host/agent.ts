@@ -11,7 +11,8 @@
  */
 import type { Server } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
-import { unlinkSync } from 'node:fs';
+import { existsSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { DaemonStatus } from '../cli/commands/status.ts';
 import type { HostConfig } from '../config/host-config.ts';
@@ -91,6 +92,21 @@ export interface HostAgent {
   readonly metricsAddress: string | undefined;
 }
 
+/** True when something listens on the Unix socket at `path` (a live agent, not a stale file). */
+function answers(path: string): Promise<boolean> {
+  if (!existsSync(path)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const sock = connect(path);
+    const done = (live: boolean): void => {
+      sock.destroy();
+      resolve(live);
+    };
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+    sock.setTimeout(1000, () => done(false));
+  });
+}
+
 function address(text: string, field: string): number {
   const a = ipv4FromString(text);
   if (a === undefined) throw new Error(`${field}: not an IPv4 address: ${text}`);
@@ -127,6 +143,15 @@ export async function startHost(
     tun: config.tun,
     pap: config.pap.transport,
   });
+
+  // Before anything is opened: a second agent must not take over the first one's control socket.
+  if ((opts.control ?? true) && (await answers(controlSocketPath(config.runDir, 'host'))))
+    throw Object.assign(
+      new Error(
+        `another host agent answers on ${controlSocketPath(config.runDir, 'host')}: give each agent its own --run-dir`,
+      ),
+      { code: 'EADDRINUSE' },
+    );
 
   // Everything opened so far, closed in reverse if a later step fails.
   const undo: (() => void)[] = [];
@@ -213,7 +238,8 @@ export async function startHost(
     if (config.mode === 'native') {
       native = new NativePortRange(
         opts.sysctl ?? new ProcSysctl(),
-        join(config.stateDir, 'native-sysctl.json'),
+        // One file per LAN address: agents of several namespaces may share a state directory.
+        join(config.stateDir, `native-sysctl-${config.lanAddress}.json`),
       );
       const found = native.begin();
       const n = native;

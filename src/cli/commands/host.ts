@@ -121,8 +121,7 @@ function explain(e: unknown, config: HostConfig): unknown {
       `the LAN address ${config.lanAddress} is not an address of this host (${err.message})`,
       ExitCode.CONFIG,
     );
-  if (err.code === 'EADDRINUSE')
-    return new UserError(`address in use: ${err.message} (is another agent running?)`, ExitCode.UNAVAILABLE);
+  if (err.code === 'EADDRINUSE') return new UserError(err.message, ExitCode.CANTCREATE);
   return e;
 }
 
@@ -183,7 +182,8 @@ export function hostCommand(y: Argv) {
         .example('$0 host --config /etc/distnat/host.yaml --mode native', 'Method 130: no translation')
         .epilogue(
           'Stop with SIGTERM or Ctrl-C: the leased blocks are given back (PAP invalidate), kernel settings\n' +
-            'restored. Exit codes: 69 router unreachable (--wait-seconds), 77 missing privilege, 78 bad configuration.',
+            'restored. Exit codes: 69 router unreachable (--wait-seconds), 73 another agent has the run directory,\n' +
+            '77 missing privilege, 78 bad configuration.',
         ),
     async (argv) => {
       const config = hostConfigFrom(argv);

@@ -174,7 +174,7 @@ describe('host agent native mode (Method 130)', () => {
     dirs.push(stateDir);
     const sysctl = new MemorySysctl({ [PORT_RANGE_KEY]: '32768\t60999', [RESERVED_PORTS_KEY]: '' });
     const r = await agentRig({ config: { mode: 'native', stateDir }, start: { sysctl } });
-    const stateFile = join(stateDir, 'native-sysctl.json');
+    const stateFile = join(stateDir, 'native-sysctl-10.0.0.1.json');
     expect(JSON.parse(readFileSync(stateFile, 'utf8'))).toEqual({ range: '32768\t60999', reserved: '' });
     r.clock.advance(10);
     const [block] = r.agent.leases.blocks('port');
