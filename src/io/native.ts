@@ -29,6 +29,7 @@ export interface NativeBinding {
   closeFd(fd: number): void;
   rawOpen(protocol: number, rcvbuf: number, sndbuf: number, device: string): number;
   socketBuffers(fd: number): [number, number];
+  socketDrops(fd: number): number;
   Poller: new (
     fd: number,
     mode: number,
@@ -82,7 +83,7 @@ export interface NativeBinding {
   ): number;
 }
 
-export const BINDING_VERSION = 5;
+export const BINDING_VERSION = 6;
 
 /** tunOpen flags. */
 export const OpenFlag = { MultiQueue: 1, VnetHdr: 2 } as const;

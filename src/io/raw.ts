@@ -16,6 +16,7 @@
 import { FdDevice } from './fd-device.ts';
 import { loadNative, PollMode, WriteMode } from './native.ts';
 import { DEFAULT_HEADROOM, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE, SlotBuffer } from './slots.ts';
+import type { IoStats } from './types.ts';
 
 export const IPPROTO_RAW = 255;
 /** Enough for ~1500 full-size packets in flight: bursts of several batches at 200k pps. */
@@ -52,6 +53,16 @@ export class RawSocket extends FdDevice {
       onError,
     });
   }
+
+  /** Adds the kernel's drop count for this socket (a full receive buffer) as rxDropped. */
+  override stats(): IoStats {
+    const s = super.stats();
+    if (!this.isClosed) this.lastDrops = this.native.socketDrops(this.fd);
+    s.rxDropped = this.lastDrops;
+    return s;
+  }
+
+  private lastDrops = 0;
 
   /** Socket buffer sizes as the kernel reports them (twice what was asked, for its bookkeeping). */
   buffers(): { rcvbuf: number; sndbuf: number } {

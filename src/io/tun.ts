@@ -10,11 +10,37 @@
  * MTU, up/down and txqueuelen can be set here (ioctl); addresses and routes
  * are left to `ip` in the set-up scripts.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { FdDevice } from './fd-device.ts';
 import { loadNative, OpenFlag, PollMode, WriteMode } from './native.ts';
 import { DEFAULT_HEADROOM, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE, SlotBuffer } from './slots.ts';
+import type { IoStats } from './types.ts';
 import { VIRTIO_NET_HDR_LEN } from './virtio.ts';
+
+/**
+ * The interface's transmit drops from /proc/self/net/dev (this process's
+ * namespace): for a TUN, packets the kernel dropped because the reader's
+ * queue was full. Undefined if the interface is not listed.
+ */
+export function tunQueueDrops(name: string): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/net/dev', 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0 || line.slice(0, colon).trim() !== name) continue;
+    // rx: bytes packets errs drop fifo frame compressed multicast | tx: bytes packets errs drop ...
+    const f = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/);
+    return Number(f[11]);
+  }
+  return undefined;
+}
 
 /** TUNSETOFFLOAD bits (linux/if_tun.h). */
 export const TunOffloadFlag = { Csum: 0x01, Tso4: 0x02, Tso6: 0x04, TsoEcn: 0x08 } as const;
@@ -89,6 +115,18 @@ export class TunDevice extends FdDevice {
     });
     this.vnetHdr = vnetHdr;
     this.offload = offload;
+    this.dropsAtOpen = tunQueueDrops(name) ?? 0;
+  }
+
+  private readonly dropsAtOpen: number;
+  private lastDrops = 0;
+
+  /** Adds the packets the kernel dropped while this device's queue was full (since open) as rxDropped. */
+  override stats(): IoStats {
+    const s = super.stats();
+    if (!this.isClosed) this.lastDrops = (tunQueueDrops(this.name) ?? this.dropsAtOpen) - this.dropsAtOpen;
+    s.rxDropped = this.lastDrops;
+    return s;
   }
 
   /**

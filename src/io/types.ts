@@ -42,7 +42,7 @@ export interface IoStats {
   rxErrors: number;
   /** Packets longer than a slot, dropped. */
   rxTruncated: number;
-  /** Packets lost before the reader saw them (doubles only: a real kernel drops silently). */
+  /** Packets lost before the reader saw them: TUN queue drops, raw socket buffer drops, full double queues. */
   rxDropped: number;
   txBatches: number;
   txPackets: number;

@@ -5,7 +5,7 @@
  * SO_BINDTODEVICE, and per-packet failures counted rather than thrown.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inNs, NamespaceSet, NsProgram, runTs } from './io-ns.ts';
+import { inNs, NamespaceSet, NsProgram, runTs, startTs } from './io-ns.ts';
 
 const nss = new NamespaceSet();
 const A = 'dxio-r-a';
@@ -150,5 +150,35 @@ describe('raw IPv4 sockets through the addon', () => {
     ]).result();
     expect((await free.result<RecvResult>()).received).toBe(5);
     expect((await bound.result<RecvResult>()).received).toBe(0);
+  });
+
+  it('counts what a full receive buffer dropped as rxDropped', async () => {
+    const slow = startTs(
+      B,
+      `import { openRawSocket } from '$io/raw.ts';
+       const s = openRawSocket(4, { rcvbuf: 1 }); // the kernel's minimum: a few packets
+       console.log('ready');
+       await new Promise((r) => setTimeout(r, 1500));
+       let got = 0;
+       s.onBatch((n) => (got += n));
+       await new Promise((r) => setTimeout(r, 300));
+       console.log(JSON.stringify({ got, dropped: s.stats().rxDropped }));
+       s.close();
+       process.exit(0);`,
+    );
+    await slow.ready();
+    await new NsProgram(A, 'scripts/bench/io-raw.ts', [
+      'send',
+      '--src',
+      '10.98.0.1',
+      '--dst',
+      '10.98.0.2',
+      '--count',
+      '200',
+    ]).result();
+    const r = await slow.result<{ got: number; dropped: number }>();
+    expect(r.got).toBeGreaterThan(0);
+    expect(r.got).toBeLessThan(200);
+    expect(r.got + r.dropped).toBe(200);
   });
 });

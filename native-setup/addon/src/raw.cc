@@ -2,6 +2,7 @@
 // implied for it), and SOCK_RAW with a protocol (4 for IP-in-IP, 1 for ICMP)
 // to receive every packet of that protocol addressed to this namespace, outer
 // header included.
+#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -79,11 +80,28 @@ napi_value SocketBuffers(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// socketDrops(fd): packets the kernel dropped for this socket (a full receive
+// buffer, mostly), from SO_MEMINFO's SK_MEMINFO_DROPS.
+napi_value SocketDrops(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  DN_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t fd = -1;
+  if (argc < 1 || !ArgInt32(env, argv[0], "fd", &fd)) return nullptr;
+  uint32_t meminfo[SK_MEMINFO_VARS] = {0};
+  socklen_t len = sizeof(meminfo);
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len) < 0) return ThrowErrno(env, "SO_MEMINFO", errno);
+  napi_value out;
+  DN_CALL(env, napi_create_double(env, len > SK_MEMINFO_DROPS * sizeof(uint32_t) ? meminfo[SK_MEMINFO_DROPS] : 0, &out));
+  return out;
+}
+
 }  // namespace
 
 void InitRaw(napi_env env, napi_value exports) {
   SetMethod(env, exports, "rawOpen", RawOpen);
   SetMethod(env, exports, "socketBuffers", SocketBuffers);
+  SetMethod(env, exports, "socketDrops", SocketDrops);
 }
 
 }  // namespace distnat
