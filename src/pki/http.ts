@@ -67,12 +67,7 @@ export function pkiRequestHandler(o: PkiHttpOptions): (req: IncomingMessage, res
       .end(body.endsWith('\n') ? body : body + '\n');
   };
 
-  const issue = async (
-    req: IncomingMessage,
-    res: ServerResponse,
-    host: string,
-    body: Buffer,
-  ): Promise<void> => {
+  const issue = async (res: ServerResponse, host: string, body: Buffer): Promise<void> => {
     const leases = o.leases.leasesOf(host).filter((l) => l.expiresAt > now());
     if (!leases.some((l) => l.kind === 'port')) {
       log(`csr from ${host} refused: no port lease`);
@@ -140,7 +135,7 @@ export function pkiRequestHandler(o: PkiHttpOptions): (req: IncomingMessage, res
         chunks.push(c);
       });
       req.on('end', () => {
-        if (size <= maxBytes) issue(req, res, host, Buffer.concat(chunks)).catch(fault);
+        if (size <= maxBytes) issue(res, host, Buffer.concat(chunks)).catch(fault);
       });
       req.on('error', () => res.destroy());
       return;
