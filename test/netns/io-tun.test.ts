@@ -133,6 +133,7 @@ describe('TUN through the addon', () => {
     const r = await runTs<{
       whilePaused: number;
       afterResume: number;
+      dropped: number;
       uncaught: string;
       sendAfterClose: number;
     }>(
