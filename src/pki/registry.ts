@@ -116,7 +116,8 @@ export class CertificateRegistry {
     } catch (e) {
       throw new RegistryError(`${this.#file}: not JSON: ${(e as Error).message}`);
     }
-    if (!parsed.success) throw new RegistryError(`${this.#file}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    if (!parsed.success)
+      throw new RegistryError(`${this.#file}: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     this.#crlNumber = parsed.data.crlNumber;
     this.#entries.clear();
     for (const e of parsed.data.certificates) this.#entries.set(e.serial, e);
