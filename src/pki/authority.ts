@@ -69,7 +69,7 @@ export interface RootCaOptions {
   readonly clock?: Clock;
 }
 
-export interface LocalCaOptions {
+export interface LocalCaIssueOptions {
   readonly sharedAddress: string;
   readonly keyType?: KeyType;
   readonly days?: number;
@@ -158,7 +158,7 @@ export class CertificateAuthority {
    * certificate constrained to the shared address (profile.ts). Only a root
    * signs local CAs; the local CA's pathLen 0 stops it doing the same.
    */
-  async issueLocalCa(outDir: string, o: LocalCaOptions): Promise<CertificateAuthority> {
+  async issueLocalCa(outDir: string, o: LocalCaIssueOptions): Promise<CertificateAuthority> {
     if (this.settings.role !== 'root') throw new CaError(`${this.dir} is not a root CA`, 'refused');
     if (
       !/^\d+\.\d+\.\d+\.\d+$/.test(o.sharedAddress) ||

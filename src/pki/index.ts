@@ -4,12 +4,7 @@
  * CSR and CRL channels.
  */
 export { BACKDATE_MS, CA_FILES, CaError, CertificateAuthority, defaultCrlUrl } from './authority.ts';
-export type {
-  CaSettings,
-  LocalCaOptions as LocalCaIssueOptions,
-  RecordDetails,
-  RootCaOptions,
-} from './authority.ts';
+export type { CaSettings, LocalCaIssueOptions, RecordDetails, RootCaOptions } from './authority.ts';
 export { CertificateRequestError, createCertificateRequest, requestHostCertificate } from './client.ts';
 export type { IssuedChain } from './client.ts';
 export { describeCertificate, describeCrl, describeRequest } from './describe.ts';
