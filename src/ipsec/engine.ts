@@ -24,8 +24,8 @@
  */
 import { u16, u32 } from '../wire/bytes.ts';
 import { checkIpv4 } from '../wire/ipv4.ts';
-import { ahProtect, ahUnprotect } from './ah-processing.ts';
-import { espProtect, espUnprotect } from './esp-processing.ts';
+import { ahOverhead, ahProtect, ahUnprotect } from './ah-processing.ts';
+import { espMaxOverhead, espProtect, espUnprotect } from './esp-processing.ts';
 import type { SecurityAssociationDatabase } from './sad.ts';
 import type { SecurityAssociation } from './sa.ts';
 import { PacketSelectors, selectorMatches } from './selector.ts';
@@ -116,6 +116,21 @@ export class IpsecEngine {
       outbound: snapshot(OUTBOUND_VERDICTS, this.outCounts),
       inbound: snapshot(INBOUND_VERDICTS, this.inCounts),
     };
+  }
+
+  /**
+   * The most the bundles bound now can add to a datagram (worst-case
+   * padding), for path MTU sums. Walks the SPD: call it when SAs change,
+   * not per packet.
+   */
+  maxOverhead(): number {
+    let worst = 0;
+    for (const p of this.spd.policies) {
+      let sum = 0;
+      for (const sa of p.outbound) sum += sa.protocol === 'esp' ? espMaxOverhead(sa) : ahOverhead(sa);
+      worst = Math.max(worst, sum);
+    }
+    return worst;
   }
 
   /**

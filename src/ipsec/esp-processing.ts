@@ -48,6 +48,21 @@ export function espOverhead(sa: EspSa, length: number): number {
   return ipHeader + udp + ESP_HEADER + t.ivLength + espPadLength(dataLength, t.blockSize) + 2 + t.icvLength;
 }
 
+/** The most ESP can add to any datagram (largest padding), for MTU sums fixed in advance. */
+export function espMaxOverhead(sa: EspSa): number {
+  const t = sa.transform;
+  const align = t.blockSize % 4 === 0 ? t.blockSize : t.blockSize * 4;
+  return (
+    (sa.mode === 'tunnel' ? OUTER_HEADER_LENGTH : 0) +
+    (sa.encap !== null ? UDP_HEADER : 0) +
+    ESP_HEADER +
+    t.ivLength +
+    (align - 1) +
+    2 +
+    t.icvLength
+  );
+}
+
 /**
  * Protects the IPv4 datagram at span (header checked by the caller) with
  * `sa`, in place; on 'protected' the span holds the new datagram.

@@ -1,7 +1,7 @@
 export { ahOverhead, ahProtect, ahUnprotect } from './ah-processing.ts';
 export { IpsecEngine, INBOUND_VERDICTS, MAX_LAYERS, OUTBOUND_VERDICTS } from './engine.ts';
 export type { IpsecEngineOptions } from './engine.ts';
-export { espOverhead, espProtect, espUnprotect } from './esp-processing.ts';
+export { espMaxOverhead, espOverhead, espProtect, espUnprotect } from './esp-processing.ts';
 export { createEspTransform } from './esp-transform.ts';
 export type { EspTransform, EspTransformParams, IvSource } from './esp-transform.ts';
 export { Hmac, INTEGRITY_ALGORITHMS, integrityIcvLength, integrityKeyLength } from './hmac.ts';

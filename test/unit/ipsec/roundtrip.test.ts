@@ -199,3 +199,27 @@ describe('AH over ESP through the engine', () => {
     expect(receiver.inbound(q.buf, q.span)).toBe('policy-mismatch');
   });
 });
+
+describe('overhead', () => {
+  it('maxOverhead bounds what protection adds to any datagram size', () => {
+    for (const o of [
+      { suite: 'cbc256', mode: 'tunnel', encap: true },
+      { suite: 'gcm128' },
+      { suite: 'null' },
+      { protocol: 'ah', mode: 'tunnel' },
+    ] as const) {
+      const pair = enginePair(o);
+      const worst = pair.sender.maxOverhead();
+      let seen = 0;
+      for (let n = 0; n < 64; n++) {
+        const p = place(udpPacket(1030, 53, new Uint8Array(n)));
+        expect(pair.sender.outbound(p.buf, p.span)).toBe('protected');
+        seen = Math.max(seen, p.span.length - (28 + n));
+      }
+      // Some size needs the largest padding: the bound is reached, not just respected.
+      expect(seen).toBe(worst);
+    }
+    // CBC, tunnel, ESP-in-UDP: 20 + 8 + 8 + 16 + 15 + 2 + 16.
+    expect(enginePair({ suite: 'cbc256', mode: 'tunnel', encap: true }).sender.maxOverhead()).toBe(85);
+  });
+});
