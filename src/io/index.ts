@@ -2,7 +2,7 @@
 export type { BatchHandler, IoStats, PacketDevice, PacketSink, PacketSource } from './types.ts';
 export { emptyStats } from './types.ts';
 export { DEFAULT_HEADROOM, DEFAULT_SLOT_COUNT, DEFAULT_SLOT_SIZE, SlotBuffer, SpanList } from './slots.ts';
-export { openTun, offloadBits, TunDevice, TunOffloadFlag, VNET_SLOT_SIZE } from './tun.ts';
+export { openTun, offloadBits, TunDevice, TunOffloadFlag, tunQueueDrops, VNET_SLOT_SIZE } from './tun.ts';
 export type { TunOffload, TunOptions } from './tun.ts';
 export { DEFAULT_SOCKET_BUFFER, IPPROTO_RAW, openRawSender, openRawSocket, RawSocket } from './raw.ts';
 export type { RawSocketOptions } from './raw.ts';
