@@ -121,6 +121,8 @@ export class HostForwarder {
   readonly #scratchToRouter: SpanList;
   readonly #scratchToTun: SpanList;
   #scratchUsed = 0;
+  /** Destination of the last "fragmentation needed" sent in this batch (-1: none). */
+  #tooBigFor = -1;
   readonly #inner = new IpipInner();
   readonly #span = new PacketSpan();
   readonly #fragmentAt = (k: number): number => this.#scratch.offset(this.#scratchUsed + k);
@@ -176,6 +178,7 @@ export class HostForwarder {
     this.#scratchToRouter.clear();
     this.#scratchToTun.clear();
     this.#scratchUsed = 0;
+    this.#tooBigFor = -1;
     for (let i = 0; i < count; i++) {
       const off = slots.offset(i);
       const slotStart = off - slots.headroom;
@@ -272,7 +275,11 @@ export class HostForwarder {
 
   /** RFC 1191: tells the local stack the largest packet that gets through. */
   #fragmentationNeeded(buf: Uint8Array, off: number, total: number, mtu: number): void {
-    if (this.#scratchUsed >= this.#scratch.slotCount) return;
+    // The stack keeps one path MTU per destination: a burst of big segments to
+    // one destination needs one error per batch, not one per segment.
+    const dst = u32(buf, off + 16);
+    if (dst === this.#tooBigFor || this.#scratchUsed >= this.#scratch.slotCount) return;
+    this.#tooBigFor = dst;
     const s = this.#scratch;
     const at = s.offset(this.#scratchUsed);
     const o = this.#o;

@@ -201,7 +201,10 @@ describe('distnat host in the testbed', () => {
       expect(up.code, up.stderr).toBe(0);
       const s = await status('h1');
       expect(s.counters['packets.fragmentation-needed']).toBeGreaterThan(0);
-      expect(s.counters['drop.outbound.too-big']).toBe(s.counters['packets.fragmentation-needed']);
+      // One error per batch and destination: a burst of big segments is answered once.
+      expect(s.counters['drop.outbound.too-big']).toBeGreaterThanOrEqual(
+        s.counters['packets.fragmentation-needed']!,
+      );
       const route = await b.exec('h1', ['ip', 'route', 'get', TOPOLOGY.server.wan]);
       expect(route.stdout).toMatch(/mtu 1380/);
     } finally {

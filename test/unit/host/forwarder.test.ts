@@ -248,6 +248,19 @@ describe('HostForwarder and the MTU', () => {
     expect(r.fwd.events.get('fragmentation-needed')).toBe(1);
   });
 
+  it('answers a burst to one destination once per batch, and each destination', () => {
+    const r = rig({ lanMtu: 1400 });
+    const big = (dst: number, sport: number) =>
+      buildTcp({ src: SHARED, sport, dst, dport: 80, flags: ACK, payload: new Uint8Array(1440) });
+    const other = addr('203.0.113.9');
+    expect(r.send(big(SERVER, 1234), big(SERVER, 1234), big(SERVER, 1235), big(other, 1236))).toEqual([]);
+    expect(r.fwd.outboundDrops.get('too-big')).toBe(4);
+    // The quoted datagram's destination (ICMP error at 20, quote at 28, its destination at 28 + 16).
+    const quotedDst = (p: Uint8Array) => get16(p, 44) * 0x10000 + get16(p, 46);
+    expect(r.tun.sent.map(quotedDst)).toEqual([SERVER, other]);
+    expect(r.fwd.events.get('fragmentation-needed')).toBe(2);
+  });
+
   it('fragments an oversized datagram without DF before encapsulating it', () => {
     const r = rig({ lanMtu: 1000 });
     const payload = Uint8Array.from({ length: 1400 }, (_, i) => i & 0xff);
