@@ -1,0 +1,476 @@
+/**
+ * Helpers for the end-to-end tests of the testbed's own distnat processes
+ * (`scripts/testbed up` starts `distnat router` in the router namespace and
+ * `distnat host` in h1 and h2, each with its run directory under
+ * `<run-dir>/<prefix>/<node>`): live status, leases, metrics, the pcapng
+ * files the captures write, and small traffic programs.
+ *
+ *   const bed = useTestbed();
+ *   const leases = await waitForLeases(bed());
+ *   const echo = await startUdpEcho(bed(), 'server', 7000);
+ *   const r = await udpExchange(bed(), 'h1', { dst: TOPOLOGY.server.wan, port: 7000, tag: 'h1' });
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { controlRequest } from '../../src/control/client.ts';
+import { controlSocketPath } from '../../src/control/protocol.ts';
+import { describe as describeResult, waitUntil } from './process.ts';
+import type { Background } from './process.ts';
+import { ROOT, TOPOLOGY } from './testbed.ts';
+import type { Testbed, TestbedNode } from './testbed.ts';
+
+export const DISTNAT = join(ROOT, 'bin', 'distnat');
+/** Debian's python3, which has scapy; the one first on PATH may be another build. */
+export const PYTHON = '/usr/bin/python3';
+
+export type HostNode = 'h1' | 'h2';
+export type DaemonNode = 'router' | HostNode;
+export const HOSTS: readonly HostNode[] = ['h1', 'h2'];
+
+export interface StatusTable {
+  title: string;
+  columns: string[];
+  rows: (string | number)[][];
+}
+
+/** What `distnat status <role> --json` prints. */
+export interface DaemonStatus {
+  role: string;
+  summary: Record<string, string | number>;
+  tables: StatusTable[];
+  counters: Record<string, number>;
+}
+
+/** A block of ports (also ICMP query ids) and the LAN address holding it. */
+export interface PortBlock {
+  host: string;
+  first: number;
+  last: number;
+}
+
+/** The run directory the testbed's process table gives a daemon: `<run-dir>/<prefix>/<node>`. */
+export function daemonRunDir(bed: Testbed, node: DaemonNode): string {
+  return join(bed.runDir, node);
+}
+
+/** The daemon's status from its control socket (what `distnat status --json` prints, without its start-up cost). */
+export async function readStatus(bed: Testbed, node: DaemonNode): Promise<DaemonStatus> {
+  const path = controlSocketPath(daemonRunDir(bed, node), node === 'router' ? 'router' : 'host');
+  const reply = await controlRequest(path, { command: 'status' }, 5000);
+  if (!reply.ok) throw new Error(`${node} answered its control socket with an error: ${reply.error}`);
+  return reply.status as DaemonStatus;
+}
+
+/** The daemon's status through the command line: `bin/distnat status <role> --run-dir ... --json` in its namespace. */
+export async function readStatusCli(bed: Testbed, node: DaemonNode): Promise<DaemonStatus> {
+  const role = node === 'router' ? 'router' : 'host';
+  const r = await bed.exec(node, [DISTNAT, 'status', role, '--run-dir', daemonRunDir(bed, node), '--json'], {
+    timeoutMs: 30_000,
+  });
+  if (r.code !== 0) throw new Error(`distnat status ${role} in ${bed.ns(node)}: ${describeResult(r)}`);
+  return JSON.parse(r.stdout) as DaemonStatus;
+}
+
+export function findTable(status: DaemonStatus, titleStart: string): StatusTable {
+  const t = status.tables.find((x) => x.title.startsWith(titleStart));
+  if (t === undefined)
+    throw new Error(
+      `no table "${titleStart}..." in ${status.role} status: ${status.tables.map((x) => x.title).join('; ')}`,
+    );
+  return t;
+}
+
+export function counter(status: DaemonStatus, name: string): number {
+  const v = status.counters[name];
+  if (v === undefined) throw new Error(`no counter ${name} in ${status.role} status`);
+  return v;
+}
+
+/** The router's FIG. 8 rows. */
+export function routerPortBlocks(status: DaemonStatus): PortBlock[] {
+  return findTable(status, 'FIG. 8').rows.map(([host, lowest, count]) => ({
+    host: String(host),
+    first: Number(lowest),
+    last: Number(lowest) + Number(count) - 1,
+  }));
+}
+
+/** The port blocks a host agent believes it holds (its "Leased blocks" table). */
+export function hostPortBlocks(status: DaemonStatus): PortBlock[] {
+  const host = String(status.summary['lan address']);
+  return findTable(status, 'Leased blocks')
+    .rows.filter((r) => r[0] === 'port')
+    .map((r) => {
+      const [first, last] = String(r[1]).split('-').map(Number);
+      return { host, first: first!, last: last! };
+    });
+}
+
+/** The host's FIG. 11 rows: local (default) port, translated (leased) port, protocol number. */
+export function translationRows(status: DaemonStatus): { local: number; leased: number; protocol: number }[] {
+  return findTable(status, 'Source port translation table').rows.map((r) => ({
+    local: Number(r[0]),
+    leased: Number(r[1]),
+    protocol: Number.parseInt(String(r[2]), 10),
+  }));
+}
+
+export function inBlocks(port: number, blocks: readonly PortBlock[]): boolean {
+  return blocks.some((b) => port >= b.first && port <= b.last);
+}
+
+/** Every pair of blocks that share a port (whoever holds them). */
+export function overlaps(blocks: readonly PortBlock[]): [PortBlock, PortBlock][] {
+  const out: [PortBlock, PortBlock][] = [];
+  for (let i = 0; i < blocks.length; i++)
+    for (let j = i + 1; j < blocks.length; j++) {
+      const a = blocks[i]!;
+      const b = blocks[j]!;
+      if (a.first <= b.last && b.first <= a.last) out.push([a, b]);
+    }
+  return out;
+}
+
+export const blockText = (b: PortBlock): string => `${b.host} ${b.first}-${b.last}`;
+
+export interface Leases {
+  epoch: number;
+  router: PortBlock[];
+  h1: PortBlock[];
+  h2: PortBlock[];
+}
+
+/**
+ * Waits until both agents forward with at least one port block and the
+ * router lists those blocks under the same hosts; returns the blocks.
+ */
+export async function waitForLeases(bed: Testbed, timeoutMs = 40_000): Promise<Leases> {
+  let last = 'no status yet';
+  let result: Leases | undefined;
+  await waitUntil(
+    `both host agents to hold port blocks the router lists (${last})`,
+    async () => {
+      try {
+        const [router, h1, h2] = await Promise.all([
+          readStatus(bed, 'router'),
+          readStatus(bed, 'h1'),
+          readStatus(bed, 'h2'),
+        ]);
+        const blocks = { router: routerPortBlocks(router), h1: hostPortBlocks(h1), h2: hostPortBlocks(h2) };
+        last = `router ${blocks.router.map(blockText).join(', ')}; h1 ${blocks.h1.map(blockText).join(', ')} (${h1.summary['forwarding']}); h2 ${blocks.h2.map(blockText).join(', ')} (${h2.summary['forwarding']})`;
+        const listed = (b: PortBlock): boolean =>
+          blocks.router.some((r) => r.host === b.host && r.first === b.first && r.last === b.last);
+        const ready = (s: DaemonStatus, own: PortBlock[]): boolean =>
+          s.summary['forwarding'] === 'yes' && own.length > 0 && own.every(listed);
+        if (!ready(h1, blocks.h1) || !ready(h2, blocks.h2)) return false;
+        result = { epoch: Number(router.summary['epoch']), ...blocks };
+        return true;
+      } catch (e) {
+        last = (e as Error).message;
+        return false;
+      }
+    },
+    { timeoutMs, intervalMs: 200 },
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; last seen: ${last}\n${daemonLogs(bed)}`);
+  });
+  return result!;
+}
+
+/** The testbed's pid for a daemon of its process table (`<run-dir>/<prefix>/<name>.pid`). */
+export function daemonPid(bed: Testbed, name: DaemonNode): number {
+  const [pid] = readFileSync(join(bed.runDir, `${name}.pid`), 'utf8')
+    .trim()
+    .split(/\s+/);
+  return Number(pid);
+}
+
+export function daemonLog(bed: Testbed, name: DaemonNode): string {
+  try {
+    return readFileSync(join(bed.runDir, `${name}.log`), 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** The last lines of every daemon's log, for failure messages. */
+export function daemonLogs(bed: Testbed, lines = 15): string {
+  return (['router', 'h1', 'h2'] as const)
+    .map((n) => `--- ${n}.log\n${daemonLog(bed, n).trim().split('\n').slice(-lines).join('\n')}`)
+    .join('\n');
+}
+
+// --- metrics -------------------------------------------------------------------
+
+/** Prometheus samples by `name{labels}` (labels as printed). */
+export type Metrics = Map<string, number>;
+
+/** Scrapes `http://127.0.0.1:9732/metrics` inside the node's namespace (the testbed's --metrics). */
+export async function scrapeMetrics(bed: Testbed, node: DaemonNode): Promise<Metrics> {
+  const r = await bed.exec(node, ['curl', '-sS', '--max-time', '10', 'http://127.0.0.1:9732/metrics'], {
+    timeoutMs: 15_000,
+  });
+  if (r.code !== 0) throw new Error(`scraping metrics in ${bed.ns(node)}: ${describeResult(r)}`);
+  const m: Metrics = new Map();
+  for (const line of r.stdout.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    m.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return m;
+}
+
+export function metric(m: Metrics, key: string): number {
+  const v = m.get(key);
+  if (v === undefined)
+    throw new Error(
+      `no metric ${key} (have ${[...m.keys()]
+        .filter((k) => k.startsWith('distnat_'))
+        .slice(0, 40)
+        .join(', ')} ...)`,
+    );
+  return v;
+}
+
+// --- files ---------------------------------------------------------------------
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (d) => h.update(d))
+      .on('end', () => resolve(h.digest('hex')))
+      .on('error', reject);
+  });
+}
+
+/** Deterministic pseudo-random bytes (xorshift32), so a failing run can be repeated byte for byte. */
+export function pseudoRandomBytes(length: number, seed = 0x2545f491): Buffer {
+  const out = Buffer.alloc(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i + 4 <= length; i += 4) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out.writeUInt32LE(x, i);
+  }
+  return out;
+}
+
+// --- pcapng --------------------------------------------------------------------
+
+export interface Frame {
+  /** Link type of the interface (1 Ethernet, 101 raw IP). */
+  linkType: number;
+  /** Seconds since the epoch. */
+  time: number;
+  data: Buffer;
+}
+
+/**
+ * Reads the packets of a pcapng file (what dumpcap writes): Section Header,
+ * Interface Description, Enhanced and Simple Packet Blocks; other blocks are
+ * skipped. Read here rather than through tshark so the bytes compared are
+ * the captured bytes, not a dissector's rendering of them.
+ */
+export function readPcapng(file: string): Frame[] {
+  const buf = readFileSync(file);
+  const frames: Frame[] = [];
+  let le = true;
+  let links: { linkType: number; tsPerSecond: number }[] = [];
+  let off = 0;
+  const u32 = (at: number): number => (le ? buf.readUInt32LE(at) : buf.readUInt32BE(at));
+  const u16 = (at: number): number => (le ? buf.readUInt16LE(at) : buf.readUInt16BE(at));
+  while (off + 12 <= buf.length) {
+    const type = buf.readUInt32LE(off);
+    if (type === 0x0a0d0d0a) {
+      le = buf.readUInt32LE(off + 8) === 0x1a2b3c4d;
+      links = [];
+    }
+    const len = u32(off + 4);
+    if (len < 12 || off + len > buf.length) throw new Error(`${file}: broken block at ${off}`);
+    const body = off + 8;
+    if (type === 1) {
+      // Interface Description: the resolution option (if_tsresol, code 9) is rare; dumpcap uses microseconds.
+      let tsPerSecond = 1e6;
+      let o = body + 8;
+      while (o + 4 <= off + len - 4) {
+        const code = u16(o);
+        const olen = u16(o + 2);
+        if (code === 0) break;
+        if (code === 9) {
+          const v = buf[o + 4]!;
+          tsPerSecond = v & 0x80 ? 2 ** (v & 0x7f) : 10 ** v;
+        }
+        o += 4 + ((olen + 3) & ~3);
+      }
+      links.push({ linkType: u16(body), tsPerSecond });
+    } else if (type === 6) {
+      const link = links[u32(body)];
+      const caplen = u32(body + 12);
+      const ts = u32(body + 4) * 2 ** 32 + u32(body + 8);
+      frames.push({
+        linkType: link?.linkType ?? 1,
+        time: ts / (link?.tsPerSecond ?? 1e6),
+        data: Buffer.from(buf.subarray(body + 20, body + 20 + caplen)),
+      });
+    } else if (type === 3) {
+      const link = links[0];
+      const orig = u32(body);
+      frames.push({
+        linkType: link?.linkType ?? 1,
+        time: 0,
+        data: Buffer.from(buf.subarray(body + 4, body + 4 + Math.min(orig, len - 16))),
+      });
+    }
+    off += len;
+  }
+  return frames;
+}
+
+/** The IPv4 datagram of a frame (Ethernet or raw IP), or undefined for anything else. */
+export function ipv4Of(frame: Frame): Buffer | undefined {
+  let ip: Buffer;
+  if (frame.linkType === 1) {
+    if (frame.data.length < 34 || frame.data.readUInt16BE(12) !== 0x0800) return undefined;
+    ip = frame.data.subarray(14);
+  } else if (frame.linkType === 101 || frame.linkType === 228) {
+    ip = frame.data;
+  } else {
+    return undefined;
+  }
+  if (ip.length < 20 || ip[0]! >> 4 !== 4) return undefined;
+  // Ethernet pads short frames; the IPv4 total length says where the datagram ends.
+  return ip.subarray(0, Math.min(ip.length, ip.readUInt16BE(2)));
+}
+
+/** Dotted quad of 4 bytes at `at`. */
+export function addr(b: Buffer, at: number): string {
+  return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+}
+
+/** RFC 1071 sum over an IPv4 header, independent of src/wire: 0xffff means the checksum verifies. */
+export function ipv4HeaderSum(ip: Buffer): number {
+  const ihl = (ip[0]! & 15) * 4;
+  let sum = 0;
+  for (let i = 0; i < ihl; i += 2) sum += ip.readUInt16BE(i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}
+
+// --- traffic programs ----------------------------------------------------------
+
+/** Writes a helper program into the testbed's scratch directory and returns its path. */
+export function writeScript(bed: Testbed, name: string, text: string): string {
+  const path = join(bed.scratchDir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+const UDP_ECHO_PY = `
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', int(sys.argv[1])))
+print('listening', flush=True)
+while True:
+    data, (host, port) = s.recvfrom(65535)
+    print(json.dumps({'src': host, 'port': port, 'data': data[:64].decode('latin-1')}), flush=True)
+    s.sendto(data, (host, port))
+`;
+
+export interface UdpDatagramSeen {
+  src: string;
+  port: number;
+  data: string;
+}
+
+export interface UdpEcho extends Background {
+  readonly port: number;
+  /** Every datagram the server received so far, with the source it saw. */
+  seen(): UdpDatagramSeen[];
+}
+
+/** A UDP echo server (Debian's python3) that logs the source address and port of every datagram. */
+export async function startUdpEcho(bed: Testbed, node: TestbedNode, port: number): Promise<UdpEcho> {
+  const proc = bed.spawn(node, [PYTHON, writeScript(bed, `udp-echo-${port}.py`, UDP_ECHO_PY), String(port)]);
+  await proc.waitForOutput(/^listening$/m, { timeoutMs: 15_000 });
+  return Object.assign(proc, {
+    port,
+    seen: () =>
+      proc
+        .stdout()
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as UdpDatagramSeen),
+  });
+}
+
+const UDP_CLIENT_PY = `
+import json, socket, sys, time
+dst, port, tag, flows, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+result = {'flows': [], 'answered': 0, 'sent': 0}
+for f in range(flows):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('0.0.0.0', 0))
+    s.settimeout(1.0)
+    answered = 0
+    for i in range(count):
+        msg = ('%s flow=%d seq=%d' % (tag, f, i)).encode()
+        for attempt in range(5):
+            s.sendto(msg, (dst, port))
+            result['sent'] += 1
+            try:
+                while True:
+                    data, src = s.recvfrom(2048)
+                    if data == msg:
+                        answered += 1
+                        break
+                break
+            except socket.timeout:
+                continue
+    result['flows'].append({'localPort': s.getsockname()[1], 'answered': answered})
+    result['answered'] += answered
+    s.close()
+print(json.dumps(result))
+`;
+
+export interface UdpExchangeResult {
+  flows: { localPort: number; answered: number }[];
+  answered: number;
+  sent: number;
+}
+
+/**
+ * UDP request/response from an unmodified socket program: `flows` sockets
+ * (each its own kernel-chosen local port), `count` requests each, a request
+ * retried on a 1 s timeout (the machine may be loaded), each tagged
+ * "<tag> flow=F seq=N" so the server's log tells who sent it.
+ */
+export async function udpExchange(
+  bed: Testbed,
+  node: TestbedNode,
+  o: { dst: string; port: number; tag: string; flows?: number; count?: number },
+): Promise<UdpExchangeResult> {
+  const script = writeScript(bed, 'udp-client.py', UDP_CLIENT_PY);
+  const r = await bed.exec(
+    node,
+    [PYTHON, script, o.dst, String(o.port), o.tag, String(o.flows ?? 4), String(o.count ?? 3)],
+    { timeoutMs: 60_000 },
+  );
+  if (r.code !== 0) throw new Error(`UDP client in ${bed.ns(node)}: ${describeResult(r)}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as UdpExchangeResult;
+}
+
+export function mbitPerS(bitsPerSecond: number): string {
+  return `${(bitsPerSecond / 1e6).toFixed(0)} Mbit/s`;
+}
+
+/** The hosts' LAN addresses, by node. */
+export const LAN_OF: Record<HostNode, string> = { h1: TOPOLOGY.h1.lan, h2: TOPOLOGY.h2.lan };
