@@ -47,7 +47,7 @@ export type OpenedMessage =
   | { readonly ok: true; readonly payloads: Payload[] }
   | {
       readonly ok: false;
-      readonly reason: SkOpenFailure | 'no-sk' | Exclude<Parsed<never>, { ok: true }>['reason'];
+      readonly reason: SkOpenFailure | 'no-sk' | WireError;
     };
 
 /** Decrypts and parses the SK payload of a message parsed by parseIkeMessage. */
