@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -288,5 +288,18 @@ sas:
   it('names a YAML syntax error with its line', () => {
     const problems = problemsOf(() => readManualKeying(file('syntax.yaml', 'sas:\n  - spi: [\n')));
     expect(problems.join('\n')).toMatch(/line/);
+  });
+});
+
+describe('the example in docs/ipsec.md', () => {
+  it('is a valid file that builds', () => {
+    const doc = readFileSync(new URL('../../../docs/ipsec.md', import.meta.url), 'utf8');
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
+    expect(yaml).toBeDefined();
+    const cfg = readManualKeying(file('doc.yaml', yaml!));
+    const { spd, sad } = buildManualKeying(cfg, { isLeasedSpi: (spi) => spi >= 0x100 && spi < 0x120 });
+    expect(spd.policies.map((p) => p.name)).toEqual(['ike', 'dns', 'gateway']);
+    expect(spd.get('gateway')!.outbound[0]!.name).toBe('gw-out');
+    expect(sad.inboundEsp(0x100)!.name).toBe('dns-in');
   });
 });
