@@ -145,7 +145,7 @@ async function revocation(
     let good = false;
     try {
       const key = await new x509.X509Certificate(issuer.raw).publicKey.export();
-      good = await crl.verify({ publicKey: key, signatureOnly: true });
+      good = await crl.verify({ publicKey: key });
     } catch {
       good = false;
     }

@@ -13,12 +13,15 @@
  * undefined, which the exchanges answer like a failed key exchange.
  */
 import {
+  createDiffieHellman,
   createDiffieHellmanGroup,
   createECDH,
   createPublicKey,
   diffieHellman,
   createPrivateKey,
   generateKeyPairSync,
+  type DiffieHellman,
+  type DiffieHellmanGroup,
   type KeyObject,
 } from 'node:crypto';
 import { DhGroup } from './constants.ts';
@@ -39,9 +42,14 @@ function padLeft(b: Buffer, length: number): Buffer {
 }
 
 function modp2048(secret?: Buffer): DhExchange {
-  const dh = createDiffieHellmanGroup('modp14');
-  if (secret === undefined) dh.generateKeys();
-  else dh.setPrivateKey(secret);
+  const group = createDiffieHellmanGroup('modp14');
+  let dh: DiffieHellmanGroup | DiffieHellman = group;
+  if (secret !== undefined) {
+    const fixed = createDiffieHellman(group.getPrime(), group.getGenerator());
+    fixed.setPrivateKey(secret);
+    dh = fixed;
+  }
+  dh.generateKeys();
   const prime = BigInt('0x' + dh.getPrime('hex'));
   return {
     group: DhGroup.MODP_2048,

@@ -212,7 +212,7 @@ function match(peer: Proposal, ours: ProposalConfig, protocol: number, useDh: bo
       dh = g.id;
     }
   }
-  let esn = EsnId.NO;
+  let esn: number = EsnId.NO;
   if (protocol !== ProtocolId.IKE) {
     const peerEsn = of(TransformType.ESN);
     const oursEsn = ours.esn ?? [EsnId.NO];
