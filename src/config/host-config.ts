@@ -26,6 +26,13 @@ export const HostConfigSchema = z
     runDir: z.string().min(1).default('/run/distnat'),
     metrics: listenAddress.optional(),
     pcap: z.string().optional(),
+    ipsec: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'manual keying file (docs/ipsec.md): protect after translation, verify before translating back',
+      ),
     logLevel: logLevel.default('info'),
   })
   .strict();

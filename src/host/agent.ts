@@ -36,6 +36,8 @@ import { ipv4FromString } from '../wire/ipv4.ts';
 import { DEFAULT_LAN_MTU, DEFAULT_TUN_MTU, interfaceMtu, interfaceOf, openHostDevices } from './devices.ts';
 import type { HostDevices } from './devices.ts';
 import { HostForwarder } from './forwarder.ts';
+import { readManualKeying } from '../ipsec/index.ts';
+import { EngineIpsecStep, inSpiBlocks } from './ipsec-engine-step.ts';
 import type { IpsecStep } from './ipsec-step.ts';
 import { LeasedPortPool } from './leased-ports.ts';
 import { registerHostMetrics } from './metrics.ts';
@@ -86,6 +88,8 @@ export interface HostAgent {
   readonly ports: LeasedPortPool;
   readonly sptt: SourcePortTranslationTable;
   readonly client: PapClient;
+  /** The engine step built from `config.ipsec`, when there is one. */
+  readonly ipsec: EngineIpsecStep | undefined;
   /** The control socket's path, when one is served. */
   readonly controlSocket: string | undefined;
   /** The metrics server's address, when one is served. */
@@ -116,6 +120,8 @@ function address(text: string, field: string): number {
 /** Logs of "still no lease" come after 5 s, then less and less often, up to once a minute. */
 const NO_LEASE_LOG_FIRST_MS = 5000;
 const NO_LEASE_LOG_MAX_MS = 60_000;
+/** SPIs leased for a manual keying file when pap.spis does not say (the router's default block). */
+const DEFAULT_SPI_LEASE = 64;
 
 export async function startHost(
   config: HostConfig,
@@ -207,11 +213,24 @@ export async function startHost(
     const tunnelIn = io(devices.tunnelIn);
     const tunnelOut = io(devices.tunnelOut);
 
+    // --ipsec FILE: the engine step, its inbound SAs installed once their SPIs are leased.
+    const engineStep =
+      opts.ipsec === undefined && config.ipsec !== undefined
+        ? new EngineIpsecStep(readManualKeying(config.ipsec), config.ipsec)
+        : undefined;
+    const ipsecStep = opts.ipsec ?? engineStep;
+    const spisWanted =
+      config.pap.spis > 0
+        ? config.pap.spis
+        : (engineStep?.spisNeeded.length ?? 0) > 0
+          ? DEFAULT_SPI_LEASE
+          : 0;
+
     const blockSize = config.pap.blockSize;
     const lowWater = Math.ceil(blockSize / 4);
     const leases = new HostLeases({
       clock,
-      want: { port: blockSize, spi: config.pap.spis },
+      want: { port: blockSize, spi: spisWanted },
       lowWater: { port: lowWater },
     });
     undo.push(() => leases.close());
@@ -231,8 +250,19 @@ export async function startHost(
       sharedAddress: shared,
       tunMtu,
       lanMtu,
-      ...(opts.ipsec !== undefined ? { ipsec: opts.ipsec } : {}),
+      ...(ipsecStep !== undefined ? { ipsec: ipsecStep } : {}),
     });
+    const installIpsec = (): void => {
+      if (engineStep === undefined || engineStep.installed) return;
+      const held = leases.blocks('spi');
+      if (!engineStep.spisNeeded.every((spi) => inSpiBlocks(spi, held))) return;
+      try {
+        engineStep.install((spi) => inSpiBlocks(spi, leases.blocks('spi')));
+        log.info('IPsec SAs installed', { file: config.ipsec, overhead: engineStep.maxOverhead });
+      } catch (e) {
+        log.error('cannot install the IPsec SAs', { error: (e as Error).message });
+      }
+    };
 
     let native: NativePortRange | undefined;
     if (config.mode === 'native') {
@@ -291,6 +321,21 @@ export async function startHost(
           leaseSeconds: b.leaseSeconds,
           epoch: b.epoch.toString(16),
         });
+        if (b.kind === 'spi') {
+          installIpsec();
+          const missing =
+            engineStep?.installed === false
+              ? engineStep.spisNeeded.filter((spi) => !inSpiBlocks(spi, leases.blocks('spi')))
+              : [];
+          if (missing.length > 0)
+            log.error(
+              `inbound SAs of ${config.ipsec} use SPIs outside the leased blocks: they stay uninstalled`,
+              {
+                spis: missing.map((x) => `0x${x.toString(16)}`),
+                held: leases.blocks('spi').map(formatBlock),
+              },
+            );
+        }
         if (b.kind === 'port') {
           applyNative();
           for (const w of [...leaseWaiters]) w();
@@ -325,6 +370,7 @@ export async function startHost(
     };
     leases.addListener(listener);
 
+    if (engineStep !== undefined && engineStep.spisNeeded.length === 0) installIpsec();
     forwarder.start();
     undo.push(() => forwarder.stop());
     client.start();
@@ -363,7 +409,7 @@ export async function startHost(
     });
     const status = (): DaemonStatus => {
       const now = clock.now();
-      return hostStatus({
+      const st = hostStatus({
         now,
         summary: {
           mode: config.mode,
@@ -385,6 +431,11 @@ export async function startHost(
         pap: client.counters,
         io: ioStats(),
       });
+      if (engineStep !== undefined) {
+        st.summary.ipsec = `${config.ipsec} (${engineStep.installed ? 'SAs installed' : 'waiting for SPI leases'})`;
+        Object.assign(st.counters, engineStep.counters());
+      }
+      return st;
     };
 
     let controlServer: Server | undefined;
@@ -475,6 +526,7 @@ export async function startHost(
       ports,
       sptt,
       client,
+      ipsec: engineStep,
       controlSocket: controlPath,
       metricsAddress,
     };

@@ -46,6 +46,8 @@ interface HostArgs {
   'run-dir'?: string | undefined;
   metrics?: string | undefined;
   pcap?: string | undefined;
+  ipsec?: string | undefined;
+  spis?: number | undefined;
   'log-level'?: string | undefined;
 }
 
@@ -72,6 +74,8 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
   set('runDir', argv['run-dir']);
   set('metrics', argv.metrics);
   set('pcap', argv.pcap);
+  set('ipsec', argv.ipsec);
+  set('spis', argv.spis, pap);
   set('logLevel', argv['log-level']);
   set('transport', argv['pap-transport'], pap);
   set('blockSize', argv['block-size'], pap);
@@ -168,6 +172,15 @@ export function hostCommand(y: Argv) {
         .option('pcap', {
           type: 'string',
           describe: 'record every packet read and written to this pcap file',
+        })
+        .option('ipsec', {
+          type: 'string',
+          describe:
+            'manual keying file (docs/ipsec.md): ESP/AH applied after port translation, inbound SAs from leased SPIs',
+        })
+        .option('spis', {
+          type: 'number',
+          describe: 'SPIs to lease at start (default 64 with --ipsec, else 0)',
         })
         .option('log-level', { choices: ['error', 'warn', 'info', 'debug'] as const })
         .option('wait-seconds', {
