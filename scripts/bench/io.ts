@@ -1,0 +1,254 @@
+/**
+ * bench:io — distnat's packet I/O path against the kernel, in the testbed's
+ * topology (docs/benchmarks.md). Root; makes its own testbed `bn<pid>-` and
+ * always removes it.
+ *
+ *   npm run bench:io -- [--seconds 5] [--generators 2] [--loads max,100k] [--size 64]
+ *                       [--tun-txqueuelen N] [--no-offload-on] [--json]
+ *
+ * The same traffic from h1 to the server, three ways:
+ *   kernel forwarding  h1 (10.0.0.1) -> router forwards -> server (route back to 10.0.0.0/24)
+ *   kernel NAT         the same, the router SNATs to 198.51.100.30 (nftables); no route back
+ *   distnat I/O        h1's kernel routes into its TUN; io-forwarder.ts reads it, prepends
+ *                      the IP-in-IP header, sendmmsg to the router, whose io-forwarder.ts
+ *                      receives (recvmmsg), strips and writes into its TUN; the router's
+ *                      kernel forwards out of the WAN. Replies the reverse way.
+ * Each: small UDP datagrams (lib/udp-flood.ts generators) at each offered load, delivered
+ * pps at the server's nftables sink and loss; one TCP stream each way (iperf3); CPU time
+ * of the forwarding processes per packet. The kernel baselines run with the veths'
+ * checksum offload off (the testbed's default) and again on.
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { sleep } from '../../test/helpers/process.ts';
+import { loadAverage } from './lib/counters.ts';
+import { iperf3Server, type Watch } from './lib/measure.ts';
+import { setUpNat, setUpSink, tearDownNat } from './lib/nft.ts';
+import { count, fmt, ratioLine } from './lib/report.ts';
+import {
+  cpuPerPacket,
+  measurePath,
+  parseLoads,
+  senderCpu,
+  loadTable,
+  mainTable,
+  whereTimeGoes,
+  type Forwarder,
+  type PathResult,
+} from './lib/suite.ts';
+import { ADDR, BenchTestbed, ROOT, sweepStale } from './lib/testbed.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    generators: { type: 'string', default: '2' },
+    loads: { type: 'string', default: 'max,200k,100k' },
+    size: { type: 'string', default: '64' },
+    'tun-txqueuelen': { type: 'string' },
+    'no-offload-on': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+  },
+});
+const SECONDS = Number(values.seconds);
+const PORTS = Array.from({ length: Number(values.generators) }, (_, i) => 40000 + i);
+const LOADS = parseLoads(values.loads);
+const SIZE = Number(values.size);
+const log = (line: string): void => console.error(line);
+
+const FORWARDER = join(ROOT, 'scripts', 'bench', 'io-forwarder.ts');
+const FORWARDERS: Forwarder[] = [
+  { label: 'host', process: 'host', tun: 'h1 dn0', raw: 'h1' },
+  { label: 'router', process: 'router', tun: 'router dn0', raw: 'router' },
+];
+
+const bed = new BenchTestbed();
+const results: PathResult[] = [];
+const loadBefore = loadAverage();
+
+async function path(name: string, src: string, watch?: Watch): Promise<PathResult> {
+  const r = await measurePath(bed, name, {
+    from: 'h1',
+    src,
+    ports: PORTS,
+    loads: LOADS,
+    seconds: SECONDS,
+    size: SIZE,
+    log,
+    ...(watch === undefined ? {} : { watch }),
+  });
+  results.push(r);
+  return r;
+}
+
+async function kernelBaselines(offload: 'off' | 'on'): Promise<void> {
+  // h1's own address, past the TUN's default route; and the server's route back.
+  await bed.exec('h1', [
+    'ip',
+    'route',
+    'replace',
+    ADDR.wanNet,
+    'via',
+    ADDR.routerLan,
+    'dev',
+    'lan0',
+    'src',
+    ADDR.h1,
+  ]);
+  await bed.exec('server', ['ip', 'route', 'replace', ADDR.lanNet, 'via', ADDR.routerWan]);
+  await path(`kernel forwarding (offload ${offload})`, ADDR.h1);
+  await setUpNat(bed);
+  // Without the route back only NAT brings replies home, so the NAT is surely in the path.
+  await bed.exec('server', ['ip', 'route', 'del', ADDR.lanNet]);
+  await path(`kernel NAT (offload ${offload})`, ADDR.h1);
+  await tearDownNat(bed);
+  await bed.try('h1', ['ip', 'route', 'del', ADDR.wanNet]);
+}
+
+async function distnatIo(): Promise<{ result: PathResult; txqueuelen: Record<string, number> }> {
+  const txqueuelen: Record<string, number> = {};
+  for (const [label, node] of [
+    ['router', 'router'],
+    ['host', 'h1'],
+  ] as const) {
+    if (values['tun-txqueuelen'] !== undefined)
+      await bed.exec(node, ['ip', 'link', 'set', 'dn0', 'txqueuelen', values['tun-txqueuelen']]);
+    txqueuelen[label] = Number((await bed.exec(node, ['cat', '/sys/class/net/dn0/tx_queue_len'])).trim());
+  }
+  const start = (node: 'router' | 'h1', args: string[]) =>
+    bed.spawn(node, [process.execPath, '--import', 'tsx', FORWARDER, '--tun', 'dn0', ...args]);
+  const router = start('router', ['--local', ADDR.routerLan, '--remote', ADDR.h1, '--device', 'lan0']);
+  const host = start('h1', ['--local', ADDR.h1, '--remote', ADDR.routerLan]);
+  await Promise.all([router, host].map((p) => p.waitForOutput(/^ready$/m, { timeoutMs: 20_000 })));
+  await sleep(200);
+  const watch: Watch = {
+    processes: { router: router.pid, host: host.pid },
+    links: { 'router dn0': { node: 'router', iface: 'dn0' }, 'h1 dn0': { node: 'h1', iface: 'dn0' } },
+    rawIpip: { router: 'router', h1: 'h1' },
+  };
+  const result = await path('distnat I/O (io-forwarder)', ADDR.shared, watch);
+  await Promise.all([router.stop(), host.stop()]);
+  return { result, txqueuelen };
+}
+
+/** CPU per packet of the host's and the router's forwarder added up, during the first load's flood. */
+function forwardingCpu(r: PathResult): number | undefined {
+  const o = r.floods[0]?.observed;
+  if (o === undefined || o.cpu.size === 0) return undefined;
+  let sum = 0;
+  for (const f of FORWARDERS) {
+    const ns = cpuPerPacket(o, f);
+    if (ns === undefined) return undefined;
+    sum += ns;
+  }
+  return sum;
+}
+
+async function main(): Promise<void> {
+  const swept = await sweepStale();
+  if (swept.length > 0) log(`removed testbeds of killed benchmarks: ${swept.join(' ')}`);
+  log(`bench:io: testbed ${bed.prefix}, load average ${loadBefore}`);
+  await bed.up({ offload: false });
+  await iperf3Server(bed);
+  await setUpSink(bed);
+
+  await kernelBaselines('off');
+  const { result: io, txqueuelen } = await distnatIo();
+  if (!values['no-offload-on']) {
+    await bed.up({ offload: true });
+    await kernelBaselines('on');
+  }
+  const loadAfter = loadAverage();
+  await bed.down();
+
+  const find = (p: string) => results.find((r) => r.path === p);
+  const ratios = (['off', 'on'] as const).flatMap((offload) => {
+    const nat = find(`kernel NAT (offload ${offload})`);
+    const fwd = find(`kernel forwarding (offload ${offload})`);
+    if (nat === undefined || fwd === undefined) return [];
+    return [
+      {
+        offload,
+        smallPackets: LOADS.map(
+          (_, i) => (io.floods[i]?.deliveredPps ?? 0) / (nat.floods[i]?.deliveredPps ?? 0),
+        ),
+        tcpUp: io.up.gbps / fwd.up.gbps,
+        tcpDown: io.down.gbps / fwd.down.gbps,
+      },
+    ];
+  });
+
+  if (values.json) {
+    console.log(
+      JSON.stringify({
+        bench: 'io',
+        date: new Date().toISOString(),
+        load: [loadBefore, loadAfter],
+        seconds: SECONDS,
+        generators: PORTS.length,
+        loads: LOADS,
+        size: SIZE,
+        txqueuelen,
+        results: results.map((r) => ({
+          path: r.path,
+          udp: r.floods.map((f) => ({
+            offeredPps: f.offeredPps,
+            deliveredPps: f.deliveredPps,
+            loss: f.loss,
+            senderNsPerPkt: senderCpu(f),
+          })),
+          tcpUpGbps: r.up.gbps,
+          tcpDownGbps: r.down.gbps,
+          forwardingCpuNsPerPkt: forwardingCpu(r),
+          perForwarder:
+            r === io
+              ? FORWARDERS.map((f) => ({
+                  forwarder: f.label,
+                  nsPerPkt: LOADS.map((_, i) => {
+                    const o = r.floods[i]?.observed;
+                    return o === undefined ? undefined : cpuPerPacket(o, f);
+                  }),
+                }))
+              : undefined,
+        })),
+        ratios,
+      }),
+    );
+    return;
+  }
+  const loads = LOADS.map((l) => (l.ppsTotal === 0 ? 'max (unpaced)' : `${count(l.ppsTotal)} pps`)).join(
+    ', ',
+  );
+  console.log(
+    `\nbench:io  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
+      `UDP: ${PORTS.length} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; TCP: one stream, ${SECONDS} s\n`,
+  );
+  console.log(mainTable(results, LOADS, [{ header: 'forwarders ns/pkt', value: forwardingCpu }]));
+  if (LOADS.length > 1) {
+    console.log('\nsmall packets at paced loads:');
+    console.log(loadTable(results, LOADS));
+  }
+  console.log('\nratios, distnat I/O to the kernel:');
+  for (const r of ratios) {
+    const small = LOADS.map((l, i) =>
+      ratioLine(`small packets (${l.label}) / kernel NAT`, r.smallPackets[i], 0.7),
+    );
+    console.log(`  offload ${r.offload}: ${small.join('; ')}`);
+    console.log(
+      `  offload ${r.offload}: ${ratioLine('TCP up / kernel forwarding', r.tcpUp, 0.1)}; TCP down / kernel forwarding = ${fmt(r.tcpDown)}`,
+    );
+  }
+  console.log('\nwhere the distnat I/O path spends its time:');
+  console.log(whereTimeGoes(io, LOADS, FORWARDERS, txqueuelen));
+  console.log(
+    '\nsender ns/pkt: CPU time of the generators per datagram sent; with kernel forwarding most of the\n' +
+      '  path runs in their system calls. forwarders ns/pkt: CPU time (user + system, /proc/<pid>/stat) of\n' +
+      '  the host and the router io-forwarder, each per packet it handled, added up (first load).\n' +
+      'pkts: what a forwarder read from and wrote into its TUN device (the device counters).',
+  );
+}
+
+try {
+  await main();
+} finally {
+  await bed.down();
+}
