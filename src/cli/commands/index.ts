@@ -6,3 +6,4 @@ export const commands: ((y: Argv<any>) => Argv<any>)[] = [statusCommand];
 commands.push((await import('./router.ts')).routerCommand);
 commands.push((await import('./host.ts')).hostCommand);
 commands.push((await import('./ca.ts')).caCommand);
+commands.push((await import('./peer.ts')).peerCommand);

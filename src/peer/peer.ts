@@ -1,0 +1,168 @@
+/**
+ * `distnat peer`: the far end of a distnat host's SAs on a machine with its
+ * own public address. A TUN device takes what the local stack sends to the
+ * remote shared address; ESP and AH from the WAN come in on raw sockets.
+ * See docs/ipsec-e2e.md.
+ *
+ * Routes (made at start, undone at stop, when `route` is given):
+ *
+ *   ip route replace <remote>/32 dev <tun>                       # the stack's packets into the TUN
+ *   ip route replace <remote>/32 via <gateway> dev <wan> metric 100
+ *
+ * The second route is what the raw sender, bound to the WAN interface
+ * (SO_BINDTODEVICE), finds: a lookup restricted to one interface skips
+ * routes through others, so protected packets leave by the WAN instead of
+ * looping back into the TUN.
+ */
+import { execFileSync } from 'node:child_process';
+import type { Server } from 'node:net';
+import { unlinkSync } from 'node:fs';
+import type { DaemonStatus } from '../cli/commands/status.ts';
+import { controlSocketPath } from '../control/protocol.ts';
+import { startControlServer } from '../control/server.ts';
+import { openRawSender, openRawSocket } from '../io/raw.ts';
+import { openTun } from '../io/tun.ts';
+import type { PacketDevice } from '../io/types.ts';
+import { buildManualKeying, IpsecEngine, readManualKeying } from '../ipsec/index.ts';
+import type { ManualKeyingConfig } from '../ipsec/index.ts';
+import type { Logger } from '../util/log.ts';
+import { PeerForwarder } from './forwarder.ts';
+import type { PeerDevices } from './forwarder.ts';
+import { mirrorManualKeying } from './mirror.ts';
+
+export interface PeerRoute {
+  /** The remote shared address (the distnat router's public address). */
+  readonly remote: string;
+  /** Next hop towards it on the WAN. */
+  readonly gateway: string;
+}
+
+export interface PeerOptions {
+  /** Keying file as this end sees it, or ... */
+  readonly ipsec?: string;
+  /** ... the host's file, turned round. */
+  readonly mirror?: string;
+  readonly tun: string;
+  /** TUN MTU: the WAN's minus the largest IPsec overhead. Default 1400. */
+  readonly mtu?: number;
+  /** WAN interface the protected packets leave by. */
+  readonly wan: string;
+  readonly route?: PeerRoute;
+  readonly runDir: string;
+  /** Serve the control socket. Default true. */
+  readonly control?: boolean;
+  /** Devices (tests pass in-memory ones); default TUN and raw sockets. */
+  readonly devices?: PeerDevices;
+}
+
+export interface Peer {
+  readonly forwarder: PeerForwarder;
+  status(): DaemonStatus;
+  stop(): void;
+}
+
+function ip(args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export function loadPeerKeying(o: Pick<PeerOptions, 'ipsec' | 'mirror'>): {
+  cfg: ManualKeyingConfig;
+  source: string;
+} {
+  if (o.ipsec !== undefined) return { cfg: readManualKeying(o.ipsec), source: o.ipsec };
+  if (o.mirror !== undefined)
+    return { cfg: mirrorManualKeying(readManualKeying(o.mirror)), source: `${o.mirror} (mirrored)` };
+  throw new Error('give --ipsec FILE or --mirror FILE');
+}
+
+export async function startPeer(o: PeerOptions, log: Logger): Promise<Peer> {
+  const { cfg, source } = loadPeerKeying(o);
+  const { spd, sad } = buildManualKeying(cfg, { source });
+  const engine = new IpsecEngine(spd, sad);
+  const undo: (() => void)[] = [];
+  const unwind = (): void => {
+    for (const f of undo.reverse()) {
+      try {
+        f();
+      } catch {
+        // keep undoing the rest
+      }
+    }
+  };
+  try {
+    let devices = o.devices;
+    if (devices === undefined) {
+      const onError = (err: Error): void => {
+        log.error('packet device failed', { error: err.message });
+      };
+      const tun: PacketDevice = openTun({ name: o.tun, mtu: o.mtu ?? 1400, up: true, onError });
+      undo.push(() => tun.close());
+      const wan = openRawSender({ device: o.wan, onError });
+      undo.push(() => wan.close());
+      const esp = openRawSocket(50, { device: o.wan, onError });
+      undo.push(() => esp.close());
+      const ah = openRawSocket(51, { device: o.wan, onError });
+      undo.push(() => ah.close());
+      devices = { tun, wan, receivers: [esp, ah] };
+    }
+    if (o.route !== undefined) {
+      const { remote, gateway } = o.route;
+      ip(['route', 'replace', `${remote}/32`, 'via', gateway, 'dev', o.wan, 'metric', '100']);
+      undo.push(() => ip(['route', 'del', `${remote}/32`, 'via', gateway, 'dev', o.wan, 'metric', '100']));
+      ip(['route', 'replace', `${remote}/32`, 'dev', o.tun]);
+      // Leave the clear route behind as it was before the peer started.
+      undo.push(() => ip(['route', 'replace', `${remote}/32`, 'via', gateway, 'dev', o.wan]));
+    }
+    const forwarder = new PeerForwarder(engine, devices);
+    forwarder.start();
+    undo.push(() => forwarder.stop());
+    const status = (): DaemonStatus => ({
+      role: 'peer',
+      summary: {
+        keying: source,
+        tun: o.tun,
+        wan: o.wan,
+        ...(o.route !== undefined ? { remote: `${o.route.remote} via ${o.route.gateway}` } : {}),
+        policies: spd.policies.length,
+        'worst-case overhead': engine.maxOverhead(),
+      },
+      tables: [
+        {
+          title: 'Security policies (SPD)',
+          columns: ['NAME', 'ACTION', 'PROTECT'],
+          rows: spd.policies.map((p) => [p.name, p.action, p.template.join('+') || '-']),
+        },
+      ],
+      counters: forwarder.counters(),
+    });
+    let server: Server | undefined;
+    if (o.control ?? true) {
+      const path = controlSocketPath(o.runDir, 'peer');
+      server = await startControlServer(path, status);
+      const s = server;
+      undo.push(() => {
+        s.close();
+        try {
+          unlinkSync(path);
+        } catch {
+          // already gone
+        }
+      });
+    }
+    log.info('peer running', { keying: source, tun: o.tun, wan: o.wan });
+    let stopped = false;
+    return {
+      forwarder,
+      status,
+      stop() {
+        if (stopped) return;
+        stopped = true;
+        unwind();
+        log.info('peer stopped');
+      },
+    };
+  } catch (e) {
+    unwind();
+    throw e;
+  }
+}
