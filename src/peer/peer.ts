@@ -40,8 +40,8 @@ export interface PeerRoute {
 export interface PeerOptions {
   /** Keying file as this end sees it, or ... */
   readonly ipsec?: string;
-  /** ... the host's file, turned round. */
-  readonly mirror?: string;
+  /** ... the hosts' files, each turned round, policies and SAs in file order. */
+  readonly mirror?: readonly string[];
   readonly tun: string;
   /** TUN MTU: the WAN's minus the largest IPsec overhead. Default 1400. */
   readonly mtu?: number;
@@ -70,8 +70,25 @@ export function loadPeerKeying(o: Pick<PeerOptions, 'ipsec' | 'mirror'>): {
   source: string;
 } {
   if (o.ipsec !== undefined) return { cfg: readManualKeying(o.ipsec), source: o.ipsec };
-  if (o.mirror !== undefined)
-    return { cfg: mirrorManualKeying(readManualKeying(o.mirror)), source: `${o.mirror} (mirrored)` };
+  if (o.mirror !== undefined && o.mirror.length > 0) {
+    // Policy names are per file: qualify them when several files meet in one SPD.
+    const parts = o.mirror.map((f, i) => {
+      const c = mirrorManualKeying(readManualKeying(f));
+      if (o.mirror!.length === 1) return c;
+      const q = (name: string): string => `${i + 1}.${name}`;
+      return {
+        ...c,
+        policies: c.policies.map((p) => ({ ...p, name: q(p.name) })),
+        sas: c.sas.map((sa) => (sa.policy === undefined ? sa : { ...sa, policy: q(sa.policy) })),
+      };
+    });
+    const cfg: ManualKeyingConfig = {
+      defaultAction: parts[0]!.defaultAction,
+      policies: parts.flatMap((c) => c.policies),
+      sas: parts.flatMap((c) => c.sas),
+    };
+    return { cfg, source: `${o.mirror.join(', ')} (mirrored)` };
+  }
   throw new Error('give --ipsec FILE or --mirror FILE');
 }
 

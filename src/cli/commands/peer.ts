@@ -18,7 +18,9 @@ export function peerCommand(y: Argv) {
         })
         .option('mirror', {
           type: 'string',
-          describe: "the host's manual keying file, turned round (SA directions and selectors swapped)",
+          array: true,
+          describe:
+            "a host's manual keying file, turned round (SA directions and selectors swapped); repeatable",
         })
         .option('tun', { type: 'string', default: 'dnp0', describe: 'TUN device (created if missing)' })
         .option('mtu', {
@@ -65,7 +67,7 @@ export function peerCommand(y: Argv) {
         peer = await startPeer(
           {
             ...(argv.ipsec !== undefined ? { ipsec: argv.ipsec } : {}),
-            ...(argv.mirror !== undefined ? { mirror: argv.mirror } : {}),
+            ...(argv.mirror !== undefined ? { mirror: argv.mirror.map(String) } : {}),
             tun: argv.tun,
             mtu: argv.mtu,
             wan: argv['wan-if'],
