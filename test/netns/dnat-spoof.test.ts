@@ -14,6 +14,7 @@ import {
   metric,
   readStatus,
   readStatusCli,
+  routerPortBlocks,
   scrapeMetrics,
   waitForLeases,
   writeScript,
@@ -98,7 +99,7 @@ describe("h1 sending from h2's ports", () => {
       counter(cli, 'drop.spoofed-port'),
     );
     // h2's block is still h2's alone.
-    const h2 = (await readStatus(b, 'router')).tables[0]!.rows.filter((row) => row[0] === TOPOLOGY.h2.lan);
-    expect(h2.map((row) => Number(row[1]))).toContain(theirs);
+    const h2 = routerPortBlocks(await readStatus(b, 'router')).filter((x) => x.host === TOPOLOGY.h2.lan);
+    expect(h2.map((x) => x.first)).toContain(theirs);
   });
 });
