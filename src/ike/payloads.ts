@@ -286,18 +286,25 @@ export function emitPayloadChain(payloads: readonly Payload[], after: number = P
   return Buffer.concat(parts);
 }
 
+/** The interpreted payload kind whose type field admits T (TsPayload for TSi and for TSr). */
+export type PayloadOf<T extends number> =
+  Exclude<Payload, OpaquePayload> extends infer P
+    ? P extends { type: infer U }
+      ? T extends U
+        ? P
+        : never
+      : never
+    : never;
+
 /** Payloads of one type, in message order. */
-export function payloadsOf<T extends Payload['type']>(
-  payloads: readonly Payload[],
-  type: T,
-): Extract<Payload, { type: T }>[] {
-  return payloads.filter((p) => p.type === type && !isOpaque(p)) as Extract<Payload, { type: T }>[];
+export function payloadsOf<T extends number>(payloads: readonly Payload[], type: T): PayloadOf<T>[] {
+  return payloads.filter((p) => p.type === type && !isOpaque(p)) as PayloadOf<T>[];
 }
 
-export function firstPayload<T extends Payload['type']>(
+export function firstPayload<T extends number>(
   payloads: readonly Payload[],
   type: T,
-): Extract<Payload, { type: T }> | undefined {
+): PayloadOf<T> | undefined {
   return payloadsOf(payloads, type)[0];
 }
 
@@ -314,7 +321,7 @@ export function notify(
   notifyType: number,
   data: Buffer = Buffer.alloc(0),
   protocol = 0,
-  spi = Buffer.alloc(0),
+  spi: Buffer = Buffer.alloc(0),
 ): NotifyPayload {
   return { type: PayloadType.NOTIFY, protocol, spi, notifyType, data };
 }

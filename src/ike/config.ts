@@ -1,0 +1,173 @@
+/**
+ * The daemon's options, and their resolved form with every default filled in.
+ */
+import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import type { Clock } from '../util/clock.ts';
+import { loadCertificates, type IdentitySpec, type TrustAnchors } from './certs.ts';
+import type { Endpoint } from './nat.ts';
+import {
+  hostToHostPolicy,
+  portBindingAuthorizer,
+  randomSpiAllocator,
+  type ChildPolicy,
+  type ChildSaDatabase,
+  type PeerAuthorizer,
+  type SpiAllocator,
+} from './policy.ts';
+import {
+  DEFAULT_ESP_PROPOSALS,
+  DEFAULT_IKE_PROPOSALS,
+  parseProposal,
+  type ProposalConfig,
+} from './proposal.ts';
+import type { Ipv4Selector } from './selectors.ts';
+import type { IpsecMode } from '../ipsec/types.ts';
+
+/** Retransmission of requests (RFC 7296 2.1): timeout, then timeout * base, * base^2 ... */
+export interface RetransmitOptions {
+  /** First wait, default 1000 ms. */
+  readonly timeoutMs?: number;
+  /** Growth per retransmission, default 2. */
+  readonly base?: number;
+  /** Retransmissions before the peer counts as dead, default 5 (63 s in all with the defaults). */
+  readonly tries?: number;
+}
+
+export interface LocalIdentity {
+  /** Our certificate (PEM or DER). */
+  readonly certificate: string | Uint8Array | X509Certificate;
+  /** CA certificates to send along (the local CA for a distnat host), PEM or DER. */
+  readonly chain?: readonly (string | Uint8Array | X509Certificate)[];
+  /** PKCS #8 PEM or a KeyObject. */
+  readonly privateKey: string | KeyObject;
+  /** What IDi/IDr says; default the certificate's subject DN. */
+  readonly id?: IdentitySpec;
+}
+
+/** What to ask for in a child SA (initiator side). */
+export interface ChildRequest {
+  readonly mode?: IpsecMode;
+  /** Our side; default our IKE address, all protocols and ports. */
+  readonly localSelectors?: readonly Ipv4Selector[];
+  /** The peer's side; default its IKE address. */
+  readonly remoteSelectors?: readonly Ipv4Selector[];
+  /** Override the daemon's ESP proposals. */
+  readonly proposals?: readonly (ProposalConfig | string)[];
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn';
+
+export interface IkeDaemonOptions {
+  readonly transport: import('./transport.ts').IkeTransport;
+  readonly clock?: Clock;
+  readonly identity: LocalIdentity;
+  readonly trust: {
+    readonly roots: readonly (string | Uint8Array | X509Certificate)[];
+    readonly crls?: TrustAnchors['crls'];
+  };
+  readonly ikeProposals?: readonly (ProposalConfig | string)[];
+  readonly espProposals?: readonly (ProposalConfig | string)[];
+  /** Inbound SPIs of child SAs; default random (a distnat host passes its leased block). */
+  readonly spis?: SpiAllocator;
+  /** Where negotiated child SAs go; default nowhere (IKE only). */
+  readonly sad?: ChildSaDatabase;
+  /** Default portBindingAuthorizer(). */
+  readonly authorize?: PeerAuthorizer;
+  /** Responder's child SA policy; default hostToHostPolicy(). */
+  readonly childPolicy?: ChildPolicy;
+  /** Half-open SAs at which IKE_SA_INIT without a valid cookie is answered with COOKIE; default 16. 0: always. */
+  readonly cookieThreshold?: number;
+  /** Half-open SAs beyond which new IKE_SA_INIT requests are dropped, cookie or not; default 5000. */
+  readonly halfOpenLimit?: number;
+  /** A responder's SA that is not authenticated within this time goes; default 30 s. */
+  readonly halfOpenTimeoutMs?: number;
+  readonly retransmit?: RetransmitOptions;
+  /** Liveness check after this long without hearing from the peer; 0 (default) off. */
+  readonly dpdIntervalMs?: number;
+  /** Rekey the IKE SA / child SAs we initiated after this long; 0 (default) never. */
+  readonly ikeRekeyMs?: number;
+  readonly childRekeyMs?: number;
+  /** Pretend to be behind a NAT so that the peer must use ESP-in-UDP (strongSwan's encap=yes). */
+  readonly forceEncap?: boolean;
+  /** Rotation of the cookie secret; default 60 s. */
+  readonly cookieRotateMs?: number;
+  /** Announce SIGNATURE_HASH_ALGORITHMS (RFC 7427); default true. Without it both sides use AUTH methods 1 and 9. */
+  readonly signatureHashes?: boolean;
+  readonly log?: (level: LogLevel, message: string) => void;
+}
+
+export interface ResolvedConfig {
+  readonly identity: {
+    readonly certificate: X509Certificate;
+    readonly chain: readonly X509Certificate[];
+    readonly privateKey: KeyObject;
+    readonly id: IdentitySpec;
+  };
+  readonly trust: TrustAnchors;
+  readonly ikeProposals: readonly ProposalConfig[];
+  readonly espProposals: readonly ProposalConfig[];
+  readonly spis: SpiAllocator;
+  readonly sad: ChildSaDatabase | undefined;
+  readonly authorize: PeerAuthorizer;
+  readonly childPolicy: ChildPolicy;
+  readonly cookieThreshold: number;
+  readonly halfOpenLimit: number;
+  readonly halfOpenTimeoutMs: number;
+  readonly retransmit: Required<RetransmitOptions>;
+  readonly dpdIntervalMs: number;
+  readonly ikeRekeyMs: number;
+  readonly childRekeyMs: number;
+  readonly forceEncap: boolean;
+  readonly cookieRotateMs: number;
+  readonly signatureHashes: boolean;
+}
+
+const asCert = (c: string | Uint8Array | X509Certificate): X509Certificate[] =>
+  typeof c === 'string' || c instanceof Uint8Array ? loadCertificates(c) : [c];
+
+export const proposals = (
+  list: readonly (ProposalConfig | string)[],
+  kind: 'ike' | 'esp',
+): ProposalConfig[] => list.map((p) => (typeof p === 'string' ? parseProposal(p, kind) : p));
+
+/** Fills in defaults; throws for unusable options (a key that does not match the certificate, ...). */
+export function resolveConfig(o: IkeDaemonOptions): ResolvedConfig {
+  const [certificate] = asCert(o.identity.certificate);
+  const privateKey =
+    typeof o.identity.privateKey === 'string'
+      ? createPrivateKey(o.identity.privateKey)
+      : o.identity.privateKey;
+  if (!certificate!.checkPrivateKey(privateKey))
+    throw new Error('the private key does not belong to the certificate');
+  return {
+    identity: {
+      certificate: certificate!,
+      chain: (o.identity.chain ?? []).flatMap(asCert),
+      privateKey,
+      id: o.identity.id ?? { type: 'dn' },
+    },
+    trust: { roots: o.trust.roots.flatMap(asCert), crls: o.trust.crls ?? [] },
+    ikeProposals: proposals(o.ikeProposals ?? DEFAULT_IKE_PROPOSALS, 'ike'),
+    espProposals: proposals(o.espProposals ?? DEFAULT_ESP_PROPOSALS, 'esp'),
+    spis: o.spis ?? randomSpiAllocator(),
+    sad: o.sad,
+    authorize: o.authorize ?? portBindingAuthorizer(),
+    childPolicy: o.childPolicy ?? hostToHostPolicy(),
+    cookieThreshold: o.cookieThreshold ?? 16,
+    halfOpenLimit: o.halfOpenLimit ?? 5000,
+    halfOpenTimeoutMs: o.halfOpenTimeoutMs ?? 30_000,
+    retransmit: {
+      timeoutMs: o.retransmit?.timeoutMs ?? 1000,
+      base: o.retransmit?.base ?? 2,
+      tries: o.retransmit?.tries ?? 5,
+    },
+    dpdIntervalMs: o.dpdIntervalMs ?? 0,
+    ikeRekeyMs: o.ikeRekeyMs ?? 0,
+    childRekeyMs: o.childRekeyMs ?? 0,
+    forceEncap: o.forceEncap ?? false,
+    cookieRotateMs: o.cookieRotateMs ?? 60_000,
+    signatureHashes: o.signatureHashes ?? true,
+  };
+}
+
+export type { Endpoint };
