@@ -1,0 +1,218 @@
+/**
+ * IPsec through distnat on the namespace testbed: the router, host agents
+ * with manual keying files (test/netns/ipsec-keys.ts) and `distnat peer` on
+ * the server, started in the order the keying files assume (router, h1, h2,
+ * peer): a fresh router grants SPIs 256-319 to the first host asking and
+ * 320-383 to the second, and manual keying fixes the SPIs in advance.
+ *
+ * The testbed must be up with `daemons: false`; the processes are the
+ * testbed's background processes, stopped by its down().
+ *
+ *   const bed = useTestbed({ daemons: false });
+ *   const ipsec = await startIpsecDaemons(bed(), { ipsec: ['h1', 'h2'] });
+ */
+import { join } from 'node:path';
+import { controlRequest } from '../../src/control/client.ts';
+import { controlSocketPath } from '../../src/control/protocol.ts';
+import { H1_KEYS, H2_KEYS, tsharkEspOptions, writeKeying } from '../netns/ipsec-keys.ts';
+import type { EspKey, HostKeys } from '../netns/ipsec-keys.ts';
+import { DISTNAT, LAN_OF, daemonLogs, daemonRunDir, readStatus } from './distnat.ts';
+import type { DaemonStatus, HostNode } from './distnat.ts';
+import { describe as describeResult, run, waitUntil } from './process.ts';
+import type { Background } from './process.ts';
+import { TOPOLOGY } from './testbed.ts';
+import type { Testbed } from './testbed.ts';
+
+export const KEYS: Record<HostNode, HostKeys> = { h1: H1_KEYS, h2: H2_KEYS };
+
+export interface IpsecDaemonsOptions {
+  /** Hosts to start (in this order), default h1 then h2. */
+  hosts?: readonly HostNode[];
+  /** Hosts given `--ipsec` with their keying file; default all started. */
+  ipsec?: readonly HostNode[];
+  /** Start `distnat peer` on the server mirroring the IPsec hosts' files (default when any host has --ipsec). */
+  peer?: boolean;
+}
+
+export interface IpsecDaemons {
+  router: Background;
+  hosts: Partial<Record<HostNode, Background>>;
+  peer: Background | undefined;
+  /** Keying file of each IPsec host. */
+  files: Partial<Record<HostNode, string>>;
+  /** The ESP SAs of each IPsec host as tshark needs them. */
+  esp: Partial<Record<HostNode, EspKey[]>>;
+  /** The peer's run directory (control socket). */
+  peerRunDir: string;
+}
+
+/** The router and hosts exactly as the testbed's built-in process table runs them. */
+function routerArgv(bed: Testbed): string[] {
+  const dir = daemonRunDir(bed, 'router');
+  return [
+    DISTNAT,
+    'router',
+    '--shared-address',
+    TOPOLOGY.shared,
+    '--lan-address',
+    TOPOLOGY.router.lan,
+    '--tun',
+    TOPOLOGY.tun,
+    '--state-dir',
+    join(dir, 'state'),
+    '--run-dir',
+    dir,
+    '--metrics',
+    '127.0.0.1:9732',
+  ];
+}
+
+function hostArgv(bed: Testbed, node: HostNode, ipsecFile?: string): string[] {
+  const dir = daemonRunDir(bed, node);
+  const argv = [
+    DISTNAT,
+    'host',
+    '--router',
+    TOPOLOGY.router.lan,
+    '--lan-address',
+    LAN_OF[node],
+    '--shared-address',
+    TOPOLOGY.shared,
+    '--tun',
+    TOPOLOGY.tun,
+    '--state-dir',
+    join(dir, 'state'),
+    '--run-dir',
+    dir,
+    '--metrics',
+    '127.0.0.1:9732',
+  ];
+  if (ipsecFile !== undefined) argv.push('--ipsec', ipsecFile);
+  return argv;
+}
+
+async function statusOr(bed: Testbed, node: 'router' | HostNode): Promise<DaemonStatus | string> {
+  try {
+    return await readStatus(bed, node);
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** Starts a host agent and waits until it forwards (and, with a keying file, has installed its SAs). */
+export async function startHostAgent(bed: Testbed, node: HostNode, ipsecFile?: string): Promise<Background> {
+  const proc = bed.spawn(node, hostArgv(bed, node, ipsecFile));
+  let last = '';
+  await waitUntil(
+    `${node} forwarding${ipsecFile !== undefined ? ' with its IPsec SAs installed' : ''}`,
+    async () => {
+      if (!proc.running()) throw new Error(`${node} agent exited: ${proc.stdout()}\n${proc.stderr()}`);
+      const s = await statusOr(bed, node);
+      if (typeof s === 'string') {
+        last = s;
+        return false;
+      }
+      last = JSON.stringify(s.summary);
+      return (
+        s.summary['forwarding'] === 'yes' &&
+        (ipsecFile === undefined || String(s.summary['ipsec']).includes('SAs installed'))
+      );
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; last seen: ${last}\n${proc.stdout()}\n${proc.stderr()}`);
+  });
+  return proc;
+}
+
+export async function startRouter(bed: Testbed): Promise<Background> {
+  const proc = bed.spawn('router', routerArgv(bed));
+  await waitUntil(
+    'the router answering on its control socket',
+    async () => {
+      if (!proc.running()) throw new Error(`router exited: ${proc.stdout()}\n${proc.stderr()}`);
+      return typeof (await statusOr(bed, 'router')) !== 'string';
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+  return proc;
+}
+
+export function peerArgv(files: readonly string[], runDir: string): string[] {
+  return [
+    DISTNAT,
+    'peer',
+    ...files.flatMap((f) => ['--mirror', f]),
+    '--wan-if',
+    TOPOLOGY.wanIf,
+    '--remote',
+    TOPOLOGY.shared,
+    '--via',
+    TOPOLOGY.router.wan,
+    '--run-dir',
+    runDir,
+  ];
+}
+
+export async function startPeer(bed: Testbed, files: readonly string[], runDir: string): Promise<Background> {
+  const proc = bed.spawn('server', peerArgv(files, runDir));
+  await proc.waitForOutput(/peer running/, { timeoutMs: 30_000 });
+  return proc;
+}
+
+/** The peer's status from its control socket. */
+export async function readPeerStatus(runDir: string): Promise<DaemonStatus> {
+  const reply = await controlRequest(controlSocketPath(runDir, 'peer'), { command: 'status' }, 5000);
+  if (!reply.ok) throw new Error(`the peer answered its control socket with an error: ${reply.error}`);
+  return reply.status as DaemonStatus;
+}
+
+/** Router, hosts (in order, each ready before the next asks for SPIs), then the peer. */
+export async function startIpsecDaemons(bed: Testbed, o: IpsecDaemonsOptions = {}): Promise<IpsecDaemons> {
+  const hosts = o.hosts ?? ['h1', 'h2'];
+  const ipsec = o.ipsec ?? hosts;
+  const files: Partial<Record<HostNode, string>> = {};
+  const esp: Partial<Record<HostNode, EspKey[]>> = {};
+  for (const node of ipsec) {
+    const file = join(bed.scratchDir, `${node}-ipsec.yaml`);
+    esp[node] = writeKeying(file, KEYS[node]);
+    files[node] = file;
+  }
+  const peerRunDir = join(bed.scratchDir, 'peer');
+  try {
+    const router = await startRouter(bed);
+    const procs: Partial<Record<HostNode, Background>> = {};
+    for (const node of hosts) procs[node] = await startHostAgent(bed, node, files[node]);
+    const mirrored = ipsec.map((n) => files[n]!);
+    const peer = (o.peer ?? mirrored.length > 0) ? await startPeer(bed, mirrored, peerRunDir) : undefined;
+    return { router, hosts: procs, peer, files, esp, peerRunDir };
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n${daemonLogs(bed)}`);
+  }
+}
+
+/** A host's `ipsec.*` counters (0 for those not present yet). */
+export function ipsecCounter(status: DaemonStatus, name: string): number {
+  return status.counters[name] ?? 0;
+}
+
+/**
+ * tshark fields of a capture, with the ESP SAs' keys (esp_sa UAT rows, which
+ * repeat one preference name, hence not through readFields' record).
+ */
+export async function decodeEsp(
+  file: string,
+  esp: readonly EspKey[],
+  fields: readonly string[],
+  filter = 'esp',
+): Promise<string[][]> {
+  const argv = ['tshark', '-r', file, '-T', 'fields', '-E', 'separator=/t', '-E', 'occurrence=a'];
+  argv.push('-E', 'aggregator=,', ...tsharkEspOptions(esp), '-Y', filter);
+  for (const f of fields) argv.push('-e', f);
+  const r = await run(argv, { timeoutMs: 60_000 });
+  if (r.code !== 0) throw new Error(`tshark -r ${file}: ${describeResult(r)}`);
+  return r.stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => line.split('\t'));
+}
