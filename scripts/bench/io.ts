@@ -46,9 +46,11 @@ const { values } = parseArgs({
     size: { type: 'string', default: '64' },
     'tun-txqueuelen': { type: 'string' },
     'no-offload-on': { type: 'boolean', default: false },
+    'bridge-netfilter': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
+const BRIDGE_NF = values['bridge-netfilter'];
 const SECONDS = Number(values.seconds);
 const PORTS = Array.from({ length: Number(values.generators) }, (_, i) => 40000 + i);
 const LOADS = parseLoads(values.loads);
@@ -147,14 +149,14 @@ async function main(): Promise<void> {
   const swept = await sweepStale();
   if (swept.length > 0) log(`removed testbeds of killed benchmarks: ${swept.join(' ')}`);
   log(`bench:io: testbed ${bed.prefix}, load average ${loadBefore}`);
-  await bed.up({ offload: false });
+  await bed.up({ offload: false, bridgeNetfilter: BRIDGE_NF });
   await iperf3Server(bed);
   await setUpSink(bed);
 
   await kernelBaselines('off');
   const { result: io, txqueuelen } = await distnatIo();
   if (!values['no-offload-on']) {
-    await bed.up({ offload: true });
+    await bed.up({ offload: true, bridgeNetfilter: BRIDGE_NF });
     await kernelBaselines('on');
   }
   const loadAfter = loadAverage();
@@ -188,6 +190,7 @@ async function main(): Promise<void> {
         loads: LOADS,
         size: SIZE,
         txqueuelen,
+        bridgeNetfilter: BRIDGE_NF,
         results: results.map((r) => ({
           path: r.path,
           udp: r.floods.map((f) => ({
@@ -220,7 +223,8 @@ async function main(): Promise<void> {
   );
   console.log(
     `\nbench:io  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
-      `UDP: ${PORTS.length} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; TCP: one stream, ${SECONDS} s\n`,
+      `UDP: ${PORTS.length} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; TCP: one stream, ${SECONDS} s;\n` +
+      `netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; TUN txqueuelen router ${txqueuelen['router']}, host ${txqueuelen['host']}\n`,
   );
   console.log(mainTable(results, LOADS, [{ header: 'forwarders ns/pkt', value: forwardingCpu }]));
   if (LOADS.length > 1) {

@@ -38,22 +38,35 @@ export interface Watch {
   counters?: () => Promise<Record<string, number>>;
 }
 
-interface Snapshot {
+/** CPU times at the moment traffic starts or ends: cheap reads of /proc only. */
+interface Mark {
   at: number;
-  cpu: Map<string, { user: number; system: number }>;
   machine: MachineCpu;
+  processes: Map<string, { user: number; system: number }>;
+}
+
+function mark(watch: Watch): Mark {
+  const processes = new Map<string, { user: number; system: number }>();
+  for (const [label, pid] of Object.entries(watch.processes ?? {})) processes.set(label, cpuSeconds(pid));
+  return { at: performance.now(), machine: machineCpu(), processes };
+}
+
+/** Counters that take longer to read (commands in namespaces), before and after the marks. */
+interface Snapshot {
   links: Map<string, LinkStats>;
   raw: Map<string, number>;
   counters: Record<string, number>;
 }
 
 export interface Observed {
+  /** How long the traffic ran (CPU shares of the processes are of this). */
   seconds: number;
+
   /** CPU seconds (user + system) per watched process. */
   cpu: Map<string, number>;
   /** ... of which in the kernel (system calls, and the softirq work done in them). */
   cpuSystem: Map<string, number>;
-  /** Busy CPU seconds of the whole machine (all cores, every process, other people's work too). */
+  /** Busy CPU seconds of the whole machine while the traffic ran (all cores, every process, other people's work too). */
   machineBusy: number;
   machineSoftirq: number;
   links: Map<string, LinkStats>;
@@ -76,17 +89,14 @@ async function snapshot(bed: BenchTestbed, watch: Watch): Promise<Snapshot> {
       raw.set(label, await rawSocketDrops(bed.ns(node), 4)),
     ),
   ]);
-  // CPU last and together, closest to the start (or right after the end).
-  const cpu = new Map<string, { user: number; system: number }>();
-  for (const [label, pid] of Object.entries(watch.processes ?? {})) cpu.set(label, cpuSeconds(pid));
-  return { at: performance.now(), cpu, machine: machineCpu(), links, raw, counters };
+  return { links, raw, counters };
 }
 
-function difference(after: Snapshot, before: Snapshot): Observed {
+function difference(before: Snapshot, start: Mark, end: Mark, after: Snapshot): Observed {
   const cpu = new Map<string, number>();
   const cpuSystem = new Map<string, number>();
-  for (const [k, v] of after.cpu) {
-    const b = before.cpu.get(k) ?? { user: 0, system: 0 };
+  for (const [k, v] of end.processes) {
+    const b = start.processes.get(k) ?? { user: 0, system: 0 };
     cpu.set(k, v.user + v.system - b.user - b.system);
     cpuSystem.set(k, v.system - b.system);
   }
@@ -101,11 +111,11 @@ function difference(after: Snapshot, before: Snapshot): Observed {
   for (const [k, v] of Object.entries(after.counters)) counters.set(k, v - (before.counters[k] ?? 0));
   return {
     counters,
-    seconds: (after.at - before.at) / 1000,
+    seconds: (end.at - start.at) / 1000,
     cpu,
     cpuSystem,
-    machineBusy: after.machine.busy - before.machine.busy,
-    machineSoftirq: after.machine.softirq - before.machine.softirq,
+    machineBusy: end.machine.busy - start.machine.busy,
+    machineSoftirq: end.machine.softirq - start.machine.softirq,
     links,
     rawDrops,
   };
@@ -143,7 +153,6 @@ export interface FloodResult {
 const FLOOD = join(ROOT, 'scripts', 'bench', 'lib', 'udp-flood.ts');
 
 export async function udpFlood(bed: BenchTestbed, o: FloodOptions): Promise<FloodResult> {
-  const startAt = Date.now() + 1500;
   const generators = o.ports.map((port) =>
     bed.spawn(o.from, [
       process.execPath,
@@ -164,15 +173,15 @@ export async function udpFlood(bed: BenchTestbed, o: FloodOptions): Promise<Floo
       String(o.seconds),
       '--pps',
       String(o.ppsEach),
-      '--start-at',
-      String(startAt),
+      '--wait-signal',
     ]),
   );
   await Promise.all(generators.map((g) => g.waitForOutput(/^ready$/m, { timeoutMs: 20_000 })));
-  const wait = startAt - Date.now() - 150;
-  if (wait > 0) await sleep(wait);
   const deliveredBefore = await sinkCount(bed);
   const before = await snapshot(bed, o.watch ?? {});
+  // `ip netns exec` execs the command, so the pid is the generator's own.
+  const start = mark(o.watch ?? {});
+  for (const g of generators) process.kill(g.pid, 'SIGUSR1');
   const results = await Promise.all(
     generators.map(async (g) => {
       await g.waitForOutput(/^\{.*\}$/m, { timeoutMs: (o.seconds + 30) * 1000 });
@@ -186,8 +195,10 @@ export async function udpFlood(bed: BenchTestbed, o: FloodOptions): Promise<Floo
       };
     }),
   );
-  // Let the queues drain into the sink before counting.
-  await sleep(300);
+  // What is still queued (TUN queues, socket buffers) drains within milliseconds.
+  await sleep(100);
+  const end = mark(o.watch ?? {});
+  await sleep(200);
   const after = await snapshot(bed, o.watch ?? {});
   const delivered = (await sinkCount(bed)) - deliveredBefore;
   const sent = results.reduce((a, r) => a + r.sent, 0);
@@ -201,7 +212,7 @@ export async function udpFlood(bed: BenchTestbed, o: FloodOptions): Promise<Floo
     loss: sent > 0 ? Math.max(0, 1 - delivered / sent) : 0,
     generatorCpu: results.reduce((a, r) => a + r.cpuSeconds, 0),
     generatorCpuSystem: results.reduce((a, r) => a + r.cpuSystemSeconds, 0),
-    observed: difference(after, before),
+    observed: difference(before, start, end, after),
   };
 }
 
@@ -224,7 +235,9 @@ export async function tcpStream(
   const before = await snapshot(bed, watch);
   const argv = ['iperf3', '-c', ADDR.server, '-t', String(seconds), '--json'];
   if (reverse) argv.push('-R');
+  const start = mark(watch);
   const r = await bed.try(from, argv, { timeoutMs: (seconds + 30) * 1000 });
+  const end = mark(watch);
   const after = await snapshot(bed, watch);
   let json: {
     error?: string;
@@ -240,7 +253,7 @@ export async function tcpStream(
   return {
     gbps: json.end.sum_received.bits_per_second / 1e9,
     retransmits: json.end.sum_sent?.retransmits ?? 0,
-    observed: difference(after, before),
+    observed: difference(before, start, end, after),
   };
 }
 

@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, execIn, onExitCleanup, run, spawnBackground } from '../../../test/helpers/process.ts';
 import type { Background, ExecOptions, ExecResult } from '../../../test/helpers/process.ts';
+import { loadNative } from '../../../src/io/native.ts';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const TESTBED_SCRIPT = join(ROOT, 'scripts', 'testbed');
@@ -39,6 +40,12 @@ export interface BenchTestbedOptions {
   daemonTable?: string;
   /** Transmit checksum offload on the veths (scripts/testbed --offload). */
   offload?: boolean;
+  /**
+   * Leave bridged IPv4 passing through netfilter in the LAN namespace (the
+   * kernel's default when br_netfilter is loaded, as on this machine).
+   * Default false: the benchmarks turn it off, see bridgeNetfilter().
+   */
+  bridgeNetfilter?: boolean;
 }
 
 const PREFIX = /^bn(\d+)-$/;
@@ -94,6 +101,8 @@ export class BenchTestbed {
   /** `scripts/testbed up` (again: it repairs, and applies a changed offload mode or process table). */
   async up(options: BenchTestbedOptions = {}): Promise<void> {
     if (process.getuid?.() !== 0) throw new Error('the benchmarks need root (network namespaces)');
+    // The generators and forwarders need the addon: say so before building anything.
+    loadNative();
     this.options = options;
     const flags = ['--prefix', this.prefix, '--offload', options.offload === true ? 'on' : 'off'];
     if (options.daemons !== true) flags.push('--no-daemons');
@@ -105,6 +114,25 @@ export class BenchTestbed {
     }
     const r = await run([TESTBED_SCRIPT, ...flags, '-q', 'up'], { timeoutMs: 120_000 });
     if (r.code !== 0) throw new Error(`scripts/testbed up (${this.prefix}): ${describe(r)}`);
+    await this.bridgeNetfilter(options.bridgeNetfilter === true);
+  }
+
+  /**
+   * With br_netfilter loaded, every frame the LAN bridge forwards runs the
+   * IPv4 netfilter hooks of the bridge's namespace (br_nf_pre_routing and
+   * friends), although the namespace has no rules: in a profile of the host
+   * agent at 100k pps that was a fifth of its CPU, spent in its sendmmsg on
+   * behalf of the switch. A switch does not do that, so the benchmarks turn
+   * it off (a per-namespace sysctl); kernel and distnat paths cross the
+   * bridge alike. Returns what the setting now is, or undefined without
+   * br_netfilter.
+   */
+  async bridgeNetfilter(on: boolean): Promise<boolean | undefined> {
+    const key = 'net.bridge.bridge-nf-call-iptables';
+    const probe = await execIn(this.ns('lan'), ['sysctl', '-n', key]);
+    if (probe.code !== 0) return undefined;
+    await this.exec('lan', ['sysctl', '-qw', `${key}=${on ? 1 : 0}`]);
+    return on;
   }
 
   /** Runs argv in the node's namespace; throws with the output unless it exits 0. */

@@ -5,13 +5,14 @@
  * iperf3 -u (one send() per datagram) tops out near 150k.
  *
  *   node --import tsx scripts/bench/lib/udp-flood.ts --src A --dst B [--sport 40000] [--dport 9]
- *        [--size 64] [--seconds 5] [--pps 0] [--start-at EPOCH_MS] [--batch 64]
+ *        [--size 64] [--seconds 5] [--pps 0] [--wait-signal] [--batch 64]
  *
  * --size is the whole IPv4 datagram (64: 20 IP + 8 UDP + 36 payload). The
  * datagram goes wherever the kernel routes B from A (into a TUN device for
  * the shared address, out of the LAN for the host's own). --pps paces the
- * offered load (0: as fast as the socket takes it). --start-at lets several
- * generators start together. Prints `ready`, then one JSON line.
+ * offered load (0: as fast as the socket takes it). With --wait-signal it
+ * starts on SIGUSR1, so that several generators start together and counters
+ * can be read just before. Prints `ready`, then one JSON line.
  */
 import { parseArgs } from 'node:util';
 import { openRawSender } from '../../../src/io/raw.ts';
@@ -28,7 +29,7 @@ const { values } = parseArgs({
     size: { type: 'string', default: '64' },
     seconds: { type: 'string', default: '5' },
     pps: { type: 'string', default: '0' },
-    'start-at': { type: 'string' },
+    'wait-signal': { type: 'boolean', default: false },
     batch: { type: 'string', default: '64' },
   },
 });
@@ -78,8 +79,12 @@ const sender = openRawSender();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+const go = values['wait-signal'] ? new Promise((r) => process.once('SIGUSR1', r)) : Promise.resolve();
+// A signal listener does not keep Node's event loop alive; a timer does.
+const keepAlive = setInterval(() => {}, 60_000);
 console.log('ready');
-if (values['start-at'] !== undefined) await sleep(Math.max(0, Number(values['start-at']) - Date.now()));
+await go;
+clearInterval(keepAlive);
 
 const cpu0 = process.cpuUsage();
 const t0 = performance.now();

@@ -1,0 +1,352 @@
+/**
+ * bench:dnat — distributed NAT end to end against kernel NAT, in the
+ * testbed's topology (docs/benchmarks.md). Root; makes its own testbed
+ * `bn<pid>-` with `distnat router`, h1's agent translating ports and h2's in
+ * native mode, and always removes it.
+ *
+ *   npm run bench:dnat -- [--seconds 5] [--generators 2] [--loads max,200k,100k] [--size 64]
+ *                         [--tun-txqueuelen N] [--no-native] [--json]
+ *
+ * Paths, all from a host to the server:
+ *   kernel NAT         h1 routes the server's network via the router (10.0.0.1 as source);
+ *                      the router SNATs to 198.51.100.30 (nftables)
+ *   distnat translate  h1 through its agent (port translation) and the router
+ *   distnat native     h2 through its agent (native mode: the kernel's ephemeral ports are
+ *                      the leased block; the generators send from ports of that block)
+ * Each: small UDP datagrams at each offered load (delivered pps at the server's nftables
+ * sink, loss), one TCP stream up and one down (iperf3), and for distnat the CPU time of the
+ * router and of the host agent per packet: /proc/<pid>/stat deltas divided by the packets
+ * each forwarded by its own counters (`distnat status ... --json`).
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { run, sleep, waitUntil } from '../../test/helpers/process.ts';
+import { loadAverage } from './lib/counters.ts';
+import { iperf3Server, type Observed, type Watch } from './lib/measure.ts';
+import { setUpNat, setUpSink, tearDownNat } from './lib/nft.ts';
+import { count, fmt, pct, ratioLine } from './lib/report.ts';
+import {
+  cpuPerPacket,
+  loadTable,
+  mainTable,
+  measurePath,
+  parseLoads,
+  senderCpu,
+  whereTimeGoes,
+  type Forwarder,
+  type PathResult,
+} from './lib/suite.ts';
+import { ADDR, BenchTestbed, ROOT, sweepStale, type Node } from './lib/testbed.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    generators: { type: 'string', default: '2' },
+    loads: { type: 'string', default: 'max,200k,100k' },
+    size: { type: 'string', default: '64' },
+    'tun-txqueuelen': { type: 'string' },
+    'no-native': { type: 'boolean', default: false },
+    'bridge-netfilter': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+  },
+});
+const BRIDGE_NF = values['bridge-netfilter'];
+const SECONDS = Number(values.seconds);
+const GENERATORS = Number(values.generators);
+const LOADS = parseLoads(values.loads);
+const SIZE = Number(values.size);
+const log = (line: string): void => console.error(line);
+
+const bed = new BenchTestbed();
+const loadBefore = loadAverage();
+const DISTNAT = join(ROOT, 'bin', 'distnat');
+
+/** scripts/testbed's built-in table, with h2's agent in native mode. */
+function daemonTable(): string {
+  const run = bed.runDir;
+  const common = `--router ${ADDR.routerLan} --shared-address ${ADDR.shared} --tun dn0 --metrics 127.0.0.1:9732`;
+  return [
+    `router router bin/distnat router --shared-address ${ADDR.shared} --lan-address ${ADDR.routerLan} --tun dn0 --state-dir ${run}/router/state --run-dir ${run}/router --metrics 127.0.0.1:9732`,
+    `h1 h1 bin/distnat host ${common} --lan-address ${ADDR.h1} --state-dir ${run}/h1/state --run-dir ${run}/h1`,
+    `h2 h2 bin/distnat host ${common} --mode native --lan-address ${ADDR.h2} --state-dir ${run}/h2/state --run-dir ${run}/h2`,
+    '',
+  ].join('\n');
+}
+
+interface Status {
+  summary: Record<string, unknown>;
+  tables: { title: string; columns: string[]; rows: unknown[][] }[];
+  counters: Record<string, number>;
+}
+
+/** `distnat status <role> --run-dir <testbed run dir>/<name> --json`. */
+async function status(role: 'router' | 'host', name: string): Promise<Status> {
+  const r = await run([DISTNAT, 'status', role, '--run-dir', join(bed.runDir, name), '--json'], {
+    timeoutMs: 20_000,
+  });
+  if (r.code !== 0) throw new Error(`distnat status ${role} (${name}): ${r.stderr || r.stdout}`);
+  return JSON.parse(r.stdout) as Status;
+}
+
+/** The agent's first leased port block, once it has one. */
+async function leasedBlock(name: string): Promise<{ low: number; high: number }> {
+  let block: { low: number; high: number } | undefined;
+  await waitUntil(
+    `a port lease for ${name}`,
+    async () => {
+      try {
+        const s = await status('host', name);
+        const rows = s.tables.find((t) => t.title.startsWith('Leased blocks'))?.rows ?? [];
+        const m = rows.map((r) => /^(\d+)-(\d+)$/.exec(String(r[1]))).find((x) => x !== null);
+        if (m && s.summary['forwarding'] === 'yes') block = { low: Number(m[1]), high: Number(m[2]) };
+      } catch {
+        // the agent is still starting
+      }
+      return block !== undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 500 },
+  );
+  return block!;
+}
+
+/** Packets each daemon says it forwarded, both directions. */
+const ROUTER_PACKETS = ['traffic.outbound-packets', 'traffic.inbound-packets', 'traffic.hairpin-packets'];
+const HOST_PACKETS = ['packets.outbound', 'packets.inbound'];
+const sumOf =
+  (prefix: string, names: readonly string[]) =>
+  (o: Observed): number | undefined => {
+    let sum = 0;
+    for (const n of names) {
+      const v = o.counters.get(`${prefix}:${n}`);
+      if (v === undefined) return undefined;
+      sum += v;
+    }
+    return sum;
+  };
+
+function forwarders(host: 'h1' | 'h2'): Forwarder[] {
+  return [
+    {
+      label: 'router',
+      process: 'router',
+      tun: 'router dn0',
+      raw: 'router',
+      ownPackets: sumOf('router', ROUTER_PACKETS),
+    },
+    {
+      label: `host ${host}`,
+      process: host,
+      tun: `${host} dn0`,
+      raw: host,
+      ownPackets: sumOf(host, HOST_PACKETS),
+    },
+  ];
+}
+
+/** CPU ns per packet by the daemon's own count (falling back to its TUN device's). */
+function daemonCpu(o: Observed, f: Forwarder): number | undefined {
+  const own = f.ownPackets?.(o);
+  const cpu = o.cpu.get(f.process);
+  if (own === undefined || own === 0 || cpu === undefined) return cpuPerPacket(o, f);
+  return (cpu / own) * 1e9;
+}
+
+function watchFor(host: 'h1' | 'h2'): Watch {
+  return {
+    processes: { router: bed.daemonPid('router'), [host]: bed.daemonPid(host) },
+    links: {
+      'router dn0': { node: 'router', iface: 'dn0' },
+      [`${host} dn0`]: { node: host, iface: 'dn0' },
+    },
+    rawIpip: { router: 'router', [host]: host },
+    counters: async () => {
+      const [r, h] = await Promise.all([status('router', 'router'), status('host', host)]);
+      const out: Record<string, number> = {};
+      for (const [k, v] of Object.entries(r.counters)) out[`router:${k}`] = v;
+      for (const [k, v] of Object.entries(h.counters)) out[`${host}:${k}`] = v;
+      return out;
+    },
+  };
+}
+
+interface DistnatRun {
+  result: PathResult;
+  host: 'h1' | 'h2';
+}
+
+async function main(): Promise<void> {
+  const swept = await sweepStale();
+  if (swept.length > 0) log(`removed testbeds of killed benchmarks: ${swept.join(' ')}`);
+  log(`bench:dnat: testbed ${bed.prefix}, load average ${loadBefore}`);
+  await bed.up({ daemons: true, daemonTable: daemonTable(), bridgeNetfilter: BRIDGE_NF });
+  const blocks = { h1: await leasedBlock('h1'), h2: await leasedBlock('h2') };
+  log(
+    `  leases: h1 ${blocks.h1.low}-${blocks.h1.high} (translate), h2 ${blocks.h2.low}-${blocks.h2.high} (native)`,
+  );
+  await iperf3Server(bed);
+  await setUpSink(bed);
+  const txqueuelen: Record<string, number> = {};
+  for (const node of ['router', 'h1', 'h2'] as const) {
+    if (values['tun-txqueuelen'] !== undefined)
+      await bed.exec(node, ['ip', 'link', 'set', 'dn0', 'txqueuelen', values['tun-txqueuelen']]);
+    const q = Number((await bed.exec(node, ['cat', '/sys/class/net/dn0/tx_queue_len'])).trim());
+    txqueuelen[node === 'router' ? 'router' : `host ${node}`] = q;
+  }
+
+  const suite = (from: Node, src: string, ports: number[], watch?: Watch) => ({
+    from,
+    src,
+    ports,
+    loads: LOADS,
+    seconds: SECONDS,
+    size: SIZE,
+    log,
+    ...(watch === undefined ? {} : { watch }),
+  });
+  const range = (low: number) => Array.from({ length: GENERATORS }, (_, i) => low + i);
+
+  // Kernel NAT: h1's own address past the TUN's default route; the daemons stay up, idle.
+  await bed.exec('h1', [
+    'ip',
+    'route',
+    'replace',
+    ADDR.wanNet,
+    'via',
+    ADDR.routerLan,
+    'dev',
+    'lan0',
+    'src',
+    ADDR.h1,
+  ]);
+  await setUpNat(bed);
+  const nat = await measurePath(bed, 'kernel NAT (nftables snat)', suite('h1', ADDR.h1, range(40000)));
+  await tearDownNat(bed);
+  await bed.exec('h1', ['ip', 'route', 'del', ADDR.wanNet]);
+
+  const runs: DistnatRun[] = [];
+  await sleep(200);
+  runs.push({
+    host: 'h1',
+    result: await measurePath(
+      bed,
+      'distnat translate (h1)',
+      suite('h1', ADDR.shared, range(40000), watchFor('h1')),
+    ),
+  });
+  if (!values['no-native']) {
+    // Native mode forwards only datagrams from the leased ports.
+    const ports = range(blocks.h2.high - GENERATORS + 1);
+    runs.push({
+      host: 'h2',
+      result: await measurePath(bed, 'distnat native (h2)', suite('h2', ADDR.shared, ports, watchFor('h2'))),
+    });
+  }
+  const drops = await status('router', 'router');
+  const loadAfter = loadAverage();
+  await bed.down();
+
+  const cpuOf = (r: DistnatRun, which: 0 | 1): number | undefined => {
+    const o = r.result.floods[0]?.observed;
+    const f = forwarders(r.host)[which];
+    return o === undefined || f === undefined ? undefined : daemonCpu(o, f);
+  };
+  const results = [nat, ...runs.map((r) => r.result)];
+  const cpuColumn = (which: 0 | 1) => (p: PathResult) => {
+    const r = runs.find((x) => x.result === p);
+    return r === undefined ? undefined : cpuOf(r, which);
+  };
+  const ratios = runs.map((r) => ({
+    path: r.result.path,
+    smallPackets: LOADS.map(
+      (_, i) => (r.result.floods[i]?.deliveredPps ?? 0) / (nat.floods[i]?.deliveredPps ?? 0),
+    ),
+    tcpUp: r.result.up.gbps / nat.up.gbps,
+    tcpDown: r.result.down.gbps / nat.down.gbps,
+    routerNsPerPkt: cpuOf(r, 0),
+    hostNsPerPkt: cpuOf(r, 1),
+  }));
+  const routerDrops = Object.entries(drops.counters).filter(([k, v]) => k.startsWith('drop.') && v > 0);
+
+  if (values.json) {
+    console.log(
+      JSON.stringify({
+        bench: 'dnat',
+        date: new Date().toISOString(),
+        load: [loadBefore, loadAfter],
+        seconds: SECONDS,
+        generators: GENERATORS,
+        loads: LOADS,
+        size: SIZE,
+        txqueuelen,
+        bridgeNetfilter: BRIDGE_NF,
+        results: results.map((r) => ({
+          path: r.path,
+          udp: r.floods.map((f) => ({
+            offeredPps: f.offeredPps,
+            deliveredPps: f.deliveredPps,
+            loss: f.loss,
+            senderNsPerPkt: senderCpu(f),
+          })),
+          tcpUpGbps: r.up.gbps,
+          tcpDownGbps: r.down.gbps,
+        })),
+        ratios,
+        routerDrops: Object.fromEntries(routerDrops),
+      }),
+    );
+    return;
+  }
+  const loads = LOADS.map((l) => (l.ppsTotal === 0 ? 'max (unpaced)' : `${count(l.ppsTotal)} pps`)).join(
+    ', ',
+  );
+  console.log(
+    `\nbench:dnat  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
+      `UDP: ${GENERATORS} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; ` +
+      `TCP: one stream, ${SECONDS} s;\nveth offload off (the testbed's default); netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; ` +
+      `TUN txqueuelen ${Object.entries(txqueuelen)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}\n`,
+  );
+  console.log(
+    mainTable(results, LOADS, [
+      { header: 'router ns/pkt', value: cpuColumn(0) },
+      { header: 'host ns/pkt', value: cpuColumn(1) },
+    ]),
+  );
+  if (LOADS.length > 1) {
+    console.log('\nsmall packets at paced loads:');
+    console.log(loadTable(results, LOADS));
+  }
+  console.log('\nratios to kernel NAT:');
+  for (const r of ratios) {
+    const small = LOADS.map((l, i) => ratioLine(`small packets (${l.label})`, r.smallPackets[i], 0.5));
+    console.log(`  ${r.path}: ${small.join('; ')}`);
+    console.log(`  ${r.path}: ${ratioLine('TCP up', r.tcpUp, 0.1)}; TCP down = ${fmt(r.tcpDown)}`);
+    const rh =
+      r.routerNsPerPkt !== undefined && r.hostNsPerPkt ? r.routerNsPerPkt / r.hostNsPerPkt : undefined;
+    console.log(
+      `  ${r.path}: router ${count(r.routerNsPerPkt)} ns/pkt, host ${count(r.hostNsPerPkt)} ns/pkt: ` +
+        `the router spends ${pct(rh)} of the host's CPU per packet (${rh !== undefined && rh < 1 ? 'less' : 'not less'})`,
+    );
+  }
+  for (const r of runs) {
+    console.log(`\nwhere ${r.result.path} spends its time:`);
+    console.log(whereTimeGoes(r.result, LOADS, forwarders(r.host), txqueuelen));
+  }
+  console.log(
+    `\nrouter drops by reason over the whole run: ${routerDrops.length === 0 ? 'none' : routerDrops.map(([k, v]) => `${k} ${v}`).join(', ')}`,
+  );
+  console.log(
+    '\nsender ns/pkt: CPU time of the generators per datagram sent (with kernel NAT most of the path runs\n' +
+      '  in their system calls). router / host ns/pkt: CPU time (user + system, /proc/<pid>/stat) of the\n' +
+      '  daemon during the first flood, per packet it forwarded by its own counters (both directions).\n' +
+      'pkts: what a daemon read from and wrote into its TUN device (the device counters); own count: the\n' +
+      "  daemon's forwarded-packet counters (distnat status --json).",
+  );
+}
+
+try {
+  await main();
+} finally {
+  await bed.down();
+}
