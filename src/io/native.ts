@@ -17,6 +17,20 @@ export interface NativePoller {
   unref(): void;
 }
 
+/**
+ * ESP AES-GCM-16 context of one SA (native-setup/addon/src/aead.cc), built
+ * from the AES key followed by the 4-byte salt. seal/open work in place on
+ * buf (IV at ivEnd - 8, AAD from the ESP header at esp, seqHigh the ESN high
+ * half or -1) and return 1 on success, 0 when open finds a bad ICV (buffer
+ * unchanged), -1 for out-of-range offsets or a closed context, -2 when
+ * OpenSSL fails. They never throw.
+ */
+export interface NativeAesGcmContext {
+  seal(buf: Uint8Array, esp: number, ivEnd: number, end: number, seqHigh: number): number;
+  open(buf: Uint8Array, esp: number, ivEnd: number, icvAt: number, seqHigh: number): number;
+  close(): void;
+}
+
 export interface NativeBinding {
   version(): number;
   tunOpen(name: string, flags: number): { fd: number; name: string };
@@ -81,6 +95,8 @@ export interface NativeBinding {
     outPairs: Int32Array,
     counters: Float64Array,
   ): number;
+  /** Absent in builds older than aead.cc. */
+  AesGcmContext?: new (keyAndSalt: Uint8Array) => NativeAesGcmContext;
 }
 
 export const BINDING_VERSION = 6;

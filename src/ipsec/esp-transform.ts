@@ -34,6 +34,7 @@ import {
 } from 'node:crypto';
 import { Hmac, icvEqual } from './hmac.ts';
 import { fillRandom } from './iv-pool.ts';
+import { NativeGcmTransform, nativeGcmAvailable } from './native-gcm.ts';
 import type { EspEncryption, IntegrityAlgorithm } from './types.ts';
 
 /** Writes the IV for the packet with 64-bit sequence number `seq` at buf[at]. Tests pass fixed IVs this way. */
@@ -69,6 +70,13 @@ export interface EspTransformParams {
   readonly integrity?: IntegrityAlgorithm;
   readonly integrityKey?: Uint8Array;
   readonly iv?: IvSource;
+  /**
+   * Where the cryptography runs: 'native' (the addon's reused OpenSSL
+   * contexts; throws if the addon lacks them) or 'node' (node:crypto, the
+   * reference). Default: native when available, unless the environment sets
+   * DISTNAT_ESP_CRYPTO=node.
+   */
+  readonly implementation?: 'native' | 'node';
 }
 
 const TWO_32 = 0x1_0000_0000;
@@ -266,6 +274,11 @@ class NullHmac implements EspTransform {
   }
 }
 
+function useNative(implementation: 'native' | 'node' | undefined, available: () => boolean): boolean {
+  if (implementation !== undefined) return implementation === 'native';
+  return process.env.DISTNAT_ESP_CRYPTO !== 'node' && available();
+}
+
 /** Builds a suite; throws RangeError for a combination or key length that cannot work (configuration errors). */
 export function createEspTransform(p: EspTransformParams): EspTransform {
   if (p.encryption === 'aes-gcm-16') {
@@ -273,6 +286,7 @@ export function createEspTransform(p: EspTransformParams): EspTransform {
       throw new RangeError('aes-gcm-16 authenticates by itself: give no integrity algorithm');
     }
     if (p.encryptionKey === undefined) throw new RangeError('aes-gcm-16 needs a key');
+    if (useNative(p.implementation, nativeGcmAvailable)) return new NativeGcmTransform(p.encryptionKey, p.iv);
     return new AesGcm16(p.encryptionKey, p.iv);
   }
   if (p.integrity === undefined || p.integrityKey === undefined) {

@@ -23,6 +23,7 @@ napi_value Init(napi_env env, napi_value exports) {
   distnat::InitBatch(env, exports);
   distnat::InitGso(env, exports);
   distnat::InitCoalesce(env, exports);
+  distnat::InitAead(env, exports);
   return exports;
 }
 

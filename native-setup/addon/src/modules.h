@@ -11,5 +11,6 @@ void InitPoller(napi_env env, napi_value exports);
 void InitBatch(napi_env env, napi_value exports);
 void InitGso(napi_env env, napi_value exports);
 void InitCoalesce(napi_env env, napi_value exports);
+void InitAead(napi_env env, napi_value exports);
 
 }  // namespace distnat
