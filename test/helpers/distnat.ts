@@ -149,8 +149,11 @@ export async function waitForLeases(bed: Testbed, timeoutMs = 40_000): Promise<L
   let last = 'no status yet';
   let result: Leases | undefined;
   await waitUntil(
-    `both host agents to hold port blocks the router lists (${last})`,
+    'both host agents to hold port blocks the router lists',
     async () => {
+      // A daemon that died will not lease: say so at once, with its log.
+      const dead = (['router', 'h1', 'h2'] as const).filter((n) => !daemonAlive(bed, n));
+      if (dead.length > 0) throw new Error(`not running: ${dead.join(', ')}`);
       try {
         const [router, h1, h2] = await Promise.all([
           readStatus(bed, 'router'),
@@ -176,6 +179,16 @@ export async function waitForLeases(bed: Testbed, timeoutMs = 40_000): Promise<L
     throw new Error(`${e.message}; last seen: ${last}\n${daemonLogs(bed)}`);
   });
   return result!;
+}
+
+/** Whether the process of the daemon's pid file still runs (a zombie does not). */
+export function daemonAlive(bed: Testbed, name: DaemonNode): boolean {
+  try {
+    const stat = readFileSync(`/proc/${daemonPid(bed, name)}/stat`, 'utf8');
+    return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return false;
+  }
 }
 
 /** The testbed's pid for a daemon of its process table (`<run-dir>/<prefix>/<name>.pid`). */
