@@ -15,10 +15,15 @@
  * The baseline rows time what the engine avoids: a fresh Node cipher or
  * HMAC per packet (DESIGN.md's ~5 us figure).
  *
+ * AES-GCM runs in the native addon when it is built; the '-node' suites
+ * run it on node:crypto (DISTNAT_ESP_CRYPTO=node) for comparison.
+ *
  * BENCH_SECONDS (default 1) per case; ONLY=<substring> to run some cases.
+ * Other benches import `sealOpenCost` (scripts/bench/ipsec.ts).
  */
 import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import { PerformanceObserver } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { IpsecEngine } from '../../src/ipsec/engine.ts';
@@ -36,7 +41,7 @@ const HEADROOM = 128;
 const HOST = 0xc633641e; // 198.51.100.30
 const SERVER = 0xcb007103; // 203.0.113.3
 
-interface BenchCase {
+export interface BenchCase {
   readonly name: string;
   prepare(): (i: number) => number;
 }
@@ -66,10 +71,10 @@ function datagram(total: number, seed: number): Uint8Array {
   return b;
 }
 
-type Suite = 'gcm128' | 'gcm256' | 'cbc128' | 'cbc256' | 'null' | 'ah';
+export type Suite = 'gcm128' | 'gcm256' | 'cbc128' | 'cbc256' | 'null' | 'ah' | 'gcm128-node' | 'gcm256-node';
 
 function saParams(
-  s: Exclude<Suite, 'ah'>,
+  s: Exclude<Suite, 'ah' | 'gcm128-node' | 'gcm256-node'>,
 ): Pick<EspSaParams, 'encryption' | 'encryptionKey' | 'integrity' | 'integrityKey'> {
   const sha = { integrity: 'hmac-sha256-128' as const, integrityKey: randomBytes(32) };
   switch (s) {
@@ -87,7 +92,11 @@ function saParams(
 }
 
 /** A sender and a receiver engine sharing one SA pair (same keys), protect-everything policies. */
-function pair(s: Suite): { sender: IpsecEngine; receiver: IpsecEngine } {
+function pair(suite: Suite): { sender: IpsecEngine; receiver: IpsecEngine } {
+  // 'gcm128-node': the same suite on node:crypto instead of the addon.
+  const s = suite.replace('-node', '') as Exclude<Suite, 'gcm128-node' | 'gcm256-node'>;
+  const saved = process.env.DISTNAT_ESP_CRYPTO;
+  process.env.DISTNAT_ESP_CRYPTO = suite.endsWith('-node') ? 'node' : (saved ?? '');
   const protocol: IpsecProtocol = s === 'ah' ? 'ah' : 'esp';
   const keys = s === 'ah' ? { integrityKey: randomBytes(32) } : saParams(s);
   const make = (direction: 'inbound' | 'outbound') =>
@@ -107,7 +116,10 @@ function pair(s: Suite): { sender: IpsecEngine; receiver: IpsecEngine } {
           replayWindow: 0,
           ...(keys as ReturnType<typeof saParams>),
         });
-  const engines = [make('outbound'), make('inbound')].map((sa) => {
+  const sas = [make('outbound'), make('inbound')];
+  if (saved === undefined) delete process.env.DISTNAT_ESP_CRYPTO;
+  else process.env.DISTNAT_ESP_CRYPTO = saved;
+  const engines = sas.map((sa) => {
     const spd = new SecurityPolicyDatabase();
     const sad = new SecurityAssociationDatabase();
     const p = spd.add(
@@ -138,7 +150,7 @@ function ring(packets: Uint8Array[]): { buf: Uint8Array; span: PacketSpan; load(
   };
 }
 
-function sealCase(s: Suite, size: number): BenchCase {
+export function sealCase(s: Suite, size: number): BenchCase {
   return {
     name: `seal ${s} ${size} B`,
     prepare() {
@@ -152,7 +164,7 @@ function sealCase(s: Suite, size: number): BenchCase {
   };
 }
 
-function openCase(s: Suite, size: number): BenchCase {
+export function openCase(s: Suite, size: number): BenchCase {
   return {
     name: `open ${s} ${size} B`,
     prepare() {
@@ -176,7 +188,7 @@ function openCase(s: Suite, size: number): BenchCase {
 }
 
 const SIZES = [64, 1400];
-const SUITES: Suite[] = ['gcm128', 'gcm256', 'cbc128', 'cbc256', 'null', 'ah'];
+const SUITES: Suite[] = ['gcm128', 'gcm128-node', 'gcm256', 'gcm256-node', 'cbc128', 'cbc256', 'null', 'ah'];
 
 const cases: BenchCase[] = [
   ...SIZES.map((size): BenchCase => ({
@@ -257,7 +269,7 @@ function loop(step: (i: number) => number, from: number, n: number): void {
 }
 
 /** Warm-up, then ROUNDS timed rounds; the median round is the figure, the best what a quiet machine gives. */
-async function measure(c: BenchCase, seconds: number) {
+export async function measure(c: BenchCase, seconds: number) {
   const step = c.prepare();
   if (step(0) < 0) throw new Error(`${c.name}: the step failed`);
   const warmEnd = performance.now() + 300;
@@ -297,26 +309,40 @@ async function measure(c: BenchCase, seconds: number) {
   };
 }
 
-const seconds = Number(process.env.BENCH_SECONDS ?? 1);
-const only = process.env.ONLY;
-console.log(`ipsec micro bench: ${process.version}, ${seconds} s per case\n`);
-const rows: string[][] = [['case', 'ns/packet', 'best', 'kpps', 'heap B/packet', 'GCs per 1M']];
-for (const c of cases) {
-  if (only !== undefined && !c.name.includes(only)) continue;
-  const r = await measure(c, seconds);
-  rows.push([
-    c.name,
-    r.median.toFixed(0),
-    r.best.toFixed(0),
-    (1e6 / r.median).toFixed(0),
-    r.heapPerPacket.toFixed(1),
-    r.gcsPerMillion.toFixed(0),
-  ]);
+/** Median ns per packet to seal and to open `size`-byte datagrams with `suite` (this file's cases). */
+export async function sealOpenCost(
+  suite: Suite,
+  size: number,
+  seconds = 1,
+): Promise<{ seal: number; open: number }> {
+  const seal = await measure(sealCase(suite, size), seconds);
+  const open = await measure(openCase(suite, size), seconds);
+  return { seal: seal.median, open: open.median };
 }
-const widths = rows[0]!.map((_, j) => Math.max(...rows.map((row) => row[j]!.length)));
-for (const row of rows) {
-  console.log(
-    row.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]!) : cell.padStart(widths[j]!))).join('  '),
-  );
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (isMain) {
+  const seconds = Number(process.env.BENCH_SECONDS ?? 1);
+  const only = process.env.ONLY;
+  console.log(`ipsec micro bench: ${process.version}, ${seconds} s per case\n`);
+  const rows: string[][] = [['case', 'ns/packet', 'best', 'kpps', 'heap B/packet', 'GCs per 1M']];
+  for (const c of cases) {
+    if (only !== undefined && !c.name.includes(only)) continue;
+    const r = await measure(c, seconds);
+    rows.push([
+      c.name,
+      r.median.toFixed(0),
+      r.best.toFixed(0),
+      (1e6 / r.median).toFixed(0),
+      r.heapPerPacket.toFixed(1),
+      r.gcsPerMillion.toFixed(0),
+    ]);
+  }
+  const widths = rows[0]!.map((_, j) => Math.max(...rows.map((row) => row[j]!.length)));
+  for (const row of rows) {
+    console.log(
+      row.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]!) : cell.padStart(widths[j]!))).join('  '),
+    );
+  }
+  if (sink === 0.5) console.log(sink); // keeps the steps' results observable
 }
-if (sink === 0.5) console.log(sink); // keeps the steps' results observable
