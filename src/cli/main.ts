@@ -27,7 +27,8 @@ export async function main(args: string[]): Promise<number> {
         '77 missing privilege (root or CAP_NET_ADMIN/CAP_NET_RAW), 78 bad configuration.',
     )
     .fail((msg, err, y) => {
-      if (err) throw err;
+      // A check() that returns a string hands it over as `err`: a usage error. A thrown Error is a bug.
+      if ((err as unknown) instanceof Error) throw err;
       y.showHelp();
       throw new UserError(`\n${msg}`, ExitCode.USAGE);
     });

@@ -44,11 +44,12 @@ export function peerCommand(y: Argv) {
           choices: ['error', 'warn', 'info', 'debug'] as const,
           default: 'info' as const,
         })
+        // A string, not a throw: main.ts takes a thrown error for a bug (exit 70), a string for usage (64).
         .check((argv) => {
           if ((argv.ipsec === undefined) === (argv.mirror === undefined))
-            throw new Error('give one of --ipsec or --mirror');
+            return 'give one of --ipsec or --mirror';
           if ((argv.remote === undefined) !== (argv.via === undefined))
-            throw new Error('--remote and --via go together');
+            return '--remote and --via go together';
           return true;
         })
         .example(

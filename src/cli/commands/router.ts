@@ -3,6 +3,8 @@ import { readConfigFile, validateConfig } from '../../config/load.ts';
 import { RouterConfigSchema } from '../../config/router-config.ts';
 import { startRouter } from '../../router/daemon.ts';
 import { createLogger } from '../../util/log.ts';
+import { ExitCode, UserError } from '../exit-codes.ts';
+import { missingPrivilege } from './host.ts';
 
 const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two addresses has a default):
 
@@ -71,10 +73,34 @@ export function routerCommand(y: Argv) {
       const config = validateConfig(
         RouterConfigSchema,
         merged,
-        file === undefined ? 'command line' : `${file} (with command-line overrides)`,
+        file === undefined
+          ? 'command line'
+          : Object.keys(OVERRIDES).some((flag) => argv[flag] !== undefined)
+            ? `${file} (with command-line overrides)`
+            : file,
       );
+      // Checked before anything is created, so that the refusal names the privilege, not a file.
+      const lacking = missingPrivilege();
+      if (lacking !== undefined)
+        throw new UserError(
+          `the router needs ${lacking}: it opens the TUN device ${config.tun} and raw IPv4 sockets.\n` +
+            'Run it as root (e.g. sudo), or grant the capabilities (setcap or systemd AmbientCapabilities).',
+          ExitCode.NOPERM,
+        );
       const log = createLogger({ level: config.logLevel, component: 'router' });
-      const router = await startRouter(config, log);
+      let router;
+      try {
+        router = await startRouter(config, log);
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (err.code === 'EACCES' || err.code === 'EPERM')
+          throw new UserError(
+            `not permitted: ${err.message}\nThe state directory ${config.stateDir} and the run directory ` +
+              `${config.runDir} must be writable by this user.`,
+            ExitCode.NOPERM,
+          );
+        throw e;
+      }
       await new Promise<void>((resolve) => {
         let signalled = false;
         const onSignal = (signal: NodeJS.Signals) => {
