@@ -11,6 +11,10 @@ export const RouterConfigSchema = z
     sharedAddress: ipv4Address.describe('the public IPv4 address all hosts share'),
     lanAddress: ipv4Address.describe("the router's address on the LAN, where hosts send PAP and IP-in-IP"),
     tun: interfaceName.default('dn0').describe('TUN device the shared address is routed into'),
+    tunOffload: z
+      .boolean()
+      .default(true)
+      .describe('TCP offloads on the TUN: segment super-packets from the WAN, coalesce segments to it'),
     pap: z
       .object({
         udpPort: port.default(7032),

@@ -11,8 +11,10 @@ import { ExitCode, UserError } from '../cli/exit-codes.ts';
 import { NativeAddonError } from '../io/native.ts';
 import { openRawSender, openRawSocket, type RawSocket } from '../io/raw.ts';
 import { openTun, type TunDevice } from '../io/tun.ts';
+import type { PacketDevice } from '../io/types.ts';
 import type { Logger } from '../util/log.ts';
 import { IpProtocol } from '../wire/result.ts';
+import { offloadByDefault, OffloadTun } from './offload-tun.ts';
 
 /** 1500 of an Ethernet LAN minus the 20-byte outer header (docs/testbed.md, router-setup.sh). */
 export const ROUTER_TUN_MTU = 1480;
@@ -21,10 +23,18 @@ export interface RouterDeviceConfig {
   readonly tun: string;
   readonly sharedAddress: string;
   readonly lanAddress: string;
+  /**
+   * Open the TUN with TCP offloads (vnet header, csum, tso4): super-packets
+   * from the WAN are segmented before they are tunnelled, hosts' segments
+   * coalesced before they go to the WAN. Default true; DISTNAT_TUN_OFFLOAD=off
+   * in the environment turns them off whatever this says.
+   */
+  readonly tunOffload?: boolean;
 }
 
 export interface OpenedDevices {
-  readonly tun: TunDevice;
+  /** The TUN, seen as a plain packet device (an OffloadTun over it when offloads are on). */
+  readonly tun: PacketDevice;
   readonly lanRx: RawSocket;
   readonly lanTx: RawSocket;
   /** The interface that carries the LAN address. */
@@ -86,15 +96,25 @@ export function openRouterDevices(config: RouterDeviceConfig, log: Logger): Open
   const opened: { close(): void }[] = [];
   try {
     const existed = existsSync(`/sys/class/net/${config.tun}`);
-    let tun: TunDevice;
+    const offload = (config.tunOffload ?? true) && offloadByDefault();
+    let device: TunDevice;
+    let tun: PacketDevice;
     try {
-      tun = existed
-        ? openTun({ name: config.tun, up: true })
-        : openTun({ name: config.tun, mtu: ROUTER_TUN_MTU, up: true });
+      device = openTun({
+        name: config.tun,
+        up: true,
+        ...(existed ? {} : { mtu: ROUTER_TUN_MTU }),
+        ...(offload ? { vnetHdr: true, offload: { csum: true, tso4: true }, slotCount: 64 } : {}),
+      });
     } catch (e) {
       throw explainOpenError(`the TUN device ${config.tun}`, e);
     }
-    opened.push(tun);
+    opened.push(device);
+    try {
+      tun = offload ? new OffloadTun(device) : device;
+    } catch (e) {
+      throw explainOpenError(`TCP offloads on ${config.tun}`, e);
+    }
     if (!existed) {
       const routed = tryIp(['route', 'replace', `${config.sharedAddress}/32`, 'dev', config.tun]);
       log.warn(
