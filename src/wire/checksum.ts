@@ -58,7 +58,12 @@ export function verifiesTo0(buf: Uint8Array, start: number, end: number, initial
  * Unfolded sum of the IPv4 pseudo-header for TCP/UDP. Addresses are read from
  * an IPv4 header in place: src at ipOffset+12, dst at ipOffset+16.
  */
-export function pseudoHeaderSumFromIp(buf: Uint8Array, ipOffset: number, protocol: number, length: number): number {
+export function pseudoHeaderSumFromIp(
+  buf: Uint8Array,
+  ipOffset: number,
+  protocol: number,
+  length: number,
+): number {
   return sumBytes(buf, ipOffset + 12, ipOffset + 20) + protocol + length;
 }
 

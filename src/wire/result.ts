@@ -2,7 +2,8 @@
  * The outcome of parsing bytes from the wire. Parsing never throws for bad
  * input: it returns one of these, and the caller counts the reason.
  */
-export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: WireError };
+export type Parsed<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: WireError };
 
 /**
  * Why a header was rejected. One vocabulary for every header module so that
