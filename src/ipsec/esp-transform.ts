@@ -18,11 +18,13 @@
  *
  * Cost notes (figures in docs/ipsec.md). Node offers no way to re-key or
  * re-IV an AES-GCM context, so each GCM packet creates one, and that set-up
- * is most of the cost. CBC contexts are kept per SA: OpenSSL's CBC state
- * after an update is the last cipher block, so a packet with IV `iv` is
- * encrypted by XORing its first plaintext block with iv ^ lastBlock before
- * the update (and decrypted by the same XOR after it): same bytes as a
- * fresh context with that IV, without the set-up.
+ * is most of the cost; that is why createEspTransform prefers the addon's
+ * AES-GCM (native-gcm.ts) and keeps this one as reference and fallback.
+ * CBC contexts are kept per SA: OpenSSL's CBC state after an update is the
+ * last cipher block, so a packet with IV `iv` is encrypted by XORing its
+ * first plaintext block with iv ^ lastBlock before the update (and
+ * decrypted by the same XOR after it): same bytes as a fresh context with
+ * that IV, without the set-up.
  */
 import {
   createCipheriv,
