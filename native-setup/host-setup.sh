@@ -24,6 +24,8 @@ Usage: $DN_SCRIPT up|down|check [flags]
          below and the shared address as /32; the default route into it with
          that address as source (more specific routes, such as the LAN's,
          stay where they are); rp_filter loose on the TUN and LAN interfaces;
+         accept_local on the TUN, so hairpinned packets from the shared
+         address reach local programs;
          arp_ignore=1 and arp_announce=2 on the LAN interface so that no host
          answers or announces the shared address on the LAN. Earlier default
          routes and changed kernel settings are recorded in the state
@@ -83,6 +85,12 @@ case $DN_ACTION in
     # interface is loose whatever conf/all says.
     dn_sysctl_set "net/ipv4/conf/$TUN/rp_filter" 2
     dn_sysctl_set "net/ipv4/conf/$LAN_IF/rp_filter" 2
+    # Hairpin: a packet from another host of the LAN arrives through the TUN
+    # with the shared address, this host's own address, as its source. The
+    # kernel calls that a martian unless accept_local is set. (The router drops
+    # WAN packets that claim the shared address as source, so only the router's
+    # own hairpin delivers such packets.)
+    dn_sysctl_set "net/ipv4/conf/$TUN/accept_local" 1
     dn_sysctl_set "net/ipv4/conf/$LAN_IF/arp_ignore" 1
     dn_sysctl_set "net/ipv4/conf/$LAN_IF/arp_announce" 2
     save_default_routes
@@ -100,7 +108,7 @@ case $DN_ACTION in
     ip -4 addr show dev "$TUN" 2>/dev/null | grep -q "inet $SHARED/32 " || { echo "$TUN lacks $SHARED/32" && bad=1; }
     got=$(ip route get "$PROBE" 2>&1 | head -1) || true
     grep -q "dev $TUN src $SHARED " <<<"$got " || { echo "default route is not dev $TUN src $SHARED: $got" && bad=1; }
-    for f in "$TUN/rp_filter 2" "$LAN_IF/rp_filter 2" "$LAN_IF/arp_ignore 1" "$LAN_IF/arp_announce 2"; do
+    for f in "$TUN/rp_filter 2" "$TUN/accept_local 1" "$LAN_IF/rp_filter 2" "$LAN_IF/arp_ignore 1" "$LAN_IF/arp_announce 2"; do
       read -r key want <<<"$f"
       [ "$(cat "/proc/sys/net/ipv4/conf/$key" 2>/dev/null)" = "$want" ] || { echo "$key is not $want" && bad=1; }
     done

@@ -32,6 +32,8 @@ export const INBOUND_DROPS = [
   'not-shared-destination',
   /** No host owns the port, ICMP id or SPI. */
   'no-owner',
+  /** A WAN packet whose source is the shared address itself (spoofed). */
+  'wan-shared-source',
   /** SPI 0-255: reserved (RFC 4303 2.1), never leased. */
   'reserved-spi',
   /** A non-first fragment whose first fragment was not seen and which could not be held. */

@@ -199,6 +199,13 @@ export class RouterForwarder {
       const off = slots.offset(i);
       const len = slots.lengths[i]!;
       rxBytes += len;
+      // The shared address is the hosts' own: a WAN packet claiming it as
+      // source is spoofed, and hosts accept it as local (accept_local, for
+      // hairpin), so it must stop here. Hairpin itself never comes this way.
+      if (len >= 20 && u32(bytes, off + 12) === this.#shared) {
+        this.drops.inc('wan-shared-source');
+        continue;
+      }
       this.#deliver(bytes, off, len, now, toLan);
     }
     const t = this.traffic;
