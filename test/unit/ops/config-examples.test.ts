@@ -25,7 +25,7 @@ function uncomment(text: string): string {
 }
 
 /** Optional settings without a default, shown as examples. */
-const EXAMPLES_ONLY = ['metrics', 'pcap'];
+const EXAMPLES_ONLY = ['metrics', 'pcap', 'ipsec'];
 
 function without<T extends object>(o: T, keys: string[]): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k))) as Partial<T>;
