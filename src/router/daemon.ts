@@ -7,7 +7,8 @@
  * Start order, and what each step refuses:
  *   1. the control socket must not answer already (another router, same run dir)
  *   2. the state directory lock (another router, same state dir)
- *   3. PAP's UDP socket on lanAddress:7032 (another router, same LAN address)
+ *   3. PAP's UDP socket on lanAddress:7032 (another router, same LAN address), then a
+ *      probe to the LAN broadcast address (another router on another machine: lan-probe.ts)
  *   4. TUN and raw sockets (privilege), the lease table (journal recovery)
  *   5. forwarding, PAP over ICMP, control socket, metrics, timers
  * A failure at any step closes what the earlier steps opened.
@@ -44,6 +45,7 @@ import { LeaseHolders } from './lease-holders.ts';
 import { routerStatus, type RouterStatusSources } from './router-status.ts';
 import { registerRouterMetrics } from './router-metrics.ts';
 import { StateLock } from './state-lock.ts';
+import { lanBroadcastOf, listenForLanProbes, probeLanForRouter } from './lan-probe.ts';
 import { RouterTables } from './tables/router-tables.ts';
 
 /** Devices to use instead of opening the TUN and raw sockets (tests, or a caller that opened them). */
@@ -145,6 +147,18 @@ export async function startRouter(
     }
     closers.push(() => udp.close());
 
+    // 3b. another router on the same LAN, on another machine (docs/router.md, "One router per LAN").
+    const broadcast = opts.devices === undefined ? lanBroadcastOf(config.lanAddress) : undefined;
+    if (broadcast !== undefined) {
+      const other = await probeLanForRouter({ lanAddress: config.lanAddress, broadcast, port: udpPort });
+      if (other !== undefined)
+        throw new UserError(
+          `another router answers PAP on this LAN at ${other.address}:${other.port ?? udpPort} ` +
+            `(probe to ${broadcast}:${udpPort}): one router per LAN; stop that one first`,
+          ExitCode.CANTCREATE,
+        );
+    }
+
     // Devices.
     let tun: PacketDevice;
     let lanRx: PacketDevice;
@@ -244,6 +258,17 @@ export async function startRouter(
     // PAP.
     const pap = new PapServer(table);
     pap.attach(guarded(udp, log, 'udp'));
+    if (broadcast !== undefined) {
+      const stopListening = await listenForLanProbes({
+        broadcast,
+        port: udpPort,
+        answer: (bytes, peer) => {
+          const reply = pap.receive(bytes, peer);
+          if (reply !== undefined) udp.send(reply, peer);
+        },
+      });
+      closers.push(stopListening);
+    }
     const transports: Record<string, object> = { udp: udp.counters };
     let icmp: IcmpPapTransport | undefined;
     if (config.pap.icmp) {
