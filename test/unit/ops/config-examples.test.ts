@@ -53,7 +53,8 @@ describe.each([
     const defaults = validateConfig(schema, required, file);
     expect(without(withAll, EXAMPLES_ONLY)).toEqual(without(defaults, EXAMPLES_ONLY));
     // The examples are valid values too.
-    for (const k of EXAMPLES_ONLY) expect(withAll[k as keyof typeof withAll], k).toBeDefined();
+    for (const k of EXAMPLES_ONLY.filter((k) => k in schema.shape))
+      expect(withAll[k as keyof typeof withAll], k).toBeDefined();
   });
 
   it('mentions every setting of the schema, so that the file documents them all', () => {
