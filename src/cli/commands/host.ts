@@ -113,7 +113,7 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
 /** Turns start-up failures into messages a person can act on. */
 function explain(e: unknown, config: HostConfig): unknown {
   if (e instanceof UserError || e instanceof ConfigError) return e;
-  if (e instanceof NativeAddonError) return new UserError(e.message, ExitCode.SOFTWARE);
+  if (e instanceof NativeAddonError) return new UserError(e.message, ExitCode.UNAVAILABLE);
   const err = e as NodeJS.ErrnoException;
   if (err.code === 'EPERM' || err.code === 'EACCES')
     return new UserError(
