@@ -195,7 +195,8 @@ export function hostCommand(y: Argv) {
         .example('$0 host --config /etc/distnat/host.yaml --mode native', 'Method 130: no translation')
         .epilogue(
           'Stop with SIGTERM or Ctrl-C: the leased blocks are given back (PAP invalidate), kernel settings\n' +
-            'restored. Exit codes: 69 router unreachable (--wait-seconds), 73 another agent has the run directory,\n' +
+            'restored. Exit codes: 69 router unreachable (--wait-seconds) or native addon missing, 73 another agent\n' +
+            'has the run directory, ' +
             '77 missing privilege, 78 bad configuration.',
         ),
     async (argv) => {
