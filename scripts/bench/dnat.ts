@@ -31,11 +31,13 @@ import {
   mainTable,
   measurePath,
   parseLoads,
+  profileFlood,
   senderCpu,
   whereTimeGoes,
   type Forwarder,
   type PathResult,
 } from './lib/suite.ts';
+import { perfAvailable } from './lib/profile.ts';
 import { ADDR, BenchTestbed, ROOT, sweepStale, type Node } from './lib/testbed.ts';
 
 const { values } = parseArgs({
@@ -47,10 +49,14 @@ const { values } = parseArgs({
     'tun-txqueuelen': { type: 'string' },
     'no-native': { type: 'boolean', default: false },
     'bridge-netfilter': { type: 'boolean', default: false },
+    profile: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
 const BRIDGE_NF = values['bridge-netfilter'];
+/** --profile LOAD: one more flood at that load with perf recording the forwarders. */
+const PROFILE = values.profile === undefined ? undefined : parseLoads(values.profile)[0];
+const profiles: string[] = [];
 const SECONDS = Number(values.seconds);
 const GENERATORS = Number(values.generators);
 const LOADS = parseLoads(values.loads);
@@ -233,6 +239,14 @@ async function main(): Promise<void> {
       suite('h1', ADDR.shared, range(40000), watchFor('h1')),
     ),
   });
+  if (PROFILE !== undefined && (await perfAvailable())) {
+    profiles.push(
+      ...(await profileFlood(bed, suite('h1', ADDR.shared, range(40000)), PROFILE, {
+        router: bed.daemonPid('router'),
+        'host agent h1': bed.daemonPid('h1'),
+      })),
+    );
+  }
   if (!values['no-native']) {
     // Native mode forwards only datagrams from the leased ports.
     const ports = range(blocks.h2.high - GENERATORS + 1);
@@ -332,6 +346,12 @@ async function main(): Promise<void> {
   for (const r of runs) {
     console.log(`\nwhere ${r.result.path} spends its time:`);
     console.log(whereTimeGoes(r.result, LOADS, forwarders(r.host), txqueuelen));
+  }
+  if (profiles.length > 0) {
+    console.log(
+      `\nperf profile of the daemons, distnat translate (share of their samples; nested, so not a sum):`,
+    );
+    console.log(profiles.join('\n'));
   }
   console.log(
     `\nrouter drops by reason over the whole run: ${routerDrops.length === 0 ? 'none' : routerDrops.map(([k, v]) => `${k} ${v}`).join(', ')}`,

@@ -29,13 +29,16 @@ import {
   cpuPerPacket,
   measurePath,
   parseLoads,
+  profileFlood,
   senderCpu,
   loadTable,
   mainTable,
   whereTimeGoes,
   type Forwarder,
   type PathResult,
+  type SuiteOptions,
 } from './lib/suite.ts';
+import { perfAvailable } from './lib/profile.ts';
 import { ADDR, BenchTestbed, ROOT, sweepStale } from './lib/testbed.ts';
 
 const { values } = parseArgs({
@@ -47,10 +50,14 @@ const { values } = parseArgs({
     'tun-txqueuelen': { type: 'string' },
     'no-offload-on': { type: 'boolean', default: false },
     'bridge-netfilter': { type: 'boolean', default: false },
+    profile: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
 const BRIDGE_NF = values['bridge-netfilter'];
+/** --profile LOAD: one more flood at that load with perf recording the forwarders. */
+const PROFILE = values.profile === undefined ? undefined : parseLoads(values.profile)[0];
+const profiles: string[] = [];
 const SECONDS = Number(values.seconds);
 const PORTS = Array.from({ length: Number(values.generators) }, (_, i) => 40000 + i);
 const LOADS = parseLoads(values.loads);
@@ -67,8 +74,8 @@ const bed = new BenchTestbed();
 const results: PathResult[] = [];
 const loadBefore = loadAverage();
 
-async function path(name: string, src: string, watch?: Watch): Promise<PathResult> {
-  const r = await measurePath(bed, name, {
+function suiteOptions(src: string, watch?: Watch): SuiteOptions {
+  return {
     from: 'h1',
     src,
     ports: PORTS,
@@ -77,7 +84,11 @@ async function path(name: string, src: string, watch?: Watch): Promise<PathResul
     size: SIZE,
     log,
     ...(watch === undefined ? {} : { watch }),
-  });
+  };
+}
+
+async function path(name: string, src: string, watch?: Watch): Promise<PathResult> {
+  const r = await measurePath(bed, name, suiteOptions(src, watch));
   results.push(r);
   return r;
 }
@@ -128,6 +139,14 @@ async function distnatIo(): Promise<{ result: PathResult; txqueuelen: Record<str
     rawIpip: { router: 'router', h1: 'h1' },
   };
   const result = await path('distnat I/O (io-forwarder)', ADDR.shared, watch);
+  if (PROFILE !== undefined && (await perfAvailable())) {
+    profiles.push(
+      ...(await profileFlood(bed, suiteOptions(ADDR.shared), PROFILE, {
+        host: host.pid,
+        router: router.pid,
+      })),
+    );
+  }
   await Promise.all([router.stop(), host.stop()]);
   return { result, txqueuelen };
 }
@@ -243,6 +262,10 @@ async function main(): Promise<void> {
   }
   console.log('\nwhere the distnat I/O path spends its time:');
   console.log(whereTimeGoes(io, LOADS, FORWARDERS, txqueuelen));
+  if (profiles.length > 0) {
+    console.log(`\nperf profile of the forwarders (share of their samples; nested, so not a sum):`);
+    console.log(profiles.join('\n'));
+  }
   console.log(
     '\nsender ns/pkt: CPU time of the generators per datagram sent; with kernel forwarding most of the\n' +
       '  path runs in their system calls. forwarders ns/pkt: CPU time (user + system, /proc/<pid>/stat) of\n' +

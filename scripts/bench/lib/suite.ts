@@ -4,6 +4,7 @@
  * a userspace forwarder's time went.
  */
 import { cpus } from 'node:os';
+import { describeProfile, record, summarize } from './profile.ts';
 import { count, fmt, pct, table } from './report.ts';
 import {
   tcpStream,
@@ -199,4 +200,35 @@ export function whereTimeGoes(
     );
   }
   return lines.join('\n');
+}
+
+/**
+ * One more flood at `load` with perf recording each forwarder meanwhile;
+ * one line per forwarder: user space share and the kernel entry points.
+ */
+export async function profileFlood(
+  bed: BenchTestbed,
+  o: SuiteOptions,
+  load: Load,
+  pids: Record<string, number>,
+): Promise<string[]> {
+  o.log(`  profiling ${Object.keys(pids).join(' and ')} with perf during a ${load.label} flood`);
+  const recordings = Object.entries(pids).map(async ([label, pid]) => ({
+    label,
+    file: await record(pid, o.seconds + 2, bed.scratchDir, label),
+  }));
+  const flood = await udpFlood(bed, {
+    from: o.from,
+    src: o.src,
+    ports: o.ports,
+    seconds: o.seconds,
+    ppsEach: load.ppsTotal / o.ports.length,
+    size: o.size,
+  });
+  const lines = [
+    `  (flood meanwhile, slowed by perf itself: offered ${count(flood.offeredPps)} pps, delivered ${count(flood.deliveredPps)} pps, loss ${pct(flood.loss)})`,
+  ];
+  for (const r of await Promise.all(recordings))
+    lines.push(describeProfile(r.label, await summarize(r.file)));
+  return lines;
 }

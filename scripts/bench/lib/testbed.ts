@@ -94,6 +94,11 @@ export class BenchTestbed {
     return join(resolve(process.env['DN_RUN_DIR'] ?? join(ROOT, 'run')), this.prefix);
   }
 
+  /** A directory for this run's files, removed by down(). */
+  get scratchDir(): string {
+    return this.scratch;
+  }
+
   ns(node: Node): string {
     return this.prefix + node;
   }
