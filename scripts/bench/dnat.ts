@@ -149,14 +149,6 @@ function forwarders(host: 'h1' | 'h2'): Forwarder[] {
   ];
 }
 
-/** CPU ns per packet by the daemon's own count (falling back to its TUN device's). */
-function daemonCpu(o: Observed, f: Forwarder): number | undefined {
-  const own = f.ownPackets?.(o);
-  const cpu = o.cpu.get(f.process);
-  if (own === undefined || own === 0 || cpu === undefined) return cpuPerPacket(o, f);
-  return (cpu / own) * 1e9;
-}
-
 function watchFor(host: 'h1' | 'h2'): Watch {
   return {
     processes: { router: bed.daemonPid('router'), [host]: bed.daemonPid(host) },
@@ -262,7 +254,7 @@ async function main(): Promise<void> {
   const cpuOf = (r: DistnatRun, which: 0 | 1): number | undefined => {
     const o = r.result.floods[0]?.observed;
     const f = forwarders(r.host)[which];
-    return o === undefined || f === undefined ? undefined : daemonCpu(o, f);
+    return o === undefined || f === undefined ? undefined : cpuPerPacket(o, f);
   };
   const results = [nat, ...runs.map((r) => r.result)];
   const cpuColumn = (which: 0 | 1) => (p: PathResult) => {
@@ -360,8 +352,8 @@ async function main(): Promise<void> {
     '\nsender ns/pkt: CPU time of the generators per datagram sent (with kernel NAT most of the path runs\n' +
       '  in their system calls). router / host ns/pkt: CPU time (user + system, /proc/<pid>/stat) of the\n' +
       '  daemon during the first flood, per packet it forwarded by its own counters (both directions).\n' +
-      'pkts: what a daemon read from and wrote into its TUN device (the device counters); own count: the\n' +
-      "  daemon's forwarded-packet counters (distnat status --json).",
+      'pkts: packets a daemon forwarded by its own counters (distnat status --json), both directions; where\n' +
+      '  the TUN device counted fewer (TCP super-packets with offloads), that count follows.',
   );
 }
 

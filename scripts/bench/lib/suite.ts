@@ -153,10 +153,20 @@ export function tunPackets(o: Observed, f: Forwarder): number | undefined {
   return t === undefined ? undefined : t.txPackets + t.rxPackets;
 }
 
-/** CPU ns per packet it handled (`system`: the kernel part only). */
+/**
+ * Packets it forwarded: by its own counters when it has them, else by its
+ * TUN device's. The two differ when the TUN carries TCP super-packets
+ * (offloads): the device counts one where the forwarder sends 40 segments.
+ */
+export function forwardedPackets(o: Observed, f: Forwarder): number | undefined {
+  const own = f.ownPackets?.(o);
+  return own !== undefined && own > 0 ? own : tunPackets(o, f);
+}
+
+/** CPU ns per packet it forwarded (`system`: the kernel part only). */
 export function cpuPerPacket(o: Observed, f: Forwarder, system = false): number | undefined {
   const cpu = (system ? o.cpuSystem : o.cpu).get(f.process);
-  const pkts = tunPackets(o, f);
+  const pkts = forwardedPackets(o, f);
   return cpu === undefined || pkts === undefined || pkts === 0 ? undefined : (cpu / pkts) * 1e9;
 }
 
@@ -184,8 +194,9 @@ export function whereTimeGoes(
     const parts = forwarders.map((f) => {
       const cpu = o.cpu.get(f.process) ?? 0;
       const own = f.ownPackets?.(o);
+      const tun = tunPackets(o, f);
       return (
-        `${f.label} ${count(tunPackets(o, f))} pkts${own === undefined ? '' : ` (own count ${count(own)})`}, ` +
+        `${f.label} ${count(forwardedPackets(o, f))} pkts${own === undefined || own === tun ? '' : ` (TUN reads + writes ${count(tun)})`}, ` +
         `${pct(cpu / o.seconds)} of a core, ${count(cpuPerPacket(o, f))} ns/pkt ` +
         `(${count(cpuPerPacket(o, f, true))} in the kernel)`
       );
