@@ -260,7 +260,6 @@ export class IkeDaemon {
   }
 
   #receive(data: Buffer, remote: Endpoint, natt: boolean): void {
-    if (this.#closed) return;
     const parsed = parseIkeMessage(data);
     if (!parsed.ok) {
       this.#count(`malformed-${parsed.reason}`);
@@ -273,6 +272,8 @@ export class IkeDaemon {
       return;
     }
     if (h.exchange === ExchangeType.IKE_SA_INIT && !isResponse(h)) {
+      // Closing: no new SAs, but the deletes in flight still need their answers.
+      if (this.#closed) return;
       if (!fromInitiator(h)) {
         this.#count('init-without-i-flag');
         return;

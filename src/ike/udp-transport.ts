@@ -118,6 +118,16 @@ export class UdpTransport implements IkeTransport {
     });
   }
 
+  /**
+   * An ESP-in-UDP datagram (RFC 3948, no marker) from the NAT-T socket: the
+   * data plane shares the port with IKE, as the peer expects.
+   */
+  sendEsp(data: Uint8Array, remote: Endpoint): void {
+    (this.#natt ?? this.#plain).send(data, remote.port, remote.address, (err) => {
+      if (err) this.errors++;
+    });
+  }
+
   onMessage(handler: IkeReceiveHandler): void {
     this.#handler = handler;
   }
