@@ -5,7 +5,8 @@
  * native mode, and always removes it.
  *
  *   npm run bench:dnat -- [--seconds 5] [--generators 2] [--loads max,200k,100k] [--size 64]
- *                         [--tun-txqueuelen N] [--no-native] [--json]
+ *                         [--tun-txqueuelen N] [--tun-offload on|off] [--no-native]
+ *                         [--bridge-netfilter] [--profile 100k] [--json]
  *
  * Paths, all from a host to the server:
  *   kernel NAT         h1 routes the server's network via the router (10.0.0.1 as source);
@@ -48,6 +49,7 @@ const { values } = parseArgs({
     size: { type: 'string', default: '64' },
     'tun-txqueuelen': { type: 'string' },
     'no-native': { type: 'boolean', default: false },
+    'tun-offload': { type: 'string', default: 'on' },
     'bridge-netfilter': { type: 'boolean', default: false },
     profile: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -67,14 +69,18 @@ const bed = new BenchTestbed();
 const loadBefore = loadAverage();
 const DISTNAT = join(ROOT, 'bin', 'distnat');
 
-/** scripts/testbed's built-in table, with h2's agent in native mode. */
+/**
+ * scripts/testbed's built-in table, with h2's agent in native mode (and,
+ * with --tun-offload off, the daemons' TUN offloads turned off).
+ */
 function daemonTable(): string {
   const run = bed.runDir;
+  const env = values['tun-offload'] === 'off' ? 'env DISTNAT_TUN_OFFLOAD=off ' : '';
   const common = `--router ${ADDR.routerLan} --shared-address ${ADDR.shared} --tun dn0 --metrics 127.0.0.1:9732`;
   return [
-    `router router bin/distnat router --shared-address ${ADDR.shared} --lan-address ${ADDR.routerLan} --tun dn0 --state-dir ${run}/router/state --run-dir ${run}/router --metrics 127.0.0.1:9732`,
-    `h1 h1 bin/distnat host ${common} --lan-address ${ADDR.h1} --state-dir ${run}/h1/state --run-dir ${run}/h1`,
-    `h2 h2 bin/distnat host ${common} --mode native --lan-address ${ADDR.h2} --state-dir ${run}/h2/state --run-dir ${run}/h2`,
+    `router router ${env}bin/distnat router --shared-address ${ADDR.shared} --lan-address ${ADDR.routerLan} --tun dn0 --state-dir ${run}/router/state --run-dir ${run}/router --metrics 127.0.0.1:9732`,
+    `h1 h1 ${env}bin/distnat host ${common} --lan-address ${ADDR.h1} --state-dir ${run}/h1/state --run-dir ${run}/h1`,
+    `h2 h2 ${env}bin/distnat host ${common} --mode native --lan-address ${ADDR.h2} --state-dir ${run}/h2/state --run-dir ${run}/h2`,
     '',
   ].join('\n');
 }
@@ -285,6 +291,7 @@ async function main(): Promise<void> {
         size: SIZE,
         txqueuelen,
         bridgeNetfilter: BRIDGE_NF,
+        tunOffload: values['tun-offload'],
         results: results.map((r) => ({
           path: r.path,
           udp: r.floods.map((f) => ({
@@ -308,7 +315,7 @@ async function main(): Promise<void> {
   console.log(
     `\nbench:dnat  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
       `UDP: ${GENERATORS} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; ` +
-      `TCP: one stream, ${SECONDS} s;\nveth offload off (the testbed's default); netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; ` +
+      `TCP: one stream, ${SECONDS} s;\nveth offload off (the testbed's default); daemons' TUN offloads ${values['tun-offload']}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; ` +
       `TUN txqueuelen ${Object.entries(txqueuelen)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}\n`,

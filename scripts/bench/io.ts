@@ -3,8 +3,9 @@
  * topology (docs/benchmarks.md). Root; makes its own testbed `bn<pid>-` and
  * always removes it.
  *
- *   npm run bench:io -- [--seconds 5] [--generators 2] [--loads max,100k] [--size 64]
- *                       [--tun-txqueuelen N] [--no-offload-on] [--json]
+ *   npm run bench:io -- [--seconds 5] [--generators 2] [--loads max,200k,100k] [--size 64]
+ *                       [--tun-txqueuelen N] [--no-offload-on] [--no-tun-offload]
+ *                       [--bridge-netfilter] [--profile 100k] [--json]
  *
  * The same traffic from h1 to the server, three ways:
  *   kernel forwarding  h1 (10.0.0.1) -> router forwards -> server (route back to 10.0.0.0/24)
@@ -12,7 +13,8 @@
  *   distnat I/O        h1's kernel routes into its TUN; io-forwarder.ts reads it, prepends
  *                      the IP-in-IP header, sendmmsg to the router, whose io-forwarder.ts
  *                      receives (recvmmsg), strips and writes into its TUN; the router's
- *                      kernel forwards out of the WAN. Replies the reverse way.
+ *                      kernel forwards out of the WAN. Replies the reverse way. Once with
+ *                      plain TUNs, once with the TUN offloads the daemons use by default.
  * Each: small UDP datagrams (lib/udp-flood.ts generators) at each offered load, delivered
  * pps at the server's nftables sink and loss; one TCP stream each way (iperf3); CPU time
  * of the forwarding processes per packet. The kernel baselines run with the veths'
@@ -20,9 +22,9 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { sleep } from '../../test/helpers/process.ts';
+import { sleep, waitUntil, type Background } from '../../test/helpers/process.ts';
 import { loadAverage } from './lib/counters.ts';
-import { iperf3Server, type Watch } from './lib/measure.ts';
+import { iperf3Server, type Observed, type Watch } from './lib/measure.ts';
 import { setUpNat, setUpSink, tearDownNat } from './lib/nft.ts';
 import { count, fmt, ratioLine } from './lib/report.ts';
 import {
@@ -49,6 +51,7 @@ const { values } = parseArgs({
     size: { type: 'string', default: '64' },
     'tun-txqueuelen': { type: 'string' },
     'no-offload-on': { type: 'boolean', default: false },
+    'no-tun-offload': { type: 'boolean', default: false },
     'bridge-netfilter': { type: 'boolean', default: false },
     profile: { type: 'string' },
     json: { type: 'boolean', default: false },
@@ -65,9 +68,16 @@ const SIZE = Number(values.size);
 const log = (line: string): void => console.error(line);
 
 const FORWARDER = join(ROOT, 'scripts', 'bench', 'io-forwarder.ts');
+const own =
+  (label: string) =>
+  (o: Observed): number | undefined => {
+    const out = o.counters.get(`${label}:out`);
+    const inn = o.counters.get(`${label}:in`);
+    return out === undefined || inn === undefined ? undefined : out + inn;
+  };
 const FORWARDERS: Forwarder[] = [
-  { label: 'host', process: 'host', tun: 'h1 dn0', raw: 'h1' },
-  { label: 'router', process: 'router', tun: 'router dn0', raw: 'router' },
+  { label: 'host', process: 'host', tun: 'h1 dn0', raw: 'h1', ownPackets: own('host') },
+  { label: 'router', process: 'router', tun: 'router dn0', raw: 'router', ownPackets: own('router') },
 ];
 
 const bed = new BenchTestbed();
@@ -117,8 +127,30 @@ async function kernelBaselines(offload: 'off' | 'on'): Promise<void> {
   await bed.try('h1', ['ip', 'route', 'del', ADDR.wanNet]);
 }
 
-async function distnatIo(): Promise<{ result: PathResult; txqueuelen: Record<string, number> }> {
-  const txqueuelen: Record<string, number> = {};
+/** The forwarders' own counts ({"forwarded":{"out","in"}} on SIGUSR2), as Watch.counters wants them. */
+async function forwarderCounters(procs: Record<string, Background>): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  await Promise.all(
+    Object.entries(procs).map(async ([label, p]) => {
+      const seen = p.stdout().length;
+      process.kill(p.pid, 'SIGUSR2');
+      await waitUntil(`counters from the ${label} forwarder`, () => p.stdout().slice(seen).includes('\n'), {
+        timeoutMs: 5000,
+        intervalMs: 5,
+      });
+      const line = p.stdout().slice(seen).split('\n')[0] ?? '';
+      const { forwarded } = JSON.parse(line) as { forwarded: { out: number; in: number } };
+      out[`${label}:out`] = forwarded.out;
+      out[`${label}:in`] = forwarded.in;
+    }),
+  );
+  return out;
+}
+
+const txqueuelen: Record<string, number> = {};
+
+/** The minimal forwarders in router and h1, measured; `offload`: their TUNs as the daemons open them. */
+async function distnatIo(offload: boolean): Promise<PathResult> {
   for (const [label, node] of [
     ['router', 'router'],
     ['host', 'h1'],
@@ -128,7 +160,16 @@ async function distnatIo(): Promise<{ result: PathResult; txqueuelen: Record<str
     txqueuelen[label] = Number((await bed.exec(node, ['cat', '/sys/class/net/dn0/tx_queue_len'])).trim());
   }
   const start = (node: 'router' | 'h1', args: string[]) =>
-    bed.spawn(node, [process.execPath, '--import', 'tsx', FORWARDER, '--tun', 'dn0', ...args]);
+    bed.spawn(node, [
+      process.execPath,
+      '--import',
+      'tsx',
+      FORWARDER,
+      '--tun',
+      'dn0',
+      ...(offload ? ['--offload'] : []),
+      ...args,
+    ]);
   const router = start('router', ['--local', ADDR.routerLan, '--remote', ADDR.h1, '--device', 'lan0']);
   const host = start('h1', ['--local', ADDR.h1, '--remote', ADDR.routerLan]);
   await Promise.all([router, host].map((p) => p.waitForOutput(/^ready$/m, { timeoutMs: 20_000 })));
@@ -137,9 +178,11 @@ async function distnatIo(): Promise<{ result: PathResult; txqueuelen: Record<str
     processes: { router: router.pid, host: host.pid },
     links: { 'router dn0': { node: 'router', iface: 'dn0' }, 'h1 dn0': { node: 'h1', iface: 'dn0' } },
     rawIpip: { router: 'router', h1: 'h1' },
+    counters: () => forwarderCounters({ router, host }),
   };
-  const result = await path('distnat I/O (io-forwarder)', ADDR.shared, watch);
+  const result = await path(distnatName(offload), ADDR.shared, watch);
   if (PROFILE !== undefined && (await perfAvailable())) {
+    profiles.push(`  ${result.path}:`);
     profiles.push(
       ...(await profileFlood(bed, suiteOptions(ADDR.shared), PROFILE, {
         host: host.pid,
@@ -148,8 +191,11 @@ async function distnatIo(): Promise<{ result: PathResult; txqueuelen: Record<str
     );
   }
   await Promise.all([router.stop(), host.stop()]);
-  return { result, txqueuelen };
+  return result;
 }
+
+const distnatName = (offload: boolean): string =>
+  offload ? 'distnat I/O, TUN offloads' : 'distnat I/O, plain TUN';
 
 /** CPU per packet of the host's and the router's forwarder added up, during the first load's flood. */
 function forwardingCpu(r: PathResult): number | undefined {
@@ -173,7 +219,8 @@ async function main(): Promise<void> {
   await setUpSink(bed);
 
   await kernelBaselines('off');
-  const { result: io, txqueuelen } = await distnatIo();
+  const distnat = [await distnatIo(false)];
+  if (!values['no-tun-offload']) distnat.push(await distnatIo(true));
   if (!values['no-offload-on']) {
     await bed.up({ offload: true, bridgeNetfilter: BRIDGE_NF });
     await kernelBaselines('on');
@@ -182,21 +229,24 @@ async function main(): Promise<void> {
   await bed.down();
 
   const find = (p: string) => results.find((r) => r.path === p);
-  const ratios = (['off', 'on'] as const).flatMap((offload) => {
-    const nat = find(`kernel NAT (offload ${offload})`);
-    const fwd = find(`kernel forwarding (offload ${offload})`);
-    if (nat === undefined || fwd === undefined) return [];
-    return [
-      {
-        offload,
-        smallPackets: LOADS.map(
-          (_, i) => (io.floods[i]?.deliveredPps ?? 0) / (nat.floods[i]?.deliveredPps ?? 0),
-        ),
-        tcpUp: io.up.gbps / fwd.up.gbps,
-        tcpDown: io.down.gbps / fwd.down.gbps,
-      },
-    ];
-  });
+  const ratios = distnat.flatMap((io) =>
+    (['off', 'on'] as const).flatMap((offload) => {
+      const nat = find(`kernel NAT (offload ${offload})`);
+      const fwd = find(`kernel forwarding (offload ${offload})`);
+      if (nat === undefined || fwd === undefined) return [];
+      return [
+        {
+          path: io.path,
+          offload,
+          smallPackets: LOADS.map(
+            (_, i) => (io.floods[i]?.deliveredPps ?? 0) / (nat.floods[i]?.deliveredPps ?? 0),
+          ),
+          tcpUp: io.up.gbps / fwd.up.gbps,
+          tcpDown: io.down.gbps / fwd.down.gbps,
+        },
+      ];
+    }),
+  );
 
   if (values.json) {
     console.log(
@@ -221,16 +271,15 @@ async function main(): Promise<void> {
           tcpUpGbps: r.up.gbps,
           tcpDownGbps: r.down.gbps,
           forwardingCpuNsPerPkt: forwardingCpu(r),
-          perForwarder:
-            r === io
-              ? FORWARDERS.map((f) => ({
-                  forwarder: f.label,
-                  nsPerPkt: LOADS.map((_, i) => {
-                    const o = r.floods[i]?.observed;
-                    return o === undefined ? undefined : cpuPerPacket(o, f);
-                  }),
-                }))
-              : undefined,
+          perForwarder: distnat.includes(r)
+            ? FORWARDERS.map((f) => ({
+                forwarder: f.label,
+                nsPerPkt: LOADS.map((_, i) => {
+                  const o = r.floods[i]?.observed;
+                  return o === undefined ? undefined : cpuPerPacket(o, f);
+                }),
+              }))
+            : undefined,
         })),
         ratios,
       }),
@@ -250,18 +299,20 @@ async function main(): Promise<void> {
     console.log('\nsmall packets at paced loads:');
     console.log(loadTable(results, LOADS));
   }
-  console.log('\nratios, distnat I/O to the kernel:');
+  console.log('\nratios to the kernel (veth offload of the kernel row):');
   for (const r of ratios) {
     const small = LOADS.map((l, i) =>
       ratioLine(`small packets (${l.label}) / kernel NAT`, r.smallPackets[i], 0.7),
     );
-    console.log(`  offload ${r.offload}: ${small.join('; ')}`);
+    console.log(`  ${r.path}, veth offload ${r.offload}: ${small.join('; ')}`);
     console.log(
-      `  offload ${r.offload}: ${ratioLine('TCP up / kernel forwarding', r.tcpUp, 0.1)}; TCP down / kernel forwarding = ${fmt(r.tcpDown)}`,
+      `  ${r.path}, veth offload ${r.offload}: ${ratioLine('TCP up / kernel forwarding', r.tcpUp, 0.1)}; TCP down / kernel forwarding = ${fmt(r.tcpDown)}`,
     );
   }
-  console.log('\nwhere the distnat I/O path spends its time:');
-  console.log(whereTimeGoes(io, LOADS, FORWARDERS, txqueuelen));
+  for (const io of distnat) {
+    console.log(`\nwhere ${io.path} spends its time:`);
+    console.log(whereTimeGoes(io, LOADS, FORWARDERS, txqueuelen));
+  }
   if (profiles.length > 0) {
     console.log(`\nperf profile of the forwarders (share of their samples; nested, so not a sum):`);
     console.log(profiles.join('\n'));
@@ -269,8 +320,9 @@ async function main(): Promise<void> {
   console.log(
     '\nsender ns/pkt: CPU time of the generators per datagram sent; with kernel forwarding most of the\n' +
       '  path runs in their system calls. forwarders ns/pkt: CPU time (user + system, /proc/<pid>/stat) of\n' +
-      '  the host and the router io-forwarder, each per packet it handled, added up (first load).\n' +
-      'pkts: what a forwarder read from and wrote into its TUN device (the device counters).',
+      '  the host and the router io-forwarder, each per packet it forwarded, added up (first load).\n' +
+      'pkts: what a forwarder encapsulated and decapsulated (its own count); where its TUN device counted\n' +
+      '  fewer (TCP super-packets with TUN offloads), that count follows.',
   );
 }
 
