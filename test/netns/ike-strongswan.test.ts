@@ -118,6 +118,28 @@ const swanctl = (...args: string[]): string =>
 const charonLog = (): string => readFileSync(join(dir, 'swan', 'charon.log'), 'utf8');
 const clearLog = (): void => writeFileSync(join(dir, 'swan', 'charon.log'), '');
 
+/** UDP datagrams of a pcap file (Ethernet, IPv4, unfragmented): enough for the captures here. */
+function udpPayloads(file: Buffer): { src: string; sport: number; dport: number; payload: Buffer }[] {
+  const out = [];
+  for (let i = 24; i + 16 <= file.length;) {
+    const caplen = file.readUInt32LE(i + 8);
+    const frame = file.subarray(i + 16, i + 16 + caplen);
+    i += 16 + caplen;
+    if (frame.readUInt16BE(12) !== 0x0800 || frame[23] !== 17) continue;
+    if ((frame.readUInt16BE(20) & 0x3fff) !== 0) continue; // fragments: not needed here
+    const ihl = (frame[14]! & 0x0f) * 4;
+    const udp = 14 + ihl;
+    const length = frame.readUInt16BE(udp + 4);
+    out.push({
+      src: [...frame.subarray(26, 30)].join('.'),
+      sport: frame.readUInt16BE(udp),
+      dport: frame.readUInt16BE(udp + 2),
+      payload: Buffer.from(frame.subarray(udp + 8, udp + length)),
+    });
+  }
+  return out;
+}
+
 /** Hex of a key charon logged at level 4, e.g. "Sk_ei secret" (the last one logged). */
 function loggedKey(name: string): string | undefined {
   const lines = charonLog().split('\n');
@@ -452,6 +474,84 @@ describe.skipIf(!HAVE_SWAN)('IKEv2 interop with strongSwan charon', () => {
     expect(await a.call({ op: 'ping' })).toMatchObject({ ok: true });
     await a.stop();
     await until(() => !swanctl('--list-sas').includes('ESTABLISHED'));
+  });
+
+  // IKE_WRITE_GOLDEN=1 rewrites test/unit/ike/fixtures/strongswan-*.json from a live exchange:
+  // the messages as captured, and the keys charon logged, for the offline golden tests.
+  it.runIf(process.env.IKE_WRITE_GOLDEN === '1')('writes golden fixtures from charon', async () => {
+    const cases = [
+      { name: 'strongswan-initiator-gcm', config: oursConfig({ cookieThreshold: 1000 }), charonStarts: true },
+      { name: 'strongswan-responder-gcm', config: oursConfig(), charonStarts: false },
+      {
+        name: 'strongswan-responder-cbc',
+        config: oursConfig({
+          ike: ['aes256-sha256-modp2048'],
+          esp: ['aes256-sha256'],
+          signatureHashes: false,
+        }),
+        charonStarts: false,
+      },
+    ];
+    for (const c of cases) {
+      for (const a of agents.splice(0)) await a.stop();
+      clearLog();
+      const pcap = join(dir, `${c.name}.pcap`);
+      const dump = spawn(
+        'ip',
+        ['netns', 'exec', NS_OURS, 'tcpdump', '-U', '--immediate-mode', '-i', 'dxk-o', '-w', pcap, 'udp'],
+        {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      await new Promise((r) => dump.stderr!.once('data', r)); // "listening on dxk-o ..."
+      await new Promise((r) => setTimeout(r, 200));
+      const a = await startAgent(NS_OURS, c.name, c.config);
+      if (c.charonStarts) swanctl('--initiate', '--child', 'dxk');
+      else expect((await a.call({ op: 'initiate', remote: { address: SWAN, port: 500 } })).ok).toBe(true);
+      await new Promise((r) => setTimeout(r, 500));
+      process.kill(dump.pid!, 'SIGINT');
+      await new Promise((r) => dump.on('exit', r));
+      const messages = udpPayloads(readFileSync(pcap)).map((d) => {
+        const natt = d.payload.length >= 4 && d.payload.readUInt32BE(0) === 0;
+        const hex = (natt ? d.payload.subarray(4) : d.payload).toString('hex');
+        return { from: d.src === SWAN ? 'strongswan' : 'ours', sport: d.sport, dport: d.dport, natt, hex };
+      });
+      const keys = Object.fromEntries(
+        [
+          'shared Diffie Hellman secret',
+          'SKEYSEED',
+          'Sk_d secret',
+          'Sk_ai secret',
+          'Sk_ar secret',
+          'Sk_ei secret',
+          'Sk_er secret',
+          'Sk_pi secret',
+          'Sk_pr secret',
+          'encryption initiator key',
+          'encryption responder key',
+          'integrity initiator key',
+          'integrity responder key',
+        ].map((k) => [k, loggedKey(k) ?? null]),
+      );
+      const fixture = {
+        description: `strongSwan 5.9.8 charon ${c.charonStarts ? 'initiating to' : 'answering'} distnat IKE, captured on the veth; keys from charon's level-4 log`,
+        // IKE only: ESP-in-UDP and keepalives out, by the version octet and the length field.
+        messages: messages.filter(
+          (m) =>
+            m.hex.length >= 56 &&
+            m.hex.slice(34, 36) === '20' &&
+            Number.parseInt(m.hex.slice(48, 56), 16) * 2 === m.hex.length,
+        ),
+        keys,
+        certificates: { root: pki.rootPem, strongswan: pki.peer.certPem, ours: ours.certPem },
+      };
+      writeFileSync(
+        join(ROOT, 'test/unit/ike/fixtures', `${c.name}.json`),
+        JSON.stringify(fixture, null, 2) + '\n',
+      );
+      await a.stop();
+      await until(() => !swanctl('--list-sas').includes('ESTABLISHED'));
+    }
   });
 
   it('a flood of IKE_SA_INIT from many source ports and malformed messages: cookies, and charon still gets in', async () => {
