@@ -110,37 +110,45 @@ describe('IPsec through distnat: ESP and AH of two hosts through the one shared 
   });
 
   it('curl through each kind from both hosts at once: intact, and the server sees 198.51.100.30', async () => {
-    const b = bed();
-    const fetches = HOSTS.flatMap((node) =>
-      KINDS.map(async (kind) => {
-        const port = KEYS[node].base + kind.offset;
-        const file = join(b.scratchDir, `${node}-${port}.bin`);
-        const r = await b.exec(
-          node,
-          ['curl', '-sS', '--max-time', '30', '-o', file, http.get(port)!.url(SERVER, 'file.bin')],
-          { timeoutMs: 40_000 },
-        );
-        expect(r.code, `curl on ${node} through ${kind.name}: ${r.stderr}`).toBe(0);
-        expect(await sha256File(file), `${node} ${kind.name}`).toBe(sha256(FILE));
-      }),
-    );
-    await Promise.all(fetches);
-    for (const [port, server] of http) {
-      const clients = [...server.stderr().matchAll(/^(\S+) - - .*"GET \/file\.bin HTTP\/1\.1" 200/gm)];
-      expect(
-        clients.map((m) => m[1]),
-        `server port ${port}`,
-      ).toEqual([SHARED]);
+    // The captures end here even when a check fails, so the tests that read
+    // them judge complete files.
+    try {
+      const b = bed();
+      const fetches = HOSTS.flatMap((node) =>
+        KINDS.map(async (kind) => {
+          const port = KEYS[node].base + kind.offset;
+          const file = join(b.scratchDir, `${node}-${port}.bin`);
+          const r = await b.exec(
+            node,
+            ['curl', '-sS', '--max-time', '30', '-o', file, http.get(port)!.url(SERVER, 'file.bin')],
+            { timeoutMs: 40_000 },
+          );
+          expect(r.code, `curl on ${node} through ${kind.name}: ${r.stderr}`).toBe(0);
+          expect(await sha256File(file), `${node} ${kind.name}`).toBe(sha256(FILE));
+        }),
+      );
+      await Promise.all(fetches);
+      for (const [port, server] of http) {
+        const clients = [...server.stderr().matchAll(/^(\S+) - - .*"GET \/file\.bin HTTP\/1\.1" 200/gm)];
+        expect(
+          clients.map((m) => m[1]),
+          `server port ${port}`,
+        ).toEqual([SHARED]);
+      }
+      for (const node of HOSTS) {
+        const s = await readStatus(b, node);
+        const grew = (name: string): number => ipsecCounter(s, name) - ipsecCounter(before[node]!, name);
+        // Outbound is mostly ACKs, whose number depends on receive coalescing
+        // (one per super-packet with offloads): at least the handshakes,
+        // requests and FINs of the three downloads. Inbound counts every segment.
+        expect(grew('ipsec.outbound.protected'), node).toBeGreaterThan(3 * 5);
+        expect(grew('ipsec.inbound.accepted'), node).toBeGreaterThan(3 * 300);
+        for (const bad of ['no-sa', 'replay', 'auth-failed', 'policy-mismatch', 'malformed'])
+          expect(grew(`ipsec.inbound.${bad}`), `${node} ipsec.inbound.${bad}`).toBe(0);
+      }
+    } finally {
+      await Promise.all([lan.stop(), wan.stop()]);
     }
-    for (const node of HOSTS) {
-      const s = await readStatus(b, node);
-      const grew = (name: string): number => ipsecCounter(s, name) - ipsecCounter(before[node]!, name);
-      expect(grew('ipsec.outbound.protected'), node).toBeGreaterThan(3 * 100);
-      expect(grew('ipsec.inbound.accepted'), node).toBeGreaterThan(3 * 300);
-      for (const bad of ['no-sa', 'replay', 'auth-failed', 'policy-mismatch', 'malformed'])
-        expect(grew(`ipsec.inbound.${bad}`), `${node} ipsec.inbound.${bad}`).toBe(0);
-    }
-    await Promise.all([lan.stop(), wan.stop()]);
   }, 60_000);
 
   it("every ESP/AH datagram on the WAN is on the LAN inside IP-in-IP to or from the SPI's host, equal but for TTL and checksum", () => {
@@ -185,10 +193,11 @@ describe('IPsec through distnat: ESP and AH of two hosts through the one shared 
       seen.set(k, (seen.get(k) ?? 0) + 1);
       matched++;
     }
-    // Every kind in both directions for both hosts, with the file's worth of packets.
+    // Every kind in both directions for both hosts, with the file's worth of
+    // packets inbound; outbound is ACKs, fewer with receive coalescing.
     expect([...seen.keys()].sort()).toHaveLength(12);
-    for (const [k, n] of seen) expect(n, k).toBeGreaterThan(k.includes(' in ') ? 300 : 100);
-    expect(matched).toBeGreaterThan(6 * 400);
+    for (const [k, n] of seen) expect(n, k).toBeGreaterThan(k.includes(' in ') ? 300 : 5);
+    expect(matched).toBeGreaterThan(6 * 300);
   });
 
   it("tshark with the configured keys decrypts the WAN's ESP to the expected TCP, every ICV good", async () => {
