@@ -29,6 +29,7 @@
  */
 import { put16, put32, u16, u32 } from './bytes.ts';
 import { fail, ok, type Parsed, type WireError } from './result.ts';
+import { HeaderView } from './view.ts';
 
 export const AH_FIXED_LENGTH = 12;
 /** Payload Len is 8 bits: (255 + 2) * 4 bytes of header, 12 of them fixed. */
@@ -56,23 +57,10 @@ export function checkAh(buf: Uint8Array, offset: number, length: number): WireEr
  * `wrap`, call `check` once; after a null from `check` every accessor reads
  * inside the header.
  */
-export class AhView {
-  buf: Uint8Array;
-  offset: number;
-  /** Bytes from the AH header to the end of the IP payload. */
-  length: number;
-
+export class AhView extends HeaderView {
+  // `length`: Bytes from the AH header to the end of the IP payload.
   constructor(buf: Uint8Array = new Uint8Array(AH_FIXED_LENGTH), offset = 0, length = buf.length - offset) {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-  }
-
-  wrap(buf: Uint8Array, offset = 0, length = buf.length - offset): this {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-    return this;
+    super(buf, offset, length);
   }
 
   check(): WireError | null {

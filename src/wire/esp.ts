@@ -35,6 +35,7 @@
  */
 import { put32, u32 } from './bytes.ts';
 import { fail, ok, type Parsed, type WireError } from './result.ts';
+import { HeaderView } from './view.ts';
 
 export const ESP_HEADER_LENGTH = 8;
 /** Pad Length and Next Header. */
@@ -48,22 +49,9 @@ export function checkEsp(buf: Uint8Array, offset: number, length: number): WireE
 }
 
 /** A view over the cleartext ESP header; `wrap` per packet, `check` once, then read. */
-export class EspView {
-  buf: Uint8Array;
-  offset: number;
-  length: number;
-
+export class EspView extends HeaderView {
   constructor(buf: Uint8Array = new Uint8Array(ESP_HEADER_LENGTH), offset = 0, length = buf.length - offset) {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-  }
-
-  wrap(buf: Uint8Array, offset = 0, length = buf.length - offset): this {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-    return this;
+    super(buf, offset, length);
   }
 
   check(): WireError | null {

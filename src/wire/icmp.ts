@@ -33,6 +33,7 @@
 import { put16, put32, u16, u32 } from './bytes.ts';
 import { internetChecksum, verifiesTo0 } from './checksum.ts';
 import { fail, ok, type Parsed, type WireError } from './result.ts';
+import { HeaderView } from './view.ts';
 
 export const ICMP_HEADER_LENGTH = 8;
 
@@ -107,26 +108,13 @@ export function checkIcmp(
  * `wrap`, call `check` once; after a null from `check` every accessor reads
  * inside [offset, offset + length), so the hot path allocates nothing.
  */
-export class IcmpView {
-  buf: Uint8Array;
-  offset: number;
-  length: number;
-
+export class IcmpView extends HeaderView {
   constructor(
     buf: Uint8Array = new Uint8Array(ICMP_HEADER_LENGTH),
     offset = 0,
     length = buf.length - offset,
   ) {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-  }
-
-  wrap(buf: Uint8Array, offset = 0, length = buf.length - offset): this {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-    return this;
+    super(buf, offset, length);
   }
 
   check(verifyChecksum = true): WireError | null {

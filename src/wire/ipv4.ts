@@ -46,6 +46,7 @@ import {
   type RawOption,
 } from './option-list.ts';
 import { fail, ok, type Parsed, type WireError } from './result.ts';
+import { HeaderView } from './view.ts';
 
 export const IPV4_MIN_HEADER_LENGTH = 20;
 export const IPV4_MAX_HEADER_LENGTH = 60;
@@ -122,26 +123,13 @@ export function checkIpv4(
  * Changing an address also changes the TCP/UDP pseudo-header: fixing the
  * transport checksum is the caller's job.
  */
-export class Ipv4View {
-  buf: Uint8Array;
-  offset: number;
-  length: number;
-
+export class Ipv4View extends HeaderView {
   constructor(
     buf: Uint8Array = new Uint8Array(IPV4_MIN_HEADER_LENGTH),
     offset = 0,
     length = buf.length - offset,
   ) {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-  }
-
-  wrap(buf: Uint8Array, offset = 0, length = buf.length - offset): this {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-    return this;
+    super(buf, offset, length);
   }
 
   check(verifyChecksum = true): WireError | null {

@@ -44,6 +44,7 @@
 import { put16, put32, u16, u32 } from './bytes.ts';
 import { internetChecksum, verifiesTo0 } from './checksum.ts';
 import { fail, ok, type Parsed, type WireError } from './result.ts';
+import { HeaderView } from './view.ts';
 
 export const PAP_UDP_PORT = 7032;
 export const PAP_TYPE_PORTS = 32;
@@ -104,26 +105,13 @@ export function checkPap(
  * getters follow the layout that type, direction and code select (see the
  * table above).
  */
-export class PapView {
-  buf: Uint8Array;
-  offset: number;
-  length: number;
-
+export class PapView extends HeaderView {
   constructor(
     buf: Uint8Array = new Uint8Array(PAP_MESSAGE_LENGTH),
     offset = 0,
     length = buf.length - offset,
   ) {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-  }
-
-  wrap(buf: Uint8Array, offset = 0, length = buf.length - offset): this {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-    return this;
+    super(buf, offset, length);
   }
 
   check(verifyChecksum = true): WireError | null {

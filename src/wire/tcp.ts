@@ -47,6 +47,7 @@ import {
   tcpOptionsLength,
   type TcpOption,
 } from './tcp-options.ts';
+import { HeaderView } from './view.ts';
 
 export const TCP_MIN_HEADER_LENGTH = 20;
 export const TCP_MAX_HEADER_LENGTH = 60;
@@ -123,26 +124,13 @@ function fillSegmentChecksum(
  * then read. Port setters keep the checksum valid by RFC 1624, which is how
  * a host translates a source port without touching the data.
  */
-export class TcpView {
-  buf: Uint8Array;
-  offset: number;
-  length: number;
-
+export class TcpView extends HeaderView {
   constructor(
     buf: Uint8Array = new Uint8Array(TCP_MIN_HEADER_LENGTH),
     offset = 0,
     length = buf.length - offset,
   ) {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-  }
-
-  wrap(buf: Uint8Array, offset = 0, length = buf.length - offset): this {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-    return this;
+    super(buf, offset, length);
   }
 
   /** Structure, and the checksum when the pseudo-header's addresses are given. */

@@ -37,6 +37,7 @@ import {
 } from './checksum.ts';
 import { copyUnlessInPlace, put16, u16 } from './bytes.ts';
 import { IpProtocol, fail, ok, type Parsed, type WireError } from './result.ts';
+import { HeaderView } from './view.ts';
 
 export const UDP_HEADER_LENGTH = 8;
 
@@ -86,23 +87,10 @@ function fillDatagramChecksum(buf: Uint8Array, offset: number, ulen: number, src
  * then read. Port setters update the checksum by RFC 1624 and leave a zero
  * (absent) checksum at zero.
  */
-export class UdpView {
-  buf: Uint8Array;
-  offset: number;
-  /** Octets present from `offset`; the datagram's own length is `datagramLength`. */
-  length: number;
-
+export class UdpView extends HeaderView {
+  // `length`: Octets present from `offset`; the datagram's own length is `datagramLength`.
   constructor(buf: Uint8Array = new Uint8Array(UDP_HEADER_LENGTH), offset = 0, length = buf.length - offset) {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-  }
-
-  wrap(buf: Uint8Array, offset = 0, length = buf.length - offset): this {
-    this.buf = buf;
-    this.offset = offset;
-    this.length = length;
-    return this;
+    super(buf, offset, length);
   }
 
   /** Structure, and a non-zero checksum when the pseudo-header's addresses are given. */
