@@ -39,7 +39,7 @@ import {
   type PathResult,
 } from './lib/suite.ts';
 import { perfAvailable } from './lib/profile.ts';
-import { ADDR, BenchTestbed, ROOT, sweepStale, type Node } from './lib/testbed.ts';
+import { ADDR, BenchTestbed, renice, ROOT, sweepStale, type Node } from './lib/testbed.ts';
 
 const { values } = parseArgs({
   options: {
@@ -52,6 +52,7 @@ const { values } = parseArgs({
     'tun-offload': { type: 'string', default: 'on' },
     'bridge-netfilter': { type: 'boolean', default: false },
     profile: { type: 'string' },
+    nice: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -59,6 +60,8 @@ const BRIDGE_NF = values['bridge-netfilter'];
 /** --profile LOAD: one more flood at that load with perf recording the forwarders. */
 const PROFILE = values.profile === undefined ? undefined : parseLoads(values.profile)[0];
 const profiles: string[] = [];
+/** --nice N: the forwarding processes' nice value (default: as started, 0). */
+const NICE = values.nice === undefined ? undefined : Number(values.nice);
 const SECONDS = Number(values.seconds);
 const GENERATORS = Number(values.generators);
 const LOADS = parseLoads(values.loads);
@@ -143,6 +146,7 @@ function forwarders(host: 'h1' | 'h2'): Forwarder[] {
       process: 'router',
       tun: 'router dn0',
       raw: 'router',
+      counters: 'router',
       ownPackets: sumOf('router', ROUTER_PACKETS),
     },
     {
@@ -184,6 +188,8 @@ async function main(): Promise<void> {
   log(`bench:dnat: testbed ${bed.prefix}, load average ${loadBefore}`);
   await bed.up({ daemons: true, daemonTable: daemonTable(), bridgeNetfilter: BRIDGE_NF });
   const blocks = { h1: await leasedBlock('h1'), h2: await leasedBlock('h2') };
+  if (NICE !== undefined)
+    await renice(NICE, [bed.daemonPid('router'), bed.daemonPid('h1'), bed.daemonPid('h2')]);
   log(
     `  leases: h1 ${blocks.h1.low}-${blocks.h1.high} (translate), h2 ${blocks.h2.low}-${blocks.h2.high} (native)`,
   );
@@ -291,6 +297,7 @@ async function main(): Promise<void> {
         size: SIZE,
         txqueuelen,
         bridgeNetfilter: BRIDGE_NF,
+        nice: NICE ?? 0,
         tunOffload: values['tun-offload'],
         results: results.map((r) => ({
           path: r.path,
@@ -315,7 +322,7 @@ async function main(): Promise<void> {
   console.log(
     `\nbench:dnat  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
       `UDP: ${GENERATORS} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; ` +
-      `TCP: one stream, ${SECONDS} s;\nveth offload off (the testbed's default); daemons' TUN offloads ${values['tun-offload']}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; ` +
+      `TCP: one stream, ${SECONDS} s;\nveth offload off (the testbed's default); daemons' TUN offloads ${values['tun-offload']}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; daemons' nice ${NICE ?? 0}; ` +
       `TUN txqueuelen ${Object.entries(txqueuelen)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}\n`,

@@ -16,7 +16,8 @@
  * --offload opens the TUN as the daemons do by default (vnet header, csum +
  * tso4, behind OffloadTun): TCP super-packets are cut into segments before
  * encapsulation and what is written back is coalesced.
- * Prints `ready`; on SIGUSR2 the packets forwarded so far ({"forwarded":{"out","in"}}), and
+ * Prints `ready`; on SIGUSR2 the packets forwarded so far and the TUN's reads
+ * ({"forwarded":{"out","in"},"tunRx":{"packets","batches"}}), and
  * on SIGTERM/SIGINT all its counters, each as one JSON line.
  */
 import { parseArgs } from 'node:util';
@@ -113,7 +114,10 @@ function finish(): void {
   process.exit(0);
 }
 // The benchmark reads the counters before and after each measurement.
-process.on('SIGUSR2', () => console.log(JSON.stringify({ forwarded })));
+process.on('SIGUSR2', () => {
+  const t = device.stats();
+  console.log(JSON.stringify({ forwarded, tunRx: { packets: t.rxPackets, batches: t.rxBatches } }));
+});
 process.on('SIGTERM', finish);
 process.on('SIGINT', finish);
 console.log('ready');

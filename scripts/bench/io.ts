@@ -41,7 +41,7 @@ import {
   type SuiteOptions,
 } from './lib/suite.ts';
 import { perfAvailable } from './lib/profile.ts';
-import { ADDR, BenchTestbed, ROOT, sweepStale } from './lib/testbed.ts';
+import { ADDR, BenchTestbed, renice, ROOT, sweepStale } from './lib/testbed.ts';
 
 const { values } = parseArgs({
   options: {
@@ -54,6 +54,7 @@ const { values } = parseArgs({
     'no-tun-offload': { type: 'boolean', default: false },
     'bridge-netfilter': { type: 'boolean', default: false },
     profile: { type: 'string' },
+    nice: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -61,6 +62,8 @@ const BRIDGE_NF = values['bridge-netfilter'];
 /** --profile LOAD: one more flood at that load with perf recording the forwarders. */
 const PROFILE = values.profile === undefined ? undefined : parseLoads(values.profile)[0];
 const profiles: string[] = [];
+/** --nice N: the forwarding processes' nice value (default: as started, 0). */
+const NICE = values.nice === undefined ? undefined : Number(values.nice);
 const SECONDS = Number(values.seconds);
 const PORTS = Array.from({ length: Number(values.generators) }, (_, i) => 40000 + i);
 const LOADS = parseLoads(values.loads);
@@ -76,8 +79,15 @@ const own =
     return out === undefined || inn === undefined ? undefined : out + inn;
   };
 const FORWARDERS: Forwarder[] = [
-  { label: 'host', process: 'host', tun: 'h1 dn0', raw: 'h1', ownPackets: own('host') },
-  { label: 'router', process: 'router', tun: 'router dn0', raw: 'router', ownPackets: own('router') },
+  { label: 'host', process: 'host', tun: 'h1 dn0', raw: 'h1', counters: 'host', ownPackets: own('host') },
+  {
+    label: 'router',
+    process: 'router',
+    tun: 'router dn0',
+    raw: 'router',
+    counters: 'router',
+    ownPackets: own('router'),
+  },
 ];
 
 const bed = new BenchTestbed();
@@ -139,9 +149,15 @@ async function forwarderCounters(procs: Record<string, Background>): Promise<Rec
         intervalMs: 5,
       });
       const line = p.stdout().slice(seen).split('\n')[0] ?? '';
-      const { forwarded } = JSON.parse(line) as { forwarded: { out: number; in: number } };
+      const { forwarded, tunRx } = JSON.parse(line) as {
+        forwarded: { out: number; in: number };
+        tunRx: { packets: number; batches: number };
+      };
       out[`${label}:out`] = forwarded.out;
       out[`${label}:in`] = forwarded.in;
+      // Named as in the daemons' status, so the report reads both alike.
+      out[`${label}:io.tun.rxPackets`] = tunRx.packets;
+      out[`${label}:io.tun.rxBatches`] = tunRx.batches;
     }),
   );
   return out;
@@ -173,6 +189,7 @@ async function distnatIo(offload: boolean): Promise<PathResult> {
   const router = start('router', ['--local', ADDR.routerLan, '--remote', ADDR.h1, '--device', 'lan0']);
   const host = start('h1', ['--local', ADDR.h1, '--remote', ADDR.routerLan]);
   await Promise.all([router, host].map((p) => p.waitForOutput(/^ready$/m, { timeoutMs: 20_000 })));
+  if (NICE !== undefined) await renice(NICE, [router.pid, host.pid]);
   await sleep(200);
   const watch: Watch = {
     processes: { router: router.pid, host: host.pid },
@@ -260,6 +277,7 @@ async function main(): Promise<void> {
         size: SIZE,
         txqueuelen,
         bridgeNetfilter: BRIDGE_NF,
+        nice: NICE ?? 0,
         results: results.map((r) => ({
           path: r.path,
           udp: r.floods.map((f) => ({
@@ -292,7 +310,7 @@ async function main(): Promise<void> {
   console.log(
     `\nbench:io  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
       `UDP: ${PORTS.length} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; TCP: one stream, ${SECONDS} s;\n` +
-      `netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; TUN txqueuelen router ${txqueuelen['router']}, host ${txqueuelen['host']}\n`,
+      `netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; forwarders' nice ${NICE ?? 0}; TUN txqueuelen router ${txqueuelen['router']}, host ${txqueuelen['host']}\n`,
   );
   console.log(mainTable(results, LOADS, [{ header: 'forwarders ns/pkt', value: forwardingCpu }]));
   if (LOADS.length > 1) {

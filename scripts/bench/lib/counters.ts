@@ -29,6 +29,16 @@ export function cpuSeconds(pid: number): { user: number; system: number } {
   return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
 }
 
+/**
+ * Scheduler statistics of a process's main thread (for Node, the event loop
+ * that forwards): /proc/<pid>/schedstat, nanoseconds on a CPU and runnable
+ * but waiting for one.
+ */
+export function schedStat(pid: number): { runNs: number; waitNs: number } {
+  const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+  return { runNs: run ?? 0, waitNs: wait ?? 0 };
+}
+
 export interface MachineCpu {
   /** Seconds of CPU time spent not idle, summed over all cores. */
   busy: number;

@@ -21,6 +21,7 @@ import {
   linkStats,
   machineCpu,
   rawSocketDrops,
+  schedStat,
   type LinkStats,
   type MachineCpu,
 } from './counters.ts';
@@ -42,12 +43,13 @@ export interface Watch {
 interface Mark {
   at: number;
   machine: MachineCpu;
-  processes: Map<string, { user: number; system: number }>;
+  processes: Map<string, { user: number; system: number; waitNs: number }>;
 }
 
 function mark(watch: Watch): Mark {
-  const processes = new Map<string, { user: number; system: number }>();
-  for (const [label, pid] of Object.entries(watch.processes ?? {})) processes.set(label, cpuSeconds(pid));
+  const processes = new Map<string, { user: number; system: number; waitNs: number }>();
+  for (const [label, pid] of Object.entries(watch.processes ?? {}))
+    processes.set(label, { ...cpuSeconds(pid), waitNs: schedStat(pid).waitNs });
   return { at: performance.now(), machine: machineCpu(), processes };
 }
 
@@ -66,6 +68,8 @@ export interface Observed {
   cpu: Map<string, number>;
   /** ... of which in the kernel (system calls, and the softirq work done in them). */
   cpuSystem: Map<string, number>;
+  /** Seconds the process's main thread was runnable but waited for a CPU. */
+  runQueueWait: Map<string, number>;
   /** Busy CPU seconds of the whole machine while the traffic ran (all cores, every process, other people's work too). */
   machineBusy: number;
   machineSoftirq: number;
@@ -95,10 +99,12 @@ async function snapshot(bed: BenchTestbed, watch: Watch): Promise<Snapshot> {
 function difference(before: Snapshot, start: Mark, end: Mark, after: Snapshot): Observed {
   const cpu = new Map<string, number>();
   const cpuSystem = new Map<string, number>();
+  const runQueueWait = new Map<string, number>();
   for (const [k, v] of end.processes) {
-    const b = start.processes.get(k) ?? { user: 0, system: 0 };
+    const b = start.processes.get(k) ?? { user: 0, system: 0, waitNs: 0 };
     cpu.set(k, v.user + v.system - b.user - b.system);
     cpuSystem.set(k, v.system - b.system);
+    runQueueWait.set(k, (v.waitNs - b.waitNs) / 1e9);
   }
   const links = new Map<string, LinkStats>();
   for (const [k, v] of after.links) {
@@ -114,6 +120,7 @@ function difference(before: Snapshot, start: Mark, end: Mark, after: Snapshot): 
     seconds: (end.at - start.at) / 1000,
     cpu,
     cpuSystem,
+    runQueueWait,
     machineBusy: end.machine.busy - start.machine.busy,
     machineSoftirq: end.machine.softirq - start.machine.softirq,
     links,

@@ -142,6 +142,16 @@ export interface Forwarder {
   raw: string;
   /** Counters of its own that say how many packets it forwarded, if it has any. */
   ownPackets?: (o: Observed) => number | undefined;
+  /** Prefix of its counters in Observed.counters (`<prefix>:io.tun.rxPackets` ...), if it has any. */
+  counters?: string;
+}
+
+/** Packets per TUN read wake-up (a batch), from the forwarder's I/O counters. */
+export function tunBatch(o: Observed, f: Forwarder): number | undefined {
+  if (f.counters === undefined) return undefined;
+  const packets = o.counters.get(`${f.counters}:io.tun.rxPackets`);
+  const batches = o.counters.get(`${f.counters}:io.tun.rxBatches`);
+  return packets === undefined || !batches ? undefined : packets / batches;
 }
 
 /**
@@ -198,7 +208,9 @@ export function whereTimeGoes(
       return (
         `${f.label} ${count(forwardedPackets(o, f))} pkts${own === undefined || own === tun ? '' : ` (TUN reads + writes ${count(tun)})`}, ` +
         `${pct(cpu / o.seconds)} of a core, ${count(cpuPerPacket(o, f))} ns/pkt ` +
-        `(${count(cpuPerPacket(o, f, true))} in the kernel)`
+        `(${count(cpuPerPacket(o, f, true))} in the kernel), ` +
+        `waited for a CPU ${pct((o.runQueueWait.get(f.process) ?? 0) / o.seconds)} of the time` +
+        (tunBatch(o, f) === undefined ? '' : `, ${fmt(tunBatch(o, f), 1)} packets per TUN wake-up`)
       );
     });
     lines.push(`  ${label} (${fmt(o.seconds, 1)} s): ${parts.join('; ')}; ${extra}`);
