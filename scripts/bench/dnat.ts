@@ -154,6 +154,7 @@ function forwarders(host: 'h1' | 'h2'): Forwarder[] {
       process: host,
       tun: `${host} dn0`,
       raw: host,
+      counters: host,
       ownPackets: sumOf(host, HOST_PACKETS),
     },
   ];
