@@ -269,6 +269,15 @@ async function main(): Promise<void> {
     const f = forwarders(r.host)[which];
     return o === undefined || f === undefined ? undefined : cpuPerPacket(o, f);
   };
+  /** User space only (JavaScript and the addon): total minus system time, per packet. */
+  const userOf = (r: DistnatRun, which: 0 | 1): number | undefined => {
+    const o = r.result.floods[0]?.observed;
+    const f = forwarders(r.host)[which];
+    if (o === undefined || f === undefined) return undefined;
+    const all = cpuPerPacket(o, f);
+    const kernel = cpuPerPacket(o, f, true);
+    return all === undefined || kernel === undefined ? undefined : all - kernel;
+  };
   const results = [nat, ...runs.map((r) => r.result)];
   const cpuColumn = (which: 0 | 1) => (p: PathResult) => {
     const r = runs.find((x) => x.result === p);
@@ -283,6 +292,8 @@ async function main(): Promise<void> {
     tcpDown: r.result.down.gbps / nat.down.gbps,
     routerNsPerPkt: cpuOf(r, 0),
     hostNsPerPkt: cpuOf(r, 1),
+    routerUserNsPerPkt: userOf(r, 0),
+    hostUserNsPerPkt: userOf(r, 1),
   }));
   const routerDrops = Object.entries(drops.counters).filter(([k, v]) => k.startsWith('drop.') && v > 0);
 
@@ -347,7 +358,8 @@ async function main(): Promise<void> {
       r.routerNsPerPkt !== undefined && r.hostNsPerPkt ? r.routerNsPerPkt / r.hostNsPerPkt : undefined;
     console.log(
       `  ${r.path}: router ${count(r.routerNsPerPkt)} ns/pkt, host ${count(r.hostNsPerPkt)} ns/pkt: ` +
-        `the router spends ${pct(rh)} of the host's CPU per packet (${rh !== undefined && rh < 1 ? 'less' : 'not less'})`,
+        `the router spends ${pct(rh)} of the host's CPU per packet (${rh !== undefined && rh < 1 ? 'less' : 'not less'}); ` +
+        `in user space alone router ${count(r.routerUserNsPerPkt)}, host ${count(r.hostUserNsPerPkt)} ns/pkt`,
     );
   }
   for (const r of runs) {
