@@ -17,7 +17,6 @@ export const ENTRY_POINTS: readonly [symbol: string, meaning: string][] = [
   ['__x64_sys_recvmmsg', 'recvmmsg (protocol-4 socket)'],
   ['handle_softirqs', 'softirq run in this process: the next hops receiving what it sent'],
   ['br_nf_pre_routing', 'netfilter of the LAN bridge'],
-  ['ip_forward', 'IPv4 forwarding'],
   ['do_epoll_wait', 'waiting for packets (epoll)'],
 ];
 
