@@ -269,15 +269,6 @@ async function main(): Promise<void> {
     const f = forwarders(r.host)[which];
     return o === undefined || f === undefined ? undefined : cpuPerPacket(o, f);
   };
-  /** User space only (JavaScript and the addon): total minus system time, per packet. */
-  const userOf = (r: DistnatRun, which: 0 | 1): number | undefined => {
-    const o = r.result.floods[0]?.observed;
-    const f = forwarders(r.host)[which];
-    if (o === undefined || f === undefined) return undefined;
-    const all = cpuPerPacket(o, f);
-    const kernel = cpuPerPacket(o, f, true);
-    return all === undefined || kernel === undefined ? undefined : all - kernel;
-  };
   const results = [nat, ...runs.map((r) => r.result)];
   const cpuColumn = (which: 0 | 1) => (p: PathResult) => {
     const r = runs.find((x) => x.result === p);
@@ -292,8 +283,6 @@ async function main(): Promise<void> {
     tcpDown: r.result.down.gbps / nat.down.gbps,
     routerNsPerPkt: cpuOf(r, 0),
     hostNsPerPkt: cpuOf(r, 1),
-    routerUserNsPerPkt: userOf(r, 0),
-    hostUserNsPerPkt: userOf(r, 1),
   }));
   const routerDrops = Object.entries(drops.counters).filter(([k, v]) => k.startsWith('drop.') && v > 0);
 
@@ -358,8 +347,7 @@ async function main(): Promise<void> {
       r.routerNsPerPkt !== undefined && r.hostNsPerPkt ? r.routerNsPerPkt / r.hostNsPerPkt : undefined;
     console.log(
       `  ${r.path}: router ${count(r.routerNsPerPkt)} ns/pkt, host ${count(r.hostNsPerPkt)} ns/pkt: ` +
-        `the router spends ${pct(rh)} of the host's CPU per packet (${rh !== undefined && rh < 1 ? 'less' : 'not less'}); ` +
-        `in user space alone router ${count(r.routerUserNsPerPkt)}, host ${count(r.hostUserNsPerPkt)} ns/pkt`,
+        `the router spends ${pct(rh)} of the host's CPU per packet (${rh !== undefined && rh < 1 ? 'less' : 'not less'})`,
     );
   }
   for (const r of runs) {
@@ -380,7 +368,9 @@ async function main(): Promise<void> {
       '  in their system calls). router / host ns/pkt: CPU time (user + system, /proc/<pid>/stat) of the\n' +
       '  daemon during the first flood, per packet it forwarded by its own counters (both directions).\n' +
       'pkts: packets a daemon forwarded by its own counters (distnat status --json), both directions; where\n' +
-      '  the TUN device counted fewer (TCP super-packets with offloads), that count follows.',
+      '  the TUN device counted fewer (TCP super-packets with offloads), that count follows.\n' +
+      '~ in the kernel: the stime share of utime + stime, which the kernel splits by sampling ticks (rough;\n' +
+      '  --profile LOAD gives a perf breakdown). waited for a CPU: runnable but not running (schedstat).',
   );
 }
 

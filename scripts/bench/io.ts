@@ -340,7 +340,9 @@ async function main(): Promise<void> {
       '  path runs in their system calls. forwarders ns/pkt: CPU time (user + system, /proc/<pid>/stat) of\n' +
       '  the host and the router io-forwarder, each per packet it forwarded, added up (first load).\n' +
       'pkts: what a forwarder encapsulated and decapsulated (its own count); where its TUN device counted\n' +
-      '  fewer (TCP super-packets with TUN offloads), that count follows.',
+      '  fewer (TCP super-packets with TUN offloads), that count follows.\n' +
+      '~ in the kernel: the stime share of utime + stime, which the kernel splits by sampling ticks (rough;\n' +
+      '  --profile LOAD gives a perf breakdown). waited for a CPU: runnable but not running (schedstat).',
   );
 }
 

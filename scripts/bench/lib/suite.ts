@@ -208,7 +208,7 @@ export function whereTimeGoes(
       return (
         `${f.label} ${count(forwardedPackets(o, f))} pkts${own === undefined || own === tun ? '' : ` (TUN reads + writes ${count(tun)})`}, ` +
         `${pct(cpu / o.seconds)} of a core, ${count(cpuPerPacket(o, f))} ns/pkt ` +
-        `(${count(cpuPerPacket(o, f, true))} in the kernel), ` +
+        `(~${count(cpuPerPacket(o, f, true))} in the kernel), ` +
         `waited for a CPU ${pct((o.runQueueWait.get(f.process) ?? 0) / o.seconds)} of the time` +
         (tunBatch(o, f) === undefined ? '' : `, ${fmt(tunBatch(o, f), 1)} packets per TUN wake-up`)
       );
