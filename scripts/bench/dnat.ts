@@ -5,7 +5,7 @@
  * native mode, and always removes it.
  *
  *   npm run bench:dnat -- [--seconds 5] [--generators 2] [--loads max,200k,100k] [--size 64]
- *                         [--tun-txqueuelen N] [--tun-offload on|off] [--no-native]
+ *                         [--tun-txqueuelen N] [--tun-offload on|off] [--veth-offload off|on] [--no-native]
  *                         [--bridge-netfilter] [--profile 100k] [--json]
  *
  * Paths, all from a host to the server:
@@ -50,6 +50,7 @@ const { values } = parseArgs({
     'tun-txqueuelen': { type: 'string' },
     'no-native': { type: 'boolean', default: false },
     'tun-offload': { type: 'string', default: 'on' },
+    'veth-offload': { type: 'string', default: 'off' },
     'bridge-netfilter': { type: 'boolean', default: false },
     profile: { type: 'string' },
     nice: { type: 'string' },
@@ -187,7 +188,12 @@ async function main(): Promise<void> {
   const swept = await sweepStale();
   if (swept.length > 0) log(`removed testbeds of killed benchmarks: ${swept.join(' ')}`);
   log(`bench:dnat: testbed ${bed.prefix}, load average ${loadBefore}`);
-  await bed.up({ daemons: true, daemonTable: daemonTable(), bridgeNetfilter: BRIDGE_NF });
+  await bed.up({
+    daemons: true,
+    daemonTable: daemonTable(),
+    bridgeNetfilter: BRIDGE_NF,
+    offload: values['veth-offload'] === 'on',
+  });
   const blocks = { h1: await leasedBlock('h1'), h2: await leasedBlock('h2') };
   if (NICE !== undefined)
     await renice(NICE, [bed.daemonPid('router'), bed.daemonPid('h1'), bed.daemonPid('h2')]);
@@ -300,6 +306,7 @@ async function main(): Promise<void> {
         bridgeNetfilter: BRIDGE_NF,
         nice: NICE ?? 0,
         tunOffload: values['tun-offload'],
+        vethOffload: values['veth-offload'],
         results: results.map((r) => ({
           path: r.path,
           udp: r.floods.map((f) => ({
@@ -323,7 +330,7 @@ async function main(): Promise<void> {
   console.log(
     `\nbench:dnat  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
       `UDP: ${GENERATORS} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; ` +
-      `TCP: one stream, ${SECONDS} s;\nveth offload off (the testbed's default); daemons' TUN offloads ${values['tun-offload']}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; daemons' nice ${NICE ?? 0}; ` +
+      `TCP: one stream, ${SECONDS} s;\nveth offload ${values['veth-offload']}; daemons' TUN offloads ${values['tun-offload']}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; daemons' nice ${NICE ?? 0}; ` +
       `TUN txqueuelen ${Object.entries(txqueuelen)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}\n`,
