@@ -5,7 +5,8 @@
  * native mode, and always removes it.
  *
  *   npm run bench:dnat -- [--seconds 5] [--generators 2] [--loads max,200k,100k] [--size 64]
- *                         [--tun-txqueuelen N] [--tun-offload on|off] [--veth-offload off|on] [--no-native]
+ *                         [--tun-txqueuelen N] [--tun-offload on|off] [--veth-offload off|on]
+ *                         [--wan-gro off|on] [--no-native]
  *                         [--bridge-netfilter] [--profile 100k] [--json]
  *
  * Paths, all from a host to the server:
@@ -51,6 +52,7 @@ const { values } = parseArgs({
     'no-native': { type: 'boolean', default: false },
     'tun-offload': { type: 'string', default: 'on' },
     'veth-offload': { type: 'string', default: 'off' },
+    'wan-gro': { type: 'string', default: 'off' },
     'bridge-netfilter': { type: 'boolean', default: false },
     profile: { type: 'string' },
     nice: { type: 'string' },
@@ -194,6 +196,9 @@ async function main(): Promise<void> {
     bridgeNetfilter: BRIDGE_NF,
     offload: values['veth-offload'] === 'on',
   });
+  // GRO on the router's WAN veth (a real NIC's default; a veth's is off):
+  // the server's segments reach the router's TUN as super-packets.
+  if (values['wan-gro'] === 'on') await bed.exec('router', ['ethtool', '-K', 'wan0', 'gro', 'on']);
   const blocks = { h1: await leasedBlock('h1'), h2: await leasedBlock('h2') };
   if (NICE !== undefined)
     await renice(NICE, [bed.daemonPid('router'), bed.daemonPid('h1'), bed.daemonPid('h2')]);
@@ -307,6 +312,7 @@ async function main(): Promise<void> {
         nice: NICE ?? 0,
         tunOffload: values['tun-offload'],
         vethOffload: values['veth-offload'],
+        wanGro: values['wan-gro'],
         results: results.map((r) => ({
           path: r.path,
           udp: r.floods.map((f) => ({
@@ -330,7 +336,7 @@ async function main(): Promise<void> {
   console.log(
     `\nbench:dnat  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
       `UDP: ${GENERATORS} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; ` +
-      `TCP: one stream, ${SECONDS} s;\nveth offload ${values['veth-offload']}; daemons' TUN offloads ${values['tun-offload']}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; daemons' nice ${NICE ?? 0}; ` +
+      `TCP: one stream, ${SECONDS} s;\nveth offload ${values['veth-offload']}; GRO on the router's WAN ${values['wan-gro']}; daemons' TUN offloads ${values['tun-offload']}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; daemons' nice ${NICE ?? 0}; ` +
       `TUN txqueuelen ${Object.entries(txqueuelen)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}\n`,
