@@ -466,6 +466,10 @@ export async function startHost(
         ports,
         pap: () => client.counters,
         io: ioStats,
+        ...(engineStep !== undefined && {
+          ipsec: () => engineStep.counters(),
+          ipsecSas: () => engineStep.engine?.sad.all().length ?? 0,
+        }),
       });
       metricsServer = await startMetricsServer(registry, config.metrics);
       const a = metricsServer.address();

@@ -19,6 +19,10 @@ export interface HostMetricSources {
   readonly ports: LeasedPortPool;
   readonly pap: () => PapClientCounters;
   readonly io: () => Readonly<Record<string, IoStats>>;
+  /** The IPsec step's verdict counters (`ipsec.<direction>.<verdict>`), when the agent runs IPsec. */
+  readonly ipsec?: () => Record<string, number>;
+  /** Security associations installed, when the agent runs IPsec. */
+  readonly ipsecSas?: () => number;
 }
 
 export function registerHostMetrics(registry: Registry, s: HostMetricSources): void {
@@ -58,6 +62,33 @@ export function registerHostMetrics(registry: Registry, s: HostMetricSources): v
       for (const [outcome, v] of Object.entries(t.inbound)) this.inc({ direction: 'inbound', outcome }, v);
     },
   });
+  if (s.ipsec !== undefined) {
+    const ipsec = s.ipsec;
+    new Counter({
+      name: 'distnat_host_ipsec_packets_total',
+      help: 'IPsec engine verdicts by direction (protected, accepted, bypass, replay, auth-failed, no-sa, ...)',
+      labelNames: ['direction', 'verdict'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [key, v] of Object.entries(ipsec())) {
+          const [, direction, verdict] = key.split('.');
+          if (direction !== undefined && verdict !== undefined) this.inc({ direction, verdict }, v);
+        }
+      },
+    });
+  }
+  if (s.ipsecSas !== undefined) {
+    const sas = s.ipsecSas;
+    new Gauge({
+      name: 'distnat_host_ipsec_sas',
+      help: 'IPsec security associations installed (both directions)',
+      registers,
+      collect() {
+        this.set(sas());
+      },
+    });
+  }
   new Counter({
     name: 'distnat_host_pap_messages_total',
     help: 'PAP client events (sent, retransmitted, timeouts, unmatched, malformed, withdrawals)',

@@ -27,9 +27,11 @@ import {
   ipv4HeaderSum,
   ipv4Of,
   mbitPerS,
+  metric,
   pseudoRandomBytes,
   readPcapng,
   readStatus,
+  scrapeMetrics,
   sha256,
   sha256File,
 } from '../helpers/distnat.ts';
@@ -252,6 +254,12 @@ describe('IPsec through distnat: ESP and AH of two hosts through the one shared 
       expect(
         ipsecCounter(s, 'ipsec.outbound.protected') - ipsecCounter(at[i]!, 'ipsec.outbound.protected'),
       ).toBeGreaterThan(j.end.sum_received.bytes / 1500);
+      // The same verdicts on the Prometheus endpoint, and the SAs installed.
+      const m = await scrapeMetrics(b, node);
+      expect(
+        metric(m, 'distnat_host_ipsec_packets_total{direction="outbound",verdict="protected"}'),
+      ).toBeGreaterThan(j.end.sum_received.bytes / 1500);
+      expect(metric(m, 'distnat_host_ipsec_sas')).toBeGreaterThan(0);
     }
     const peer = await readPeerStatus(daemons.peerRunDir);
     expect(peer.counters['ipsec.inbound.accepted'] ?? 0).toBeGreaterThan(1000);
