@@ -157,7 +157,10 @@ dn_tun_up() {
     if [ "$mq" = 1 ]; then ip tuntap add dev "$name" mode tun multi_queue; else ip tuntap add dev "$name" mode tun; fi
     dn_log "created TUN device $name"
   fi
-  ip link set dev "$name" mtu "$mtu" up
+  # 4096, not the default 500: a burst the daemon has not read yet waits in
+  # this queue, and every TCP retransmit measured through distnat was a drop
+  # here (docs/benchmarks.md).
+  ip link set dev "$name" mtu "$mtu" txqueuelen "${DN_TUN_TXQUEUELEN:-4096}" up
 }
 
 # Deleting through rtnetlink works even while a process holds the device open
