@@ -13,6 +13,7 @@
  * synchronous); @peculiar/x509 reads names and CRLs.
  */
 import { createHash, X509Certificate } from 'node:crypto';
+import { portsCoveredBy, type PortBinding } from '../pki/index.ts';
 import { x509 } from '../pki/x509.ts';
 import { CertEncoding, IdType, PayloadType } from './constants.ts';
 import { ipv4Bytes } from './nat.ts';
@@ -43,19 +44,62 @@ export function loadCertificates(
   return out;
 }
 
+/**
+ * What IKE reads from a certificate, parsed once per distinct certificate:
+ * a peer sends the same one in every handshake, and parsing (ASN.1 in
+ * JavaScript for names and extensions) costs more than the signatures.
+ */
+export interface CertificateFacts {
+  readonly cert: X509Certificate;
+  /** DER of the subject Name (what ID_DER_ASN1_DN carries). */
+  readonly subject: Buffer;
+  readonly dns: readonly string[];
+  readonly emails: readonly string[];
+  /** The distnat port binding, if the certificate carries a well-formed one. */
+  readonly binding: PortBinding | undefined;
+  /** Keys of issuers whose signature on this certificate has been checked. */
+  readonly signedBy: Set<string>;
+}
+
+const FACTS = new Map<string, CertificateFacts>();
+const MAX_FACTS = 1024;
+const factsKey = (der: Uint8Array): string => Buffer.from(der).toString('base64');
+
+/** The facts of a DER certificate; throws for one that cannot be parsed. */
+export function certificateFacts(der: Uint8Array): CertificateFacts {
+  const key = factsKey(der);
+  const known = FACTS.get(key);
+  if (known !== undefined) return known;
+  const cert = new X509Certificate(Buffer.from(der));
+  const p = new x509.X509Certificate(Buffer.from(der));
+  const names = p.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
+  const facts: CertificateFacts = {
+    cert,
+    subject: Buffer.from(p.subjectName.toArrayBuffer()),
+    dns: names.filter((n) => n.type === 'dns').map((n) => n.value),
+    emails: names.filter((n) => n.type === 'email').map((n) => n.value),
+    binding: portsCoveredBy(p),
+    signedBy: new Set(),
+  };
+  if (FACTS.size >= MAX_FACTS) FACTS.delete(FACTS.keys().next().value!);
+  FACTS.set(key, facts);
+  return facts;
+}
+
+const KEY_HASHES = new WeakMap<X509Certificate, Buffer>();
+
 /** SHA-1 of the certificate's SubjectPublicKeyInfo: what CERTREQ lists per trusted CA (RFC 7296 3.7). */
 export function keyHash(cert: X509Certificate): Buffer {
-  return createHash('sha1')
-    .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
-    .digest();
+  let h = KEY_HASHES.get(cert);
+  if (h === undefined) {
+    h = createHash('sha1').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest();
+    KEY_HASHES.set(cert, h);
+  }
+  return h;
 }
 
 export function certReqPayload(roots: readonly X509Certificate[]): CertPayload {
-  return {
-    type: PayloadType.CERTREQ,
-    encoding: CertEncoding.X509_SIGNATURE,
-    data: Buffer.concat(roots.map(keyHash)),
-  };
+  return { type: PayloadType.CERTREQ, encoding: CertEncoding.X509_SIGNATURE, data: Buffer.concat(roots.map(keyHash)) };
 }
 
 export function certPayload(cert: X509Certificate): CertPayload {
@@ -77,8 +121,18 @@ function validAt(c: X509Certificate, at: Date): string | undefined {
 }
 
 const signedBy = (child: X509Certificate, issuer: X509Certificate): boolean => {
+  let facts: CertificateFacts | undefined;
   try {
-    return child.checkIssued(issuer) && child.verify(issuer.publicKey);
+    facts = certificateFacts(child.raw);
+  } catch {
+    facts = undefined;
+  }
+  const issuerKey = factsKey(issuer.raw);
+  if (facts?.signedBy.has(issuerKey)) return true;
+  try {
+    const good = child.checkIssued(issuer) && child.verify(issuer.publicKey);
+    if (good) facts?.signedBy.add(issuerKey);
+    return good;
   } catch {
     return false;
   }
@@ -95,7 +149,7 @@ export async function verifyPeerChain(
 ): Promise<ChainCheck> {
   let certs: X509Certificate[];
   try {
-    certs = sent.map((d) => new X509Certificate(d));
+    certs = sent.map((d) => certificateFacts(d).cert);
   } catch (e) {
     return { ok: false, problem: `unreadable certificate: ${(e as Error).message}` };
   }
@@ -166,11 +220,7 @@ export type IdentitySpec =
 export function idPayload(type: PayloadType_ID, spec: IdentitySpec, cert: X509Certificate): IdPayload {
   switch (spec.type) {
     case 'dn':
-      return {
-        type,
-        idType: IdType.DER_ASN1_DN,
-        data: Buffer.from(new x509.X509Certificate(cert.raw).subjectName.toArrayBuffer()),
-      };
+      return { type, idType: IdType.DER_ASN1_DN, data: certificateFacts(cert.raw).subject };
     case 'ipv4':
       return { type, idType: IdType.IPV4_ADDR, data: ipv4Bytes(spec.address) };
     case 'fqdn':
@@ -203,16 +253,16 @@ export function idMatchesCertificate(id: IdPayload, cert: X509Certificate): bool
   try {
     switch (id.idType) {
       case IdType.DER_ASN1_DN:
-        return Buffer.from(new x509.X509Certificate(cert.raw).subjectName.toArrayBuffer()).equals(id.data);
+        return certificateFacts(cert.raw).subject.equals(id.data);
       case IdType.IPV4_ADDR:
         return id.data.length === 4 && cert.checkIP([...id.data].join('.')) !== undefined;
       case IdType.FQDN: {
         const name = id.data.toString('ascii').toLowerCase();
-        return sanValues(cert, 'dns').some((v) => v.toLowerCase() === name);
+        return certificateFacts(cert.raw).dns.some((v) => v.toLowerCase() === name);
       }
       case IdType.RFC822_ADDR: {
         const mail = id.data.toString('ascii').toLowerCase();
-        return sanValues(cert, 'email').some((v) => v.toLowerCase() === mail);
+        return certificateFacts(cert.raw).emails.some((v) => v.toLowerCase() === mail);
       }
       default:
         return false;
@@ -220,9 +270,4 @@ export function idMatchesCertificate(id: IdPayload, cert: X509Certificate): bool
   } catch {
     return false;
   }
-}
-
-function sanValues(cert: X509Certificate, type: 'dns' | 'email'): string[] {
-  const ext = new x509.X509Certificate(cert.raw).getExtension(x509.SubjectAlternativeNameExtension);
-  return (ext?.names.items ?? []).filter((n) => n.type === type).map((n) => n.value);
 }

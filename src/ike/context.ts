@@ -37,4 +37,6 @@ export interface IkeContext {
   nextChildId(): number;
   /** The peer said INITIAL_CONTACT: older SAs with the same identity are stale (RFC 7296 2.4). */
   initialContact(sa: IkeSa): void;
+  /** No other IKE SA with this peer exists: our IKE_AUTH may say INITIAL_CONTACT. */
+  firstContact(sa: IkeSa): boolean;
 }

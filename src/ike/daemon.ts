@@ -22,7 +22,7 @@ import {
   type LogLevel,
   type ResolvedConfig,
 } from './config.ts';
-import { ExchangeType, IKE_MAJOR_VERSION, NotifyType, nameOf } from './constants.ts';
+import { ExchangeType, IKE_MAJOR_VERSION, NotifyType, PayloadType, ProtocolId, nameOf } from './constants.ts';
 import type { IkeContext, IkeEvent } from './context.ts';
 import { CookieJar } from './cookie.ts';
 import { respondAuth } from './exchange-auth.ts';
@@ -74,6 +74,7 @@ export class IkeDaemon {
       newSpi: () => this.#newSpi(),
       nextChildId: () => ++this.#childIds,
       initialContact: (sa) => this.#initialContact(sa),
+      firstContact: (sa) => !this.hasOtherSa(sa),
     };
     this.transport.onMessage((data, remote, natt) => this.#receive(data, remote, natt));
   }
@@ -131,18 +132,29 @@ export class IkeDaemon {
     return checkLiveness(sa);
   }
 
-  /** Deletes every established SA (telling the peers, best effort) and closes the transport. */
+  /**
+   * Ends every SA and closes the transport. Established SAs get one Delete
+   * each, not retransmitted: a peer that misses it finds out by its own
+   * liveness check, and a shutdown does not hang on peers that are gone.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.all(
-      this.sas.map((sa) =>
-        sa.state === 'established'
-          ? deleteIkeSa(sa).catch(() => undefined)
-          : Promise.resolve(sa.die('closing')),
-      ),
-    );
+    for (const sa of this.sas) {
+      if (sa.state === 'established' || sa.state === 'rekeyed')
+        sa.notifyOnce(ExchangeType.INFORMATIONAL, [
+          { type: PayloadType.DELETE, protocol: ProtocolId.IKE, spiSize: 0, spis: [] },
+        ]);
+      sa.die('closing');
+    }
+    // Let the deletes leave before the socket goes.
+    await new Promise((r) => setImmediate(r));
     this.transport.close();
+  }
+
+  /** True when another live IKE SA with this peer address exists: INITIAL_CONTACT is only for the first. */
+  hasOtherSa(sa: IkeSa): boolean {
+    return this.sas.some((o) => o !== sa && o.state !== 'dead' && o.remote.address === sa.remote.address);
   }
 
   #count(what: string): void {

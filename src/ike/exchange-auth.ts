@@ -136,7 +136,7 @@ async function admitPeer(
 /** The initiator's IKE_AUTH request, and the handling of its answer. */
 export function startAuth(sa: IkeSa): void {
   const payloads = ourAuthPayloads(sa, PayloadType.IDi);
-  payloads.push(notify(NotifyType.INITIAL_CONTACT));
+  if (sa.ctx.firstContact(sa)) payloads.push(notify(NotifyType.INITIAL_CONTACT));
   let pending: PendingChild | undefined;
   if (sa.firstChild !== null) {
     const prepared = prepareChild(sa, sa.firstChild, { createChild: false });

@@ -15,14 +15,14 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Block } from '../pap/block.ts';
-import { portsCoveredBy, verifyHostCertificate } from '../pki/index.ts';
+import { verifyHostCertificate } from '../pki/index.ts';
 import type { PortBinding } from '../pki/index.ts';
 import { x509 } from '../pki/x509.ts';
 import type { EspEncryption, IntegrityAlgorithm, IpsecMode } from '../ipsec/types.ts';
 import type { IdPayload } from './payloads.ts';
 import type { Endpoint } from './nat.ts';
 import { bindingSelectors, hostSelector, narrow, type Ipv4Selector } from './selectors.ts';
-import type { TrustAnchors } from './certs.ts';
+import { certificateFacts, type TrustAnchors } from './certs.ts';
 
 /** Chooses the SPIs of our inbound child SAs. */
 export interface SpiAllocator {
@@ -191,7 +191,11 @@ export function portBindingAuthorizer(options: { requireBinding?: boolean } = {}
 
 /** The binding of a verified certificate, if it has one. */
 export function bindingOf(cert: X509Certificate): PortBinding | undefined {
-  return portsCoveredBy(new Uint8Array(cert.raw));
+  try {
+    return certificateFacts(cert.raw).binding;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
