@@ -194,3 +194,66 @@ describe('IKE_SA_INIT + IKE_AUTH in memory', () => {
     expect(peer.sad.live.length).toBe(1);
   });
 });
+
+describe('revocation and validity', () => {
+  it('refuses a host certificate the local CA revoked, with its CRL loaded; accepts an unrevoked one', async () => {
+    const { x509 } = await import('../../../src/pki/x509.ts');
+    const victim = await pki.issueHost({ lowest: 1026, count: 32 });
+    const serial = new x509.X509Certificate(victim.certPem).serialNumber;
+    expect(pki.localCa.authority.revoke(serial, 'keyCompromise')).toBeTruthy();
+    const crl = await pki.localCa.authority.makeCrl(600);
+    const peerExtra = { trust: { roots: [pki.rootPem], crls: [crl] } };
+    const bad = hostAndPeer(
+      pki,
+      { identity: { certificate: victim.certPem, chain: victim.chainPem, privateKey: victim.key } },
+      peerExtra,
+    );
+    const err = await bad.host.daemon.initiate({ address: PEER, port: 500 }).catch((e: unknown) => e);
+    expect((err as IkeError).reason).toBe('auth-failed');
+    const why = bad.peer.events.find((e) => e.type === 'auth-failed');
+    expect(why && 'reason' in why && why.reason).toMatch(/revoked/);
+    const good = hostAndPeer(pki, {}, peerExtra);
+    await good.host.daemon.initiate({ address: PEER, port: 500 });
+  });
+
+  it('refuses an expired certificate', async () => {
+    const old = await pki.issuePlain(PEER, 'ec-p256', { notAfter: new Date(Date.now() - 1000) });
+    const { host } = hostAndPeer(pki, {}, { identity: { certificate: old.certPem, privateKey: old.key } });
+    const err = await host.daemon.initiate({ address: PEER, port: 500 }).catch((e: unknown) => e);
+    expect((err as IkeError).reason).toBe('auth-failed');
+    expect(host.logs.join('\n')).toMatch(/expired/);
+  });
+
+  it('refuses an ID that the certificate does not name', async () => {
+    const { host } = hostAndPeer(
+      pki,
+      {},
+      {
+        identity: {
+          certificate: pki.peer.certPem,
+          privateKey: pki.peer.key,
+          id: { type: 'ipv4', address: '203.0.113.99' },
+        },
+      },
+    );
+    const err = await host.daemon.initiate({ address: PEER, port: 500 }).catch((e: unknown) => e);
+    expect((err as IkeError).reason).toBe('auth-failed');
+    expect(host.logs.join('\n')).toMatch(/203\.0\.113\.99.*not in the certificate/);
+  });
+
+  it('accepts an ID_IPV4_ADDR identity that is the certificate SAN', async () => {
+    const { host } = hostAndPeer(
+      pki,
+      {},
+      {
+        identity: {
+          certificate: pki.peer.certPem,
+          privateKey: pki.peer.key,
+          id: { type: 'ipv4', address: PEER },
+        },
+      },
+    );
+    const sa = await host.daemon.initiate({ address: PEER, port: 500 });
+    expect(sa.peer?.id.idType).toBe(1);
+  });
+});
