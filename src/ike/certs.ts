@@ -92,14 +92,20 @@ const KEY_HASHES = new WeakMap<X509Certificate, Buffer>();
 export function keyHash(cert: X509Certificate): Buffer {
   let h = KEY_HASHES.get(cert);
   if (h === undefined) {
-    h = createHash('sha1').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest();
+    h = createHash('sha1')
+      .update(cert.publicKey.export({ type: 'spki', format: 'der' }))
+      .digest();
     KEY_HASHES.set(cert, h);
   }
   return h;
 }
 
 export function certReqPayload(roots: readonly X509Certificate[]): CertPayload {
-  return { type: PayloadType.CERTREQ, encoding: CertEncoding.X509_SIGNATURE, data: Buffer.concat(roots.map(keyHash)) };
+  return {
+    type: PayloadType.CERTREQ,
+    encoding: CertEncoding.X509_SIGNATURE,
+    data: Buffer.concat(roots.map(keyHash)),
+  };
 }
 
 export function certPayload(cert: X509Certificate): CertPayload {
