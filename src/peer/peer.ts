@@ -22,6 +22,7 @@ import { controlSocketPath } from '../control/protocol.ts';
 import { startControlServer } from '../control/server.ts';
 import { openRawSender, openRawSocket } from '../io/raw.ts';
 import { openTun } from '../io/tun.ts';
+import { offloadByDefault, OffloadTun } from '../router/offload-tun.ts';
 import type { PacketDevice } from '../io/types.ts';
 import { buildManualKeying, IpsecEngine, readManualKeying } from '../ipsec/index.ts';
 import type { ManualKeyingConfig } from '../ipsec/index.ts';
@@ -112,7 +113,18 @@ export async function startPeer(o: PeerOptions, log: Logger): Promise<Peer> {
       const onError = (err: Error): void => {
         log.error('packet device failed', { error: err.message });
       };
-      const tun: PacketDevice = openTun({ name: o.tun, mtu: o.mtu ?? 1400, up: true, onError });
+      // The local stack's TCP goes through the TUN as super-packets (segmented
+      // here before sealing) and opened segments are coalesced before the TUN
+      // write, as in the host agent: one system call per burst, not per packet.
+      const offload = offloadByDefault();
+      const device = openTun({
+        name: o.tun,
+        mtu: o.mtu ?? 1400,
+        up: true,
+        onError,
+        ...(offload ? { vnetHdr: true, offload: { csum: true, tso4: true }, slotCount: 64 } : {}),
+      });
+      const tun: PacketDevice = offload ? new OffloadTun(device) : device;
       undo.push(() => tun.close());
       const wan = openRawSender({ device: o.wan, onError });
       undo.push(() => wan.close());
