@@ -60,16 +60,15 @@ export async function createChildSa(sa: IkeSa, req: ChildRequest = {}, replaces?
       continue;
     }
     const nr = firstPayload(answer, PayloadType.NONCE);
-    const result =
-      nr === undefined && errorNotifies(answer).length === 0
-        ? (sa.ctx.config.spis.releaseSpi(prepared.pending.inboundSpi), 'answer without nonce')
-        : await completeChild(
-            sa,
-            prepared.pending,
-            answer,
-            prepared.pending.nonce!,
-            nr?.data ?? Buffer.alloc(0),
-          );
+    let result: ChildSa | string;
+    if (nr === undefined && errorNotifies(answer).length === 0) {
+      sa.ctx.config.spis.releaseSpi(prepared.pending.inboundSpi);
+      result = 'answer without nonce';
+    } else {
+      // An error answer has no nonce; completeChild reports the error.
+      const nonce = nr?.data ?? Buffer.alloc(0);
+      result = await completeChild(sa, prepared.pending, answer, prepared.pending.nonce!, nonce);
+    }
     if (typeof result === 'string') {
       sa.ctx.emit({ type: 'child-failed', sa, reason: result });
       throw new IkeError('child-failed', result);

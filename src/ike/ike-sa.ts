@@ -1,28 +1,19 @@
 /**
- * One IKE SA: its SPIs, keys and children, and the request/response
- * discipline of RFC 7296 2.1-2.3 that every exchange rides on.
- *
- * - Window size 1 both ways: one request of ours outstanding at a time
- *   (later ones queue), and the peer's requests answered in message ID order.
- * - Our requests are retransmitted after timeout, timeout*base, ... and the
- *   peer is declared dead when the tries run out.
- * - The peer's retransmitted request (the message ID we last answered) gets
- *   the cached response again, byte for byte, without processing.
- * - A request that is being processed (IKE_AUTH waits for certificate
- *   checks) is not processed twice: its retransmissions are dropped until the
- *   response exists.
- *
- * The exchanges themselves live in exchange-*.ts; the daemon routes
+ * One IKE SA: its SPIs, keys, peer and children, its timers, and how it
+ * ends. Messages go through its MessageWindow (message-window.ts, RFC 7296
+ * 2.1-2.3); the exchanges live in exchange-*.ts; the daemon routes
  * datagrams here by SPI.
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Timer } from '../util/clock.ts';
 import type { IkeContext } from './context.ts';
-import { ExchangeType, HeaderFlag, nameOf } from './constants.ts';
+import { HeaderFlag } from './constants.ts';
+import { IkeError } from './ike-error.ts';
+import { MessageWindow } from './message-window.ts';
 import type { PortBinding } from '../pki/index.ts';
 import { spiHex } from './header.ts';
 import type { IkeKeys, IkeSuite } from './keys.ts';
-import { emitEncryptedIkeMessage, openIkeMessage, type IkeMessage } from './message.ts';
+import type { IkeMessage } from './message.ts';
 import type { Endpoint, NatVerdict } from './nat.ts';
 import type { IdPayload, Payload } from './payloads.ts';
 import type { ChildSa } from './child-sa.ts';
@@ -39,25 +30,7 @@ export type IkeSaState =
   | 'deleting'
   | 'dead';
 
-export class IkeError extends Error {
-  override readonly name = 'IkeError';
-  constructor(
-    readonly reason: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-interface Outstanding {
-  readonly id: number;
-  readonly bytes: Buffer;
-  tries: number;
-  timer: Timer | undefined;
-  /** Returns false for a message that is not the answer after all (it failed to decrypt). */
-  readonly onResponse: (msg: IkeMessage) => boolean;
-  readonly onTimeout: () => void;
-}
+export { IkeError };
 
 /** What the responder side of an exchange returns: the response payloads, and what to do once it is sent. */
 export interface ExchangeResult {
@@ -110,12 +83,7 @@ export class IkeSa {
   /** We started an IKE rekey that has not finished. */
   ikeRekeyInFlight = false;
 
-  #nextRequestId = 0;
-  #expectedRequestId = 0;
-  #lastResponse: { readonly id: number; readonly bytes: Buffer } | undefined;
-  #outstanding: Outstanding | undefined;
-  readonly #queue: (() => void)[] = [];
-  #busy = false;
+  readonly #window = new MessageWindow(this);
   readonly #timers = new Set<Timer>();
   #settled = false;
   readonly #waiters: { resolve: (sa: IkeSa) => void; reject: (e: IkeError) => void }[] = [];
@@ -193,62 +161,24 @@ export class IkeSa {
     return this.role === 'initiator' ? HeaderFlag.INITIATOR : 0;
   }
 
+  /** A request of ours is waiting for its answer. */
   get busy(): boolean {
-    return this.#outstanding !== undefined;
+    return this.#window.busy;
   }
 
-  /**
-   * Sends `bytes` as request `id` and retransmits it until onResponse
-   * accepts an answer or the tries run out.
-   */
+  /** Sends `bytes` as request `id` and retransmits it until onResponse accepts an answer or the tries run out. */
   transmit(id: number, bytes: Buffer, onResponse: (msg: IkeMessage) => boolean, onTimeout: () => void): void {
-    this.#outstanding?.timer?.cancel();
-    const o: Outstanding = { id, bytes, tries: 0, timer: undefined, onResponse, onTimeout };
-    this.#outstanding = o;
-    this.sendRaw(bytes);
-    this.#arm(o);
-  }
-
-  #arm(o: Outstanding): void {
-    const r = this.ctx.config.retransmit;
-    const wait = r.timeoutMs * r.base ** o.tries;
-    o.timer = this.schedule(() => {
-      if (this.#outstanding !== o) return;
-      if (o.tries >= r.tries) {
-        this.#outstanding = undefined;
-        o.onTimeout();
-        return;
-      }
-      o.tries++;
-      this.ctx.count('retransmit');
-      this.sendRaw(o.bytes);
-      this.#arm(o);
-    }, wait);
+    this.#window.transmit(id, bytes, onResponse, onTimeout);
   }
 
   /** The answer to our outstanding request, routed here by the daemon. */
   handleResponse(msg: IkeMessage): void {
-    const o = this.#outstanding;
-    if (o === undefined || msg.header.messageId !== o.id) {
-      this.ctx.count('unexpected-response');
-      return;
-    }
-    if (!o.onResponse(msg)) return;
-    o.timer?.cancel();
-    if (this.#outstanding === o) this.#outstanding = undefined;
-    this.#next();
+    this.#window.handleResponse(msg);
   }
 
-  #next(): void {
-    if (this.#outstanding !== undefined) return;
-    const start = this.#queue.shift();
-    start?.();
-  }
-
-  /** Sets the first message ID our encrypted requests use (1 after IKE_SA_INIT, 0 on a rekeyed SA). */
+  /** Sets the first message IDs (ours 1 after IKE_SA_INIT, both 0 on a rekeyed SA). */
   setMessageIds(nextRequest: number, expectedRequest: number): void {
-    this.#nextRequestId = nextRequest;
-    this.#expectedRequestId = expectedRequest;
+    this.#window.setMessageIds(nextRequest, expectedRequest);
   }
 
   /**
@@ -257,132 +187,21 @@ export class IkeSa {
    * or IkeError('dead') when the SA goes first.
    */
   request(exchange: number, payloads: readonly Payload[]): Promise<Payload[]> {
-    return new Promise((resolve, reject) => {
-      const start = (): void => {
-        if (this.state === 'dead' || this.outCipher === undefined) {
-          reject(new IkeError('dead', `IKE SA ${this.name} is gone`));
-          this.#next();
-          return;
-        }
-        const id = this.#nextRequestId++;
-        const bytes = emitEncryptedIkeMessage(
-          { spiI: this.spiI, spiR: this.spiR, exchange, flags: this.requestFlags, messageId: id },
-          payloads,
-          this.outCipher,
-        );
-        this.ctx.log('debug', `${this.name}: request ${nameOf(ExchangeType, exchange, 'exchange')} #${id}`);
-        this.transmit(
-          id,
-          bytes,
-          (msg) => {
-            if (msg.header.exchange !== exchange) return false;
-            const opened = openIkeMessage(msg, this.inCipher!);
-            if (!opened.ok) {
-              this.ctx.count(`response-${opened.reason}`);
-              return false;
-            }
-            this.lastHeard = this.ctx.clock.now();
-            resolve(opened.payloads);
-            return true;
-          },
-          () => {
-            reject(
-              new IkeError('timeout', `no answer to ${nameOf(ExchangeType, exchange, 'exchange')} #${id}`),
-            );
-            this.die('peer did not answer');
-          },
-        );
-      };
-      if (this.#outstanding === undefined) start();
-      else this.#queue.push(start);
-    });
+    return this.#window.request(exchange, payloads);
   }
 
   /**
    * An encrypted request sent once, without waiting for or retransmitting
    * it: the courtesy notification before we drop an SA (AUTHENTICATION_FAILED
-   * from the initiator, RFC 7296 2.21.2).
+   * from the initiator, RFC 7296 2.21.2), or the Delete on shutdown.
    */
   notifyOnce(exchange: number, payloads: readonly Payload[]): void {
-    if (this.outCipher === undefined) return;
-    const bytes = emitEncryptedIkeMessage(
-      {
-        spiI: this.spiI,
-        spiR: this.spiR,
-        exchange,
-        flags: this.requestFlags,
-        messageId: this.#nextRequestId++,
-      },
-      payloads,
-      this.outCipher,
-    );
-    this.sendRaw(bytes);
+    this.#window.notifyOnce(exchange, payloads);
   }
 
   /** A request from the peer on this SA, routed here by the daemon. */
   handleRequest(msg: IkeMessage, from: Endpoint, natt: boolean): void {
-    const id = msg.header.messageId;
-    if (this.#lastResponse !== undefined && id === this.#lastResponse.id) {
-      this.ctx.count('retransmitted-request');
-      this.ctx.transport.send(this.#lastResponse.bytes, from, natt);
-      return;
-    }
-    if (id !== this.#expectedRequestId) {
-      this.ctx.count('bad-message-id');
-      return;
-    }
-    if (this.#busy) return;
-    if (this.inCipher === undefined) {
-      this.ctx.count('no-keys');
-      return;
-    }
-    const opened = openIkeMessage(msg, this.inCipher);
-    if (!opened.ok) {
-      this.ctx.count(`request-${opened.reason}`);
-      return;
-    }
-    // Authenticated: follow the peer to where it now sends from (RFC 7296 2.23).
-    this.remote = from;
-    this.natt = natt;
-    this.lastHeard = this.ctx.clock.now();
-    this.#busy = true;
-    void this.#answer(msg.header.exchange, id, opened.payloads, from, natt);
-  }
-
-  async #answer(
-    exchange: number,
-    id: number,
-    payloads: Payload[],
-    from: Endpoint,
-    natt: boolean,
-  ): Promise<void> {
-    let result: ExchangeResult;
-    try {
-      result = await this.ctx.respond(this, exchange, payloads);
-    } catch (e) {
-      this.ctx.log(
-        'warn',
-        `${this.name}: ${nameOf(ExchangeType, exchange, 'exchange')} failed: ${(e as Error).stack}`,
-      );
-      result = { payloads: [] };
-    }
-    this.#busy = false;
-    if (this.state === 'dead' && result.payloads.length === 0) return;
-    const bytes = emitEncryptedIkeMessage(
-      {
-        spiI: this.spiI,
-        spiR: this.spiR,
-        exchange,
-        flags: this.requestFlags | HeaderFlag.RESPONSE,
-        messageId: id,
-      },
-      result.payloads,
-      this.outCipher!,
-    );
-    this.#lastResponse = { id, bytes };
-    this.#expectedRequestId = id + 1;
-    this.ctx.transport.send(bytes, from, natt);
-    result.after?.();
+    this.#window.handleRequest(msg, from, natt);
   }
 
   /**
@@ -395,8 +214,7 @@ export class IkeSa {
     this.state = 'dead';
     for (const t of this.#timers) t.cancel();
     this.#timers.clear();
-    this.#outstanding = undefined;
-    for (const start of this.#queue.splice(0)) start();
+    this.#window.clear();
     for (const c of this.children.splice(0)) this.ctx.removeChild(this, c, 'ike-gone');
     this.ctx.unregister(this);
     if (!this.#settled) {
