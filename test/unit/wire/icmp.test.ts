@@ -14,6 +14,7 @@ import {
   type IcmpMessage,
 } from '../../../src/wire/icmp.ts';
 import type { WireError } from '../../../src/wire/result.ts';
+import { guarded, mulberry32 } from './hostile.ts';
 
 interface Case {
   name: string;
@@ -307,31 +308,6 @@ describe('ICMP properties', () => {
 });
 
 /** Throws on any index read outside [lo, hi): proves accessors stay in bounds. */
-function guarded(b: Uint8Array, lo: number, hi: number): Uint8Array {
-  return new Proxy(b, {
-    get(t, p) {
-      if (typeof p === 'string' && /^\d+$/.test(p)) {
-        const i = Number(p);
-        if (i < lo || i >= hi) throw new Error(`read at ${i} outside [${lo}, ${hi})`);
-        return t[i];
-      }
-      const v = Reflect.get(t, p, t) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-    },
-  });
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Truncates, extends, flips, overwrites with boundary values; half the time fixes the checksum so deeper checks run. */
 function mutate(rand: () => number, src: Uint8Array): Uint8Array {
   const int = (n: number) => Math.floor(rand() * n);
