@@ -1,0 +1,136 @@
+/**
+ * Where IKE's child SAs meet the data plane: a ChildSaDatabase that turns
+ * each negotiated pair into src/ipsec EspSas and SPD entries of a live
+ * IpsecEngine, the one the host agent's forwarder or `distnat peer` runs.
+ *
+ * SPD layout, first match wins (RFC 4301 4.4.1):
+ *
+ *   [ fixed policies given at construction: IKE's own ports bypass ]
+ *   [ child SA policies, newest first                              ]
+ *   default action
+ *
+ * IKE's own datagrams must never be sealed into the SAs they negotiate, so
+ * the bypass entries come first. A rekeyed child's policies go in front of
+ * the old child's, so outbound traffic moves to the new SA as soon as it is
+ * installed, while the old inbound SA keeps accepting until IKE deletes it
+ * (RFC 7296 2.8).
+ *
+ * Inbound SAs are left unbound to a policy: the engine then checks a
+ * decrypted packet against whichever child policy matches its selectors,
+ * which is what lets the old and the new SA of a rekey both be valid.
+ */
+import { EspSa } from '../ipsec/sa.ts';
+import { SecurityPolicy } from '../ipsec/spd.ts';
+import type { IpsecEngine } from '../ipsec/engine.ts';
+import type { TrafficSelector } from '../ipsec/selector.ts';
+import { childSaParams } from './ipsec-bridge.ts';
+import type { ChildSaDatabase, NegotiatedChildSa } from './policy.ts';
+import type { Ipv4Selector } from './selectors.ts';
+
+/** A UDP port on which IKE talks: its datagrams bypass the SAs in both directions. */
+export function ikeBypassPolicy(name: string, port: number): SecurityPolicy {
+  return new SecurityPolicy({
+    name,
+    action: 'bypass',
+    selector: {
+      local: { first: 0, last: 0xffff_ffff },
+      remote: { first: 0, last: 0xffff_ffff },
+      protocol: 17,
+      localPort: { first: port, last: port },
+      remotePort: { first: 0, last: 65535 },
+    },
+  });
+}
+
+function trafficSelector(local: Ipv4Selector, remote: Ipv4Selector): TrafficSelector | undefined {
+  // IKE gives each side its own protocol; a policy has one. Protocol 0 on one side takes the other's.
+  if (local.protocol !== 0 && remote.protocol !== 0 && local.protocol !== remote.protocol) return undefined;
+  return {
+    local: { first: local.startAddress, last: local.endAddress },
+    remote: { first: remote.startAddress, last: remote.endAddress },
+    protocol: local.protocol || remote.protocol,
+    localPort: { first: local.startPort, last: local.endPort },
+    remotePort: { first: remote.startPort, last: remote.endPort },
+  };
+}
+
+interface Installed {
+  readonly inbound: EspSa;
+  readonly outbound: EspSa;
+  readonly policies: readonly string[];
+}
+
+export interface EngineSadOptions {
+  /** Told after every install and removal (the caller recomputes MTU sums, logs, metrics). */
+  readonly onChange?: (what: 'installed' | 'removed', child: NegotiatedChildSa) => void;
+}
+
+export class EngineChildSaDatabase implements ChildSaDatabase {
+  readonly engine: IpsecEngine;
+  readonly #fixed: number;
+  readonly #installed = new Map<number, Installed>();
+  readonly #onChange: EngineSadOptions['onChange'];
+
+  /** `engine`'s SPD holds the fixed policies already (bypass for IKE ports): child policies go after them. */
+  constructor(engine: IpsecEngine, o: EngineSadOptions = {}) {
+    this.engine = engine;
+    this.#fixed = engine.spd.policies.length;
+    this.#onChange = o.onChange;
+  }
+
+  /** Child SAs installed now. */
+  get size(): number {
+    return this.#installed.size;
+  }
+
+  /** Throws (failing the child SA, so the peer is told) when the SAD refuses, e.g. an SPI not leased. */
+  install(c: NegotiatedChildSa): void {
+    const { spd, sad } = this.engine;
+    const params = childSaParams(c);
+    const inbound = new EspSa(params.inbound);
+    const outbound = new EspSa(params.outbound);
+    const refused = sad.add(inbound);
+    if (refused !== null) throw new Error(`inbound SA 0x${c.inbound.spi.toString(16)}: ${refused}`);
+    sad.add(outbound);
+    const names: string[] = [];
+    let k = 0;
+    for (const l of c.localSelectors)
+      for (const r of c.remoteSelectors) {
+        const selector = trafficSelector(l, r);
+        if (selector === undefined) continue;
+        const policy = new SecurityPolicy({
+          name: `ike-child-${c.id}.${k++}`,
+          selector,
+          action: 'protect',
+          protect: ['esp'],
+        });
+        spd.add(policy, this.#fixed + names.length);
+        sad.bindOutbound(policy, [outbound]);
+        names.push(policy.name);
+      }
+    this.#installed.set(c.id, { inbound, outbound, policies: names });
+    this.#onChange?.('installed', c);
+  }
+
+  remove(c: NegotiatedChildSa): void {
+    const entry = this.#installed.get(c.id);
+    if (entry === undefined) return;
+    this.#installed.delete(c.id);
+    const { spd, sad } = this.engine;
+    for (const name of entry.policies) spd.remove(name);
+    sad.remove(entry.inbound);
+    sad.remove(entry.outbound);
+    this.#onChange?.('removed', c);
+  }
+
+  /** Removes every child SA (IKE daemon closed). */
+  clear(): void {
+    for (const id of [...this.#installed.keys()]) {
+      const entry = this.#installed.get(id)!;
+      this.#installed.delete(id);
+      for (const name of entry.policies) this.engine.spd.remove(name);
+      this.engine.sad.remove(entry.inbound);
+      this.engine.sad.remove(entry.outbound);
+    }
+  }
+}
