@@ -32,6 +32,23 @@ export const RouterConfigSchema = z
       .prefault({}),
     stateDir: z.string().min(1).default('/var/lib/distnat/router'),
     runDir: z.string().min(1).default('/run/distnat'),
+    pki: z
+      .object({
+        dir: z.string().min(1).describe("the router's local CA directory, made by `distnat ca issue-local`"),
+        port: port
+          .default(7033)
+          .describe('TCP port of the CSR/CA/CRL endpoint on lanAddress (and wanAddress)'),
+        wanAddress: ipv4Address
+          .optional()
+          .describe("the router's WAN address: also publish the CRL there (no CSRs accepted on it)"),
+        crlSeconds: seconds
+          .min(60, 'a CRL living under a minute would lapse between two fetches')
+          .default(600)
+          .describe('nextUpdate minus thisUpdate of every CRL'),
+      })
+      .strict()
+      .optional()
+      .describe('serve the local certificate authority (docs/router.md, "The local CA")'),
     metrics: listenAddress.optional().describe('serve Prometheus metrics on host:port'),
     pcap: z.string().optional().describe('record every packet sent and received to this pcap file'),
     logLevel: logLevel.default('info'),
@@ -44,6 +61,13 @@ export const RouterConfigSchema = z
         code: 'custom',
         path: ['pap', 'portRange'],
         message: 'expected [low, high] with low <= high',
+      });
+    // The WAN listener only publishes the CRL; on the LAN address it would shadow the CSR endpoint.
+    if (c.pki?.wanAddress !== undefined && c.pki.wanAddress === c.lanAddress)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pki', 'wanAddress'],
+        message: 'expected the WAN address, not lanAddress (the LAN endpoint already serves the CRL)',
       });
   });
 

@@ -10,7 +10,8 @@
  *   3. PAP's UDP socket on lanAddress:7032 (another router, same LAN address), then a
  *      probe to the LAN broadcast address (another router on another machine: lan-probe.ts)
  *   4. TUN and raw sockets (privilege), the lease table (journal recovery)
- *   5. forwarding, PAP over ICMP, control socket, metrics, timers
+ *   5. forwarding, PAP over ICMP, the local CA and its endpoint (config pki), control socket,
+ *      metrics, timers
  * A failure at any step closes what the earlier steps opened.
  */
 import type { Server as HttpServer } from 'node:http';
@@ -26,27 +27,28 @@ import { LinkType, PcapWriter } from '../io/pcap.ts';
 import type { PacketDevice, PacketSink } from '../io/types.ts';
 import { newRegistry, startMetricsServer } from '../metrics/server.ts';
 import { IcmpPapTransport } from '../pap/icmp-transport.ts';
-import type { Lease, LeaseEndReason, LeaseListener } from '../pap/lease.ts';
 import { FileStateDir, LeaseStore } from '../pap/lease-store.ts';
 import { LeaseTable } from '../pap/lease-table.ts';
 import { PapServer } from '../pap/pap-server.ts';
 import { numericLeaseListener } from '../pap/router-link.ts';
-import type { PapPeer, PapTransport } from '../pap/transport.ts';
+import type { PapPeer } from '../pap/transport.ts';
 import { UdpPapTransport } from '../pap/udp-transport.ts';
 import type { Clock, Timer } from '../util/clock.ts';
 import { SystemClock } from '../util/clock.ts';
 import type { Logger } from '../util/log.ts';
 import { ipv4FromString } from '../wire/ipv4.ts';
-import type { DropReason } from './counters.ts';
 import { DROP_REASONS } from './counters.ts';
+import { guarded, leaseLogger, logDrops } from './daemon-log.ts';
 import { explainOpenError, openRouterDevices } from './devices.ts';
 import { RouterForwarder } from './forwarder.ts';
 import { LeaseHolders } from './lease-holders.ts';
+import { LocalCaService } from './local-ca-service.ts';
 import { routerStatus, type RouterStatusSources } from './router-status.ts';
 import { registerRouterMetrics } from './router-metrics.ts';
 import { StateLock } from './state-lock.ts';
 import { lanBroadcastOf, listenForLanProbes, probeLanForRouter } from './lan-probe.ts';
 import { RouterTables } from './tables/router-tables.ts';
+import { withdrawHost } from './withdraw.ts';
 
 /** Devices to use instead of opening the TUN and raw sockets (tests, or a caller that opened them). */
 export interface RouterDevices {
@@ -66,6 +68,8 @@ export interface StartRouterOptions {
   readonly devices?: RouterDevices;
   /** Overrides pap.udpPort; 0 takes any free port (tests). */
   readonly papUdpPort?: number;
+  /** Overrides pki.port; 0 takes any free port (tests). */
+  readonly pkiPort?: number;
   /** Between maintenance passes (IAPTT sweep, fragment expiry). Default 1000 ms. */
   readonly tickMs?: number;
   /** Between drop summaries in the log. Default 10 s. */
@@ -84,6 +88,8 @@ export interface RouterHandle {
   readonly controlSocket: string;
   /** host:port of the metrics endpoint, when serving. */
   readonly metricsAddress: string | undefined;
+  /** The local CA and its endpoint, when the configuration has a pki section. */
+  readonly pki: LocalCaService | undefined;
 }
 
 /** Closers run in reverse on stop or on a failed start. */
@@ -298,6 +304,23 @@ export async function startRouter(
       }
     }
 
+    // The local CA (docs/router.md, "The local CA"): after the leases, whose state it reconciles with.
+    let pki: LocalCaService | undefined;
+    if (config.pki !== undefined) {
+      const service = await LocalCaService.start({
+        dir: config.pki.dir,
+        lanAddress: config.lanAddress,
+        port: opts.pkiPort ?? config.pki.port,
+        wanAddress: config.pki.wanAddress,
+        crlSeconds: config.pki.crlSeconds,
+        leases: table,
+        log,
+        clock,
+      });
+      closers.push(() => service.close());
+      pki = service;
+    }
+
     const devices = { tun, 'lan-rx': lanRx, 'lan-tx': lanTx };
     const startedAt = clock.now();
     const sources: RouterStatusSources = {
@@ -319,10 +342,17 @@ export async function startRouter(
       pap,
       transports,
       devices,
+      pki,
     };
     const status = () => routerStatus(sources);
 
-    const control: NetServer = await startControlServer(controlPath, status);
+    const control: NetServer = await startControlServer(controlPath, status, {
+      withdraw: async (host, kind) => {
+        const outcome = await withdrawHost({ leases: table, pap, ca: pki }, host, kind);
+        log.info('withdrawn on request', { ...outcome, blocks: outcome.blocks.length });
+        return outcome;
+      },
+    });
     closers.push(
       () =>
         new Promise<void>((resolve) => {
@@ -338,7 +368,7 @@ export async function startRouter(
     let metricsAddress: string | undefined;
     if (config.metrics !== undefined) {
       const registry = newRegistry('distnat_router');
-      registerRouterMetrics(registry, { forwarder, leases: table, holders, pap, devices });
+      registerRouterMetrics(registry, { forwarder, leases: table, holders, pap, devices, pki });
       let server: HttpServer;
       try {
         server = await startMetricsServer(registry, config.metrics);
@@ -402,66 +432,10 @@ export async function startRouter(
       papAddress: udp.local,
       controlSocket: controlPath,
       metricsAddress,
+      pki,
     };
   } catch (e) {
     await unwind();
     throw e;
   }
-}
-
-/** A PAP transport whose handlers cannot take the process down: a failed request is logged. */
-function guarded(t: PapTransport, log: Logger, name: string): PapTransport {
-  return {
-    send: (bytes, peer) => t.send(bytes, peer),
-    onMessage: (handler) =>
-      t.onMessage((bytes, peer) => {
-        try {
-          handler(bytes, peer);
-        } catch (e) {
-          log.error('PAP request failed', {
-            transport: name,
-            peer: peer.address,
-            error: (e as Error).message,
-          });
-        }
-      }),
-  };
-}
-
-function leaseLogger(log: Logger): LeaseListener {
-  const fields = (l: Lease) => ({
-    host: l.host,
-    kind: l.kind,
-    lowest: l.lowest,
-    count: l.count,
-    expires: new Date(l.expiresAt).toISOString(),
-  });
-  return {
-    onLeaseAdded: (l) => log.info('lease granted', fields(l)),
-    onLeaseRemoved: (l, reason: LeaseEndReason) => log.info('lease ended', { ...fields(l), reason }),
-    onLeaseRenewed: (l) => log.debug('lease renewed', fields(l)),
-  };
-}
-
-/** One log line with the drops of the last window, by reason; nothing when there were none. */
-function logDrops(log: Logger, f: RouterForwarder, last: Float64Array, windowMs: number): void {
-  const delta: Partial<Record<DropReason, number>> = {};
-  let total = 0;
-  DROP_REASONS.forEach((reason, i) => {
-    const v = f.drops.get(reason);
-    const d = v - last[i]!;
-    last[i] = v;
-    if (d > 0) {
-      delta[reason] = d;
-      total += d;
-    }
-  });
-  if (total === 0) return;
-  const suspicious =
-    (delta['spoofed-port'] ?? 0) + (delta['not-shared-source'] ?? 0) + (delta['no-lease'] ?? 0);
-  log.log(suspicious > 0 ? 'warn' : 'info', 'packets dropped', {
-    windowSeconds: windowMs / 1000,
-    total,
-    ...delta,
-  });
 }

@@ -17,6 +17,9 @@
  * | distnat_router_pap_dropped_total        | counter | reason            |
  * | distnat_router_io_packets_total         | counter | device, direction |
  * | distnat_router_io_errors_total          | counter | device, kind      |
+ * | distnat_router_pki_certificates         | gauge   | state (issued, valid, revoked) |
+ * | distnat_router_pki_crl_number           | gauge   |                   |
+ * | distnat_router_pki_crl_next_update_seconds | gauge | (Unix time)      |
  *
  * Directions: `lan_in` (read from hosts' tunnels), `outbound` (written to
  * the TUN), `wan_in` (read from the TUN), `inbound` (tunnelled to hosts),
@@ -29,6 +32,7 @@ import type { PapServer } from '../pap/pap-server.ts';
 import { DROP_REASONS } from './counters.ts';
 import type { RouterForwarder } from './forwarder.ts';
 import type { LeaseHolders } from './lease-holders.ts';
+import type { LocalCaStats } from './local-ca-service.ts';
 
 export interface RouterMetricSources {
   readonly forwarder: RouterForwarder;
@@ -36,6 +40,8 @@ export interface RouterMetricSources {
   readonly holders: LeaseHolders;
   readonly pap: PapServer;
   readonly devices: Readonly<Record<string, { stats(): IoStats }>>;
+  /** The local CA, when the router runs one; its metrics exist only then. */
+  readonly pki?: { stats(): LocalCaStats } | undefined;
 }
 
 export function registerRouterMetrics(registry: Registry, s: RouterMetricSources): void {
@@ -166,6 +172,36 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
         this.inc({ device, kind: 'tx_error' }, st.txErrors);
         this.inc({ device, kind: 'tx_invalid' }, st.txInvalid);
       }
+    },
+  });
+  const pki = s.pki;
+  if (pki === undefined) return;
+  new Gauge({
+    name: 'distnat_router_pki_certificates',
+    help: 'Host certificates of the local CA: issued (in the registry), valid now, revoked and not yet expired',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      const st = pki.stats();
+      this.set({ state: 'issued' }, st.issued);
+      this.set({ state: 'valid' }, st.valid);
+      this.set({ state: 'revoked' }, st.revoked);
+    },
+  });
+  new Gauge({
+    name: 'distnat_router_pki_crl_number',
+    help: 'cRLNumber of the CRL the router serves now',
+    registers,
+    collect() {
+      this.set(pki.stats().crlNumber);
+    },
+  });
+  new Gauge({
+    name: 'distnat_router_pki_crl_next_update_seconds',
+    help: 'nextUpdate of the CRL the router serves now, Unix time in seconds',
+    registers,
+    collect() {
+      this.set(Math.floor(pki.stats().crlNextUpdate / 1000));
     },
   });
 }

@@ -1,7 +1,8 @@
 /**
  * What `distnat status router` prints: the lease tables with the patent's
- * columns (FIG. 8, FIG. 21), the flows in use (FIG. 12), and every counter:
- * drops by reason, traffic, PAP, fragments, devices.
+ * columns (FIG. 8, FIG. 21), the flows in use (FIG. 12), the local CA's
+ * valid certificates, and every counter: drops by reason, traffic, PAP,
+ * fragments, devices, certificates and the CRL.
  */
 import type { DaemonStatus } from '../cli/commands/status.ts';
 import type { StatusTable } from '../cli/table.ts';
@@ -11,6 +12,7 @@ import type { PapServer } from '../pap/pap-server.ts';
 import type { Clock } from '../util/clock.ts';
 import type { RouterForwarder } from './forwarder.ts';
 import type { LeaseHolders } from './lease-holders.ts';
+import type { LocalCaService } from './local-ca-service.ts';
 
 /** IAPTT rows printed at most; the rest are counted. */
 export const MAX_FLOW_ROWS = 500;
@@ -27,6 +29,8 @@ export interface RouterStatusSources {
   readonly transports: Readonly<Record<string, object>>;
   /** Packet devices by role (tun, lan-rx, lan-tx). */
   readonly devices: Readonly<Record<string, { stats(): IoStats }>>;
+  /** The local CA, when the router runs one. */
+  readonly pki?: Pick<LocalCaService, 'stats' | 'summary' | 'statusTable'>;
 }
 
 const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP' };
@@ -84,8 +88,9 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
       uptime: `${Math.round((now - s.startedAt) / 1000)}s`,
       'hosts with leases': s.holders.hostCount,
       flows: all.length,
+      ...s.pki?.summary(),
     },
-    tables: [ports, spis, flows, quarantine],
+    tables: [ports, spis, flows, quarantine, ...(s.pki === undefined ? [] : [s.pki.statusTable()])],
     counters: routerCounters(s),
   };
 }
@@ -113,5 +118,14 @@ export function routerCounters(s: RouterStatusSources): Record<string, number> {
   out['tables.lease_rejected'] = tables.counters.leaseRejected;
   out['tables.outbound_sas'] = f.outboundSas.size;
   for (const [name, d] of Object.entries(s.devices)) put(`io.${name}`, d.stats());
+  if (s.pki !== undefined) {
+    const p = s.pki.stats();
+    out['pki.certificates_issued'] = p.issued;
+    out['pki.certificates_valid'] = p.valid;
+    out['pki.certificates_revoked'] = p.revoked;
+    out['pki.crl_number'] = p.crlNumber;
+    // Seconds since the Unix epoch, like Prometheus timestamps.
+    out['pki.crl_next_update'] = Math.floor(p.crlNextUpdate / 1000);
+  }
   return out;
 }
