@@ -3,6 +3,7 @@ import { hideBin } from 'yargs/helpers';
 import { ConfigError } from '../config/load.ts';
 import { ExitCode, UserError } from './exit-codes.ts';
 import { commands } from './commands/index.ts';
+import { withdrawCommand } from './commands/withdraw.ts';
 
 /**
  * `distnat`: one command with a subcommand per role. Errors meant for people
@@ -32,7 +33,7 @@ export async function main(args: string[]): Promise<number> {
       y.showHelp();
       throw new UserError(`\n${msg}`, ExitCode.USAGE);
     });
-  for (const add of commands) cli = add(cli);
+  for (const add of [...commands, withdrawCommand]) cli = add(cli);
   try {
     await cli.parseAsync();
     return process.exitCode === undefined ? ExitCode.OK : Number(process.exitCode);

@@ -14,11 +14,22 @@ const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two add
   stateDir: /var/lib/distnat/router
   pap: { udpPort: 7032, icmp: true, blockSize: 32, leaseSeconds: 300 }
   metrics: 127.0.0.1:9732
+  pki:                             # optional: the router as local CA (docs/router.md)
+    dir: /var/lib/distnat/router/ca   # made by 'distnat ca issue-local'
+    port: 7033                     # POST /csr, GET /ca, GET /crl on lanAddress
+    wanAddress: 203.0.113.1        # also GET /crl (and /ca) here, for remote peers
+
+The local CA directory comes from the root CA, once:
+
+  distnat ca init --dir root
+  distnat ca issue-local --shared-address 198.51.100.30 --root root \
+      --out /var/lib/distnat/router/ca --crl-url http://203.0.113.1:7033/crl
 
 Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing, 73 another
-router holds the state directory, the control socket or UDP lanAddress:7032
-(or a file could not be created), 77 missing privilege (root, or
-CAP_NET_ADMIN and CAP_NET_RAW), 78 invalid configuration.`;
+router holds the state directory, the control socket, UDP lanAddress:7032 or
+TCP lanAddress:7033 (or a file could not be created), 77 missing privilege
+(root, or CAP_NET_ADMIN and CAP_NET_RAW), 78 invalid configuration (also a
+pki.dir / --ca-dir that holds no local CA).`;
 
 /** Flags that override the file, by configuration field. */
 const OVERRIDES = {
@@ -31,6 +42,35 @@ const OVERRIDES = {
   pcap: 'pcap',
   'log-level': 'logLevel',
 } as const;
+
+/** Flags that override fields of the pki section. */
+const PKI_OVERRIDES = {
+  'ca-dir': 'dir',
+  'ca-port': 'port',
+  'crl-address': 'wanAddress',
+} as const;
+
+/** The file's data with the flags applied; the result is validated by the schema. */
+export function mergeRouterFlags(
+  data: Record<string, unknown>,
+  argv: Record<string, unknown>,
+): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...data };
+  for (const [flag, field] of Object.entries(OVERRIDES)) {
+    const v = argv[flag];
+    if (v !== undefined) merged[field] = v;
+  }
+  const pkiFlags = Object.entries(PKI_OVERRIDES).filter(([flag]) => argv[flag] !== undefined);
+  if (pkiFlags.length > 0) {
+    const pki = data.pki;
+    const base = pki !== null && typeof pki === 'object' && !Array.isArray(pki) ? pki : {};
+    merged.pki = { ...base, ...Object.fromEntries(pkiFlags.map(([flag, field]) => [field, argv[flag]])) };
+  }
+  return merged;
+}
+
+const anyFlag = (argv: Record<string, unknown>): boolean =>
+  [...Object.keys(OVERRIDES), ...Object.keys(PKI_OVERRIDES)].some((flag) => argv[flag] !== undefined);
 
 export function routerCommand(y: Argv) {
   return y.command(
@@ -53,10 +93,24 @@ export function routerCommand(y: Argv) {
           describe: 'record forwarded packets (both sides) to this pcap file',
         })
         .option('log-level', { type: 'string', describe: 'error, warn, info or debug [info]' })
+        .option('ca-dir', {
+          type: 'string',
+          describe:
+            "serve the local CA in this directory (made by 'distnat ca issue-local'): CSRs and CRL on lanAddress",
+        })
+        .option('ca-port', { type: 'number', describe: 'TCP port of the CA endpoint [7033]' })
+        .option('crl-address', {
+          type: 'string',
+          describe: "the router's WAN address: publish the CRL there too, for remote peers (no CSRs)",
+        })
         .example('$0 router --config /etc/distnat/router.yaml', 'run with a configuration file')
         .example(
           '$0 router --shared-address 198.51.100.30 --lan-address 10.0.0.7 --state-dir /tmp/dn-router',
           'run with flags only (after native-setup/router-setup.sh up)',
+        )
+        .example(
+          '$0 router --shared-address 198.51.100.30 --lan-address 10.0.0.7 --ca-dir /var/lib/distnat/router/ca --crl-address 203.0.113.1',
+          'also be the local CA: hosts POST CSRs to http://10.0.0.7:7033/csr, peers GET http://203.0.113.1:7033/crl',
         )
         .epilogue(EXAMPLE_CONFIG),
     async (argv) => {
@@ -65,19 +119,11 @@ export function routerCommand(y: Argv) {
       if (data === null || typeof data !== 'object' || Array.isArray(data)) {
         validateConfig(RouterConfigSchema, data, file ?? 'command line');
       }
-      const merged: Record<string, unknown> = { ...data };
-      for (const [flag, field] of Object.entries(OVERRIDES)) {
-        const v = argv[flag];
-        if (v !== undefined) merged[field] = v;
-      }
+      const merged = mergeRouterFlags(data, argv);
       const config = validateConfig(
         RouterConfigSchema,
         merged,
-        file === undefined
-          ? 'command line'
-          : Object.keys(OVERRIDES).some((flag) => argv[flag] !== undefined)
-            ? `${file} (with command-line overrides)`
-            : file,
+        file === undefined ? 'command line' : anyFlag(argv) ? `${file} (with command-line overrides)` : file,
       );
       // Checked before anything is created, so that the refusal names the privilege, not a file.
       const lacking = missingPrivilege();
