@@ -54,6 +54,24 @@ export function readNameConstraints(cert: x509.X509Certificate): Constraints | u
   };
 }
 
+/**
+ * The addresses a CA certificate names in its own subjectAltName, as
+ * permitted iPAddress subtrees of one address each; undefined when it names
+ * none. A local CA's iPAddress subjectAltName is its router's shared address,
+ * vouched for by the root; since the local CA's nameConstraints carry no
+ * iPAddress subtree (docs/pki.md), this is what keeps the addresses it
+ * certifies to that one. Throws on an unreadable extension.
+ */
+export function issuerAddressConstraints(ca: x509.X509Certificate): Constraints | undefined {
+  const san = ca.getExtension(id_ce_subjectAltName);
+  if (san === null) return undefined;
+  const permitted = AsnConvert.parse(san.value, SubjectAlternativeName)
+    .map((g) => g.iPAddress)
+    .filter((a): a is string => a !== undefined)
+    .map((a) => new GeneralName({ iPAddress: `${a}/${isIPv4(a) ? 32 : 128}` }));
+  return permitted.length > 0 ? { permitted, excluded: [] } : undefined;
+}
+
 /** Every name a certificate asserts: its subject (when not empty), subject e-mail attributes and its subjectAltNames. */
 export function namesOf(cert: x509.X509Certificate): GeneralName[] {
   const names: GeneralName[] = [];

@@ -68,17 +68,26 @@ export function hostName(organization: string, sharedAddress: string, ports: rea
 }
 
 /**
- * What a local CA may certify: the one shared address, names under its own
- * name prefix, and no DNS names or e-mail addresses at all (only under the
- * reserved top-level domain "invalid", RFC 6761, which nobody can own).
- * Critical, as RFC 5280 4.2.1.10 requires.
+ * What a local CA may certify: names under its own name prefix (whose OU is
+ * the shared address), and no DNS names or e-mail addresses at all (only
+ * under the reserved top-level domain "invalid", RFC 6761, which nobody can
+ * own). Critical, as RFC 5280 4.2.1.10 requires; the criticality is also what
+ * makes strongSwan read the constraints at all (its openssl plugin refuses a
+ * certificate with critical nameConstraints, and its x509 plugin, next in
+ * line, parses and enforces them).
+ *
+ * No iPAddress subtree: strongSwan 5.9.8's x509 plugin accepts only 4- or
+ * 16-byte iPAddress names and so cannot parse the 8-byte address-and-mask
+ * form of a constraint, which makes it reject the whole certificate. The
+ * local CA's own iPAddress subjectAltName stands in for it in
+ * verifyHostCertificate (issuerAddressConstraints); docs/pki.md says what
+ * other verifiers lose.
  */
 export function nameConstraintsExtension(sharedAddress: string, organization: string): x509.Extension {
   const prefix = AsnConvert.parse(localNamePrefix(organization, sharedAddress).toArrayBuffer(), AsnName);
   const subtree = (base: GeneralName): GeneralSubtree => new GeneralSubtree({ base });
   const nc = new NameConstraints({
     permittedSubtrees: new GeneralSubtrees([
-      subtree(new GeneralName({ iPAddress: `${sharedAddress}/32` })),
       subtree(new GeneralName({ directoryName: prefix })),
       subtree(new GeneralName({ dNSName: 'invalid' })),
       subtree(new GeneralName({ rfc822Name: 'invalid' })),

@@ -1,4 +1,9 @@
-import { nameConstraintViolation, namesOf, readNameConstraints } from './name-constraints.ts';
+import {
+  issuerAddressConstraints,
+  nameConstraintViolation,
+  namesOf,
+  readNameConstraints,
+} from './name-constraints.ts';
 import { readCertificates, readCrl } from './pem.ts';
 import { readPortBinding, rangesCover, type PortBinding } from './port-binding.ts';
 import { REVOCATION_REASONS } from './registry.ts';
@@ -8,7 +13,8 @@ import { x509 } from './x509.ts';
  * What a responder (a "third network device", FIG. 24-25) checks before it
  * believes that the peer behind a shared address owns the ports it uses:
  * the path to a trusted root (signatures, CA flags, pathLen, name
- * constraints, validity), the issuer's CRL, and the port binding.
+ * constraints, validity), that the leaf's addresses are among those its
+ * issuer's own certificate names, the issuer's CRL, and the port binding.
  */
 
 export type HostCertificateProblem =
@@ -125,6 +131,20 @@ export async function verifyHostCertificate(
         );
     }
   }
+
+  // The leaf's issuer may certify only the addresses its own certificate names (a local CA: its shared address).
+  let addressViolation;
+  try {
+    const own = issuerAddressConstraints(path[1]!);
+    addressViolation = own === undefined ? undefined : nameConstraintViolation(own, namesOf(leaf));
+  } catch (e) {
+    return fail('malformed', `subjectAltNames on the path: ${(e as Error).message}`);
+  }
+  if (addressViolation !== undefined)
+    return fail(
+      'name-constraints-violated',
+      `"${leaf.subject}": ${addressViolation} named by its issuer "${path[1]!.subject}"`,
+    );
 
   for (const c of path) {
     if (at > c.notAfter) return fail('expired', `"${c.subject}" expired at ${c.notAfter.toISOString()}`);

@@ -4,8 +4,13 @@ import { join } from 'node:path';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { GeneralName, Name as AsnName } from '@peculiar/asn1-x509';
 import { describe, expect, it } from 'vitest';
-import { nameConstraintViolation, type Constraints } from '../../../src/pki/name-constraints.ts';
+import {
+  issuerAddressConstraints,
+  nameConstraintViolation,
+  type Constraints,
+} from '../../../src/pki/name-constraints.ts';
 import { CertificateRegistry } from '../../../src/pki/registry.ts';
+import { generateSigningKey } from '../../../src/pki/keys.ts';
 import { x509 } from '../../../src/pki/x509.ts';
 
 const ip = (v: string) => new GeneralName({ iPAddress: v });
@@ -76,6 +81,48 @@ describe('name constraint matching (RFC 5280 4.2.1.10)', () => {
     expect(nameConstraintViolation(permit(ip('198.51.100.30/32')), [ip('192.0.2.1')])).toMatch(
       /IP 192\.0\.2\.1 is outside/,
     );
+  });
+});
+
+/** A self-signed CA certificate with the given subjectAltNames (none: no extension). */
+async function caWith(names: x509.JsonGeneralName[]): Promise<x509.X509Certificate> {
+  const { key } = await generateSigningKey('ec-p256');
+  const extensions: x509.Extension[] = [new x509.BasicConstraintsExtension(true, 0, true)];
+  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names));
+  return x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '01',
+    name: 'O=distnat, OU=198.51.100.30, CN=ca',
+    keys: { publicKey: key.publicKey, privateKey: key.privateKey },
+    signingAlgorithm: key.algorithm,
+    notBefore: new Date(0),
+    notAfter: new Date(Date.now() + 86_400_000),
+    extensions,
+  });
+}
+
+describe('issuerAddressConstraints: the addresses a CA names of itself bound those it certifies', () => {
+  it('one permitted subtree per address of the CA, /32 or /128; other name types do not count', async () => {
+    const c = issuerAddressConstraints(
+      await caWith([
+        { type: 'ip', value: '198.51.100.30' },
+        { type: 'dns', value: 'router.invalid' },
+        { type: 'ip', value: '2001:db8::30' },
+      ]),
+    )!;
+    expect(c.permitted.map((g) => g.iPAddress)).toEqual(['198.51.100.30/32', '2001:db8::30/128']);
+    expect(c.excluded).toEqual([]);
+    expect(inside(c, ip('198.51.100.30'))).toBe(true);
+    expect(inside(c, ip('2001:db8::30'))).toBe(true);
+    expect(inside(c, ip('198.51.100.31'))).toBe(false);
+    expect(inside(c, ip('2001:db8::31'))).toBe(false);
+    expect(inside(c, dns('bank.example'))).toBe(true); // not an address: the nameConstraints' business
+  });
+
+  it('no subjectAltName, or none with an address: no constraint', async () => {
+    expect(issuerAddressConstraints(await caWith([]))).toBeUndefined();
+    expect(
+      issuerAddressConstraints(await caWith([{ type: 'dns', value: 'router.invalid' }])),
+    ).toBeUndefined();
   });
 });
 
