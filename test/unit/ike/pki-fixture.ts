@@ -2,7 +2,9 @@
  * Certificates for the IKE tests, made with src/pki: a root, the local CA
  * of the router for 198.51.100.30, a host certificate from it (ports
  * 1026-1057, SPIs 256-319), and a plain certificate from the root for a peer
- * with its own address (203.0.113.3, no port binding).
+ * with its own address (203.0.113.3, no port binding). For tests of what a
+ * verifier refuses, host certificates signed with the local CA's key but
+ * outside what LocalCa.issue would write.
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { CertificateAuthority } from '../../../src/pki/authority.ts';
 import { createCertificateRequest } from '../../../src/pki/client.ts';
 import { generateSigningKey, type KeyType } from '../../../src/pki/keys.ts';
 import { LocalCa } from '../../../src/pki/local-ca.ts';
+import { hostExtensions, hostName, signCertificate } from '../../../src/pki/profile.ts';
 import { x509 } from '../../../src/pki/x509.ts';
 
 export const SHARED = '198.51.100.30';
@@ -41,7 +44,22 @@ export interface TestPki {
     keyType?: KeyType,
     options?: { notAfter?: Date; cn?: string },
   ): Promise<Identity>;
+  /**
+   * A host certificate (ports HOST_PORTS) signed with the local CA's key, with
+   * the subject's OU, the iPAddress subjectAltName or an added dNSName set
+   * apart from what the local CA may certify.
+   */
+  issueOutsideProfile(o: OutsideProfile): Promise<Identity>;
   cleanup(): void;
+}
+
+export interface OutsideProfile {
+  /** The subject's OU (the local CA's is the shared address). */
+  readonly ou?: string;
+  /** The iPAddress subjectAltName (and the port binding's address). */
+  readonly address?: string;
+  /** A dNSName subjectAltName beside the address. */
+  readonly dns?: string;
 }
 
 export async function makePki(keyType: KeyType = 'ec-p256'): Promise<TestPki> {
@@ -105,6 +123,41 @@ export async function makePki(keyType: KeyType = 'ec-p256'): Promise<TestPki> {
     return { certPem: cert.toString('pem'), chainPem: [], key: createPrivateKey(pem), keyPem: pem };
   };
 
+  const issueOutsideProfile = async (o: OutsideProfile): Promise<Identity> => {
+    const { key, pem } = await generateSigningKey(keyType);
+    const ca = localCa.authority;
+    const extensions = await hostExtensions({
+      subjectKey: await x509.PublicKey.create(key.publicKey),
+      issuerKey: ca.key.publicKey,
+      sharedAddress: o.address ?? SHARED,
+      ports: [HOST_PORTS],
+      spis: [HOST_SPIS],
+      crlUrl: localCa.crlUrl,
+    });
+    if (o.dns !== undefined) {
+      const i = extensions.findIndex((e) => e instanceof x509.SubjectAlternativeNameExtension);
+      extensions[i] = new x509.SubjectAlternativeNameExtension([
+        { type: 'ip', value: o.address ?? SHARED },
+        { type: 'dns', value: o.dns },
+      ]);
+    }
+    const cert = await signCertificate({
+      subject: hostName(ca.settings.organization, o.ou ?? SHARED, [HOST_PORTS]),
+      issuer: ca.certificate.subjectName,
+      publicKey: key.publicKey,
+      signer: ca.key,
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3_600_000),
+      extensions,
+    });
+    return {
+      certPem: cert.toString('pem'),
+      chainPem: [ca.certificate.toString('pem')],
+      key: createPrivateKey(pem),
+      keyPem: pem,
+    };
+  };
+
   return {
     dir,
     root,
@@ -114,6 +167,7 @@ export async function makePki(keyType: KeyType = 'ec-p256'): Promise<TestPki> {
     peer: await issuePlain(PEER),
     issueHost,
     issuePlain,
+    issueOutsideProfile,
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
