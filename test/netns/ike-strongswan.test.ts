@@ -505,6 +505,11 @@ describe.skipIf(!HAVE_SWAN)('IKEv2 interop with strongSwan charon', () => {
         outside: { dns: 'bank.example' },
         refusal: `certificate 'O=distnat, OU=${OURS}, CN=${OURS} ports 1026-1057' does not match permitted name constraint 'invalid'`,
       },
+      {
+        name: 'email',
+        outside: { email: 'ceo@bank.example' },
+        refusal: `certificate 'O=distnat, OU=${OURS}, CN=${OURS} ports 1026-1057' does not match permitted name constraint 'invalid'`,
+      },
     ];
     for (const c of cases) {
       clearLog();

@@ -46,8 +46,8 @@ export interface TestPki {
   ): Promise<Identity>;
   /**
    * A host certificate (ports HOST_PORTS) signed with the local CA's key, with
-   * the subject's OU, the iPAddress subjectAltName or an added dNSName set
-   * apart from what the local CA may certify.
+   * the subject's OU, the iPAddress subjectAltName, an added dNSName or
+   * rfc822Name set apart from what the local CA may certify.
    */
   issueOutsideProfile(o: OutsideProfile): Promise<Identity>;
   cleanup(): void;
@@ -60,6 +60,8 @@ export interface OutsideProfile {
   readonly address?: string;
   /** A dNSName subjectAltName beside the address. */
   readonly dns?: string;
+  /** An rfc822Name subjectAltName beside the address. */
+  readonly email?: string;
 }
 
 export async function makePki(keyType: KeyType = 'ec-p256'): Promise<TestPki> {
@@ -134,11 +136,15 @@ export async function makePki(keyType: KeyType = 'ec-p256'): Promise<TestPki> {
       spis: [HOST_SPIS],
       crlUrl: localCa.crlUrl,
     });
-    if (o.dns !== undefined) {
+    const extra: x509.JsonGeneralName[] = [
+      ...(o.dns === undefined ? [] : [{ type: 'dns' as const, value: o.dns }]),
+      ...(o.email === undefined ? [] : [{ type: 'email' as const, value: o.email }]),
+    ];
+    if (extra.length > 0) {
       const i = extensions.findIndex((e) => e instanceof x509.SubjectAlternativeNameExtension);
       extensions[i] = new x509.SubjectAlternativeNameExtension([
         { type: 'ip', value: o.address ?? SHARED },
-        { type: 'dns', value: o.dns },
+        ...extra,
       ]);
     }
     const cert = await signCertificate({
