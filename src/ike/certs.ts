@@ -184,11 +184,22 @@ export async function verifyPeerChain(
   }
   for (const issuer of path.slice(1))
     if (!issuer.ca) return { ok: false, problem: `"${issuer.subject.replace(/\n/g, ', ')}" is not a CA` };
-  for (let i = 0; i + 1 < path.length; i++) {
-    const revoked = await revocation(path[i]!, path[i + 1]!, trust.crls ?? [], at);
-    if (revoked !== undefined) return { ok: false, problem: revoked };
-  }
+  const revoked = await pathRevocation(path, trust.crls ?? [], at);
+  if (revoked !== undefined) return { ok: false, problem: revoked };
   return { ok: true, path };
+}
+
+/** Why some certificate of a verified path (leaf first) counts as revoked by one of `crls`, or undefined. */
+export async function pathRevocation(
+  path: readonly X509Certificate[],
+  crls: readonly x509.X509Crl[],
+  at: Date,
+): Promise<string | undefined> {
+  for (let i = 0; i + 1 < path.length; i++) {
+    const revoked = await revocation(path[i]!, path[i + 1]!, crls, at);
+    if (revoked !== undefined) return revoked;
+  }
+  return undefined;
 }
 
 /** Why `cert` counts as revoked by a CRL of `issuer` that we hold, or undefined. */

@@ -130,22 +130,25 @@ export const proposals = (
   kind: 'ike' | 'esp',
 ): ProposalConfig[] => list.map((p) => (typeof p === 'string' ? parseProposal(p, kind) : p));
 
-/** Fills in defaults; throws for unusable options (a key that does not match the certificate, ...). */
-export function resolveConfig(o: IkeDaemonOptions): ResolvedConfig {
-  const [certificate] = asCert(o.identity.certificate);
+/** Reads an identity; throws when the key does not belong to the certificate. */
+export function resolveIdentity(identity: LocalIdentity): ResolvedConfig['identity'] {
+  const [certificate] = asCert(identity.certificate);
   const privateKey =
-    typeof o.identity.privateKey === 'string'
-      ? createPrivateKey(o.identity.privateKey)
-      : o.identity.privateKey;
+    typeof identity.privateKey === 'string' ? createPrivateKey(identity.privateKey) : identity.privateKey;
   if (!certificate!.checkPrivateKey(privateKey))
     throw new Error('the private key does not belong to the certificate');
   return {
-    identity: {
-      certificate: certificate!,
-      chain: (o.identity.chain ?? []).flatMap(asCert),
-      privateKey,
-      id: o.identity.id ?? { type: 'dn' },
-    },
+    certificate: certificate!,
+    chain: (identity.chain ?? []).flatMap(asCert),
+    privateKey,
+    id: identity.id ?? { type: 'dn' },
+  };
+}
+
+/** Fills in defaults; throws for unusable options (a key that does not match the certificate, ...). */
+export function resolveConfig(o: IkeDaemonOptions): ResolvedConfig {
+  return {
+    identity: resolveIdentity(o.identity),
     trust: { roots: o.trust.roots.flatMap(asCert), crls: o.trust.crls ?? [] },
     ikeProposals: proposals(o.ikeProposals ?? DEFAULT_IKE_PROPOSALS, 'ike'),
     espProposals: proposals(o.espProposals ?? DEFAULT_ESP_PROPOSALS, 'esp'),

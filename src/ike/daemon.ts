@@ -17,8 +17,10 @@ import { SystemClock, type Clock } from '../util/clock.ts';
 import type { ChildSa } from './child-sa.ts';
 import {
   resolveConfig,
+  resolveIdentity,
   type ChildRequest,
   type IkeDaemonOptions,
+  type LocalIdentity,
   type LogLevel,
   type ResolvedConfig,
 } from './config.ts';
@@ -39,7 +41,7 @@ import type { IkeTransport } from './transport.ts';
 export type IkeEventListener = (event: IkeEvent) => void;
 
 export class IkeDaemon {
-  readonly config: ResolvedConfig;
+  #config: ResolvedConfig;
   readonly transport: IkeTransport;
   readonly clock: Clock;
   /** Drops and notable happenings by name ("init-cookie-sent", "malformed", "retransmit", ...). */
@@ -55,15 +57,19 @@ export class IkeDaemon {
   #closed = false;
 
   constructor(options: IkeDaemonOptions) {
-    this.config = resolveConfig(options);
+    this.#config = resolveConfig(options);
     this.transport = options.transport;
     this.clock = options.clock ?? new SystemClock();
     this.#log = options.log;
     this.#cookies = new CookieJar(this.clock, { rotateMs: this.config.cookieRotateMs });
+    const currentConfig = (): ResolvedConfig => this.#config;
     this.#ctx = {
       transport: this.transport,
       clock: this.clock,
-      config: this.config,
+      // A getter: exchanges started after setIdentity() sign with the new certificate.
+      get config() {
+        return currentConfig();
+      },
       respond: (sa, exchange, payloads) => this.#respond(sa, exchange, payloads),
       register: (sa) => this.#register(sa),
       unregister: (sa) => this.#unregister(sa),
@@ -77,6 +83,19 @@ export class IkeDaemon {
       firstContact: (sa) => !this.hasOtherSa(sa),
     };
     this.transport.onMessage((data, remote, natt) => this.#receive(data, remote, natt));
+  }
+
+  get config(): ResolvedConfig {
+    return this.#config;
+  }
+
+  /**
+   * A new certificate (and key) for exchanges from now on: a distnat host's
+   * certificate lives only as long as its lease and is issued again at each
+   * renewal. SAs already up keep what they authenticated with.
+   */
+  setIdentity(identity: LocalIdentity): void {
+    this.#config = { ...this.#config, identity: resolveIdentity(identity) };
   }
 
   /** Every live IKE SA (half-open ones included). */

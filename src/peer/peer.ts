@@ -24,7 +24,17 @@ import { openRawSender, openRawSocket } from '../io/raw.ts';
 import { openTun } from '../io/tun.ts';
 import { offloadByDefault, OffloadTun } from '../router/offload-tun.ts';
 import type { PacketDevice } from '../io/types.ts';
-import { buildManualKeying, IpsecEngine, readManualKeying } from '../ipsec/index.ts';
+import {
+  buildManualKeying,
+  IpsecEngine,
+  readManualKeying,
+  SecurityAssociationDatabase,
+  SecurityPolicyDatabase,
+} from '../ipsec/index.ts';
+import { readIkeConfig } from '../config/ike-config.ts';
+import type { IkeService } from '../ike/service.ts';
+import { SystemClock, type Clock } from '../util/clock.ts';
+import { addIkeBypass, interfaceAddress, PEER_IKE_PORT, PEER_NATT_PORT, startPeerIke } from './peer-ike.ts';
 import type { ManualKeyingConfig } from '../ipsec/index.ts';
 import type { Logger } from '../util/log.ts';
 import { PeerForwarder } from './forwarder.ts';
@@ -43,6 +53,9 @@ export interface PeerOptions {
   readonly ipsec?: string;
   /** ... the hosts' files, each turned round, policies and SAs in file order. */
   readonly mirror?: readonly string[];
+  /** IKE file (docs/ike.md): SAs negotiated with IKEv2 on the WAN address, beside or instead of manual keying. */
+  readonly ike?: string;
+  readonly clock?: Clock;
   readonly tun: string;
   /** TUN MTU: the WAN's minus the largest IPsec overhead. Default 1400. */
   readonly mtu?: number;
@@ -58,8 +71,9 @@ export interface PeerOptions {
 
 export interface Peer {
   readonly forwarder: PeerForwarder;
+  readonly ike: IkeService | undefined;
   status(): DaemonStatus;
-  stop(): void;
+  stop(): Promise<void>;
 }
 
 function ip(args: string[]): void {
@@ -90,13 +104,24 @@ export function loadPeerKeying(o: Pick<PeerOptions, 'ipsec' | 'mirror'>): {
     };
     return { cfg, source: `${o.mirror.join(', ')} (mirrored)` };
   }
-  throw new Error('give --ipsec FILE or --mirror FILE');
+  throw new Error('give --ipsec FILE, --mirror FILE or --ike FILE');
+}
+
+/** The engine a peer starts with: from manual keying, or empty (every SA from IKE) with only --ike. */
+function initialEngine(o: PeerOptions): { engine: IpsecEngine; source: string } {
+  if (o.ipsec === undefined && (o.mirror ?? []).length === 0 && o.ike !== undefined) {
+    const engine = new IpsecEngine(new SecurityPolicyDatabase('bypass'), new SecurityAssociationDatabase());
+    return { engine, source: `IKE (${o.ike})` };
+  }
+  const { cfg, source } = loadPeerKeying(o);
+  const { spd, sad } = buildManualKeying(cfg, { source });
+  return { engine: new IpsecEngine(spd, sad), source };
 }
 
 export async function startPeer(o: PeerOptions, log: Logger): Promise<Peer> {
-  const { cfg, source } = loadPeerKeying(o);
-  const { spd, sad } = buildManualKeying(cfg, { source });
-  const engine = new IpsecEngine(spd, sad);
+  const ikeConfig = o.ike !== undefined ? readIkeConfig(o.ike) : undefined;
+  const { engine, source } = initialEngine(o);
+  const spd = engine.spd;
   const undo: (() => void)[] = [];
   const unwind = (): void => {
     for (const f of undo.reverse()) {
@@ -142,6 +167,26 @@ export async function startPeer(o: PeerOptions, log: Logger): Promise<Peer> {
       // Leave the clear route behind as it was before the peer started.
       undo.push(() => ip(['route', 'replace', `${remote}/32`, 'via', gateway, 'dev', o.wan]));
     }
+    let ike: IkeService | undefined;
+    if (ikeConfig !== undefined) {
+      const address = interfaceAddress(o.wan);
+      addIkeBypass(engine, [ikeConfig.port ?? PEER_IKE_PORT, ikeConfig.nattPort ?? PEER_NATT_PORT]);
+      ike = await startPeerIke({
+        config: ikeConfig,
+        address,
+        engine,
+        clock: o.clock ?? new SystemClock(),
+        log,
+      });
+      const service = ike;
+      undo.push(() => void service.close());
+      log.info('IKE listening', {
+        address,
+        port: ikeConfig.port ?? PEER_IKE_PORT,
+        nattPort: ikeConfig.nattPort ?? PEER_NATT_PORT,
+        initiate: ikeConfig.peers.filter((p) => p.initiate).map((p) => `${p.address}:${p.port}`),
+      });
+    }
     const forwarder = new PeerForwarder(engine, devices);
     forwarder.start();
     undo.push(() => forwarder.stop());
@@ -161,8 +206,9 @@ export async function startPeer(o: PeerOptions, log: Logger): Promise<Peer> {
           columns: ['NAME', 'ACTION', 'PROTECT'],
           rows: spd.policies.map((p) => [p.name, p.action, p.template.join('+') || '-']),
         },
+        ...(ike?.tables() ?? []),
       ],
-      counters: forwarder.counters(),
+      counters: { ...forwarder.counters(), ...(ike?.counters() ?? {}) },
     });
     let server: Server | undefined;
     if (o.control ?? true) {
@@ -182,10 +228,13 @@ export async function startPeer(o: PeerOptions, log: Logger): Promise<Peer> {
     let stopped = false;
     return {
       forwarder,
+      ike,
       status,
-      stop() {
+      async stop() {
         if (stopped) return;
         stopped = true;
+        // IKE first, while the data path still carries its Delete notifications.
+        await ike?.close();
         unwind();
         log.info('peer stopped');
       },

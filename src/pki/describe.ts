@@ -36,7 +36,8 @@ function keyText(spki: ArrayBuffer): string {
   }
 }
 
-function crlUrls(cert: x509.X509Certificate): string[] {
+/** The URLs of a certificate's CRL distribution points (RFC 5280 4.2.1.13). */
+export function crlUrls(cert: x509.X509Certificate): string[] {
   const ext = cert.getExtension(x509.CRLDistributionPointsExtension);
   return (ext?.distributionPoints ?? []).flatMap((dp) =>
     (dp.distributionPoint?.fullName ?? []).flatMap((n) =>

@@ -7,7 +7,7 @@ export { BACKDATE_MS, CA_FILES, CaError, CertificateAuthority, defaultCrlUrl } f
 export type { CaSettings, LocalCaIssueOptions, RecordDetails, RootCaOptions } from './authority.ts';
 export { CertificateRequestError, createCertificateRequest, requestHostCertificate } from './client.ts';
 export type { IssuedChain } from './client.ts';
-export { describeCertificate, describeCrl, describeRequest } from './describe.ts';
+export { crlUrls, describeCertificate, describeCrl, describeRequest } from './describe.ts';
 export { PKI_HTTP_PORT, peerAddress, pkiRequestHandler, startPkiServer } from './http.ts';
 export type { LeaseLookup, PkiHttpOptions } from './http.ts';
 export {

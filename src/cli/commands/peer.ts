@@ -22,6 +22,11 @@ export function peerCommand(y: Argv) {
           describe:
             "a host's manual keying file, turned round (SA directions and selectors swapped); repeatable",
         })
+        .option('ike', {
+          type: 'string',
+          describe:
+            'IKE file (docs/ike.md): negotiate SAs with IKEv2 on UDP 500/4500 of the --wan-if address',
+        })
         .option('tun', { type: 'string', default: 'dnp0', describe: 'TUN device (created if missing)' })
         .option('mtu', {
           type: 'number',
@@ -46,8 +51,10 @@ export function peerCommand(y: Argv) {
         })
         // A string, not a throw: main.ts takes a thrown error for a bug (exit 70), a string for usage (64).
         .check((argv) => {
-          if ((argv.ipsec === undefined) === (argv.mirror === undefined))
-            return 'give one of --ipsec or --mirror';
+          if (argv.ipsec !== undefined && argv.mirror !== undefined)
+            return 'give --ipsec or --mirror, not both';
+          if (argv.ipsec === undefined && argv.mirror === undefined && argv.ike === undefined)
+            return 'give --ike, --ipsec or --mirror';
           if ((argv.remote === undefined) !== (argv.via === undefined))
             return '--remote and --via go together';
           return true;
@@ -55,6 +62,10 @@ export function peerCommand(y: Argv) {
         .example(
           '$0 peer --mirror h1-ipsec.yaml --wan-if wan0 --remote 198.51.100.30 --via 203.0.113.1',
           "the testbed server as the other end of h1's SAs",
+        )
+        .example(
+          '$0 peer --ike peer-ike.yaml --wan-if wan0 --remote 198.51.100.30 --via 203.0.113.1',
+          'the same with IKEv2: SAs negotiated with the hosts, certificates checked against the root CA',
         )
         .epilogue(
           'Status: distnat status peer --run-dir DIR. Stop with SIGTERM or Ctrl-C (routes restored).',
@@ -69,6 +80,7 @@ export function peerCommand(y: Argv) {
           {
             ...(argv.ipsec !== undefined ? { ipsec: argv.ipsec } : {}),
             ...(argv.mirror !== undefined ? { mirror: argv.mirror.map(String) } : {}),
+            ...(argv.ike !== undefined ? { ike: argv.ike } : {}),
             tun: argv.tun,
             mtu: argv.mtu,
             wan: argv['wan-if'],
@@ -86,8 +98,7 @@ export function peerCommand(y: Argv) {
       }
       const onSignal = (signal: NodeJS.Signals): void => {
         log.info(`${signal}: stopping`);
-        peer.stop();
-        process.exit(ExitCode.OK);
+        void peer.stop().finally(() => process.exit(ExitCode.OK));
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);

@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import { ipv4Address, port } from './fields.ts';
+import { readConfigFile, validateConfig } from './load.ts';
+
+/**
+ * The IKE file of `distnat host --ike FILE` and `distnat peer --ike FILE`
+ * (docs/ike.md, "Running IKE"). Paths are files of PEM. A host gets its
+ * certificate from the router's local CA, so it names a key only (made if
+ * missing); a peer with an address of its own names its certificate chain
+ * and key.
+ *
+ *   trust: [/etc/distnat/root.pem]
+ *   peers:
+ *     - { address: 203.0.113.3, initiate: true }
+ */
+const pemFile = z.string().min(1, 'expected the path of a PEM file');
+
+const ikePeer = z
+  .object({
+    address: ipv4Address.describe("the other end's IKE address"),
+    port: port.default(500).describe("the other end's IKE port"),
+    initiate: z
+      .boolean()
+      .default(false)
+      .describe('bring the SA up at start and again whenever it goes down; else wait for the other end'),
+    mode: z.enum(['tunnel', 'transport']).default('tunnel'),
+  })
+  .strict();
+
+export const IkeConfigSchema = z
+  .object({
+    trust: z.array(pemFile).min(1, 'expected at least one root CA certificate').describe('root CAs trusted'),
+    key: pemFile.optional().describe('our private key (PKCS #8); a host makes one here if it is missing'),
+    keyType: z.enum(['ec-p256', 'rsa-2048', 'rsa-3072']).default('ec-p256').describe('for a key made here'),
+    certificate: pemFile
+      .optional()
+      .describe('our certificate, then its CA certificates (a peer); a host asks the router for one'),
+    certificateUrl: z
+      .url('expected a URL such as http://10.0.0.7:7033')
+      .optional()
+      .describe("the router's certificate endpoint (a host); default http://<router>:7033"),
+    port: port.optional().describe('IKE port: a peer defaults to 500; a host takes one of its leased ports'),
+    nattPort: port.optional().describe('NAT-T port: a peer defaults to 4500; a host uses its IKE port'),
+    proposals: z
+      .object({
+        ike: z.array(z.string().min(1)).min(1).optional(),
+        esp: z.array(z.string().min(1)).min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
+    dpdSeconds: z.number().min(0).default(30).describe('liveness check after this long unheard (0: off)'),
+    rekeySeconds: z
+      .object({
+        ike: z.number().min(0).default(14_400),
+        child: z.number().min(0).default(3600),
+      })
+      .strict()
+      .prefault({}),
+    crlMaxAgeSeconds: z
+      .number()
+      .min(0)
+      .default(30)
+      .describe("fetch a certificate's CRL again when the copy held is older than this"),
+    retrySeconds: z.number().positive().default(5).describe('first pause before initiating again'),
+    peers: z.array(ikePeer).default([]),
+  })
+  .strict();
+
+export type IkeConfig = z.infer<typeof IkeConfigSchema>;
+export type IkePeerConfig = IkeConfig['peers'][number];
+
+/** Reads and checks an IKE file; a ConfigError names each bad field. */
+export function readIkeConfig(file: string): IkeConfig {
+  return validateConfig(IkeConfigSchema, readConfigFile(file), file);
+}
