@@ -14,3 +14,7 @@ export { openRouterDevices, interfaceOf, ROUTER_TUN_MTU } from './devices.ts';
 export type { OpenedDevices } from './devices.ts';
 export { routerStatus, routerCounters } from './router-status.ts';
 export { registerRouterMetrics } from './router-metrics.ts';
+export { LocalCaService, crlNumberOf } from './local-ca-service.ts';
+export type { LeaseSource, LocalCaServiceOptions, LocalCaStats, ServiceLog } from './local-ca-service.ts';
+export { withdrawHost } from './withdraw.ts';
+export type { WithdrawSources } from './withdraw.ts';
