@@ -33,8 +33,17 @@ export const HostConfigSchema = z
       .describe(
         'manual keying file (docs/ipsec.md): protect after translation, verify before translating back',
       ),
+    ike: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('IKE file (docs/ike.md): certificate from the router, SAs negotiated on a leased port'),
     logLevel: logLevel.default('info'),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.ipsec === undefined || c.ike === undefined, {
+    path: ['ike'],
+    message: 'expected either ipsec (manual keying) or ike, not both',
+  });
 
 export type HostConfig = z.infer<typeof HostConfigSchema>;

@@ -37,6 +37,8 @@ import { DEFAULT_LAN_MTU, DEFAULT_TUN_MTU, interfaceMtu, interfaceOf, openHostDe
 import type { HostDevices } from './devices.ts';
 import { HostForwarder } from './forwarder.ts';
 import { readManualKeying } from '../ipsec/index.ts';
+import { readIkeConfig } from '../config/ike-config.ts';
+import { HostIke } from './host-ike.ts';
 import { EngineIpsecStep, inSpiBlocks } from './ipsec-engine-step.ts';
 import type { IpsecStep } from './ipsec-step.ts';
 import { LeasedPortPool } from './leased-ports.ts';
@@ -90,6 +92,8 @@ export interface HostAgent {
   readonly client: PapClient;
   /** The engine step built from `config.ipsec`, when there is one. */
   readonly ipsec: EngineIpsecStep | undefined;
+  /** IKE, when `config.ike` names a file. */
+  readonly ike: HostIke | undefined;
   /** The control socket's path, when one is served. */
   readonly controlSocket: string | undefined;
   /** The metrics server's address, when one is served. */
@@ -218,11 +222,11 @@ export async function startHost(
       opts.ipsec === undefined && config.ipsec !== undefined
         ? new EngineIpsecStep(readManualKeying(config.ipsec), config.ipsec)
         : undefined;
-    const ipsecStep = opts.ipsec ?? engineStep;
+    const ikeConfig = config.ike !== undefined ? readIkeConfig(config.ike) : undefined;
     const spisWanted =
       config.pap.spis > 0
         ? config.pap.spis
-        : (engineStep?.spisNeeded.length ?? 0) > 0
+        : (engineStep?.spisNeeded.length ?? 0) > 0 || ikeConfig !== undefined
           ? DEFAULT_SPI_LEASE
           : 0;
 
@@ -237,6 +241,20 @@ export async function startHost(
     const ports = new LeasedPortPool(leases, lowWater);
     const sptt = new SourcePortTranslationTable(ports, { timeouts: opts.timeouts ?? {} });
     const translator = new PortTranslator(sptt);
+    const ike =
+      ikeConfig === undefined
+        ? undefined
+        : new HostIke({
+            config: ikeConfig,
+            sharedAddress: config.sharedAddress,
+            router: config.router,
+            stateDir: config.stateDir,
+            leases,
+            ports,
+            clock,
+            log,
+          });
+    const ipsecStep = opts.ipsec ?? engineStep ?? ike?.step;
     const forwarder = new HostForwarder({
       tun,
       tunnelIn,
@@ -251,6 +269,7 @@ export async function startHost(
       tunMtu,
       lanMtu,
       ...(ipsecStep !== undefined ? { ipsec: ipsecStep } : {}),
+      ...(ike !== undefined ? { servicePorts: ike.servicePorts } : {}),
     });
     const installIpsec = (): void => {
       if (engineStep === undefined || engineStep.installed) return;
@@ -435,6 +454,11 @@ export async function startHost(
         st.summary.ipsec = `${config.ipsec} (${engineStep.installed ? 'SAs installed' : 'waiting for SPI leases'})`;
         Object.assign(st.counters, engineStep.counters());
       }
+      if (ike !== undefined) {
+        st.summary.ike = ike.summary();
+        st.tables.push(...(ike.service?.tables() ?? []));
+        Object.assign(st.counters, ike.step.counters(), ike.service?.counters() ?? {});
+      }
       return st;
     };
 
@@ -459,6 +483,7 @@ export async function startHost(
     let metricsAddress: string | undefined;
     if (config.metrics !== undefined) {
       const registry = newRegistry('distnat_host');
+      const keyedStep = engineStep ?? ike?.step;
       registerHostMetrics(registry, {
         forwarder,
         translator,
@@ -466,9 +491,9 @@ export async function startHost(
         ports,
         pap: () => client.counters,
         io: ioStats,
-        ...(engineStep !== undefined && {
-          ipsec: () => engineStep.counters(),
-          ipsecSas: () => engineStep.engine?.sad.all().length ?? 0,
+        ...(keyedStep !== undefined && {
+          ipsec: () => keyedStep.counters(),
+          ipsecSas: () => keyedStep.engine?.sad.all().length ?? 0,
         }),
       });
       metricsServer = await startMetricsServer(registry, config.metrics);
@@ -482,6 +507,9 @@ export async function startHost(
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
+        // IKE first: its Delete notifications still have a data path to leave by.
+        // (No await without IKE: the release below starts in the same turn as stop().)
+        if (ike !== undefined) await ike.stop();
         forwarder.stop();
         tick?.cancel();
         const held = leases.blocks();
@@ -531,6 +559,7 @@ export async function startHost(
       sptt,
       client,
       ipsec: engineStep,
+      ike,
       controlSocket: controlPath,
       metricsAddress,
     };

@@ -64,6 +64,12 @@ export interface HostForwarderOptions {
   /** Default 1500. Encapsulated packets must fit it. */
   readonly lanMtu?: number;
   readonly ipsec?: IpsecStep;
+  /**
+   * UDP ports of the agent's own services (IKE) in translate mode: leased
+   * ports the agent took for itself and bound, so their datagrams keep them
+   * both ways instead of going through the translation table.
+   */
+  readonly servicePorts?: { has(port: number): boolean };
   /** Scratch slots for generated errors and fragments, per batch. Default 16. */
   readonly scratchSlots?: number;
 }
@@ -239,8 +245,10 @@ export class HostForwarder {
     }
 
     if (this.mode === 'translate') {
-      const outcome = o.translator.outbound(buf, off, l4, end, now);
-      if (!passes(outcome)) return dropOf(outcome);
+      if (!(protocol === UDP && firstFragment && l4 + 4 <= end && o.servicePorts?.has(u16(buf, l4)))) {
+        const outcome = o.translator.outbound(buf, off, l4, end, now);
+        if (!passes(outcome)) return dropOf(outcome);
+      }
     } else if (firstFragment && (protocol === TCP || protocol === UDP)) {
       if (l4 + 4 > end) return 'not-translatable';
       if (!o.leases.isLeased(u16(buf, l4))) return 'unleased-port';
@@ -354,7 +362,15 @@ export class HostForwarder {
 
     const end = start + total;
     const l4 = start + ((buf[start]! & 0x0f) << 2);
-    if (this.mode === 'translate' || (protocol === ICMP && icmpNeedsTranslation(buf, l4, end))) {
+    const toService =
+      protocol === UDP &&
+      l4 + 4 <= end &&
+      (u16(buf, start + 6) & 0x1fff) === 0 &&
+      o.servicePorts?.has(u16(buf, l4 + 2)) === true;
+    if (
+      !toService &&
+      (this.mode === 'translate' || (protocol === ICMP && icmpNeedsTranslation(buf, l4, end)))
+    ) {
       const outcome = o.translator.inbound(buf, start, l4, end, now);
       if (!passes(outcome)) return outcome === 'no-mapping' ? 'no-mapping' : 'not-translatable';
     }

@@ -71,6 +71,21 @@ export class EngineIpsecStep implements IpsecStep {
     this.#maxOverhead = new IpsecEngine(probe.spd, probe.sad).maxOverhead();
   }
 
+  /**
+   * A step over an engine whose SAs come and go (IKE). `maxOverhead` is the
+   * worst the negotiable transforms can add, fixed from the start: the local
+   * stack learns one path MTU, not one per SA generation.
+   */
+  static forEngine(engine: IpsecEngine, maxOverhead: number, source = 'IKE'): EngineIpsecStep {
+    const step = new EngineIpsecStep(
+      { defaultAction: engine.spd.defaultAction, policies: [], sas: [] },
+      source,
+    );
+    step.#engine = engine;
+    step.#maxOverhead = maxOverhead;
+    return step;
+  }
+
   get maxOverhead(): number {
     return this.#maxOverhead;
   }

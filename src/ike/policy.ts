@@ -114,12 +114,15 @@ export type ChildDecision =
 /** Narrows or refuses (TS_UNACCEPTABLE) a child SA's selectors as responder. */
 export type ChildPolicy = (child: ChildContext) => ChildDecision;
 
-/** An allocator over leased SPI blocks (PAP), lowest free first. */
-export function spiAllocatorFromBlocks(blocks: readonly Block[]): SpiAllocator & { readonly inUse: number } {
+/** An allocator over leased SPI blocks (PAP), lowest free first; a function gives the blocks held now. */
+export function spiAllocatorFromBlocks(
+  blocks: readonly Block[] | (() => readonly Block[]),
+): SpiAllocator & { readonly inUse: number } {
   const used = new Set<number>();
+  const held = typeof blocks === 'function' ? blocks : () => blocks;
   return {
     allocateSpi() {
-      for (const b of blocks)
+      for (const b of held())
         for (let s = Math.max(b.lowest, 256); s < b.lowest + b.count; s++)
           if (!used.has(s)) {
             used.add(s);

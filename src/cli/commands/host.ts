@@ -47,6 +47,7 @@ interface HostArgs {
   metrics?: string | undefined;
   pcap?: string | undefined;
   ipsec?: string | undefined;
+  ike?: string | undefined;
   spis?: number | undefined;
   'log-level'?: string | undefined;
 }
@@ -75,6 +76,7 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
   set('metrics', argv.metrics);
   set('pcap', argv.pcap);
   set('ipsec', argv.ipsec);
+  set('ike', argv.ike);
   set('spis', argv.spis, pap);
   set('logLevel', argv['log-level']);
   set('transport', argv['pap-transport'], pap);
@@ -178,9 +180,14 @@ export function hostCommand(y: Argv) {
           describe:
             'manual keying file (docs/ipsec.md): ESP/AH applied after port translation, inbound SAs from leased SPIs',
         })
+        .option('ike', {
+          type: 'string',
+          describe:
+            'IKE file (docs/ike.md): key made here, certificate from the router, IKEv2 on a leased UDP port',
+        })
         .option('spis', {
           type: 'number',
-          describe: 'SPIs to lease at start (default 64 with --ipsec, else 0)',
+          describe: 'SPIs to lease at start (default 64 with --ipsec or --ike, else 0)',
         })
         .option('log-level', { choices: ['error', 'warn', 'info', 'debug'] as const })
         .option('wait-seconds', {
@@ -193,6 +200,10 @@ export function hostCommand(y: Argv) {
           'lease ports from 10.0.0.7 and tunnel the traffic dn0 carries (after native-setup/host-setup.sh up)',
         )
         .example('$0 host --config /etc/distnat/host.yaml --mode native', 'Method 130: no translation')
+        .example(
+          '$0 host --router 10.0.0.7 --lan-if lan0 --ike /etc/distnat/ike.yaml',
+          'also negotiate ESP with the peers the IKE file names, with a certificate from the router',
+        )
         .epilogue(
           'Stop with SIGTERM or Ctrl-C: the leased blocks are given back (PAP invalidate), kernel settings\n' +
             'restored. Exit codes: 69 router unreachable (--wait-seconds) or native addon missing, 73 another agent\n' +

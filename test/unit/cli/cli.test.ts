@@ -166,11 +166,14 @@ describe.concurrent('distnat command line', { timeout: 60_000 }, () => {
     expect(r.stderr).toMatch(/\ndistnat: Missing required argument: dir\n$/);
   });
 
-  it('peer: neither --ipsec nor --mirror, or --remote without --via, is a usage error (64)', async () => {
+  it('peer: no keying at all, both manual kinds, or --remote without --via, is a usage error (64)', async () => {
     const r = await distnat(['peer', '--wan-if', 'lo']);
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/^distnat peer\n/);
-    expect(r.stderr).toMatch(/\ndistnat: give one of --ipsec or --mirror\n$/);
+    expect(r.stderr).toMatch(/\ndistnat: give --ike, --ipsec or --mirror\n$/);
+    const both = await distnat(['peer', '--wan-if', 'lo', '--ipsec', 'a.yaml', '--mirror', 'b.yaml']);
+    expect(both.code).toBe(64);
+    expect(both.stderr).toMatch(/\ndistnat: give --ipsec or --mirror, not both\n$/);
     const v = await distnat(['peer', '--wan-if', 'lo', '--mirror', 'h1.yaml', '--remote', '198.51.100.30']);
     expect(v.code).toBe(64);
     expect(v.stderr).toMatch(/\ndistnat: --remote and --via go together\n$/);
