@@ -79,7 +79,7 @@ export interface LocalCaIssueOptions {
 
 /** What the registry keeps about a certificate besides what the certificate itself says. */
 export interface RecordDetails {
-  readonly role: 'host' | 'local-ca';
+  readonly role: 'host' | 'local-ca' | 'peer';
   readonly host?: string;
   readonly address?: string;
   readonly ports?: readonly Block[];

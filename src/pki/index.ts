@@ -43,3 +43,5 @@ export type {
   TrustChain,
 } from './verify.ts';
 export { x509 } from './x509.ts';
+export { issuePeerCertificate } from './peer-certificate.ts';
+export type { IssuedPeer, PeerCertificateOptions } from './peer-certificate.ts';

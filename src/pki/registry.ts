@@ -24,7 +24,7 @@ const block = z.object({ lowest: z.number().int().min(0), count: z.number().int(
 
 const entrySchema = z.object({
   serial: z.string().regex(/^[0-9a-f]+$/),
-  role: z.enum(['host', 'local-ca']),
+  role: z.enum(['host', 'local-ca', 'peer']),
   subject: z.string(),
   /** LAN address of the host the certificate was issued to (host certificates only). */
   host: z.string().optional(),
@@ -54,7 +54,7 @@ const fileSchema = z.object({
 /** One certificate a CA signed, as the registry remembers it. Times in ms since the epoch. */
 export interface IssuedCertificate {
   readonly serial: string;
-  readonly role: 'host' | 'local-ca';
+  readonly role: 'host' | 'local-ca' | 'peer';
   readonly subject: string;
   readonly host?: HostAddress;
   readonly keyId: string;

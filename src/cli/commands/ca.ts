@@ -29,6 +29,7 @@ import {
 } from '../../pki/index.ts';
 import { KEY_MODE, writeFileAtomic, writeNewFile } from '../../pki/files.ts';
 import { ExitCode, UserError } from '../exit-codes.ts';
+import { issuePeerCommand } from './ca-issue-peer.ts';
 
 /**
  * `distnat ca ...`: the root CA (the patent's higher certificate authority),
@@ -96,7 +97,7 @@ const out = (text: string): void => {
 
 export function caCommand(y: Argv) {
   return y.command('ca <command>', 'root CA, local CA and host certificates (the router as local CA)', (a) =>
-    a
+    issuePeerCommand(a)
       .command(
         'init',
         'create the root CA: a key and a self-signed certificate in a directory',
@@ -460,7 +461,9 @@ async function showAuthority(dir: string): Promise<string> {
     const what =
       e.role === 'local-ca'
         ? `local CA for ${e.address}`
-        : `${e.host ?? '?'}: ports ${formatRanges(e.ports)}${e.spis.length > 0 ? `, SPIs ${formatRanges(e.spis)}` : ''}`;
+        : e.role === 'peer'
+          ? `IKE peer ${e.address}`
+          : `${e.host ?? '?'}: ports ${formatRanges(e.ports)}${e.spis.length > 0 ? `, SPIs ${formatRanges(e.spis)}` : ''}`;
     lines.push(`  ${e.serial}  ${state.padEnd(30)}  until ${new Date(e.notAfter).toISOString()}  ${what}`);
   }
   const crl = ca.lastCrl();
