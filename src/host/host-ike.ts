@@ -6,9 +6,10 @@
  *   shared address; the agent keeps that port out of the translation table
  *   (the forwarder's service ports), so the port the peer sees is the port
  *   the certificate names;
- * - its key pair is made here and never leaves; the certificate comes from
- *   the router's local CA (POST /csr) and binds the key to the shared
- *   address and the blocks this host holds. It is asked for again whenever
+ * - its key pair is made here and never leaves (<stateDir>/ike-key.pem);
+ *   the certificate comes from the router's local CA (POST /csr), binds the
+ *   key to the shared address and the blocks this host holds, and is kept
+ *   beside the key (<stateDir>/ike-cert.pem). It is asked for again whenever
  *   the blocks change and at half its life, because the router issues it
  *   only for as long as the leases run;
  * - inbound child SA SPIs come from the leased SPI blocks, and the SAD
@@ -113,6 +114,9 @@ export class HostIke {
     const sad = new SecurityAssociationDatabase({
       isLeasedSpi: (spi) => inSpiBlocks(spi, o.leases.blocks('spi')),
     });
+    // IKE to the classic ports is never sealed, whoever on this host sends it.
+    spd.add(ikeBypassPolicy('ike-to-500', 500, 'remote'));
+    spd.add(ikeBypassPolicy('ike-to-4500', 4500, 'remote'));
     this.engine = new IpsecEngine(spd, sad);
     this.step = EngineIpsecStep.forEngine(this.engine, IKE_MAX_ESP_OVERHEAD);
     this.#listener = {
@@ -137,6 +141,18 @@ export class HostIke {
     return `UDP ${this.#o.sharedAddress}:${this.port}, certificate ${cert ? `${cert.serial.slice(0, 16)}… until ${cert.notAfter.toISOString()}` : 'none'}`;
   }
 
+  async #restart(): Promise<void> {
+    const service = this.#service;
+    const port = this.port;
+    this.#service = undefined;
+    this.#transport = undefined;
+    this.#renewTimer?.cancel();
+    this.servicePorts.delete(port);
+    this.engine.spd.remove(`ike-${port}`);
+    await service?.close();
+    void this.#start();
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#renewTimer?.cancel();
@@ -146,6 +162,13 @@ export class HostIke {
 
   #leasesChanged(): void {
     if (this.#stopped) return;
+    if (this.#service !== undefined && !this.#o.ports.isLeased(this.port)) {
+      // The block holding IKE's port went (withdrawn, or lost with the router's state):
+      // the SAs it carried are gone with it; start over on a port held now.
+      this.#o.log.warn('the IKE port is no longer leased: restarting IKE on another', { port: this.port });
+      void this.#restart();
+      return;
+    }
     if (this.#service === undefined) {
       void this.#start();
       return;
@@ -208,6 +231,8 @@ export class HostIke {
         notAfter: cert.notAfter.toISOString(),
       });
     this.#certificate = { serial: cert.serialNumber, notAfter: cert.notAfter };
+    // Beside the key, for the operator (openssl x509 -in ...) and for peers configured by hand.
+    writeFileSync(join(this.#o.stateDir, 'ike-cert.pem'), issued.pem);
     const now = this.#o.clock.now();
     this.#scheduleRenewal(Math.max(5000, (cert.notAfter.getTime() - now) / 2));
     return {

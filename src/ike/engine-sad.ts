@@ -27,8 +27,19 @@ import { childSaParams } from './ipsec-bridge.ts';
 import type { ChildSaDatabase, NegotiatedChildSa } from './policy.ts';
 import type { Ipv4Selector } from './selectors.ts';
 
-/** A UDP port on which IKE talks: its datagrams bypass the SAs in both directions. */
-export function ikeBypassPolicy(name: string, port: number): SecurityPolicy {
+/**
+ * A UDP port on which IKE talks: its datagrams bypass the SAs in both
+ * directions. `side` says whose port it is: ours (the port our daemon is
+ * bound to) or the peer's (500 and 4500, so that any other IKE speaker on
+ * this machine, a test initiator say, is not sealed into our SAs either).
+ */
+export function ikeBypassPolicy(
+  name: string,
+  port: number,
+  side: 'local' | 'remote' = 'local',
+): SecurityPolicy {
+  const one = { first: port, last: port };
+  const any = { first: 0, last: 65535 };
   return new SecurityPolicy({
     name,
     action: 'bypass',
@@ -36,8 +47,8 @@ export function ikeBypassPolicy(name: string, port: number): SecurityPolicy {
       local: { first: 0, last: 0xffff_ffff },
       remote: { first: 0, last: 0xffff_ffff },
       protocol: 17,
-      localPort: { first: port, last: port },
-      remotePort: { first: 0, last: 65535 },
+      localPort: side === 'local' ? one : any,
+      remotePort: side === 'remote' ? one : any,
     },
   });
 }

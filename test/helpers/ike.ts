@@ -1,0 +1,240 @@
+/**
+ * IKE on the namespace testbed: the router as local CA (the testbed's `up`
+ * makes the root and the router's CA), host agents with `--ike`, and
+ * `distnat peer --ike` on the server with a certificate from the root.
+ *
+ * The testbed must be up with `daemons: false`; every process started here
+ * is one of the testbed's background processes, stopped by its down().
+ *
+ *   const bed = useTestbed({ daemons: false });
+ *   await startIkeRouter(bed());
+ *   const h1 = await startIkeHost(bed(), 'h1', { peers: [{ address: SERVER, initiate: true }] });
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { DISTNAT, LAN_OF, daemonLogs, daemonRunDir, readStatus } from './distnat.ts';
+import type { DaemonStatus, HostNode } from './distnat.ts';
+import { readPeerStatus } from './ipsec.ts';
+import { describe as describeResult, run, waitUntil } from './process.ts';
+import type { Background } from './process.ts';
+import { TOPOLOGY } from './testbed.ts';
+import type { Testbed } from './testbed.ts';
+
+/** The root CA certificate and the router's local CA directory that `scripts/testbed up` made. */
+export function testbedPki(bed: Testbed): { root: string; rootDir: string; localCa: string } {
+  const rootDir = join(bed.runDir, 'pki', 'root');
+  return {
+    rootDir,
+    root: join(rootDir, 'ca.pem'),
+    localCa: join(daemonRunDir(bed, 'router'), 'state', 'ca'),
+  };
+}
+
+export const PKI_URL = `http://${TOPOLOGY.router.lan}:7033`;
+export const CRL_URL = `http://${TOPOLOGY.router.wan}:7033/crl`;
+
+export interface IkePeerEntry {
+  address: string;
+  port?: number;
+  initiate?: boolean;
+}
+
+export interface IkeFileOptions {
+  peers?: IkePeerEntry[];
+  crlMaxAgeSeconds?: number;
+  dpdSeconds?: number;
+  proposals?: { ike?: string[]; esp?: string[] };
+}
+
+function writeIkeFile(file: string, content: Record<string, unknown>): string {
+  writeFileSync(file, stringify(content));
+  return file;
+}
+
+/** The router as the testbed's process table runs it: with its local CA and the CRL on the WAN address. */
+export async function startIkeRouter(bed: Testbed): Promise<Background> {
+  const dir = daemonRunDir(bed, 'router');
+  const proc = bed.spawn('router', [
+    DISTNAT,
+    'router',
+    '--shared-address',
+    TOPOLOGY.shared,
+    '--lan-address',
+    TOPOLOGY.router.lan,
+    '--tun',
+    TOPOLOGY.tun,
+    '--state-dir',
+    join(dir, 'state'),
+    '--run-dir',
+    dir,
+    '--ca-dir',
+    testbedPki(bed).localCa,
+    '--crl-address',
+    TOPOLOGY.router.wan,
+  ]);
+  await waitUntil(
+    'the router answering on its control socket',
+    async () => {
+      if (!proc.running()) throw new Error(`router exited: ${proc.stdout()}\n${proc.stderr()}`);
+      try {
+        await readStatus(bed, 'router');
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  );
+  return proc;
+}
+
+/** Starts a host agent with `--ike` and waits until IKE runs (a port leased, a certificate held). */
+export async function startIkeHost(
+  bed: Testbed,
+  node: HostNode,
+  o: IkeFileOptions = {},
+): Promise<Background> {
+  const dir = daemonRunDir(bed, node);
+  const file = writeIkeFile(join(bed.scratchDir, `${node}-ike.yaml`), {
+    trust: [testbedPki(bed).root],
+    ...(o.crlMaxAgeSeconds !== undefined ? { crlMaxAgeSeconds: o.crlMaxAgeSeconds } : {}),
+    ...(o.dpdSeconds !== undefined ? { dpdSeconds: o.dpdSeconds } : {}),
+    ...(o.proposals !== undefined ? { proposals: o.proposals } : {}),
+    retrySeconds: 1,
+    peers: o.peers ?? [],
+  });
+  const proc = bed.spawn(node, [
+    DISTNAT,
+    'host',
+    '--router',
+    TOPOLOGY.router.lan,
+    '--lan-address',
+    LAN_OF[node],
+    '--shared-address',
+    TOPOLOGY.shared,
+    '--tun',
+    TOPOLOGY.tun,
+    '--state-dir',
+    join(dir, 'state'),
+    '--run-dir',
+    dir,
+    '--ike',
+    file,
+  ]);
+  let last = '';
+  await waitUntil(
+    `${node} running IKE`,
+    async () => {
+      if (!proc.running()) throw new Error(`${node} agent exited: ${proc.stdout()}\n${proc.stderr()}`);
+      try {
+        const s = await readStatus(bed, node);
+        last = String(s.summary['ike']);
+        return last.startsWith('UDP ');
+      } catch (e) {
+        last = (e as Error).message;
+        return false;
+      }
+    },
+    { timeoutMs: 30_000, intervalMs: 200 },
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; last seen: ${last}\n${daemonLogs(bed)}`);
+  });
+  return proc;
+}
+
+/** The leased UDP port a host runs IKE on, from its status line "UDP 198.51.100.30:1024, ...". */
+export async function hostIkePort(bed: Testbed, node: HostNode): Promise<number> {
+  const s = await readStatus(bed, node);
+  const m = /^UDP [\d.]+:(\d+)/.exec(String(s.summary['ike']));
+  if (m === null) throw new Error(`${node} runs no IKE: ${String(s.summary['ike'])}`);
+  return Number(m[1]);
+}
+
+/** The server's certificate from the root (once per testbed): key.pem and cert.pem in the scratch directory. */
+export async function issueServerIdentity(bed: Testbed): Promise<{ cert: string; key: string }> {
+  const out = join(bed.scratchDir, 'server-identity');
+  const cert = join(out, 'cert.pem');
+  const key = join(out, 'key.pem');
+  const r = await run(
+    [
+      DISTNAT,
+      'ca',
+      'issue-peer',
+      '--root',
+      testbedPki(bed).rootDir,
+      '--address',
+      TOPOLOGY.server.wan,
+      '--out',
+      out,
+    ],
+    { timeoutMs: 30_000 },
+  );
+  if (r.code !== 0 && !/EEXIST|exists/.test(r.stderr)) throw new Error(`ca issue-peer: ${describeResult(r)}`);
+  return { cert, key };
+}
+
+/** `distnat peer --ike` on the server; resolves once IKE listens. */
+export async function startIkePeer(
+  bed: Testbed,
+  o: IkeFileOptions & { runDir?: string } = {},
+): Promise<{ proc: Background; runDir: string }> {
+  const identity = await issueServerIdentity(bed);
+  const runDir = o.runDir ?? join(bed.scratchDir, 'peer');
+  const file = writeIkeFile(join(bed.scratchDir, `peer-ike-${Date.now()}.yaml`), {
+    trust: [testbedPki(bed).root],
+    certificate: identity.cert,
+    key: identity.key,
+    crlMaxAgeSeconds: o.crlMaxAgeSeconds ?? 1,
+    ...(o.dpdSeconds !== undefined ? { dpdSeconds: o.dpdSeconds } : {}),
+    ...(o.proposals !== undefined ? { proposals: o.proposals } : {}),
+    retrySeconds: 1,
+    peers: o.peers ?? [],
+  });
+  const proc = bed.spawn('server', [
+    DISTNAT,
+    'peer',
+    '--ike',
+    file,
+    '--wan-if',
+    TOPOLOGY.wanIf,
+    '--remote',
+    TOPOLOGY.shared,
+    '--via',
+    TOPOLOGY.router.wan,
+    '--run-dir',
+    runDir,
+  ]);
+  await proc.waitForOutput(/peer running/, { timeoutMs: 30_000 });
+  return { proc, runDir };
+}
+
+/** Rows of a status table by title. */
+export function tableRows(status: DaemonStatus, title: string): (string | number)[][] {
+  return status.tables.find((t) => t.title === title)?.rows ?? [];
+}
+
+/** Waits until `read` shows at least `n` child SAs. */
+export async function waitForChildSas(
+  what: string,
+  read: () => Promise<DaemonStatus>,
+  n: number,
+  timeoutMs = 20_000,
+): Promise<DaemonStatus> {
+  let status: DaemonStatus | undefined;
+  await waitUntil(
+    what,
+    async () => {
+      try {
+        status = await read();
+      } catch {
+        return false;
+      }
+      return tableRows(status, 'Child SAs (ESP)').length >= n;
+    },
+    { timeoutMs, intervalMs: 200 },
+  );
+  return status!;
+}
+
+export { readPeerStatus };

@@ -1,0 +1,218 @@
+/**
+ * IKEv2 end to end on the testbed, our implementation at both ends:
+ *
+ *   dn-router   distnat router, the local CA (CSR on 10.0.0.7:7033, CRL on 203.0.113.1:7033)
+ *   dn-h1       distnat host --ike: responder only
+ *   dn-h2       distnat host --ike: initiates to the server
+ *   dn-server   distnat peer --ike on 203.0.113.3:500, certificate from the root; initiates to h1
+ *
+ * Each host's certificate comes from the router's local CA for its leased
+ * blocks, IKE runs on one of its leased ports, and its inbound SPIs come from
+ * its leased SPI block, so the router demultiplexes plain ESP by SPI (FIG. 21).
+ * Both directions of initiation are used. Then the router withdraws h1's SPI
+ * block: the certificate naming it is revoked and on the CRL, and a new
+ * IKE_AUTH with it fails at the peer, while h1 itself leases again and gets on
+ * with a new certificate.
+ */
+import { copyFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  DISTNAT,
+  daemonLogs,
+  daemonRunDir,
+  readPcapng,
+  ipv4Of,
+  readStatus,
+  sha256,
+  sha256File,
+  pseudoRandomBytes,
+} from '../helpers/distnat.ts';
+import type { DaemonStatus } from '../helpers/distnat.ts';
+import {
+  hostIkePort,
+  readPeerStatus,
+  startIkeHost,
+  startIkePeer,
+  startIkeRouter,
+  tableRows,
+  testbedPki,
+  waitForChildSas,
+} from '../helpers/ike.ts';
+import { describe as describeResult, run, waitUntil } from '../helpers/process.ts';
+import type { HttpServer } from '../helpers/servers.ts';
+import type { Background } from '../helpers/process.ts';
+import { readCertificates } from '../../src/pki/index.ts';
+import { ROOT, TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
+
+const bed = useTestbed({ daemons: false });
+const SERVER = TOPOLOGY.server.wan;
+const SHARED = TOPOLOGY.shared;
+const FILE = pseudoRandomBytes(2_000_000);
+
+let peerRunDir = '';
+let peerProc: Background;
+let http: HttpServer;
+const peerStatus = (): Promise<DaemonStatus> => readPeerStatus(peerRunDir);
+
+/** SPI blocks the router leased, per host (FIG. 21). */
+function spiBlocks(router: DaemonStatus): Map<string, { first: number; count: number }> {
+  const fig21 = router.tables.find((t) => t.title.startsWith('FIG. 21'))!;
+  return new Map(fig21.rows.map((r) => [String(r[0]), { first: Number(r[1]), count: Number(r[2]) }]));
+}
+
+describe('IKEv2 between distnat hosts and distnat peer, certificates from the router', () => {
+  it('h2 initiates, the peer initiates to h1: both get child SAs with SPIs from their leased blocks', async () => {
+    const b = bed();
+    try {
+      await startIkeRouter(b);
+      await startIkeHost(b, 'h1');
+      await startIkeHost(b, 'h2', { peers: [{ address: SERVER, initiate: true }] });
+      const h1Port = await hostIkePort(b, 'h1');
+      const peer = await startIkePeer(b, { peers: [{ address: SHARED, port: h1Port, initiate: true }] });
+      peerRunDir = peer.runDir;
+      peerProc = peer.proc;
+      const p = await waitForChildSas('the peer with two child SAs', peerStatus, 2);
+      const h1 = await waitForChildSas('h1 with a child SA', () => readStatus(b, 'h1'), 1);
+      const h2 = await waitForChildSas('h2 with a child SA', () => readStatus(b, 'h2'), 1);
+
+      // Roles: the peer answered h2 and started the SA with h1.
+      const peerSas = tableRows(p, 'IKE SAs').map((r) => [String(r[0]).split(':')[0], r[1], r[2]]);
+      expect(peerSas).toHaveLength(2);
+      expect(peerSas.every(([addr, , state]) => addr === SHARED && state === 'established')).toBe(true);
+      expect(tableRows(h1, 'IKE SAs')[0]?.[1]).toBe('responder');
+      expect(tableRows(h2, 'IKE SAs')[0]?.[1]).toBe('initiator');
+
+      // Inbound SPIs of each host lie in the SPI block the router leased it.
+      const blocks = spiBlocks(await readStatus(b, 'router'));
+      for (const [node, s] of [
+        ['h1', h1],
+        ['h2', h2],
+      ] as const) {
+        const block = blocks.get(TOPOLOGY[node].lan)!;
+        const spiIn = Number(tableRows(s, 'Child SAs (ESP)')[0]![0]);
+        expect(spiIn, node).toBeGreaterThanOrEqual(block.first);
+        expect(spiIn, node).toBeLessThan(block.first + block.count);
+        // The host's side of the SA is narrowed to the ports its certificate binds.
+        expect(String(tableRows(s, 'Child SAs (ESP)')[0]![4]), node).toMatch(
+          /^198\.51\.100\.30\/32\[tcp\/\d+-\d+\]/,
+        );
+      }
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${daemonLogs(b, 25)}`);
+    }
+  }, 120_000);
+
+  it('curl from both hosts through their SAs: intact, ESP on the WAN, no clear HTTP', async () => {
+    const b = bed();
+    http = await b.httpServer('server', { files: { 'file.bin': FILE } });
+    const wan = await b.capture('router', TOPOLOGY.wanIf, { filter: 'host 203.0.113.3' });
+    const before = { h1: await readStatus(b, 'h1'), h2: await readStatus(b, 'h2') };
+    try {
+      await Promise.all(
+        (['h1', 'h2'] as const).map(async (node) => {
+          const file = join(b.scratchDir, `${node}.bin`);
+          const r = await b.exec(
+            node,
+            ['curl', '-sS', '--max-time', '30', '-o', file, http.url(SERVER, 'file.bin')],
+            {
+              timeoutMs: 40_000,
+            },
+          );
+          expect(r.code, `curl on ${node}: ${r.stderr}`).toBe(0);
+          expect(await sha256File(file), node).toBe(sha256(FILE));
+        }),
+      );
+    } finally {
+      await wan.stop();
+    }
+    for (const node of ['h1', 'h2'] as const) {
+      const s = await readStatus(b, node);
+      const grew = (k: string): number => (s.counters[k] ?? 0) - (before[node].counters[k] ?? 0);
+      expect(grew('ipsec.inbound.accepted'), node).toBeGreaterThan(300);
+      expect(grew('ipsec.outbound.protected'), node).toBeGreaterThan(5);
+      for (const bad of ['no-sa', 'replay', 'auth-failed', 'policy-mismatch'])
+        expect(grew(`ipsec.inbound.${bad}`), `${node} ${bad}`).toBe(0);
+    }
+    let esp = 0;
+    let clearHttp = 0;
+    for (const frame of readPcapng(wan.file)) {
+      const ip = ipv4Of(frame);
+      if (ip === undefined) continue;
+      if (ip[9] === 50) esp++;
+      const hl = (ip[0]! & 0x0f) * 4;
+      if (ip[9] === 6 && (ip.readUInt16BE(hl) === http.port || ip.readUInt16BE(hl + 2) === http.port))
+        clearHttp++;
+    }
+    expect(esp).toBeGreaterThan(600);
+    expect(clearHttp).toBe(0);
+  }, 90_000);
+
+  it('withdrawing h1 SPI block revokes its certificate: a new IKE_AUTH with it fails at the peer', async () => {
+    const b = bed();
+    const state = join(daemonRunDir(b, 'h1'), 'state');
+    const cert = join(b.scratchDir, 'h1-old-cert.pem');
+    const key = join(b.scratchDir, 'h1-old-key.pem');
+    copyFileSync(join(state, 'ike-cert.pem'), cert);
+    copyFileSync(join(state, 'ike-key.pem'), key);
+
+    const w = await run(
+      [
+        DISTNAT,
+        'withdraw',
+        TOPOLOGY.h1.lan,
+        '--kind',
+        'spi',
+        '--run-dir',
+        daemonRunDir(b, 'router'),
+        '--json',
+      ],
+      { timeoutMs: 20_000 },
+    );
+    expect(w.code, describeResult(w)).toBe(0);
+    const revoked = (JSON.parse(w.stdout) as { revoked: string[] }).revoked;
+    const serial = readCertificates(readFileSync(cert, 'utf8'))[0]!.serialNumber;
+    expect(revoked.map((s) => s.toLowerCase())).toContain(serial.toLowerCase());
+
+    // The old certificate, from h1's shared address and a port of its block (still leased).
+    const r = await b.exec(
+      'h1',
+      [
+        process.execPath,
+        '--import',
+        'tsx',
+        join(ROOT, 'test/helpers/ike-initiate.ts'),
+        JSON.stringify({
+          address: SHARED,
+          port: 0,
+          cert,
+          key,
+          root: testbedPki(b).root,
+          remote: { address: SERVER, port: 500 },
+        }),
+      ],
+      { timeoutMs: 30_000, cwd: ROOT },
+    );
+    const result = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { ok?: boolean; reason?: string };
+    expect(result.ok, describeResult(r)).toBe(false);
+    await waitUntil(
+      'the peer logging the revoked certificate',
+      () => Promise.resolve(/authentication failed.*revoked/.test(peerProc.stdout() + peerProc.stderr())),
+      { timeoutMs: 10_000, intervalMs: 200 },
+    ).catch((e: Error) => {
+      throw new Error(
+        `${e.message}; initiator: ${result.reason}\n${peerProc.stdout().split('\n').slice(-15).join('\n')}`,
+      );
+    });
+
+    // h1 itself leases SPIs again and gets a new certificate; its next SA authenticates.
+    await waitUntil(
+      'h1 holding a new certificate',
+      async () => {
+        const s = await readStatus(b, 'h1');
+        return !String(s.summary['ike']).includes(serial.slice(0, 16));
+      },
+      { timeoutMs: 20_000, intervalMs: 200 },
+    );
+  }, 90_000);
+});
