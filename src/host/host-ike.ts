@@ -14,15 +14,22 @@
  *   only for as long as the leases run;
  * - inbound child SA SPIs come from the leased SPI blocks, and the SAD
  *   refuses any other;
- * - as responder it grants the peer its own IKE address, and itself only
- *   the ports it holds.
+ * - its side of every child SA is the ports it holds less IKE's own port
+ *   (as initiator it offers that, as responder it narrows to it), and the
+ *   peer's side is the peer's IKE address.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { IkeConfig } from '../config/ike-config.ts';
 import { ikeBypassPolicy } from '../ike/engine-sad.ts';
 import { startIkeService, type IkeService } from '../ike/service.ts';
-import { bindingSelectors, hostSelector, narrow } from '../ike/selectors.ts';
+import {
+  bindingSelectors,
+  hostSelector,
+  narrow,
+  withoutUdpPort,
+  type Ipv4Selector,
+} from '../ike/selectors.ts';
 import { spiAllocatorFromBlocks, type ChildPolicy } from '../ike/policy.ts';
 import { UdpTransport } from '../ike/udp-transport.ts';
 import { IpsecEngine, SecurityAssociationDatabase, SecurityPolicyDatabase } from '../ipsec/index.ts';
@@ -73,10 +80,15 @@ async function hostKey(
   return made;
 }
 
-/** As responder: the peer keeps its own address, we offer only the ports we hold. */
-function leasedPortsPolicy(shared: string, blocks: () => readonly HeldBlock[]): ChildPolicy {
+/** What a host offers for its side of a child SA: its leased ports, less the one IKE runs on. */
+function offeredSelectors(shared: string, blocks: readonly HeldBlock[], ikePort: number): Ipv4Selector[] {
+  return withoutUdpPort(bindingSelectors(shared, blocks), ikePort);
+}
+
+/** As responder: the peer keeps its own address, we grant only the ports we offer. */
+function leasedPortsPolicy(offered: () => readonly Ipv4Selector[]): ChildPolicy {
   return (c) => {
-    const ours = narrow(c.ourSelectors, bindingSelectors(shared, blocks()));
+    const ours = narrow(c.ourSelectors, offered());
     const theirs = narrow(c.peerSelectors, [hostSelector(c.remote.address)]);
     if (ours.length === 0 || theirs.length === 0) return { ok: false };
     return {
@@ -196,13 +208,16 @@ export class HostIke {
         transport.close();
         return;
       }
+      const offered = (): Ipv4Selector[] =>
+        offeredSelectors(this.#o.sharedAddress, leases.blocks('port'), port);
       this.#service = startIkeService({
         config: cfg,
         transport,
         identity: issued,
         engine: this.engine,
         spis: spiAllocatorFromBlocks(() => leases.blocks('spi')),
-        childPolicy: leasedPortsPolicy(this.#o.sharedAddress, () => leases.blocks('port')),
+        childPolicy: leasedPortsPolicy(offered),
+        localSelectors: offered,
         clock: this.#o.clock,
         log,
       });

@@ -13,7 +13,8 @@ import type { Endpoint } from './nat.ts';
 
 export interface KeptConnection {
   readonly remote: Endpoint;
-  readonly child: ChildRequest;
+  /** Asked at each attempt: what a host may offer changes with its leases. */
+  readonly child: ChildRequest | (() => ChildRequest);
 }
 
 export type ConnectionState = 'connecting' | 'up' | 'waiting';
@@ -111,7 +112,8 @@ export class KeptConnections {
     if (this.#closed) return;
     entry.state = 'connecting';
     entry.attempts++;
-    this.#daemon.initiate(entry.want.remote, entry.want.child).then(
+    const child = typeof entry.want.child === 'function' ? entry.want.child() : entry.want.child;
+    this.#daemon.initiate(entry.want.remote, child).then(
       (sa) => {
         entry.sa = sa;
         entry.state = 'up';

@@ -104,6 +104,22 @@ export function bindingSelectors(address: string, ports: readonly Block[]): Ipv4
   );
 }
 
+/**
+ * `list` with one UDP port cut out of every selector that covers it: the
+ * selectors a host offers for its child SAs, less the leased port IKE itself
+ * runs on, so that no peer routes IKE into the SA it negotiates.
+ */
+export function withoutUdpPort(list: readonly Ipv4Selector[], port: number): Ipv4Selector[] {
+  return list.flatMap((s) => {
+    if ((s.protocol !== 17 && s.protocol !== 0) || port < s.startPort || port > s.endPort) return [s];
+    if (s.protocol === 0) return [s]; // protocol 0 must cover all ports (RFC 7296 3.13.1): left to the responder
+    const parts: Ipv4Selector[] = [];
+    if (port > s.startPort) parts.push({ ...s, endPort: port - 1 });
+    if (port < s.endPort) parts.push({ ...s, startPort: port + 1 });
+    return parts;
+  });
+}
+
 export const ipv4Only = (list: readonly TrafficSelectorPayloadEntry[]): Ipv4Selector[] =>
   list.filter((s): s is Ipv4Selector => s.kind === 'ipv4');
 

@@ -16,7 +16,7 @@ import { CrlCache, revocationCheckingAuthorizer } from './crl-cache.ts';
 import { IkeDaemon } from './daemon.ts';
 import { EngineChildSaDatabase } from './engine-sad.ts';
 import type { ChildPolicy, PeerAuthorizer, SpiAllocator } from './policy.ts';
-import { describeSelector } from './selectors.ts';
+import { describeSelector, type Ipv4Selector } from './selectors.ts';
 import type { IkeTransport } from './transport.ts';
 
 export interface IkeServiceOptions {
@@ -27,6 +27,8 @@ export interface IkeServiceOptions {
   readonly engine: IpsecEngine;
   readonly spis?: SpiAllocator;
   readonly childPolicy?: ChildPolicy;
+  /** Our selectors for the child SAs we initiate, asked at each attempt; default our IKE address. */
+  readonly localSelectors?: () => readonly Ipv4Selector[];
   /** Checks after the CRLs; default the port-binding check. */
   readonly authorize?: PeerAuthorizer;
   readonly clock: Clock;
@@ -109,7 +111,14 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
     log: (level, message) => log.log(level, message),
   });
   for (const p of config.peers)
-    if (p.initiate) kept.add({ remote: { address: p.address, port: p.port }, child: { mode: p.mode } });
+    if (p.initiate)
+      kept.add({
+        remote: { address: p.address, port: p.port },
+        child: () => ({
+          mode: p.mode,
+          ...(o.localSelectors !== undefined ? { localSelectors: o.localSelectors() } : {}),
+        }),
+      });
 
   return {
     daemon,
