@@ -116,6 +116,7 @@ export class HostIke {
   #certificate: { serial: string; notAfter: Date } | undefined;
   #renewTimer: Timer | undefined;
   #starting = false;
+  #chosenPort: number | undefined;
   #stopped = false;
   readonly #o: HostIkeOptions;
   readonly #listener: HostLeasesListener;
@@ -161,6 +162,7 @@ export class HostIke {
     this.#renewTimer?.cancel();
     this.servicePorts.delete(port);
     this.engine.spd.remove(`ike-${port}`);
+    this.#chosenPort = undefined;
     await service?.close();
     void this.#start();
   }
@@ -191,17 +193,23 @@ export class HostIke {
 
   async #start(): Promise<void> {
     const { leases, ports, log } = this.#o;
-    if (this.#starting || this.#service !== undefined) return;
+    if (this.#stopped || this.#starting || this.#service !== undefined) return;
     if (leases.blocks('port').length === 0 || leases.blocks('spi').length === 0) return;
     this.#starting = true;
     try {
       const cfg = this.#o.config;
-      const port = cfg.port !== undefined && ports.isLeased(cfg.port) ? cfg.port : ports.takePort();
-      if (port < 0) throw new Error('no leased port free for IKE');
-      this.#key = await hostKey(cfg.key ?? join(this.#o.stateDir, 'ike-key.pem'), cfg.keyType, log);
+      // A port taken on an earlier, failed attempt is used again, while it is still held.
+      let port = this.#chosenPort;
+      if (port === undefined || !ports.isLeased(port)) {
+        port = cfg.port !== undefined && ports.isLeased(cfg.port) ? cfg.port : ports.takePort();
+        if (port < 0) throw new Error('no leased port free for IKE');
+        this.#chosenPort = port;
+      }
+      this.#key ??= await hostKey(cfg.key ?? join(this.#o.stateDir, 'ike-key.pem'), cfg.keyType, log);
       const issued = await this.#requestCertificate();
       this.servicePorts.add(port);
-      this.engine.spd.add(ikeBypassPolicy(`ike-${port}`, port), 0);
+      if (this.engine.spd.get(`ike-${port}`) === undefined)
+        this.engine.spd.add(ikeBypassPolicy(`ike-${port}`, port), 0);
       const transport = await UdpTransport.open({ address: this.#o.sharedAddress, port });
       this.#transport = transport;
       if (this.#stopped) {
