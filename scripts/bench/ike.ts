@@ -1,153 +1,334 @@
 /**
- * IKEv2 handshakes per second: `npx tsx scripts/bench/ike.ts` (root for the
- * strongSwan part).
+ * IKEv2 handshakes per second: `npm run bench:ike` (root).
  *
  * One handshake = IKE_SA_INIT + IKE_AUTH with ECDSA P-256 certificates from
- * one root, X25519, AES-GCM-16-128, PRF-HMAC-SHA-256, and one ESP child SA
- * (AES-GCM-16-128, tunnel mode) on both sides: the same work strongSwan does
- * below. Each case runs N handshakes either one at a time or with C in
- * flight, and prints handshakes per second.
+ * one src/pki root (what `distnat ca init` and `ca issue-peer` make), X25519,
+ * AES-GCM-16-128, PRF-HMAC-SHA-256; "+child" adds the first ESP child SA
+ * (AES-GCM-16-128, tunnel mode) in IKE_AUTH. Each case runs N handshakes one
+ * at a time, then with C in flight, and prints handshakes per second and the
+ * CPU time each side spent per handshake.
  *
- * | case                        | what runs                                                    |
- * |-----------------------------|--------------------------------------------------------------|
- * | ours, in-process            | initiator and responder daemons on one MemoryNetwork         |
- * | ours, UDP loopback          | responder in a second Node process, UDP over 127.0.0.1       |
- * | strongSwan, two charons     | two namespaces on a veth, charon (kernel-libipsec) each side, |
- * |                             | vici 'initiate' requests; needs root,                        |
- * |                             | /usr/lib/ipsec/charon and swanctl                            |
+ * | case          | responder                                   | initiators                        |
+ * |---------------|---------------------------------------------|-----------------------------------|
+ * | ours          | `distnat peer --ike` (the real daemon, a    | src/ike daemons in one Node       |
+ * |               | process) in dxb-r, 192.0.2.2, UDP 500/4500  | process in dxb-i, 192.0.2.1       |
+ * | strongSwan    | charon (kernel-libipsec) in dxb-sb          | charon in dxb-sa, driven by vici  |
+ * | in-process    | src/ike initiator and responder on one MemoryNetwork, no sockets (reference) |
  *
- * Cookies are off on both responders (threshold out of reach) so that the
- * concurrent runs measure handshakes, not the cookie round trip. The
- * strongSwan side is driven over vici (its control socket) with a small
- * client here, C connections for C in flight, so that no swanctl process
- * start is counted.
+ * The responders are configured alike: same proposals, same kind of
+ * certificate, no DPD, cookies above 16 half-open SAs (distnat's default,
+ * which the IKE file cannot change; charon's per-address threshold is raised
+ * to match, since every initiation comes from one address). strongSwan is
+ * driven over vici (its control socket) with a small client here, one
+ * connection per handshake in flight, so no swanctl process start is counted.
+ * Between runs every SA is deleted and the next run waits until the
+ * responder's table is empty.
  *
- * BENCH_N (default 300), BENCH_C (default 32), SKIP_SWAN=1, ONLY_SWAN=1,
- * BENCH_SWAN_RTO (charon's retransmit_timeout, default its own 4 s), BENCH_DEBUG=1
- * (logs, charon's copied to /tmp/bench-[ab].log).
+ * Environment: BENCH_N (handshakes per run, default 300), BENCH_C (in
+ * flight, default 16), BENCH_WARMUP (default 30), SKIP_SWAN=1, ONLY_SWAN=1,
+ * BENCH_PEER_LOG (the peer's --log-level, default info as deployed),
+ * BENCH_DEBUG=1 (charon logs kept in /tmp/dxb-charon-[ab].log, the peer's in
+ * /tmp/dxb-peer.log).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createConnection, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import {
-  IkeDaemon,
-  MemoryNetwork,
-  UdpTransport,
-  hostSelector,
-  selectorPolicy,
-  type IkeTransport,
-} from '../../src/ike/index.ts';
-import { makePki, type Identity } from '../../test/unit/ike/pki-fixture.ts';
+import { createInterface, type Interface } from 'node:readline';
+import { controlRequest } from '../../src/control/client.ts';
+import { controlSocketPath } from '../../src/control/protocol.ts';
+import { IkeDaemon, MemoryNetwork, selectorPolicy, hostSelector } from '../../src/ike/index.ts';
+import { CertificateAuthority, issuePeerCertificate } from '../../src/pki/index.ts';
+import { onExitCleanup } from '../../test/helpers/process.ts';
+import { cpuSeconds } from './lib/counters.ts';
+import { ROOT } from './lib/testbed.ts';
+import { Vici } from './lib/vici.ts';
+import type { Result } from './ike-initiator.ts';
 
 const N = Number(process.env.BENCH_N ?? 300);
-const C = Number(process.env.BENCH_C ?? 32);
-const SELF = fileURLToPath(import.meta.url);
-
-interface Creds {
-  rootPem: string;
-  a: Identity;
-  b: Identity;
-}
-
-function daemon(transport: IkeTransport, id: Identity, rootPem: string): IkeDaemon {
-  return new IkeDaemon({
-    transport,
-    identity: { certificate: id.certPem, privateKey: id.keyPem },
-    trust: { roots: [rootPem] },
-    ikeProposals: ['aes128gcm16-prfsha256-x25519'],
-    espProposals: ['aes128gcm16'],
-    cookieThreshold: 1_000_000,
-    childPolicy: selectorPolicy([hostSelector('10.99.0.1')], [hostSelector('10.99.0.2')]),
-    log: process.env.BENCH_DEBUG ? (l, m) => console.log(l, m) : undefined,
-  });
-}
-
-const child = { localSelectors: [hostSelector('10.99.0.1')], remoteSelectors: [hostSelector('10.99.0.2')] };
-
-/** Runs `n` handshakes with `c` in flight; handshakes per second. */
-async function rate(n: number, c: number, one: () => Promise<unknown>): Promise<number> {
-  let started = 0;
-  const t0 = performance.now();
-  const lane = async (): Promise<void> => {
-    while (started < n) {
-      started++;
-      await one();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(c, n) }, lane));
-  return n / ((performance.now() - t0) / 1000);
-}
-
-async function inProcess(creds: Creds, c: number, withChild = true): Promise<number> {
-  const net = new MemoryNetwork();
-  const a = daemon(net.attach('192.0.2.1', 500, 4500), creds.a, creds.rootPem);
-  const b = daemon(net.attach('192.0.2.2', 500, 4500), creds.b, creds.rootPem);
-  const req = withChild ? child : null;
-  await rate(Math.min(50, N), c, () => a.initiate({ address: '192.0.2.2', port: 500 }, req)); // warm up
-  const r = await rate(N, c, () => a.initiate({ address: '192.0.2.2', port: 500 }, req));
-  await Promise.all([a.close(), b.close()]);
-  return r;
-}
-
-/** The responder half of the UDP case, in its own process. */
-async function responderMain(configPath: string): Promise<void> {
-  const { readFileSync } = await import('node:fs');
-  const cfg = JSON.parse(readFileSync(configPath, 'utf8')) as { id: Identity; rootPem: string };
-  const t = await UdpTransport.open({ address: '127.0.0.1', port: 0 });
-  daemon(t, cfg.id, cfg.rootPem);
-  process.stdout.write(`ready ${t.local.port}\n`);
-}
-
-async function udpLoopback(creds: Creds, dir: string, c: number, withChild = true): Promise<number> {
-  const path = join(dir, 'responder.json');
-  writeFileSync(path, JSON.stringify({ id: { ...creds.b, key: undefined }, rootPem: creds.rootPem }));
-  const p = spawn(process.execPath, ['--import', 'tsx', SELF, '--responder', path], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve) =>
-    createInterface({ input: p.stdout! }).once('line', (l) => resolve(Number(l.split(' ')[1]))),
-  );
-  const t = await UdpTransport.open({ address: '127.0.0.1', port: 0 });
-  const a = daemon(t, creds.a, creds.rootPem);
-  const remote = { address: '127.0.0.1', port };
-  const req = withChild ? child : null;
-  await rate(Math.min(50, N), c, () => a.initiate(remote, req));
-  const r = await rate(N, c, () => a.initiate(remote, req));
-  await a.close();
-  p.kill();
-  return r;
-}
-
-// ---- strongSwan against strongSwan -------------------------------------------------
-
+const C = Number(process.env.BENCH_C ?? 16);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 30);
+const DEBUG = process.env.BENCH_DEBUG === '1';
+const IKE_PROPOSAL = 'aes128gcm16-prfsha256-x25519';
+const ESP_PROPOSAL = 'aes128gcm16';
+/** distnat's IkeDaemon default, which `distnat peer` runs with. */
+const COOKIE_THRESHOLD = 16;
 const CHARON = '/usr/lib/ipsec/charon';
-const sh = (cmd: string, ...args: string[]): void => {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-};
+const DISTNAT = join(ROOT, 'bin', 'distnat');
 
-interface Swan {
-  ns: string;
-  dir: string;
-  proc: ChildProcess;
+/** Namespaces and links of this benchmark: a prefix of its own, never the testbed's dn-. */
+const NS = { i: 'dxb-i', r: 'dxb-r', sa: 'dxb-sa', sb: 'dxb-sb' } as const;
+const ADDR = { i: '192.0.2.1', r: '192.0.2.2' } as const;
+
+interface Pem {
+  root: string;
+  /** Leaf, then the root. */
+  chain: string;
+  leaf: string;
+  key: string;
 }
 
-function swanConfig(
-  dir: string,
-  self: string,
-  peer: string,
-  id: Identity,
-  rootPem: string,
-  inner: [string, string],
-): void {
+interface Files {
+  rootPem: string;
+  dir: string;
+  i: Pem;
+  r: Pem;
+}
+
+/** One measured run: handshakes/s and CPU ms per handshake of each side. */
+interface Measured {
+  rate: number;
+  failed: number;
+  responderCpuMs: number;
+  initiatorCpuMs: number;
+  /** COOKIE notifies the responder sent (ours only: charon does not count them). */
+  cookies?: number;
+  note?: string;
+}
+
+interface Case {
+  child: boolean;
+  c: number;
+}
+
+const CASES: Case[] = [
+  { child: false, c: 1 },
+  { child: false, c: C },
+  { child: true, c: 1 },
+  { child: true, c: C },
+];
+
+const label = (k: Case): string =>
+  `${k.child ? '+child ' : 'IKE only'}  ${String(k.c).padStart(3)} in flight`;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function sh(cmd: string, ...args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+function cpuMs(pid: number): number {
+  const c = cpuSeconds(pid);
+  return (c.user + c.system) * 1000;
+}
+
+// ---- namespaces -------------------------------------------------------------------
+
+/** Two namespaces joined by a veth, 192.0.2.1 and 192.0.2.2, neighbours resolved. */
+function makePair(a: string, b: string, extra: (a: string, b: string) => void = () => undefined): void {
+  for (const ns of [a, b]) {
+    spawnSync('ip', ['netns', 'del', ns]);
+    sh('ip', 'netns', 'add', ns);
+    sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
+  }
+  sh('ip', 'link', 'add', `${a}0`, 'netns', a, 'type', 'veth', 'peer', 'name', `${b}0`, 'netns', b);
+  sh('ip', '-n', a, 'addr', 'add', `${ADDR.i}/24`, 'dev', `${a}0`);
+  sh('ip', '-n', b, 'addr', 'add', `${ADDR.r}/24`, 'dev', `${b}0`);
+  sh('ip', '-n', a, 'link', 'set', `${a}0`, 'up');
+  sh('ip', '-n', b, 'link', 'set', `${b}0`, 'up');
+  extra(a, b);
+  // A burst of initiations into an unresolved neighbour entry loses all but a few packets.
+  sh('ip', 'netns', 'exec', a, 'ping', '-c', '1', '-W', '2', ADDR.r);
+}
+
+function dropNamespaces(): void {
+  for (const ns of Object.values(NS)) spawnSync('ip', ['netns', 'del', ns]);
+}
+
+// ---- PKI ----------------------------------------------------------------------------
+
+async function makeFiles(dir: string): Promise<Files> {
+  const root = await CertificateAuthority.initRoot(join(dir, 'root'));
+  const rootPem = root.certificate.toString('pem');
+  writeFileSync(join(dir, 'root.pem'), rootPem);
+  const issue = async (name: string, address: string): Promise<Pem> => {
+    const issued = await issuePeerCertificate(root, { address });
+    const pem: Pem = {
+      root: join(dir, 'root.pem'),
+      chain: join(dir, `${name}-chain.pem`),
+      leaf: join(dir, `${name}-cert.pem`),
+      key: join(dir, `${name}-key.pem`),
+    };
+    writeFileSync(pem.chain, issued.chainPem);
+    writeFileSync(pem.leaf, issued.certificate.toString('pem'));
+    writeFileSync(pem.key, issued.keyPem, { mode: 0o600 });
+    return pem;
+  };
+  return { rootPem, dir, i: await issue('i', ADDR.i), r: await issue('r', ADDR.r) };
+}
+
+// ---- ours: distnat peer --ike against src/ike initiators ----------------------------
+
+class LineProcess {
+  readonly proc: ChildProcess;
+  readonly #lines: Interface;
+  readonly #queue: string[] = [];
+  #waiter: ((line: string) => void) | undefined;
+  #stderr = '';
+
+  constructor(argv: string[]) {
+    this.proc = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc.stderr!.on('data', (d: Buffer) => (this.#stderr += d.toString()));
+    this.#lines = createInterface({ input: this.proc.stdout! });
+    this.#lines.on('line', (l) => {
+      const w = this.#waiter;
+      this.#waiter = undefined;
+      if (w) w(l);
+      else this.#queue.push(l);
+    });
+  }
+
+  next(timeoutMs: number): Promise<string> {
+    const queued = this.#queue.shift();
+    if (queued !== undefined) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.#waiter = undefined;
+        reject(new Error(`no answer in ${timeoutMs} ms; stderr: ${this.#stderr.slice(-2000)}`));
+      }, timeoutMs);
+      this.#waiter = (l) => {
+        clearTimeout(t);
+        resolve(l);
+      };
+    });
+  }
+
+  send(line: string): void {
+    this.proc.stdin!.write(line + '\n');
+  }
+}
+
+async function peerCounters(runDir: string): Promise<Record<string, number>> {
+  const reply = await controlRequest(controlSocketPath(runDir, 'peer'), { command: 'status' }, 5000);
+  if (!reply.ok) throw new Error(`peer status: ${reply.error}`);
+  return (reply.status as { counters: Record<string, number> }).counters;
+}
+
+async function ours(files: Files): Promise<Map<Case, Measured> | string> {
+  const runDir = join(files.dir, 'run');
+  mkdirSync(runDir, { recursive: true });
+  const ikeFile = join(files.dir, 'peer-ike.json');
+  writeFileSync(
+    ikeFile,
+    JSON.stringify({
+      trust: [files.r.root],
+      certificate: files.r.chain,
+      key: files.r.key,
+      proposals: { ike: [IKE_PROPOSAL], esp: [ESP_PROPOSAL] },
+      dpdSeconds: 0,
+    }),
+  );
+  makePair(NS.i, NS.r);
+  const logPath = join(files.dir, 'peer.log');
+  const logFd = openSync(logPath, 'w');
+  const peer = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      NS.r,
+      DISTNAT,
+      'peer',
+      '--ike',
+      ikeFile,
+      '--wan-if',
+      `${NS.r}0`,
+      '--tun',
+      'dxbt0',
+      '--run-dir',
+      runDir,
+      '--log-level',
+      process.env.BENCH_PEER_LOG ?? 'info',
+    ],
+    { stdio: ['ignore', logFd, logFd] },
+  );
+  closeSync(logFd);
+  const unregister = onExitCleanup(() => peer.kill('SIGKILL'));
+  let initiator: LineProcess | undefined;
+  try {
+    let counters: Record<string, number> | undefined;
+    for (let i = 0; i < 100 && counters === undefined; i++) {
+      if (peer.exitCode !== null) break;
+      await sleep(100);
+      counters = await peerCounters(runDir).catch(() => undefined);
+    }
+    if (counters === undefined) return `distnat peer did not start (see ${logPath})`;
+    // `ip netns exec` and bin/distnat both exec: the pid is the daemon's.
+    const peerPid = peer.pid!;
+    initiator = new LineProcess([
+      'ip',
+      'netns',
+      'exec',
+      NS.i,
+      process.execPath,
+      '--import',
+      'tsx',
+      join(ROOT, 'scripts', 'bench', 'ike-initiator.ts'),
+      JSON.stringify({
+        address: ADDR.i,
+        cert: files.i.chain,
+        key: files.i.key,
+        root: files.i.root,
+        remote: { address: ADDR.r, port: 500 },
+        ikeProposals: [IKE_PROPOSAL],
+        espProposals: [ESP_PROPOSAL],
+      }),
+    ]);
+    await initiator.next(30_000);
+    const out = new Map<Case, Measured>();
+    for (const k of CASES) {
+      // The previous run's Deletes first: an empty table, and their cost not charged to this run.
+      for (let i = 0; i < 100 && (counters['ike.sas'] ?? 0) > 0; i++) {
+        await sleep(100);
+        counters = await peerCounters(runDir);
+      }
+      initiator.send(JSON.stringify({ n: N, c: k.c, warmup: WARMUP, child: k.child }));
+      await initiator.next(120_000); // warm
+      const before = await peerCounters(runDir);
+      const cpu0 = cpuMs(peerPid);
+      initiator.send('go');
+      const r = JSON.parse(await initiator.next(300_000)) as Result;
+      const cpu1 = cpuMs(peerPid);
+      counters = await peerCounters(runDir);
+      const cookies = (counters['ike.init-cookie-sent'] ?? 0) - (before['ike.init-cookie-sent'] ?? 0);
+      out.set(k, {
+        rate: r.rate,
+        failed: r.failed,
+        responderCpuMs: (cpu1 - cpu0) / N,
+        initiatorCpuMs: r.cpuMs / N,
+        cookies,
+        ...(r.firstError !== undefined ? { note: r.firstError } : {}),
+      });
+    }
+    return out;
+  } finally {
+    initiator?.proc.stdin!.end();
+    initiator?.proc.kill('SIGTERM');
+    peer.kill('SIGTERM');
+    await new Promise((r) => (peer.exitCode !== null ? r(undefined) : peer.once('exit', r)));
+    unregister();
+    if (DEBUG) copyFileSync(logPath, '/tmp/dxb-peer.log');
+  }
+}
+
+// ---- strongSwan against strongSwan ------------------------------------------------
+
+function swanConfig(dir: string, self: string, peer: string, pem: Pem, inner: [string, string]): void {
   for (const sub of ['x509', 'x509ca', 'private']) mkdirSync(join(dir, sub), { recursive: true });
-  writeFileSync(join(dir, 'x509', 'me.pem'), id.certPem);
-  writeFileSync(join(dir, 'private', 'me.key'), id.keyPem);
-  writeFileSync(join(dir, 'x509ca', 'root.pem'), rootPem);
+  copyFileSync(pem.leaf, join(dir, 'x509', 'me.pem'));
+  copyFileSync(pem.key, join(dir, 'private', 'me.key'));
+  copyFileSync(pem.root, join(dir, 'x509ca', 'root.pem'));
   writeFileSync(
     join(dir, 'strongswan.conf'),
     `charon {
@@ -155,14 +336,16 @@ function swanConfig(
   install_routes = no
   install_virtual_ip = no
   reuse_ikesa = no
-  threads = 64
-  retransmit_timeout = ${process.env.BENCH_SWAN_RTO ?? 4}
-  cookie_threshold = 1000000
+  threads = 32
+  retransmit_timeout = 2
+  retransmit_tries = 3
+  cookie_threshold = ${COOKIE_THRESHOLD}
+  cookie_threshold_ip = ${COOKIE_THRESHOLD}
   block_threshold = 1000000
   init_limit_half_open = 0
   ikesa_table_size = 4096
   syslog { daemon { default = -1 } }
-${process.env.BENCH_DEBUG ? `filelog { f { path = ${dir}/charon.log\n default = 1\n flush_line = yes\n time_format = %T.%f } }` : ''}
+${DEBUG ? `  filelog { f { path = ${dir}/charon.log\n default = 1\n flush_line = yes\n time_format = %T } }` : ''}
   plugins {
     vici { socket = unix://${dir}/charon.vici }
     revocation { enable_crl = no
@@ -171,45 +354,39 @@ ${process.env.BENCH_DEBUG ? `filelog { f { path = ${dir}/charon.log\n default = 
 }
 `,
   );
-  writeFileSync(
-    join(dir, 'swanctl.conf'),
-    `connections {
-  bench {
+  const conn = (name: string, extra: string): string => `  ${name} {
     version = 2
     local_addrs = ${self}
     remote_addrs = ${peer}
     unique = never
-    proposals = aes128gcm16-prfsha256-x25519
+    dpd_delay = 0
+    proposals = ${IKE_PROPOSAL}
     local { auth = pubkey
       certs = me.pem }
     remote { auth = pubkey
       cacerts = root.pem }
-    children {
+${extra}  }
+`;
+  writeFileSync(
+    join(dir, 'swanctl.conf'),
+    `connections {
+${conn(
+  'bench',
+  `    children {
       bench { mode = tunnel
-        esp_proposals = aes128gcm16
+        esp_proposals = ${ESP_PROPOSAL}
         local_ts = ${inner[0]}/32
         remote_ts = ${inner[1]}/32
         start_action = none }
     }
-  }
-  benchnc {
-    version = 2
-    local_addrs = ${self}
-    remote_addrs = ${peer}
-    unique = never
-    childless = force
-    proposals = aes128gcm16-prfsha256-x25519
-    local { auth = pubkey
-      certs = me.pem }
-    remote { auth = pubkey
-      cacerts = root.pem }
-  }
-}
+`,
+)}${conn('benchnc', '    childless = force\n')}}
 `,
   );
 }
 
-async function startCharon(ns: string, dir: string): Promise<Swan> {
+async function startCharon(ns: string, dir: string): Promise<ChildProcess> {
+  // Its own mount namespace with a private /run: the pid file and the default sockets stay apart.
   const proc = spawn(
     'ip',
     [
@@ -226,8 +403,7 @@ async function startCharon(ns: string, dir: string): Promise<Swan> {
     ],
     { env: { ...process.env, STRONGSWAN_CONF: join(dir, 'strongswan.conf') }, stdio: 'ignore' },
   );
-  for (let i = 0; i < 100 && !existsSync(join(dir, 'charon.vici')); i++)
-    await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 100 && !existsSync(join(dir, 'charon.vici')); i++) await sleep(50);
   sh(
     'ip',
     'netns',
@@ -240,220 +416,203 @@ async function startCharon(ns: string, dir: string): Promise<Swan> {
     '--uri',
     `unix://${dir}/charon.vici`,
   );
-  return { ns, dir, proc };
+  return proc;
 }
 
-/**
- * A minimal vici client (strongSwan's control protocol: 4-byte length, then
- * packet type, command name and a message of key/value elements), so that a
- * handshake costs charon's work and not a swanctl process start. One request
- * at a time per connection; concurrency is several connections.
- */
-class Vici {
-  readonly #socket: Socket;
-  #buffer = Buffer.alloc(0);
-  #pending: ((payload: Buffer) => void) | undefined;
-
-  private constructor(socket: Socket) {
-    this.#socket = socket;
-    socket.on('data', (d: Buffer) => {
-      this.#buffer = Buffer.concat([this.#buffer, d]);
-      while (this.#buffer.length >= 4 && this.#buffer.length >= 4 + this.#buffer.readUInt32BE(0)) {
-        const payload = this.#buffer.subarray(4, 4 + this.#buffer.readUInt32BE(0));
-        this.#buffer = this.#buffer.subarray(4 + payload.length);
-        // 1 = CMD_RESPONSE; events (7) and confirmations are not asked for.
-        if (payload[0] === 1) {
-          const p = this.#pending;
-          this.#pending = undefined;
-          p?.(payload.subarray(1));
-        }
+async function openClients(path: string, n: number): Promise<Vici[]> {
+  const clients: Vici[] = [];
+  // One at a time: charon's vici socket has a short listen backlog.
+  for (let i = 0; i < n; i++)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        clients.push(await Vici.open(path));
+        break;
+      } catch (e) {
+        if (attempt > 50) throw e;
+        await sleep(20);
       }
-    });
-  }
-
-  static open(path: string): Promise<Vici> {
-    return new Promise((resolve, reject) => {
-      const s = createConnection(path, () => resolve(new Vici(s)));
-      s.once('error', reject);
-    });
-  }
-
-  /** Sends a command with string values; resolves with the response's key/values. */
-  request(command: string, values: Record<string, string>): Promise<Record<string, string>> {
-    const parts: Buffer[] = [Buffer.from([0, command.length]), Buffer.from(command)];
-    for (const [k, v] of Object.entries(values)) {
-      const len = Buffer.alloc(2);
-      len.writeUInt16BE(v.length);
-      parts.push(Buffer.from([3, k.length]), Buffer.from(k), len, Buffer.from(v));
     }
-    const body = Buffer.concat(parts);
-    const head = Buffer.alloc(4);
-    head.writeUInt32BE(body.length);
-    return new Promise((resolve) => {
-      this.#pending = (m) => resolve(parseKeyValues(m));
-      this.#socket.write(Buffer.concat([head, body]));
-    });
-  }
-
-  close(): void {
-    this.#socket.destroy();
-  }
+  return clients;
 }
 
-/** Top-level key/value elements of a vici message (sections and lists skipped). */
-function parseKeyValues(m: Buffer): Record<string, string> {
-  const out: Record<string, string> = {};
-  let depth = 0;
-  for (let i = 0; i < m.length;) {
-    const type = m[i++]!;
-    if (type === 1 || type === 4) {
-      i += 1 + m[i]!;
-      depth++;
-    } else if (type === 2 || type === 6) depth--;
-    else if (type === 3) {
-      const nameLength = m[i]!;
-      const k = m.subarray(i + 1, i + 1 + nameLength).toString();
-      i += 1 + nameLength;
-      const vl = m.readUInt16BE(i);
-      if (depth === 0) out[k] = m.subarray(i + 2, i + 2 + vl).toString();
-      i += 2 + vl;
-    } else if (type === 5) i += 2 + m.readUInt16BE(i);
-    else break;
-  }
-  return out;
+async function lanes(n: number, c: number, one: () => Promise<void>): Promise<number> {
+  let started = 0;
+  const t0 = performance.now();
+  const lane = async (): Promise<void> => {
+    while (started < n) {
+      started++;
+      await one();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(c, n) }, lane));
+  return n / ((performance.now() - t0) / 1000);
 }
 
-async function strongswan(
-  creds: Creds,
-  dir: string,
-): Promise<{ seq: number; conc: number; ikeSeq: number; ikeConc: number; failed: number } | string> {
-  if (process.getuid?.() !== 0) return 'not root';
-  if (!existsSync(CHARON)) return `${CHARON} missing`;
-  const nsA = 'dxk-bench-a';
-  const nsB = 'dxk-bench-b';
-  const swans: Swan[] = [];
+async function strongswan(files: Files): Promise<Map<Case, Measured> | string> {
+  if (!existsSync(CHARON) || spawnSync('which', ['swanctl']).status !== 0)
+    return `${CHARON} or swanctl missing`;
+  const inner: [string, string] = ['10.99.0.1', '10.99.0.2'];
+  makePair(NS.sa, NS.sb, (a, b) => {
+    // Child SAs between addresses that are not the IKE endpoints: kernel-libipsec's route cannot swallow IKE.
+    sh('ip', '-n', a, 'addr', 'add', `${inner[0]}/32`, 'dev', 'lo');
+    sh('ip', '-n', b, 'addr', 'add', `${inner[1]}/32`, 'dev', 'lo');
+  });
+  const da = join(files.dir, 'swan-a');
+  const db = join(files.dir, 'swan-b');
+  swanConfig(da, ADDR.i, ADDR.r, files.i, inner);
+  swanConfig(db, ADDR.r, ADDR.i, files.r, [inner[1], inner[0]]);
+  const procs: ChildProcess[] = [];
+  const unregister = onExitCleanup(() => procs.forEach((p) => p.kill('SIGKILL')));
   try {
-    for (const ns of [nsA, nsB]) {
-      spawnSync('ip', ['netns', 'del', ns]);
-      sh('ip', 'netns', 'add', ns);
-      sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
-    }
-    sh('ip', 'link', 'add', 'dxkb-a', 'netns', nsA, 'type', 'veth', 'peer', 'name', 'dxkb-b', 'netns', nsB);
-    sh('ip', '-n', nsA, 'addr', 'add', '192.0.2.1/24', 'dev', 'dxkb-a');
-    sh('ip', '-n', nsB, 'addr', 'add', '192.0.2.2/24', 'dev', 'dxkb-b');
-    sh('ip', '-n', nsA, 'addr', 'add', '10.99.0.1/32', 'dev', 'lo');
-    sh('ip', '-n', nsB, 'addr', 'add', '10.99.0.2/32', 'dev', 'lo');
-    sh('ip', '-n', nsA, 'link', 'set', 'dxkb-a', 'up');
-    sh('ip', '-n', nsB, 'link', 'set', 'dxkb-b', 'up');
-    swanConfig(join(dir, 'a'), '192.0.2.1', '192.0.2.2', creds.a, creds.rootPem, ['10.99.0.1', '10.99.0.2']);
-    swanConfig(join(dir, 'b'), '192.0.2.2', '192.0.2.1', creds.b, creds.rootPem, ['10.99.0.2', '10.99.0.1']);
-    // Resolve the neighbours first: a burst of initiations into an unresolved ARP
-    // entry loses all but three packets, and charon retransmits only after 4 s.
-    sh('ip', 'netns', 'exec', nsA, 'ping', '-c', '1', '-W', '1', '192.0.2.2');
-    swans.push(await startCharon(nsA, join(dir, 'a')), await startCharon(nsB, join(dir, 'b')));
-    // One at a time: charon's vici socket has a short listen backlog.
-    const clients: Vici[] = [];
-    for (let i = 0; i < C; i++)
-      for (let attempt = 0; ; attempt++) {
-        try {
-          clients.push(await Vici.open(join(dir, 'a', 'charon.vici')));
-          break;
-        } catch (e) {
-          if (attempt > 50) throw e;
-          await new Promise((r) => setTimeout(r, 20));
+    procs.push(await startCharon(NS.sb, db), await startCharon(NS.sa, da));
+    const [b, a] = procs as [ChildProcess, ChildProcess];
+    const vicis = await openClients(join(da, 'charon.vici'), C);
+    const control = await Vici.open(join(db, 'charon.vici'));
+    const free = [...vicis];
+    const out = new Map<Case, Measured>();
+    for (const k of CASES) {
+      let failed = 0;
+      let firstError: string | undefined;
+      const one = async (): Promise<void> => {
+        const v = free.pop()!;
+        const what: Record<string, string> = k.child ? { child: 'bench' } : { ike: 'benchnc' };
+        const r = await v.request('initiate', { ...what, timeout: '30000', 'init-limits': 'no' });
+        free.push(v);
+        if (r.success !== 'yes') {
+          failed++;
+          firstError ??= r.errmsg ?? 'initiate failed';
         }
+      };
+      await lanes(WARMUP, k.c, one);
+      failed = 0;
+      const b0 = cpuMs(b.pid!);
+      const a0 = cpuMs(a.pid!);
+      const rate = await lanes(N, k.c, one);
+      const b1 = cpuMs(b.pid!);
+      const a1 = cpuMs(a.pid!);
+      out.set(k, {
+        rate,
+        failed,
+        responderCpuMs: (b1 - b0) / N,
+        initiatorCpuMs: (a1 - a0) / N,
+        ...(firstError !== undefined ? { note: firstError } : {}),
+      });
+      // Empty both tables before the next run, as ours does.
+      const conn = k.child ? 'bench' : 'benchnc';
+      await vicis[0]!.request('terminate', { ike: conn, force: 'yes', timeout: '-1' });
+      for (let i = 0; i < 100; i++) {
+        const s = await control.request('stats', {});
+        if (Number(s['ikesas.total'] ?? 0) === 0) break;
+        await sleep(100);
       }
-    const free = [...clients];
-    let failed = 0;
-    const initiate = (what: Record<string, string>) => async (): Promise<void> => {
-      const v = free.pop()!;
-      const r = await v.request('initiate', { ...what, timeout: '30000', 'init-limits': 'no' });
-      free.push(v);
-      if (r.success !== 'yes') failed++;
-    };
-    // IKE only first (no child SA: no kernel-libipsec policy per handshake), then with one child SA.
-    const ike = initiate({ ike: 'benchnc' });
-    await rate(Math.min(20, N), Math.min(4, C), ike);
-    const ikeSeq = await rate(N, 1, ike);
-    const ikeConc = await rate(N, C, ike);
-    const withChild = initiate({ child: 'bench' });
-    const seq = await rate(N, 1, withChild);
-    const conc = await rate(N, C, withChild);
-    for (const v of clients) v.close();
-    return { seq, conc, ikeSeq, ikeConc, failed };
+    }
+    for (const v of vicis) v.close();
+    control.close();
+    return out;
   } catch (e) {
     return (e as Error).message;
   } finally {
-    if (process.env.BENCH_DEBUG)
-      spawnSync('sh', [
-        '-c',
-        `cp ${dir}/a/charon.log /tmp/bench-a.log; cp ${dir}/b/charon.log /tmp/bench-b.log`,
-      ]);
-    for (const s of swans)
-      if (s.proc.pid !== undefined && s.proc.exitCode === null) process.kill(s.proc.pid, 'SIGKILL');
-    spawnSync('ip', ['netns', 'del', nsA]);
-    spawnSync('ip', ['netns', 'del', nsB]);
+    if (DEBUG) {
+      spawnSync('cp', [join(da, 'charon.log'), '/tmp/dxb-charon-a.log']);
+      spawnSync('cp', [join(db, 'charon.log'), '/tmp/dxb-charon-b.log']);
+    }
+    for (const p of procs) p.kill('SIGKILL');
+    unregister();
   }
+}
+
+// ---- in-process reference ------------------------------------------------------------
+
+async function inProcess(files: Files, c: number): Promise<number> {
+  const { readFileSync } = await import('node:fs');
+  const id = (p: Pem) => ({
+    certificate: readFileSync(p.leaf, 'utf8'),
+    privateKey: readFileSync(p.key, 'utf8'),
+  });
+  const make = (t: ReturnType<MemoryNetwork['attach']>, p: Pem): IkeDaemon =>
+    new IkeDaemon({
+      transport: t,
+      identity: id(p),
+      trust: { roots: [files.rootPem] },
+      ikeProposals: [IKE_PROPOSAL],
+      espProposals: [ESP_PROPOSAL],
+      cookieThreshold: 1_000_000,
+      childPolicy: selectorPolicy([hostSelector(ADDR.i)], [hostSelector(ADDR.r)]),
+    });
+  const net = new MemoryNetwork();
+  const a = make(net.attach(ADDR.i, 500, 4500), files.i);
+  const b = make(net.attach(ADDR.r, 500, 4500), files.r);
+  const one = async (): Promise<void> => void (await a.initiate({ address: ADDR.r, port: 500 }, {}));
+  await lanes(WARMUP, c, one);
+  const r = await lanes(N, c, one);
+  await Promise.all([a.close(), b.close()]);
+  return r;
+}
+
+// ---- report ----------------------------------------------------------------------------
+
+function report(
+  ourRuns: Map<Case, Measured> | string | undefined,
+  swanRuns: Map<Case, Measured> | string | undefined,
+): void {
+  const f0 = (x: number | undefined): string => (x === undefined ? '-' : x.toFixed(0)).padStart(6);
+  const f2 = (x: number | undefined): string => (x === undefined ? '-' : x.toFixed(2)).padStart(6);
+  console.log('');
+  console.log(
+    'case                       ours/s  swan/s  ratio | ours ms CPU/handshake: peer  init | swan: resp  init | ours cookies',
+  );
+  for (const k of CASES) {
+    const o = typeof ourRuns === 'object' ? ourRuns.get(k) : undefined;
+    const s = typeof swanRuns === 'object' ? swanRuns.get(k) : undefined;
+    const ratio = o !== undefined && s !== undefined ? o.rate / s.rate : undefined;
+    console.log(
+      `${label(k).padEnd(25)} ${f0(o?.rate)}  ${f0(s?.rate)} ${f2(ratio)} |` +
+        `                        ${f2(o?.responderCpuMs)} ${f2(o?.initiatorCpuMs)} |` +
+        `      ${f2(s?.responderCpuMs)} ${f2(s?.initiatorCpuMs)} | ${String(o?.cookies ?? '-').padStart(5)}`,
+    );
+    for (const [who, m] of [
+      ['ours', o],
+      ['strongSwan', s],
+    ] as const)
+      if (m !== undefined && m.failed > 0) console.log(`  ${who}: ${m.failed} of ${N} failed (${m.note})`);
+  }
+  if (typeof ourRuns === 'string') console.log(`ours: not measured (${ourRuns})`);
+  if (typeof swanRuns === 'string') console.log(`strongSwan: not measured (${swanRuns})`);
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'dxk-bench-'));
-  const pki = await makePki();
-  try {
-    const creds: Creds = {
-      rootPem: pki.rootPem,
-      a: await pki.issuePlain('192.0.2.1'),
-      b: await pki.issuePlain('192.0.2.2'),
-    };
-    const fmt = (x: number): string => x.toFixed(0).padStart(6);
-    console.log(`IKE_SA_INIT + IKE_AUTH (ECDSA P-256, X25519, AES-GCM-16-128) + 1 child SA; N=${N}`);
-    let udpSeq = NaN;
-    let udpConc = NaN;
-    let ikeSeq = NaN;
-    let ikeConc = NaN;
-    if (process.env.ONLY_SWAN !== '1') {
-      const memSeq = await inProcess(creds, 1);
-      const memConc = await inProcess(creds, C);
-      console.log(
-        `ours, in-process, +child      1 in flight: ${fmt(memSeq)} /s   ${C} in flight: ${fmt(memConc)} /s`,
-      );
-      ikeSeq = await udpLoopback(creds, dir, 1, false);
-      ikeConc = await udpLoopback(creds, dir, C, false);
-      console.log(
-        `ours, UDP, IKE only           1 in flight: ${fmt(ikeSeq)} /s   ${C} in flight: ${fmt(ikeConc)} /s`,
-      );
-      udpSeq = await udpLoopback(creds, dir, 1);
-      udpConc = await udpLoopback(creds, dir, C);
-      console.log(
-        `ours, UDP, +child             1 in flight: ${fmt(udpSeq)} /s   ${C} in flight: ${fmt(udpConc)} /s`,
-      );
-    }
-    if (process.env.SKIP_SWAN === '1') {
-      console.log('strongSwan: skipped (SKIP_SWAN=1)');
-      return;
-    }
-    const swan = await strongswan(creds, dir);
-    if (typeof swan === 'string') {
-      console.log(`strongSwan, two charons: not measured (${swan})`);
-      return;
-    }
-    console.log(
-      `strongSwan, IKE only          1 in flight: ${fmt(swan.ikeSeq)} /s   ${C} in flight: ${fmt(swan.ikeConc)} /s`,
-    );
-    console.log(
-      `strongSwan, +child            1 in flight: ${fmt(swan.seq)} /s   ${C} in flight: ${fmt(swan.conc)} /s` +
-        (swan.failed ? `   (${swan.failed} initiations failed)` : ''),
-    );
-    const r = (a: number, b: number): string => (a / b).toFixed(2);
-    console.log(
-      `ratio ours / strongSwan, IKE only: ${r(ikeSeq, swan.ikeSeq)} one at a time, ${r(ikeConc, swan.ikeConc)} with ${C} in flight;` +
-        ` with a child SA: ${r(udpSeq, swan.seq)}, ${r(udpConc, swan.conc)}`,
-    );
-  } finally {
-    pki.cleanup();
+  if (process.getuid?.() !== 0) {
+    console.error('bench:ike needs root (namespaces, the peer TUN device, charon)');
+    process.exit(77);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'dxb-ike-'));
+  const unregister = onExitCleanup(() => {
+    dropNamespaces();
     rmSync(dir, { recursive: true, force: true });
+  });
+  try {
+    const files = await makeFiles(dir);
+    console.log(
+      `IKEv2 handshakes: IKE_SA_INIT + IKE_AUTH, ECDSA P-256 certificates, ${IKE_PROPOSAL}` +
+        ` (+child: one ESP ${ESP_PROPOSAL} child SA); N=${N} per run after ${WARMUP} warm-up, C=${C}`,
+    );
+    let ourRuns: Map<Case, Measured> | string | undefined;
+    let swanRuns: Map<Case, Measured> | string | undefined;
+    if (process.env.ONLY_SWAN !== '1') {
+      const one = await inProcess(files, 1);
+      const many = await inProcess(files, C);
+      console.log(
+        `reference, src/ike both ends in one process (no sockets), +child: ${one.toFixed(0)}/s one at a time, ${many.toFixed(0)}/s with ${C} in flight`,
+      );
+      ourRuns = await ours(files);
+    }
+    if (process.env.SKIP_SWAN !== '1') swanRuns = await strongswan(files);
+    report(ourRuns, swanRuns);
+  } finally {
+    dropNamespaces();
+    rmSync(dir, { recursive: true, force: true });
+    unregister();
   }
 }
 
-if (process.argv[2] === '--responder') await responderMain(process.argv[3]!);
-else await main();
+await main();
