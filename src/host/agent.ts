@@ -9,43 +9,36 @@
  * held (drops counted as 'no-lease'): a packet from a port the router does
  * not know this host by would be dropped there anyway.
  */
-import type { Server } from 'node:net';
-import type { Server as HttpServer } from 'node:http';
-import { existsSync, unlinkSync } from 'node:fs';
-import { connect } from 'node:net';
-import { join } from 'node:path';
 import type { DaemonStatus } from '../cli/commands/status.ts';
 import type { HostConfig } from '../config/host-config.ts';
-import { controlSocketPath } from '../control/protocol.ts';
-import { startControlServer } from '../control/server.ts';
-import { capture } from '../io/capture.ts';
-import { LinkType, PcapWriter } from '../io/pcap.ts';
-import type { IoStats, PacketDevice } from '../io/types.ts';
-import { newRegistry, startMetricsServer } from '../metrics/server.ts';
-import { formatBlock } from '../pap/block.ts';
-import type { HeldBlock } from '../pap/held-block.ts';
+import { readIkeConfig } from '../config/ike-config.ts';
+import { readManualKeying } from '../ipsec/index.ts';
 import { HostLeases } from '../pap/host-leases.ts';
-import type { BlockLossReason, HostLeasesListener } from '../pap/host-leases.ts';
 import { PapClient } from '../pap/pap-client.ts';
 import type { RetransmitPolicy } from '../pap/pap-client.ts';
 import type { PapTransport } from '../pap/transport.ts';
-import type { Clock, Timer } from '../util/clock.ts';
+import type { Clock } from '../util/clock.ts';
 import { SystemClock } from '../util/clock.ts';
 import type { Logger } from '../util/log.ts';
 import { ipv4FromString } from '../wire/ipv4.ts';
-import { DEFAULT_LAN_MTU, DEFAULT_TUN_MTU, interfaceMtu, interfaceOf, openHostDevices } from './devices.ts';
+import { refuseSecondAgent, serveAgentControl } from './agent-control.ts';
+import { openAgentDevices } from './agent-devices.ts';
+import { agentStatus, serveAgentMetrics } from './agent-status.ts';
+import type { HostAgentParts } from './agent-status.ts';
 import type { HostDevices } from './devices.ts';
 import { HostForwarder } from './forwarder.ts';
-import { readManualKeying } from '../ipsec/index.ts';
-import { readIkeConfig } from '../config/ike-config.ts';
 import { HostIke } from './host-ike.ts';
-import { EngineIpsecStep, inSpiBlocks } from './ipsec-engine-step.ts';
+import { startHousekeeping } from './housekeeping.ts';
+import { EngineIpsecStep } from './ipsec-engine-step.ts';
 import type { IpsecStep } from './ipsec-step.ts';
+import { leaseEventListener } from './lease-events.ts';
+import { LeaseWaiters } from './lease-waiters.ts';
 import { LeasedPortPool } from './leased-ports.ts';
-import { registerHostMetrics } from './metrics.ts';
-import { NativePortRange } from './native-ports.ts';
+import { manualKeying, spisToLease } from './manual-keying.ts';
+import { beginNativeMode } from './native-mode.ts';
+import type { NativeMode } from './native-mode.ts';
 import { openHostPapTransport } from './pap-link.ts';
-import { hostStatus } from './status.ts';
+import { releaseBlocks } from './release.ts';
 import { ProcSysctl } from './sysctl.ts';
 import type { SysctlAccess } from './sysctl.ts';
 import { PortTranslator, SourcePortTranslationTable } from './translation/index.ts';
@@ -100,32 +93,11 @@ export interface HostAgent {
   readonly metricsAddress: string | undefined;
 }
 
-/** True when something listens on the Unix socket at `path` (a live agent, not a stale file). */
-function answers(path: string): Promise<boolean> {
-  if (!existsSync(path)) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const sock = connect(path);
-    const done = (live: boolean): void => {
-      sock.destroy();
-      resolve(live);
-    };
-    sock.once('connect', () => done(true));
-    sock.once('error', () => done(false));
-    sock.setTimeout(1000, () => done(false));
-  });
-}
-
 function address(text: string, field: string): number {
   const a = ipv4FromString(text);
   if (a === undefined) throw new Error(`${field}: not an IPv4 address: ${text}`);
   return a;
 }
-
-/** Logs of "still no lease" come after 5 s, then less and less often, up to once a minute. */
-const NO_LEASE_LOG_FIRST_MS = 5000;
-const NO_LEASE_LOG_MAX_MS = 60_000;
-/** SPIs leased for a manual keying file when pap.spis does not say (the router's default block). */
-const DEFAULT_SPI_LEASE = 64;
 
 export async function startHost(
   config: HostConfig,
@@ -155,13 +127,7 @@ export async function startHost(
   });
 
   // Before anything is opened: a second agent must not take over the first one's control socket.
-  if ((opts.control ?? true) && (await answers(controlSocketPath(config.runDir, 'host'))))
-    throw Object.assign(
-      new Error(
-        `another host agent answers on ${controlSocketPath(config.runDir, 'host')}: give each agent its own --run-dir`,
-      ),
-      { code: 'EADDRINUSE' },
-    );
+  if (opts.control ?? true) await refuseSecondAgent(config.runDir);
 
   // Everything opened so far, closed in reverse if a later step fails.
   const undo: (() => void)[] = [];
@@ -175,47 +141,7 @@ export async function startHost(
     }
   };
   try {
-    let devices: HostDevices;
-    let tunMtu = opts.tunMtu ?? DEFAULT_TUN_MTU;
-    if (opts.devices !== undefined) {
-      devices = opts.devices;
-    } else {
-      const opened = openHostDevices(config.tun, (err) =>
-        log.error('packet device failed', { error: err.message }),
-      );
-      if (opened.createdTun)
-        log.warn(
-          `TUN device ${config.tun} did not exist: created it (not persistent, MTU ${DEFAULT_TUN_MTU})`,
-          {
-            hint: `it has no address or routes: run native-setup/host-setup.sh up --tun ${config.tun}`,
-          },
-        );
-      devices = opened;
-      tunMtu = opts.tunMtu ?? opened.tunMtu;
-    }
-    undo.push(() => {
-      devices.tun.close();
-      devices.tunnelIn.close();
-      devices.tunnelOut.close();
-    });
-    const lanIf = interfaceOf(config.lanAddress);
-    const lanMtu = opts.lanMtu ?? (lanIf !== undefined ? interfaceMtu(lanIf) : undefined) ?? DEFAULT_LAN_MTU;
-    if (tunMtu + 20 > lanMtu)
-      log.warn(
-        `TUN MTU ${tunMtu} + 20 exceeds the LAN MTU ${lanMtu}: large DF packets will be answered with fragmentation needed`,
-      );
-
-    let pcap: PcapWriter | undefined;
-    const io = (d: PacketDevice): PacketDevice => (pcap === undefined ? d : capture(d, pcap));
-    if (config.pcap !== undefined) {
-      pcap = PcapWriter.open(config.pcap, { linkType: LinkType.Raw });
-      const w = pcap;
-      undo.push(() => w.close());
-      log.info('recording packets', { pcap: config.pcap });
-    }
-    const tun = io(devices.tun);
-    const tunnelIn = io(devices.tunnelIn);
-    const tunnelOut = io(devices.tunnelOut);
+    const { tun, tunnelIn, tunnelOut, tunMtu, lanMtu, io } = openAgentDevices(config, opts, log, undo);
 
     // --ipsec FILE: the engine step, its inbound SAs installed once their SPIs are leased.
     const engineStep =
@@ -223,18 +149,12 @@ export async function startHost(
         ? new EngineIpsecStep(readManualKeying(config.ipsec), config.ipsec)
         : undefined;
     const ikeConfig = config.ike !== undefined ? readIkeConfig(config.ike) : undefined;
-    const spisWanted =
-      config.pap.spis > 0
-        ? config.pap.spis
-        : (engineStep?.spisNeeded.length ?? 0) > 0 || ikeConfig !== undefined
-          ? DEFAULT_SPI_LEASE
-          : 0;
 
     const blockSize = config.pap.blockSize;
     const lowWater = Math.ceil(blockSize / 4);
     const leases = new HostLeases({
       clock,
-      want: { port: blockSize, spi: spisWanted },
+      want: { port: blockSize, spi: spisToLease(config.pap.spis, engineStep, ikeConfig !== undefined) },
       lowWater: { port: lowWater },
     });
     undo.push(() => leases.close());
@@ -271,48 +191,20 @@ export async function startHost(
       ...(ipsecStep !== undefined ? { ipsec: ipsecStep } : {}),
       ...(ike !== undefined ? { servicePorts: ike.servicePorts } : {}),
     });
-    const installIpsec = (): void => {
-      if (engineStep === undefined || engineStep.installed) return;
-      const held = leases.blocks('spi');
-      if (!engineStep.spisNeeded.every((spi) => inSpiBlocks(spi, held))) return;
-      try {
-        engineStep.install((spi) => inSpiBlocks(spi, leases.blocks('spi')));
-        log.info('IPsec SAs installed', { file: config.ipsec, overhead: engineStep.maxOverhead });
-      } catch (e) {
-        log.error('cannot install the IPsec SAs', { error: (e as Error).message });
-      }
-    };
+    const keying = manualKeying(engineStep, config.ipsec, leases, log);
 
-    let native: NativePortRange | undefined;
+    let native: NativeMode | undefined;
     if (config.mode === 'native') {
-      native = new NativePortRange(
-        opts.sysctl ?? new ProcSysctl(),
-        // One file per LAN address: agents of several namespaces may share a state directory.
-        join(config.stateDir, `native-sysctl-${config.lanAddress}.json`),
-      );
-      const found = native.begin();
+      native = beginNativeMode({
+        sysctl: opts.sysctl ?? new ProcSysctl(),
+        stateDir: config.stateDir,
+        lanAddress: config.lanAddress,
+        ports,
+        log,
+      });
       const n = native;
       undo.push(() => n.restore());
-      log.info('native mode: the kernel ephemeral range will be the leased ports', {
-        original: found.range.replace(/\s+/, '-'),
-        ...(found.fromCrash
-          ? { note: 'originals recovered from a previous run that did not stop cleanly' }
-          : {}),
-      });
     }
-    const applyNative = (): void => {
-      if (native === undefined) return;
-      try {
-        const set = native.apply(ports.blocks());
-        if (set !== undefined)
-          log.info('kernel ephemeral ports set to the leased blocks', {
-            range: `${set.range[0]}-${set.range[1]}`,
-            ...(set.reserved !== '' ? { reserved: set.reserved } : {}),
-          });
-      } catch (e) {
-        log.error('cannot set the kernel ephemeral port range', { error: (e as Error).message });
-      }
-    };
 
     const transport =
       opts.papTransport ??
@@ -331,176 +223,66 @@ export async function startHost(
     });
     undo.push(() => client.stop());
 
-    const leaseWaiters = new Set<() => void>();
-    let lastEpochLogged = 0;
-    const listener: HostLeasesListener = {
-      onBlockAdded(b: HeldBlock) {
-        log.info(`leased ${b.kind === 'port' ? 'ports' : 'SPIs'} ${formatBlock(b)}`, {
-          count: b.count,
-          leaseSeconds: b.leaseSeconds,
-          epoch: b.epoch.toString(16),
-        });
-        if (b.kind === 'spi') {
-          installIpsec();
-          const missing =
-            engineStep?.installed === false
-              ? engineStep.spisNeeded.filter((spi) => !inSpiBlocks(spi, leases.blocks('spi')))
-              : [];
-          if (missing.length > 0)
-            log.error(
-              `inbound SAs of ${config.ipsec} use SPIs outside the leased blocks: they stay uninstalled`,
-              {
-                spis: missing.map((x) => `0x${x.toString(16)}`),
-                held: leases.blocks('spi').map(formatBlock),
-              },
-            );
-        }
-        if (b.kind === 'port') {
-          applyNative();
-          for (const w of [...leaseWaiters]) w();
-        }
-      },
-      onBlockLost(b: HeldBlock, reason: BlockLossReason, inUse: readonly number[]) {
-        const flows = b.kind === 'port' ? sptt.dropLease(b.lowest, b.count) : 0;
-        if (reason === 'epoch-changed' && lastEpochLogged !== leases.epoch) {
-          lastEpochLogged = leases.epoch;
-          log.warn('the router restarted without its leases (new epoch): leasing again', {
-            epoch: leases.epoch.toString(16),
-          });
-        }
-        const level = reason === 'released' ? 'info' : 'warn';
-        log.log(
-          level,
-          `${reason === 'released' ? 'released' : 'lost'} ${b.kind === 'port' ? 'ports' : 'SPIs'} ${formatBlock(b)}`,
-          {
-            reason,
-            inUse: inUse.length,
-            translationsDropped: flows,
-          },
-        );
-        if (b.kind === 'port') applyNative();
-      },
-      onRenewDue(b: HeldBlock, attempt: 1 | 2) {
-        log.debug(`renewing ${formatBlock(b)}`, { attempt });
-      },
-      onMoreNeeded(kind, count) {
-        log.info(`asking router ${routerText} for ${count} ${kind === 'port' ? 'ports' : 'SPIs'}`);
-      },
-    };
+    const waiters = new LeaseWaiters(clock, () => ports.held > 0);
+    const listener = leaseEventListener({
+      log,
+      leases,
+      sptt,
+      routerText,
+      spiBlockAdded: keying.onSpiBlockAdded,
+      portsChanged: () => native?.apply(),
+      portBlockAdded: () => waiters.notify(),
+    });
     leases.addListener(listener);
 
-    if (engineStep !== undefined && engineStep.spisNeeded.length === 0) installIpsec();
+    if (engineStep !== undefined && engineStep.spisNeeded.length === 0) keying.install();
     forwarder.start();
     undo.push(() => forwarder.stop());
     client.start();
 
-    // Periodic work off the packet path: expiry sweep, pool refresh, and saying so when no lease comes.
-    let tick: Timer | undefined;
-    let nextNoLeaseLog = started + NO_LEASE_LOG_FIRST_MS;
-    let noLeaseGap = NO_LEASE_LOG_FIRST_MS;
-    const sweepEvery = opts.sweepIntervalMs ?? 1000;
-    const onTick = (): void => {
-      const now = clock.now();
-      sptt.sweep(now);
-      ports.refresh();
-      if (ports.held > 0) {
-        noLeaseGap = NO_LEASE_LOG_FIRST_MS;
-        nextNoLeaseLog = now + noLeaseGap;
-      } else if (now >= nextNoLeaseLog) {
-        log.warn(`no port lease yet: router ${routerText} has not granted one; still asking`, {
-          waitedSeconds: Math.round((now - started) / 1000),
-          papSent: client.counters.sent,
-          papTimeouts: client.counters.timeouts,
-          outboundDropped: forwarder.outboundDrops.get('no-lease'),
-        });
-        noLeaseGap = Math.min(noLeaseGap * 2, NO_LEASE_LOG_MAX_MS);
-        nextNoLeaseLog = now + noLeaseGap;
-      }
-      tick = clock.setTimeout(onTick, sweepEvery);
-    };
-    tick = clock.setTimeout(onTick, sweepEvery);
-    undo.push(() => tick?.cancel());
-
-    const ioStats = (): Record<string, IoStats> => ({
-      tun: tun.stats(),
-      'tunnel-in': tunnelIn.stats(),
-      'tunnel-out': tunnelOut.stats(),
+    const housekeeping = startHousekeeping({
+      clock,
+      log,
+      started,
+      everyMs: opts.sweepIntervalMs ?? 1000,
+      sptt,
+      ports,
+      client,
+      forwarder,
+      routerText,
     });
-    const status = (): DaemonStatus => {
-      const now = clock.now();
-      const st = hostStatus({
-        now,
-        summary: {
-          mode: config.mode,
-          router: config.router,
-          'pap transport': config.pap.transport,
-          'lan address': config.lanAddress,
-          'shared address': config.sharedAddress,
-          tun: `${config.tun} (MTU ${tunMtu}, LAN MTU ${lanMtu})`,
-          epoch: leases.epoch === 0 ? 'none yet' : `0x${leases.epoch.toString(16).padStart(8, '0')}`,
-          'ports held': ports.held,
-          'ports unused': ports.unused,
-          forwarding: ports.held > 0 ? 'yes' : 'no (waiting for a lease)',
-          'up for': `${Math.round((now - started) / 1000)}s`,
-        },
-        blocks: leases.blocks(),
-        sptt,
-        translator,
-        forwarder,
-        pap: client.counters,
-        io: ioStats(),
-      });
-      if (engineStep !== undefined) {
-        st.summary.ipsec = `${config.ipsec} (${engineStep.installed ? 'SAs installed' : 'waiting for SPI leases'})`;
-        Object.assign(st.counters, engineStep.counters());
-      }
-      if (ike !== undefined) {
-        st.summary.ike = ike.summary();
-        st.tables.push(...(ike.service?.tables() ?? []));
-        Object.assign(st.counters, ike.step.counters(), ike.service?.counters() ?? {});
-      }
-      return st;
-    };
+    undo.push(() => housekeeping.cancel());
 
-    let controlServer: Server | undefined;
+    const parts: HostAgentParts = {
+      config,
+      clock,
+      started,
+      tunMtu,
+      lanMtu,
+      leases,
+      ports,
+      sptt,
+      translator,
+      forwarder,
+      client,
+      io,
+      engineStep,
+      ike,
+    };
+    const status = (): DaemonStatus => agentStatus(parts);
+
     let controlPath: string | undefined;
     if (opts.control ?? true) {
-      controlPath = controlSocketPath(config.runDir, 'host');
-      controlServer = await startControlServer(controlPath, status);
-      const path = controlPath;
-      const server = controlServer;
-      undo.push(() => {
-        server.close();
-        try {
-          unlinkSync(path);
-        } catch {
-          // already gone
-        }
-      });
+      const control = await serveAgentControl(config.runDir, status);
+      controlPath = control.path;
+      undo.push(() => control.close());
     }
 
-    let metricsServer: HttpServer | undefined;
     let metricsAddress: string | undefined;
     if (config.metrics !== undefined) {
-      const registry = newRegistry('distnat_host');
-      const keyedStep = engineStep ?? ike?.step;
-      registerHostMetrics(registry, {
-        forwarder,
-        translator,
-        sptt,
-        ports,
-        pap: () => client.counters,
-        io: ioStats,
-        ...(keyedStep !== undefined && {
-          ipsec: () => keyedStep.counters(),
-          ipsecSas: () => keyedStep.engine?.sad.all().length ?? 0,
-        }),
-      });
-      metricsServer = await startMetricsServer(registry, config.metrics);
-      const a = metricsServer.address();
-      metricsAddress = a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : config.metrics;
-      const server = metricsServer;
-      undo.push(() => server.close());
+      const metrics = await serveAgentMetrics(parts, config.metrics);
+      metricsAddress = metrics.address;
+      undo.push(() => metrics.server.close());
       log.info('serving metrics', { address: metricsAddress });
     }
 
@@ -511,22 +293,10 @@ export async function startHost(
         // (No await without IKE: the release below starts in the same turn as stop().)
         if (ike !== undefined) await ike.stop();
         forwarder.stop();
-        tick?.cancel();
+        housekeeping.cancel();
         const held = leases.blocks();
-        if (held.length > 0) {
-          log.info('stopping: giving the leased blocks back', { blocks: held.map(formatBlock) });
-          let timer: Timer | undefined;
-          const timeout = new Promise<'timeout'>((resolve) => {
-            timer = clock.setTimeout(() => resolve('timeout'), opts.releaseTimeoutMs ?? 2000);
-          });
-          const released = Promise.all(held.map((b) => client.release(b.kind, b.lowest)));
-          const outcome = await Promise.race([released, timeout]);
-          timer?.cancel();
-          if (outcome === 'timeout')
-            log.warn(
-              `router ${routerText} did not confirm the release in time; its leases will expire on their own`,
-            );
-        }
+        if (held.length > 0)
+          await releaseBlocks(held, client, clock, opts.releaseTimeoutMs ?? 2000, log, routerText);
         leases.removeListener(listener);
         unwind();
         ports.close();
@@ -535,24 +305,10 @@ export async function startHost(
       return stopping;
     };
 
-    const whenLeased = (timeoutMs: number): Promise<boolean> => {
-      if (ports.held > 0) return Promise.resolve(true);
-      return new Promise((resolve) => {
-        const done = (result: boolean): void => {
-          leaseWaiters.delete(onLease);
-          timer.cancel();
-          resolve(result);
-        };
-        const onLease = (): void => done(true);
-        const timer = clock.setTimeout(() => done(false), timeoutMs);
-        leaseWaiters.add(onLease);
-      });
-    };
-
     return {
       stop,
       status,
-      whenLeased,
+      whenLeased: (timeoutMs) => waiters.wait(timeoutMs),
       forwarder,
       leases,
       ports,
