@@ -14,54 +14,34 @@
  *      metrics, timers
  * A failure at any step closes what the earlier steps opened.
  */
-import type { Server as HttpServer } from 'node:http';
-import type { Server as NetServer } from 'node:net';
-import { unlinkSync } from 'node:fs';
 import type { DaemonStatus } from '../cli/commands/status.ts';
 import { ExitCode, UserError } from '../cli/exit-codes.ts';
 import type { RouterConfig } from '../config/router-config.ts';
 import { controlSocketPath } from '../control/protocol.ts';
-import { socketAnswers, startControlServer } from '../control/server.ts';
-import { capture } from '../io/capture.ts';
-import { LinkType, PcapWriter } from '../io/pcap.ts';
-import type { PacketDevice, PacketSink } from '../io/types.ts';
-import { newRegistry, startMetricsServer } from '../metrics/server.ts';
-import { IcmpPapTransport } from '../pap/icmp-transport.ts';
-import { FileStateDir, LeaseStore } from '../pap/lease-store.ts';
-import { LeaseTable } from '../pap/lease-table.ts';
+import { socketAnswers } from '../control/server.ts';
+import type { LeaseTable } from '../pap/lease-table.ts';
 import { PapServer } from '../pap/pap-server.ts';
-import { numericLeaseListener } from '../pap/router-link.ts';
 import type { PapPeer } from '../pap/transport.ts';
-import { UdpPapTransport } from '../pap/udp-transport.ts';
-import type { Clock, Timer } from '../util/clock.ts';
+import type { Clock } from '../util/clock.ts';
 import { SystemClock } from '../util/clock.ts';
 import type { Logger } from '../util/log.ts';
 import { ipv4FromString } from '../wire/ipv4.ts';
-import { DROP_REASONS } from './counters.ts';
-import { guarded, leaseLogger, logDrops } from './daemon-log.ts';
-import { explainOpenError, openRouterDevices } from './devices.ts';
+import { followLeases, openLeaseTable } from './daemon-leases.ts';
+import { guarded } from './daemon-log.ts';
+import { serveRouterControl, serveRouterMetrics } from './daemon-serving.ts';
+import { openDataPath } from './data-path.ts';
+import type { RouterDevices } from './data-path.ts';
 import { RouterForwarder } from './forwarder.ts';
 import { LeaseHolders } from './lease-holders.ts';
+import { lanBroadcastOf } from './lan-probe.ts';
 import { LocalCaService } from './local-ca-service.ts';
+import { startMaintenance } from './maintenance.ts';
+import { answerLanProbes, openPapIcmp, openPapUdp, refuseOtherRouterOnLan } from './pap-transports.ts';
 import { routerStatus, type RouterStatusSources } from './router-status.ts';
-import { registerRouterMetrics } from './router-metrics.ts';
 import { StateLock } from './state-lock.ts';
-import { lanBroadcastOf, listenForLanProbes, probeLanForRouter } from './lan-probe.ts';
 import { RouterTables } from './tables/router-tables.ts';
-import { withdrawHost } from './withdraw.ts';
 
-/** Devices to use instead of opening the TUN and raw sockets (tests, or a caller that opened them). */
-export interface RouterDevices {
-  /** Read: datagrams for the shared address from the WAN. Written: inner datagrams for the WAN. */
-  readonly tun: PacketDevice;
-  /** Hosts' IP-in-IP (protocol 4). */
-  readonly lanRx: PacketDevice;
-  /** The router's IP-in-IP to hosts, and PAP over ICMP (IPPROTO_RAW). */
-  readonly lanTx: PacketDevice;
-  /** A protocol-1 raw socket for PAP over ICMP; without it ICMP PAP is off. */
-  readonly icmpRx?: PacketDevice;
-  readonly lanMtu?: number;
-}
+export type { RouterDevices } from './data-path.ts';
 
 export interface StartRouterOptions {
   readonly clock?: Clock;
@@ -130,123 +110,20 @@ export async function startRouter(
       log.warn('took over the lock of a router that is gone', { pid: lock.tookOverFrom, lock: lock.path });
 
     const udpPort = opts.papUdpPort ?? config.pap.udpPort;
-    let udp: UdpPapTransport;
-    try {
-      udp = await UdpPapTransport.open({
-        address: config.lanAddress,
-        port: udpPort,
-        onError: (e) => log.warn('PAP UDP socket error', { error: e.message }),
-      });
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE')
-        throw new UserError(
-          `UDP ${config.lanAddress}:${udpPort} is taken: another router (or PAP server) serves this LAN address`,
-          ExitCode.CANTCREATE,
-        );
-      if (code === 'EADDRNOTAVAIL')
-        throw new UserError(
-          `the LAN address ${config.lanAddress} is not on any interface here: fix lanAddress / --lan-address`,
-          ExitCode.CONFIG,
-        );
-      throw explainOpenError(`PAP's UDP socket ${config.lanAddress}:${udpPort}`, e);
-    }
+    const udp = await openPapUdp(config.lanAddress, udpPort, log);
     closers.push(() => udp.close());
 
     // 3b. another router on the same LAN, on another machine (docs/router.md, "One router per LAN").
     const broadcast = opts.devices === undefined ? lanBroadcastOf(config.lanAddress) : undefined;
-    if (broadcast !== undefined) {
-      const other = await probeLanForRouter({ lanAddress: config.lanAddress, broadcast, port: udpPort });
-      if (other !== undefined)
-        throw new UserError(
-          `another router answers PAP on this LAN at ${other.address}:${other.port ?? udpPort} ` +
-            `(probe to ${broadcast}:${udpPort}): one router per LAN; stop that one first`,
-          ExitCode.CANTCREATE,
-        );
-    }
+    if (broadcast !== undefined) await refuseOtherRouterOnLan(config.lanAddress, broadcast, udpPort);
 
-    // Devices.
-    let tun: PacketDevice;
-    let lanRx: PacketDevice;
-    let lanTx: PacketDevice;
-    let lanMtu: number;
-    let lanInterface: string | undefined;
-    if (opts.devices !== undefined) {
-      ({ tun, lanRx, lanTx } = opts.devices);
-      lanMtu = opts.devices.lanMtu ?? 1500;
-    } else {
-      const d = openRouterDevices(config, log);
-      closers.push(() => {
-        d.tun.close();
-        d.lanRx.close();
-        d.lanTx.close();
-      });
-      ({ tun, lanRx, lanTx, lanMtu, lanInterface } = d);
-    }
-    if (config.pcap !== undefined) {
-      let writer: PcapWriter;
-      try {
-        writer = PcapWriter.open(config.pcap, { linkType: LinkType.Raw });
-      } catch (e) {
-        throw new UserError(
-          `cannot write the capture ${config.pcap}: ${(e as Error).message}`,
-          ExitCode.CANTCREATE,
-        );
-      }
-      closers.push(() => writer.close());
-      tun = capture(tun, writer);
-      lanRx = capture(lanRx, writer);
-      lanTx = capture(lanTx, writer);
-      log.info('capturing forwarded packets', { pcap: config.pcap });
-    }
+    const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDataPath(config, opts.devices, log, closers);
 
-    // Leases, recovered from the journal.
-    const table = new LeaseTable({
-      clock,
-      store: new LeaseStore(new FileStateDir(config.stateDir)),
-      portRange: { min: config.pap.portRange[0], max: config.pap.portRange[1] },
-      spiRange: { min: config.pap.spiFirst, max: 0xffffffff },
-      blockSize: { port: config.pap.blockSize, spi: config.pap.spiBlockSize },
-      maxPerHost: { port: config.pap.maxPortsPerHost, spi: config.pap.maxSpisPerHost },
-      leaseSeconds: config.pap.leaseSeconds,
-      quarantineSeconds: config.pap.quarantineSeconds,
-    });
-    closers.push(() => {
-      try {
-        table.compact();
-      } catch (e) {
-        log.warn('could not write the lease snapshot at stop (the journal has every change)', {
-          error: (e as Error).message,
-        });
-      }
-      table.close();
-    });
-    for (const note of table.recoveryNotes) log.warn('lease recovery', { note });
-    const recovered = table.leases();
-    log.info(table.recovered ? 'leases recovered' : 'no saved leases: new epoch', {
-      epoch: table.epoch,
-      leases: recovered.length,
-      stateDir: config.stateDir,
-    });
-
-    // Forwarding tables follow the leases.
+    // Leases, recovered from the journal; the forwarding tables follow them.
+    const table = openLeaseTable(config, clock, log, closers);
     const tables = new RouterTables();
     const holders = new LeaseHolders(tables);
-    const sink = {
-      onLeaseAdded: (b: Parameters<LeaseHolders['onLeaseAdded']>[0]) => {
-        const change = holders.onLeaseAdded(b);
-        if (change !== 'added' && change !== 'exists')
-          log.error('lease not entered in the tables', { ...b, change });
-      },
-      onLeaseRemoved: (b: Parameters<LeaseHolders['onLeaseRemoved']>[0]) => {
-        const change = holders.onLeaseRemoved(b);
-        if (change !== 'removed') log.warn('lease not found in the tables on removal', { ...b, change });
-      },
-    };
-    table.addListener(
-      numericLeaseListener(sink, (l) => log.warn('lease of a non-IPv4 host not forwarded', { host: l.host })),
-    );
-    table.addListener(leaseLogger(log), false);
+    followLeases(table, holders, log);
 
     const forwarder = new RouterForwarder({
       sharedAddress: shared,
@@ -264,44 +141,13 @@ export async function startRouter(
     // PAP.
     const pap = new PapServer(table);
     pap.attach(guarded(udp, log, 'udp'));
-    if (broadcast !== undefined) {
-      const stopListening = await listenForLanProbes({
-        broadcast,
-        port: udpPort,
-        answer: (bytes, peer) => {
-          const reply = pap.receive(bytes, peer);
-          if (reply !== undefined) udp.send(reply, peer);
-        },
-      });
-      closers.push(stopListening);
-    }
+    if (broadcast !== undefined) closers.push(await answerLanProbes(pap, udp, broadcast, udpPort));
     const transports: Record<string, object> = { udp: udp.counters };
-    let icmp: IcmpPapTransport | undefined;
-    if (config.pap.icmp) {
-      try {
-        icmp =
-          opts.devices === undefined
-            ? IcmpPapTransport.open({
-                address: config.lanAddress,
-                device: lanInterface!,
-                sender: lanTx as PacketSink,
-              })
-            : opts.devices.icmpRx === undefined
-              ? undefined
-              : IcmpPapTransport.open({
-                  address: config.lanAddress,
-                  receiver: opts.devices.icmpRx,
-                  sender: lanTx,
-                });
-      } catch (e) {
-        throw explainOpenError('the raw ICMP socket for PAP', e);
-      }
-      if (icmp !== undefined) {
-        const t = icmp;
-        closers.push(() => t.close());
-        pap.attach(guarded(t, log, 'icmp'));
-        transports.icmp = t.counters;
-      }
+    const icmp = config.pap.icmp ? openPapIcmp(config, opts.devices, lanTx, lanInterface) : undefined;
+    if (icmp !== undefined) {
+      closers.push(() => icmp.close());
+      pap.attach(guarded(icmp, log, 'icmp'));
+      transports.icmp = icmp.counters;
     }
 
     // The local CA (docs/router.md, "The local CA"): after the leases, whose state it reconciles with.
@@ -346,63 +192,29 @@ export async function startRouter(
     };
     const status = () => routerStatus(sources);
 
-    const control: NetServer = await startControlServer(controlPath, status, {
-      withdraw: async (host, kind) => {
-        const outcome = await withdrawHost({ leases: table, pap, ca: pki }, host, kind);
-        log.info('withdrawn on request', { ...outcome, blocks: outcome.blocks.length });
-        return outcome;
-      },
-    });
-    closers.push(
-      () =>
-        new Promise<void>((resolve) => {
-          control.close(() => resolve());
-          try {
-            unlinkSync(controlPath);
-          } catch {
-            // already gone
-          }
-        }),
-    );
+    closers.push(await serveRouterControl(controlPath, status, { leases: table, pap, ca: pki }, log));
 
     let metricsAddress: string | undefined;
     if (config.metrics !== undefined) {
-      const registry = newRegistry('distnat_router');
-      registerRouterMetrics(registry, { forwarder, leases: table, holders, pap, devices, pki });
-      let server: HttpServer;
-      try {
-        server = await startMetricsServer(registry, config.metrics);
-      } catch (e) {
-        throw new UserError(
-          `cannot serve metrics on ${config.metrics}: ${(e as Error).message}`,
-          ExitCode.CANTCREATE,
-        );
-      }
-      closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-      const a = server.address();
-      metricsAddress = a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : config.metrics;
+      const metrics = await serveRouterMetrics(
+        { forwarder, leases: table, holders, pap, devices, pki },
+        config.metrics,
+      );
+      closers.push(metrics.close);
+      metricsAddress = metrics.address;
     }
 
-    // Maintenance: IAPTT sweep, fragment and SA expiry, drop summaries.
-    const tickMs = opts.tickMs ?? 1000;
-    const dropLogMs = opts.dropLogMs ?? 10_000;
-    const lastDrops = new Float64Array(DROP_REASONS.length);
-    let lastSummary = startedAt;
-    let timer: Timer | undefined;
-    const tick = () => {
-      const now = clock.now();
-      tables.iaptt.sweep(now, 8192);
-      tables.fragments.expireHead(now);
-      tables.held.expire(now);
-      forwarder.outboundSas.expire(now);
-      if (now - lastSummary >= dropLogMs) {
-        lastSummary = now;
-        logDrops(log, forwarder, lastDrops, dropLogMs);
-      }
-      timer = clock.setTimeout(tick, tickMs);
-    };
-    timer = clock.setTimeout(tick, tickMs);
-    closers.push(() => timer?.cancel());
+    closers.push(
+      startMaintenance({
+        clock,
+        log,
+        tables,
+        forwarder,
+        startedAt,
+        tickMs: opts.tickMs ?? 1000,
+        dropLogMs: opts.dropLogMs ?? 10_000,
+      }),
+    );
 
     log.info('router started', {
       shared: config.sharedAddress,
