@@ -55,16 +55,18 @@ export interface CharonOptions {
   crl?: boolean;
   /** filelog level of the ike and chd groups (4 logs the keys). Default 4. */
   ikeLogLevel?: number;
+  /** filelog level of the cfg group (2 shows how traffic selectors were chosen). Default 1. */
+  cfgLogLevel?: number;
 }
 
 export interface Charon {
   readonly dir: string;
   readonly proc: Background;
   readonly vici: string;
-  /** swanctl in the namespace against this charon; throws with its output when it fails. */
+  /** swanctl in the namespace against this charon: its stdout; throws with its output when it fails. */
   swanctl(...args: string[]): string;
-  /** swanctl without the throw: exit code and output. */
-  trySwanctl(...args: string[]): { code: number | null; output: string };
+  /** swanctl without the throw: exit code, stdout and stderr. */
+  trySwanctl(...args: string[]): { code: number | null; stdout: string; stderr: string };
   /** Writes a PEM file into one of swanctl's credential directories. */
   writeCredential(sub: CredentialDir, name: string, pem: string): string;
   writeSwanctlConf(text: string): void;
@@ -96,7 +98,7 @@ function strongswanConf(o: Required<CharonOptions>): string {
       default = 1
       ike = ${o.ikeLogLevel}
       chd = ${o.ikeLogLevel}
-      cfg = 2
+      cfg = ${o.cfgLogLevel}
       lib = 1
     }
   }
@@ -128,7 +130,13 @@ function strongswanConf(o: Required<CharonOptions>): string {
 
 /** Starts charon in `ns` and resolves once its vici socket exists. */
 export async function startCharon(ns: string, options: CharonOptions): Promise<Charon> {
-  const o: Required<CharonOptions> = { routes: 'none', crl: false, ikeLogLevel: 4, ...options };
+  const o: Required<CharonOptions> = {
+    routes: 'none',
+    crl: false,
+    ikeLogLevel: 4,
+    cfgLogLevel: 1,
+    ...options,
+  };
   const dir = o.dir;
   for (const sub of ['x509', 'x509ca', 'x509crl', 'private']) mkdirSync(join(dir, sub), { recursive: true });
   const logFile = join(dir, 'charon.log');
@@ -172,19 +180,20 @@ export async function startCharon(ns: string, options: CharonOptions): Promise<C
     throw e;
   }
 
-  const trySwanctl = (...args: string[]): { code: number | null; output: string } => {
+  const trySwanctl = (...args: string[]): { code: number | null; stdout: string; stderr: string } => {
     // swanctl finds the credential directories beside the swanctl.conf given with --file.
     const r = spawnSync('ip', ['netns', 'exec', ns, 'swanctl', ...args, '--uri', vici], {
       encoding: 'utf8',
       cwd: dir,
       timeout: 30_000,
     });
-    return { code: r.status, output: `${r.stdout}${r.stderr}` };
+    return { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   };
   const swanctl = (...args: string[]): string => {
     const r = trySwanctl(...args);
-    if (r.code !== 0) throw new Error(`swanctl ${args.join(' ')} (exit ${String(r.code)}): ${r.output}`);
-    return r.output;
+    if (r.code !== 0)
+      throw new Error(`swanctl ${args.join(' ')} (exit ${String(r.code)}): ${r.stderr}${r.stdout}`);
+    return r.stdout;
   };
   return {
     dir,

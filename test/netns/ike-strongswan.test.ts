@@ -18,15 +18,14 @@
  * constraints forbid.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { HAVE_CHARON, startCharon, type Charon } from '../helpers/charon.ts';
 import { makePki, type Identity, type TestPki } from '../unit/ike/pki-fixture.ts';
 
-const CHARON = '/usr/lib/ipsec/charon';
-const HAVE_SWAN = existsSync(CHARON) && spawnSync('which', ['swanctl']).status === 0;
 const NS_OURS = 'dxk-ours';
 const NS_SWAN = 'dxk-swan';
 const OURS = '198.51.100.30';
@@ -114,14 +113,12 @@ class Agent {
 let dir: string;
 let pki: TestPki;
 let ours: Identity;
-let charon: ChildProcess | undefined;
+let swan: Charon | undefined;
 const agents: Agent[] = [];
 
-const vici = (): string => `unix://${dir}/swan/charon.vici`;
-const swanctl = (...args: string[]): string =>
-  run('ip', 'netns', 'exec', NS_SWAN, 'swanctl', ...args, '--uri', vici());
-const charonLog = (): string => readFileSync(join(dir, 'swan', 'charon.log'), 'utf8');
-const clearLog = (): void => writeFileSync(join(dir, 'swan', 'charon.log'), '');
+const swanctl = (...args: string[]): string => swan!.swanctl(...args);
+const charonLog = (): string => swan!.log();
+const clearLog = (): void => swan!.clearLog();
 
 /** UDP datagrams of a pcap file (Ethernet, IPv4, unfragmented): enough for the captures here. */
 function udpPayloads(file: Buffer): { src: string; sport: number; dport: number; payload: Buffer }[] {
@@ -163,46 +160,11 @@ function loggedKey(name: string): string | undefined {
   return found;
 }
 
-function writeSwanConfig(): void {
-  const swan = join(dir, 'swan');
-  for (const sub of ['x509', 'x509ca', 'private']) mkdirSync(join(swan, sub), { recursive: true });
-  writeFileSync(join(swan, 'x509', 'peer.pem'), pki.peer.certPem);
-  writeFileSync(join(swan, 'private', 'peer.key'), pki.peer.keyPem);
-  writeFileSync(join(swan, 'x509ca', 'root.pem'), pki.rootPem);
-  writeFileSync(join(swan, 'charon.log'), '');
-  writeFileSync(
-    join(swan, 'strongswan.conf'),
-    `charon {
-  load = random nonce openssl kdf pem pkcs1 pkcs8 x509 revocation constraints pubkey kernel-libipsec kernel-netlink socket-default vici
-  install_routes = no
-  install_virtual_ip = no
-  retransmit_timeout = 2
-  retransmit_tries = 3
-  filelog {
-    swan {
-      path = ${swan}/charon.log
-      time_format = %T
-      flush_line = yes
-      default = 1
-      ike = 4
-      chd = 4
-      cfg = 1
-    }
-  }
-  plugins {
-    vici {
-      socket = unix://${swan}/charon.vici
-    }
-    revocation {
-      enable_crl = no
-      enable_ocsp = no
-    }
-  }
-}
-`,
-  );
-  writeFileSync(
-    join(swan, 'swanctl.conf'),
+function writeSwanConfig(swan: Charon): void {
+  swan.writeCredential('x509', 'peer.pem', pki.peer.certPem);
+  swan.writeCredential('private', 'peer.key', pki.peer.keyPem);
+  swan.writeCredential('x509ca', 'root.pem', pki.rootPem);
+  swan.writeSwanctlConf(
     `connections {
   dxk {
     version = 2
@@ -275,13 +237,12 @@ async function until(cond: () => boolean, ms = 15_000): Promise<void> {
   }
 }
 
-describe.skipIf(!HAVE_SWAN)('IKEv2 interop with strongSwan charon', () => {
+describe.skipIf(!HAVE_CHARON)('IKEv2 interop with strongSwan charon', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'dxk-'));
     pki = await makePki();
     // From the local CA, under the root: the chain of a host behind distnat.
     ours = pki.host;
-    writeSwanConfig();
     for (const ns of [NS_OURS, NS_SWAN]) {
       quiet('ip', 'netns', 'del', ns);
       run('ip', 'netns', 'add', ns);
@@ -309,51 +270,16 @@ describe.skipIf(!HAVE_SWAN)('IKEv2 interop with strongSwan charon', () => {
     run('ip', '-n', NS_SWAN, 'link', 'set', 'dxk-s', 'up');
     run('ip', '-n', NS_OURS, 'route', 'add', `${SWAN}/32`, 'dev', 'dxk-o');
     run('ip', '-n', NS_SWAN, 'route', 'add', `${OURS}/32`, 'dev', 'dxk-s');
-    // charon's pid file is fixed at /run/charon.pid: give it a private /run.
-    charon = spawn(
-      'ip',
-      [
-        'netns',
-        'exec',
-        NS_SWAN,
-        'unshare',
-        '--mount',
-        '--propagation',
-        'private',
-        'sh',
-        '-c',
-        `mount -t tmpfs none /run && exec ${CHARON}`,
-      ],
-      { env: { ...process.env, STRONGSWAN_CONF: join(dir, 'swan', 'strongswan.conf') }, stdio: 'ignore' },
-    );
-    await until(() => existsSync(join(dir, 'swan', 'charon.vici')));
-    spawnSync(
-      'ip',
-      [
-        'netns',
-        'exec',
-        NS_SWAN,
-        'swanctl',
-        '--load-all',
-        '--file',
-        join(dir, 'swan', 'swanctl.conf'),
-        '--uri',
-        vici(),
-      ],
-      {
-        cwd: join(dir, 'swan'),
-      },
-    );
+    // Its own strongswan.conf, vici socket and /run (startCharon); kernel-libipsec routes 10.99.0.1 into ipsec0.
+    swan = await startCharon(NS_SWAN, { dir: join(dir, 'swan') });
+    writeSwanConfig(swan);
+    swan.loadAll();
     expect(swanctl('--list-conns')).toContain('dxk');
   });
 
   afterAll(async () => {
     for (const a of agents) await a.stop().catch(() => undefined);
-    if (charon?.pid !== undefined && charon.exitCode === null) {
-      process.kill(charon.pid, 'SIGTERM');
-      await new Promise((r) => setTimeout(r, 500));
-      if (charon.exitCode === null) process.kill(charon.pid, 'SIGKILL');
-    }
+    await swan?.stop();
     quiet('ip', 'netns', 'del', NS_OURS);
     quiet('ip', 'netns', 'del', NS_SWAN);
     pki?.cleanup();

@@ -210,7 +210,13 @@ describe.skipIf(!HAVE_CHARON)(
         const identity = await issueServerIdentity(b);
         const dir = join(b.scratchDir, 'swan');
         mkdirSync(dir, { recursive: true });
-        swan = await startCharon(b.ns('server'), { dir, routes: 'fwmark', crl: true, ikeLogLevel: 2 });
+        swan = await startCharon(b.ns('server'), {
+          dir,
+          routes: 'fwmark',
+          crl: true,
+          ikeLogLevel: 2,
+          cfgLogLevel: 2,
+        });
         swan.writeCredential('x509', 'server.pem', readFileSync(identity.cert, 'utf8'));
         swan.writeCredential('private', 'server.key', readFileSync(identity.key, 'utf8'));
         swan.writeCredential('x509ca', 'root.pem', readFileSync(testbedPki(b).root, 'utf8'));
