@@ -35,8 +35,15 @@ dn_need_root
 
 case $DN_ACTION in
   up)
-    ip route replace "$SHARED/32" via "$GATEWAY"
-    dn_log "up: $SHARED/32 via $GATEWAY"
+    # A route via the gateway at any metric is kept as it is: `distnat peer`
+    # moves it to metric 100 and routes the shared address into its TUN,
+    # which a repeated `up` must not undo.
+    if ip route show "$SHARED/32" | grep -q "via $GATEWAY "; then
+      dn_log "up: $SHARED/32 via $GATEWAY (already)"
+    else
+      ip route replace "$SHARED/32" via "$GATEWAY"
+      dn_log "up: $SHARED/32 via $GATEWAY"
+    fi
     ;;
   down)
     if ip route show "$SHARED/32" | grep -q "via $GATEWAY "; then
