@@ -27,6 +27,7 @@
  * Environment: BENCH_N (handshakes per run, default 300), BENCH_C (in
  * flight, default 16), BENCH_WARMUP (default 30), SKIP_SWAN=1, ONLY_SWAN=1,
  * BENCH_PEER_LOG (the peer's --log-level, default info as deployed),
+ * BENCH_PEER_PROFILE=DIR (the peer runs with node --cpu-prof, profile into DIR),
  * BENCH_DEBUG=1 (charon logs kept in /tmp/dxb-charon-[ab].log, the peer's in
  * /tmp/dxb-peer.log).
  */
@@ -41,7 +42,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { controlRequest } from '../../src/control/client.ts';
@@ -232,13 +233,25 @@ async function ours(files: Files): Promise<Map<Case, Measured> | string> {
   makePair(NS.i, NS.r);
   const logPath = join(files.dir, 'peer.log');
   const logFd = openSync(logPath, 'w');
+  // --cpu-prof is refused in NODE_OPTIONS: with a profile, node is started here as bin/distnat would.
+  const profile = process.env.BENCH_PEER_PROFILE;
+  const distnat = profile
+    ? [
+        process.execPath,
+        '--cpu-prof',
+        `--cpu-prof-dir=${profile}`,
+        '--import',
+        join(ROOT, 'node_modules/tsx/dist/loader.mjs'),
+        join(ROOT, 'src/cli/main.ts'),
+      ]
+    : [DISTNAT];
   const peer = spawn(
     'ip',
     [
       'netns',
       'exec',
       NS.r,
-      DISTNAT,
+      ...distnat,
       'peer',
       '--ike',
       ikeFile,
@@ -258,7 +271,7 @@ async function ours(files: Files): Promise<Map<Case, Measured> | string> {
   let initiator: LineProcess | undefined;
   try {
     let counters: Record<string, number> | undefined;
-    for (let i = 0; i < 100 && counters === undefined; i++) {
+    for (let i = 0; i < 300 && counters === undefined; i++) {
       if (peer.exitCode !== null) break;
       await sleep(100);
       counters = await peerCounters(runDir).catch(() => undefined);
@@ -555,20 +568,23 @@ function report(
   ourRuns: Map<Case, Measured> | string | undefined,
   swanRuns: Map<Case, Measured> | string | undefined,
 ): void {
-  const f0 = (x: number | undefined): string => (x === undefined ? '-' : x.toFixed(0)).padStart(6);
-  const f2 = (x: number | undefined): string => (x === undefined ? '-' : x.toFixed(2)).padStart(6);
+  const num = (x: number | undefined, digits: number, width: number): string =>
+    (x === undefined ? '-' : x.toFixed(digits)).padStart(width);
   console.log('');
   console.log(
-    'case                       ours/s  swan/s  ratio | ours ms CPU/handshake: peer  init | swan: resp  init | ours cookies',
+    '                             handshakes/s        ratio  | CPU ms per handshake          | ours',
+  );
+  console.log(
+    'case                        ours  strongSwan  ours/sS  | peer  init  charon-r charon-i | cookies',
   );
   for (const k of CASES) {
     const o = typeof ourRuns === 'object' ? ourRuns.get(k) : undefined;
     const s = typeof swanRuns === 'object' ? swanRuns.get(k) : undefined;
     const ratio = o !== undefined && s !== undefined ? o.rate / s.rate : undefined;
     console.log(
-      `${label(k).padEnd(25)} ${f0(o?.rate)}  ${f0(s?.rate)} ${f2(ratio)} |` +
-        `                        ${f2(o?.responderCpuMs)} ${f2(o?.initiatorCpuMs)} |` +
-        `      ${f2(s?.responderCpuMs)} ${f2(s?.initiatorCpuMs)} | ${String(o?.cookies ?? '-').padStart(5)}`,
+      `${label(k).padEnd(24)} ${num(o?.rate, 0, 7)} ${num(s?.rate, 0, 11)} ${num(ratio, 2, 8)}  |` +
+        `${num(o?.responderCpuMs, 2, 5)} ${num(o?.initiatorCpuMs, 2, 5)} ${num(s?.responderCpuMs, 2, 9)}` +
+        ` ${num(s?.initiatorCpuMs, 2, 8)} | ${String(o?.cookies ?? '-').padStart(7)}`,
     );
     for (const [who, m] of [
       ['ours', o],
@@ -578,6 +594,11 @@ function report(
   }
   if (typeof ourRuns === 'string') console.log(`ours: not measured (${ourRuns})`);
   if (typeof swanRuns === 'string') console.log(`strongSwan: not measured (${swanRuns})`);
+  console.log(
+    `load average after: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -594,7 +615,10 @@ async function main(): Promise<void> {
     const files = await makeFiles(dir);
     console.log(
       `IKEv2 handshakes: IKE_SA_INIT + IKE_AUTH, ECDSA P-256 certificates, ${IKE_PROPOSAL}` +
-        ` (+child: one ESP ${ESP_PROPOSAL} child SA); N=${N} per run after ${WARMUP} warm-up, C=${C}`,
+        ` (+child: one ESP ${ESP_PROPOSAL} child SA); N=${N} per run after ${WARMUP} warm-up, C=${C};` +
+        ` load average before: ${loadavg()
+          .map((x) => x.toFixed(2))
+          .join(' ')}`,
     );
     let ourRuns: Map<Case, Measured> | string | undefined;
     let swanRuns: Map<Case, Measured> | string | undefined;
