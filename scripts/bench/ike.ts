@@ -25,7 +25,8 @@
  * responder's table is empty.
  *
  * Environment: BENCH_N (handshakes per run, default 300), BENCH_C (in
- * flight, default 16), BENCH_WARMUP (default 30), SKIP_SWAN=1, ONLY_SWAN=1,
+ * flight, default 16), BENCH_WARMUP (default 30), BENCH_REPEAT (runs of each
+ * case, the median by rate shown; default 1), SKIP_SWAN=1, ONLY_SWAN=1,
  * BENCH_PEER_LOG (the peer's --log-level, default info as deployed),
  * BENCH_PEER_PROFILE=DIR (the peer runs with node --cpu-prof, profile into DIR),
  * BENCH_DEBUG=1 (charon logs kept in /tmp/dxb-charon-[ab].log, the peer's in
@@ -58,6 +59,7 @@ import type { Result } from './ike-initiator.ts';
 const N = Number(process.env.BENCH_N ?? 300);
 const C = Number(process.env.BENCH_C ?? 16);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 30);
+const REPEAT = Math.max(1, Number(process.env.BENCH_REPEAT ?? 1));
 const DEBUG = process.env.BENCH_DEBUG === '1';
 const IKE_PROPOSAL = 'aes128gcm16-prfsha256-x25519';
 const ESP_PROPOSAL = 'aes128gcm16';
@@ -107,6 +109,21 @@ const CASES: Case[] = [
   { child: true, c: 1 },
   { child: true, c: C },
 ];
+
+/** Each case REPEAT times, one after another. */
+const RUNS: Case[] = CASES.flatMap((k) => Array.from({ length: REPEAT }, () => k));
+
+/** Every run of each case; the report shows the one with the median rate. */
+type Runs = Map<Case, Measured[]>;
+
+function add(runs: Runs, k: Case, m: Measured): void {
+  runs.set(k, [...(runs.get(k) ?? []), m]);
+}
+
+function median(list: readonly Measured[] | undefined): Measured | undefined {
+  if (list === undefined || list.length === 0) return undefined;
+  return [...list].sort((a, b) => a.rate - b.rate)[Math.floor(list.length / 2)];
+}
 
 const label = (k: Case): string =>
   `${k.child ? '+child ' : 'IKE only'}  ${String(k.c).padStart(3)} in flight`;
@@ -216,7 +233,7 @@ async function peerCounters(runDir: string): Promise<Record<string, number>> {
   return (reply.status as { counters: Record<string, number> }).counters;
 }
 
-async function ours(files: Files): Promise<Map<Case, Measured> | string> {
+async function ours(files: Files): Promise<Runs | string> {
   const runDir = join(files.dir, 'run');
   mkdirSync(runDir, { recursive: true });
   const ikeFile = join(files.dir, 'peer-ike.json');
@@ -299,8 +316,14 @@ async function ours(files: Files): Promise<Map<Case, Measured> | string> {
       }),
     ]);
     await initiator.next(30_000);
-    const out = new Map<Case, Measured>();
-    for (const k of CASES) {
+    // A first run, not counted, so that the peer's code is compiled before the first case.
+    initiator.send(JSON.stringify({ n: 5 * WARMUP, c: C, warmup: 0, child: true }));
+    await initiator.next(120_000);
+    initiator.send('go');
+    await initiator.next(300_000);
+    counters = await peerCounters(runDir);
+    const out: Runs = new Map();
+    for (const k of RUNS) {
       // The previous run's Deletes first: an empty table, and their cost not charged to this run.
       for (let i = 0; i < 100 && (counters['ike.sas'] ?? 0) > 0; i++) {
         await sleep(100);
@@ -315,7 +338,7 @@ async function ours(files: Files): Promise<Map<Case, Measured> | string> {
       const cpu1 = cpuMs(peerPid);
       counters = await peerCounters(runDir);
       const cookies = (counters['ike.init-cookie-sent'] ?? 0) - (before['ike.init-cookie-sent'] ?? 0);
-      out.set(k, {
+      add(out, k, {
         rate: r.rate,
         failed: r.failed,
         responderCpuMs: (cpu1 - cpu0) / N,
@@ -461,7 +484,7 @@ async function lanes(n: number, c: number, one: () => Promise<void>): Promise<nu
   return n / ((performance.now() - t0) / 1000);
 }
 
-async function strongswan(files: Files): Promise<Map<Case, Measured> | string> {
+async function strongswan(files: Files): Promise<Runs | string> {
   if (!existsSync(CHARON) || spawnSync('which', ['swanctl']).status !== 0)
     return `${CHARON} or swanctl missing`;
   const inner: [string, string] = ['10.99.0.1', '10.99.0.2'];
@@ -482,8 +505,8 @@ async function strongswan(files: Files): Promise<Map<Case, Measured> | string> {
     const vicis = await openClients(join(da, 'charon.vici'), C);
     const control = await Vici.open(join(db, 'charon.vici'));
     const free = [...vicis];
-    const out = new Map<Case, Measured>();
-    for (const k of CASES) {
+    const out: Runs = new Map();
+    for (const k of RUNS) {
       let failed = 0;
       let firstError: string | undefined;
       const one = async (): Promise<void> => {
@@ -503,7 +526,7 @@ async function strongswan(files: Files): Promise<Map<Case, Measured> | string> {
       const rate = await lanes(N, k.c, one);
       const b1 = cpuMs(b.pid!);
       const a1 = cpuMs(a.pid!);
-      out.set(k, {
+      add(out, k, {
         rate,
         failed,
         responderCpuMs: (b1 - b0) / N,
@@ -564,10 +587,7 @@ async function inProcess(files: Files, c: number): Promise<number> {
 
 // ---- report ----------------------------------------------------------------------------
 
-function report(
-  ourRuns: Map<Case, Measured> | string | undefined,
-  swanRuns: Map<Case, Measured> | string | undefined,
-): void {
+function report(ourRuns: Runs | string | undefined, swanRuns: Runs | string | undefined): void {
   const num = (x: number | undefined, digits: number, width: number): string =>
     (x === undefined ? '-' : x.toFixed(digits)).padStart(width);
   console.log('');
@@ -578,8 +598,8 @@ function report(
     'case                        ours  strongSwan  ours/sS  | peer  init  charon-r charon-i | cookies',
   );
   for (const k of CASES) {
-    const o = typeof ourRuns === 'object' ? ourRuns.get(k) : undefined;
-    const s = typeof swanRuns === 'object' ? swanRuns.get(k) : undefined;
+    const o = typeof ourRuns === 'object' ? median(ourRuns.get(k)) : undefined;
+    const s = typeof swanRuns === 'object' ? median(swanRuns.get(k)) : undefined;
     const ratio = o !== undefined && s !== undefined ? o.rate / s.rate : undefined;
     console.log(
       `${label(k).padEnd(24)} ${num(o?.rate, 0, 7)} ${num(s?.rate, 0, 11)} ${num(ratio, 2, 8)}  |` +
@@ -591,6 +611,14 @@ function report(
       ['strongSwan', s],
     ] as const)
       if (m !== undefined && m.failed > 0) console.log(`  ${who}: ${m.failed} of ${N} failed (${m.note})`);
+  }
+  if (REPEAT > 1) {
+    console.log(`median of ${REPEAT} runs each; every run's handshakes/s:`);
+    for (const k of CASES) {
+      const rates = (runs: Runs | string | undefined): string =>
+        typeof runs === 'object' ? (runs.get(k) ?? []).map((m) => m.rate.toFixed(0)).join(' ') : '-';
+      console.log(`  ${label(k).padEnd(24)} ours ${rates(ourRuns)}; strongSwan ${rates(swanRuns)}`);
+    }
   }
   if (typeof ourRuns === 'string') console.log(`ours: not measured (${ourRuns})`);
   if (typeof swanRuns === 'string') console.log(`strongSwan: not measured (${swanRuns})`);
@@ -615,13 +643,13 @@ async function main(): Promise<void> {
     const files = await makeFiles(dir);
     console.log(
       `IKEv2 handshakes: IKE_SA_INIT + IKE_AUTH, ECDSA P-256 certificates, ${IKE_PROPOSAL}` +
-        ` (+child: one ESP ${ESP_PROPOSAL} child SA); N=${N} per run after ${WARMUP} warm-up, C=${C};` +
+        ` (+child: one ESP ${ESP_PROPOSAL} child SA); N=${N} per run after ${WARMUP} warm-up, C=${C}, ${REPEAT} run(s) per case;` +
         ` load average before: ${loadavg()
           .map((x) => x.toFixed(2))
           .join(' ')}`,
     );
-    let ourRuns: Map<Case, Measured> | string | undefined;
-    let swanRuns: Map<Case, Measured> | string | undefined;
+    let ourRuns: Runs | string | undefined;
+    let swanRuns: Runs | string | undefined;
     if (process.env.ONLY_SWAN !== '1') {
       const one = await inProcess(files, 1);
       const many = await inProcess(files, C);
