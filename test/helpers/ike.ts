@@ -10,15 +10,16 @@
  *   await startIkeRouter(bed());
  *   const h1 = await startIkeHost(bed(), 'h1', { peers: [{ address: SERVER, initiate: true }] });
  */
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { DISTNAT, LAN_OF, daemonLogs, daemonRunDir, readStatus } from './distnat.ts';
+import { DISTNAT, daemonLogs, daemonRunDir, readStatus } from './distnat.ts';
 import type { DaemonStatus, HostNode } from './distnat.ts';
-import { readPeerStatus } from './ipsec.ts';
+import { hostArgv, readPeerStatus, startRouter } from './ipsec.ts';
 import { describe as describeResult, run, waitUntil } from './process.ts';
 import type { Background } from './process.ts';
-import { TOPOLOGY } from './testbed.ts';
+import { ROOT, TOPOLOGY } from './testbed.ts';
+import { readCertificates } from '../../src/pki/index.ts';
 import type { Testbed } from './testbed.ts';
 
 /** The root CA certificate and the router's local CA directory that `scripts/testbed up` made. */
@@ -53,40 +54,8 @@ function writeIkeFile(file: string, content: Record<string, unknown>): string {
 }
 
 /** The router as the testbed's process table runs it: with its local CA and the CRL on the WAN address. */
-export async function startIkeRouter(bed: Testbed): Promise<Background> {
-  const dir = daemonRunDir(bed, 'router');
-  const proc = bed.spawn('router', [
-    DISTNAT,
-    'router',
-    '--shared-address',
-    TOPOLOGY.shared,
-    '--lan-address',
-    TOPOLOGY.router.lan,
-    '--tun',
-    TOPOLOGY.tun,
-    '--state-dir',
-    join(dir, 'state'),
-    '--run-dir',
-    dir,
-    '--ca-dir',
-    testbedPki(bed).localCa,
-    '--crl-address',
-    TOPOLOGY.router.wan,
-  ]);
-  await waitUntil(
-    'the router answering on its control socket',
-    async () => {
-      if (!proc.running()) throw new Error(`router exited: ${proc.stdout()}\n${proc.stderr()}`);
-      try {
-        await readStatus(bed, 'router');
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    { timeoutMs: 30_000, intervalMs: 200 },
-  );
-  return proc;
+export function startIkeRouter(bed: Testbed): Promise<Background> {
+  return startRouter(bed, ['--ca-dir', testbedPki(bed).localCa, '--crl-address', TOPOLOGY.router.wan]);
 }
 
 /** Starts a host agent with `--ike` and waits until IKE runs (a port leased, a certificate held). */
@@ -95,7 +64,6 @@ export async function startIkeHost(
   node: HostNode,
   o: IkeFileOptions = {},
 ): Promise<Background> {
-  const dir = daemonRunDir(bed, node);
   const file = writeIkeFile(join(bed.scratchDir, `${node}-ike.yaml`), {
     trust: [testbedPki(bed).root],
     ...(o.crlMaxAgeSeconds !== undefined ? { crlMaxAgeSeconds: o.crlMaxAgeSeconds } : {}),
@@ -104,24 +72,7 @@ export async function startIkeHost(
     retrySeconds: 1,
     peers: o.peers ?? [],
   });
-  const proc = bed.spawn(node, [
-    DISTNAT,
-    'host',
-    '--router',
-    TOPOLOGY.router.lan,
-    '--lan-address',
-    LAN_OF[node],
-    '--shared-address',
-    TOPOLOGY.shared,
-    '--tun',
-    TOPOLOGY.tun,
-    '--state-dir',
-    join(dir, 'state'),
-    '--run-dir',
-    dir,
-    '--ike',
-    file,
-  ]);
+  const proc = bed.spawn(node, hostArgv(bed, node, ['--ike', file]));
   let last = '';
   await waitUntil(
     `${node} running IKE`,
@@ -238,3 +189,51 @@ export async function waitForChildSas(
 }
 
 export { readPeerStatus };
+
+/** A host's current IKE certificate and key, copied aside (they change when the router re-issues). */
+export function saveHostIdentity(
+  bed: Testbed,
+  node: HostNode,
+): { cert: string; key: string; serial: string } {
+  const state = join(daemonRunDir(bed, node), 'state');
+  const cert = join(bed.scratchDir, `${node}-old-cert.pem`);
+  const key = join(bed.scratchDir, `${node}-old-key.pem`);
+  copyFileSync(join(state, 'ike-cert.pem'), cert);
+  copyFileSync(join(state, 'ike-key.pem'), key);
+  return { cert, key, serial: readCertificates(readFileSync(cert, 'utf8'))[0]!.serialNumber.toLowerCase() };
+}
+
+/** `distnat withdraw HOST --kind KIND` against the testbed's router; the serials it revoked (lower case). */
+export async function withdraw(bed: Testbed, host: string, kind: 'port' | 'spi' | 'all'): Promise<string[]> {
+  const w = await run(
+    [DISTNAT, 'withdraw', host, '--kind', kind, '--run-dir', daemonRunDir(bed, 'router'), '--json'],
+    { timeoutMs: 20_000 },
+  );
+  if (w.code !== 0) throw new Error(`distnat withdraw: ${describeResult(w)}`);
+  return (JSON.parse(w.stdout) as { revoked: string[] }).revoked.map((s) => s.toLowerCase());
+}
+
+/**
+ * One IKE_SA_INIT + IKE_AUTH from `node`'s shared address (port 0: the agent
+ * maps it into its block) with the given certificate and key
+ * (test/helpers/ike-initiate.ts).
+ */
+export async function initiateOnce(
+  bed: Testbed,
+  node: HostNode,
+  o: { cert: string; key: string; remote: { address: string; port: number } },
+): Promise<{ ok: boolean; reason: string; output: string }> {
+  const r = await bed.exec(
+    node,
+    [
+      process.execPath,
+      '--import',
+      'tsx',
+      join(ROOT, 'test/helpers/ike-initiate.ts'),
+      JSON.stringify({ address: TOPOLOGY.shared, port: 0, root: testbedPki(bed).root, ...o }),
+    ],
+    { timeoutMs: 30_000, cwd: ROOT },
+  );
+  const last = JSON.parse(r.stdout.trim().split('\n').pop() || '{}') as { ok?: boolean; reason?: string };
+  return { ok: last.ok === true, reason: last.reason ?? '', output: describeResult(r) };
+}

@@ -46,8 +46,8 @@ export interface IpsecDaemons {
   peerRunDir: string;
 }
 
-/** The router and hosts exactly as the testbed's built-in process table runs them. */
-function routerArgv(bed: Testbed): string[] {
+/** The router and hosts exactly as the testbed's built-in process table runs them (plus `extra`). */
+export function routerArgv(bed: Testbed, extra: readonly string[] = []): string[] {
   const dir = daemonRunDir(bed, 'router');
   return [
     DISTNAT,
@@ -64,10 +64,11 @@ function routerArgv(bed: Testbed): string[] {
     dir,
     '--metrics',
     '127.0.0.1:9732',
+    ...extra,
   ];
 }
 
-function hostArgv(bed: Testbed, node: HostNode, ipsecFile?: string): string[] {
+export function hostArgv(bed: Testbed, node: HostNode, extra: readonly string[] = []): string[] {
   const dir = daemonRunDir(bed, node);
   const argv = [
     DISTNAT,
@@ -86,8 +87,8 @@ function hostArgv(bed: Testbed, node: HostNode, ipsecFile?: string): string[] {
     dir,
     '--metrics',
     '127.0.0.1:9732',
+    ...extra,
   ];
-  if (ipsecFile !== undefined) argv.push('--ipsec', ipsecFile);
   return argv;
 }
 
@@ -101,7 +102,7 @@ async function statusOr(bed: Testbed, node: 'router' | HostNode): Promise<Daemon
 
 /** Starts a host agent and waits until it forwards (and, with a keying file, has installed its SAs). */
 export async function startHostAgent(bed: Testbed, node: HostNode, ipsecFile?: string): Promise<Background> {
-  const proc = bed.spawn(node, hostArgv(bed, node, ipsecFile));
+  const proc = bed.spawn(node, hostArgv(bed, node, ipsecFile !== undefined ? ['--ipsec', ipsecFile] : []));
   let last = '';
   await waitUntil(
     `${node} forwarding${ipsecFile !== undefined ? ' with its IPsec SAs installed' : ''}`,
@@ -125,8 +126,8 @@ export async function startHostAgent(bed: Testbed, node: HostNode, ipsecFile?: s
   return proc;
 }
 
-export async function startRouter(bed: Testbed): Promise<Background> {
-  const proc = bed.spawn('router', routerArgv(bed));
+export async function startRouter(bed: Testbed, extra: readonly string[] = []): Promise<Background> {
+  const proc = bed.spawn('router', routerArgv(bed, extra));
   await waitUntil(
     'the router answering on its control socket',
     async () => {

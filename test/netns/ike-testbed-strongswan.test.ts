@@ -41,36 +41,29 @@
  *    router: the IKE_AUTH response never leaves. install_routes does not
  *    govern libipsec's routes; the mark is the way.
  */
-import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  DISTNAT,
-  daemonRunDir,
-  ipv4Of,
-  pseudoRandomBytes,
-  readPcapng,
-  readStatus,
-  sha256,
-  sha256File,
-} from '../helpers/distnat.ts';
+import { ipv4Of, pseudoRandomBytes, readPcapng, readStatus, sha256, sha256File } from '../helpers/distnat.ts';
 import { HAVE_CHARON, startCharon } from '../helpers/charon.ts';
 import type { Charon } from '../helpers/charon.ts';
 import {
   CRL_URL,
   hostIkePort,
+  initiateOnce,
   issueServerIdentity,
+  saveHostIdentity,
   startIkeHost,
   startIkeRouter,
   tableRows,
   testbedPki,
   waitForChildSas,
+  withdraw,
 } from '../helpers/ike.ts';
-import { describe as describeResult, run } from '../helpers/process.ts';
+import { describe as describeResult } from '../helpers/process.ts';
 import type { Background } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
-import { ROOT, TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
-import { readCertificates } from '../../src/pki/index.ts';
+import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
 const bed = useTestbed({ daemons: false });
 const SERVER = TOPOLOGY.server.wan;
@@ -290,29 +283,8 @@ describe.skipIf(!HAVE_CHARON)(
     it('after distnat withdraw of h1 SPI block, charon with the CRL from the router refuses the old certificate', async () => {
       const b = bed();
       await withLogs(async () => {
-        const state = join(daemonRunDir(b, 'h1'), 'state');
-        const cert = join(b.scratchDir, 'h1-old-cert.pem');
-        const key = join(b.scratchDir, 'h1-old-key.pem');
-        copyFileSync(join(state, 'ike-cert.pem'), cert);
-        copyFileSync(join(state, 'ike-key.pem'), key);
-        const serial = readCertificates(readFileSync(cert, 'utf8'))[0]!.serialNumber;
-
-        const w = await run(
-          [
-            DISTNAT,
-            'withdraw',
-            TOPOLOGY.h1.lan,
-            '--kind',
-            'spi',
-            '--run-dir',
-            daemonRunDir(b, 'router'),
-            '--json',
-          ],
-          { timeoutMs: 20_000 },
-        );
-        expect(w.code, describeResult(w)).toBe(0);
-        const revoked = (JSON.parse(w.stdout) as { revoked: string[] }).revoked;
-        expect(revoked.map((s) => s.toLowerCase())).toContain(serial.toLowerCase());
+        const old = saveHostIdentity(b, 'h1');
+        expect(await withdraw(b, TOPOLOGY.h1.lan, 'spi')).toContain(old.serial);
 
         // The server fetches the CRL from the router's WAN address and hands it to charon.
         const crlFile = join(swan!.dir, 'x509crl', 'local-ca.crl');
@@ -331,29 +303,8 @@ describe.skipIf(!HAVE_CHARON)(
         swan!.clearLog();
 
         // The old certificate, from h1's shared address (port 0: the agent maps it into its block).
-        const r = await b.exec(
-          'h1',
-          [
-            process.execPath,
-            '--import',
-            'tsx',
-            join(ROOT, 'test/helpers/ike-initiate.ts'),
-            JSON.stringify({
-              address: SHARED,
-              port: 0,
-              cert,
-              key,
-              root: testbedPki(b).root,
-              remote: { address: SERVER, port: 500 },
-            }),
-          ],
-          { timeoutMs: 30_000, cwd: ROOT },
-        );
-        const result = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as {
-          ok?: boolean;
-          reason?: string;
-        };
-        expect(result.ok, describeResult(r)).toBe(false);
+        const result = await initiateOnce(b, 'h1', { ...old, remote: { address: SERVER, port: 500 } });
+        expect(result.ok, result.output).toBe(false);
         expect(result.reason).toMatch(/AUTHENTICATION_FAILED/);
         const log = swan!.log();
         expect(log).toMatch(/certificate was revoked on .*, reason: /);

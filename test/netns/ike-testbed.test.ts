@@ -14,13 +14,10 @@
  * IKE_AUTH with it fails at the peer, while h1 itself leases again and gets on
  * with a new certificate.
  */
-import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  DISTNAT,
   daemonLogs,
-  daemonRunDir,
   readPcapng,
   ipv4Of,
   readStatus,
@@ -31,19 +28,20 @@ import {
 import type { DaemonStatus } from '../helpers/distnat.ts';
 import {
   hostIkePort,
+  initiateOnce,
   readPeerStatus,
+  saveHostIdentity,
   startIkeHost,
   startIkePeer,
   startIkeRouter,
   tableRows,
-  testbedPki,
   waitForChildSas,
+  withdraw,
 } from '../helpers/ike.ts';
-import { describe as describeResult, run, waitUntil } from '../helpers/process.ts';
+import { waitUntil } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
 import type { Background } from '../helpers/process.ts';
-import { readCertificates } from '../../src/pki/index.ts';
-import { ROOT, TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
+import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
 const bed = useTestbed({ daemons: false });
 const SERVER = TOPOLOGY.server.wan;
@@ -150,51 +148,12 @@ describe('IKEv2 between distnat hosts and distnat peer, certificates from the ro
 
   it('withdrawing h1 SPI block revokes its certificate: a new IKE_AUTH with it fails at the peer', async () => {
     const b = bed();
-    const state = join(daemonRunDir(b, 'h1'), 'state');
-    const cert = join(b.scratchDir, 'h1-old-cert.pem');
-    const key = join(b.scratchDir, 'h1-old-key.pem');
-    copyFileSync(join(state, 'ike-cert.pem'), cert);
-    copyFileSync(join(state, 'ike-key.pem'), key);
-
-    const w = await run(
-      [
-        DISTNAT,
-        'withdraw',
-        TOPOLOGY.h1.lan,
-        '--kind',
-        'spi',
-        '--run-dir',
-        daemonRunDir(b, 'router'),
-        '--json',
-      ],
-      { timeoutMs: 20_000 },
-    );
-    expect(w.code, describeResult(w)).toBe(0);
-    const revoked = (JSON.parse(w.stdout) as { revoked: string[] }).revoked;
-    const serial = readCertificates(readFileSync(cert, 'utf8'))[0]!.serialNumber;
-    expect(revoked.map((s) => s.toLowerCase())).toContain(serial.toLowerCase());
+    const old = saveHostIdentity(b, 'h1');
+    expect(await withdraw(b, TOPOLOGY.h1.lan, 'spi')).toContain(old.serial);
 
     // The old certificate, from h1's shared address and a port of its block (still leased).
-    const r = await b.exec(
-      'h1',
-      [
-        process.execPath,
-        '--import',
-        'tsx',
-        join(ROOT, 'test/helpers/ike-initiate.ts'),
-        JSON.stringify({
-          address: SHARED,
-          port: 0,
-          cert,
-          key,
-          root: testbedPki(b).root,
-          remote: { address: SERVER, port: 500 },
-        }),
-      ],
-      { timeoutMs: 30_000, cwd: ROOT },
-    );
-    const result = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { ok?: boolean; reason?: string };
-    expect(result.ok, describeResult(r)).toBe(false);
+    const result = await initiateOnce(b, 'h1', { ...old, remote: { address: SERVER, port: 500 } });
+    expect(result.ok, result.output).toBe(false);
     await waitUntil(
       'the peer logging the revoked certificate',
       () => Promise.resolve(/authentication failed.*revoked/.test(peerProc.stdout() + peerProc.stderr())),
@@ -210,7 +169,7 @@ describe('IKEv2 between distnat hosts and distnat peer, certificates from the ro
       'h1 holding a new certificate',
       async () => {
         const s = await readStatus(b, 'h1');
-        return !String(s.summary['ike']).includes(serial.slice(0, 16));
+        return !String(s.summary['ike']).includes(old.serial.slice(0, 16));
       },
       { timeoutMs: 20_000, intervalMs: 200 },
     );
