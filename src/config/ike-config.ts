@@ -62,6 +62,18 @@ export const IkeConfigSchema = z
       .default(30)
       .describe("fetch a certificate's CRL again when the copy held is older than this"),
     retrySeconds: z.number().positive().default(5).describe('first pause before initiating again'),
+    cookieThreshold: z
+      .number()
+      .int()
+      .min(0)
+      .default(16)
+      .describe('half-open SAs from which IKE_SA_INIT must return a cookie (RFC 7296 2.6); 0: always'),
+    halfOpenLimit: z
+      .number()
+      .int()
+      .min(1)
+      .default(5000)
+      .describe('half-open SAs beyond which IKE_SA_INIT is dropped, cookie or not'),
     peers: z.array(ikePeer).default([]),
   })
   .strict();

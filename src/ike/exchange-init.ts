@@ -30,7 +30,7 @@ import { IkeSa } from './ike-sa.ts';
 import { deriveIkeKeys, skeyseed } from './keys.ts';
 import { emitIkeMessage, type IkeMessage } from './message.ts';
 import { detectNat, errorNotifies, natDetectionPayloads, type Endpoint } from './nat.ts';
-import { findNotify, firstPayload, notify, type Payload } from './payloads.ts';
+import { findNotify, firstPayload, notify, unsupportedCritical, type Payload } from './payloads.ts';
 import { acceptChosen, chosenProposal, ikeSuiteOf, offerProposals, selectProposal } from './proposal.ts';
 import type { Proposal } from './sa-payload.ts';
 import { SkCipher } from './sk-cipher.ts';
@@ -253,6 +253,15 @@ export function answerInit(
     return undefined;
   }
   const p = msg.payloads;
+  // RFC 7296 2.5: an unknown payload marked critical refuses the whole message, by name.
+  const critical = unsupportedCritical(p);
+  if (critical !== undefined) {
+    ctx.count('init-unsupported-critical');
+    answerStateless(env, msg, remote, natt, [
+      notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, Buffer.from([critical])),
+    ]);
+    return undefined;
+  }
   const saPayload = firstPayload(p, PayloadType.SA);
   const ke = firstPayload(p, PayloadType.KE);
   const nonce = firstPayload(p, PayloadType.NONCE);

@@ -18,6 +18,7 @@ import { EngineChildSaDatabase } from './engine-sad.ts';
 import type { ChildPolicy, PeerAuthorizer, SpiAllocator } from './policy.ts';
 import { describeSelector, type Ipv4Selector } from './selectors.ts';
 import type { IkeTransport } from './transport.ts';
+import { UdpTransport } from './udp-transport.ts';
 
 export interface IkeServiceOptions {
   readonly config: IkeConfig;
@@ -90,6 +91,8 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
     ...(o.childPolicy !== undefined ? { childPolicy: o.childPolicy } : {}),
     sad,
     authorize: revocationCheckingAuthorizer(crls, o.authorize),
+    cookieThreshold: config.cookieThreshold,
+    halfOpenLimit: config.halfOpenLimit,
     dpdIntervalMs: config.dpdSeconds * 1000,
     ikeRekeyMs: config.rekeySeconds.ike * 1000,
     childRekeyMs: config.rekeySeconds.child * 1000,
@@ -173,6 +176,8 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
         'ike.crl-fetch-failures': crls.failures,
       };
       for (const [k, v] of daemon.counters) out[`ike.${k}`] = v;
+      if (o.transport instanceof UdpTransport)
+        for (const [k, v] of o.transport.drops) out[`ike.transport.${k}`] = v;
       return out;
     },
     async close() {

@@ -39,8 +39,17 @@ export class UdpTransport implements IkeTransport {
   readonly #natt: Socket | undefined;
   readonly #onEsp: UdpTransportOptions['onEsp'];
   #handler: IkeReceiveHandler | undefined;
-  /** Datagrams that were neither IKE nor ESP, or could not be sent. */
-  errors = 0;
+  /**
+   * Datagrams dropped here, below IKE, by reason: 'marker-on-500' (port 500
+   * never carries the non-ESP marker), 'not-ike' (neither IKE nor ESP, with
+   * no ESP handler), 'keepalive' (NAT keepalives, RFC 3948 2.3), 'send-failed',
+   * 'socket-error'.
+   */
+  readonly drops = new Map<string, number>();
+
+  #drop(reason: string): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
 
   private constructor(o: UdpTransportOptions, plain: Socket, natt: Socket | undefined) {
     this.#plain = plain;
@@ -76,8 +85,8 @@ export class UdpTransport implements IkeTransport {
       t.#receive(m, { address: r.address, port: r.port }, natt === undefined ? 'shared' : 'plain'),
     );
     natt?.on('message', (m, r) => t.#receive(m, { address: r.address, port: r.port }, 'natt'));
-    plain.on('error', () => t.errors++);
-    natt?.on('error', () => t.errors++);
+    plain.on('error', () => t.#drop('socket-error'));
+    natt?.on('error', () => t.#drop('socket-error'));
     return t;
   }
 
@@ -93,7 +102,7 @@ export class UdpTransport implements IkeTransport {
     const marked = m.length >= NON_ESP_MARKER_LENGTH && m.readUInt32BE(0) === 0;
     if (socket === 'plain') {
       // Port 500 carries no markers (RFC 3948 2.2).
-      if (marked) this.errors++;
+      if (marked) this.#drop('marker-on-500');
       else this.#handler?.(m, remote, false);
       return;
     }
@@ -101,20 +110,23 @@ export class UdpTransport implements IkeTransport {
       this.#handler?.(m.subarray(NON_ESP_MARKER_LENGTH), remote, true);
       return;
     }
-    if (m.length === 1 && m[0] === 0xff) return;
+    if (m.length === 1 && m[0] === 0xff) {
+      this.#drop('keepalive');
+      return;
+    }
     if (socket === 'shared' && looksLikeIke(m)) {
       this.#handler?.(m, remote, false);
       return;
     }
     if (this.#onEsp) this.#onEsp(m, remote);
-    else this.errors++;
+    else this.#drop('not-ike');
   }
 
   send(data: Uint8Array, remote: Endpoint, natt: boolean): void {
     const socket = natt ? (this.#natt ?? this.#plain) : this.#plain;
     const bytes = natt ? Buffer.concat([MARKER, data]) : Buffer.from(data);
     socket.send(bytes, remote.port, remote.address, (err) => {
-      if (err) this.errors++;
+      if (err) this.#drop('send-failed');
     });
   }
 
@@ -124,7 +136,7 @@ export class UdpTransport implements IkeTransport {
    */
   sendEsp(data: Uint8Array, remote: Endpoint): void {
     (this.#natt ?? this.#plain).send(data, remote.port, remote.address, (err) => {
-      if (err) this.errors++;
+      if (err) this.#drop('send-failed');
     });
   }
 
