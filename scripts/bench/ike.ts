@@ -40,6 +40,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -293,7 +294,13 @@ async function ours(files: Files): Promise<Runs | string> {
       await sleep(100);
       counters = await peerCounters(runDir).catch(() => undefined);
     }
-    if (counters === undefined) return `distnat peer did not start (see ${logPath})`;
+    if (counters === undefined)
+      return `distnat peer did not start: ${readFileSync(logPath, 'utf8')
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('    at '))
+        .slice(-3)
+        .join(' | ')}`;
     // `ip netns exec` and bin/distnat both exec: the pid is the daemon's.
     const peerPid = peer.pid!;
     initiator = new LineProcess([
@@ -560,7 +567,6 @@ async function strongswan(files: Files): Promise<Runs | string> {
 // ---- in-process reference ------------------------------------------------------------
 
 async function inProcess(files: Files, c: number): Promise<number> {
-  const { readFileSync } = await import('node:fs');
   const id = (p: Pem) => ({
     certificate: readFileSync(p.leaf, 'utf8'),
     privateKey: readFileSync(p.key, 'utf8'),

@@ -7,7 +7,8 @@
  * host whose certificate the router revoked is refused once the CRL says so.
  */
 import { readFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { ExitCode, UserError } from '../cli/exit-codes.ts';
 import type { IkeConfig } from '../config/ike-config.ts';
 import { loadCertificates } from '../ike/certs.ts';
 import { ikeBypassPolicy } from '../ike/engine-sad.ts';
@@ -20,11 +21,26 @@ import type { Logger } from '../util/log.ts';
 export const PEER_IKE_PORT = 500;
 export const PEER_NATT_PORT = 4500;
 
-/** The first IPv4 address of an interface (in this namespace). */
+/**
+ * The first IPv4 address of an interface (in this namespace). Read with
+ * `ip`, not os.networkInterfaces(), which leaves out interfaces without
+ * carrier: a WAN link that comes up a moment after the peer still counts.
+ */
 export function interfaceAddress(name: string): string {
-  const found = (networkInterfaces()[name] ?? []).find((a) => a.family === 'IPv4');
-  if (found === undefined) throw new Error(`interface ${name} has no IPv4 address to run IKE on`);
-  return found.address;
+  let found: string | undefined;
+  try {
+    const out = execFileSync('ip', ['-4', '-j', 'addr', 'show', 'dev', name], { encoding: 'utf8' });
+    const links = JSON.parse(out) as { addr_info?: { local?: string }[] }[];
+    found = links[0]?.addr_info?.find((a) => a.local !== undefined)?.local;
+  } catch {
+    found = undefined;
+  }
+  if (found === undefined)
+    throw new UserError(
+      `--wan-if ${name}: no such interface, or it has no IPv4 address to run IKE on`,
+      ExitCode.CONFIG,
+    );
+  return found;
 }
 
 function readPem(file: string | undefined, field: string): string {

@@ -18,6 +18,7 @@ import { execFileSync } from 'node:child_process';
 import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
 import type { DaemonStatus } from '../cli/commands/status.ts';
+import { ExitCode, UserError } from '../cli/exit-codes.ts';
 import { controlSocketPath } from '../control/protocol.ts';
 import { startControlServer } from '../control/server.ts';
 import { openRawSender, openRawSocket } from '../io/raw.ts';
@@ -135,6 +136,12 @@ export async function startPeer(o: PeerOptions, log: Logger): Promise<Peer> {
   try {
     let devices = o.devices;
     if (devices === undefined) {
+      // Before anything is opened: a mistyped --wan-if is a usage problem, not a crash.
+      try {
+        execFileSync('ip', ['link', 'show', 'dev', o.wan], { stdio: 'ignore' });
+      } catch {
+        throw new UserError(`--wan-if ${o.wan}: no such interface`, ExitCode.CONFIG);
+      }
       const onError = (err: Error): void => {
         log.error('packet device failed', { error: err.message });
       };
