@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { DISTNAT, daemonLogs, daemonRunDir, readStatus } from './distnat.ts';
 import type { DaemonStatus, HostNode } from './distnat.ts';
-import { hostArgv, readPeerStatus, startRouter } from './ipsec.ts';
+import { hostArgv, peerArgv, readPeerStatus, startRouter } from './ipsec.ts';
 import { describe as describeResult, run, waitUntil } from './process.ts';
 import type { Background } from './process.ts';
 import { ROOT, TOPOLOGY } from './testbed.ts';
@@ -142,20 +142,7 @@ export async function startIkePeer(
     retrySeconds: 1,
     peers: o.peers ?? [],
   });
-  const proc = bed.spawn('server', [
-    DISTNAT,
-    'peer',
-    '--ike',
-    file,
-    '--wan-if',
-    TOPOLOGY.wanIf,
-    '--remote',
-    TOPOLOGY.shared,
-    '--via',
-    TOPOLOGY.router.wan,
-    '--run-dir',
-    runDir,
-  ]);
+  const proc = bed.spawn('server', peerArgv(['--ike', file], runDir));
   await proc.waitForOutput(/peer running/, { timeoutMs: 30_000 });
   return { proc, runDir };
 }

@@ -139,11 +139,12 @@ export async function startRouter(bed: Testbed, extra: readonly string[] = []): 
   return proc;
 }
 
-export function peerArgv(files: readonly string[], runDir: string): string[] {
+/** `distnat peer` on the server with the given keying flags (--mirror F..., or --ike F). */
+export function peerArgv(keying: readonly string[], runDir: string): string[] {
   return [
     DISTNAT,
     'peer',
-    ...files.flatMap((f) => ['--mirror', f]),
+    ...keying,
     '--wan-if',
     TOPOLOGY.wanIf,
     '--remote',
@@ -156,7 +157,13 @@ export function peerArgv(files: readonly string[], runDir: string): string[] {
 }
 
 export async function startPeer(bed: Testbed, files: readonly string[], runDir: string): Promise<Background> {
-  const proc = bed.spawn('server', peerArgv(files, runDir));
+  const proc = bed.spawn(
+    'server',
+    peerArgv(
+      files.flatMap((f) => ['--mirror', f]),
+      runDir,
+    ),
+  );
   await proc.waitForOutput(/peer running/, { timeoutMs: 30_000 });
   return proc;
 }
