@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ipv4Address, port } from './fields.ts';
 import { readConfigFile, validateConfig } from './load.ts';
@@ -80,6 +81,15 @@ export const IkeConfigSchema = z
 
 export type IkeConfig = z.infer<typeof IkeConfigSchema>;
 export type IkePeerConfig = IkeConfig['peers'][number];
+
+/** The text of a PEM file the IKE file names; an error names the field and the file. */
+export function readPemFile(file: string, field: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`${field}: cannot read ${file}: ${(e as Error).message}`);
+  }
+}
 
 /** Reads and checks an IKE file; a ConfigError names each bad field. */
 export function readIkeConfig(file: string): IkeConfig {

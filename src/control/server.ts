@@ -1,4 +1,4 @@
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, isIPv4, type Server } from 'node:net';
 import { unlinkSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { ControlReply, ControlRequest, WithdrawKind, WithdrawOutcome } from './protocol.ts';
@@ -10,8 +10,6 @@ export type StatusProvider = () => unknown;
 export interface ControlHandlers {
   withdraw?(host: string, kind: WithdrawKind): Promise<WithdrawOutcome>;
 }
-
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 /** One request to its reply; never rejects, a failed handler becomes { ok: false }. */
 export async function answerControl(
@@ -25,7 +23,7 @@ export async function answerControl(
         return { ok: true, status: status() };
       case 'withdraw': {
         if (handlers.withdraw === undefined) return { ok: false, error: 'this daemon withdraws nothing' };
-        if (typeof req.host !== 'string' || !IPV4.test(req.host))
+        if (typeof req.host !== 'string' || !isIPv4(req.host))
           return {
             ok: false,
             error: `withdraw: host must be an IPv4 LAN address, not ${JSON.stringify(req.host)}`,

@@ -43,6 +43,7 @@ import { ProcSysctl } from './sysctl.ts';
 import type { SysctlAccess } from './sysctl.ts';
 import { PortTranslator, SourcePortTranslationTable } from './translation/index.ts';
 import type { TranslationTimeouts } from './translation/index.ts';
+import { runUndo } from '../util/undo.ts';
 
 export interface StartHostOptions {
   readonly clock?: Clock;
@@ -131,15 +132,7 @@ export async function startHost(
 
   // Everything opened so far, closed in reverse if a later step fails.
   const undo: (() => void)[] = [];
-  const unwind = (): void => {
-    for (const f of undo.reverse()) {
-      try {
-        f();
-      } catch {
-        // keep closing the rest
-      }
-    }
-  };
+  const unwind = (): void => runUndo(undo);
   try {
     const { tun, tunnelIn, tunnelOut, tunMtu, lanMtu, io } = openAgentDevices(config, opts, log, undo);
 

@@ -4,9 +4,8 @@
  * the router, outer header included), and an IPPROTO_RAW sender for the
  * encapsulated packets. Also where the MTUs come from.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
+import { existsSync } from 'node:fs';
+import { interfaceMtu } from '../io/interfaces.ts';
 import type { PacketDevice } from '../io/types.ts';
 import { openRawSender, openRawSocket } from '../io/raw.ts';
 import { openTun } from '../io/tun.ts';
@@ -23,42 +22,8 @@ export interface HostDevices {
 export const DEFAULT_TUN_MTU = 1480;
 export const DEFAULT_LAN_MTU = 1500;
 
-/** An interface's MTU from sysfs, or undefined. */
-export function interfaceMtu(name: string): number | undefined {
-  try {
-    const v = Number(readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim());
-    return Number.isInteger(v) && v > 0 ? v : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The interface carrying an IPv4 address, or undefined. */
-export function interfaceOf(address: string): string | undefined {
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    if (addrs?.some((a) => a.family === 'IPv4' && a.address === address)) return name;
-  }
-  return undefined;
-}
-
-/**
- * The first IPv4 address of an interface, or undefined. Node lists only
- * interfaces that are up and running, and a TUN device nobody has opened
- * has no carrier, so `ip` is asked when Node does not know the interface.
- */
-export function addressOf(name: string): string | undefined {
-  const known = networkInterfaces()[name]?.find((a) => a.family === 'IPv4')?.address;
-  if (known !== undefined) return known;
-  try {
-    const out = execFileSync('ip', ['-4', '-o', 'addr', 'show', 'dev', name], {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    return /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(out)?.[1];
-  } catch {
-    return undefined;
-  }
-}
+// Where the agent's devices and addresses are looked up (kept importable from here).
+export { addressOf, interfaceMtu, interfaceOf } from '../io/interfaces.ts';
 
 export interface OpenedDevices extends HostDevices {
   /** True when the TUN device did not exist and was created (without address or routes). */

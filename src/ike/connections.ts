@@ -87,15 +87,6 @@ export class KeptConnections {
     }));
   }
 
-  /** Resolves once every kept connection is up (or rejects after `timeoutMs`). */
-  async whenUp(timeoutMs: number): Promise<void> {
-    const t0 = this.#clock.now();
-    while (this.#entries.some((e) => e.state !== 'up')) {
-      if (this.#clock.now() - t0 > timeoutMs) throw new Error('IKE SAs not up in time');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
   close(): void {
     this.#closed = true;
     for (const e of this.#entries) e.timer?.cancel();

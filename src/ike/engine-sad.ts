@@ -124,24 +124,22 @@ export class EngineChildSaDatabase implements ChildSaDatabase {
   }
 
   remove(c: NegotiatedChildSa): void {
-    const entry = this.#installed.get(c.id);
-    if (entry === undefined) return;
-    this.#installed.delete(c.id);
-    const { spd, sad } = this.engine;
-    for (const name of entry.policies) spd.remove(name);
-    sad.remove(entry.inbound);
-    sad.remove(entry.outbound);
-    this.#onChange?.('removed', c);
+    if (this.#drop(c.id)) this.#onChange?.('removed', c);
   }
 
   /** Removes every child SA (IKE daemon closed). */
   clear(): void {
-    for (const id of [...this.#installed.keys()]) {
-      const entry = this.#installed.get(id)!;
-      this.#installed.delete(id);
-      for (const name of entry.policies) this.engine.spd.remove(name);
-      this.engine.sad.remove(entry.inbound);
-      this.engine.sad.remove(entry.outbound);
-    }
+    for (const id of [...this.#installed.keys()]) this.#drop(id);
+  }
+
+  #drop(id: number): boolean {
+    const entry = this.#installed.get(id);
+    if (entry === undefined) return false;
+    this.#installed.delete(id);
+    const { spd, sad } = this.engine;
+    for (const name of entry.policies) spd.remove(name);
+    sad.remove(entry.inbound);
+    sad.remove(entry.outbound);
+    return true;
   }
 }

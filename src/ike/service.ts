@@ -4,9 +4,8 @@
  * peers that the IKE file says to initiate to kept up, CRLs fetched from the
  * distribution points of the certificates peers present, and status tables.
  */
-import { readFileSync } from 'node:fs';
 import type { StatusTable } from '../cli/table.ts';
-import type { IkeConfig } from '../config/ike-config.ts';
+import { readPemFile, type IkeConfig } from '../config/ike-config.ts';
 import type { IpsecEngine } from '../ipsec/engine.ts';
 import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../util/log.ts';
@@ -50,17 +49,6 @@ export interface IkeService {
   close(): Promise<void>;
 }
 
-/** The PEM text of each trust anchor file; a missing file is an error naming it. */
-export function readTrust(files: readonly string[]): string[] {
-  return files.map((f) => {
-    try {
-      return readFileSync(f, 'utf8');
-    } catch (e) {
-      throw new Error(`trust: cannot read ${f}: ${(e as Error).message}`);
-    }
-  });
-}
-
 export function startIkeService(o: IkeServiceOptions): IkeService {
   const { config, log } = o;
   const crls = new CrlCache({
@@ -84,7 +72,7 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
     transport: o.transport,
     clock: o.clock,
     identity: o.identity,
-    trust: { roots: readTrust(config.trust) },
+    trust: { roots: config.trust.map((f) => readPemFile(f, 'trust')) },
     ...(config.proposals.ike !== undefined ? { ikeProposals: config.proposals.ike } : {}),
     ...(config.proposals.esp !== undefined ? { espProposals: config.proposals.esp } : {}),
     ...(o.spis !== undefined ? { spis: o.spis } : {}),

@@ -6,10 +6,9 @@
  * narrowed to the ports their certificates bind (hostToHostPolicy), and a
  * host whose certificate the router revoked is refused once the CRL says so.
  */
-import { readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { addressOf } from '../io/interfaces.ts';
 import { ExitCode, UserError } from '../cli/exit-codes.ts';
-import type { IkeConfig } from '../config/ike-config.ts';
+import { readPemFile, type IkeConfig } from '../config/ike-config.ts';
 import { loadCertificates } from '../ike/certs.ts';
 import { ikeBypassPolicy } from '../ike/engine-sad.ts';
 import { startIkeService, type IkeService } from '../ike/service.ts';
@@ -21,20 +20,9 @@ import type { Logger } from '../util/log.ts';
 export const PEER_IKE_PORT = 500;
 export const PEER_NATT_PORT = 4500;
 
-/**
- * The first IPv4 address of an interface (in this namespace). Read with
- * `ip`, not os.networkInterfaces(), which leaves out interfaces without
- * carrier: a WAN link that comes up a moment after the peer still counts.
- */
+/** The WAN interface's address, which IKE binds to and claims in NAT detection. */
 export function interfaceAddress(name: string): string {
-  let found: string | undefined;
-  try {
-    const out = execFileSync('ip', ['-4', '-j', 'addr', 'show', 'dev', name], { encoding: 'utf8' });
-    const links = JSON.parse(out) as { addr_info?: { local?: string }[] }[];
-    found = links[0]?.addr_info?.find((a) => a.local !== undefined)?.local;
-  } catch {
-    found = undefined;
-  }
+  const found = addressOf(name);
   if (found === undefined)
     throw new UserError(
       `--wan-if ${name}: no such interface, or it has no IPv4 address to run IKE on`,
@@ -45,11 +33,7 @@ export function interfaceAddress(name: string): string {
 
 function readPem(file: string | undefined, field: string): string {
   if (file === undefined) throw new Error(`${field}: a peer needs its own ${field} in the IKE file`);
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new Error(`${field}: cannot read ${file}: ${(e as Error).message}`);
-  }
+  return readPemFile(file, field);
 }
 
 /** IKE's ports bypass the SPD ahead of everything else; call before the first child SA. */

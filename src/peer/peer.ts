@@ -41,6 +41,7 @@ import type { Logger } from '../util/log.ts';
 import { PeerForwarder } from './forwarder.ts';
 import type { PeerDevices } from './forwarder.ts';
 import { mirrorManualKeying } from './mirror.ts';
+import { runUndo } from '../util/undo.ts';
 
 export interface PeerRoute {
   /** The remote shared address (the distnat router's public address). */
@@ -124,15 +125,7 @@ export async function startPeer(o: PeerOptions, log: Logger): Promise<Peer> {
   const { engine, source } = initialEngine(o);
   const spd = engine.spd;
   const undo: (() => void)[] = [];
-  const unwind = (): void => {
-    for (const f of undo.reverse()) {
-      try {
-        f();
-      } catch {
-        // keep undoing the rest
-      }
-    }
-  };
+  const unwind = (): void => runUndo(undo);
   try {
     let devices = o.devices;
     if (devices === undefined) {

@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AsnConvert } from '@peculiar/asn1-schema';
@@ -160,11 +161,7 @@ export class CertificateAuthority {
    */
   async issueLocalCa(outDir: string, o: LocalCaIssueOptions): Promise<CertificateAuthority> {
     if (this.settings.role !== 'root') throw new CaError(`${this.dir} is not a root CA`, 'refused');
-    if (
-      !/^\d+\.\d+\.\d+\.\d+$/.test(o.sharedAddress) ||
-      o.sharedAddress.split('.').some((b) => Number(b) > 255)
-    )
-      throw new CaError(`${o.sharedAddress} is not an IPv4 address`, 'invalid');
+    if (!isIPv4(o.sharedAddress)) throw new CaError(`${o.sharedAddress} is not an IPv4 address`, 'invalid');
     prepareDirectory(outDir);
     const { key, pem } = await generateSigningKey(o.keyType ?? 'ec-p256');
     const now = this.clock.now();

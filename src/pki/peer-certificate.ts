@@ -5,6 +5,7 @@
  * iPAddress, what RFC 4945 3.1.1 ties an ID_IPV4_ADDR identity to), carries
  * no port binding, and cannot sign anything.
  */
+import { isIPv4 } from 'node:net';
 import { BACKDATE_MS, CaError, type CertificateAuthority } from './authority.ts';
 import { generateSigningKey, type KeyType } from './keys.ts';
 import { toPem } from './pem.ts';
@@ -25,14 +26,12 @@ export interface IssuedPeer {
   readonly keyPem: string;
 }
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-
 export async function issuePeerCertificate(
   ca: CertificateAuthority,
   o: PeerCertificateOptions,
 ): Promise<IssuedPeer> {
   if (ca.settings.role !== 'root') throw new CaError(`${ca.dir} is not a root CA`, 'refused');
-  if (!IPV4.test(o.address)) throw new CaError(`${o.address} is not an IPv4 address`, 'invalid');
+  if (!isIPv4(o.address)) throw new CaError(`${o.address} is not an IPv4 address`, 'invalid');
   const { key, pem } = await generateSigningKey(o.keyType ?? 'ec-p256');
   const now = ca.clock.now();
   const notAfter = Math.min(now + (o.days ?? 365) * 86_400_000, ca.certificate.notAfter.getTime());

@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
+import { interfaceMtu, interfaceOf } from '../io/interfaces.ts';
 import { ExitCode, UserError } from '../cli/exit-codes.ts';
 import { NativeAddonError } from '../io/native.ts';
 import { openRawSender, openRawSocket, type RawSocket } from '../io/raw.ts';
@@ -46,13 +46,7 @@ const PRIVILEGE_HINT =
   'distnat router needs root, or the capabilities CAP_NET_ADMIN (TUN device) and CAP_NET_RAW (raw sockets): ' +
   'run it with sudo, or `setcap cap_net_admin,cap_net_raw+ep "$(readlink -f "$(command -v node)")"`';
 
-/** The interface holding `address` in this network namespace, or undefined. */
-export function interfaceOf(address: string): string | undefined {
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    if (addrs?.some((a) => a.family === 'IPv4' && a.address === address)) return name;
-  }
-  return undefined;
-}
+export { interfaceOf };
 
 function readNumber(path: string): number | undefined {
   try {
@@ -92,7 +86,7 @@ export function openRouterDevices(config: RouterDeviceConfig, log: Logger): Open
       ExitCode.CONFIG,
     );
   }
-  const lanMtu = readNumber(`/sys/class/net/${lanInterface}/mtu`) ?? 1500;
+  const lanMtu = interfaceMtu(lanInterface) ?? 1500;
   const opened: { close(): void }[] = [];
   try {
     const existed = existsSync(`/sys/class/net/${config.tun}`);
@@ -135,7 +129,7 @@ export function openRouterDevices(config: RouterDeviceConfig, log: Logger): Open
           },
         );
     }
-    const tunMtu = readNumber(`/sys/class/net/${config.tun}/mtu`);
+    const tunMtu = interfaceMtu(config.tun);
     if (tunMtu !== undefined && tunMtu + 20 > lanMtu)
       log.warn(
         `TUN MTU ${tunMtu} + 20 exceeds the LAN MTU ${lanMtu}: larger inbound packets will be dropped (too-big)`,
