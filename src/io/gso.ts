@@ -31,6 +31,7 @@ import { loadNative } from './native.ts';
 import type { SlotBuffer } from './slots.ts';
 import type { VirtioNetHdr } from './virtio.ts';
 import { VirtioGso, VirtioNetHdrFlag } from './virtio.ts';
+import { put16, u16 } from '../wire/bytes.ts';
 
 /** Why a packet from a vnet TUN could not be made sendable. */
 export type GsoDrop =
@@ -56,12 +57,6 @@ export function nativeGsoError(code: number): GsoDrop {
   return NATIVE_ERRORS[-code - 1] ?? 'gso-bad-length';
 }
 
-const be16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
-const put16 = (b: Uint8Array, o: number, v: number): void => {
-  b[o] = (v >>> 8) & 0xff;
-  b[o + 1] = v & 0xff;
-};
-
 /**
  * Splits the TCP/IPv4 packet src[offset, offset+length) into segments of at
  * most `mss` payload bytes, written to out slots firstSlot, firstSlot+1, ...
@@ -80,7 +75,7 @@ export function segmentTcp4(
   const ihl = (src[offset]! & 0x0f) * 4;
   if (ihl < 20 || ihl > length) return 'gso-not-ipv4';
   if (src[offset + 9] !== 6) return 'gso-not-tcp';
-  const total = be16(src, offset + 2);
+  const total = u16(src, offset + 2);
   if (total > length || total < ihl + 20) return 'gso-bad-length';
   const tcp = offset + ihl;
   const thl = (src[tcp + 12]! >> 4) * 4;
@@ -92,7 +87,7 @@ export function segmentTcp4(
   if (firstSlot < 0 || firstSlot + n > out.slotCount) return 'gso-no-room';
   if (hdrs + Math.min(mss, payload) > out.capacity) return 'gso-no-room';
 
-  const id0 = be16(src, offset + 4);
+  const id0 = u16(src, offset + 4);
   const seq0 = ((src[tcp + 4]! << 24) | (src[tcp + 5]! << 16) | (src[tcp + 6]! << 8) | src[tcp + 7]!) >>> 0;
   const flags = src[tcp + 13]!;
   const b = out.bytes;

@@ -29,12 +29,13 @@
 import {
   createCipheriv,
   createDecipheriv,
-  randomBytes,
   type Cipher,
   type CipherGCMTypes,
   type Decipher,
 } from 'node:crypto';
+import { gcmKeyBits, MaskedSequenceIv } from './gcm-iv.ts';
 import { Hmac, icvEqual } from './hmac.ts';
+import { put32 } from '../wire/bytes.ts';
 import { fillRandom } from './iv-pool.ts';
 import { NativeGcmTransform, nativeGcmAvailable } from './native-gcm.ts';
 import type { EspEncryption, IntegrityAlgorithm } from './types.ts';
@@ -81,15 +82,6 @@ export interface EspTransformParams {
   readonly implementation?: 'native' | 'node';
 }
 
-const TWO_32 = 0x1_0000_0000;
-
-function put32(b: Uint8Array, i: number, v: number): void {
-  b[i] = v >>> 24;
-  b[i + 1] = v >>> 16;
-  b[i + 2] = v >>> 8;
-  b[i + 3] = v;
-}
-
 class AesGcm16 implements EspTransform {
   readonly encryption = 'aes-gcm-16' as const;
   readonly integrity = null;
@@ -102,31 +94,14 @@ class AesGcm16 implements EspTransform {
   private readonly nonce: Buffer;
   private readonly aad = new Uint8Array(12);
   private readonly aad8 = this.aad.subarray(0, 8);
-  /**
-   * The IV is the sequence number XOR a per-SA random mask: unique per key
-   * as RFC 4106 3.1 demands, and unlikely to repeat across restarts of a
-   * manually keyed SA (whose counter starts again at 1) unlike the plain
-   * counter.
-   */
-  private readonly maskHigh: number;
-  private readonly maskLow: number;
-  private readonly ivSource: IvSource | undefined;
+  private readonly iv: MaskedSequenceIv;
 
   constructor(keyAndSalt: Uint8Array, iv: IvSource | undefined) {
-    const bits = (keyAndSalt.length - 4) * 8;
-    if (bits !== 128 && bits !== 192 && bits !== 256) {
-      throw new RangeError(
-        `aes-gcm-16 needs a 16, 24 or 32-byte key plus a 4-byte salt, got ${keyAndSalt.length} bytes`,
-      );
-    }
-    this.cipher = `aes-${bits}-gcm` as CipherGCMTypes;
+    this.cipher = `aes-${gcmKeyBits(keyAndSalt)}-gcm` as CipherGCMTypes;
     this.key = Buffer.from(keyAndSalt.subarray(0, keyAndSalt.length - 4));
     this.nonce = Buffer.alloc(12);
     this.nonce.set(keyAndSalt.subarray(keyAndSalt.length - 4), 0);
-    const mask = randomBytes(8);
-    this.maskHigh = mask.readUInt32BE(0);
-    this.maskLow = mask.readUInt32BE(4);
-    this.ivSource = iv;
+    this.iv = new MaskedSequenceIv(iv);
   }
 
   payloadLengthOk(n: number): boolean {
@@ -134,10 +109,7 @@ class AesGcm16 implements EspTransform {
   }
 
   writeIv(buf: Uint8Array, at: number, seq: number): void {
-    if (this.ivSource !== undefined) return this.ivSource(buf, at, seq);
-    const low = seq >>> 0;
-    put32(buf, at, ((seq - low) / TWO_32) ^ this.maskHigh);
-    put32(buf, at + 4, low ^ this.maskLow);
+    this.iv.write(buf, at, seq);
   }
 
   /** Loads nonce and AAD from the packet; returns the AAD to use. */

@@ -9,11 +9,9 @@
  *   | SPI | Seq | IV | payload | pad | len | nh | ICV |
  *               \___ encrypted and authenticated, AAD = SPI, [Seq hi,] Seq
  */
-import { randomBytes } from 'node:crypto';
 import { loadNative, nativeAvailable, type NativeAesGcmContext } from '../io/native.ts';
 import type { EspTransform, IvSource } from './esp-transform.ts';
-
-const TWO_32 = 0x1_0000_0000;
+import { gcmKeyBits, MaskedSequenceIv } from './gcm-iv.ts';
 
 /** Status codes of AesGcmContext.seal / .open. */
 export const AeadStatus = { Ok: 1, AuthFailed: 0, BadArguments: -1, CryptoFailed: -2 } as const;
@@ -26,13 +24,6 @@ export function nativeGcmAvailable(): boolean {
   return available;
 }
 
-function put32(b: Uint8Array, i: number, v: number): void {
-  b[i] = v >>> 24;
-  b[i + 1] = v >>> 16;
-  b[i + 2] = v >>> 8;
-  b[i + 3] = v;
-}
-
 export class NativeGcmTransform implements EspTransform {
   readonly encryption = 'aes-gcm-16' as const;
   readonly integrity = null;
@@ -40,26 +31,15 @@ export class NativeGcmTransform implements EspTransform {
   readonly icvLength = 16;
   readonly blockSize = 4;
   private readonly ctx: NativeAesGcmContext;
-  /** IV = 64-bit sequence number XOR a per-SA random mask, as the Node suite does (see there why). */
-  private readonly maskHigh: number;
-  private readonly maskLow: number;
-  private readonly ivSource: IvSource | undefined;
+  private readonly iv: MaskedSequenceIv;
 
   /** Throws RangeError for a bad key length, NativeAddonError when the addon lacks AesGcmContext. */
   constructor(keyAndSalt: Uint8Array, iv: IvSource | undefined) {
-    const bits = (keyAndSalt.length - 4) * 8;
-    if (bits !== 128 && bits !== 192 && bits !== 256) {
-      throw new RangeError(
-        `aes-gcm-16 needs a 16, 24 or 32-byte key plus a 4-byte salt, got ${keyAndSalt.length} bytes`,
-      );
-    }
+    gcmKeyBits(keyAndSalt);
     const Context = loadNative().AesGcmContext;
     if (Context === undefined) throw new RangeError('the native addon has no AesGcmContext: rebuild it');
     this.ctx = new Context(keyAndSalt);
-    const mask = randomBytes(8);
-    this.maskHigh = mask.readUInt32BE(0);
-    this.maskLow = mask.readUInt32BE(4);
-    this.ivSource = iv;
+    this.iv = new MaskedSequenceIv(iv);
   }
 
   payloadLengthOk(n: number): boolean {
@@ -67,10 +47,7 @@ export class NativeGcmTransform implements EspTransform {
   }
 
   writeIv(buf: Uint8Array, at: number, seq: number): void {
-    if (this.ivSource !== undefined) return this.ivSource(buf, at, seq);
-    const low = seq >>> 0;
-    put32(buf, at, ((seq - low) / TWO_32) ^ this.maskHigh);
-    put32(buf, at + 4, low ^ this.maskLow);
+    this.iv.write(buf, at, seq);
   }
 
   seal(buf: Uint8Array, esp: number, ivEnd: number, end: number, seqHigh: number): void {
