@@ -27,20 +27,12 @@
  * Heap growth stayed at ~0.001 B/packet (a few KB per second of the
  * harness's own bookkeeping) with no collection while timing.
  */
-import { PerformanceObserver } from 'node:perf_hooks';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { measure, observeSink, type BenchCase } from './lib/micro.ts';
 import { decapsulate, encapsulate, IpipInner } from '../../src/wire/ipip.ts';
 import { emitIpv4, Ipv4View, type Ipv4Header } from '../../src/wire/ipv4.ts';
 import { IpProtocol } from '../../src/wire/result.ts';
 import { emitTcp, TcpView, type TcpHeader } from '../../src/wire/tcp.ts';
 import { emitUdp, UdpView } from '../../src/wire/udp.ts';
-
-interface BenchCase {
-  readonly name: string;
-  /** Builds the packets; returns the step, called with a running packet number. Its result feeds a sink. */
-  prepare(): (i: number) => number;
-}
 
 const RING = 256; // packets per case: enough to defeat perfect branch prediction, small enough for L1/L2
 const SLOT = 2048;
@@ -234,71 +226,14 @@ const cases: BenchCase[] = [
 
 // --- runner -------------------------------------------------------------------
 
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
-let gcCount = 0;
-new PerformanceObserver((list) => {
-  gcCount += list.getEntries().length;
-}).observe({ entryTypes: ['gc'] });
-
-let sink = 0;
-
-function loop(step: (i: number) => number, from: number, n: number): void {
-  let acc = 0;
-  for (let i = from; i < from + n; i++) acc ^= step(i);
-  sink ^= acc;
-}
-
+/** Steps between two clock reads. */
 const BATCH = 1 << 14;
-const ROUNDS = 5;
-
-/**
- * Warms up, then times ROUNDS rounds of seconds / ROUNDS each. The median
- * round is the figure; the best round shows what a quiet machine gives (a
- * shared 2-core box is rarely quiet).
- */
-async function measure(c: BenchCase, seconds: number) {
-  const step = c.prepare();
-  const warmEnd = performance.now() + 200;
-  let i = 0;
-  while (performance.now() < warmEnd) loop(step, (i += BATCH), BATCH);
-  gc();
-  await new Promise((r) => setTimeout(r, 50)); // let the observer see the warm-up's collections first
-  const gcBefore = gcCount;
-  const heapBefore = process.memoryUsage().heapUsed;
-  const perRound: number[] = [];
-  let total = 0;
-  for (let round = 0; round < ROUNDS; round++) {
-    // performance.now() returns a double: unlike hrtime.bigint() it puts nothing on the heap per batch.
-    const t0 = performance.now();
-    const deadline = t0 + (seconds / ROUNDS) * 1e3;
-    let n = 0;
-    let now = t0;
-    while (now < deadline) {
-      loop(step, i, BATCH);
-      i += BATCH;
-      n += BATCH;
-      now = performance.now();
-    }
-    perRound.push(((now - t0) * 1e6) / n);
-    total += n;
-  }
-  const heapAfter = process.memoryUsage().heapUsed;
-  await new Promise((r) => setTimeout(r, 50));
-  perRound.sort((x, y) => x - y);
-  return {
-    median: perRound[ROUNDS >> 1]!,
-    best: perRound[0]!,
-    heapPerPacket: (heapAfter - heapBefore) / total,
-    gcs: gcCount - gcBefore,
-  };
-}
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 1);
 console.log(`codec bench: ${process.version}, ${seconds} s per case, ring of ${RING} packets\n`);
 const rows: string[][] = [['case', 'ns/packet', 'best', 'Mpps', 'heap B/packet', 'GCs while timing']];
 for (const c of cases) {
-  const r = await measure(c, seconds);
+  const r = await measure(c, seconds, { batch: BATCH, warmupMs: 200 });
   rows.push([
     c.name,
     r.median.toFixed(1),
@@ -313,4 +248,4 @@ for (const row of rows)
   console.log(
     row.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]!) : cell.padStart(widths[j]!))).join('  '),
   );
-if (sink === 0.5) console.log(sink); // keeps the steps' results observable
+observeSink();

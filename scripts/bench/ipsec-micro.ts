@@ -22,10 +22,8 @@
  * Other benches import `sealOpenCost` (scripts/bench/ipsec.ts).
  */
 import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
-import { PerformanceObserver } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { measure, observeSink, type BenchCase, type MicroOptions } from './lib/micro.ts';
 import { IpsecEngine } from '../../src/ipsec/engine.ts';
 import { ReplayWindow } from '../../src/ipsec/replay-window.ts';
 import { AhSa, EspSa, type EspSaParams } from '../../src/ipsec/sa.ts';
@@ -40,11 +38,6 @@ const SLOT = 2048;
 const HEADROOM = 128;
 const HOST = 0xc633641e; // 198.51.100.30
 const SERVER = 0xcb007103; // 203.0.113.3
-
-export interface BenchCase {
-  readonly name: string;
-  prepare(): (i: number) => number;
-}
 
 /** A UDP datagram of `total` bytes from HOST to SERVER (checksum 0: the engine does not look). */
 function datagram(total: number, seed: number): Uint8Array {
@@ -251,63 +244,7 @@ const cases: BenchCase[] = [
 
 // --- runner -------------------------------------------------------------------
 
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
-let gcCount = 0;
-new PerformanceObserver((list) => {
-  gcCount += list.getEntries().length;
-}).observe({ entryTypes: ['gc'] });
-
-let sink = 0;
-const BATCH = 256;
-const ROUNDS = 5;
-
-function loop(step: (i: number) => number, from: number, n: number): void {
-  let acc = 0;
-  for (let i = from; i < from + n; i++) acc ^= step(i);
-  sink ^= acc;
-}
-
-/** Warm-up, then ROUNDS timed rounds; the median round is the figure, the best what a quiet machine gives. */
-export async function measure(c: BenchCase, seconds: number) {
-  const step = c.prepare();
-  if (step(0) < 0) throw new Error(`${c.name}: the step failed`);
-  const warmEnd = performance.now() + 300;
-  let i = 1;
-  while (performance.now() < warmEnd) {
-    loop(step, i, BATCH);
-    i += BATCH;
-  }
-  gc();
-  await new Promise((r) => setTimeout(r, 50));
-  const gcBefore = gcCount;
-  const heapBefore = process.memoryUsage().heapUsed;
-  const perRound: number[] = [];
-  let total = 0;
-  for (let round = 0; round < ROUNDS; round++) {
-    const t0 = performance.now();
-    const deadline = t0 + (seconds / ROUNDS) * 1e3;
-    let n = 0;
-    let now = t0;
-    while (now < deadline) {
-      loop(step, i, BATCH);
-      i += BATCH;
-      n += BATCH;
-      now = performance.now();
-    }
-    perRound.push(((now - t0) * 1e6) / n);
-    total += n;
-  }
-  const heapAfter = process.memoryUsage().heapUsed;
-  await new Promise((r) => setTimeout(r, 50));
-  perRound.sort((x, y) => x - y);
-  return {
-    median: perRound[ROUNDS >> 1]!,
-    best: perRound[0]!,
-    heapPerPacket: (heapAfter - heapBefore) / total,
-    gcsPerMillion: ((gcCount - gcBefore) / total) * 1e6,
-  };
-}
+const MICRO: MicroOptions = { batch: 256, warmupMs: 300, checkFirst: true };
 
 /** Median ns per packet to seal and to open `size`-byte datagrams with `suite` (this file's cases). */
 export async function sealOpenCost(
@@ -315,8 +252,8 @@ export async function sealOpenCost(
   size: number,
   seconds = 1,
 ): Promise<{ seal: number; open: number }> {
-  const seal = await measure(sealCase(suite, size), seconds);
-  const open = await measure(openCase(suite, size), seconds);
+  const seal = await measure(sealCase(suite, size), seconds, MICRO);
+  const open = await measure(openCase(suite, size), seconds, MICRO);
   return { seal: seal.median, open: open.median };
 }
 
@@ -328,7 +265,7 @@ if (isMain) {
   const rows: string[][] = [['case', 'ns/packet', 'best', 'kpps', 'heap B/packet', 'GCs per 1M']];
   for (const c of cases) {
     if (only !== undefined && !c.name.includes(only)) continue;
-    const r = await measure(c, seconds);
+    const r = await measure(c, seconds, MICRO);
     rows.push([
       c.name,
       r.median.toFixed(0),
@@ -344,5 +281,5 @@ if (isMain) {
       row.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]!) : cell.padStart(widths[j]!))).join('  '),
     );
   }
-  if (sink === 0.5) console.log(sink); // keeps the steps' results observable
+  observeSink();
 }
