@@ -32,43 +32,35 @@ import {
   loadTable,
   mainTable,
   measurePath,
-  parseLoads,
   profileFlood,
   senderCpu,
   whereTimeGoes,
   type Forwarder,
   type PathResult,
 } from './lib/suite.ts';
+import { COMMON_OPTIONS, commonSettings } from './lib/options.ts';
 import { perfAvailable } from './lib/profile.ts';
 import { ADDR, BenchTestbed, renice, ROOT, sweepStale, type Node } from './lib/testbed.ts';
 
 const { values } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '5' },
-    generators: { type: 'string', default: '2' },
-    loads: { type: 'string', default: 'max,200k,100k' },
-    size: { type: 'string', default: '64' },
-    'tun-txqueuelen': { type: 'string' },
+    ...COMMON_OPTIONS,
     'no-native': { type: 'boolean', default: false },
     'tun-offload': { type: 'string', default: 'on' },
     'veth-offload': { type: 'string', default: 'off' },
     'wan-gro': { type: 'string', default: 'off' },
-    'bridge-netfilter': { type: 'boolean', default: false },
-    profile: { type: 'string' },
-    nice: { type: 'string' },
-    json: { type: 'boolean', default: false },
   },
 });
-const BRIDGE_NF = values['bridge-netfilter'];
-/** --profile LOAD: one more flood at that load with perf recording the forwarders. */
-const PROFILE = values.profile === undefined ? undefined : parseLoads(values.profile)[0];
+const {
+  bridgeNetfilter: BRIDGE_NF,
+  profile: PROFILE,
+  nice: NICE,
+  seconds: SECONDS,
+  generators: GENERATORS,
+  loads: LOADS,
+  size: SIZE,
+} = commonSettings(values);
 const profiles: string[] = [];
-/** --nice N: the forwarding processes' nice value (default: as started, 0). */
-const NICE = values.nice === undefined ? undefined : Number(values.nice);
-const SECONDS = Number(values.seconds);
-const GENERATORS = Number(values.generators);
-const LOADS = parseLoads(values.loads);
-const SIZE = Number(values.size);
 const log = (line: string): void => console.error(line);
 
 const bed = new BenchTestbed();

@@ -30,7 +30,6 @@ import { count, fmt, ratioLine } from './lib/report.ts';
 import {
   cpuPerPacket,
   measurePath,
-  parseLoads,
   profileFlood,
   senderCpu,
   loadTable,
@@ -40,34 +39,28 @@ import {
   type PathResult,
   type SuiteOptions,
 } from './lib/suite.ts';
+import { COMMON_OPTIONS, commonSettings } from './lib/options.ts';
 import { perfAvailable } from './lib/profile.ts';
 import { ADDR, BenchTestbed, renice, ROOT, sweepStale } from './lib/testbed.ts';
 
 const { values } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '5' },
-    generators: { type: 'string', default: '2' },
-    loads: { type: 'string', default: 'max,200k,100k' },
-    size: { type: 'string', default: '64' },
-    'tun-txqueuelen': { type: 'string' },
+    ...COMMON_OPTIONS,
     'no-offload-on': { type: 'boolean', default: false },
     'no-tun-offload': { type: 'boolean', default: false },
-    'bridge-netfilter': { type: 'boolean', default: false },
-    profile: { type: 'string' },
-    nice: { type: 'string' },
-    json: { type: 'boolean', default: false },
   },
 });
-const BRIDGE_NF = values['bridge-netfilter'];
-/** --profile LOAD: one more flood at that load with perf recording the forwarders. */
-const PROFILE = values.profile === undefined ? undefined : parseLoads(values.profile)[0];
+const {
+  bridgeNetfilter: BRIDGE_NF,
+  profile: PROFILE,
+  nice: NICE,
+  seconds: SECONDS,
+  generators: GENERATORS,
+  loads: LOADS,
+  size: SIZE,
+} = commonSettings(values);
 const profiles: string[] = [];
-/** --nice N: the forwarding processes' nice value (default: as started, 0). */
-const NICE = values.nice === undefined ? undefined : Number(values.nice);
-const SECONDS = Number(values.seconds);
-const PORTS = Array.from({ length: Number(values.generators) }, (_, i) => 40000 + i);
-const LOADS = parseLoads(values.loads);
-const SIZE = Number(values.size);
+const PORTS = Array.from({ length: GENERATORS }, (_, i) => 40000 + i);
 const log = (line: string): void => console.error(line);
 
 const FORWARDER = join(ROOT, 'scripts', 'bench', 'io-forwarder.ts');
