@@ -1,7 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError } from '../config/load.ts';
-import { ExitCode, UserError } from './exit-codes.ts';
+import { ExitCode, UserError } from '../util/exit-codes.ts';
 import { commands } from './commands/index.ts';
 import { withdrawCommand } from './commands/withdraw.ts';
 

@@ -5,7 +5,7 @@
 import type { Server } from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
-import type { DaemonStatus } from '../cli/commands/status.ts';
+import type { DaemonStatus } from '../control/status.ts';
 import { controlSocketPath } from '../control/protocol.ts';
 import { startControlServer } from '../control/server.ts';
 

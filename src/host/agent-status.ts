@@ -3,7 +3,7 @@
  * the Prometheus endpoint, both read from the agent's parts when asked.
  */
 import type { Server as HttpServer } from 'node:http';
-import type { DaemonStatus } from '../cli/commands/status.ts';
+import type { DaemonStatus } from '../control/status.ts';
 import type { HostConfig } from '../config/host-config.ts';
 import type { IoStats } from '../io/types.ts';
 import { newRegistry, startMetricsServer } from '../metrics/server.ts';

@@ -9,7 +9,7 @@
  * held (drops counted as 'no-lease'): a packet from a port the router does
  * not know this host by would be dropped there anyway.
  */
-import type { DaemonStatus } from '../cli/commands/status.ts';
+import type { DaemonStatus } from '../control/status.ts';
 import type { HostConfig } from '../config/host-config.ts';
 import { readIkeConfig } from '../config/ike-config.ts';
 import { readManualKeying } from '../ipsec/index.ts';

@@ -10,7 +10,7 @@ import type { PacketDevice } from '../io/types.ts';
 import { openRawSender, openRawSocket } from '../io/raw.ts';
 import { openTun } from '../io/tun.ts';
 import { IpProtocol } from '../wire/result.ts';
-import { offloadByDefault, OffloadTun } from '../router/offload-tun.ts';
+import { offloadByDefault, OffloadTun } from '../io/offload-tun.ts';
 
 export interface HostDevices {
   readonly tun: PacketDevice;

@@ -3,7 +3,7 @@
  * lost or asked for, the translations of a lost port block dropped, and the
  * agent's own reactions (SAs, native range, waiters) called in order.
  */
-import { formatBlock } from '../pap/block.ts';
+import { formatBlock } from '../util/block.ts';
 import type { HeldBlock } from '../pap/held-block.ts';
 import type { BlockLossReason, HostLeases, HostLeasesListener } from '../pap/host-leases.ts';
 import type { Logger } from '../util/log.ts';

@@ -4,7 +4,7 @@
  * every SPI they use (the router demultiplexes ESP by SPI, FIG. 21, so an SA
  * on an SPI outside this host's blocks would never see a packet).
  */
-import { formatBlock } from '../pap/block.ts';
+import { formatBlock } from '../util/block.ts';
 import type { HostLeases } from '../pap/host-leases.ts';
 import type { Logger } from '../util/log.ts';
 import { inSpiBlocks } from './ipsec-engine-step.ts';

@@ -1,5 +1,5 @@
 /** The host agent's last word to the router: its blocks given back, the wait for it bounded. */
-import { formatBlock } from '../pap/block.ts';
+import { formatBlock } from '../util/block.ts';
 import type { HeldBlock } from '../pap/held-block.ts';
 import type { PapClient } from '../pap/pap-client.ts';
 import type { Clock, Timer } from '../util/clock.ts';

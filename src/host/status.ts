@@ -2,11 +2,11 @@
  * What `distnat status host` prints: the leases (patent Table 1 blocks), the
  * source port translation table (FIG. 11, Table 7) and every counter.
  */
-import type { DaemonStatus } from '../cli/commands/status.ts';
-import type { StatusTable } from '../cli/table.ts';
+import type { DaemonStatus } from '../control/status.ts';
+import type { StatusTable } from '../control/status.ts';
 import type { IoStats } from '../io/types.ts';
 import type { HeldBlock } from '../pap/held-block.ts';
-import { formatBlock } from '../pap/block.ts';
+import { formatBlock } from '../util/block.ts';
 import type { PapClientCounters } from '../pap/pap-client.ts';
 import type { SourcePortTranslationTable } from './translation/sptt.ts';
 import type { PortTranslator } from './translation/translator.ts';

@@ -248,14 +248,14 @@ export class IpsecEngine {
       return action === 'discard' ? 'policy-discard' : 'policy-mismatch';
     }
     const first = this.inboundPath[0]!;
-    const policy = first.policy ?? this.spd.match(sel, false);
+    const policy = this.sad.policyOf(first) ?? this.spd.match(sel, false);
     if (policy === null || policy.action !== 'protect' || !policy.appliesInbound()) return 'policy-mismatch';
     const template = policy.template;
     if (template.length !== depth) return 'policy-mismatch';
     for (let i = 0; i < depth; i++) {
       const sa = this.inboundPath[i]!;
-      if (sa.protocol !== template[i] || (sa.policy !== null && sa.policy !== policy))
-        return 'policy-mismatch';
+      const bound = this.sad.policyOf(sa);
+      if (sa.protocol !== template[i] || (bound !== null && bound !== policy)) return 'policy-mismatch';
     }
     return selectorMatches(policy.selector, sel, false) ? 'accepted' : 'policy-mismatch';
   }

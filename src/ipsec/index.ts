@@ -3,7 +3,8 @@ export { IpsecEngine, INBOUND_VERDICTS, MAX_LAYERS, OUTBOUND_VERDICTS } from './
 export type { IpsecEngineOptions } from './engine.ts';
 export { espMaxOverhead, espOverhead, espProtect, espUnprotect } from './esp-processing.ts';
 export { createEspTransform } from './esp-transform.ts';
-export type { EspTransform, EspTransformParams, IvSource } from './esp-transform.ts';
+export type { EspTransformParams } from './esp-transform.ts';
+export type { EspTransform, IvSource } from './types.ts';
 export { Hmac, INTEGRITY_ALGORITHMS, integrityIcvLength, integrityKeyLength } from './hmac.ts';
 export {
   DEFAULT_REPLAY_WINDOW,
@@ -39,11 +40,7 @@ export type {
   OutboundVerdict,
   SaDirection,
 } from './types.ts';
-export {
-  buildManualKeying,
-  ManualKeyingSchema,
-  parseManualKeying,
-  readManualKeying,
-} from './manual-config.ts';
+export { buildManualKeying } from './manual-build.ts';
+export { ManualKeyingSchema, parseManualKeying, readManualKeying } from './manual-config.ts';
 export type { ManualKeyingConfig } from './manual-config.ts';
 export { parseAddressRange, parsePortRange, PROTOCOL_NUMBERS } from './selector-text.ts';

@@ -280,8 +280,6 @@ export const ManualKeyingSchema = z
 
 export type ManualKeyingConfig = z.infer<typeof ManualKeyingSchema>;
 
-export { buildManualKeying } from './manual-build.ts';
-
 /** Validates parsed YAML; throws ConfigError naming every bad field. */
 export function parseManualKeying(data: unknown, source: string): ManualKeyingConfig {
   return validateConfig(ManualKeyingSchema, data, source);

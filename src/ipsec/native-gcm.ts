@@ -10,7 +10,7 @@
  *               \___ encrypted and authenticated, AAD = SPI, [Seq hi,] Seq
  */
 import { loadNative, nativeAvailable, type NativeAesGcmContext } from '../io/native.ts';
-import type { EspTransform, IvSource } from './esp-transform.ts';
+import type { EspTransform, IvSource } from './types.ts';
 import { gcmKeyBits, MaskedSequenceIv } from './gcm-iv.ts';
 
 /** Status codes of AesGcmContext.seal / .open. */

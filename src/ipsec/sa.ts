@@ -16,11 +16,17 @@
  * | encap            | RFC 3948 UDP encapsulation ports                  |
  * | policy           | the SPD entry the SA was made for                 |
  */
-import { createEspTransform, type EspTransform, type IvSource } from './esp-transform.ts';
+import { createEspTransform } from './esp-transform.ts';
 import { Hmac } from './hmac.ts';
 import { DEFAULT_REPLAY_WINDOW, ReplayWindow } from './replay-window.ts';
-import type { SecurityPolicy } from './spd.ts';
-import type { EspEncryption, IntegrityAlgorithm, IpsecMode, SaDirection } from './types.ts';
+import type {
+  EspEncryption,
+  EspTransform,
+  IntegrityAlgorithm,
+  IpsecMode,
+  IvSource,
+  SaDirection,
+} from './types.ts';
 
 /** Limits counted over the data protected (inner packets). Soft warns the key manager; hard stops the SA. */
 export interface SaLifetime {
@@ -101,8 +107,6 @@ abstract class SaBase {
   bytes = 0;
   softExpired = false;
   hardExpired = false;
-  /** Set when the SA is bound to a policy (`SecurityAssociationDatabase.bind`). */
-  policy: SecurityPolicy | null = null;
   private readonly softBytes: number;
   private readonly hardBytes: number;
   private readonly softPackets: number;

@@ -1,4 +1,4 @@
-import type { ResourceKind } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
 import { DeadlineHeap } from './deadline-heap.ts';
 import type { QuarantineRecord } from './journal.ts';
 import type { HostAddress, Lease } from './lease.ts';

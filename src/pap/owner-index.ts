@@ -1,4 +1,4 @@
-import type { Block, ResourceKind } from './block.ts';
+import type { Block, ResourceKind } from '../util/block.ts';
 
 /**
  * Which block (and so which host) holds a given port or SPI: the lookup

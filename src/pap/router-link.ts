@@ -1,5 +1,5 @@
 import { ipv4FromString } from '../wire/ipv4.ts';
-import type { ResourceKind } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
 import type { Lease, LeaseEndReason, LeaseListener } from './lease.ts';
 
 /**

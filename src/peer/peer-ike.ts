@@ -7,7 +7,7 @@
  * host whose certificate the router revoked is refused once the CRL says so.
  */
 import { addressOf } from '../io/interfaces.ts';
-import { ExitCode, UserError } from '../cli/exit-codes.ts';
+import { ExitCode, UserError } from '../util/exit-codes.ts';
 import { readPemFile, type IkeConfig } from '../config/ike-config.ts';
 import { loadCertificates } from '../ike/certs.ts';
 import { ikeBypassPolicy } from '../ike/engine-sad.ts';

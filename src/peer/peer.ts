@@ -17,13 +17,13 @@
 import { execFileSync } from 'node:child_process';
 import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
-import type { DaemonStatus } from '../cli/commands/status.ts';
-import { ExitCode, UserError } from '../cli/exit-codes.ts';
+import type { DaemonStatus } from '../control/status.ts';
+import { ExitCode, UserError } from '../util/exit-codes.ts';
 import { controlSocketPath } from '../control/protocol.ts';
 import { startControlServer } from '../control/server.ts';
 import { openRawSender, openRawSocket } from '../io/raw.ts';
 import { openTun } from '../io/tun.ts';
-import { offloadByDefault, OffloadTun } from '../router/offload-tun.ts';
+import { offloadByDefault, OffloadTun } from '../io/offload-tun.ts';
 import type { PacketDevice } from '../io/types.ts';
 import {
   buildManualKeying,

@@ -5,8 +5,8 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Server as NetServer } from 'node:net';
 import { unlinkSync } from 'node:fs';
-import type { DaemonStatus } from '../cli/commands/status.ts';
-import { ExitCode, UserError } from '../cli/exit-codes.ts';
+import type { DaemonStatus } from '../control/status.ts';
+import { ExitCode, UserError } from '../util/exit-codes.ts';
 import { startControlServer } from '../control/server.ts';
 import { newRegistry, startMetricsServer } from '../metrics/server.ts';
 import type { Logger } from '../util/log.ts';

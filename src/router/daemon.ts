@@ -14,8 +14,8 @@
  *      metrics, timers
  * A failure at any step closes what the earlier steps opened.
  */
-import type { DaemonStatus } from '../cli/commands/status.ts';
-import { ExitCode, UserError } from '../cli/exit-codes.ts';
+import type { DaemonStatus } from '../control/status.ts';
+import { ExitCode, UserError } from '../util/exit-codes.ts';
 import type { RouterConfig } from '../config/router-config.ts';
 import { controlSocketPath } from '../control/protocol.ts';
 import { socketAnswers } from '../control/server.ts';

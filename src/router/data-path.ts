@@ -3,7 +3,7 @@
  * the LAN raw sockets (or a caller's own), with the optional capture that
  * records every packet forwarded.
  */
-import { ExitCode, UserError } from '../cli/exit-codes.ts';
+import { ExitCode, UserError } from '../util/exit-codes.ts';
 import type { RouterConfig } from '../config/router-config.ts';
 import { capture } from '../io/capture.ts';
 import { LinkType, PcapWriter } from '../io/pcap.ts';

@@ -7,14 +7,14 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { interfaceMtu, interfaceOf } from '../io/interfaces.ts';
-import { ExitCode, UserError } from '../cli/exit-codes.ts';
+import { ExitCode, UserError } from '../util/exit-codes.ts';
 import { NativeAddonError } from '../io/native.ts';
 import { openRawSender, openRawSocket, type RawSocket } from '../io/raw.ts';
 import { openTun, type TunDevice } from '../io/tun.ts';
 import type { PacketDevice } from '../io/types.ts';
 import type { Logger } from '../util/log.ts';
 import { IpProtocol } from '../wire/result.ts';
-import { offloadByDefault, OffloadTun } from './offload-tun.ts';
+import { offloadByDefault, OffloadTun } from '../io/offload-tun.ts';
 
 /** 1500 of an Ethernet LAN minus the 20-byte outer header (docs/testbed.md, router-setup.sh). */
 export const ROUTER_TUN_MTU = 1480;

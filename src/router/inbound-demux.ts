@@ -15,7 +15,8 @@
  * |                                    |                            | else held        |
  */
 import { u16, u32 } from '../wire/bytes.ts';
-import { IcmpView, isIcmpErrorType, QuotedIpv4View } from '../wire/icmp.ts';
+import { IcmpView, isIcmpErrorType } from '../wire/icmp.ts';
+import { QuotedIpv4View } from '../wire/icmp-quoted.ts';
 import { checkIpv4 } from '../wire/ipv4.ts';
 import { IpProtocol } from '../wire/result.ts';
 import type { DropReason } from './counters.ts';

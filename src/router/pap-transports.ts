@@ -5,7 +5,7 @@
  * and the raw ICMP socket. Each failure becomes a UserError that says what to
  * change.
  */
-import { ExitCode, UserError } from '../cli/exit-codes.ts';
+import { ExitCode, UserError } from '../util/exit-codes.ts';
 import type { RouterConfig } from '../config/router-config.ts';
 import { IcmpPapTransport } from '../pap/icmp-transport.ts';
 import type { PapServer } from '../pap/pap-server.ts';

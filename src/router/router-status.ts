@@ -4,8 +4,8 @@
  * valid certificates, and every counter: drops by reason, traffic, PAP,
  * fragments, devices, certificates and the CRL.
  */
-import type { DaemonStatus } from '../cli/commands/status.ts';
-import type { StatusTable } from '../cli/table.ts';
+import type { DaemonStatus } from '../control/status.ts';
+import type { StatusTable } from '../control/status.ts';
 import type { IoStats } from '../io/types.ts';
 import type { LeaseTable } from '../pap/lease-table.ts';
 import type { PapServer } from '../pap/pap-server.ts';

@@ -9,7 +9,7 @@
  * them, so whoever asked can fetch it at once.
  */
 import type { WithdrawKind, WithdrawOutcome } from '../control/protocol.ts';
-import type { ResourceKind } from '../pap/block.ts';
+import type { ResourceKind } from '../util/block.ts';
 import type { Lease } from '../pap/lease.ts';
 import { crlNumberOf } from './local-ca-service.ts';
 import type { LocalCaService } from './local-ca-service.ts';

@@ -187,8 +187,6 @@ export class IcmpView extends HeaderView {
   }
 }
 
-export * from './icmp-quoted.ts';
-
 /** The plain representation. `code` is kept for every type since codes outside the RFC's list are still values. */
 export type IcmpMessage =
   | {

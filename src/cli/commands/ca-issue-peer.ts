@@ -9,7 +9,7 @@ import {
   issuePeerCertificate,
 } from '../../pki/index.ts';
 import { KEY_MODE, writeFileAtomic, writeNewFile } from '../../pki/files.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 
 /**
  * `distnat ca issue-peer`: the root certifies an IKE peer with an address of

@@ -8,7 +8,7 @@ import type { HostAgent } from '../../host/agent.ts';
 import { addressOf } from '../../host/devices.ts';
 import { NativeAddonError } from '../../io/native.ts';
 import { createLogger } from '../../util/log.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 
 /** CAP_NET_ADMIN (12): the TUN device and sysctls; CAP_NET_RAW (13): the raw sockets. */
 const CAP_NET_ADMIN = 12n;

@@ -4,7 +4,7 @@ import { NativeAddonError } from '../../io/native.ts';
 import { startPeer } from '../../peer/peer.ts';
 import type { Peer } from '../../peer/peer.ts';
 import { createLogger } from '../../util/log.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 
 export function peerCommand(y: Argv) {
   return y.command(

@@ -3,7 +3,7 @@ import { readConfigFile, validateConfig } from '../../config/load.ts';
 import { RouterConfigSchema } from '../../config/router-config.ts';
 import { startRouter } from '../../router/daemon.ts';
 import { createLogger } from '../../util/log.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { missingPrivilege } from './host.ts';
 
 const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two addresses has a default):

@@ -1,16 +1,9 @@
 import type { Argv } from 'yargs';
 import { controlRequest } from '../../control/client.ts';
 import { controlSocketPath } from '../../control/protocol.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
-import { formatCounters, formatTable, type StatusTable } from '../table.ts';
-
-/** What a daemon answers to `status`: tables to print and counters. */
-export interface DaemonStatus {
-  role: string;
-  summary: Record<string, string | number>;
-  tables: StatusTable[];
-  counters: Record<string, number>;
-}
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import type { DaemonStatus } from '../../control/status.ts';
+import { formatCounters, formatTable } from '../table.ts';
 
 export function statusCommand(y: Argv) {
   return y.command(

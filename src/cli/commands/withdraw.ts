@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { controlRequest } from '../../control/client.ts';
 import { controlSocketPath, WITHDRAW_KINDS } from '../../control/protocol.ts';
 import type { WithdrawKind, WithdrawOutcome } from '../../control/protocol.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 
 /**
  * `distnat withdraw HOST`: the router takes the host's blocks back (the

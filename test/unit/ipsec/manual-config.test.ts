@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/load.ts';
 import { IpsecEngine } from '../../../src/ipsec/engine.ts';
-import { buildManualKeying, parseManualKeying, readManualKeying } from '../../../src/ipsec/manual-config.ts';
+import { buildManualKeying } from '../../../src/ipsec/manual-build.ts';
+import { parseManualKeying, readManualKeying } from '../../../src/ipsec/manual-config.ts';
 import { EspSa } from '../../../src/ipsec/sa.ts';
 import { hex, place, SERVER, SHARED, taken, udpPacket } from './helpers.ts';
 

@@ -6,7 +6,8 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadNative } from '../../../src/io/native.ts';
-import { createEspTransform, type EspTransform } from '../../../src/ipsec/esp-transform.ts';
+import { createEspTransform } from '../../../src/ipsec/esp-transform.ts';
+import type { EspTransform } from '../../../src/ipsec/types.ts';
 import { AeadStatus, NativeGcmTransform, nativeGcmAvailable } from '../../../src/ipsec/native-gcm.ts';
 import { bytes, fixedIv, golden, hex } from './helpers.ts';
 

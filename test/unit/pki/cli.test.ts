@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import yargs from 'yargs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caCommand } from '../../../src/cli/commands/ca.ts';
-import { ExitCode, UserError } from '../../../src/cli/exit-codes.ts';
+import { ExitCode, UserError } from '../../../src/util/exit-codes.ts';
 import { openssl } from './helpers.ts';
 
 const BIN = resolve(import.meta.dirname, '../../../bin/distnat');

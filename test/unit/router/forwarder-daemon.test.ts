@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { afterEach, describe, expect, it } from 'vitest';
-import { UserError } from '../../../src/cli/exit-codes.ts';
+import { UserError } from '../../../src/util/exit-codes.ts';
 import { RouterConfigSchema, type RouterConfig } from '../../../src/config/router-config.ts';
 import { controlRequest } from '../../../src/control/client.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';

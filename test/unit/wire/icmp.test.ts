@@ -10,9 +10,9 @@ import {
   icmpLength,
   isIcmpErrorType,
   parseIcmp,
-  QuotedIpv4View,
   type IcmpMessage,
 } from '../../../src/wire/icmp.ts';
+import { QuotedIpv4View } from '../../../src/wire/icmp-quoted.ts';
 import type { WireError } from '../../../src/wire/result.ts';
 import { guarded, mulberry32 } from './hostile.ts';
 

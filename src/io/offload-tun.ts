@@ -20,11 +20,11 @@
  * The handler may be called several times for one batch read from the TUN:
  * whenever the segment slots fill, and once at the end.
  */
-import { TcpCoalescer, type CoalesceStats } from '../io/coalesce.ts';
-import { completeChecksumNative, segmentTcp4Native, vnetAction, type GsoDrop } from '../io/gso.ts';
-import { DEFAULT_HEADROOM, DEFAULT_SLOT_SIZE, SlotBuffer } from '../io/slots.ts';
-import type { BatchHandler, IoStats, PacketDevice } from '../io/types.ts';
-import { newVirtioNetHdr, readVirtioNetHdr, VIRTIO_NET_HDR_LEN } from '../io/virtio.ts';
+import { TcpCoalescer, type CoalesceStats } from './coalesce.ts';
+import { completeChecksumNative, segmentTcp4Native, vnetAction, type GsoDrop } from './gso.ts';
+import { DEFAULT_HEADROOM, DEFAULT_SLOT_SIZE, SlotBuffer } from './slots.ts';
+import type { BatchHandler, IoStats, PacketDevice } from './types.ts';
+import { newVirtioNetHdr, readVirtioNetHdr, VIRTIO_NET_HDR_LEN } from './virtio.ts';
 import { CounterSet } from '../metrics/counters.ts';
 
 /** What OffloadTun needs of a TUN device opened with vnetHdr (TunDevice is one). */
