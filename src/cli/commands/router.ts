@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import { readConfigFile, validateConfig } from '../../config/load.ts';
 import { RouterConfigSchema } from '../../config/router-config.ts';
-import { startRouter } from '../../router/daemon.ts';
+import { startRouter } from '../../router/daemon/start.ts';
 import { createLogger } from '../../util/log.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { missingPrivilege } from './host.ts';

@@ -5,4 +5,3 @@ export { SourcePortTranslationTable, translatedProtocolPlane } from './sptt.ts';
 export type { SpttRow, SpttCounters, SpttOptions, SpttTimerClass } from './sptt.ts';
 export { PortTranslator } from './translator.ts';
 export type { TranslateOutcome, TranslateCounters } from './translator.ts';
-export { formatSptt } from './status.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { LeaseTable } from '../../../src/pap/lease-table.ts';
 import { numericLeaseListener } from '../../../src/pap/router-link.ts';
-import { RouterTables } from '../../../src/router/tables/router-tables.ts';
+import { RouterTables } from '../../../src/router/data-path/tables/router-tables.ts';
 import { FakeClock } from '../../../src/util/clock.ts';
 
 const H1 = 0x0a000001;

@@ -15,7 +15,7 @@ import { RouterConfigSchema, type RouterConfig } from '../../../src/config/route
 import { controlRequest } from '../../../src/control/client.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
 import { UdpPapTransport } from '../../../src/pap/udp-transport.ts';
-import { startRouter, type RouterHandle } from '../../../src/router/daemon.ts';
+import { startRouter, type RouterHandle } from '../../../src/router/daemon/start.ts';
 import type { Logger } from '../../../src/util/log.ts';
 import { PAP_MESSAGE_LENGTH, emitPap, parsePap, type PapMessage } from '../../../src/wire/pap.ts';
 import { SERVER, SHARED, a, tunnel, udp } from './forwarder-packets.ts';

@@ -5,9 +5,9 @@
  */
 import { MemoryDevice } from '../../../src/io/memory.ts';
 import { SlotBuffer } from '../../../src/io/slots.ts';
-import { RouterForwarder } from '../../../src/router/forwarder.ts';
-import { LeaseHolders } from '../../../src/router/lease-holders.ts';
-import { RouterTables } from '../../../src/router/tables/router-tables.ts';
+import { RouterForwarder } from '../../../src/router/data-path/forwarder.ts';
+import { LeaseHolders } from '../../../src/router/data-path/lease-holders.ts';
+import { RouterTables } from '../../../src/router/data-path/tables/router-tables.ts';
 import { FakeClock } from '../../../src/util/clock.ts';
 import { emitAh } from '../../../src/wire/ah.ts';
 import { emitEsp } from '../../../src/wire/esp.ts';

@@ -25,8 +25,8 @@ import {
   requestHostCertificate,
   x509,
 } from '../../../src/pki/index.ts';
-import { crlNumberOf, LocalCaService } from '../../../src/router/local-ca-service.ts';
-import { withdrawHost } from '../../../src/router/withdraw.ts';
+import { crlNumberOf, LocalCaService } from '../../../src/router/daemon/local-ca-service.ts';
+import { withdrawHost } from '../../../src/router/daemon/withdraw.ts';
 import { FakeClock } from '../../../src/util/clock.ts';
 
 const SHARED = '198.51.100.30';

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { PortTable } from '../../../src/router/tables/port-table.ts';
-import { formatPortTable } from '../../../src/router/tables/status.ts';
+import { PortTable } from '../../../src/router/data-path/tables/port-table.ts';
 
 const ip = (a: number, b: number, c: number, d: number) => ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
 const H1 = ip(10, 0, 0, 1);
@@ -83,17 +82,6 @@ describe('PortTable (FIG. 8)', () => {
     expect(t.removeHost(H3)).toBe(16);
     expect(t.ownerOf(1058)).toBe(0);
     expect(t.rows()).toEqual([]);
-  });
-
-  it('prints FIG. 8 columns for status', () => {
-    const t = new PortTable();
-    t.addBlock(H1, 1026, 32);
-    t.addBlock(H3, 1058, 16);
-    expect(formatPortTable(t.rows())).toEqual([
-      'INTERNAL NETWORK ADDRESS  LOWEST PORT  NUMBER OF PORTS',
-      '10.0.0.1                  1026         32',
-      '10.0.0.3                  1058         16',
-    ]);
   });
 
   it('stays consistent with a plain model under random adds and removes', () => {

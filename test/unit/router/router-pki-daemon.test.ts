@@ -21,7 +21,7 @@ import {
   generateSigningKey,
   requestHostCertificate,
 } from '../../../src/pki/index.ts';
-import { startRouter } from '../../../src/router/daemon.ts';
+import { startRouter } from '../../../src/router/daemon/start.ts';
 
 const cleanup: (() => void | Promise<void>)[] = [];
 afterEach(async () => {

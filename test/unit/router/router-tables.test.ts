@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RouterTables } from '../../../src/router/tables/router-tables.ts';
+import { RouterTables } from '../../../src/router/data-path/tables/router-tables.ts';
 import { numericLeaseListener } from '../../../src/pap/router-link.ts';
 
 const H1 = 0x0a000001;

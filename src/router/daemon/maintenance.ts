@@ -3,12 +3,12 @@
  * fragment, held-packet and outbound SA expiry, and a drop summary in the
  * log every `dropLogMs`.
  */
-import type { Clock, Timer } from '../util/clock.ts';
-import type { Logger } from '../util/log.ts';
-import { DROP_REASONS } from './counters.ts';
-import { logDrops } from './daemon-log.ts';
-import type { RouterForwarder } from './forwarder.ts';
-import type { RouterTables } from './tables/router-tables.ts';
+import type { Clock, Timer } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
+import { DROP_REASONS } from '../data-path/counters.ts';
+import { logDrops } from './log.ts';
+import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { RouterTables } from '../data-path/tables/router-tables.ts';
 
 export interface MaintenanceOptions {
   readonly clock: Clock;

@@ -4,14 +4,14 @@
  * valid certificates, and every counter: drops by reason, traffic, PAP,
  * fragments, devices, certificates and the CRL.
  */
-import type { DaemonStatus } from '../control/status.ts';
-import type { StatusTable } from '../control/status.ts';
-import type { IoStats } from '../io/types.ts';
-import type { LeaseTable } from '../pap/lease-table.ts';
-import type { PapServer } from '../pap/pap-server.ts';
-import type { Clock } from '../util/clock.ts';
-import type { RouterForwarder } from './forwarder.ts';
-import type { LeaseHolders } from './lease-holders.ts';
+import type { DaemonStatus } from '../../control/status.ts';
+import type { StatusTable } from '../../control/status.ts';
+import type { IoStats } from '../../io/types.ts';
+import type { LeaseTable } from '../../pap/lease-table.ts';
+import type { PapServer } from '../../pap/pap-server.ts';
+import type { Clock } from '../../util/clock.ts';
+import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { LeaseHolders } from '../data-path/lease-holders.ts';
 import type { LocalCaService } from './local-ca-service.ts';
 
 /** IAPTT rows printed at most; the rest are counted. */

@@ -1,20 +1,25 @@
 /**
- * The router's kernel side: the TUN device the shared address is routed
+ * The router's packet devices: the TUN device the shared address is routed
  * into, a raw socket receiving hosts' IP-in-IP (protocol 4) and an
  * IPPROTO_RAW sender for the router's own tunnels, both bound to the LAN
- * interface. Failures become UserErrors that say what is missing.
+ * interface (or a caller's own devices), with the optional capture that
+ * records every packet forwarded. Failures become UserErrors that say what
+ * is missing.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { interfaceMtu, interfaceOf } from '../io/interfaces.ts';
-import { ExitCode, UserError } from '../util/exit-codes.ts';
-import { NativeAddonError } from '../io/native.ts';
-import { openRawSender, openRawSocket, type RawSocket } from '../io/raw.ts';
-import { openTun, type TunDevice } from '../io/tun.ts';
-import type { PacketDevice } from '../io/types.ts';
-import type { Logger } from '../util/log.ts';
-import { IpProtocol } from '../wire/result.ts';
-import { offloadByDefault, OffloadTun } from '../io/offload-tun.ts';
+import { interfaceMtu, interfaceOf } from '../../io/interfaces.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import type { RouterConfig } from '../../config/router-config.ts';
+import { capture } from '../../io/capture.ts';
+import { LinkType, PcapWriter } from '../../io/pcap.ts';
+import { NativeAddonError } from '../../io/native.ts';
+import { openRawSender, openRawSocket, type RawSocket } from '../../io/raw.ts';
+import { openTun, type TunDevice } from '../../io/tun.ts';
+import type { PacketDevice } from '../../io/types.ts';
+import type { Logger } from '../../util/log.ts';
+import { IpProtocol } from '../../wire/result.ts';
+import { offloadByDefault, OffloadTun } from '../../io/offload-tun.ts';
 
 /** 1500 of an Ethernet LAN minus the 20-byte outer header (docs/testbed.md, router-setup.sh). */
 export const ROUTER_TUN_MTU = 1480;
@@ -165,4 +170,69 @@ function tryIp(args: string[]): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Devices to use instead of opening the TUN and raw sockets (tests, or a caller that opened them). */
+export interface RouterDevices {
+  /** Read: datagrams for the shared address from the WAN. Written: inner datagrams for the WAN. */
+  readonly tun: PacketDevice;
+  /** Hosts' IP-in-IP (protocol 4). */
+  readonly lanRx: PacketDevice;
+  /** The router's IP-in-IP to hosts, and PAP over ICMP (IPPROTO_RAW). */
+  readonly lanTx: PacketDevice;
+  /** A protocol-1 raw socket for PAP over ICMP; without it ICMP PAP is off. */
+  readonly icmpRx?: PacketDevice;
+  readonly lanMtu?: number;
+}
+
+export interface DaemonDevices {
+  readonly tun: PacketDevice;
+  readonly lanRx: PacketDevice;
+  readonly lanTx: PacketDevice;
+  readonly lanMtu: number;
+  /** The interface holding the LAN address; undefined with a caller's devices. */
+  readonly lanInterface: string | undefined;
+}
+
+/** Opens the devices (unless given) and the capture; each closer goes onto `closers` once its device is open. */
+export function openDaemonDevices(
+  config: RouterConfig,
+  given: RouterDevices | undefined,
+  log: Logger,
+  closers: (() => void | Promise<void>)[],
+): DaemonDevices {
+  let tun: PacketDevice;
+  let lanRx: PacketDevice;
+  let lanTx: PacketDevice;
+  let lanMtu: number;
+  let lanInterface: string | undefined;
+  if (given !== undefined) {
+    ({ tun, lanRx, lanTx } = given);
+    lanMtu = given.lanMtu ?? 1500;
+  } else {
+    const d = openRouterDevices(config, log);
+    closers.push(() => {
+      d.tun.close();
+      d.lanRx.close();
+      d.lanTx.close();
+    });
+    ({ tun, lanRx, lanTx, lanMtu, lanInterface } = d);
+  }
+  if (config.pcap !== undefined) {
+    let writer: PcapWriter;
+    try {
+      writer = PcapWriter.open(config.pcap, { linkType: LinkType.Raw });
+    } catch (e) {
+      throw new UserError(
+        `cannot write the capture ${config.pcap}: ${(e as Error).message}`,
+        ExitCode.CANTCREATE,
+      );
+    }
+    closers.push(() => writer.close());
+    tun = capture(tun, writer);
+    lanRx = capture(lanRx, writer);
+    lanTx = capture(lanTx, writer);
+    log.info('capturing forwarded packets', { pcap: config.pcap });
+  }
+  return { tun, lanRx, lanTx, lanMtu, lanInterface };
 }

@@ -6,7 +6,7 @@
  */
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { ExitCode, UserError } from '../util/exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 
 export const LOCK_FILE = 'router.lock';
 

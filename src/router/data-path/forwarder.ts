@@ -23,12 +23,12 @@
  * throws for any input bytes, and the per-packet path allocates nothing: the
  * views, span lists and the arena for released fragments are made once.
  */
-import { CounterSet } from '../metrics/counters.ts';
-import { DEFAULT_HEADROOM, SlotBuffer, SpanList } from '../io/slots.ts';
-import type { PacketSink, PacketSource } from '../io/types.ts';
-import { u32 } from '../wire/bytes.ts';
-import { decapsulate, encapsulate, IPIP_OUTER_LENGTH, IpipInner } from '../wire/ipip.ts';
-import { Ipv4View } from '../wire/ipv4.ts';
+import { CounterSet } from '../../metrics/counters.ts';
+import { DEFAULT_HEADROOM, SlotBuffer, SpanList } from '../../io/slots.ts';
+import type { PacketSink, PacketSource } from '../../io/types.ts';
+import { u32 } from '../../wire/bytes.ts';
+import { decapsulate, encapsulate, IPIP_OUTER_LENGTH, IpipInner } from '../../wire/ipip.ts';
+import { Ipv4View } from '../../wire/ipv4.ts';
 import type { DropReason, TrafficCounter } from './counters.ts';
 import { DROP_REASONS, TRAFFIC_COUNTERS } from './counters.ts';
 import { HELD, InboundDemux } from './inbound-demux.ts';

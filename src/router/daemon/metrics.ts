@@ -25,13 +25,16 @@
  * the TUN), `wan_in` (read from the TUN), `inbound` (tunnelled to hosts),
  * `hairpin`.
  */
+import type { Server as HttpServer } from 'node:http';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { IoStats } from '../io/types.ts';
-import type { LeaseTable } from '../pap/lease-table.ts';
-import type { PapServer } from '../pap/pap-server.ts';
-import { DROP_REASONS } from './counters.ts';
-import type { RouterForwarder } from './forwarder.ts';
-import type { LeaseHolders } from './lease-holders.ts';
+import type { IoStats } from '../../io/types.ts';
+import { newRegistry, startMetricsServer } from '../../metrics/server.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import type { LeaseTable } from '../../pap/lease-table.ts';
+import type { PapServer } from '../../pap/pap-server.ts';
+import { DROP_REASONS } from '../data-path/counters.ts';
+import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { LeaseHolders } from '../data-path/lease-holders.ts';
 import type { LocalCaStats } from './local-ca-service.ts';
 
 export interface RouterMetricSources {
@@ -204,4 +207,24 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
       this.set(Math.floor(pki.stats().crlNextUpdate / 1000));
     },
   });
+}
+
+/** Serves metrics on `listen` (host:port); resolves with the address taken and a close. */
+export async function serveRouterMetrics(
+  sources: RouterMetricSources,
+  listen: string,
+): Promise<{ address: string; close: () => Promise<void> }> {
+  const registry = newRegistry('distnat_router');
+  registerRouterMetrics(registry, sources);
+  let server: HttpServer;
+  try {
+    server = await startMetricsServer(registry, listen);
+  } catch (e) {
+    throw new UserError(`cannot serve metrics on ${listen}: ${(e as Error).message}`, ExitCode.CANTCREATE);
+  }
+  const a = server.address();
+  return {
+    address: a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : listen,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }

@@ -26,8 +26,8 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { randomInt } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
-import { emitPap, PAP_MESSAGE_LENGTH, parsePap, PapStatus } from '../wire/pap.ts';
-import type { PapPeer } from '../pap/transport.ts';
+import { emitPap, PAP_MESSAGE_LENGTH, parsePap, PapStatus } from '../../wire/pap.ts';
+import type { PapPeer } from '../../pap/transport.ts';
 
 /** How long a starting router waits for another router's answer. */
 export const LAN_PROBE_WAIT_MS = 300;

@@ -26,11 +26,11 @@
  * (src, dst, protocol, id) reassembly key, all of which an attacker on the
  * LAN would have to guess for someone else's datagram in flight.
  */
-import { u16, u32 } from '../wire/bytes.ts';
-import { IcmpView, isIcmpErrorType } from '../wire/icmp.ts';
-import { QuotedIpv4View } from '../wire/icmp-quoted.ts';
-import { checkIpv4 } from '../wire/ipv4.ts';
-import { IpProtocol } from '../wire/result.ts';
+import { u16, u32 } from '../../wire/bytes.ts';
+import { IcmpView, isIcmpErrorType } from '../../wire/icmp.ts';
+import { QuotedIpv4View } from '../../wire/icmp-quoted.ts';
+import { checkIpv4 } from '../../wire/ipv4.ts';
+import { IpProtocol } from '../../wire/result.ts';
 import type { DropReason } from './counters.ts';
 import type { LeaseHolders } from './lease-holders.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';

@@ -3,14 +3,14 @@
  * (what was recovered said in the log), and followed by the forwarding
  * tables so that a lease granted is a lease routed.
  */
-import type { RouterConfig } from '../config/router-config.ts';
-import { FileStateDir, LeaseStore } from '../pap/lease-store.ts';
-import { LeaseTable } from '../pap/lease-table.ts';
-import { numericLeaseListener } from '../pap/router-link.ts';
-import type { Clock } from '../util/clock.ts';
-import type { Logger } from '../util/log.ts';
-import { leaseLogger } from './daemon-log.ts';
-import type { LeaseHolders } from './lease-holders.ts';
+import type { RouterConfig } from '../../config/router-config.ts';
+import { FileStateDir, LeaseStore } from '../../pap/lease-store.ts';
+import { LeaseTable } from '../../pap/lease-table.ts';
+import { numericLeaseListener } from '../../pap/router-link.ts';
+import type { Clock } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
+import { leaseLogger } from './log.ts';
+import type { LeaseHolders } from '../data-path/lease-holders.ts';
 
 /** The table, recovered from the journal; its closer (snapshot, close) goes onto `closers`. */
 export function openLeaseTable(

@@ -14,34 +14,35 @@
  *      metrics, timers
  * A failure at any step closes what the earlier steps opened.
  */
-import type { DaemonStatus } from '../control/status.ts';
-import { ExitCode, UserError } from '../util/exit-codes.ts';
-import type { RouterConfig } from '../config/router-config.ts';
-import { controlSocketPath } from '../control/protocol.ts';
-import { socketAnswers } from '../control/server.ts';
-import type { LeaseTable } from '../pap/lease-table.ts';
-import { PapServer } from '../pap/pap-server.ts';
-import type { PapPeer } from '../pap/transport.ts';
-import type { Clock } from '../util/clock.ts';
-import { SystemClock } from '../util/clock.ts';
-import type { Logger } from '../util/log.ts';
-import { ipv4FromString } from '../wire/ipv4.ts';
-import { followLeases, openLeaseTable } from './daemon-leases.ts';
-import { guarded } from './daemon-log.ts';
-import { serveRouterControl, serveRouterMetrics } from './daemon-serving.ts';
-import { openDataPath } from './data-path.ts';
-import type { RouterDevices } from './data-path.ts';
-import { RouterForwarder } from './forwarder.ts';
-import { LeaseHolders } from './lease-holders.ts';
+import type { DaemonStatus } from '../../control/status.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import type { RouterConfig } from '../../config/router-config.ts';
+import { controlSocketPath } from '../../control/protocol.ts';
+import { socketAnswers } from '../../control/server.ts';
+import type { LeaseTable } from '../../pap/lease-table.ts';
+import { PapServer } from '../../pap/pap-server.ts';
+import type { PapPeer } from '../../pap/transport.ts';
+import type { Clock } from '../../util/clock.ts';
+import { SystemClock } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
+import { ipv4FromString } from '../../wire/ipv4.ts';
+import { followLeases, openLeaseTable } from './leases.ts';
+import { guarded } from './log.ts';
+import { serveRouterControl } from './control.ts';
+import { serveRouterMetrics } from './metrics.ts';
+import { openDaemonDevices } from './devices.ts';
+import type { RouterDevices } from './devices.ts';
+import { RouterForwarder } from '../data-path/forwarder.ts';
+import { LeaseHolders } from '../data-path/lease-holders.ts';
 import { lanBroadcastOf } from './lan-probe.ts';
 import { LocalCaService } from './local-ca-service.ts';
 import { startMaintenance } from './maintenance.ts';
 import { answerLanProbes, openPapIcmp, openPapUdp, refuseOtherRouterOnLan } from './pap-transports.ts';
-import { routerStatus, type RouterStatusSources } from './router-status.ts';
+import { routerStatus, type RouterStatusSources } from './status.ts';
 import { StateLock } from './state-lock.ts';
-import { RouterTables } from './tables/router-tables.ts';
+import { RouterTables } from '../data-path/tables/router-tables.ts';
 
-export type { RouterDevices } from './data-path.ts';
+export type { RouterDevices } from './devices.ts';
 
 export interface StartRouterOptions {
   readonly clock?: Clock;
@@ -117,7 +118,7 @@ export async function startRouter(
     const broadcast = opts.devices === undefined ? lanBroadcastOf(config.lanAddress) : undefined;
     if (broadcast !== undefined) await refuseOtherRouterOnLan(config.lanAddress, broadcast, udpPort);
 
-    const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDataPath(config, opts.devices, log, closers);
+    const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
 
     // Leases, recovered from the journal; the forwarding tables follow them.
     const table = openLeaseTable(config, clock, log, closers);

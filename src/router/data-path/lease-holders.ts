@@ -1,4 +1,4 @@
-import type { NumericLeaseBlock, NumericLeaseSink } from '../pap/router-link.ts';
+import type { NumericLeaseBlock, NumericLeaseSink } from '../../pap/router-link.ts';
 import type { BlockChange } from './tables/block-ledger.ts';
 import type { RouterTables } from './tables/router-tables.ts';
 

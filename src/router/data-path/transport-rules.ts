@@ -3,8 +3,8 @@
  * how many bytes a first fragment must hold, and which ICMP messages carry a
  * query identifier.
  */
-import { IcmpType } from '../wire/icmp.ts';
-import { IpProtocol } from '../wire/result.ts';
+import { IcmpType } from '../../wire/icmp.ts';
+import { IpProtocol } from '../../wire/result.ts';
 
 /**
  * Bytes of transport header a datagram (or its first fragment) must hold

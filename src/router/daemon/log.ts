@@ -2,12 +2,12 @@
  * The router daemon's logging helpers: PAP handlers that log instead of
  * throwing, one line per lease event, and a periodic drop summary.
  */
-import type { Lease, LeaseEndReason, LeaseListener } from '../pap/lease.ts';
-import type { PapTransport } from '../pap/transport.ts';
-import type { Logger } from '../util/log.ts';
-import type { DropReason } from './counters.ts';
-import { DROP_REASONS } from './counters.ts';
-import type { RouterForwarder } from './forwarder.ts';
+import type { Lease, LeaseEndReason, LeaseListener } from '../../pap/lease.ts';
+import type { PapTransport } from '../../pap/transport.ts';
+import type { Logger } from '../../util/log.ts';
+import type { DropReason } from '../data-path/counters.ts';
+import { DROP_REASONS } from '../data-path/counters.ts';
+import type { RouterForwarder } from '../data-path/forwarder.ts';
 
 /** A PAP transport whose handlers cannot take the process down: a failed request is logged. */
 export function guarded(t: PapTransport, log: Logger, name: string): PapTransport {

@@ -8,9 +8,9 @@
  * block with privilegeWithdrawn. The answer waits for the CRL that lists
  * them, so whoever asked can fetch it at once.
  */
-import type { WithdrawKind, WithdrawOutcome } from '../control/protocol.ts';
-import type { ResourceKind } from '../util/block.ts';
-import type { Lease } from '../pap/lease.ts';
+import type { WithdrawKind, WithdrawOutcome } from '../../control/protocol.ts';
+import type { ResourceKind } from '../../util/block.ts';
+import type { Lease } from '../../pap/lease.ts';
 import { crlNumberOf } from './local-ca-service.ts';
 import type { LocalCaService } from './local-ca-service.ts';
 

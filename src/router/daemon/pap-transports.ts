@@ -5,14 +5,14 @@
  * and the raw ICMP socket. Each failure becomes a UserError that says what to
  * change.
  */
-import { ExitCode, UserError } from '../util/exit-codes.ts';
-import type { RouterConfig } from '../config/router-config.ts';
-import { IcmpPapTransport } from '../pap/icmp-transport.ts';
-import type { PapServer } from '../pap/pap-server.ts';
-import { UdpPapTransport } from '../pap/udp-transport.ts';
-import type { PacketDevice, PacketSink } from '../io/types.ts';
-import type { Logger } from '../util/log.ts';
-import type { RouterDevices } from './data-path.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import type { RouterConfig } from '../../config/router-config.ts';
+import { IcmpPapTransport } from '../../pap/icmp-transport.ts';
+import type { PapServer } from '../../pap/pap-server.ts';
+import { UdpPapTransport } from '../../pap/udp-transport.ts';
+import type { PacketDevice, PacketSink } from '../../io/types.ts';
+import type { Logger } from '../../util/log.ts';
+import type { RouterDevices } from './devices.ts';
 import { explainOpenError } from './devices.ts';
 import { listenForLanProbes, probeLanForRouter } from './lan-probe.ts';
 

@@ -14,11 +14,11 @@
  * | later fragment                     | (src, dst, proto, id)      | FragmentTable,   |
  * |                                    |                            | else held        |
  */
-import { u16, u32 } from '../wire/bytes.ts';
-import { IcmpView, isIcmpErrorType } from '../wire/icmp.ts';
-import { QuotedIpv4View } from '../wire/icmp-quoted.ts';
-import { checkIpv4 } from '../wire/ipv4.ts';
-import { IpProtocol } from '../wire/result.ts';
+import { u16, u32 } from '../../wire/bytes.ts';
+import { IcmpView, isIcmpErrorType } from '../../wire/icmp.ts';
+import { QuotedIpv4View } from '../../wire/icmp-quoted.ts';
+import { checkIpv4 } from '../../wire/ipv4.ts';
+import { IpProtocol } from '../../wire/result.ts';
 import type { DropReason } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
 import type { RouterTables } from './tables/router-tables.ts';

@@ -13,13 +13,13 @@
  * lapse even when nobody asks.
  */
 import type { Server } from 'node:http';
-import type { StatusTable } from '../control/status.ts';
-import { ExitCode, UserError } from '../util/exit-codes.ts';
-import type { Lease, LeaseEndReason, LeaseListener } from '../pap/lease.ts';
-import { CaError, formatRanges, LocalCa, startPkiServer } from '../pki/index.ts';
-import type { IssuedCertificate, LeaseLookup, x509 } from '../pki/index.ts';
-import type { Clock, Timer } from '../util/clock.ts';
-import { SystemClock } from '../util/clock.ts';
+import type { StatusTable } from '../../control/status.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import type { Lease, LeaseEndReason, LeaseListener } from '../../pap/lease.ts';
+import { CaError, formatRanges, LocalCa, startPkiServer } from '../../pki/index.ts';
+import type { IssuedCertificate, LeaseLookup, x509 } from '../../pki/index.ts';
+import type { Clock, Timer } from '../../util/clock.ts';
+import { SystemClock } from '../../util/clock.ts';
 
 /** What the service needs of the router's LeaseTable. */
 export interface LeaseSource extends LeaseLookup {
