@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/config/load.ts';
-import { EngineIpsecStep, inSpiBlocks, ipsecDropOf } from '../../../src/host/ipsec-engine-step.ts';
+import { EngineIpsecStep, inSpiBlocks, ipsecDropOf } from '../../../src/host/data-path/ipsec-engine-step.ts';
 import { buildManualKeying, IpsecEngine, PacketSpan, parseManualKeying } from '../../../src/ipsec/index.ts';
 import type { HeldBlock } from '../../../src/pap/held-block.ts';
 import { mirrorManualKeying } from '../../../src/peer/mirror.ts';

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { SourcePortTranslationTable } from '../../../src/host/translation/sptt.ts';
-import { DEFAULT_TRANSLATION_TIMEOUTS, resolveTimeouts } from '../../../src/host/translation/timeouts.ts';
+import { SourcePortTranslationTable } from '../../../src/host/data-path/translation/sptt.ts';
+import {
+  DEFAULT_TRANSLATION_TIMEOUTS,
+  resolveTimeouts,
+} from '../../../src/host/data-path/translation/timeouts.ts';
 import { FakeClock } from '../../../src/util/clock.ts';
 import { BlockPortSource, ICMP, TCP, UDP } from './packets.ts';
 

@@ -5,8 +5,8 @@
  * the SPD bypasses leaves untouched, forgeries are counted and dropped.
  */
 import { describe, expect, it } from 'vitest';
-import { EngineIpsecStep } from '../../../src/host/ipsec-engine-step.ts';
-import { PacketSpan as StepSpan } from '../../../src/host/ipsec-step.ts';
+import { EngineIpsecStep } from '../../../src/host/data-path/ipsec-engine-step.ts';
+import { PacketSpan as StepSpan } from '../../../src/host/data-path/ipsec-step.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
 import { buildManualKeying, IpsecEngine, parseManualKeying } from '../../../src/ipsec/index.ts';
 import { PeerForwarder } from '../../../src/peer/forwarder.ts';

@@ -19,7 +19,7 @@
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Block } from '../util/block.ts';
+import type { Block } from '../../util/block.ts';
 import type { SysctlAccess } from './sysctl.ts';
 
 export const PORT_RANGE_KEY = 'net/ipv4/ip_local_port_range';

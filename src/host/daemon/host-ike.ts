@@ -20,27 +20,27 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { IkeConfig } from '../config/ike-config.ts';
-import { ikeBypassPolicy } from '../ike/engine-sad.ts';
-import { startIkeService, type IkeService } from '../ike/service.ts';
+import type { IkeConfig } from '../../config/ike-config.ts';
+import { ikeBypassPolicy } from '../../ike/engine-sad.ts';
+import { startIkeService, type IkeService } from '../../ike/service.ts';
 import {
   bindingSelectors,
   hostSelector,
   narrow,
   withoutUdpPort,
   type Ipv4Selector,
-} from '../ike/selectors.ts';
-import { spiAllocatorFromBlocks, type ChildPolicy } from '../ike/policy.ts';
-import { UdpTransport } from '../ike/udp-transport.ts';
-import { IpsecEngine, SecurityAssociationDatabase, SecurityPolicyDatabase } from '../ipsec/index.ts';
-import type { HeldBlock } from '../pap/held-block.ts';
-import type { HostLeases, HostLeasesListener } from '../pap/host-leases.ts';
-import { createCertificateRequest, requestHostCertificate } from '../pki/client.ts';
-import { generateSigningKey, loadSigningKey, type SigningKey } from '../pki/keys.ts';
-import type { Clock, Timer } from '../util/clock.ts';
-import type { Logger } from '../util/log.ts';
-import { EngineIpsecStep, inSpiBlocks } from './ipsec-engine-step.ts';
-import type { LeasedPortPool } from './leased-ports.ts';
+} from '../../ike/selectors.ts';
+import { spiAllocatorFromBlocks, type ChildPolicy } from '../../ike/policy.ts';
+import { UdpTransport } from '../../ike/udp-transport.ts';
+import { IpsecEngine, SecurityAssociationDatabase, SecurityPolicyDatabase } from '../../ipsec/index.ts';
+import type { HeldBlock } from '../../pap/held-block.ts';
+import type { HostLeases, HostLeasesListener } from '../../pap/host-leases.ts';
+import { createCertificateRequest, requestHostCertificate } from '../../pki/client.ts';
+import { generateSigningKey, loadSigningKey, type SigningKey } from '../../pki/keys.ts';
+import type { Clock, Timer } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
+import { EngineIpsecStep, inSpiBlocks } from '../data-path/ipsec-engine-step.ts';
+import type { LeasedPortPool } from '../data-path/leased-ports.ts';
 
 /**
  * The most ESP can add in tunnel mode with the transforms offered by

@@ -19,11 +19,11 @@
  * Both write into a scratch SlotBuffer the forwarder owns: nothing is
  * allocated per packet.
  */
-import { put16, put32, u16 } from '../wire/bytes.ts';
-import { internetChecksum } from '../wire/checksum.ts';
-import { IcmpType, IcmpUnreachableCode } from '../wire/icmp.ts';
-import { nextIpv4Id } from '../wire/ipip.ts';
-import { IpProtocol } from '../wire/result.ts';
+import { put16, put32, u16 } from '../../wire/bytes.ts';
+import { internetChecksum } from '../../wire/checksum.ts';
+import { IcmpType, IcmpUnreachableCode } from '../../wire/icmp.ts';
+import { nextIpv4Id } from '../../wire/ipip.ts';
+import { IpProtocol } from '../../wire/result.ts';
 
 /** RFC 1812 4.3.2.3: an ICMP error holds as much of the original as fits in 576 octets. */
 export const ICMP_ERROR_MAX_LENGTH = 576;

@@ -4,8 +4,8 @@
  * found are kept on disk so a crashed run's originals are restored next time.
  */
 import { join } from 'node:path';
-import type { Logger } from '../util/log.ts';
-import type { LeasedPortPool } from './leased-ports.ts';
+import type { Logger } from '../../util/log.ts';
+import type { LeasedPortPool } from '../data-path/leased-ports.ts';
 import { NativePortRange } from './native-ports.ts';
 import type { SysctlAccess } from './sysctl.ts';
 

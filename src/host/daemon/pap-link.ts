@@ -4,10 +4,10 @@
  * 32/33 from the LAN address. The socket stays open while the agent runs:
  * the router sends its withdraws to where it last heard the host from.
  */
-import type { HostConfig } from '../config/host-config.ts';
-import { IcmpPapTransport } from '../pap/icmp-transport.ts';
-import type { PapTransport } from '../pap/transport.ts';
-import { UdpPapTransport } from '../pap/udp-transport.ts';
+import type { HostConfig } from '../../config/host-config.ts';
+import { IcmpPapTransport } from '../../pap/icmp-transport.ts';
+import type { PapTransport } from '../../pap/transport.ts';
+import { UdpPapTransport } from '../../pap/udp-transport.ts';
 
 export type ClosablePapTransport = PapTransport & { close(): unknown };
 

@@ -1,6 +1,6 @@
 import type { LeasedPortSource } from './translation/leased-port-source.ts';
-import type { HeldBlock } from '../pap/held-block.ts';
-import type { HostLeases, HostLeasesListener } from '../pap/host-leases.ts';
+import type { HeldBlock } from '../../pap/held-block.ts';
+import type { HostLeases, HostLeasesListener } from '../../pap/host-leases.ts';
 
 const PORTS = 65536;
 

@@ -5,9 +5,9 @@
 import type { Server } from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
-import type { DaemonStatus } from '../control/status.ts';
-import { controlSocketPath } from '../control/protocol.ts';
-import { startControlServer } from '../control/server.ts';
+import type { DaemonStatus } from '../../control/status.ts';
+import { controlSocketPath } from '../../control/protocol.ts';
+import { startControlServer } from '../../control/server.ts';
 
 /** True when something listens on the Unix socket at `path` (a live agent, not a stale file). */
 function answers(path: string): Promise<boolean> {

@@ -9,31 +9,32 @@
  * held (drops counted as 'no-lease'): a packet from a port the router does
  * not know this host by would be dropped there anyway.
  */
-import type { DaemonStatus } from '../control/status.ts';
-import type { HostConfig } from '../config/host-config.ts';
-import { readIkeConfig } from '../config/ike-config.ts';
-import { readManualKeying } from '../ipsec/index.ts';
-import { HostLeases } from '../pap/host-leases.ts';
-import { PapClient } from '../pap/pap-client.ts';
-import type { RetransmitPolicy } from '../pap/pap-client.ts';
-import type { PapTransport } from '../pap/transport.ts';
-import type { Clock } from '../util/clock.ts';
-import { SystemClock } from '../util/clock.ts';
-import type { Logger } from '../util/log.ts';
-import { ipv4FromString } from '../wire/ipv4.ts';
-import { refuseSecondAgent, serveAgentControl } from './agent-control.ts';
-import { openAgentDevices } from './agent-devices.ts';
-import { agentStatus, serveAgentMetrics } from './agent-status.ts';
-import type { HostAgentParts } from './agent-status.ts';
+import type { DaemonStatus } from '../../control/status.ts';
+import type { HostConfig } from '../../config/host-config.ts';
+import { readIkeConfig } from '../../config/ike-config.ts';
+import { readManualKeying } from '../../ipsec/index.ts';
+import { HostLeases } from '../../pap/host-leases.ts';
+import { PapClient } from '../../pap/pap-client.ts';
+import type { RetransmitPolicy } from '../../pap/pap-client.ts';
+import type { PapTransport } from '../../pap/transport.ts';
+import type { Clock } from '../../util/clock.ts';
+import { SystemClock } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
+import { ipv4FromString } from '../../wire/ipv4.ts';
+import { refuseSecondAgent, serveAgentControl } from './control.ts';
+import { openAgentDevices } from './devices.ts';
+import { agentStatus } from './status.ts';
+import { serveAgentMetrics } from './metrics.ts';
+import type { HostAgentParts } from './status.ts';
 import type { HostDevices } from './devices.ts';
-import { HostForwarder } from './forwarder.ts';
+import { HostForwarder } from '../data-path/forwarder.ts';
 import { HostIke } from './host-ike.ts';
 import { startHousekeeping } from './housekeeping.ts';
-import { EngineIpsecStep } from './ipsec-engine-step.ts';
-import type { IpsecStep } from './ipsec-step.ts';
+import { EngineIpsecStep } from '../data-path/ipsec-engine-step.ts';
+import type { IpsecStep } from '../data-path/ipsec-step.ts';
 import { leaseEventListener } from './lease-events.ts';
 import { LeaseWaiters } from './lease-waiters.ts';
-import { LeasedPortPool } from './leased-ports.ts';
+import { LeasedPortPool } from '../data-path/leased-ports.ts';
 import { manualKeying, spisToLease } from './manual-keying.ts';
 import { beginNativeMode } from './native-mode.ts';
 import type { NativeMode } from './native-mode.ts';
@@ -41,9 +42,9 @@ import { openHostPapTransport } from './pap-link.ts';
 import { releaseBlocks } from './release.ts';
 import { ProcSysctl } from './sysctl.ts';
 import type { SysctlAccess } from './sysctl.ts';
-import { PortTranslator, SourcePortTranslationTable } from './translation/index.ts';
-import type { TranslationTimeouts } from './translation/index.ts';
-import { runUndo } from '../util/undo.ts';
+import { PortTranslator, SourcePortTranslationTable } from '../data-path/translation/index.ts';
+import type { TranslationTimeouts } from '../data-path/translation/index.ts';
+import { runUndo } from '../../util/undo.ts';
 
 export interface StartHostOptions {
   readonly clock?: Clock;

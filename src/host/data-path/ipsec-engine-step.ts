@@ -14,9 +14,9 @@
  * step fails closed: protected traffic (and any traffic, since the SPD is
  * not yet known to be complete) is dropped as 'ipsec-no-sa'.
  */
-import type { HeldBlock } from '../pap/held-block.ts';
-import { buildManualKeying, IpsecEngine, PacketSpan as EngineSpan } from '../ipsec/index.ts';
-import type { InboundVerdict, ManualKeyingConfig, OutboundVerdict } from '../ipsec/index.ts';
+import type { HeldBlock } from '../../pap/held-block.ts';
+import { buildManualKeying, IpsecEngine, PacketSpan as EngineSpan } from '../../ipsec/index.ts';
+import type { InboundVerdict, ManualKeyingConfig, OutboundVerdict } from '../../ipsec/index.ts';
 import type { IpsecDropReason, IpsecStep, PacketSpan } from './ipsec-step.ts';
 
 /** How the engine's verdicts fold into the forwarder's four drop reasons (the engine keeps the detail). */

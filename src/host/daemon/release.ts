@@ -1,9 +1,9 @@
 /** The host agent's last word to the router: its blocks given back, the wait for it bounded. */
-import { formatBlock } from '../util/block.ts';
-import type { HeldBlock } from '../pap/held-block.ts';
-import type { PapClient } from '../pap/pap-client.ts';
-import type { Clock, Timer } from '../util/clock.ts';
-import type { Logger } from '../util/log.ts';
+import { formatBlock } from '../../util/block.ts';
+import type { HeldBlock } from '../../pap/held-block.ts';
+import type { PapClient } from '../../pap/pap-client.ts';
+import type { Clock, Timer } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
 
 /**
  * Sends a PAP invalidate for each block and waits for the confirms up

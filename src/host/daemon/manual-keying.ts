@@ -4,11 +4,11 @@
  * every SPI they use (the router demultiplexes ESP by SPI, FIG. 21, so an SA
  * on an SPI outside this host's blocks would never see a packet).
  */
-import { formatBlock } from '../util/block.ts';
-import type { HostLeases } from '../pap/host-leases.ts';
-import type { Logger } from '../util/log.ts';
-import { inSpiBlocks } from './ipsec-engine-step.ts';
-import type { EngineIpsecStep } from './ipsec-engine-step.ts';
+import { formatBlock } from '../../util/block.ts';
+import type { HostLeases } from '../../pap/host-leases.ts';
+import type { Logger } from '../../util/log.ts';
+import { inSpiBlocks } from '../data-path/ipsec-engine-step.ts';
+import type { EngineIpsecStep } from '../data-path/ipsec-engine-step.ts';
 
 /** SPIs leased for a manual keying file when pap.spis does not say (the router's default block). */
 const DEFAULT_SPI_LEASE = 64;

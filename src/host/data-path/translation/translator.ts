@@ -1,7 +1,7 @@
-import { put16, u16, u32 } from '../../wire/bytes.ts';
-import { updateChecksum16, updateUdpChecksum16, verifiesTo0 } from '../../wire/checksum.ts';
-import { isIcmpErrorType } from '../../wire/icmp.ts';
-import { checkQuotedIpv4 } from '../../wire/icmp-quoted.ts';
+import { put16, u16, u32 } from '../../../wire/bytes.ts';
+import { updateChecksum16, updateUdpChecksum16, verifiesTo0 } from '../../../wire/checksum.ts';
+import { isIcmpErrorType } from '../../../wire/icmp.ts';
+import { checkQuotedIpv4 } from '../../../wire/icmp-quoted.ts';
 import type { SourcePortTranslationTable } from './sptt.ts';
 
 /**

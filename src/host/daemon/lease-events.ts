@@ -3,11 +3,11 @@
  * lost or asked for, the translations of a lost port block dropped, and the
  * agent's own reactions (SAs, native range, waiters) called in order.
  */
-import { formatBlock } from '../util/block.ts';
-import type { HeldBlock } from '../pap/held-block.ts';
-import type { BlockLossReason, HostLeases, HostLeasesListener } from '../pap/host-leases.ts';
-import type { Logger } from '../util/log.ts';
-import type { SourcePortTranslationTable } from './translation/index.ts';
+import { formatBlock } from '../../util/block.ts';
+import type { HeldBlock } from '../../pap/held-block.ts';
+import type { BlockLossReason, HostLeases, HostLeasesListener } from '../../pap/host-leases.ts';
+import type { Logger } from '../../util/log.ts';
+import type { SourcePortTranslationTable } from '../data-path/translation/index.ts';
 
 export interface LeaseEventOptions {
   readonly log: Logger;

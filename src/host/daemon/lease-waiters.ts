@@ -1,5 +1,5 @@
 /** Callers of the host agent's whenLeased(), woken when a port block is gained or their time is up. */
-import type { Clock } from '../util/clock.ts';
+import type { Clock } from '../../util/clock.ts';
 
 export class LeaseWaiters {
   readonly #waiters = new Set<() => void>();

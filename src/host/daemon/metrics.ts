@@ -3,14 +3,17 @@
  * counters when scraped (collect callbacks), so the packet path counts only
  * in its typed arrays and pays nothing for Prometheus.
  */
+import type { Server as HttpServer } from 'node:http';
+import { newRegistry, startMetricsServer } from '../../metrics/server.ts';
+import type { HostAgentParts } from './status.ts';
 import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
-import type { IoStats } from '../io/types.ts';
-import type { HostForwarder } from './forwarder.ts';
-import type { LeasedPortPool } from './leased-ports.ts';
-import type { SourcePortTranslationTable } from './translation/sptt.ts';
-import type { PortTranslator } from './translation/translator.ts';
-import type { PapClientCounters } from '../pap/pap-client.ts';
+import type { IoStats } from '../../io/types.ts';
+import type { HostForwarder } from '../data-path/forwarder.ts';
+import type { LeasedPortPool } from '../data-path/leased-ports.ts';
+import type { SourcePortTranslationTable } from '../data-path/translation/sptt.ts';
+import type { PortTranslator } from '../data-path/translation/translator.ts';
+import type { PapClientCounters } from '../../pap/pap-client.ts';
 
 export interface HostMetricSources {
   readonly forwarder: HostForwarder;
@@ -130,4 +133,28 @@ export function registerHostMetrics(registry: Registry, s: HostMetricSources): v
       this.set(s.sptt.size);
     },
   });
+}
+
+/** Serves the agent's metrics on `listen` (host:port); resolves with the server and the address it took. */
+export async function serveAgentMetrics(
+  p: HostAgentParts,
+  listen: string,
+): Promise<{ server: HttpServer; address: string }> {
+  const registry = newRegistry('distnat_host');
+  const keyedStep = p.engineStep ?? p.ike?.step;
+  registerHostMetrics(registry, {
+    forwarder: p.forwarder,
+    translator: p.translator,
+    sptt: p.sptt,
+    ports: p.ports,
+    pap: () => p.client.counters,
+    io: p.io,
+    ...(keyedStep !== undefined && {
+      ipsec: () => keyedStep.counters(),
+      ipsecSas: () => keyedStep.engine?.sad.all().length ?? 0,
+    }),
+  });
+  const server = await startMetricsServer(registry, listen);
+  const a = server.address();
+  return { server, address: a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : listen };
 }

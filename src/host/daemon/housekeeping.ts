@@ -3,12 +3,12 @@
  * table's expiry sweep, the port pool's refresh, and saying so when no
  * lease comes (after 5 s, then less and less often, up to once a minute).
  */
-import type { PapClient } from '../pap/pap-client.ts';
-import type { Clock, Timer } from '../util/clock.ts';
-import type { Logger } from '../util/log.ts';
-import type { HostForwarder } from './forwarder.ts';
-import type { LeasedPortPool } from './leased-ports.ts';
-import type { SourcePortTranslationTable } from './translation/index.ts';
+import type { PapClient } from '../../pap/pap-client.ts';
+import type { Clock, Timer } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
+import type { HostForwarder } from '../data-path/forwarder.ts';
+import type { LeasedPortPool } from '../data-path/leased-ports.ts';
+import type { SourcePortTranslationTable } from '../data-path/translation/index.ts';
 
 const NO_LEASE_LOG_FIRST_MS = 5000;
 const NO_LEASE_LOG_MAX_MS = 60_000;
