@@ -1,8 +1,8 @@
 import type { Argv } from 'yargs';
 import { ConfigError } from '../../config/load.ts';
 import { NativeAddonError } from '../../io/native.ts';
-import { startPeer } from '../../peer/peer.ts';
-import type { Peer } from '../../peer/peer.ts';
+import { startPeer } from '../../peer/daemon/start.ts';
+import type { Peer } from '../../peer/daemon/start.ts';
 import { createLogger } from '../../util/log.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 

@@ -9,7 +9,7 @@ import { ConfigError } from '../../../src/config/load.ts';
 import { EngineIpsecStep, inSpiBlocks, ipsecDropOf } from '../../../src/host/data-path/ipsec-engine-step.ts';
 import { buildManualKeying, IpsecEngine, PacketSpan, parseManualKeying } from '../../../src/ipsec/index.ts';
 import type { HeldBlock } from '../../../src/pap/held-block.ts';
-import { mirrorManualKeying } from '../../../src/peer/mirror.ts';
+import { mirrorManualKeying } from '../../../src/peer/daemon/mirror.ts';
 import { buildOuter, buildTcp, LAN, LEASE_COUNT, LEASE_FIRST, rig, ROUTER } from './forwarder-rig.ts';
 import { get16, SERVER, SHARED } from './packets.ts';
 

@@ -9,8 +9,8 @@ import { EngineIpsecStep } from '../../../src/host/data-path/ipsec-engine-step.t
 import { PacketSpan as StepSpan } from '../../../src/host/data-path/ipsec-step.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
 import { buildManualKeying, IpsecEngine, parseManualKeying } from '../../../src/ipsec/index.ts';
-import { PeerForwarder } from '../../../src/peer/forwarder.ts';
-import { mirrorManualKeying } from '../../../src/peer/mirror.ts';
+import { PeerForwarder } from '../../../src/peer/data-path/forwarder.ts';
+import { mirrorManualKeying } from '../../../src/peer/daemon/mirror.ts';
 import { buildTcp } from '../host/forwarder-rig.ts';
 import { get16, SERVER, SHARED } from '../host/packets.ts';
 

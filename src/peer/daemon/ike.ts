@@ -6,16 +6,16 @@
  * narrowed to the ports their certificates bind (hostToHostPolicy), and a
  * host whose certificate the router revoked is refused once the CRL says so.
  */
-import { addressOf } from '../io/interfaces.ts';
-import { ExitCode, UserError } from '../util/exit-codes.ts';
-import { readPemFile, type IkeConfig } from '../config/ike-config.ts';
-import { loadCertificates } from '../ike/certs.ts';
-import { ikeBypassPolicy } from '../ike/engine-sad.ts';
-import { startIkeService, type IkeService } from '../ike/service.ts';
-import { UdpTransport } from '../ike/udp-transport.ts';
-import type { IpsecEngine } from '../ipsec/engine.ts';
-import type { Clock } from '../util/clock.ts';
-import type { Logger } from '../util/log.ts';
+import { addressOf } from '../../io/interfaces.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import { readPemFile, type IkeConfig } from '../../config/ike-config.ts';
+import { loadCertificates } from '../../ike/certs.ts';
+import { ikeBypassPolicy } from '../../ike/engine-sad.ts';
+import { startIkeService, type IkeService } from '../../ike/service.ts';
+import { UdpTransport } from '../../ike/udp-transport.ts';
+import type { IpsecEngine } from '../../ipsec/engine.ts';
+import type { Clock } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
 
 export const PEER_IKE_PORT = 500;
 export const PEER_NATT_PORT = 4500;

@@ -10,10 +10,10 @@
  * Packets are processed in their slots (the TUN's headroom takes the ESP
  * header, the slot's tail the trailer); nothing is allocated per packet.
  */
-import type { IoStats, PacketDevice } from '../io/types.ts';
-import { SpanList } from '../io/slots.ts';
-import { INBOUND_VERDICTS, OUTBOUND_VERDICTS, PacketSpan } from '../ipsec/index.ts';
-import type { IpsecEngine } from '../ipsec/index.ts';
+import type { IoStats, PacketDevice } from '../../io/types.ts';
+import { SpanList } from '../../io/slots.ts';
+import { INBOUND_VERDICTS, OUTBOUND_VERDICTS, PacketSpan } from '../../ipsec/index.ts';
+import type { IpsecEngine } from '../../ipsec/index.ts';
 
 export interface PeerDevices {
   /** The TUN device the kernel routes the remote shared address into. */

@@ -17,31 +17,31 @@
 import { execFileSync } from 'node:child_process';
 import type { Server } from 'node:net';
 import { unlinkSync } from 'node:fs';
-import type { DaemonStatus } from '../control/status.ts';
-import { ExitCode, UserError } from '../util/exit-codes.ts';
-import { controlSocketPath } from '../control/protocol.ts';
-import { startControlServer } from '../control/server.ts';
-import { openRawSender, openRawSocket } from '../io/raw.ts';
-import { openTun } from '../io/tun.ts';
-import { offloadByDefault, OffloadTun } from '../io/offload-tun.ts';
-import type { PacketDevice } from '../io/types.ts';
+import type { DaemonStatus } from '../../control/status.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import { controlSocketPath } from '../../control/protocol.ts';
+import { startControlServer } from '../../control/server.ts';
+import { openRawSender, openRawSocket } from '../../io/raw.ts';
+import { openTun } from '../../io/tun.ts';
+import { offloadByDefault, OffloadTun } from '../../io/offload-tun.ts';
+import type { PacketDevice } from '../../io/types.ts';
 import {
   buildManualKeying,
   IpsecEngine,
   readManualKeying,
   SecurityAssociationDatabase,
   SecurityPolicyDatabase,
-} from '../ipsec/index.ts';
-import { readIkeConfig } from '../config/ike-config.ts';
-import type { IkeService } from '../ike/service.ts';
-import { SystemClock, type Clock } from '../util/clock.ts';
-import { addIkeBypass, interfaceAddress, PEER_IKE_PORT, PEER_NATT_PORT, startPeerIke } from './peer-ike.ts';
-import type { ManualKeyingConfig } from '../ipsec/index.ts';
-import type { Logger } from '../util/log.ts';
-import { PeerForwarder } from './forwarder.ts';
-import type { PeerDevices } from './forwarder.ts';
+} from '../../ipsec/index.ts';
+import { readIkeConfig } from '../../config/ike-config.ts';
+import type { IkeService } from '../../ike/service.ts';
+import { SystemClock, type Clock } from '../../util/clock.ts';
+import { addIkeBypass, interfaceAddress, PEER_IKE_PORT, PEER_NATT_PORT, startPeerIke } from './ike.ts';
+import type { ManualKeyingConfig } from '../../ipsec/index.ts';
+import type { Logger } from '../../util/log.ts';
+import { PeerForwarder } from '../data-path/forwarder.ts';
+import type { PeerDevices } from '../data-path/forwarder.ts';
 import { mirrorManualKeying } from './mirror.ts';
-import { runUndo } from '../util/undo.ts';
+import { runUndo } from '../../util/undo.ts';
 
 export interface PeerRoute {
   /** The remote shared address (the distnat router's public address). */

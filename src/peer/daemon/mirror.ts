@@ -5,7 +5,7 @@
  * selectors swapped. Lets the peer run from the same file the host agent
  * loads (`distnat peer --mirror FILE`).
  */
-import type { ManualKeyingConfig } from '../ipsec/index.ts';
+import type { ManualKeyingConfig } from '../../ipsec/index.ts';
 
 const FLIP = { in: 'out', out: 'in', both: 'both' } as const;
 
