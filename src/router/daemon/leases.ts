@@ -1,16 +1,15 @@
 /**
  * The router daemon's lease table: opened on the state directory's journal
- * (what was recovered said in the log), and followed by the forwarding
+ * (what was recovered said in the log), and followed by the data path's
  * tables so that a lease granted is a lease routed.
  */
 import type { RouterConfig } from '../../config/router-config.ts';
 import { FileStateDir, LeaseStore } from '../../pap/lease-store.ts';
 import { LeaseTable } from '../../pap/lease-table.ts';
-import { numericLeaseListener } from '../../pap/router-link.ts';
 import type { Clock } from '../../util/clock.ts';
 import type { Logger } from '../../util/log.ts';
 import { leaseLogger } from './log.ts';
-import type { LeaseHolders } from '../data-path/lease-holders.ts';
+import type { RouterTables } from '../data-path/tables/router-tables.ts';
 
 /** The table, recovered from the journal; its closer (snapshot, close) goes onto `closers`. */
 export function openLeaseTable(
@@ -49,21 +48,35 @@ export function openLeaseTable(
   return table;
 }
 
-/** Enters every lease into the forwarding tables (through `holders`) and logs each lease event. */
-export function followLeases(table: LeaseTable, holders: LeaseHolders, log: Logger): void {
-  const sink = {
-    onLeaseAdded: (b: Parameters<LeaseHolders['onLeaseAdded']>[0]) => {
-      const change = holders.onLeaseAdded(b);
+/**
+ * Makes the data path's tables follow the lease table (a lease granted is a
+ * lease routed, a lease ended is one no longer routed) and logs each lease
+ * event.
+ */
+export function followLeases(table: LeaseTable, tables: RouterTables, log: Logger): void {
+  table.addListener({
+    onLeaseAdded: (lease) => {
+      const change = tables.onLeaseAdded(lease);
       if (change !== 'added' && change !== 'exists')
-        log.error('lease not entered in the tables', { ...b, change });
+        log.error('lease not entered in the tables', {
+          host: lease.host,
+          kind: lease.kind,
+          lowest: lease.lowest,
+          count: lease.count,
+          change,
+        });
     },
-    onLeaseRemoved: (b: Parameters<LeaseHolders['onLeaseRemoved']>[0]) => {
-      const change = holders.onLeaseRemoved(b);
-      if (change !== 'removed') log.warn('lease not found in the tables on removal', { ...b, change });
+    onLeaseRemoved: (lease) => {
+      const change = tables.onLeaseRemoved(lease);
+      if (change !== 'removed')
+        log.warn('lease not found in the tables on removal', {
+          host: lease.host,
+          kind: lease.kind,
+          lowest: lease.lowest,
+          count: lease.count,
+          change,
+        });
     },
-  };
-  table.addListener(
-    numericLeaseListener(sink, (l) => log.warn('lease of a non-IPv4 host not forwarded', { host: l.host })),
-  );
+  });
   table.addListener(leaseLogger(log), false);
 }

@@ -34,13 +34,11 @@ import type { LeaseTable } from '../../pap/lease-table.ts';
 import type { PapServer } from '../../pap/pap-server.ts';
 import { DROP_REASONS } from '../data-path/counters.ts';
 import type { RouterForwarder } from '../data-path/forwarder.ts';
-import type { LeaseHolders } from '../data-path/lease-holders.ts';
 import type { LocalCaStats } from './local-ca-service.ts';
 
 export interface RouterMetricSources {
   readonly forwarder: RouterForwarder;
   readonly leases: LeaseTable;
-  readonly holders: LeaseHolders;
   readonly pap: PapServer;
   readonly devices: Readonly<Record<string, { stats(): IoStats }>>;
   /** The local CA, when the router runs one; its metrics exist only then. */
@@ -115,7 +113,7 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     help: 'Hosts holding at least one block',
     registers,
     collect() {
-      this.set(s.holders.hostCount);
+      this.set(s.forwarder.tables.ownership.hostCount);
     },
   });
   new Gauge({

@@ -33,7 +33,6 @@ import { serveRouterMetrics } from './metrics.ts';
 import { openDaemonDevices } from './devices.ts';
 import type { RouterDevices } from './devices.ts';
 import { RouterForwarder } from '../data-path/forwarder.ts';
-import { LeaseHolders } from '../data-path/lease-holders.ts';
 import { lanBroadcastOf } from './lan-probe.ts';
 import { LocalCaService } from './local-ca-service.ts';
 import { startMaintenance } from './maintenance.ts';
@@ -123,14 +122,12 @@ export async function startRouter(
     // Leases, recovered from the journal; the forwarding tables follow them.
     const table = openLeaseTable(config, clock, log, closers);
     const tables = new RouterTables();
-    const holders = new LeaseHolders(tables);
-    followLeases(table, holders, log);
+    followLeases(table, tables, log);
 
     const forwarder = new RouterForwarder({
       sharedAddress: shared,
       lanAddress: lan,
       tables,
-      holders,
       tun,
       lan: lanTx,
       clock,
@@ -185,7 +182,6 @@ export async function startRouter(
       startedAt,
       forwarder,
       leases: table,
-      holders,
       pap,
       transports,
       devices,
@@ -198,7 +194,7 @@ export async function startRouter(
     let metricsAddress: string | undefined;
     if (config.metrics !== undefined) {
       const metrics = await serveRouterMetrics(
-        { forwarder, leases: table, holders, pap, devices, pki },
+        { forwarder, leases: table, pap, devices, pki },
         config.metrics,
       );
       closers.push(metrics.close);

@@ -11,7 +11,6 @@ import type { LeaseTable } from '../../pap/lease-table.ts';
 import type { PapServer } from '../../pap/pap-server.ts';
 import type { Clock } from '../../util/clock.ts';
 import type { RouterForwarder } from '../data-path/forwarder.ts';
-import type { LeaseHolders } from '../data-path/lease-holders.ts';
 import type { LocalCaService } from './local-ca-service.ts';
 
 /** IAPTT rows printed at most; the rest are counted. */
@@ -23,7 +22,6 @@ export interface RouterStatusSources {
   readonly startedAt: number;
   readonly forwarder: RouterForwarder;
   readonly leases: LeaseTable;
-  readonly holders: LeaseHolders;
   readonly pap: PapServer;
   /** Counters of each PAP transport, by name (udp, icmp). */
   readonly transports: Readonly<Record<string, object>>;
@@ -35,9 +33,13 @@ export interface RouterStatusSources {
 
 const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP' };
 
-function expiresIn(leases: LeaseTable, kind: 'port' | 'spi', first: number, now: number): string {
-  const lease = leases.find(kind, first);
-  return lease === undefined ? '-' : `${Math.max(0, Math.round((lease.expiresAt - now) / 1000))}s`;
+/** FIG. 8 or FIG. 21 rows, lowest value first, from the lease table itself. */
+function blockRows(leases: LeaseTable, kind: 'port' | 'spi', now: number): (string | number)[][] {
+  return leases
+    .leases()
+    .filter((l) => l.kind === kind)
+    .sort((a, b) => a.lowest - b.lowest)
+    .map((l) => [l.host, l.lowest, l.count, `${Math.max(0, Math.round((l.expiresAt - now) / 1000))}s`]);
 }
 
 export function routerStatus(s: RouterStatusSources): DaemonStatus {
@@ -46,16 +48,12 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
   const ports: StatusTable = {
     title: 'FIG. 8  PORT-TO-INTERNAL-NETWORK ADDRESS TABLE (leased ports, also ICMP query ids)',
     columns: ['INTERNAL NETWORK ADDRESS', 'LOWEST PORT', 'NUMBER OF PORTS', 'LEASE LEFT'],
-    rows: tables.ports
-      .rows()
-      .map((r) => [r.address, r.first, r.count, expiresIn(s.leases, 'port', r.first, now)]),
+    rows: blockRows(s.leases, 'port', now),
   };
   const spis: StatusTable = {
     title: 'FIG. 21  SPI-TO-INTERNAL-NETWORK ADDRESS TABLE',
     columns: ['INTERNAL NETWORK ADDRESS', 'LOWEST SPI', 'NUMBER OF SPIs', 'LEASE LEFT'],
-    rows: tables.spis
-      .rows()
-      .map((r) => [r.address, r.first, r.count, expiresIn(s.leases, 'spi', r.first, now)]),
+    rows: blockRows(s.leases, 'spi', now),
   };
   const all = tables.iaptt.rows();
   const flowRows: (string | number)[][] = all
@@ -86,7 +84,7 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
       ...s.summary,
       epoch: s.leases.epoch,
       uptime: `${Math.round((now - s.startedAt) / 1000)}s`,
-      'hosts with leases': s.holders.hostCount,
+      'hosts with leases': tables.ownership.hostCount,
       flows: all.length,
       ...s.pki?.summary(),
     },
@@ -115,7 +113,7 @@ export function routerCounters(s: RouterStatusSources): Record<string, number> {
   put('fragments.hold', tables.held.counters);
   out['fragments.live'] = tables.fragments.size;
   out['fragments.held_now'] = tables.held.size;
-  out['tables.lease_rejected'] = tables.counters.leaseRejected;
+  out['tables.lease_rejected'] = tables.ownership.counters.rejected;
   out['tables.outbound_sas'] = f.outboundSas.size;
   for (const [name, d] of Object.entries(s.devices)) put(`io.${name}`, d.stats());
   if (s.pki !== undefined) {

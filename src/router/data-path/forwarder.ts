@@ -23,7 +23,6 @@ import { IPIP_OUTER_LENGTH } from '../../wire/ipip.ts';
 import type { DropReason, TrafficCounter } from './counters.ts';
 import { DROP_REASONS, TRAFFIC_COUNTERS } from './counters.ts';
 import { RouterInbound } from './inbound.ts';
-import type { LeaseHolderSet } from './outbound-check.ts';
 import { OutboundCheck } from './outbound-check.ts';
 import { OutboundSaTable } from './outbound-sa.ts';
 import { RouterOutbound } from './outbound.ts';
@@ -35,8 +34,6 @@ export interface RouterForwarderOptions {
   /** The router's LAN address: outer destination of hosts' tunnels, outer source of the router's. */
   readonly lanAddress: number;
   readonly tables: RouterTables;
-  /** Which hosts hold any lease (LeaseHolders). */
-  readonly holders: LeaseHolderSet;
   /** Where inner datagrams go out: the TUN, whose kernel side forwards them to the WAN. */
   readonly tun: PacketSink;
   /** Where IP-in-IP datagrams for hosts go: an IPPROTO_RAW sender on the LAN. */
@@ -77,7 +74,7 @@ export class RouterForwarder {
     this.#outbound = new RouterOutbound({
       sharedAddress: shared,
       lanAddress: o.lanAddress,
-      check: new OutboundCheck(shared, o.tables, o.holders, this.outboundSas),
+      check: new OutboundCheck(shared, o.tables, this.outboundSas),
       inbound: this.#inbound,
       tun: o.tun,
       ...counters,

@@ -115,7 +115,7 @@ export class InboundDemux {
       case IpProtocol.TCP:
       case IpProtocol.UDP: {
         const port = u16(buf, t + 2);
-        const owner = tables.ports.ownerOf(port);
+        const owner = tables.ownership.portOwner(port);
         if (owner === 0) return this.#drop('no-owner');
         tables.iaptt.touch(protocol, port, owner, now);
         return owner;
@@ -133,7 +133,7 @@ export class InboundDemux {
 
   #spiOwner(spi: number): number {
     if (spi < FIRST_LEASABLE_SPI) return this.#drop('reserved-spi');
-    const owner = this.#tables.spis.ownerOf(spi);
+    const owner = this.#tables.ownership.spiOwner(spi);
     return owner === 0 ? this.#drop('no-owner') : owner;
   }
 
@@ -144,7 +144,7 @@ export class InboundDemux {
       // Requests from outside are demultiplexed by identifier too: the host
       // that owns it answers, keeping the identifier (docs/tables.md).
       const id = u16(buf, t + 4);
-      const owner = tables.ports.ownerOfIcmpId(id);
+      const owner = tables.ownership.icmpIdOwner(id);
       if (owner === 0) return this.#drop('no-owner');
       tables.iaptt.touch(IpProtocol.ICMP, id, owner, now);
       return owner;
@@ -161,10 +161,10 @@ export class InboundDemux {
     switch (q.protocol) {
       case IpProtocol.TCP:
       case IpProtocol.UDP:
-        owner = tables.ports.ownerOf(q.sourcePort);
+        owner = tables.ownership.portOwner(q.sourcePort);
         break;
       case IpProtocol.ICMP:
-        if (isIcmpQuery(q.icmpType)) owner = tables.ports.ownerOfIcmpId(q.icmpIdentifier);
+        if (isIcmpQuery(q.icmpType)) owner = tables.ownership.icmpIdOwner(q.icmpIdentifier);
         break;
       case IpProtocol.ESP:
         owner = this.#sas.ownerOf(q.dst, IpProtocol.ESP, q.espSpi, now);

@@ -32,26 +32,23 @@ import { QuotedIpv4View } from '../../wire/icmp-quoted.ts';
 import { checkIpv4 } from '../../wire/ipv4.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import type { DropReason } from './counters.ts';
-import type { LeaseHolders } from './lease-holders.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
+import type { LeaseOwnership } from './tables/lease-ownership.ts';
 import type { RouterTables } from './tables/router-tables.ts';
 import { isIcmpQuery, transportMinimum } from './transport-rules.ts';
-
-/** What the check needs to know about leases beyond the tables. */
-export type LeaseHolderSet = Pick<LeaseHolders, 'holds'>;
 
 export class OutboundCheck {
   readonly #shared: number;
   readonly #tables: RouterTables;
-  readonly #holders: LeaseHolderSet;
+  readonly #owners: LeaseOwnership;
   readonly #sas: OutboundSaTable;
   readonly #icmpView = new IcmpView();
   readonly #quoted = new QuotedIpv4View();
 
-  constructor(sharedAddress: number, tables: RouterTables, holders: LeaseHolderSet, sas: OutboundSaTable) {
+  constructor(sharedAddress: number, tables: RouterTables, sas: OutboundSaTable) {
     this.#shared = sharedAddress >>> 0;
     this.#tables = tables;
-    this.#holders = holders;
+    this.#owners = tables.ownership;
     this.#sas = sas;
   }
 
@@ -71,7 +68,7 @@ export class OutboundCheck {
     const fragmentOffset = frag & 0x1fff;
     if (fragmentOffset !== 0) {
       if (fragmentOffset === 1 && protocol === IpProtocol.TCP) return 'overlapping-fragment';
-      return this.#holders.holds(host) ? null : 'no-lease';
+      return this.#owners.holds(host) ? null : 'no-lease';
     }
     if (tlen < transportMinimum(protocol))
       return (frag & 0x2000) !== 0 ? 'tiny-fragment' : 'transport-truncated';
@@ -80,7 +77,7 @@ export class OutboundCheck {
       case IpProtocol.TCP:
       case IpProtocol.UDP: {
         const port = u16(buf, t);
-        if (!tables.ports.owns(host, port)) return 'spoofed-port';
+        if (!this.#owners.owns(host, port)) return 'spoofed-port';
         tables.iaptt.touch(protocol, port, host, now);
         return null;
       }
@@ -88,7 +85,7 @@ export class OutboundCheck {
         return this.#icmpCheck(buf, t, tlen, host, now);
       case IpProtocol.ESP:
       case IpProtocol.AH: {
-        if (!this.#holders.holds(host)) return 'no-lease';
+        if (!this.#owners.holds(host)) return 'no-lease';
         const spi = u32(buf, protocol === IpProtocol.ESP ? t : t + 4);
         this.#sas.learn(u32(buf, off + 16), protocol, spi, host, now);
         return null;
@@ -103,7 +100,7 @@ export class OutboundCheck {
     const tables = this.#tables;
     if (isIcmpQuery(type)) {
       const id = u16(buf, t + 4);
-      if (!tables.ports.owns(host, id)) return 'spoofed-port';
+      if (!this.#owners.owns(host, id)) return 'spoofed-port';
       tables.iaptt.touch(IpProtocol.ICMP, id, host, now);
       return null;
     }
@@ -113,20 +110,20 @@ export class OutboundCheck {
     const q = this.#quoted.wrapQuoted(this.#icmpView.wrap(buf, t, tlen));
     if (q.check() !== null) return 'icmp-error-malformed';
     if (q.dst !== this.#shared) return 'icmp-error-not-ours';
-    if (!q.isFirstFragment) return this.#holders.holds(host) ? null : 'no-lease';
+    if (!q.isFirstFragment) return this.#owners.holds(host) ? null : 'no-lease';
     switch (q.protocol) {
       case IpProtocol.TCP:
       case IpProtocol.UDP:
-        return tables.ports.owns(host, q.destinationPort) ? null : 'spoofed-port';
+        return this.#owners.owns(host, q.destinationPort) ? null : 'spoofed-port';
       case IpProtocol.ICMP:
-        if (isIcmpQuery(q.icmpType)) return tables.ports.owns(host, q.icmpIdentifier) ? null : 'spoofed-port';
-        return this.#holders.holds(host) ? null : 'no-lease';
+        if (isIcmpQuery(q.icmpType)) return this.#owners.owns(host, q.icmpIdentifier) ? null : 'spoofed-port';
+        return this.#owners.holds(host) ? null : 'no-lease';
       case IpProtocol.ESP:
-        return tables.spis.ownerOf(q.espSpi) === host ? null : 'spoofed-port';
+        return this.#owners.spiOwner(q.espSpi) === host ? null : 'spoofed-port';
       case IpProtocol.AH:
-        return tables.spis.ownerOf(q.ahSpi) === host ? null : 'spoofed-port';
+        return this.#owners.spiOwner(q.ahSpi) === host ? null : 'spoofed-port';
       default:
-        return this.#holders.holds(host) ? null : 'no-lease';
+        return this.#owners.holds(host) ? null : 'no-lease';
     }
   }
 }

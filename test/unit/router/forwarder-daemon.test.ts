@@ -153,7 +153,7 @@ describe('startRouter', () => {
     expect(existsSync(join(stateDir, 'router.lock'))).toBe(false);
     const second = await start(stateDir);
     expect(second.router.leases.epoch).toBe(lease.epoch);
-    expect(second.router.forwarder.tables.ports.ownerOf(lease.lowest)).toBe(HOST);
+    expect(second.router.forwarder.tables.ownership.portOwner(lease.lowest)).toBe(HOST);
     expect(second.lines.some((l) => l.message === 'leases recovered' && l.leases === 1)).toBe(true);
   });
 

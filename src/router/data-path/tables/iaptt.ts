@@ -1,4 +1,4 @@
-import { formatIpv4 } from './block-ledger.ts';
+import { ipv4ToString } from '../../../wire/ipv4.ts';
 
 /**
  * The router's IP address translation table, IAPTT (FIG. 12, layout 160):
@@ -162,7 +162,7 @@ export class Iaptt {
         out.push({
           port: p,
           host,
-          address: formatIpv4(host),
+          address: ipv4ToString(host),
           protocol: PROTOCOL_OF_SLOT[s]!,
           lastUse: this.stamps[i]!,
         });

@@ -1,30 +1,12 @@
-import type { BlockChange } from './block-ledger.ts';
+import { ipv4FromString } from '../../../wire/ipv4.ts';
 import { FragmentTable } from './fragment-table.ts';
 import type { FragmentTableOptions } from './fragment-table.ts';
 import { FragmentHold } from './fragment-hold.ts';
 import type { FragmentHoldOptions } from './fragment-hold.ts';
 import { Iaptt, DEFAULT_IAPTT_IDLE } from './iaptt.ts';
 import type { IapttIdle } from './iaptt.ts';
-import { PortTable } from './port-table.ts';
-import { SpiTable } from './spi-table.ts';
-
-/**
- * A block leased or withdrawn by the PAP server. `host` is the internal IPv4
- * address as an unsigned 32-bit integer. (Declared here by shape; the PAP
- * module's lease events have the same fields.)
- */
-export interface LeaseBlock {
-  readonly host: number;
-  readonly kind: 'port' | 'spi';
-  readonly first: number;
-  readonly count: number;
-}
-
-/** What the PAP server calls as leases come and go. */
-export interface LeaseListener {
-  onLeaseAdded(lease: LeaseBlock): void;
-  onLeaseRemoved(lease: LeaseBlock): void;
-}
+import { LeaseOwnership } from './lease-ownership.ts';
+import type { LeasedBlock, OwnershipChange } from './lease-ownership.ts';
 
 export interface RouterTablesOptions {
   readonly maxSpis?: number;
@@ -33,54 +15,43 @@ export interface RouterTablesOptions {
   readonly hold?: FragmentHoldOptions;
 }
 
-export interface RouterTablesCounters {
-  /** Lease events that changed nothing (overlap, out of range, full, or a removal of something not owned). */
-  leaseRejected: number;
-}
-
 /**
- * The router's lookup tables, kept in step with PAP's leases: FIG. 8 (ports,
- * and ICMP ids), FIG. 21 (SPIs), FIG. 12 (IAPTT) and the fragment tables.
- * The forwarding loop reads the tables directly; this class only routes
- * lease events to them so that a withdrawn block also leaves the IAPTT.
+ * The tables the router's packets touch: who owns each port, ICMP id and
+ * SPI (FIG. 8, FIG. 21: LeaseOwnership), the flows in use (FIG. 12: IAPTT)
+ * and the fragment tables. This is the lease table's one listener on the
+ * data path (register it with LeaseTable.addListener): a lease event enters
+ * the ownership index, and a block that ends also leaves the IAPTT and, when
+ * its host holds nothing more, the fragment table.
  */
-export class RouterTables implements LeaseListener {
-  readonly ports = new PortTable();
-  readonly spis: SpiTable;
+export class RouterTables {
+  readonly ownership: LeaseOwnership;
   readonly iaptt: Iaptt;
   readonly fragments: FragmentTable;
   readonly held: FragmentHold;
-  readonly counters: RouterTablesCounters = { leaseRejected: 0 };
 
   constructor(options: RouterTablesOptions = {}) {
-    this.spis = new SpiTable(options.maxSpis);
+    this.ownership = new LeaseOwnership(options.maxSpis);
     this.iaptt = new Iaptt(options.idle ?? DEFAULT_IAPTT_IDLE);
     this.fragments = new FragmentTable(options.fragments);
     this.held = new FragmentHold(options.hold);
   }
 
-  /** Enters a leased block. Returns what happened (the listener contract ignores it; tests and logs use it). */
-  onLeaseAdded(lease: LeaseBlock): BlockChange {
-    const table = lease.kind === 'port' ? this.ports : this.spis;
-    const change = table.addBlock(lease.host, lease.first, lease.count);
-    if (change !== 'added' && change !== 'exists') this.counters.leaseRejected++;
-    return change;
+  /** Enters a leased block. Returns what happened (the listener contract ignores it; the log and tests use it). */
+  onLeaseAdded(lease: LeasedBlock): OwnershipChange {
+    return this.ownership.onLeaseAdded(lease);
   }
 
   /** Withdraws a block, and for ports also the IAPTT rows the host had in it. */
-  onLeaseRemoved(lease: LeaseBlock): BlockChange {
-    const table = lease.kind === 'port' ? this.ports : this.spis;
-    const change = table.removeBlock(lease.host, lease.first, lease.count);
-    if (change !== 'removed') this.counters.leaseRejected++;
-    else if (lease.kind === 'port') this.iaptt.clearPorts(lease.first, lease.count, lease.host);
+  onLeaseRemoved(lease: LeasedBlock): OwnershipChange {
+    const change = this.ownership.onLeaseRemoved(lease);
+    if (change !== 'removed') return change;
+    const own = this.ownership;
+    // The event names the host as text; the tables key it as a number, which
+    // a removal that took something away proves it has.
+    const host = ipv4FromString(lease.host)!;
+    if (lease.kind === 'port') this.iaptt.clearPorts(lease.lowest, lease.count, host);
+    // A host with nothing left has no datagram in flight worth finishing.
+    if (!own.holds(host)) this.fragments.forgetOwner(host);
     return change;
-  }
-
-  /** Forgets a host entirely (PAP saw it go). */
-  removeHost(host: number): void {
-    for (const row of this.ports.blocksOf(host)) this.iaptt.clearPorts(row.first, row.count, host);
-    this.ports.removeHost(host);
-    this.spis.removeHost(host);
-    this.fragments.forgetOwner(host);
   }
 }

@@ -100,6 +100,12 @@ export class U32Map {
     return this.count + n <= this.limit;
   }
 
+  /** Calls `f` for every entry, in no particular order. `f` must not change the map. */
+  forEach(f: (key: number, value: number) => void): void {
+    const keys = this.keys;
+    for (let i = 0; i < keys.length; i++) if (keys[i] !== 0) f(keys[i]!, this.values[i]!);
+  }
+
   clear(): void {
     this.keys.fill(0);
     this.values.fill(0);
