@@ -1,9 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError } from '../config/load.ts';
 import { ExitCode, UserError } from '../util/exit-codes.ts';
-import { commands } from './commands/index.ts';
-import { withdrawCommand } from './commands/withdraw.ts';
+import { registerCommands } from './commands/index.ts';
 
 /**
  * `distnat`: one command with a subcommand per role. Errors meant for people
@@ -33,15 +31,11 @@ export async function main(args: string[]): Promise<number> {
       y.showHelp();
       throw new UserError(`\n${msg}`, ExitCode.USAGE);
     });
-  for (const add of [...commands, withdrawCommand]) cli = add(cli);
+  cli = await registerCommands(cli, args.find((a) => !a.startsWith('-')));
   try {
     await cli.parseAsync();
     return process.exitCode === undefined ? ExitCode.OK : Number(process.exitCode);
   } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`distnat: ${e.message}\n`);
-      return ExitCode.CONFIG;
-    }
     if (e instanceof UserError) {
       process.stderr.write(`distnat: ${e.message.replace(/^\n/, '')}\n`);
       return e.exitCode;

@@ -1,20 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-
-/**
- * A configuration problem a person can fix: which file, which field, what was
- * there, what was expected. Raised before anything starts.
- */
-export class ConfigError extends Error {
-  constructor(
-    readonly file: string,
-    readonly problems: readonly string[],
-  ) {
-    super(`${file}: invalid configuration\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
+import { ConfigError } from './config-error.ts';
 
 function describeValue(v: unknown): string {
   if (v === undefined) return 'nothing';

@@ -4,7 +4,9 @@
  * The numbers both sides share are checked against the binding's own at
  * load, and the binding's version guards against a stale build.
  */
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Batch reader in native-setup/addon/src/poller.cc. */
@@ -141,8 +143,21 @@ export function layoutDifferences(reported: unknown): string[] {
   return out;
 }
 
-const ADDON_DIR = fileURLToPath(new URL('../../native-setup/addon/', import.meta.url));
-const ADDON_PATH = `${ADDON_DIR}build/Release/distnat_native.node`;
+/**
+ * The addon is built inside the package, beside src/ and dist/: found by
+ * walking up from this module, which may be src/io/native.ts (tests, tsx) or
+ * a chunk of dist/ (the built command).
+ */
+function addonDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'native-setup', 'addon', 'binding.gyp')))
+      return join(dir, 'native-setup', 'addon') + '/';
+    const up = dirname(dir);
+    if (up === dir) return fileURLToPath(new URL('../../native-setup/addon/', import.meta.url));
+    dir = up;
+  }
+}
 
 /** Thrown when the binding is missing or out of date; says how to build it. */
 export class NativeAddonError extends Error {
@@ -154,7 +169,7 @@ let cached: NativeBinding | undefined;
 /** The native binding; throws NativeAddonError with build instructions if it is not built. */
 export function loadNative(): NativeBinding {
   if (cached) return cached;
-  const path = process.env.DISTNAT_NATIVE_ADDON ?? ADDON_PATH;
+  const path = process.env.DISTNAT_NATIVE_ADDON ?? `${addonDir()}build/Release/distnat_native.node`;
   let binding: NativeBinding;
   try {
     binding = createRequire(import.meta.url)(path) as NativeBinding;

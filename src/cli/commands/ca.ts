@@ -1,11 +1,11 @@
 import type { Argv } from 'yargs';
+import type { CommandMeta } from './index.ts';
 import { createCaCommands } from './ca-create.ts';
 import { hostCertificateCommands } from './ca-host-cert.ts';
 import { issuePeerCommand } from './ca-issue-peer.ts';
 import { revokeCommands } from './ca-revoke.ts';
 import { showCommand } from './ca-show.ts';
 
-export { parseRanges } from './ca-common.ts';
 
 /**
  * `distnat ca ...`: the root CA (the patent's higher certificate authority),
@@ -13,8 +13,8 @@ export { parseRanges } from './ca-common.ts';
  * hierarchy and every field.
  */
 
-export function caCommand(y: Argv) {
-  return y.command('ca <command>', 'root CA, local CA and host certificates (the router as local CA)', (a) =>
+export function caCommand(y: Argv, meta: CommandMeta) {
+  return y.command(meta.usage, meta.describe, (a) =>
     // In the order help lists them.
     [issuePeerCommand, createCaCommands, hostCertificateCommands, showCommand, revokeCommands]
       .reduce<Argv>((b, register) => register(b), a)

@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
+import type { CommandMeta } from './index.ts';
 import { HostConfigSchema } from '../../config/host-config.ts';
 import type { HostConfig } from '../../config/host-config.ts';
-import { ConfigError, readConfigFile, validateConfig } from '../../config/load.ts';
+import { ConfigError } from '../../config/config-error.ts';
+import { readConfigFile, validateConfig } from '../../config/load.ts';
 import { startHost } from '../../host/daemon/start.ts';
 import type { HostAgent } from '../../host/daemon/start.ts';
 import { addressOf } from '../../io/interfaces.ts';
@@ -131,10 +133,10 @@ function explain(e: unknown, config: HostConfig): unknown {
   return e;
 }
 
-export function hostCommand(y: Argv) {
+export function hostCommand(y: Argv, meta: CommandMeta) {
   return y.command(
-    'host',
-    'run the host agent: lease ports from the router (PAP) and tunnel through it (patent network device 14/18)',
+    meta.usage,
+    meta.describe,
     (a) =>
       a
         .option('config', { type: 'string', describe: 'YAML or JSON configuration file (flags override it)' })

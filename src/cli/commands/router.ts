@@ -1,4 +1,5 @@
 import type { Argv } from 'yargs';
+import type { CommandMeta } from './index.ts';
 import { readConfigFile, validateConfig } from '../../config/load.ts';
 import { RouterConfigSchema } from '../../config/router-config.ts';
 import { startRouter } from '../../router/daemon/start.ts';
@@ -72,10 +73,10 @@ export function mergeRouterFlags(
 const anyFlag = (argv: Record<string, unknown>): boolean =>
   [...Object.keys(OVERRIDES), ...Object.keys(PKI_OVERRIDES)].some((flag) => argv[flag] !== undefined);
 
-export function routerCommand(y: Argv) {
+export function routerCommand(y: Argv, meta: CommandMeta) {
   return y.command(
-    'router',
-    'run the gateway (patent "router 26"): PAP server, lease tables, forwarding between the hosts\' tunnels and the WAN',
+    meta.usage,
+    meta.describe,
     (a) =>
       a
         .option('config', {

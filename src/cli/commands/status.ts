@@ -1,14 +1,15 @@
 import type { Argv } from 'yargs';
+import type { CommandMeta } from './index.ts';
 import { controlRequest } from '../../control/client.ts';
 import { controlSocketPath } from '../../control/protocol.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { DaemonStatus } from '../../control/status.ts';
 import { formatCounters, formatTable } from '../table.ts';
 
-export function statusCommand(y: Argv) {
+export function statusCommand(y: Argv, meta: CommandMeta) {
   return y.command(
-    'status [role]',
-    'print the live tables and counters of a running router or host',
+    meta.usage,
+    meta.describe,
     (a) =>
       a
         .positional('role', { choices: ['router', 'host', 'peer'] as const, default: 'router' as const })

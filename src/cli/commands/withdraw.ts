@@ -1,4 +1,5 @@
 import type { Argv } from 'yargs';
+import type { CommandMeta } from './index.ts';
 import { controlRequest } from '../../control/client.ts';
 import { controlSocketPath, WITHDRAW_KINDS } from '../../control/protocol.ts';
 import type { WithdrawKind, WithdrawOutcome } from '../../control/protocol.ts';
@@ -28,10 +29,10 @@ export function describeWithdrawal(o: WithdrawOutcome): string {
   return lines.join('\n');
 }
 
-export function withdrawCommand(y: Argv) {
+export function withdrawCommand(y: Argv, meta: CommandMeta) {
   return y.command(
-    'withdraw <host>',
-    "take a host's leased blocks back; the router's local CA revokes their certificates",
+    meta.usage,
+    meta.describe,
     (a) =>
       a
         .positional('host', { type: 'string', demandOption: true, describe: "the host's LAN address" })

@@ -5,7 +5,7 @@
  * protects the host verifies, translates back and hands to the stack.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/config/load.ts';
+import { ConfigError } from '../../../src/config/config-error.ts';
 import { EngineIpsecStep, inSpiBlocks, ipsecDropOf } from '../../../src/host/data-path/ipsec-engine-step.ts';
 import { buildManualKeying, IpsecEngine, PacketSpan, parseManualKeying } from '../../../src/ipsec/index.ts';
 import type { HeldBlock } from '../../../src/pap/held-block.ts';

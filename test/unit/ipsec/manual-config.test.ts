@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/config/load.ts';
+import { ConfigError } from '../../../src/config/config-error.ts';
 import { IpsecEngine } from '../../../src/ipsec/engine.ts';
 import { buildManualKeying } from '../../../src/ipsec/manual-build.ts';
 import { parseManualKeying, readManualKeying } from '../../../src/ipsec/manual-config.ts';

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import yargs from 'yargs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caCommand } from '../../../src/cli/commands/ca.ts';
+import { COMMANDS } from '../../../src/cli/commands/index.ts';
 import { ExitCode, UserError } from '../../../src/util/exit-codes.ts';
 import { openssl } from './helpers.ts';
 
@@ -50,6 +51,7 @@ async function distnat(...args: string[]): Promise<{ status: number; stdout: str
           if (err) throw err;
           throw new UserError(msg, ExitCode.USAGE);
         }),
+      COMMANDS.find((c) => c.name === 'ca')!,
     ).parseAsync();
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
