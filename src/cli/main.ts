@@ -31,7 +31,10 @@ export async function main(args: string[]): Promise<number> {
       y.showHelp();
       throw new UserError(`\n${msg}`, ExitCode.USAGE);
     });
-  cli = await registerCommands(cli, args.find((a) => !a.startsWith('-')));
+  cli = await registerCommands(
+    cli,
+    args.find((a) => !a.startsWith('-')),
+  );
   try {
     await cli.parseAsync();
     return process.exitCode === undefined ? ExitCode.OK : Number(process.exitCode);

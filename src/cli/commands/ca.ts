@@ -6,7 +6,6 @@ import { issuePeerCommand } from './ca-issue-peer.ts';
 import { revokeCommands } from './ca-revoke.ts';
 import { showCommand } from './ca-show.ts';
 
-
 /**
  * `distnat ca ...`: the root CA (the patent's higher certificate authority),
  * the router's local CA, and the tools around them. docs/pki.md explains the

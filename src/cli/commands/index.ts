@@ -32,7 +32,7 @@ export const COMMANDS: readonly CommandEntry[] = [
     name: 'router',
     usage: 'router',
     describe:
-      "run the gateway (patent \"router 26\"): PAP server, lease tables, forwarding between the hosts' tunnels and the WAN",
+      'run the gateway (patent "router 26"): PAP server, lease tables, forwarding between the hosts\' tunnels and the WAN',
     load: async () => (await import('./router.ts')).routerCommand,
   },
   {
@@ -51,7 +51,8 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'peer',
     usage: 'peer',
-    describe: "run the far end of a distnat host's IPsec SAs on a machine with its own address (userspace ESP/AH)",
+    describe:
+      "run the far end of a distnat host's IPsec SAs on a machine with its own address (userspace ESP/AH)",
     load: async () => (await import('./peer.ts')).peerCommand,
   },
   {
