@@ -9,10 +9,10 @@ here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 # shellcheck source=native-setup/common.sh
 . "$here/common.sh"
 
-TUN=${DN_TUN:-dn0}
-MTU=${DN_MTU:-1480}
-SHARED=${DN_SHARED_ADDR:-198.51.100.30}
-LAN_IF=${DN_LAN_IF:-lan0}
+TUN=${DN_TUN:-$TUN_NAME}
+MTU=${DN_MTU:-$TUN_MTU}
+SHARED=${DN_SHARED_ADDR:-$SHARED_ADDR}
+LAN_IF=${DN_LAN_IF:-$LAN_IF}
 MULTI_QUEUE=${DN_TUN_MULTI_QUEUE:-0}
 STATE_DIR=${DN_STATE_DIR:-/run/distnat/setup}
 
@@ -35,17 +35,17 @@ Usage: $DN_SCRIPT up|down|check [flags]
   check  prints what differs from the 'up' state; exit status 1 if anything.
 
 Flags (environment variable in brackets, default after '='):
-  --tun NAME          TUN device name [DN_TUN=dn0]
-  --mtu N             TUN MTU [DN_MTU=1480]: the LAN's 1500 minus the 20-byte
+  --tun NAME          TUN device name [DN_TUN=$TUN_NAME]
+  --mtu N             TUN MTU [DN_MTU=$TUN_MTU]: the LAN's 1500 minus the 20-byte
                       outer header the host prepends
-  --shared ADDR       the shared public address [DN_SHARED_ADDR=198.51.100.30]
-  --lan-if NAME       the interface facing the router [DN_LAN_IF=lan0]
+  --shared ADDR       the shared public address [DN_SHARED_ADDR=$SHARED_ADDR]
+  --lan-if NAME       the interface facing the router [DN_LAN_IF=$LAN_IF]
   --multi-queue       make the device multi-queue [DN_TUN_MULTI_QUEUE=0]
   --state-dir DIR     where original settings are kept [DN_STATE_DIR=/run/distnat/setup]
   --quiet             print only errors
 
 Example (inside the testbed's namespace of host 1):
-  ip netns exec dn-h1 native-setup/host-setup.sh up --lan-if lan0
+  ip netns exec dn-h1 native-setup/host-setup.sh up --lan-if $LAN_IF
 USAGE
 }
 

@@ -8,15 +8,18 @@ set -euo pipefail
 
 CHECKOUT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 ME=install.sh
+# The defaults below are the reference topology's.
+# shellcheck source=native-setup/topology.env
+. "$CHECKOUT/native-setup/topology.env"
 
 ROLE=
 ROOT=
 MODE=
 LAN_ADDR=
 LAN_IF=
-ROUTER_ADDR=10.0.0.7
-SHARED=198.51.100.30
-GATEWAY=203.0.113.1
+ROUTER_ADDR=$ROUTER_LAN
+SHARED=$SHARED_ADDR
+GATEWAY=$ROUTER_WAN
 WITH_NODE=1
 WITH_DEPS=1
 FORCE_CONFIG=0
@@ -67,8 +70,8 @@ Options:
 
 Examples:
   native-setup/install.sh router --start
-  native-setup/install.sh host --lan-address 10.0.0.1 --start
-  native-setup/install.sh server --gateway 203.0.113.1 --start
+  native-setup/install.sh host --lan-address $H1_LAN --start
+  native-setup/install.sh server --gateway $ROUTER_WAN --start
 USAGE
 }
 

@@ -8,9 +8,9 @@ here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 # shellcheck source=native-setup/common.sh
 . "$here/common.sh"
 
-TUN=${DN_TUN:-dn0}
-MTU=${DN_MTU:-1480}
-SHARED=${DN_SHARED_ADDR:-198.51.100.30}
+TUN=${DN_TUN:-$TUN_NAME}
+MTU=${DN_MTU:-$TUN_MTU}
+SHARED=${DN_SHARED_ADDR:-$SHARED_ADDR}
 MULTI_QUEUE=${DN_TUN_MULTI_QUEUE:-0}
 STATE_DIR=${DN_STATE_DIR:-/run/distnat/setup}
 
@@ -27,17 +27,17 @@ Usage: $DN_SCRIPT up|down|check [flags]
   check  prints what differs from the 'up' state; exit status 1 if anything.
 
 Flags (environment variable in brackets, default after '='):
-  --tun NAME          TUN device name [DN_TUN=dn0]
-  --mtu N             TUN MTU [DN_MTU=1480]: 1500 of the LAN minus the
+  --tun NAME          TUN device name [DN_TUN=$TUN_NAME]
+  --mtu N             TUN MTU [DN_MTU=$TUN_MTU]: 1500 of the LAN minus the
                       20-byte outer IPv4 header the router prepends
-  --shared ADDR       the shared public address [DN_SHARED_ADDR=198.51.100.30]
+  --shared ADDR       the shared public address [DN_SHARED_ADDR=$SHARED_ADDR]
   --multi-queue       make the device multi-queue, for a distnat built to
                       attach several queues [DN_TUN_MULTI_QUEUE=0]
   --state-dir DIR     where original settings are kept [DN_STATE_DIR=/run/distnat/setup]
   --quiet             print only errors
 
 Example (inside the testbed's router namespace):
-  ip netns exec dn-router native-setup/router-setup.sh up --tun dn0 --mtu 1480
+  ip netns exec dn-router native-setup/router-setup.sh up --tun $TUN_NAME --mtu $TUN_MTU
 USAGE
 }
 

@@ -8,8 +8,8 @@ here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 # shellcheck source=native-setup/common.sh
 . "$here/common.sh"
 
-SHARED=${DN_SHARED_ADDR:-198.51.100.30}
-GATEWAY=${DN_GATEWAY:-203.0.113.1}
+SHARED=${DN_SHARED_ADDR:-$SHARED_ADDR}
+GATEWAY=${DN_GATEWAY:-$ROUTER_WAN}
 
 usage() {
   cat <<USAGE
@@ -20,8 +20,8 @@ Usage: $DN_SCRIPT up|down|check [flags]
   check  prints what differs from the 'up' state; exit status 1 if anything.
 
 Flags (environment variable in brackets, default after '='):
-  --shared ADDR       the shared public address [DN_SHARED_ADDR=198.51.100.30]
-  --gateway ADDR      the distnat router's WAN address [DN_GATEWAY=203.0.113.1]
+  --shared ADDR       the shared public address [DN_SHARED_ADDR=$SHARED_ADDR]
+  --gateway ADDR      the distnat router's WAN address [DN_GATEWAY=$ROUTER_WAN]
   --quiet             print only errors
 USAGE
 }
