@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import type { CommandMeta } from './index.ts';
+import type { CommandMeta } from './command-meta.ts';
 import { createCaCommands } from './ca-create.ts';
 import { hostCertificateCommands } from './ca-host-cert.ts';
 import { issuePeerCommand } from './ca-issue-peer.ts';

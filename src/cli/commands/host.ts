@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
-import type { CommandMeta } from './index.ts';
+import type { CommandMeta } from './command-meta.ts';
 import { HostConfigSchema } from '../../config/host-config.ts';
 import type { HostConfig } from '../../config/host-config.ts';
 import { ConfigError } from '../../config/config-error.ts';

@@ -5,12 +5,7 @@
  * their usage and description alone.
  */
 import type { Argv } from 'yargs';
-
-/** A command's usage line and one-line description, shared by its listing and its own help. */
-export interface CommandMeta {
-  readonly usage: string;
-  readonly describe: string;
-}
+import type { CommandMeta } from './command-meta.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Register = (y: Argv<any>, meta: CommandMeta) => Argv<any>;

@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import type { CommandMeta } from './index.ts';
+import type { CommandMeta } from './command-meta.ts';
 import { ConfigError } from '../../config/config-error.ts';
 import { NativeAddonError } from '../../io/native.ts';
 import { startPeer } from '../../peer/daemon/start.ts';

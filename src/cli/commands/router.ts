@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import type { CommandMeta } from './index.ts';
+import type { CommandMeta } from './command-meta.ts';
 import { readConfigFile, validateConfig } from '../../config/load.ts';
 import { RouterConfigSchema } from '../../config/router-config.ts';
 import { startRouter } from '../../router/daemon/start.ts';

@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import type { CommandMeta } from './index.ts';
+import type { CommandMeta } from './command-meta.ts';
 import { controlRequest } from '../../control/client.ts';
 import { controlSocketPath } from '../../control/protocol.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
