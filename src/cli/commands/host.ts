@@ -105,7 +105,7 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
       : []),
     ...(data.sharedAddress === undefined
       ? [
-          'field `sharedAddress`: missing; give --shared-address, or run native-setup/host-setup.sh up ' +
+          'field `sharedAddress`: missing; give --shared-address, or run native-setup/linux/host-setup.sh up ' +
             'so that the TUN device carries it',
         ]
       : []),
@@ -152,7 +152,7 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
         })
         .option('tun', {
           type: 'string',
-          describe: 'TUN device (default dn0, made by native-setup/host-setup.sh)',
+          describe: 'TUN device (default dn0, made by native-setup/linux/host-setup.sh)',
         })
         .option('mode', {
           choices: ['translate', 'native'] as const,
@@ -199,7 +199,7 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
         })
         .example(
           '$0 host --router 10.0.0.7 --lan-if lan0',
-          'lease ports from 10.0.0.7 and tunnel the traffic dn0 carries (after native-setup/host-setup.sh up)',
+          'lease ports from 10.0.0.7 and tunnel the traffic dn0 carries (after native-setup/linux/host-setup.sh up)',
         )
         .example('$0 host --config /etc/distnat/host.yaml --mode native', 'Method 130: no translation')
         .example(

@@ -11,7 +11,7 @@ const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two add
 
   sharedAddress: 198.51.100.30     # the public address the hosts share
   lanAddress: 10.0.0.7             # the router's LAN address (PAP, IP-in-IP)
-  tun: dn0                         # made by native-setup/router-setup.sh
+  tun: dn0                         # made by native-setup/linux/router-setup.sh
   stateDir: /var/lib/distnat/router
   pap: { udpPort: 7032, icmp: true, blockSize: 32, leaseSeconds: 300 }
   metrics: 127.0.0.1:9732
@@ -107,7 +107,7 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
         .example('$0 router --config /etc/distnat/router.yaml', 'run with a configuration file')
         .example(
           '$0 router --shared-address 198.51.100.30 --lan-address 10.0.0.7 --state-dir /tmp/dn-router',
-          'run with flags only (after native-setup/router-setup.sh up)',
+          'run with flags only (after native-setup/linux/router-setup.sh up)',
         )
         .example(
           '$0 router --shared-address 198.51.100.30 --lan-address 10.0.0.7 --ca-dir /var/lib/distnat/router/ca --crl-address 203.0.113.1',

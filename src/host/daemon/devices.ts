@@ -23,7 +23,7 @@ export interface HostDevices {
   readonly tunnelOut: PacketDevice;
 }
 
-/** The MTU native-setup/host-setup.sh gives the TUN device: 1500 minus the outer header. */
+/** The MTU native-setup/linux/host-setup.sh gives the TUN device: 1500 minus the outer header. */
 export const DEFAULT_TUN_MTU = 1480;
 export const DEFAULT_LAN_MTU = 1500;
 
@@ -112,7 +112,7 @@ export function openAgentDevices(
       log.warn(
         `TUN device ${config.tun} did not exist: created it (not persistent, MTU ${DEFAULT_TUN_MTU})`,
         {
-          hint: `it has no address or routes: run native-setup/host-setup.sh up --tun ${config.tun}`,
+          hint: `it has no address or routes: run native-setup/linux/host-setup.sh up --tun ${config.tun}`,
         },
       );
     devices = opened;

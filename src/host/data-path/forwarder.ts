@@ -36,7 +36,7 @@ export interface HostForwarderOptions {
   readonly lanAddress: number;
   readonly routerAddress: number;
   readonly sharedAddress: number;
-  /** Default 1480 (native-setup/host-setup.sh). Inbound SYNs are clamped to tunMtu - 40. */
+  /** Default 1480 (native-setup/linux/host-setup.sh). Inbound SYNs are clamped to tunMtu - 40. */
   readonly tunMtu?: number;
   /** Default 1500. Encapsulated packets must fit it. */
   readonly lanMtu?: number;

@@ -1,7 +1,7 @@
 /**
  * The 20 octets of the tunnel header against the LAN's MTU.
  *
- * The TUN device's MTU (1480 by native-setup/host-setup.sh) already keeps
+ * The TUN device's MTU (1480 by native-setup/linux/host-setup.sh) already keeps
  * the local stack's packets 20 octets below a 1500-octet LAN, so neither
  * case below happens with the default set-up. They are the safety net for
  * a TUN MTU or a LAN MTU configured otherwise:

@@ -121,7 +121,7 @@ export function openRouterDevices(config: RouterDeviceConfig, log: Logger): Open
           (routed !== undefined
             ? ` and routed ${config.sharedAddress}/32 into it`
             : `; routing ${config.sharedAddress}/32 into it failed`) +
-          '. `native-setup/router-setup.sh up` makes it persistent and sets ip_forward and rp_filter',
+          '. `native-setup/linux/router-setup.sh up` makes it persistent and sets ip_forward and rp_filter',
         { tun: config.tun },
       );
     } else {
@@ -130,7 +130,7 @@ export function openRouterDevices(config: RouterDeviceConfig, log: Logger): Open
         log.warn(
           `no route ${config.sharedAddress}/32 dev ${config.tun}: inbound packets will not reach the router`,
           {
-            fix: 'native-setup/router-setup.sh up',
+            fix: 'native-setup/linux/router-setup.sh up',
           },
         );
     }
@@ -144,7 +144,7 @@ export function openRouterDevices(config: RouterDeviceConfig, log: Logger): Open
       );
     if (readNumber('/proc/sys/net/ipv4/ip_forward') === 0)
       log.warn('ip_forward is off: the kernel will not forward what the router writes into the TUN', {
-        fix: 'native-setup/router-setup.sh up',
+        fix: 'native-setup/linux/router-setup.sh up',
       });
 
     let lanRx: RawSocket;

@@ -116,7 +116,7 @@ describe.concurrent('distnat command line', { timeout: 60_000 }, () => {
       'distnat: the command line: invalid configuration\n' +
         '  - field `router`: missing; give --router with the router LAN address\n' +
         '  - field `lanAddress`: missing; give --lan-address, or --lan-if with the LAN interface\n' +
-        '  - field `sharedAddress`: missing; give --shared-address, or run native-setup/host-setup.sh up ' +
+        '  - field `sharedAddress`: missing; give --shared-address, or run native-setup/linux/host-setup.sh up ' +
         'so that the TUN device carries it\n',
     );
   });

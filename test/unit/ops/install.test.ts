@@ -57,7 +57,7 @@ describe('native-setup/install.sh --root', () => {
     expect(r.status).toBe(0);
     const opt = join(r.root, 'opt/distnat');
     expect(existsSync(join(opt, 'bin/distnat'))).toBe(true);
-    expect(existsSync(join(opt, 'native-setup/host-setup.sh'))).toBe(true);
+    expect(existsSync(join(opt, 'native-setup/linux/host-setup.sh'))).toBe(true);
     expect(existsSync(join(opt, 'package-lock.json'))).toBe(true);
     for (const skipped of ['.git', 'node_modules', 'native-setup/addon/build', 'run'])
       expect(existsSync(join(opt, skipped)), skipped).toBe(false);

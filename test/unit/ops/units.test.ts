@@ -75,8 +75,8 @@ describe('the systemd units', () => {
 
     it('starts the daemon with its configuration, after the set-up script, as root only for that', () => {
       expect(one(d, 'ExecStart')).toBe(`/usr/local/bin/distnat ${role} --config /etc/distnat/${role}.yaml`);
-      expect(one(d, 'ExecStartPre')).toBe(`+/opt/distnat/native-setup/${role}-setup.sh up`);
-      expect(one(d, 'ExecStopPost')).toBe(`+/opt/distnat/native-setup/${role}-setup.sh down`);
+      expect(one(d, 'ExecStartPre')).toBe(`+/opt/distnat/native-setup/linux/${role}-setup.sh up`);
+      expect(one(d, 'ExecStopPost')).toBe(`+/opt/distnat/native-setup/linux/${role}-setup.sh down`);
       expect(one(d, 'EnvironmentFile')).toBe(`/etc/distnat/${role}.env`);
       expect(one(d, 'Restart')).toBe('on-failure');
       expect(one(d, 'KillSignal')).toBe('SIGTERM');
@@ -84,7 +84,7 @@ describe('the systemd units', () => {
     });
 
     it('sets only variables the set-up script reads', () => {
-      const script = readFileSync(join(CHECKOUT, `native-setup/${role}-setup.sh`), 'utf8');
+      const script = readFileSync(join(CHECKOUT, `native-setup/linux/${role}-setup.sh`), 'utf8');
       const env = readFileSync(join(CHECKOUT, `native-setup/config/${role}.env`), 'utf8');
       const names = [...env.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]!);
       expect(names.length).toBeGreaterThan(2);

@@ -137,8 +137,8 @@ describe('Vagrantfile', () => {
         expect(install(m)?.inline).toContain('/vagrant/native-setup/install.sh');
         const role = m.startsWith('h') ? 'host' : m;
         const check = of(m, 'provision').find((c) => c.args[0] === 'check')?.kw.inline as string;
-        expect(check).toContain(`/opt/distnat/native-setup/${role}-setup.sh check`);
-        expect(existsSync(join(CHECKOUT, `native-setup/${role}-setup.sh`))).toBe(true);
+        expect(check).toContain(`/opt/distnat/native-setup/linux/${role}-setup.sh check`);
+        expect(existsSync(join(CHECKOUT, `native-setup/linux/${role}-setup.sh`))).toBe(true);
       }
     });
   });

@@ -5,7 +5,7 @@
 # real gateway. Idempotent: `up` twice changes nothing the second time.
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-# shellcheck source=native-setup/common.sh
+# shellcheck source=native-setup/linux/common.sh
 . "$here/common.sh"
 
 TUN=${DN_TUN:-$TUN_NAME}
@@ -37,7 +37,7 @@ Flags (environment variable in brackets, default after '='):
   --quiet             print only errors
 
 Example (inside the testbed's router namespace):
-  ip netns exec dn-router native-setup/router-setup.sh up --tun $TUN_NAME --mtu $TUN_MTU
+  ip netns exec dn-router native-setup/linux/router-setup.sh up --tun $TUN_NAME --mtu $TUN_MTU
 USAGE
 }
 

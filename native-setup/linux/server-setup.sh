@@ -5,7 +5,7 @@
 # address to the gateway without any set-up on the remote side. Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-# shellcheck source=native-setup/common.sh
+# shellcheck source=native-setup/linux/common.sh
 . "$here/common.sh"
 
 SHARED=${DN_SHARED_ADDR:-$SHARED_ADDR}

@@ -6,7 +6,7 @@
 # hosts. Idempotent: `up` twice changes nothing the second time.
 set -euo pipefail
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
-# shellcheck source=native-setup/common.sh
+# shellcheck source=native-setup/linux/common.sh
 . "$here/common.sh"
 
 TUN=${DN_TUN:-$TUN_NAME}
@@ -45,7 +45,7 @@ Flags (environment variable in brackets, default after '='):
   --quiet             print only errors
 
 Example (inside the testbed's namespace of host 1):
-  ip netns exec dn-h1 native-setup/host-setup.sh up --lan-if $LAN_IF
+  ip netns exec dn-h1 native-setup/linux/host-setup.sh up --lan-if $LAN_IF
 USAGE
 }
 

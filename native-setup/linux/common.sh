@@ -11,7 +11,7 @@ DN_SCRIPT=${DN_SCRIPT:-$(basename "$0")}
 
 # The defaults of the scripts' flags are the reference topology's.
 # shellcheck source=native-setup/topology.env
-. "$(dirname "${BASH_SOURCE[0]}")/topology.env"
+. "$(dirname "${BASH_SOURCE[0]}")/../topology.env"
 
 dn_die() {
   echo "$DN_SCRIPT: $*" >&2
