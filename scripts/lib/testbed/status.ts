@@ -7,19 +7,9 @@ import { controlRequest } from '../../../src/control/client.ts';
 import { controlSocketPath } from '../../../src/control/protocol.ts';
 import { waitUntil } from '../../../test/helpers/process.ts';
 
-export interface StatusTable {
-  title: string;
-  columns: string[];
-  rows: (string | number)[][];
-}
-
 /** What `distnat status <role> --json` prints and the control socket answers. */
-export interface DaemonStatus {
-  role: string;
-  summary: Record<string, string | number>;
-  tables: StatusTable[];
-  counters: Record<string, number>;
-}
+export type { DaemonStatus, StatusTable } from '../../../src/control/status.ts';
+import type { DaemonStatus } from '../../../src/control/status.ts';
 
 export type DaemonRole = 'router' | 'host' | 'peer';
 
