@@ -24,6 +24,7 @@ napi_value Init(napi_env env, napi_value exports) {
   distnat::InitGso(env, exports);
   distnat::InitCoalesce(env, exports);
   distnat::InitAead(env, exports);
+  distnat::InitBpf(env, exports);
   return exports;
 }
 
