@@ -11,9 +11,11 @@
  * object cannot be loaded or attached (the daemon logs one line and stays on
  * the TUN path). After that, a map update that fails makes the fast path
  * detach itself (the maps could be behind the leases), and the heartbeat
- * makes the programs leave everything to the slow path within
- * `heartbeatMs * 3` when this process stops refreshing it (killed, hung):
- * tc filters outlive their process, stale maps must not.
+ * makes the programs leave everything to the slow path within `graceMs`
+ * when this process stops refreshing it (killed, hung): tc filters outlive
+ * their process, and its maps must not outlive the leases they hold. While
+ * the process is gone no lease changes, so the grace can be generous; it
+ * must outlast the longest stall of a busy event loop.
  */
 import { readFileSync } from 'node:fs';
 import type { Attachment, BpfObject } from '../../io/bpf.ts';
@@ -55,14 +57,15 @@ export interface RouterFastPathOptions {
   readonly maxSpiGranules?: number;
   readonly maxExactSpis?: number;
   readonly maxHosts?: number;
+  /** How often the heartbeat is written (default 1000 ms)... */
   readonly heartbeatMs?: number;
+  /** ...and how long the programs trust the last one (default 10 s). */
+  readonly graceMs?: number;
   /** Told once when the fast path detached itself after a failure. */
   readonly onFailure?: (error: Error) => void;
   readonly objectPath?: string;
   readonly monotonic?: MonotonicNs;
 }
-
-const HEARTBEATS_OF_GRACE = 3;
 
 function macOf(name: string): Uint8Array | undefined {
   try {
@@ -86,6 +89,7 @@ export class RouterFastPath {
   readonly #key0 = new Uint8Array(4);
   readonly #mono: MonotonicNs;
   readonly #heartbeatMs: number;
+  readonly #graceMs: number;
   readonly #onFailure: ((error: Error) => void) | undefined;
   #attachments: Attachment[] = [];
   #timer: NodeJS.Timeout | undefined;
@@ -96,6 +100,7 @@ export class RouterFastPath {
     this.#config = config;
     this.#mono = o.monotonic ?? monotonicNs;
     this.#heartbeatMs = o.heartbeatMs ?? 1000;
+    this.#graceMs = Math.max(o.graceMs ?? 10_000, 2 * this.#heartbeatMs);
     this.#onFailure = o.onFailure;
     this.hook = o.hook ?? 'tc';
     this.tables = new FastPathTables(
@@ -253,7 +258,7 @@ export class RouterFastPath {
 
   #beat(): void {
     if (this.#failure !== undefined) return;
-    const aliveUntilNs = BigInt(this.#mono()) + BigInt(this.#heartbeatMs * HEARTBEATS_OF_GRACE) * 1_000_000n;
+    const aliveUntilNs = BigInt(this.#mono()) + BigInt(this.#graceMs) * 1_000_000n;
     this.#writeConfig(aliveUntilNs);
   }
 
