@@ -63,10 +63,13 @@ struct {
 } port_owner SEC(".maps");
 
 /* FIG. 21 by granule: spi >> spi_shift -> owner, for the aligned part of
- * each leased block; the ragged ends of unaligned blocks are in spi_exact. */
+ * each leased block; the ragged ends of unaligned blocks are in spi_exact.
+ * These grow with the leases (no preallocation): memory follows use, and
+ * lookups cost the same. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, __u32);
 } spi_blocks SEC(".maps");
@@ -74,6 +77,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, __u32);
 } spi_exact SEC(".maps");
@@ -82,6 +86,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, __u32);
 } holders SEC(".maps");
@@ -97,7 +102,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384);
 	__type(key, struct dn_sa_key);
 	__type(value, struct dn_sa_value);
 } outbound_sa SEC(".maps");

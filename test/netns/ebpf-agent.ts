@@ -11,7 +11,8 @@
  *   {"cmd":"counters"} -> {"counters":{...}}   flat names (FastPathCounters.flat)
  *   {"cmd":"stamp","protocol":17,"port":N}    -> {"ns":N}
  *   {"cmd":"sa","remote":"203.0.113.3","protocol":50,"spi":N} -> {"host":N}
- *   {"cmd":"info"} -> {"programIds":[...],"memory":{...},"active":bool}
+ *   {"cmd":"info"} -> {"programIds":[...],"memory":{...},"active":bool,"rssBytes":N}
+ *   {"cmd":"stats-on"} turns on the kernel's per-program run time; {"cmd":"programs"} -> {"programs":[...]}
  *   {"cmd":"close"} detaches, replies, exits 0
  *
  * Prints `ready` once attached; a failure to start prints the error and exits 1.
@@ -19,6 +20,7 @@
 import { createServer } from 'node:net';
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { enableBpfStats } from '../../src/io/bpf.ts';
 import { RouterFastPath } from '../../src/router/ebpf/fast-path.ts';
 import { ipv4FromString } from '../../src/wire/ipv4.ts';
 
@@ -60,6 +62,8 @@ try {
   process.exit(1);
 }
 
+let stopStats: (() => void) | undefined;
+
 interface Command {
   cmd: string;
   host?: string;
@@ -86,7 +90,19 @@ function handle(c: Command): unknown {
     case 'sa':
       return { host: fast.sas.ownerOf(addr(c.remote), c.protocol ?? 0, c.spi ?? 0) };
     case 'info':
-      return { programIds: fast.programIds(), memory: fast.mapMemory(), active: fast.active };
+      globalThis.gc?.();
+      return {
+        heapBytes: process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers,
+        programIds: fast.programIds(),
+        memory: fast.mapMemory(),
+        active: fast.active,
+        rssBytes: process.memoryUsage().rss,
+      };
+    case 'stats-on':
+      stopStats ??= enableBpfStats();
+      return { ok: true };
+    case 'programs':
+      return { programs: fast.programInfo() };
     default:
       return { error: `unknown command ${c.cmd}` };
   }

@@ -18,7 +18,7 @@
  * must outlast the longest stall of a busy event loop.
  */
 import { readFileSync } from 'node:fs';
-import type { Attachment, BpfObject } from '../../io/bpf.ts';
+import type { Attachment, BpfObject, BpfProgramInfo } from '../../io/bpf.ts';
 import {
   attachTc,
   attachXdp,
@@ -53,10 +53,15 @@ export interface RouterFastPathOptions {
   readonly hook?: 'tc' | 'xdp';
   /** spi_blocks is keyed by spi >> spiShift. Default 6 (64 SPIs, pap.spiBlockSize's default). */
   readonly spiShift?: number;
-  /** Map sizes. Defaults: 65536 granules (4M SPIs at 64), 65536 unaligned SPIs, 65536 hosts. */
+  /**
+   * Map sizes. Defaults: 65536 granules (4M SPIs at 64), 65536 unaligned SPIs,
+   * 65536 hosts (these take memory as they fill), 16384 outbound SAs (an LRU,
+   * allocated at once).
+   */
   readonly maxSpiGranules?: number;
   readonly maxExactSpis?: number;
   readonly maxHosts?: number;
+  readonly maxOutboundSas?: number;
   /** How often the heartbeat is written (default 1000 ms)... */
   readonly heartbeatMs?: number;
   /** ...and how long the programs trust the last one (default 10 s). */
@@ -92,6 +97,7 @@ export class RouterFastPath {
   readonly #graceMs: number;
   readonly #onFailure: ((error: Error) => void) | undefined;
   #attachments: Attachment[] = [];
+  #programs: string[] = [];
   #timer: NodeJS.Timeout | undefined;
   #failure: Error | undefined;
 
@@ -141,6 +147,7 @@ export class RouterFastPath {
         [RouterMap.spiBlocks]: o.maxSpiGranules ?? 65536,
         [RouterMap.spiExact]: o.maxExactSpis ?? 65536,
         [RouterMap.holders]: o.maxHosts ?? 65536,
+        [RouterMap.outboundSa]: o.maxOutboundSas ?? 16384,
       },
     });
     let fast: RouterFastPath | undefined;
@@ -226,6 +233,11 @@ export class RouterFastPath {
     return this.#attachments.map((a) => a.programId);
   }
 
+  /** The attached programs as the kernel reports them (run time and count need BPF statistics on). */
+  programInfo(): BpfProgramInfo[] {
+    return this.#programs.map((name) => this.#object.program(name).info());
+  }
+
   /** Detaches the programs (the slow path sees everything again), then closes the object. */
   close(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
@@ -238,9 +250,11 @@ export class RouterFastPath {
     const lan = o.lanInterface;
     const wan = o.wanInterface;
     if (this.hook === 'xdp') {
+      this.#programs = [RouterProgram.lanXdp, RouterProgram.wanXdp];
       this.#attachments.push(attachXdp(lan, this.#object.program(RouterProgram.lanXdp), XdpMode.Native));
       this.#attachments.push(attachXdp(wan, this.#object.program(RouterProgram.wanXdp), XdpMode.Native));
     } else {
+      this.#programs = [RouterProgram.lanTc, RouterProgram.wanTc];
       this.#attachments.push(attachTc(lan, 'ingress', this.#object.program(RouterProgram.lanTc)));
       this.#attachments.push(attachTc(wan, 'ingress', this.#object.program(RouterProgram.wanTc)));
     }
