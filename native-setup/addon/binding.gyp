@@ -14,8 +14,8 @@
       "actions": [
         {
           "action_name": "build_bpf_programs",
-          "inputs": ["../bpf/build.sh", "../bpf/router.bpf.c", "../bpf/router.h", "../bpf/dn_bpf.h"],
-          "outputs": ["<(PRODUCT_DIR)/bpf/router.bpf.o"],
+          "inputs": ["../bpf/build.sh", "../bpf/dn_bpf.h", "../bpf/router.bpf.c", "../bpf/router.h", "../bpf/host.bpf.c", "../bpf/host.h"],
+          "outputs": ["<(PRODUCT_DIR)/bpf/router.bpf.o", "<(PRODUCT_DIR)/bpf/host.bpf.o"],
           "action": ["sh", "../bpf/build.sh", "<(PRODUCT_DIR)/bpf"]
         }
       ]

@@ -542,7 +542,9 @@ int dn_router_wan(struct __sk_buff *skb)
 	if (v != V_FORWARD)
 		return TC_ACT_OK;
 
-	if (bpf_skb_adjust_room(skb, DN_IPV4_HLEN, BPF_ADJ_ROOM_MAC, 0)) {
+	/* Marked as encapsulated, so a checksum still to be completed by the
+	 * device (CHECKSUM_PARTIAL) is completed for the inner datagram. */
+	if (bpf_skb_adjust_room(skb, DN_IPV4_HLEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4)) {
 		pass(c, DN_FROM_WAN, DN_PASS_ADJUST_FAILED);
 		return TC_ACT_OK;
 	}

@@ -15,7 +15,6 @@
  * forwarding with the next packet while a flood runs; a fast path whose
  * process was killed stops forwarding by itself (heartbeat).
  */
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame } from '../helpers/distnat.ts';
@@ -23,6 +22,7 @@ import { DISTNAT, ipv4HeaderSum, ipv4Of, PYTHON, readPcapng, writeScript } from 
 import type { Background } from '../helpers/process.ts';
 import { sleep, waitUntil } from '../helpers/process.ts';
 import { ROOT, TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
+import { askAgent } from './ebpf-socket.ts';
 
 const bed = useTestbed({ daemons: false });
 const SHARED = TOPOLOGY.shared;
@@ -75,22 +75,7 @@ function agentSocket(): string {
 }
 
 function ask<T>(command: object): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const c = createConnection(agentSocket());
-    let text = '';
-    c.on('data', (d) => (text += d.toString('utf8')));
-    c.on('end', () => {
-      try {
-        const reply = JSON.parse(text) as T & { error?: string };
-        if (reply.error !== undefined) reject(new Error(reply.error));
-        else resolve(reply);
-      } catch (e) {
-        reject(new Error(`agent answered ${JSON.stringify(text)}: ${(e as Error).message}`));
-      }
-    });
-    c.on('error', reject);
-    c.write(`${JSON.stringify(command)}\n`);
-  });
+  return askAgent<T>(agentSocket(), command);
 }
 
 async function fastCounters(): Promise<Counters> {
