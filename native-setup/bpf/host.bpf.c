@@ -148,7 +148,7 @@ int dn_host_out(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return pass(c, OUT, DN_HOST_PASS_OTHER);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = dn_now();
 	if (now > cfg->alive_until_ns)
 		return pass(c, OUT, DN_HOST_PASS_STALE);
 	if (cfg->ipsec)
@@ -260,7 +260,7 @@ int dn_host_in(struct __sk_buff *skb)
 	if ((void *)(outer + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || skb->pkt_type != PACKET_HOST ||
 	    outer->protocol != DN_IPPROTO_IPIP || outer->daddr != cfg->lan_addr)
 		return pass(c, IN, DN_HOST_PASS_OTHER);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = dn_now();
 	if (now > cfg->alive_until_ns)
 		return pass(c, IN, DN_HOST_PASS_STALE);
 	if (cfg->ipsec)

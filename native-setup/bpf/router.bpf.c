@@ -198,7 +198,7 @@ static __always_inline int lan_decide(void *ctx, void *data, void *data_end, __u
 	if ((void *)(outer + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || !for_us ||
 	    outer->protocol != DN_IPPROTO_IPIP || outer->daddr != cfg->lan_addr)
 		return pass(c, DN_FROM_LAN, DN_PASS_OTHER);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = dn_now();
 	if (now > cfg->alive_until_ns)
 		return pass(c, DN_FROM_LAN, DN_PASS_STALE);
 	if (gso)
@@ -337,7 +337,7 @@ static __always_inline int wan_decide(void *ctx, void *data, void *data_end, __u
 
 	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || !for_us || ip->daddr != cfg->shared)
 		return pass(c, DN_FROM_WAN, DN_PASS_OTHER);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = dn_now();
 	if (now > cfg->alive_until_ns)
 		return pass(c, DN_FROM_WAN, DN_PASS_STALE);
 	if (gso)

@@ -91,7 +91,7 @@ struct dn_router_counters {
 	__u64 pass[2][DN_PASS_COUNT];
 };
 
-/* last_seen: slot = plane * 65536 + port; value = bpf_ktime_get_ns() of the
+/* last_seen: slot = plane * 65536 + port; value = CLOCK_MONOTONIC (coarse) of the
  * last packet forwarded in either direction (0 = never). */
 #define DN_PLANE_TCP 0
 #define DN_PLANE_UDP 1

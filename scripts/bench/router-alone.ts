@@ -4,7 +4,8 @@
  * its own testbed `bn<pid>-` and always removes it.
  *
  *   npm run bench:router -- [--seconds 5] [--generators 2] [--size 64] [--hooks tc,xdp]
- *                           [--repeat 1] [--no-memory] [--no-flood] [--json]
+ *                           [--repeat 1] [--no-memory] [--no-flood] [--profile] [--profile-limit 2]
+ *                           [--bpf-stats] [--json]
  *
  * Each case floods small UDP datagrams at the highest rate the generators
  * reach (lib/udp-flood.ts, one per core), one direction at a time, and
@@ -24,8 +25,10 @@
  * With veths everything a packet costs on its way runs in the softirq of the
  * system call that sent it, so the generators' CPU time per packet is the
  * whole path's cost; minus the baseline's it is the router's (and one veth
- * crossing with an nftables counter after it, the same in every case). The programs' own run
- * time (BPF statistics) is printed beside it. Memory: the fast path's maps
+ * crossing with an nftables counter after it, the same in every case). With
+ * --bpf-stats one more flood per direction measures the programs' own run
+ * time (BPF statistics, which slow them down, so apart); --profile adds perf's top
+ * symbols of the generators (where the whole path runs) per case. Memory: the fast path's maps
  * and the control plane with 64k ports and 1M SPIs leased, and the slow
  * path's tables with the same, each in a process of its own.
  */
@@ -47,6 +50,9 @@ const { values } = parseArgs({
     repeat: { type: 'string', default: '1' },
     'no-memory': { type: 'boolean', default: false },
     'no-flood': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    'profile-limit': { type: 'string', default: '2' },
+    'bpf-stats': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
@@ -154,10 +160,65 @@ class Agent {
   }
 }
 
+const profiles: string[] = [];
+
+/**
+ * perf record of the generators for most of the flood, then their hottest
+ * symbols by self time: with veths the whole path runs in their system calls.
+ */
+async function recordPerf(pids: number[], label: string): Promise<string> {
+  const file = join(bed.scratchDir, `perf-${label.replace(/\W+/g, '_')}.data`);
+  const rec = await run(
+    [
+      'perf',
+      'record',
+      '-q',
+      '-o',
+      file,
+      '-p',
+      pids.join(','),
+      '--',
+      'sleep',
+      String(Math.max(1, SECONDS - 1)),
+    ],
+    { timeoutMs: (SECONDS + 30) * 1000 },
+  );
+  if (rec.code !== 0) return `${label}: perf record failed: ${rec.stderr.trim()}`;
+  const rep = await run(
+    [
+      'perf',
+      'report',
+      '-i',
+      file,
+      '--no-children',
+      '--sort',
+      'sym',
+      '--stdio',
+      '--percent-limit',
+      values['profile-limit'],
+    ],
+    { timeoutMs: 120_000 },
+  );
+  const rows = rep.stdout
+    .split('\n')
+    .map((l) => /^\s*([\d.]+)%\s+\[([k.])\]\s+(\S+)/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => `${m[3]} ${m[1]}%`);
+  return `${label}: ${rows.join(', ')}`;
+}
+
 /** Starts the generators in `from`, releases them together, returns their reports. */
 async function flood(
   from: Node,
-  o: { src: string; dst: string; sport: number; dport: number; tunnel?: { src: string; dst: string } },
+  o: {
+    src: string;
+    dst: string;
+    sport: number;
+    dport: number;
+    tunnel?: { src: string; dst: string };
+    /** perf the generators under this label (--profile). */
+    profile?: string;
+  },
 ): Promise<{ sent: number; seconds: number; cpu: number; machineBusy: number }> {
   const gens = Array.from({ length: GENERATORS }, (_, i) =>
     bed.spawn(from, [
@@ -184,6 +245,13 @@ async function flood(
   await Promise.all(gens.map((g) => g.waitForOutput(/^ready$/m, { timeoutMs: 30_000 })));
   const m0 = machineCpu();
   for (const g of gens) process.kill(g.pid, 'SIGUSR1');
+  const perf =
+    o.profile === undefined
+      ? undefined
+      : recordPerf(
+          gens.map((g) => g.pid),
+          o.profile,
+        );
   const reports = await Promise.all(
     gens.map(async (g) => {
       await g.exited;
@@ -195,6 +263,7 @@ async function flood(
     }),
   );
   const m1 = machineCpu();
+  if (perf !== undefined) profiles.push(await perf);
   await sleep(200);
   return {
     sent: reports.reduce((a, r) => a + r.sent, 0),
@@ -264,15 +333,23 @@ async function measure(
   return r;
 }
 
-const outbound = (tunnel: boolean) => () =>
+const outbound = (tunnel: boolean, profile?: string) => () =>
   flood('h1', {
     src: tunnel ? ADDR.shared : ADDR.h1,
     dst: ADDR.server,
     sport: PORT,
     dport: SINK_PORT,
     ...(tunnel ? { tunnel: { src: ADDR.h1, dst: ADDR.routerLan } } : {}),
+    ...(profile !== undefined && values.profile ? { profile } : {}),
   });
-const inbound = () => flood('server', { src: ADDR.server, dst: ADDR.shared, sport: SINK_PORT, dport: PORT });
+const inbound = (profile?: string) => () =>
+  flood('server', {
+    src: ADDR.server,
+    dst: ADDR.shared,
+    sport: SINK_PORT,
+    dport: PORT,
+    ...(profile !== undefined && values.profile ? { profile } : {}),
+  });
 
 /**
  * The sinks: on the first interface after the router (the server's wan0 out,
@@ -397,18 +474,37 @@ async function main(): Promise<void> {
     // Baselines: the router drops at its door.
     await dropAtRouter('lan0');
     results.push(
-      await measure('baseline, plain UDP (dropped at the router)', 'out', routerDropped, outbound(false)),
+      await measure(
+        'baseline, plain UDP (dropped at the router)',
+        'out',
+        routerDropped,
+        outbound(false, `round ${rep + 1} out baseline plain`),
+      ),
     );
     results.push(
-      await measure('baseline, IP-in-IP (dropped at the router)', 'out', routerDropped, outbound(true)),
+      await measure(
+        'baseline, IP-in-IP (dropped at the router)',
+        'out',
+        routerDropped,
+        outbound(true, `round ${rep + 1} out baseline IP-in-IP`),
+      ),
     );
     await dropAtRouter('wan0');
-    results.push(await measure('baseline (dropped at the router)', 'in', routerDropped, inbound));
+    results.push(
+      await measure(
+        'baseline (dropped at the router)',
+        'in',
+        routerDropped,
+        inbound(`round ${rep + 1} in baseline`),
+      ),
+    );
     await dropAtRouter(undefined);
 
     // Kernel NAT.
     await setUpNat(bed);
-    results.push(await measure('kernel NAT', 'out', outDelivered, outbound(false)));
+    results.push(
+      await measure('kernel NAT', 'out', outDelivered, outbound(false, `round ${rep + 1} out kernel NAT`)),
+    );
     // Conntrack entries for the generators' ports, then the reverse flood.
     await bed.exec('h1', [
       'sh',
@@ -419,7 +515,7 @@ async function main(): Promise<void> {
           `python3 -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('${ADDR.h1}', ${PORT + i})); s.sendto(b'prime', ('${ADDR.server}', ${SINK_PORT}))"`,
       ).join('; '),
     ]);
-    results.push(await measure('kernel NAT', 'in', inDelivered, inbound));
+    results.push(await measure('kernel NAT', 'in', inDelivered, inbound(`round ${rep + 1} in kernel NAT`)));
     await tearDownNat(bed);
 
     for (const hook of HOOKS as ('tc' | 'xdp')[]) {
@@ -427,9 +523,25 @@ async function main(): Promise<void> {
       const agent = await Agent.start(hook);
       try {
         await agent.ask({ cmd: 'add', host: ADDR.h1, kind: 'port', first: PORT, count: 32 });
-        await agent.ask({ cmd: 'stats-on' });
-        results.push(await measure(`eBPF ${hook}`, 'out', outDelivered, outbound(true), agent));
-        results.push(await measure(`eBPF ${hook}`, 'in', inDelivered, inbound, agent));
+        results.push(
+          await measure(
+            `eBPF ${hook}`,
+            'out',
+            outDelivered,
+            outbound(true, `round ${rep + 1} out eBPF ${hook}`),
+          ),
+        );
+        results.push(
+          await measure(`eBPF ${hook}`, 'in', inDelivered, inbound(`round ${rep + 1} in eBPF ${hook}`)),
+        );
+        if (values['bpf-stats']) {
+          // The programs' own time: the kernel's statistics cost two clock reads per run,
+          // so they are on only for these extra floods, not for the figures above.
+          await agent.ask({ cmd: 'stats-on' });
+          const label = `eBPF ${hook}, BPF statistics on`;
+          results.push(await measure(label, 'out', outDelivered, outbound(true), agent));
+          results.push(await measure(label, 'in', inDelivered, inbound(), agent));
+        }
         const c = await agent.ask<{ counters: Record<string, number> }>({ cmd: 'counters' });
         const refused = Object.entries(c.counters).filter(
           ([k, v]) =>
@@ -528,7 +640,7 @@ async function main(): Promise<void> {
   for (const direction of ['out', 'in'] as const) {
     const nat = find(direction, 'kernel NAT');
     for (const hook of HOOKS) {
-      const e = find(direction, `eBPF ${hook}`);
+      const e = summary.find((s) => s.direction === direction && s.name === `eBPF ${hook}`);
       if (nat === undefined || e === undefined) continue;
       const cpu = (routerNs(e) ?? NaN) / (routerNs(nat) ?? NaN);
       console.log(
@@ -536,6 +648,10 @@ async function main(): Promise<void> {
           `router CPU per packet ${fmt(cpu)} (goal <= 0.50: ${cpu <= 0.5 ? 'met' : 'NOT met'})`,
       );
     }
+  }
+  if (profiles.length > 0) {
+    console.log(`\nperf, the generators' hottest symbols by self time (>= ${values['profile-limit']}%):`);
+    for (const p of profiles) console.log(`  ${p}`);
   }
   if (mem !== undefined) {
     const mb = (b: number) => `${fmt(b / 2 ** 20, 1)} MiB`;

@@ -18,7 +18,10 @@ export interface IapttSink {
   lastUse(protocol: number, port: number): number;
 }
 
-/** CLOCK_MONOTONIC in nanoseconds: the clock of bpf_ktime_get_ns(). */
+/**
+ * CLOCK_MONOTONIC in nanoseconds: the clock the programs stamp with (its
+ * coarse reading, bpf_ktime_get_coarse_ns(), at most a tick behind).
+ */
 export type MonotonicNs = () => number;
 export const monotonicNs: MonotonicNs = () => Number(process.hrtime.bigint());
 
