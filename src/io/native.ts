@@ -103,7 +103,7 @@ export interface NativeBinding {
   layout(): unknown;
 }
 
-export const BINDING_VERSION = 7;
+export const BINDING_VERSION = 8;
 
 /**
  * The numbers this code shares with the addon: tunOpen flags, poller and
