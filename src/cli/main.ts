@@ -2,6 +2,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ExitCode, UserError } from '../util/exit-codes.ts';
 import { registerCommands } from './commands/index.ts';
+import { VERSION } from './version.ts';
 
 /**
  * `distnat`: one command with a subcommand per role. Errors meant for people
@@ -19,7 +20,7 @@ export async function main(args: string[]): Promise<number> {
     .recommendCommands()
     .help()
     .alias('h', 'help')
-    .version()
+    .version(`distnat ${VERSION}`)
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .epilogue(
       'Exit codes: 0 ok, 1 failure, 64 bad command line, 69 daemon or router unreachable,\n' +
