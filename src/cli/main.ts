@@ -2,7 +2,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ExitCode, UserError } from '../util/exit-codes.ts';
 import { COMMANDS, registerCommands } from './commands/index.ts';
-import { commandOfUsage, numbersAreNumbers, usageError } from './usage.ts';
+import { commandOfUsage, helpWidth, numbersAreNumbers, usageError } from './usage.ts';
 import { VERSION } from './version.ts';
 
 /**
@@ -22,11 +22,11 @@ export async function main(args: string[]): Promise<number> {
     .strict()
     .demandCommand(1, `Name a command: ${COMMANDS.map((c) => c.name).join(', ')}.`)
     .recommendCommands()
-    .completion('completion', 'print a bash or zsh completion script (docs/install.md, "Shell completion")')
+    .completion('completion', 'print a bash or zsh completion script (docs/command-line.md)')
     .help()
     .alias('h', 'help')
     .version(`distnat ${VERSION}`)
-    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .wrap(helpWidth(process.stdout.columns, process.env.COLUMNS))
     .epilogue(
       'Exit codes: 0 ok, 1 failure, 64 bad command line, 69 daemon or router unreachable,\n' +
         '77 missing privilege (root or CAP_NET_ADMIN/CAP_NET_RAW), 78 bad configuration.',

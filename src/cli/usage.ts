@@ -7,6 +7,17 @@
 import { isIPv4 } from 'node:net';
 import { ExitCode, UserError } from '../util/exit-codes.ts';
 
+/**
+ * The width help is wrapped to: the terminal's, at most 110 so that lines
+ * stay readable, or $COLUMNS when there is no terminal (as for ls), which is
+ * how scripts/man.mjs gets one line per option; 100 otherwise.
+ */
+export function helpWidth(terminal: number | undefined, columnsVariable: string | undefined): number {
+  if (terminal !== undefined) return Math.min(110, terminal);
+  const n = Number(columnsVariable);
+  return Number.isInteger(n) && n >= 40 ? n : 100;
+}
+
 /** "Try 'distnat ca init --help' for more information." */
 export const helpHint = (command: string): string => `Try '${command} --help' for more information.`;
 

@@ -24,7 +24,7 @@ const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two add
 The local CA directory comes from the root CA, once:
 
   distnat ca init --dir root
-  distnat ca issue-local --shared-address 198.51.100.30 --root root \
+  distnat ca issue-local --shared-address 198.51.100.30 --root root \\
       --out /var/lib/distnat/router/ca --crl-address 203.0.113.1
 
 Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing, 73 another

@@ -67,7 +67,7 @@ describe.for([
     // nodejs_active_handles_total is a gauge); the rules below are for distnat's own.
     for (const m of own) {
       expect(m.name, m.name).not.toMatch(NON_BASE_UNITS);
-      if (m.type === 'counter') expect(m.name, m.name).toMatch(/_total$/);
+      if (String(m.type) === 'counter') expect(m.name, m.name).toMatch(/_total$/);
       else expect(m.name, m.name).not.toMatch(/_total$/);
       if (/unix time/i.test(m.help)) expect(m.name, m.name).toMatch(/_timestamp_seconds$/);
       if (m.name.endsWith('_timestamp_seconds')) expect(m.help, m.name).toMatch(/unix time/i);
