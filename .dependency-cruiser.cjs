@@ -1,5 +1,5 @@
 /**
- * The layers of src/, enforced by `npm run lint` (docs/architecture.md).
+ * The layers of src/, enforced by `npm run lint` (docs/design.md, "Architecture").
  *
  *   cli                                   the `distnat` command
  *    |
@@ -44,7 +44,8 @@ module.exports = {
     {
       name: 'no-circular',
       severity: 'error',
-      comment: 'A cycle of imports: one of its modules belongs below the others (docs/architecture.md).',
+      comment:
+        'A cycle of imports: one of its modules belongs below the others (docs/design.md, "Architecture").',
       from: { path: '^src/' },
       to: { circular: true },
     },
@@ -65,7 +66,7 @@ module.exports = {
     ...Object.entries(LAYERS).map(([folder, allowed]) => ({
       name: `layer-${folder}`,
       severity: 'error',
-      comment: `src/${folder}/ may import only from ${allowed.length ? allowed.join(', ') : 'itself'} (docs/architecture.md).`,
+      comment: `src/${folder}/ may import only from ${allowed.length ? allowed.join(', ') : 'itself'} (docs/design.md, "Architecture").`,
       from: { path: `^src/${folder}/` },
       to: { path: '^src/', pathNot: any([folder, ...allowed]) },
     })),
