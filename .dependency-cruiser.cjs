@@ -1,5 +1,5 @@
 /**
- * The layers of src/, enforced by `npm run lint` (docs/design.md, "Architecture").
+ * The layers of src/, enforced by `npm run lint` (docs/architecture.md).
  *
  *   cli                                   the `distnat` command
  *    |
@@ -44,8 +44,7 @@ module.exports = {
     {
       name: 'no-circular',
       severity: 'error',
-      comment:
-        'A cycle of imports: one of its modules belongs below the others (docs/design.md, "Architecture").',
+      comment: 'A cycle of imports: one of its modules belongs below the others (docs/architecture.md).',
       from: { path: '^src/' },
       to: { circular: true },
     },
@@ -66,7 +65,7 @@ module.exports = {
     ...Object.entries(LAYERS).map(([folder, allowed]) => ({
       name: `layer-${folder}`,
       severity: 'error',
-      comment: `src/${folder}/ may import only from ${allowed.length ? allowed.join(', ') : 'itself'} (docs/design.md, "Architecture").`,
+      comment: `src/${folder}/ may import only from ${allowed.length ? allowed.join(', ') : 'itself'} (docs/architecture.md).`,
       from: { path: `^src/${folder}/` },
       to: { path: '^src/', pathNot: any([folder, ...allowed]) },
     })),
