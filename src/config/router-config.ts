@@ -3,7 +3,7 @@ import { interfaceName, ipv4Address, listenAddress, logLevel, port, seconds } fr
 
 /**
  * `distnat router` configuration. Every field has a default that fits the
- * DESIGN.md testbed except the addresses, so a minimal file names the shared
+ * reference topology (docs/design.md) except the addresses, so a minimal file names the shared
  * address and the LAN address and nothing else.
  */
 export const RouterConfigSchema = z

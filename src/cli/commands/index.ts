@@ -67,7 +67,15 @@ export async function registerCommands<T>(cli: Argv<T>, word: string | undefined
   let out: Argv<T> = cli;
   for (const entry of COMMANDS) {
     const meta = { usage: entry.usage, describe: entry.describe };
-    out = entry.name === word ? (await entry.load())(out, meta) : out.command(meta.usage, meta.describe);
+    if (entry.name !== word) {
+      out = out.command(meta.usage, meta.describe);
+      continue;
+    }
+    // Stack traces from a command (a daemon's above all) point into src/. Turned on only now: Node reads
+    // and parses the source map of every module loaded after this, and the command line's own bundle,
+    // yargs included, would cost more to map than to run.
+    process.setSourceMapsEnabled(true);
+    out = (await entry.load())(out, meta);
   }
   return out;
 }
