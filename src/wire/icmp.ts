@@ -37,7 +37,35 @@ import { HeaderView } from './view.ts';
 
 export const ICMP_HEADER_LENGTH = 8;
 
-/** ICMP types that this codec gives a shape to. Other type values are carried as numbers. */
+/**
+ * Where each field starts, in octets from the start of the message (the
+ * table above; the second word's fields overlap, by type). This module reads
+ * them through `Field`, which it does not export: V8 compiles a module's own
+ * constants into the code, while an exported binding is loaded from its
+ * module cell at every use.
+ */
+const Field = {
+  TYPE: 0,
+  CODE: 1,
+  CHECKSUM: 2,
+  /** The whole second word, for types without a shape here. */
+  REST_OF_HEADER: 4,
+  IDENTIFIER: 4,
+  SEQUENCE: 6,
+  GATEWAY: 4,
+  POINTER: 4,
+  ORIGINAL_LENGTH: 5,
+  NEXT_HOP_MTU: 6,
+  /** Echo data, or the quoted datagram of an error. */
+  DATA: 8,
+} as const;
+export const IcmpField = Field;
+
+/**
+ * ICMP types that this codec gives a shape to, and the timestamp messages
+ * (RFC 792), which the data path translates like echo. Other type values are
+ * carried as numbers.
+ */
 export const IcmpType = {
   EchoReply: 0,
   DestinationUnreachable: 3,
@@ -46,6 +74,8 @@ export const IcmpType = {
   EchoRequest: 8,
   TimeExceeded: 11,
   ParameterProblem: 12,
+  Timestamp: 13,
+  TimestampReply: 14,
 } as const;
 export type IcmpType = (typeof IcmpType)[keyof typeof IcmpType];
 
@@ -78,6 +108,19 @@ export function isIcmpErrorType(type: number): boolean {
   );
 }
 
+/**
+ * True for echo and timestamp, requests and replies: the messages with an
+ * identifier at offset 4 that a NAT translates like a port (RFC 5508 3).
+ */
+export function isIcmpQueryType(type: number): boolean {
+  return (
+    type === IcmpType.EchoRequest ||
+    type === IcmpType.EchoReply ||
+    type === IcmpType.Timestamp ||
+    type === IcmpType.TimestampReply
+  );
+}
+
 /** RFC 4884 defines its length octet only for these three types. */
 function hasRfc4884Length(type: number): boolean {
   return (
@@ -103,6 +146,21 @@ export function checkIcmp(
   return null;
 }
 
+/** Type of the message at buf[off]. */
+export function icmpType(buf: Uint8Array, off: number): number {
+  return buf[off + Field.TYPE]!;
+}
+
+/** Identifier of the echo or timestamp message at buf[off]. */
+export function icmpIdentifier(buf: Uint8Array, off: number): number {
+  return u16(buf, off + Field.IDENTIFIER);
+}
+
+/** Checksum field of the message at buf[off]. */
+export function icmpChecksum(buf: Uint8Array, off: number): number {
+  return u16(buf, off + Field.CHECKSUM);
+}
+
 /**
  * A view over an ICMP message in place. Re-point one instance per packet with
  * `wrap`, call `check` once; after a null from `check` every accessor reads
@@ -122,36 +180,36 @@ export class IcmpView extends HeaderView {
   }
 
   get type(): number {
-    return this.buf[this.offset]!;
+    return this.buf[this.offset + Field.TYPE]!;
   }
   get code(): number {
-    return this.buf[this.offset + 1]!;
+    return this.buf[this.offset + Field.CODE]!;
   }
   get checksum(): number {
-    return u16(this.buf, this.offset + 2);
+    return u16(this.buf, this.offset + Field.CHECKSUM);
   }
   /** The whole second word, for types this codec does not shape. */
   get restOfHeader(): number {
-    return u32(this.buf, this.offset + 4);
+    return u32(this.buf, this.offset + Field.REST_OF_HEADER);
   }
   get identifier(): number {
-    return u16(this.buf, this.offset + 4);
+    return u16(this.buf, this.offset + Field.IDENTIFIER);
   }
   get sequence(): number {
-    return u16(this.buf, this.offset + 6);
+    return u16(this.buf, this.offset + Field.SEQUENCE);
   }
   get gateway(): number {
-    return u32(this.buf, this.offset + 4);
+    return u32(this.buf, this.offset + Field.GATEWAY);
   }
   get pointer(): number {
-    return this.buf[this.offset + 4]!;
+    return this.buf[this.offset + Field.POINTER]!;
   }
   /** RFC 4884 length of the original datagram in 32-bit words; 0 = not given. */
   get originalLength(): number {
-    return hasRfc4884Length(this.type) ? this.buf[this.offset + 5]! : 0;
+    return hasRfc4884Length(this.type) ? this.buf[this.offset + Field.ORIGINAL_LENGTH]! : 0;
   }
   get nextHopMtu(): number {
-    return u16(this.buf, this.offset + 6);
+    return u16(this.buf, this.offset + Field.NEXT_HOP_MTU);
   }
   get isError(): boolean {
     return isIcmpErrorType(this.type);
@@ -182,8 +240,12 @@ export class IcmpView extends HeaderView {
     return verifiesTo0(this.buf, this.offset, this.offset + this.length);
   }
   fillChecksum(): void {
-    put16(this.buf, this.offset + 2, 0);
-    put16(this.buf, this.offset + 2, internetChecksum(this.buf, this.offset, this.offset + this.length));
+    put16(this.buf, this.offset + Field.CHECKSUM, 0);
+    put16(
+      this.buf,
+      this.offset + Field.CHECKSUM,
+      internetChecksum(this.buf, this.offset, this.offset + this.length),
+    );
   }
 }
 
@@ -241,43 +303,54 @@ export function parseIcmp(buf: Uint8Array, offset = 0, length = buf.length - off
   const err = checkIcmp(buf, offset, length);
   if (err !== null) return fail(err);
   const end = offset + length;
-  const type = buf[offset]!;
-  const code = buf[offset + 1]!;
-  const body = buf.subarray(offset + ICMP_HEADER_LENGTH, end);
+  const type = buf[offset + Field.TYPE]!;
+  const code = buf[offset + Field.CODE]!;
+  const body = buf.subarray(offset + Field.DATA, end);
   switch (type) {
     case IcmpType.EchoRequest:
     case IcmpType.EchoReply:
       return ok({
         kind: type === IcmpType.EchoRequest ? 'echo-request' : 'echo-reply',
         code,
-        identifier: u16(buf, offset + 4),
-        sequence: u16(buf, offset + 6),
+        identifier: u16(buf, offset + Field.IDENTIFIER),
+        sequence: u16(buf, offset + Field.SEQUENCE),
         data: body,
       });
     case IcmpType.DestinationUnreachable:
       return ok({
         kind: 'destination-unreachable',
         code,
-        originalLength: buf[offset + 5]!,
-        nextHopMtu: u16(buf, offset + 6),
+        originalLength: buf[offset + Field.ORIGINAL_LENGTH]!,
+        nextHopMtu: u16(buf, offset + Field.NEXT_HOP_MTU),
         quoted: body,
       });
     case IcmpType.TimeExceeded:
-      return ok({ kind: 'time-exceeded', code, originalLength: buf[offset + 5]!, quoted: body });
+      return ok({
+        kind: 'time-exceeded',
+        code,
+        originalLength: buf[offset + Field.ORIGINAL_LENGTH]!,
+        quoted: body,
+      });
     case IcmpType.ParameterProblem:
       return ok({
         kind: 'parameter-problem',
         code,
-        pointer: buf[offset + 4]!,
-        originalLength: buf[offset + 5]!,
+        pointer: buf[offset + Field.POINTER]!,
+        originalLength: buf[offset + Field.ORIGINAL_LENGTH]!,
         quoted: body,
       });
     case IcmpType.SourceQuench:
       return ok({ kind: 'source-quench', code, quoted: body });
     case IcmpType.Redirect:
-      return ok({ kind: 'redirect', code, gateway: u32(buf, offset + 4), quoted: body });
+      return ok({ kind: 'redirect', code, gateway: u32(buf, offset + Field.GATEWAY), quoted: body });
     default:
-      return ok({ kind: 'other', type, code, restOfHeader: u32(buf, offset + 4), data: body });
+      return ok({
+        kind: 'other',
+        type,
+        code,
+        restOfHeader: u32(buf, offset + Field.REST_OF_HEADER),
+        data: body,
+      });
   }
 }
 
@@ -315,43 +388,43 @@ export function emitIcmp(msg: IcmpMessage, buf: Uint8Array, offset = 0): number 
   const length = icmpLength(msg);
   if (!(offset >= 0 && offset + length <= buf.length))
     throw new RangeError('ICMP message does not fit the buffer');
-  buf[offset] = typeOf(msg);
-  buf[offset + 1] = msg.code;
-  put32(buf, offset + 4, 0);
+  buf[offset + Field.TYPE] = typeOf(msg);
+  buf[offset + Field.CODE] = msg.code;
+  put32(buf, offset + Field.REST_OF_HEADER, 0);
   switch (msg.kind) {
     case 'echo-request':
     case 'echo-reply':
-      put16(buf, offset + 4, msg.identifier);
-      put16(buf, offset + 6, msg.sequence);
-      buf.set(msg.data, offset + ICMP_HEADER_LENGTH);
+      put16(buf, offset + Field.IDENTIFIER, msg.identifier);
+      put16(buf, offset + Field.SEQUENCE, msg.sequence);
+      buf.set(msg.data, offset + Field.DATA);
       break;
     case 'destination-unreachable':
-      buf[offset + 5] = msg.originalLength;
-      put16(buf, offset + 6, msg.nextHopMtu);
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      buf[offset + Field.ORIGINAL_LENGTH] = msg.originalLength;
+      put16(buf, offset + Field.NEXT_HOP_MTU, msg.nextHopMtu);
+      buf.set(msg.quoted, offset + Field.DATA);
       break;
     case 'time-exceeded':
-      buf[offset + 5] = msg.originalLength;
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      buf[offset + Field.ORIGINAL_LENGTH] = msg.originalLength;
+      buf.set(msg.quoted, offset + Field.DATA);
       break;
     case 'parameter-problem':
-      buf[offset + 4] = msg.pointer;
-      buf[offset + 5] = msg.originalLength;
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      buf[offset + Field.POINTER] = msg.pointer;
+      buf[offset + Field.ORIGINAL_LENGTH] = msg.originalLength;
+      buf.set(msg.quoted, offset + Field.DATA);
       break;
     case 'source-quench':
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      buf.set(msg.quoted, offset + Field.DATA);
       break;
     case 'redirect':
-      put32(buf, offset + 4, msg.gateway);
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      put32(buf, offset + Field.GATEWAY, msg.gateway);
+      buf.set(msg.quoted, offset + Field.DATA);
       break;
     case 'other':
-      put32(buf, offset + 4, msg.restOfHeader);
-      buf.set(msg.data, offset + ICMP_HEADER_LENGTH);
+      put32(buf, offset + Field.REST_OF_HEADER, msg.restOfHeader);
+      buf.set(msg.data, offset + Field.DATA);
       break;
   }
-  put16(buf, offset + 2, 0);
-  put16(buf, offset + 2, internetChecksum(buf, offset, offset + length));
+  put16(buf, offset + Field.CHECKSUM, 0);
+  put16(buf, offset + Field.CHECKSUM, internetChecksum(buf, offset, offset + length));
   return length;
 }

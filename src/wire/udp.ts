@@ -36,10 +36,25 @@ import {
   updateUdpChecksum16,
 } from './checksum.ts';
 import { copyUnlessInPlace, put16, u16 } from './bytes.ts';
+import { PortField } from './ports.ts';
 import { IpProtocol, fail, ok, type Parsed, type WireError } from './result.ts';
 import { HeaderView } from './view.ts';
 
 export const UDP_HEADER_LENGTH = 8;
+
+/**
+ * Where each field starts, in octets from the start of the header (the table
+ * above). This module reads them through `Field`, which it does not export:
+ * V8 compiles a module's own constants into the code, while an exported
+ * binding is loaded from its module cell at every use.
+ */
+const Field = {
+  SRC_PORT: PortField.SRC_PORT,
+  DST_PORT: PortField.DST_PORT,
+  LENGTH: 4,
+  CHECKSUM: 6,
+} as const;
+export const UdpField = Field;
 
 /**
  * The datagram as plain values; the length and checksum are derived by emit.
@@ -66,20 +81,25 @@ export function checkUdp(
   dst?: number,
 ): WireError | null {
   if (!(offset >= 0 && length >= UDP_HEADER_LENGTH && offset + length <= buf.length)) return 'truncated';
-  const ulen = u16(buf, offset + 4);
+  const ulen = u16(buf, offset + Field.LENGTH);
   if (ulen < UDP_HEADER_LENGTH) return 'bad-length';
   if (ulen > length) return 'truncated';
-  if (src !== undefined && dst !== undefined && u16(buf, offset + 6) !== 0) {
+  if (src !== undefined && dst !== undefined && u16(buf, offset + Field.CHECKSUM) !== 0) {
     const pseudo = pseudoHeaderSum(src, dst, IpProtocol.UDP, ulen);
     if (fold(sumBytes(buf, offset, offset + ulen, pseudo)) !== 0xffff) return 'bad-checksum';
   }
   return null;
 }
 
+/** The Length field (header plus data) of the datagram at buf[off]. */
+export function udpLength(buf: Uint8Array, off: number): number {
+  return u16(buf, off + Field.LENGTH);
+}
+
 function fillDatagramChecksum(buf: Uint8Array, offset: number, ulen: number, src: number, dst: number): void {
-  put16(buf, offset + 6, 0);
+  put16(buf, offset + Field.CHECKSUM, 0);
   const pseudo = pseudoHeaderSum(src, dst, IpProtocol.UDP, ulen);
-  put16(buf, offset + 6, udpWireChecksum(internetChecksum(buf, offset, offset + ulen, pseudo)));
+  put16(buf, offset + Field.CHECKSUM, udpWireChecksum(internetChecksum(buf, offset, offset + ulen, pseudo)));
 }
 
 /**
@@ -99,17 +119,17 @@ export class UdpView extends HeaderView {
   }
 
   get srcPort(): number {
-    return u16(this.buf, this.offset);
+    return u16(this.buf, this.offset + Field.SRC_PORT);
   }
   get dstPort(): number {
-    return u16(this.buf, this.offset + 2);
+    return u16(this.buf, this.offset + Field.DST_PORT);
   }
   /** The Length field: header plus data. */
   get datagramLength(): number {
-    return u16(this.buf, this.offset + 4);
+    return u16(this.buf, this.offset + Field.LENGTH);
   }
   get checksum(): number {
-    return u16(this.buf, this.offset + 6);
+    return u16(this.buf, this.offset + Field.CHECKSUM);
   }
   get hasChecksum(): boolean {
     return this.checksum !== 0;
@@ -123,14 +143,14 @@ export class UdpView extends HeaderView {
 
   setSrcPort(port: number): void {
     this.setChecksum(updateUdpChecksum16(this.checksum, this.srcPort, port));
-    put16(this.buf, this.offset, port);
+    put16(this.buf, this.offset + Field.SRC_PORT, port);
   }
   setDstPort(port: number): void {
     this.setChecksum(updateUdpChecksum16(this.checksum, this.dstPort, port));
-    put16(this.buf, this.offset + 2, port);
+    put16(this.buf, this.offset + Field.DST_PORT, port);
   }
   setChecksum(checksum: number): void {
-    put16(this.buf, this.offset + 6, checksum);
+    put16(this.buf, this.offset + Field.CHECKSUM, checksum);
   }
   /** Computes the checksum from scratch (never leaves 0x0000, which would mean "none"). */
   fillChecksum(src: number, dst: number): void {
@@ -149,10 +169,10 @@ export function parseUdp(
   const err = checkUdp(buf, offset, length, src, dst);
   if (err !== null) return fail(err);
   return ok({
-    srcPort: u16(buf, offset),
-    dstPort: u16(buf, offset + 2),
-    hasChecksum: u16(buf, offset + 6) !== 0,
-    payload: buf.subarray(offset + UDP_HEADER_LENGTH, offset + u16(buf, offset + 4)),
+    srcPort: u16(buf, offset + Field.SRC_PORT),
+    dstPort: u16(buf, offset + Field.DST_PORT),
+    hasChecksum: u16(buf, offset + Field.CHECKSUM) !== 0,
+    payload: buf.subarray(offset + UDP_HEADER_LENGTH, offset + u16(buf, offset + Field.LENGTH)),
   });
 }
 
@@ -166,11 +186,11 @@ export function emitUdp(h: UdpHeader, buf: Uint8Array, offset: number, src: numb
   const ulen = UDP_HEADER_LENGTH + h.payload.length;
   if (ulen > 0xffff) throw new RangeError('UDP datagram exceeds 65535 octets');
   if (offset < 0 || offset + ulen > buf.length) throw new RangeError('buffer too short for the UDP datagram');
-  put16(buf, offset, h.srcPort);
-  put16(buf, offset + 2, h.dstPort);
-  put16(buf, offset + 4, ulen);
+  put16(buf, offset + Field.SRC_PORT, h.srcPort);
+  put16(buf, offset + Field.DST_PORT, h.dstPort);
+  put16(buf, offset + Field.LENGTH, ulen);
   copyUnlessInPlace(h.payload, buf, offset + UDP_HEADER_LENGTH);
   if (h.hasChecksum) fillDatagramChecksum(buf, offset, ulen, src, dst);
-  else put16(buf, offset + 6, 0);
+  else put16(buf, offset + Field.CHECKSUM, 0);
   return ulen;
 }

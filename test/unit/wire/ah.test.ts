@@ -6,6 +6,7 @@ import {
   AH_FIXED_LENGTH,
   AH_MAX_ICV_LENGTH,
   ahIcvInput,
+  ahSpi,
   ahLength,
   AhView,
   checkAh,
@@ -50,6 +51,7 @@ describe('AH against scapy', () => {
       expect(view.headerLength).toBe((f.payloadlen + 2) * 4);
       expect(view.reserved).toBe(f.reserved);
       expect(view.spi).toBe(f.spi);
+      expect(ahSpi(pkt, c.ah_offset)).toBe(f.spi);
       expect(view.sequence).toBe(f.seq);
       expect(view.icvOffset).toBe(c.ah_offset + 12);
       expect(Buffer.from(view.icv).toString('hex')).toBe(f.icv);

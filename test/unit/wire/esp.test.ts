@@ -10,6 +10,8 @@ import {
   espLength,
   espPadLength,
   espPlaintextLength,
+  espSequence,
+  espSpi,
   EspTrailerView,
   EspView,
   parseEsp,
@@ -65,6 +67,10 @@ describe('ESP against scapy', () => {
       expect(view.check()).toBeNull();
       expect(view.spi).toBe(c.fields.spi);
       expect(view.sequence).toBe(c.fields.seq);
+      expect([espSpi(pkt, c.esp_offset), espSequence(pkt, c.esp_offset)]).toEqual([
+        c.fields.spi,
+        c.fields.seq,
+      ]);
       expect(view.payloadOffset).toBe(c.esp_offset + 8);
       expect(hex(pkt.subarray(view.icvOffset(c.icv_length), espEnd))).toBe(c.fields.icv);
       const ivLength = c.iv.length / 2;

@@ -5,10 +5,14 @@ import { internetChecksum } from '../../../src/wire/checksum.ts';
 import {
   checkIcmp,
   emitIcmp,
+  icmpChecksum,
+  icmpIdentifier,
+  icmpType,
   IcmpType,
   IcmpView,
   icmpLength,
   isIcmpErrorType,
+  isIcmpQueryType,
   parseIcmp,
   type IcmpMessage,
 } from '../../../src/wire/icmp.ts';
@@ -101,6 +105,12 @@ describe('ICMP against scapy', () => {
       expect(view.code).toBe(c.fields.code);
       expect(view.checksum).toBe(c.fields.chksum);
       expect(view.isError).toBe(c.quoted !== undefined);
+      expect([icmpType(pkt, c.icmp_offset), icmpChecksum(pkt, c.icmp_offset)]).toEqual([
+        c.fields.type,
+        c.fields.chksum,
+      ]);
+      if (isIcmpQueryType(c.fields.type as number))
+        expect(icmpIdentifier(pkt, c.icmp_offset)).toBe(c.fields.id);
 
       const parsed = parseIcmp(pkt, c.icmp_offset, c.icmp_length);
       expect(parsed.ok).toBe(true);
@@ -221,6 +231,10 @@ describe('ICMP types', () => {
   it('classifies exactly the RFC 792 errors as errors', () => {
     const errors = [3, 4, 5, 11, 12];
     for (let t = 0; t < 256; t++) expect(isIcmpErrorType(t)).toBe(errors.includes(t));
+  });
+  it('classifies echo and timestamp, requests and replies, as queries with an identifier', () => {
+    const queries = [0, 8, 13, 14];
+    for (let t = 0; t < 256; t++) expect(isIcmpQueryType(t)).toBe(queries.includes(t));
   });
   it('keeps unknown types as values, with their second word', () => {
     const out = new Uint8Array(12);

@@ -4,9 +4,23 @@ import { internetChecksum } from '../../../src/wire/checksum.ts';
 import {
   checkIpv4,
   emitIpv4,
+  Ipv4Field,
   Ipv4Flag,
+  ipv4DontFragment,
+  ipv4Dst,
+  ipv4FragmentOffset,
   ipv4FromString,
   ipv4HeaderLength,
+  ipv4HeaderLengthAt,
+  ipv4Identification,
+  ipv4IsFirstFragment,
+  ipv4IsFragment,
+  ipv4MoreFragments,
+  ipv4Protocol,
+  ipv4Src,
+  ipv4Tos,
+  ipv4TotalLength,
+  ipv4Version,
   Ipv4View,
   ipv4ToString,
   parseIpv4,
@@ -129,6 +143,74 @@ function withOptions(opts: number[]): Uint8Array {
   b[11] = c & 0xff;
   return b;
 }
+
+describe('IPv4 single-field readers', () => {
+  /** Every reader at `off`, in the order of the header. */
+  const readAll = (b: Uint8Array, off: number): unknown[] => [
+    ipv4Version(b, off),
+    ipv4HeaderLengthAt(b, off),
+    ipv4Tos(b, off),
+    ipv4TotalLength(b, off),
+    ipv4Identification(b, off),
+    ipv4DontFragment(b, off),
+    ipv4MoreFragments(b, off),
+    ipv4FragmentOffset(b, off),
+    ipv4IsFragment(b, off),
+    ipv4IsFirstFragment(b, off),
+    ipv4Protocol(b, off),
+    ipv4Src(b, off),
+    ipv4Dst(b, off),
+  ];
+
+  it("read scapy's SYN at an offset inside a larger buffer", () => {
+    const b = new Uint8Array(7 + SYN.length + 5).fill(0xa5);
+    b.set(SYN, 7);
+    expect(readAll(b, 7)).toEqual([
+      4,
+      20,
+      0,
+      44,
+      0x1c46,
+      true,
+      false,
+      0,
+      false,
+      true,
+      6,
+      0xc633641e,
+      0xcb007103,
+    ]);
+    expect([b[7 + Ipv4Field.TTL], b[7 + Ipv4Field.PROTOCOL]]).toEqual([64, 6]);
+  });
+
+  it('agree with the parser on every header, fragments and options included', () => {
+    fc.assert(
+      fc.property(arbIpv4Header(), fc.nat(40), (h, off) => {
+        const e = emitted(h);
+        const b = new Uint8Array(off + e.length);
+        b.set(e, off);
+        const df = (h.flags & Ipv4Flag.DF) !== 0;
+        const mf = (h.flags & Ipv4Flag.MF) !== 0;
+        expect(readAll(b, off)).toEqual([
+          4,
+          ipv4HeaderLength(h),
+          h.tos,
+          ipv4HeaderLength(h) + h.payloadLength,
+          h.identification,
+          df,
+          mf,
+          h.fragmentOffset,
+          mf || h.fragmentOffset !== 0,
+          h.fragmentOffset === 0,
+          h.protocol,
+          h.src,
+          h.dst,
+        ]);
+      }),
+      fcOpts,
+    );
+  });
+});
 
 describe('IPv4 options', () => {
   it('decodes record route, NOP and EOL, and stops at EOL', () => {

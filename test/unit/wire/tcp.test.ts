@@ -1,18 +1,19 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { WireError } from '../../../src/wire/result.ts';
+import { destinationPort, sourcePort } from '../../../src/wire/ports.ts';
+import type { TcpOption } from '../../../src/wire/tcp-options.ts';
 import {
   clampTcpMss,
+  emitTcp,
   findTcpMss,
+  parseTcp,
   readTcpMss,
   rewriteTcpMss,
-  type TcpOption,
-} from '../../../src/wire/tcp-options.ts';
-import {
-  emitTcp,
-  parseTcp,
   TcpFlag,
+  tcpFlags,
   tcpHeaderLength,
+  tcpHeaderLengthAt,
   TcpView,
   type TcpHeader,
 } from '../../../src/wire/tcp.ts';
@@ -64,6 +65,12 @@ describe('TCP header fields', () => {
     expect([v.checksum, v.urgentPointer, v.payloadOffset, v.payloadLength, v.mss]).toEqual([
       0x3038, 0, 24, 0, 1460,
     ]);
+    expect([
+      sourcePort(SYN, 0),
+      destinationPort(SYN, 0),
+      tcpHeaderLengthAt(SYN, 0),
+      tcpFlags(SYN, 0),
+    ]).toEqual([40000, 443, 24, TcpFlag.SYN]);
     expect(parseTcp(SYN, 0, SYN.length, SRC, DST)).toEqual({
       ok: true,
       value: {
