@@ -14,21 +14,30 @@
  * | later fragment                     | (src, dst, proto, id)      | FragmentTable,   |
  * |                                    |                            | else held        |
  */
-import { u16, u32 } from '../../wire/bytes.ts';
-import { IcmpView, isIcmpErrorType } from '../../wire/icmp.ts';
+import { ahSpi } from '../../wire/ah.ts';
+import { espSpi, MIN_SPI } from '../../wire/esp.ts';
+import { icmpIdentifier, icmpType, IcmpView, isIcmpErrorType, isIcmpQueryType } from '../../wire/icmp.ts';
 import { QuotedIpv4View } from '../../wire/icmp-quoted.ts';
-import { checkIpv4 } from '../../wire/ipv4.ts';
+import {
+  checkIpv4,
+  ipv4Dst,
+  ipv4FragmentOffset,
+  ipv4HeaderLengthAt,
+  ipv4Identification,
+  ipv4MoreFragments,
+  ipv4Protocol,
+  ipv4Src,
+  ipv4TotalLength,
+} from '../../wire/ipv4.ts';
+import { destinationPort } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import type { DropReason } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
 import type { RouterTables } from './tables/router-tables.ts';
-import { isIcmpQuery, transportMinimum } from './transport-rules.ts';
+import { transportMinimum } from './transport-rules.ts';
 
 /** `owner()` kept the datagram (an early fragment): neither forward nor count it as dropped. */
 export const HELD = -1;
-
-/** SPIs 1-255 are reserved by IANA and 0 means "no SA" (RFC 4303 2.1): no host ever owns one. */
-const FIRST_LEASABLE_SPI = 256;
 
 export class InboundDemux {
   /** Why the last `owner()` returned 0. */
@@ -64,13 +73,12 @@ export class InboundDemux {
   owner(buf: Uint8Array, off: number, len: number, now: number): number {
     this.firstFragment = false;
     if (checkIpv4(buf, off, len, true) !== null) return this.#drop('ip-malformed');
-    if (u32(buf, off + 16) !== this.#shared) return this.#drop('not-shared-destination');
-    const hl = (buf[off]! & 0x0f) << 2;
-    const total = u16(buf, off + 2);
-    const protocol = buf[off + 9]!;
-    const frag = u16(buf, off + 6);
-    const fragmentOffset = frag & 0x1fff;
-    const moreFragments = (frag & 0x2000) !== 0;
+    if (ipv4Dst(buf, off) !== this.#shared) return this.#drop('not-shared-destination');
+    const hl = ipv4HeaderLengthAt(buf, off);
+    const total = ipv4TotalLength(buf, off);
+    const protocol = ipv4Protocol(buf, off);
+    const fragmentOffset = ipv4FragmentOffset(buf, off);
+    const moreFragments = ipv4MoreFragments(buf, off);
     const t = off + hl;
     const tlen = total - hl;
 
@@ -80,10 +88,10 @@ export class InboundDemux {
 
     const owner = this.#transportOwner(buf, t, tlen, protocol, now);
     if (owner !== 0 && moreFragments) {
-      this.src = u32(buf, off + 12);
+      this.src = ipv4Src(buf, off);
       this.dst = this.#shared;
       this.protocol = protocol;
-      this.id = u16(buf, off + 4);
+      this.id = ipv4Identification(buf, off);
       this.#tables.fragments.record(this.src, this.dst, protocol, this.id, owner, now);
       this.firstFragment = true;
     }
@@ -101,8 +109,8 @@ export class InboundDemux {
     // RFC 1858 3.2: a TCP fragment at offset 1 (8 bytes) can only serve to
     // rewrite the flags of the first one at reassembly.
     if (fragmentOffset === 1 && protocol === IpProtocol.TCP) return this.#drop('overlapping-fragment');
-    const src = u32(buf, off + 12);
-    const id = u16(buf, off + 4);
+    const src = ipv4Src(buf, off);
+    const id = ipv4Identification(buf, off);
     const owner = this.#tables.fragments.lookup(src, this.#shared, protocol, id, now);
     if (owner !== 0) return owner;
     if (this.#tables.held.hold(src, this.#shared, protocol, id, buf, off, total, now)) return HELD;
@@ -114,7 +122,7 @@ export class InboundDemux {
     switch (protocol) {
       case IpProtocol.TCP:
       case IpProtocol.UDP: {
-        const port = u16(buf, t + 2);
+        const port = destinationPort(buf, t);
         const owner = tables.ownership.portOwner(port);
         if (owner === 0) return this.#drop('no-owner');
         tables.iaptt.touch(protocol, port, owner, now);
@@ -123,27 +131,28 @@ export class InboundDemux {
       case IpProtocol.ICMP:
         return this.#icmpOwner(buf, t, tlen, now);
       case IpProtocol.ESP:
-        return this.#spiOwner(u32(buf, t));
+        return this.#spiOwner(espSpi(buf, t));
       case IpProtocol.AH:
-        return this.#spiOwner(u32(buf, t + 4));
+        return this.#spiOwner(ahSpi(buf, t));
       default:
         return this.#drop('unsupported-protocol');
     }
   }
 
   #spiOwner(spi: number): number {
-    if (spi < FIRST_LEASABLE_SPI) return this.#drop('reserved-spi');
+    // No host ever owns a reserved SPI (RFC 4303 2.1).
+    if (spi < MIN_SPI) return this.#drop('reserved-spi');
     const owner = this.#tables.ownership.spiOwner(spi);
     return owner === 0 ? this.#drop('no-owner') : owner;
   }
 
   #icmpOwner(buf: Uint8Array, t: number, tlen: number, now: number): number {
-    const type = buf[t]!;
+    const type = icmpType(buf, t);
     const tables = this.#tables;
-    if (isIcmpQuery(type)) {
+    if (isIcmpQueryType(type)) {
       // Requests from outside are demultiplexed by identifier too: the host
       // that owns it answers, keeping the identifier (docs/tables.md).
-      const id = u16(buf, t + 4);
+      const id = icmpIdentifier(buf, t);
       const owner = tables.ownership.icmpIdOwner(id);
       if (owner === 0) return this.#drop('no-owner');
       tables.iaptt.touch(IpProtocol.ICMP, id, owner, now);
@@ -164,7 +173,7 @@ export class InboundDemux {
         owner = tables.ownership.portOwner(q.sourcePort);
         break;
       case IpProtocol.ICMP:
-        if (isIcmpQuery(q.icmpType)) owner = tables.ownership.icmpIdOwner(q.icmpIdentifier);
+        if (isIcmpQueryType(q.icmpType)) owner = tables.ownership.icmpIdOwner(q.icmpIdentifier);
         break;
       case IpProtocol.ESP:
         owner = this.#sas.ownerOf(q.dst, IpProtocol.ESP, q.espSpi, now);

@@ -16,8 +16,8 @@
 import { DEFAULT_HEADROOM, SlotBuffer, SpanList } from '../../io/slots.ts';
 import type { PacketSink } from '../../io/types.ts';
 import type { CounterSet } from '../../metrics/counters.ts';
-import { u32 } from '../../wire/bytes.ts';
 import { encapsulate, IPIP_OUTER_LENGTH } from '../../wire/ipip.ts';
+import { IPV4_MIN_HEADER_LENGTH, ipv4Src } from '../../wire/ipv4.ts';
 import type { DropReason, TrafficCounter } from './counters.ts';
 import { HELD, InboundDemux } from './inbound-demux.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
@@ -81,7 +81,7 @@ export class RouterInbound {
       const off = slots.offset(i);
       const len = slots.lengths[i]!;
       rxBytes += len;
-      if (len >= 20 && u32(bytes, off + 12) === this.#shared) {
+      if (len >= IPV4_MIN_HEADER_LENGTH && ipv4Src(bytes, off) === this.#shared) {
         this.#o.drops.inc('wan-shared-source');
         continue;
       }

@@ -26,16 +26,27 @@
  * (src, dst, protocol, id) reassembly key, all of which an attacker on the
  * LAN would have to guess for someone else's datagram in flight.
  */
-import { u16, u32 } from '../../wire/bytes.ts';
-import { IcmpView, isIcmpErrorType } from '../../wire/icmp.ts';
+import { ahSpi } from '../../wire/ah.ts';
+import { espSpi } from '../../wire/esp.ts';
+import { icmpIdentifier, icmpType, IcmpView, isIcmpErrorType, isIcmpQueryType } from '../../wire/icmp.ts';
 import { QuotedIpv4View } from '../../wire/icmp-quoted.ts';
-import { checkIpv4 } from '../../wire/ipv4.ts';
+import {
+  checkIpv4,
+  ipv4Dst,
+  ipv4FragmentOffset,
+  ipv4HeaderLengthAt,
+  ipv4MoreFragments,
+  ipv4Protocol,
+  ipv4Src,
+  ipv4TotalLength,
+} from '../../wire/ipv4.ts';
+import { sourcePort } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import type { DropReason } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
 import type { LeaseOwnership } from './tables/lease-ownership.ts';
 import type { RouterTables } from './tables/router-tables.ts';
-import { isIcmpQuery, transportMinimum } from './transport-rules.ts';
+import { transportMinimum } from './transport-rules.ts';
 
 export class OutboundCheck {
   readonly #shared: number;
@@ -59,24 +70,23 @@ export class OutboundCheck {
    */
   check(buf: Uint8Array, off: number, len: number, host: number, now: number): DropReason | null {
     if (checkIpv4(buf, off, len, true) !== null) return 'inner-malformed';
-    if (u32(buf, off + 12) !== this.#shared) return 'not-shared-source';
-    const hl = (buf[off]! & 0x0f) << 2;
-    const tlen = u16(buf, off + 2) - hl;
+    if (ipv4Src(buf, off) !== this.#shared) return 'not-shared-source';
+    const hl = ipv4HeaderLengthAt(buf, off);
+    const tlen = ipv4TotalLength(buf, off) - hl;
     const t = off + hl;
-    const protocol = buf[off + 9]!;
-    const frag = u16(buf, off + 6);
-    const fragmentOffset = frag & 0x1fff;
+    const protocol = ipv4Protocol(buf, off);
+    const fragmentOffset = ipv4FragmentOffset(buf, off);
     if (fragmentOffset !== 0) {
       if (fragmentOffset === 1 && protocol === IpProtocol.TCP) return 'overlapping-fragment';
       return this.#owners.holds(host) ? null : 'no-lease';
     }
     if (tlen < transportMinimum(protocol))
-      return (frag & 0x2000) !== 0 ? 'tiny-fragment' : 'transport-truncated';
+      return ipv4MoreFragments(buf, off) ? 'tiny-fragment' : 'transport-truncated';
     const tables = this.#tables;
     switch (protocol) {
       case IpProtocol.TCP:
       case IpProtocol.UDP: {
-        const port = u16(buf, t);
+        const port = sourcePort(buf, t);
         if (!this.#owners.owns(host, port)) return 'spoofed-port';
         tables.iaptt.touch(protocol, port, host, now);
         return null;
@@ -86,8 +96,8 @@ export class OutboundCheck {
       case IpProtocol.ESP:
       case IpProtocol.AH: {
         if (!this.#owners.holds(host)) return 'no-lease';
-        const spi = u32(buf, protocol === IpProtocol.ESP ? t : t + 4);
-        this.#sas.learn(u32(buf, off + 16), protocol, spi, host, now);
+        const spi = protocol === IpProtocol.ESP ? espSpi(buf, t) : ahSpi(buf, t);
+        this.#sas.learn(ipv4Dst(buf, off), protocol, spi, host, now);
         return null;
       }
       default:
@@ -96,10 +106,10 @@ export class OutboundCheck {
   }
 
   #icmpCheck(buf: Uint8Array, t: number, tlen: number, host: number, now: number): DropReason | null {
-    const type = buf[t]!;
+    const type = icmpType(buf, t);
     const tables = this.#tables;
-    if (isIcmpQuery(type)) {
-      const id = u16(buf, t + 4);
+    if (isIcmpQueryType(type)) {
+      const id = icmpIdentifier(buf, t);
       if (!this.#owners.owns(host, id)) return 'spoofed-port';
       tables.iaptt.touch(IpProtocol.ICMP, id, host, now);
       return null;
@@ -116,7 +126,8 @@ export class OutboundCheck {
       case IpProtocol.UDP:
         return this.#owners.owns(host, q.destinationPort) ? null : 'spoofed-port';
       case IpProtocol.ICMP:
-        if (isIcmpQuery(q.icmpType)) return this.#owners.owns(host, q.icmpIdentifier) ? null : 'spoofed-port';
+        if (isIcmpQueryType(q.icmpType))
+          return this.#owners.owns(host, q.icmpIdentifier) ? null : 'spoofed-port';
         return this.#owners.holds(host) ? null : 'no-lease';
       case IpProtocol.ESP:
         return this.#owners.spiOwner(q.espSpi) === host ? null : 'spoofed-port';
