@@ -13,12 +13,18 @@ import { SpanList } from '../../io/slots.ts';
 import type { PacketSink, PacketSource } from '../../io/types.ts';
 import type { CounterSet } from '../../metrics/counters.ts';
 import type { Clock } from '../../util/clock.ts';
-import { u16, u32 } from '../../wire/bytes.ts';
+import { PacketSpan } from '../../ipsec/types.ts';
 import { decapsulate, IpipInner } from '../../wire/ipip.ts';
-import { checkIpv4 } from '../../wire/ipv4.ts';
+import {
+  checkIpv4,
+  ipv4Dst,
+  ipv4HeaderLengthAt,
+  ipv4IsFirstFragment,
+  ipv4Protocol,
+} from '../../wire/ipv4.ts';
+import { destinationPort, PORTS_LENGTH } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import type { ForwarderEvent, InboundDrop } from './drops.ts';
-import { PacketSpan } from './ipsec-step.ts';
 import type { IpsecStep } from './ipsec-step.ts';
 import { clampSynMss, icmpNeedsTranslation, passes, TCP_IP_HEADERS, type HostMode } from './shared-steps.ts';
 import type { PortTranslator } from './translation/translator.ts';
@@ -81,8 +87,8 @@ export class HostInbound {
     let start = inner.offset;
     let total = inner.length;
     if (checkIpv4(buf, start, total, true) !== null) return 'inner-malformed';
-    if (u32(buf, start + 16) !== o.sharedAddress) return 'not-for-us';
-    let protocol = buf[start + 9]!;
+    if (ipv4Dst(buf, start) !== o.sharedAddress) return 'not-for-us';
+    let protocol = ipv4Protocol(buf, start);
 
     if (o.ipsec !== undefined) {
       const span = this.#span;
@@ -92,25 +98,25 @@ export class HostInbound {
       if (refused !== null) return refused;
       start = span.offset;
       total = span.length;
-      protocol = buf[start + 9]!;
+      protocol = ipv4Protocol(buf, start);
     } else if (protocol === IpProtocol.ESP || protocol === IpProtocol.AH) {
       o.events.inc('ipsec-passthrough-inbound');
     }
 
     const end = start + total;
-    const l4 = start + ((buf[start]! & 0x0f) << 2);
+    const l4 = start + ipv4HeaderLengthAt(buf, start);
     const toService =
       protocol === UDP &&
-      l4 + 4 <= end &&
-      (u16(buf, start + 6) & 0x1fff) === 0 &&
-      o.servicePorts?.has(u16(buf, l4 + 2)) === true;
+      l4 + PORTS_LENGTH <= end &&
+      ipv4IsFirstFragment(buf, start) &&
+      o.servicePorts?.has(destinationPort(buf, l4)) === true;
     if (!toService && (o.mode === 'translate' || (protocol === ICMP && icmpNeedsTranslation(buf, l4, end)))) {
       const outcome = o.translator.inbound(buf, start, l4, end, now);
       if (!passes(outcome)) return outcome === 'no-mapping' ? 'no-mapping' : 'not-translatable';
     }
     if (
       protocol === TCP &&
-      (u16(buf, start + 6) & 0x1fff) === 0 &&
+      ipv4IsFirstFragment(buf, start) &&
       clampSynMss(buf, l4, end, o.tunMtu - TCP_IP_HEADERS)
     )
       o.events.inc('mss-clamped-inbound');

@@ -17,12 +17,22 @@ import { SlotBuffer, SpanList } from '../../io/slots.ts';
 import type { PacketSink, PacketSource } from '../../io/types.ts';
 import type { CounterSet } from '../../metrics/counters.ts';
 import type { Clock } from '../../util/clock.ts';
-import { u16, u32 } from '../../wire/bytes.ts';
+import { PacketSpan } from '../../ipsec/types.ts';
 import { encapsulate, IPIP_OUTER_LENGTH } from '../../wire/ipip.ts';
-import { checkIpv4 } from '../../wire/ipv4.ts';
+import {
+  checkIpv4,
+  ipv4DontFragment,
+  ipv4Dst,
+  ipv4HeaderLengthAt,
+  ipv4IsFirstFragment,
+  ipv4Protocol,
+  ipv4Src,
+  ipv4TotalLength,
+  ipv4Version,
+} from '../../wire/ipv4.ts';
+import { PORTS_LENGTH, sourcePort } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import type { ForwarderEvent, OutboundDrop } from './drops.ts';
-import { PacketSpan } from './ipsec-step.ts';
 import type { IpsecStep } from './ipsec-step.ts';
 import { fragmentDatagram, writeFragmentationNeeded } from './mtu.ts';
 import {
@@ -138,29 +148,34 @@ export class HostOutbound {
     slotEnd: number,
   ): OutboundDrop | null {
     const o = this.#o;
-    if (len < 1 || buf[off]! >> 4 !== 4) return 'not-ipv4';
+    if (len < 1 || ipv4Version(buf, off) !== 4) return 'not-ipv4';
     if (checkIpv4(buf, off, len, true) !== null) return 'malformed';
-    if (u32(buf, off + 12) !== o.sharedAddress) return 'wrong-source';
-    const hl = (buf[off]! & 0x0f) << 2;
-    const total = u16(buf, off + 2);
+    if (ipv4Src(buf, off) !== o.sharedAddress) return 'wrong-source';
+    const hl = ipv4HeaderLengthAt(buf, off);
+    const total = ipv4TotalLength(buf, off);
     const end = off + total;
     const l4 = off + hl;
-    const protocol = buf[off + 9]!;
-    const firstFragment = (u16(buf, off + 6) & 0x1fff) === 0;
+    const protocol = ipv4Protocol(buf, off);
+    const firstFragment = ipv4IsFirstFragment(buf, off);
     const innerMtu = this.innerMtu;
-    if (total > innerMtu && (buf[off + 6]! & 0x40) !== 0) {
+    if (total > innerMtu && ipv4DontFragment(buf, off)) {
       this.#fragmentationNeeded(buf, off, total, innerMtu);
       return 'too-big';
     }
 
     if (o.mode === 'translate') {
-      if (!(protocol === UDP && firstFragment && l4 + 4 <= end && o.servicePorts?.has(u16(buf, l4)))) {
+      if (!(
+        protocol === UDP &&
+        firstFragment &&
+        l4 + PORTS_LENGTH <= end &&
+        o.servicePorts?.has(sourcePort(buf, l4))
+      )) {
         const outcome = o.translator.outbound(buf, off, l4, end, now);
         if (!passes(outcome)) return dropOf(outcome);
       }
     } else if (firstFragment && (protocol === TCP || protocol === UDP)) {
-      if (l4 + 4 > end) return 'not-translatable';
-      if (!o.leases.isLeased(u16(buf, l4))) return 'unleased-port';
+      if (l4 + PORTS_LENGTH > end) return 'not-translatable';
+      if (!o.leases.isLeased(sourcePort(buf, l4))) return 'unleased-port';
     } else if (protocol === ICMP && icmpNeedsTranslation(buf, l4, end)) {
       const outcome = o.translator.outbound(buf, off, l4, end, now);
       if (!passes(outcome)) return dropOf(outcome);
@@ -194,7 +209,7 @@ export class HostOutbound {
   #fragmentationNeeded(buf: Uint8Array, off: number, total: number, mtu: number): void {
     // The stack keeps one path MTU per destination: a burst of big segments to
     // one destination needs one error per batch, not one per segment.
-    const dst = u32(buf, off + 16);
+    const dst = ipv4Dst(buf, off);
     if (dst === this.#tooBigFor || this.#scratchUsed >= this.#scratch.slotCount) return;
     this.#tooBigFor = dst;
     const s = this.#scratch;
@@ -205,7 +220,7 @@ export class HostOutbound {
       at,
       at + s.capacity,
       o.routerAddress,
-      u32(buf, off + 12),
+      ipv4Src(buf, off),
       mtu,
       buf,
       off,
@@ -234,7 +249,7 @@ export class HostOutbound {
     if (n === 0) return 'no-room';
     for (let k = 0; k < n; k++) {
       const at = this.#fragmentAt(k);
-      const fragLength = u16(s.bytes, at + 2);
+      const fragLength = ipv4TotalLength(s.bytes, at);
       const outer = encapsulate(s.bytes, at, fragLength, o.lanAddress, o.routerAddress);
       if (typeof outer === 'number') this.#scratchToRouter.push(outer, fragLength + IPIP_OUTER_LENGTH);
     }
