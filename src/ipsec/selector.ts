@@ -20,7 +20,9 @@
  * | ip    | 12, 16 | source, destination address    |
  * | l4    | 0, 2   | TCP/UDP source, destination port |
  */
-import { u16, u32 } from '../wire/bytes.ts';
+import { ipv4Dst, ipv4HeaderLengthAt, ipv4IsFirstFragment, ipv4Protocol, ipv4Src } from '../wire/ipv4.ts';
+import { destinationPort, PORTS_LENGTH, sourcePort } from '../wire/ports.ts';
+import { IpProtocol } from '../wire/result.ts';
 
 /** Inclusive range of addresses (unsigned 32-bit) or ports. */
 export interface Range {
@@ -62,8 +64,10 @@ export function cidrRange(address: number, prefixLength: number): Range {
   return { first, last: first + size - 1 };
 }
 
-const TCP = 6;
-const UDP = 17;
+// The wire's constants as this module's own, which V8 compiles into the
+// code (an imported binding is loaded from its module cell at every use).
+const TCP = IpProtocol.TCP;
+const UDP = IpProtocol.UDP;
 
 /** The selector fields of one packet; reuse one instance. Ports are -1 when OPAQUE. */
 export class PacketSelectors {
@@ -78,17 +82,17 @@ export class PacketSelectors {
    * assumed checked. Ports are read when the transport header is present.
    */
   read(buf: Uint8Array, ip: number, end: number): this {
-    this.src = u32(buf, ip + 12);
-    this.dst = u32(buf, ip + 16);
-    const protocol = buf[ip + 9]!;
+    this.src = ipv4Src(buf, ip);
+    this.dst = ipv4Dst(buf, ip);
+    const protocol = ipv4Protocol(buf, ip);
     this.protocol = protocol;
     this.srcPort = -1;
     this.dstPort = -1;
-    if ((protocol === TCP || protocol === UDP) && (u16(buf, ip + 6) & 0x1fff) === 0) {
-      const l4 = ip + (buf[ip]! & 0x0f) * 4;
-      if (l4 + 4 <= end) {
-        this.srcPort = u16(buf, l4);
-        this.dstPort = u16(buf, l4 + 2);
+    if ((protocol === TCP || protocol === UDP) && ipv4IsFirstFragment(buf, ip)) {
+      const l4 = ip + ipv4HeaderLengthAt(buf, ip);
+      if (l4 + PORTS_LENGTH <= end) {
+        this.srcPort = sourcePort(buf, l4);
+        this.dstPort = destinationPort(buf, l4);
       }
     }
     return this;

@@ -18,9 +18,17 @@
  */
 import { put16, put32, u16 } from '../wire/bytes.ts';
 import { internetChecksum, updateChecksum16 } from '../wire/checksum.ts';
+import { IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
 
-export const OUTER_HEADER_LENGTH = 20;
+export const OUTER_HEADER_LENGTH = IPV4_MIN_HEADER_LENGTH;
 const OUTER_TTL = 64;
+
+// The IPv4 header's offsets as this module's own constants, which V8
+// compiles into the code (an imported binding is loaded from its module cell
+// at every use).
+const Ip = Ipv4Field;
+const DF = Ipv4FragmentWord.DF;
+const DF_OCTET = DF >> 8;
 
 /** Identification values for the outer headers an engine builds. */
 export class IdentificationCounter {
@@ -46,21 +54,21 @@ export function writeOuterHeader(
   dst: number,
   identification: number,
 ): void {
-  buf[at] = 0x45;
-  buf[at + 1] = buf[inner + 1]!;
-  put16(buf, at + 4, identification);
-  put16(buf, at + 6, buf[inner + 6]! & 0x40 ? 0x4000 : 0);
-  buf[at + 8] = OUTER_TTL;
-  put32(buf, at + 12, src);
-  put32(buf, at + 16, dst);
+  buf[at + Ip.VERSION_IHL] = 0x45;
+  buf[at + Ip.TOS] = buf[inner + Ip.TOS]!;
+  put16(buf, at + Ip.IDENTIFICATION, identification);
+  put16(buf, at + Ip.FLAGS_FRAGMENT, buf[inner + Ip.FLAGS_FRAGMENT]! & DF_OCTET ? DF : 0);
+  buf[at + Ip.TTL] = OUTER_TTL;
+  put32(buf, at + Ip.SRC, src);
+  put32(buf, at + Ip.DST, dst);
 }
 
 /** Sets total length and protocol of the IPv4 header at buf[ip] and recomputes its checksum. */
 export function finishHeader(buf: Uint8Array, ip: number, totalLength: number, protocol: number): void {
-  put16(buf, ip + 2, totalLength);
-  buf[ip + 9] = protocol;
-  put16(buf, ip + 10, 0);
-  put16(buf, ip + 10, internetChecksum(buf, ip, ip + (buf[ip]! & 0x0f) * 4));
+  put16(buf, ip + Ip.TOTAL_LENGTH, totalLength);
+  buf[ip + Ip.PROTOCOL] = protocol;
+  put16(buf, ip + Ip.CHECKSUM, 0);
+  put16(buf, ip + Ip.CHECKSUM, internetChecksum(buf, ip, ip + (buf[ip + Ip.VERSION_IHL]! & 0x0f) * 4));
 }
 
 const NOT_ECT = 0;
@@ -76,7 +84,7 @@ const CE = 3;
  */
 export function ecnDecapsulate(outerTos: number, buf: Uint8Array, inner: number): boolean {
   const outer = outerTos & 3;
-  const tos = buf[inner + 1]!;
+  const tos = buf[inner + Ip.TOS]!;
   const ecn = tos & 3;
   let next = ecn;
   if (outer === CE) {
@@ -86,9 +94,14 @@ export function ecnDecapsulate(outerTos: number, buf: Uint8Array, inner: number)
     next = ECT_1;
   }
   if (next !== ecn) {
-    const oldWord = u16(buf, inner);
-    buf[inner + 1] = (tos & 0xfc) | next;
-    put16(buf, inner + 10, updateChecksum16(u16(buf, inner + 10), oldWord, u16(buf, inner)));
+    // The TOS octet shares its checksum word with version and IHL.
+    const oldWord = u16(buf, inner + Ip.VERSION_IHL);
+    buf[inner + Ip.TOS] = (tos & 0xfc) | next;
+    put16(
+      buf,
+      inner + Ip.CHECKSUM,
+      updateChecksum16(u16(buf, inner + Ip.CHECKSUM), oldWord, u16(buf, inner + Ip.VERSION_IHL)),
+    );
   }
   return true;
 }
