@@ -18,10 +18,10 @@
  */
 import { put16, put32, u16 } from '../wire/bytes.ts';
 import { internetChecksum, updateChecksum16 } from '../wire/checksum.ts';
-import { IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
+import { IPV4_DEFAULT_TTL, IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
 
 export const OUTER_HEADER_LENGTH = IPV4_MIN_HEADER_LENGTH;
-const OUTER_TTL = 64;
+const OUTER_TTL = IPV4_DEFAULT_TTL;
 
 // The IPv4 header's offsets as this module's own constants, which V8
 // compiles into the code (an imported binding is loaded from its module cell

@@ -35,6 +35,7 @@ import {
   checkIpv4,
   emitIpv4,
   ipv4HeaderLength,
+  IPV4_DEFAULT_TTL,
   IPV4_MAX_TOTAL_LENGTH,
   IPV4_MIN_HEADER_LENGTH,
   Ipv4Field,
@@ -46,7 +47,6 @@ import { IpProtocol, fail, ok, type Parsed, type WireError } from './result.ts';
 
 /** Octets `encapsulate` writes before the inner datagram: the headroom a buffer must leave. */
 export const IPIP_OUTER_LENGTH = IPV4_MIN_HEADER_LENGTH;
-export const IPIP_DEFAULT_TTL = 64;
 
 // The IPv4 header's offsets and the flag word's parts as this module's own
 // constants, which V8 compiles into the code (an imported binding is loaded
@@ -87,7 +87,7 @@ export function encapsulate(
   src: number,
   dst: number,
   id: number = nextIpv4Id(),
-  ttl: number = IPIP_DEFAULT_TTL,
+  ttl: number = IPV4_DEFAULT_TTL,
 ): number | EncapsulateError {
   if (innerOffset < IPIP_OUTER_LENGTH)
     throw new RangeError(`IP-in-IP needs 20 octets of headroom, got ${innerOffset}`);

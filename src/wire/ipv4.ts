@@ -51,6 +51,8 @@ import { HeaderView } from './view.ts';
 export const IPV4_MIN_HEADER_LENGTH = 20;
 export const IPV4_MAX_HEADER_LENGTH = 60;
 export const IPV4_MAX_TOTAL_LENGTH = 0xffff;
+/** The TTL distnat gives the headers it writes: IANA's default (RFC 1700), Linux's too. */
+export const IPV4_DEFAULT_TTL = 64;
 
 /**
  * Where each field starts, in octets from the start of the header (the table

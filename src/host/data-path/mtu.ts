@@ -24,6 +24,7 @@ import { internetChecksum } from '../../wire/checksum.ts';
 import { ICMP_HEADER_LENGTH, IcmpField, IcmpType, IcmpUnreachableCode } from '../../wire/icmp.ts';
 import { nextIpv4Id } from '../../wire/ipip.ts';
 import {
+  IPV4_DEFAULT_TTL,
   IPV4_MIN_HEADER_LENGTH,
   IPV4_OPTION_COPIED,
   Ipv4Field,
@@ -37,8 +38,6 @@ import { IpProtocol } from '../../wire/result.ts';
 
 /** RFC 1812 4.3.2.3: an ICMP error holds as much of the original as fits in 576 octets. */
 export const ICMP_ERROR_MAX_LENGTH = 576;
-/** The stack's own default (Linux's net.ipv4.ip_default_ttl), which its errors carry. */
-const ERROR_TTL = 64;
 
 /**
  * Writes an IPv4 datagram carrying ICMP type 3 code 4 (fragmentation needed
@@ -66,7 +65,7 @@ export function writeFragmentationNeeded(
   put16(out, at + Ipv4Field.TOTAL_LENGTH, total);
   put16(out, at + Ipv4Field.IDENTIFICATION, nextIpv4Id());
   put16(out, at + Ipv4Field.FLAGS_FRAGMENT, 0);
-  out[at + Ipv4Field.TTL] = ERROR_TTL;
+  out[at + Ipv4Field.TTL] = IPV4_DEFAULT_TTL;
   out[at + Ipv4Field.PROTOCOL] = IpProtocol.ICMP;
   put16(out, at + Ipv4Field.CHECKSUM, 0);
   put32(out, at + Ipv4Field.SRC, src);
