@@ -34,9 +34,13 @@ import {
 } from './tunnel.ts';
 import type { IpsecDrop, PacketSpan } from './types.ts';
 
-// The wire's constants as this module's own, which V8 compiles into the
-// code (an imported binding is loaded from its module cell at every use).
-const Ah = AhField;
+// The wire's constants as module constants (see wire/bytes.ts).
+const AH_NEXT_HEADER = AhField.NEXT_HEADER;
+const AH_PAYLOAD_LEN = AhField.PAYLOAD_LEN;
+const AH_RESERVED = AhField.RESERVED;
+const AH_SPI = AhField.SPI;
+const AH_SEQUENCE = AhField.SEQUENCE;
+const AH_ICV = AhField.ICV;
 const AH_FIXED = AH_FIXED_LENGTH;
 const IPIP = IpProtocol.IPIP;
 const AH = IpProtocol.AH;
@@ -97,14 +101,14 @@ export function ahProtect(
   const nextHeader = tunnel ? IPIP : ipv4Protocol(buf, ip);
   if (tunnel) writeOuterHeader(buf, newIp, ip, sa.tunnel!.local, sa.tunnel!.remote, ids.next());
   else buf.copyWithin(newIp, ip, ip + hl);
-  buf[ah + Ah.NEXT_HEADER] = nextHeader;
-  buf[ah + Ah.PAYLOAD_LEN] = ahLength / 4 - 2;
-  put16(buf, ah + Ah.RESERVED, 0);
-  put32(buf, ah + Ah.SPI, sa.spi);
-  put32(buf, ah + Ah.SEQUENCE, seq >>> 0);
-  buf.fill(0, ah + Ah.ICV, ah + ahLength);
+  buf[ah + AH_NEXT_HEADER] = nextHeader;
+  buf[ah + AH_PAYLOAD_LEN] = ahLength / 4 - 2;
+  put16(buf, ah + AH_RESERVED, 0);
+  put32(buf, ah + AH_SPI, sa.spi);
+  put32(buf, ah + AH_SEQUENCE, seq >>> 0);
+  buf.fill(0, ah + AH_ICV, ah + ahLength);
   finishHeader(buf, newIp, newTotal, AH);
-  const r = computeIcv(sa, buf, newIp, newTotal, seq, buf, ah + Ah.ICV);
+  const r = computeIcv(sa, buf, newIp, newTotal, seq, buf, ah + AH_ICV);
   if (r !== 'ok') return r;
   span.offset = newIp;
   span.length = newTotal;
@@ -128,10 +132,10 @@ export function ahUnprotect(
   const ah = ip + hl;
   const ahLength = sa.headerLength;
   // Payload Len must describe this SA's ICV (RFC 4302 3.4.2 leaves no other length).
-  if (ah + AH_FIXED > end || (buf[ah + Ah.PAYLOAD_LEN]! + 2) * 4 !== ahLength || ah + ahLength > end)
+  if (ah + AH_FIXED > end || (buf[ah + AH_PAYLOAD_LEN]! + 2) * 4 !== ahLength || ah + ahLength > end)
     return 'malformed';
   if (sa.hardExpired) return 'lifetime-expired';
-  const low = u32(buf, ah + Ah.SEQUENCE);
+  const low = u32(buf, ah + AH_SEQUENCE);
   let seq = low;
   const replay = sa.replay;
   if (replay !== null) {
@@ -141,10 +145,10 @@ export function ahUnprotect(
   }
   const r = computeIcv(sa, buf, ip, end - ip, seq, icv, 0);
   if (r !== 'ok') return r;
-  if (!icvEqual(icv, 0, buf, ah + Ah.ICV, sa.hmac.icvLength)) return 'auth-failed';
+  if (!icvEqual(icv, 0, buf, ah + AH_ICV, sa.hmac.icvLength)) return 'auth-failed';
   replay?.accept(seq);
 
-  const nextHeader = buf[ah + Ah.NEXT_HEADER]!;
+  const nextHeader = buf[ah + AH_NEXT_HEADER]!;
   const data = ah + ahLength;
   sa.account(end - data);
   if (sa.mode === 'transport') {

@@ -47,8 +47,7 @@ import type { InboundVerdict, IpsecDrop, OutboundVerdict, PacketSpan } from './t
 /** Most IPsec headers one inbound packet may peel off (AH + ESP + one nested tunnel). */
 export const MAX_LAYERS = 3;
 
-// The wire's constants as this module's own, which V8 compiles into the
-// code (an imported binding is loaded from its module cell at every use).
+// The wire's constants as module constants (see wire/bytes.ts).
 const ESP = IpProtocol.ESP;
 const AH = IpProtocol.AH;
 const UDP = IpProtocol.UDP;

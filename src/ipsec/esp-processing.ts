@@ -54,15 +54,18 @@ import {
 } from './tunnel.ts';
 import type { IpsecDrop, PacketSpan } from './types.ts';
 
-// The wire's constants as this module's own, which V8 compiles into the
-// code (an imported binding is loaded from its module cell at every use).
+// The wire's constants as module constants (see wire/bytes.ts).
 const ESP_HEADER = ESP_HEADER_LENGTH;
 const ESP_TRAILER = ESP_TRAILER_LENGTH;
 const UDP_HEADER = UDP_HEADER_LENGTH;
 const IP_HEADER = IPV4_MIN_HEADER_LENGTH;
 const NEXT_HEADER_DUMMY = ESP_NEXT_HEADER_DUMMY;
-const Esp = EspField;
-const Udp = UdpField;
+const ESP_SPI = EspField.SPI;
+const ESP_SEQUENCE = EspField.SEQUENCE;
+const UDP_SRC_PORT = UdpField.SRC_PORT;
+const UDP_DST_PORT = UdpField.DST_PORT;
+const UDP_LENGTH = UdpField.LENGTH;
+const UDP_CHECKSUM = UdpField.CHECKSUM;
 const IPIP = IpProtocol.IPIP;
 const UDP = IpProtocol.UDP;
 const ESP = IpProtocol.ESP;
@@ -133,18 +136,18 @@ export function espProtect(
   const nextHeader = tunnel ? IPIP : ipv4Protocol(buf, ip);
   if (tunnel) writeOuterHeader(buf, newIp, ip, sa.tunnel!.local, sa.tunnel!.remote, ids.next());
   else buf.copyWithin(newIp, ip, ip + hl);
-  put32(buf, esp + Esp.SPI, sa.spi);
-  put32(buf, esp + Esp.SEQUENCE, seq >>> 0);
+  put32(buf, esp + ESP_SPI, sa.spi);
+  put32(buf, esp + ESP_SEQUENCE, seq >>> 0);
   t.writeIv(buf, ivAt, seq);
   writeEspTrailer(buf, dataStart, dataLength, nextHeader, t.blockSize);
   t.seal(buf, esp, dataStart, end, sa.seqHigh(seq));
   if (udp !== 0) {
     const u = esp - UDP_HEADER;
-    put16(buf, u + Udp.SRC_PORT, sa.encap!.localPort);
-    put16(buf, u + Udp.DST_PORT, sa.encap!.remotePort);
-    put16(buf, u + Udp.LENGTH, packetEnd - u);
+    put16(buf, u + UDP_SRC_PORT, sa.encap!.localPort);
+    put16(buf, u + UDP_DST_PORT, sa.encap!.remotePort);
+    put16(buf, u + UDP_LENGTH, packetEnd - u);
     // RFC 3948 2.1: zero; the ESP ICV protects the contents.
-    put16(buf, u + Udp.CHECKSUM, 0);
+    put16(buf, u + UDP_CHECKSUM, 0);
   }
   finishHeader(buf, newIp, newTotal, udp !== 0 ? UDP : ESP);
   span.offset = newIp;

@@ -64,8 +64,7 @@ export function cidrRange(address: number, prefixLength: number): Range {
   return { first, last: first + size - 1 };
 }
 
-// The wire's constants as this module's own, which V8 compiles into the
-// code (an imported binding is loaded from its module cell at every use).
+// The wire's constants as module constants (see wire/bytes.ts).
 const TCP = IpProtocol.TCP;
 const UDP = IpProtocol.UDP;
 

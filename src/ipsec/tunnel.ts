@@ -23,10 +23,17 @@ import { IPV4_DEFAULT_TTL, IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord }
 export const OUTER_HEADER_LENGTH = IPV4_MIN_HEADER_LENGTH;
 const OUTER_TTL = IPV4_DEFAULT_TTL;
 
-// The IPv4 header's offsets as this module's own constants, which V8
-// compiles into the code (an imported binding is loaded from its module cell
-// at every use).
-const Ip = Ipv4Field;
+// The IPv4 header's offsets as module constants (see wire/bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOS = Ipv4Field.TOS;
+const IP_IDENTIFICATION = Ipv4Field.IDENTIFICATION;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_TTL = Ipv4Field.TTL;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_CHECKSUM = Ipv4Field.CHECKSUM;
 const DF = Ipv4FragmentWord.DF;
 const DF_OCTET = DF >> 8;
 
@@ -54,21 +61,21 @@ export function writeOuterHeader(
   dst: number,
   identification: number,
 ): void {
-  buf[at + Ip.VERSION_IHL] = 0x45;
-  buf[at + Ip.TOS] = buf[inner + Ip.TOS]!;
-  put16(buf, at + Ip.IDENTIFICATION, identification);
-  put16(buf, at + Ip.FLAGS_FRAGMENT, buf[inner + Ip.FLAGS_FRAGMENT]! & DF_OCTET ? DF : 0);
-  buf[at + Ip.TTL] = OUTER_TTL;
-  put32(buf, at + Ip.SRC, src);
-  put32(buf, at + Ip.DST, dst);
+  buf[at + IP_VERSION_IHL] = 0x45;
+  buf[at + IP_TOS] = buf[inner + IP_TOS]!;
+  put16(buf, at + IP_IDENTIFICATION, identification);
+  put16(buf, at + IP_FLAGS_FRAGMENT, buf[inner + IP_FLAGS_FRAGMENT]! & DF_OCTET ? DF : 0);
+  buf[at + IP_TTL] = OUTER_TTL;
+  put32(buf, at + IP_SRC, src);
+  put32(buf, at + IP_DST, dst);
 }
 
 /** Sets total length and protocol of the IPv4 header at buf[ip] and recomputes its checksum. */
 export function finishHeader(buf: Uint8Array, ip: number, totalLength: number, protocol: number): void {
-  put16(buf, ip + Ip.TOTAL_LENGTH, totalLength);
-  buf[ip + Ip.PROTOCOL] = protocol;
-  put16(buf, ip + Ip.CHECKSUM, 0);
-  put16(buf, ip + Ip.CHECKSUM, internetChecksum(buf, ip, ip + (buf[ip + Ip.VERSION_IHL]! & 0x0f) * 4));
+  put16(buf, ip + IP_TOTAL_LENGTH, totalLength);
+  buf[ip + IP_PROTOCOL] = protocol;
+  put16(buf, ip + IP_CHECKSUM, 0);
+  put16(buf, ip + IP_CHECKSUM, internetChecksum(buf, ip, ip + (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4));
 }
 
 const NOT_ECT = 0;
@@ -84,7 +91,7 @@ const CE = 3;
  */
 export function ecnDecapsulate(outerTos: number, buf: Uint8Array, inner: number): boolean {
   const outer = outerTos & 3;
-  const tos = buf[inner + Ip.TOS]!;
+  const tos = buf[inner + IP_TOS]!;
   const ecn = tos & 3;
   let next = ecn;
   if (outer === CE) {
@@ -95,12 +102,12 @@ export function ecnDecapsulate(outerTos: number, buf: Uint8Array, inner: number)
   }
   if (next !== ecn) {
     // The TOS octet shares its checksum word with version and IHL.
-    const oldWord = u16(buf, inner + Ip.VERSION_IHL);
-    buf[inner + Ip.TOS] = (tos & 0xfc) | next;
+    const oldWord = u16(buf, inner + IP_VERSION_IHL);
+    buf[inner + IP_TOS] = (tos & 0xfc) | next;
     put16(
       buf,
-      inner + Ip.CHECKSUM,
-      updateChecksum16(u16(buf, inner + Ip.CHECKSUM), oldWord, u16(buf, inner + Ip.VERSION_IHL)),
+      inner + IP_CHECKSUM,
+      updateChecksum16(u16(buf, inner + IP_CHECKSUM), oldWord, u16(buf, inner + IP_VERSION_IHL)),
     );
   }
   return true;

@@ -37,25 +37,27 @@ export const AH_FIXED_LENGTH = 12;
 /** Payload Len is 8 bits: (255 + 2) * 4 bytes of header, 12 of them fixed. */
 export const AH_MAX_ICV_LENGTH = (255 + 2) * 4 - AH_FIXED_LENGTH;
 
-/**
- * Where each field starts, in octets from the start of the header (the table
- * above). This module reads them through `Field`, which it does not export:
- * V8 compiles a module's own constants into the code, while an exported
- * binding is loaded from its module cell at every use.
- */
-const Field = {
-  NEXT_HEADER: 0,
-  PAYLOAD_LEN: 1,
-  RESERVED: 2,
-  SPI: 4,
-  SEQUENCE: 8,
-  ICV: 12,
-} as const;
-export const AhField = Field;
+// Where each field starts, in octets from the start of the header (the table
+// above): module constants, as bytes.ts explains; AhField gathers them for other
+// modules.
+const NEXT_HEADER = 0;
+const PAYLOAD_LEN = 1;
+const RESERVED = 2;
+const SPI = 4;
+const SEQUENCE = 8;
+const ICV = 12;
+export const AhField = { NEXT_HEADER, PAYLOAD_LEN, RESERVED, SPI, SEQUENCE, ICV } as const;
 
-// What `ahIcvInput` reads of the IPv4 header, as this module's own constants
-// (see `Field`).
-const Ip = Ipv4Field;
+// What `ahIcvInput` reads of the IPv4 header, as module constants (see
+// bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_TOS = Ipv4Field.TOS;
+const IP_TTL = Ipv4Field.TTL;
+const IP_CHECKSUM = Ipv4Field.CHECKSUM;
+const IP_OPTIONS = Ipv4Field.OPTIONS;
 const IP_MIN_HEADER = IPV4_MIN_HEADER_LENGTH;
 const IP_FRAGMENT = Ipv4FragmentWord.FRAGMENT;
 const AH = IpProtocol.AH;
@@ -66,7 +68,7 @@ const Opt = Ipv4OptionType;
 /** Validates an AH header at buf[offset] within `length` bytes; returns its length in bytes or the reason. */
 function ahHeaderLength(buf: Uint8Array, offset: number, length: number): number | WireError {
   if (!(offset >= 0 && length >= AH_FIXED_LENGTH && offset + length <= buf.length)) return 'truncated';
-  const payloadLen = buf[offset + Field.PAYLOAD_LEN]!;
+  const payloadLen = buf[offset + PAYLOAD_LEN]!;
   // Payload Len 0 would make the header 8 bytes, too short for its own sequence number.
   if (payloadLen < 1) return 'bad-length';
   const headerLength = (payloadLen + 2) * 4;
@@ -81,7 +83,7 @@ export function checkAh(buf: Uint8Array, offset: number, length: number): WireEr
 
 /** SPI of the AH header at buf[off]. */
 export function ahSpi(buf: Uint8Array, off: number): number {
-  return u32(buf, off + Field.SPI);
+  return u32(buf, off + SPI);
 }
 
 /**
@@ -100,26 +102,26 @@ export class AhView extends HeaderView {
   }
 
   get nextHeader(): number {
-    return this.buf[this.offset + Field.NEXT_HEADER]!;
+    return this.buf[this.offset + NEXT_HEADER]!;
   }
   /** The raw Payload Len field: header length in 32-bit words minus 2. */
   get payloadLen(): number {
-    return this.buf[this.offset + Field.PAYLOAD_LEN]!;
+    return this.buf[this.offset + PAYLOAD_LEN]!;
   }
   get headerLength(): number {
     return (this.payloadLen + 2) * 4;
   }
   get reserved(): number {
-    return u16(this.buf, this.offset + Field.RESERVED);
+    return u16(this.buf, this.offset + RESERVED);
   }
   get spi(): number {
-    return u32(this.buf, this.offset + Field.SPI);
+    return u32(this.buf, this.offset + SPI);
   }
   get sequence(): number {
-    return u32(this.buf, this.offset + Field.SEQUENCE);
+    return u32(this.buf, this.offset + SEQUENCE);
   }
   get icvOffset(): number {
-    return this.offset + Field.ICV;
+    return this.offset + ICV;
   }
   /** Includes any padding the sender added for alignment (RFC 4302 3.3.3.2.1). */
   get icvLength(): number {
@@ -153,11 +155,11 @@ export function parseAh(buf: Uint8Array, offset = 0, length = buf.length - offse
   const r = ahHeaderLength(buf, offset, length);
   if (typeof r !== 'number') return fail(r);
   return ok({
-    nextHeader: buf[offset + Field.NEXT_HEADER]!,
-    reserved: u16(buf, offset + Field.RESERVED),
-    spi: u32(buf, offset + Field.SPI),
-    sequence: u32(buf, offset + Field.SEQUENCE),
-    icv: buf.subarray(offset + Field.ICV, offset + r),
+    nextHeader: buf[offset + NEXT_HEADER]!,
+    reserved: u16(buf, offset + RESERVED),
+    spi: u32(buf, offset + SPI),
+    sequence: u32(buf, offset + SEQUENCE),
+    icv: buf.subarray(offset + ICV, offset + r),
   });
 }
 
@@ -177,12 +179,12 @@ export function emitAh(h: AhHeader, buf: Uint8Array, offset = 0): number {
   const length = AH_FIXED_LENGTH + icvLength;
   if (!(offset >= 0 && offset + length <= buf.length))
     throw new RangeError('AH header does not fit the buffer');
-  buf[offset + Field.NEXT_HEADER] = h.nextHeader;
-  buf[offset + Field.PAYLOAD_LEN] = length / 4 - 2;
-  put16(buf, offset + Field.RESERVED, h.reserved);
-  put32(buf, offset + Field.SPI, h.spi);
-  put32(buf, offset + Field.SEQUENCE, h.sequence);
-  buf.set(h.icv, offset + Field.ICV);
+  buf[offset + NEXT_HEADER] = h.nextHeader;
+  buf[offset + PAYLOAD_LEN] = length / 4 - 2;
+  put16(buf, offset + RESERVED, h.reserved);
+  put32(buf, offset + SPI, h.spi);
+  put32(buf, offset + SEQUENCE, h.sequence);
+  buf.set(h.icv, offset + ICV);
   return length;
 }
 
@@ -250,14 +252,14 @@ export function ahIcvInput(
 ): Parsed<number> {
   if (!(ipOffset >= 0 && ipLength >= IP_MIN_HEADER && ipOffset + ipLength <= packet.length))
     return fail('truncated');
-  const vihl = packet[ipOffset + Ip.VERSION_IHL]!;
+  const vihl = packet[ipOffset + IP_VERSION_IHL]!;
   if (vihl >>> 4 !== 4) return fail('bad-version');
   const ihl = (vihl & 0x0f) * 4;
   if (ihl < IP_MIN_HEADER || ihl > ipLength) return fail('bad-ihl');
-  const totalLength = u16(packet, ipOffset + Ip.TOTAL_LENGTH);
+  const totalLength = u16(packet, ipOffset + IP_TOTAL_LENGTH);
   if (totalLength < ihl || totalLength > ipLength) return fail('bad-total-length');
-  if (packet[ipOffset + Ip.PROTOCOL] !== AH) return fail('bad-protocol');
-  if ((u16(packet, ipOffset + Ip.FLAGS_FRAGMENT) & IP_FRAGMENT) !== 0) return fail('fragmented');
+  if (packet[ipOffset + IP_PROTOCOL] !== AH) return fail('bad-protocol');
+  if ((u16(packet, ipOffset + IP_FLAGS_FRAGMENT) & IP_FRAGMENT) !== 0) return fail('fragmented');
   const ah = ahHeaderLength(packet, ipOffset + ihl, totalLength - ihl);
   if (typeof ah !== 'number') return fail(ah);
   if (!(scratchOffset >= 0 && scratchOffset + totalLength <= scratch.length)) {
@@ -265,12 +267,12 @@ export function ahIcvInput(
   }
   scratch.set(packet.subarray(ipOffset, ipOffset + totalLength), scratchOffset);
   const s = scratchOffset;
-  scratch[s + Ip.TOS] = 0;
-  put16(scratch, s + Ip.FLAGS_FRAGMENT, 0);
-  scratch[s + Ip.TTL] = 0;
-  put16(scratch, s + Ip.CHECKSUM, 0);
-  const optErr = zeroMutableOptions(scratch, s + Ip.OPTIONS, s + ihl);
+  scratch[s + IP_TOS] = 0;
+  put16(scratch, s + IP_FLAGS_FRAGMENT, 0);
+  scratch[s + IP_TTL] = 0;
+  put16(scratch, s + IP_CHECKSUM, 0);
+  const optErr = zeroMutableOptions(scratch, s + IP_OPTIONS, s + ihl);
   if (optErr !== undefined) return fail(optErr);
-  scratch.fill(0, s + ihl + Field.ICV, s + ihl + ah);
+  scratch.fill(0, s + ihl + ICV, s + ihl + ah);
   return ok(totalLength);
 }

@@ -50,18 +50,18 @@ export const ESP_NEXT_HEADER_DUMMY = 59;
  */
 export const MIN_SPI = 256;
 
-/**
- * Where each field of the cleartext header starts, in octets from its start
- * (the table above). This module reads them through `Field`, which it does
- * not export: V8 compiles a module's own constants into the code, while an
- * exported binding is loaded from its module cell at every use.
- */
-const Field = { SPI: 0, SEQUENCE: 4, PAYLOAD: 8 } as const;
-export const EspField = Field;
+// Where each field of the cleartext header starts, in octets from its start
+// (the table above): module constants, as bytes.ts explains; EspField
+// gathers them for other modules.
+const SPI = 0;
+const SEQUENCE = 4;
+const PAYLOAD = 8;
+export const EspField = { SPI, SEQUENCE, PAYLOAD } as const;
 
 /** The trailer's fields, in octets from Pad Length (end - icv - 2 in the table above). */
-const TrailerField = { PAD_LENGTH: 0, NEXT_HEADER: 1 } as const;
-export const EspTrailerField = TrailerField;
+const TRAILER_PAD_LENGTH = 0;
+const TRAILER_NEXT_HEADER = 1;
+export const EspTrailerField = { PAD_LENGTH: TRAILER_PAD_LENGTH, NEXT_HEADER: TRAILER_NEXT_HEADER } as const;
 
 /** The cleartext header must be present; everything after it is opaque until decrypted. */
 export function checkEsp(buf: Uint8Array, offset: number, length: number): WireError | null {
@@ -70,12 +70,12 @@ export function checkEsp(buf: Uint8Array, offset: number, length: number): WireE
 
 /** SPI of the ESP header at buf[off]. */
 export function espSpi(buf: Uint8Array, off: number): number {
-  return u32(buf, off + Field.SPI);
+  return u32(buf, off + SPI);
 }
 
 /** Sequence number (its low 32 bits with ESN) of the ESP header at buf[off]. */
 export function espSequence(buf: Uint8Array, off: number): number {
-  return u32(buf, off + Field.SEQUENCE);
+  return u32(buf, off + SEQUENCE);
 }
 
 /** A view over the cleartext ESP header; `wrap` per packet, `check` once, then read. */
@@ -89,14 +89,14 @@ export class EspView extends HeaderView {
   }
 
   get spi(): number {
-    return u32(this.buf, this.offset + Field.SPI);
+    return u32(this.buf, this.offset + SPI);
   }
   get sequence(): number {
-    return u32(this.buf, this.offset + Field.SEQUENCE);
+    return u32(this.buf, this.offset + SEQUENCE);
   }
   /** Start of IV + ciphertext + ICV. */
   get payloadOffset(): number {
-    return this.offset + Field.PAYLOAD;
+    return this.offset + PAYLOAD;
   }
   get payloadLength(): number {
     return this.length - ESP_HEADER_LENGTH;
@@ -118,9 +118,9 @@ export function parseEsp(buf: Uint8Array, offset = 0, length = buf.length - offs
   if (!(offset >= 0 && length >= ESP_HEADER_LENGTH && offset + length <= buf.length))
     return fail('truncated');
   return ok({
-    spi: u32(buf, offset + Field.SPI),
-    sequence: u32(buf, offset + Field.SEQUENCE),
-    payload: buf.subarray(offset + Field.PAYLOAD, offset + length),
+    spi: u32(buf, offset + SPI),
+    sequence: u32(buf, offset + SEQUENCE),
+    payload: buf.subarray(offset + PAYLOAD, offset + length),
   });
 }
 
@@ -133,9 +133,9 @@ export function emitEsp(h: EspHeader, buf: Uint8Array, offset = 0): number {
   const length = espLength(h);
   if (!(offset >= 0 && offset + length <= buf.length))
     throw new RangeError('ESP packet does not fit the buffer');
-  put32(buf, offset + Field.SPI, h.spi);
-  put32(buf, offset + Field.SEQUENCE, h.sequence);
-  buf.set(h.payload, offset + Field.PAYLOAD);
+  put32(buf, offset + SPI, h.spi);
+  put32(buf, offset + SEQUENCE, h.sequence);
+  buf.set(h.payload, offset + PAYLOAD);
   return length;
 }
 
@@ -153,7 +153,7 @@ function locateTrailer(
   if (!(dataOffset >= 0 && icvLength >= 0 && end <= buf.length)) return 'truncated';
   const trailer = end - icvLength - ESP_TRAILER_LENGTH;
   if (!(trailer >= dataOffset)) return 'truncated';
-  const padLength = buf[trailer + TrailerField.PAD_LENGTH]!;
+  const padLength = buf[trailer + TRAILER_PAD_LENGTH]!;
   const padStart = trailer - padLength;
   if (padStart < dataOffset) return 'bad-length';
   // RFC 4303 2.4: with the default padding, the receiver checks the bytes are 1, 2, 3, ...
@@ -192,10 +192,10 @@ export class EspTrailerView {
   }
 
   get padLength(): number {
-    return this.buf[this.trailerOffset + TrailerField.PAD_LENGTH]!;
+    return this.buf[this.trailerOffset + TRAILER_PAD_LENGTH]!;
   }
   get nextHeader(): number {
-    return this.buf[this.trailerOffset + TrailerField.NEXT_HEADER]!;
+    return this.buf[this.trailerOffset + TRAILER_NEXT_HEADER]!;
   }
   get padOffset(): number {
     return this.trailerOffset - this.padLength;
@@ -222,11 +222,11 @@ export function parseEspTrailer(
 ): Parsed<EspPlaintext> {
   const r = locateTrailer(buf, dataOffset, end, icvLength);
   if (typeof r !== 'number') return fail(r);
-  const padLength = buf[r + TrailerField.PAD_LENGTH]!;
+  const padLength = buf[r + TRAILER_PAD_LENGTH]!;
   return ok({
     data: buf.subarray(dataOffset, r - padLength),
     padLength,
-    nextHeader: buf[r + TrailerField.NEXT_HEADER]!,
+    nextHeader: buf[r + TRAILER_NEXT_HEADER]!,
   });
 }
 
@@ -254,8 +254,8 @@ function writeTrailer(buf: Uint8Array, dataEnd: number, padLength: number, nextH
   const end = trailer + ESP_TRAILER_LENGTH;
   if (!(dataEnd >= 0 && end <= buf.length)) throw new RangeError('ESP trailer does not fit the buffer');
   for (let i = 0; i < padLength; i++) buf[dataEnd + i] = i + 1;
-  buf[trailer + TrailerField.PAD_LENGTH] = padLength;
-  buf[trailer + TrailerField.NEXT_HEADER] = nextHeader;
+  buf[trailer + TRAILER_PAD_LENGTH] = padLength;
+  buf[trailer + TRAILER_NEXT_HEADER] = nextHeader;
   return end;
 }
 

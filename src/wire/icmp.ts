@@ -37,29 +37,35 @@ import { HeaderView } from './view.ts';
 
 export const ICMP_HEADER_LENGTH = 8;
 
-/**
- * Where each field starts, in octets from the start of the message (the
- * table above; the second word's fields overlap, by type). This module reads
- * them through `Field`, which it does not export: V8 compiles a module's own
- * constants into the code, while an exported binding is loaded from its
- * module cell at every use.
- */
-const Field = {
-  TYPE: 0,
-  CODE: 1,
-  CHECKSUM: 2,
-  /** The whole second word, for types without a shape here. */
-  REST_OF_HEADER: 4,
-  IDENTIFIER: 4,
-  SEQUENCE: 6,
-  GATEWAY: 4,
-  POINTER: 4,
-  ORIGINAL_LENGTH: 5,
-  NEXT_HOP_MTU: 6,
-  /** Echo data, or the quoted datagram of an error. */
-  DATA: 8,
+// Where each field starts, in octets from the start of the message (the
+// table above; the second word's fields overlap, by type): module constants,
+// as bytes.ts explains; IcmpField gathers them for other modules.
+const TYPE = 0;
+const CODE = 1;
+const CHECKSUM = 2;
+/** The whole second word, for types without a shape here. */
+const REST_OF_HEADER = 4;
+const IDENTIFIER = 4;
+const SEQUENCE = 6;
+const GATEWAY = 4;
+const POINTER = 4;
+const ORIGINAL_LENGTH = 5;
+const NEXT_HOP_MTU = 6;
+/** Echo data, or the quoted datagram of an error. */
+const DATA = 8;
+export const IcmpField = {
+  TYPE,
+  CODE,
+  CHECKSUM,
+  REST_OF_HEADER,
+  IDENTIFIER,
+  SEQUENCE,
+  GATEWAY,
+  POINTER,
+  ORIGINAL_LENGTH,
+  NEXT_HOP_MTU,
+  DATA,
 } as const;
-export const IcmpField = Field;
 
 /**
  * ICMP types that this codec gives a shape to, and the timestamp messages
@@ -148,17 +154,17 @@ export function checkIcmp(
 
 /** Type of the message at buf[off]. */
 export function icmpType(buf: Uint8Array, off: number): number {
-  return buf[off + Field.TYPE]!;
+  return buf[off + TYPE]!;
 }
 
 /** Identifier of the echo or timestamp message at buf[off]. */
 export function icmpIdentifier(buf: Uint8Array, off: number): number {
-  return u16(buf, off + Field.IDENTIFIER);
+  return u16(buf, off + IDENTIFIER);
 }
 
 /** Checksum field of the message at buf[off]. */
 export function icmpChecksum(buf: Uint8Array, off: number): number {
-  return u16(buf, off + Field.CHECKSUM);
+  return u16(buf, off + CHECKSUM);
 }
 
 /**
@@ -180,36 +186,36 @@ export class IcmpView extends HeaderView {
   }
 
   get type(): number {
-    return this.buf[this.offset + Field.TYPE]!;
+    return this.buf[this.offset + TYPE]!;
   }
   get code(): number {
-    return this.buf[this.offset + Field.CODE]!;
+    return this.buf[this.offset + CODE]!;
   }
   get checksum(): number {
-    return u16(this.buf, this.offset + Field.CHECKSUM);
+    return u16(this.buf, this.offset + CHECKSUM);
   }
   /** The whole second word, for types this codec does not shape. */
   get restOfHeader(): number {
-    return u32(this.buf, this.offset + Field.REST_OF_HEADER);
+    return u32(this.buf, this.offset + REST_OF_HEADER);
   }
   get identifier(): number {
-    return u16(this.buf, this.offset + Field.IDENTIFIER);
+    return u16(this.buf, this.offset + IDENTIFIER);
   }
   get sequence(): number {
-    return u16(this.buf, this.offset + Field.SEQUENCE);
+    return u16(this.buf, this.offset + SEQUENCE);
   }
   get gateway(): number {
-    return u32(this.buf, this.offset + Field.GATEWAY);
+    return u32(this.buf, this.offset + GATEWAY);
   }
   get pointer(): number {
-    return this.buf[this.offset + Field.POINTER]!;
+    return this.buf[this.offset + POINTER]!;
   }
   /** RFC 4884 length of the original datagram in 32-bit words; 0 = not given. */
   get originalLength(): number {
-    return hasRfc4884Length(this.type) ? this.buf[this.offset + Field.ORIGINAL_LENGTH]! : 0;
+    return hasRfc4884Length(this.type) ? this.buf[this.offset + ORIGINAL_LENGTH]! : 0;
   }
   get nextHopMtu(): number {
-    return u16(this.buf, this.offset + Field.NEXT_HOP_MTU);
+    return u16(this.buf, this.offset + NEXT_HOP_MTU);
   }
   get isError(): boolean {
     return isIcmpErrorType(this.type);
@@ -240,10 +246,10 @@ export class IcmpView extends HeaderView {
     return verifiesTo0(this.buf, this.offset, this.offset + this.length);
   }
   fillChecksum(): void {
-    put16(this.buf, this.offset + Field.CHECKSUM, 0);
+    put16(this.buf, this.offset + CHECKSUM, 0);
     put16(
       this.buf,
-      this.offset + Field.CHECKSUM,
+      this.offset + CHECKSUM,
       internetChecksum(this.buf, this.offset, this.offset + this.length),
     );
   }
@@ -303,52 +309,52 @@ export function parseIcmp(buf: Uint8Array, offset = 0, length = buf.length - off
   const err = checkIcmp(buf, offset, length);
   if (err !== null) return fail(err);
   const end = offset + length;
-  const type = buf[offset + Field.TYPE]!;
-  const code = buf[offset + Field.CODE]!;
-  const body = buf.subarray(offset + Field.DATA, end);
+  const type = buf[offset + TYPE]!;
+  const code = buf[offset + CODE]!;
+  const body = buf.subarray(offset + DATA, end);
   switch (type) {
     case IcmpType.EchoRequest:
     case IcmpType.EchoReply:
       return ok({
         kind: type === IcmpType.EchoRequest ? 'echo-request' : 'echo-reply',
         code,
-        identifier: u16(buf, offset + Field.IDENTIFIER),
-        sequence: u16(buf, offset + Field.SEQUENCE),
+        identifier: u16(buf, offset + IDENTIFIER),
+        sequence: u16(buf, offset + SEQUENCE),
         data: body,
       });
     case IcmpType.DestinationUnreachable:
       return ok({
         kind: 'destination-unreachable',
         code,
-        originalLength: buf[offset + Field.ORIGINAL_LENGTH]!,
-        nextHopMtu: u16(buf, offset + Field.NEXT_HOP_MTU),
+        originalLength: buf[offset + ORIGINAL_LENGTH]!,
+        nextHopMtu: u16(buf, offset + NEXT_HOP_MTU),
         quoted: body,
       });
     case IcmpType.TimeExceeded:
       return ok({
         kind: 'time-exceeded',
         code,
-        originalLength: buf[offset + Field.ORIGINAL_LENGTH]!,
+        originalLength: buf[offset + ORIGINAL_LENGTH]!,
         quoted: body,
       });
     case IcmpType.ParameterProblem:
       return ok({
         kind: 'parameter-problem',
         code,
-        pointer: buf[offset + Field.POINTER]!,
-        originalLength: buf[offset + Field.ORIGINAL_LENGTH]!,
+        pointer: buf[offset + POINTER]!,
+        originalLength: buf[offset + ORIGINAL_LENGTH]!,
         quoted: body,
       });
     case IcmpType.SourceQuench:
       return ok({ kind: 'source-quench', code, quoted: body });
     case IcmpType.Redirect:
-      return ok({ kind: 'redirect', code, gateway: u32(buf, offset + Field.GATEWAY), quoted: body });
+      return ok({ kind: 'redirect', code, gateway: u32(buf, offset + GATEWAY), quoted: body });
     default:
       return ok({
         kind: 'other',
         type,
         code,
-        restOfHeader: u32(buf, offset + Field.REST_OF_HEADER),
+        restOfHeader: u32(buf, offset + REST_OF_HEADER),
         data: body,
       });
   }
@@ -388,43 +394,43 @@ export function emitIcmp(msg: IcmpMessage, buf: Uint8Array, offset = 0): number 
   const length = icmpLength(msg);
   if (!(offset >= 0 && offset + length <= buf.length))
     throw new RangeError('ICMP message does not fit the buffer');
-  buf[offset + Field.TYPE] = typeOf(msg);
-  buf[offset + Field.CODE] = msg.code;
-  put32(buf, offset + Field.REST_OF_HEADER, 0);
+  buf[offset + TYPE] = typeOf(msg);
+  buf[offset + CODE] = msg.code;
+  put32(buf, offset + REST_OF_HEADER, 0);
   switch (msg.kind) {
     case 'echo-request':
     case 'echo-reply':
-      put16(buf, offset + Field.IDENTIFIER, msg.identifier);
-      put16(buf, offset + Field.SEQUENCE, msg.sequence);
-      buf.set(msg.data, offset + Field.DATA);
+      put16(buf, offset + IDENTIFIER, msg.identifier);
+      put16(buf, offset + SEQUENCE, msg.sequence);
+      buf.set(msg.data, offset + DATA);
       break;
     case 'destination-unreachable':
-      buf[offset + Field.ORIGINAL_LENGTH] = msg.originalLength;
-      put16(buf, offset + Field.NEXT_HOP_MTU, msg.nextHopMtu);
-      buf.set(msg.quoted, offset + Field.DATA);
+      buf[offset + ORIGINAL_LENGTH] = msg.originalLength;
+      put16(buf, offset + NEXT_HOP_MTU, msg.nextHopMtu);
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'time-exceeded':
-      buf[offset + Field.ORIGINAL_LENGTH] = msg.originalLength;
-      buf.set(msg.quoted, offset + Field.DATA);
+      buf[offset + ORIGINAL_LENGTH] = msg.originalLength;
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'parameter-problem':
-      buf[offset + Field.POINTER] = msg.pointer;
-      buf[offset + Field.ORIGINAL_LENGTH] = msg.originalLength;
-      buf.set(msg.quoted, offset + Field.DATA);
+      buf[offset + POINTER] = msg.pointer;
+      buf[offset + ORIGINAL_LENGTH] = msg.originalLength;
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'source-quench':
-      buf.set(msg.quoted, offset + Field.DATA);
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'redirect':
-      put32(buf, offset + Field.GATEWAY, msg.gateway);
-      buf.set(msg.quoted, offset + Field.DATA);
+      put32(buf, offset + GATEWAY, msg.gateway);
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'other':
-      put32(buf, offset + Field.REST_OF_HEADER, msg.restOfHeader);
-      buf.set(msg.data, offset + Field.DATA);
+      put32(buf, offset + REST_OF_HEADER, msg.restOfHeader);
+      buf.set(msg.data, offset + DATA);
       break;
   }
-  put16(buf, offset + Field.CHECKSUM, 0);
-  put16(buf, offset + Field.CHECKSUM, internetChecksum(buf, offset, offset + length));
+  put16(buf, offset + CHECKSUM, 0);
+  put16(buf, offset + CHECKSUM, internetChecksum(buf, offset, offset + length));
   return length;
 }

@@ -48,10 +48,18 @@ import { IpProtocol, fail, ok, type Parsed, type WireError } from './result.ts';
 /** Octets `encapsulate` writes before the inner datagram: the headroom a buffer must leave. */
 export const IPIP_OUTER_LENGTH = IPV4_MIN_HEADER_LENGTH;
 
-// The IPv4 header's offsets and the flag word's parts as this module's own
-// constants, which V8 compiles into the code (an imported binding is loaded
-// from its module cell at every use).
-const Ip = Ipv4Field;
+// The IPv4 header's offsets and the flag word's parts as module constants
+// (see bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOS = Ipv4Field.TOS;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_IDENTIFICATION = Ipv4Field.IDENTIFICATION;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_TTL = Ipv4Field.TTL;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_CHECKSUM = Ipv4Field.CHECKSUM;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
 const DF_OCTET = Ipv4FragmentWord.DF >> 8;
 const FRAGMENT = Ipv4FragmentWord.FRAGMENT;
 
@@ -92,23 +100,23 @@ export function encapsulate(
   if (innerOffset < IPIP_OUTER_LENGTH)
     throw new RangeError(`IP-in-IP needs 20 octets of headroom, got ${innerOffset}`);
   if (innerLength < IPV4_MIN_HEADER_LENGTH || innerOffset + innerLength > buf.length) return 'truncated';
-  if (buf[innerOffset + Ip.VERSION_IHL]! >> 4 !== 4) return 'bad-version';
+  if (buf[innerOffset + IP_VERSION_IHL]! >> 4 !== 4) return 'bad-version';
   const total = innerLength + IPIP_OUTER_LENGTH;
   if (total > IPV4_MAX_TOTAL_LENGTH) return 'bad-total-length';
   const o = innerOffset - IPIP_OUTER_LENGTH;
-  buf[o + Ip.VERSION_IHL] = 0x45;
-  buf[o + Ip.TOS] = buf[innerOffset + Ip.TOS]!;
-  put16(buf, o + Ip.TOTAL_LENGTH, total);
-  put16(buf, o + Ip.IDENTIFICATION, id);
+  buf[o + IP_VERSION_IHL] = 0x45;
+  buf[o + IP_TOS] = buf[innerOffset + IP_TOS]!;
+  put16(buf, o + IP_TOTAL_LENGTH, total);
+  put16(buf, o + IP_IDENTIFICATION, id);
   // RFC 2003 3.1: DF is copied so that path MTU discovery keeps working through the tunnel.
-  buf[o + Ip.FLAGS_FRAGMENT] = buf[innerOffset + Ip.FLAGS_FRAGMENT]! & DF_OCTET;
-  buf[o + Ip.FLAGS_FRAGMENT + 1] = 0;
-  buf[o + Ip.TTL] = ttl;
-  buf[o + Ip.PROTOCOL] = IpProtocol.IPIP;
-  put16(buf, o + Ip.CHECKSUM, 0);
-  put32(buf, o + Ip.SRC, src);
-  put32(buf, o + Ip.DST, dst);
-  put16(buf, o + Ip.CHECKSUM, internetChecksum(buf, o, innerOffset));
+  buf[o + IP_FLAGS_FRAGMENT] = buf[innerOffset + IP_FLAGS_FRAGMENT]! & DF_OCTET;
+  buf[o + IP_FLAGS_FRAGMENT + 1] = 0;
+  buf[o + IP_TTL] = ttl;
+  buf[o + IP_PROTOCOL] = IpProtocol.IPIP;
+  put16(buf, o + IP_CHECKSUM, 0);
+  put32(buf, o + IP_SRC, src);
+  put32(buf, o + IP_DST, dst);
+  put16(buf, o + IP_CHECKSUM, internetChecksum(buf, o, innerOffset));
   return o;
 }
 
@@ -141,20 +149,20 @@ export function decapsulate(
 ): WireError | null {
   const err = checkIpv4(buf, offset, length, verifyChecksum);
   if (err !== null) return err;
-  if (buf[offset + Ip.PROTOCOL] !== IpProtocol.IPIP) return 'bad-protocol';
-  if ((u16(buf, offset + Ip.FLAGS_FRAGMENT) & FRAGMENT) !== 0) return 'fragmented';
-  const hl = (buf[offset + Ip.VERSION_IHL]! & 0xf) << 2;
+  if (buf[offset + IP_PROTOCOL] !== IpProtocol.IPIP) return 'bad-protocol';
+  if ((u16(buf, offset + IP_FLAGS_FRAGMENT) & FRAGMENT) !== 0) return 'fragmented';
+  const hl = (buf[offset + IP_VERSION_IHL]! & 0xf) << 2;
   const inner = offset + hl;
-  const available = u16(buf, offset + Ip.TOTAL_LENGTH) - hl;
+  const available = u16(buf, offset + IP_TOTAL_LENGTH) - hl;
   if (available < IPV4_MIN_HEADER_LENGTH) return 'truncated';
-  if (buf[inner + Ip.VERSION_IHL]! >> 4 !== 4) return 'bad-version';
-  const innerTotal = u16(buf, inner + Ip.TOTAL_LENGTH);
+  if (buf[inner + IP_VERSION_IHL]! >> 4 !== 4) return 'bad-version';
+  const innerTotal = u16(buf, inner + IP_TOTAL_LENGTH);
   // RFC 2003 3.1 defines the outer Total Length as outer header plus inner datagram, exactly.
   if (innerTotal !== available) return 'bad-total-length';
   out.offset = inner;
   out.length = innerTotal;
-  out.outerSrc = u32(buf, offset + Ip.SRC);
-  out.outerDst = u32(buf, offset + Ip.DST);
+  out.outerSrc = u32(buf, offset + IP_SRC);
+  out.outerDst = u32(buf, offset + IP_DST);
   return null;
 }
 

@@ -54,43 +54,48 @@ export const IPV4_MAX_TOTAL_LENGTH = 0xffff;
 /** The TTL distnat gives the headers it writes: IANA's default (RFC 1700), Linux's too. */
 export const IPV4_DEFAULT_TTL = 64;
 
-/**
- * Where each field starts, in octets from the start of the header (the table
- * above). This module reads them through `Field`, which it does not export:
- * V8 compiles a module's own constants into the code, while an exported
- * binding is loaded from its module cell at every use. Code elsewhere reads
- * a field through a view or one of the readers below, which V8 inlines.
- */
-const Field = {
-  /** Version (high 4 bits) and IHL (low 4 bits). */
-  VERSION_IHL: 0,
-  TOS: 1,
-  TOTAL_LENGTH: 2,
-  IDENTIFICATION: 4,
-  /** Flags (high 3 bits) and fragment offset (low 13 bits), one 16-bit word. */
-  FLAGS_FRAGMENT: 6,
-  TTL: 8,
-  PROTOCOL: 9,
-  CHECKSUM: 10,
-  SRC: 12,
-  DST: 16,
-  OPTIONS: 20,
+// Where each field starts, in octets from the start of the header (the table
+// above): module constants, as bytes.ts explains; Ipv4Field gathers them for other
+// modules.
+/** Version (high 4 bits) and IHL (low 4 bits). */
+const VERSION_IHL = 0;
+const TOS = 1;
+const TOTAL_LENGTH = 2;
+const IDENTIFICATION = 4;
+/** Flags (high 3 bits) and fragment offset (low 13 bits), one 16-bit word. */
+const FLAGS_FRAGMENT = 6;
+const TTL = 8;
+const PROTOCOL = 9;
+const CHECKSUM = 10;
+const SRC = 12;
+const DST = 16;
+const OPTIONS = 20;
+export const Ipv4Field = {
+  VERSION_IHL,
+  TOS,
+  TOTAL_LENGTH,
+  IDENTIFICATION,
+  FLAGS_FRAGMENT,
+  TTL,
+  PROTOCOL,
+  CHECKSUM,
+  SRC,
+  DST,
+  OPTIONS,
 } as const;
-export const Ipv4Field = Field;
 
-/** The flags-and-fragment-offset word (Field.FLAGS_FRAGMENT) split into its parts. */
-const FragmentWord = {
-  DF: 0x4000,
-  MF: 0x2000,
-  /** In units of 8 octets. */
-  OFFSET: 0x1fff,
-  /** MF or a non-zero offset: the datagram is a fragment. */
-  FRAGMENT: 0x3fff,
-} as const;
+// The flags-and-fragment-offset word (FLAGS_FRAGMENT) in its parts;
+// Ipv4FragmentWord gathers them for other modules.
+const DF = 0x4000;
+const MF = 0x2000;
+/** The fragment offset, in units of 8 octets. */
+const FRAGMENT_OFFSET = 0x1fff;
+/** MF or a non-zero offset: the datagram is a fragment. */
+const FRAGMENT = 0x3fff;
+export const Ipv4FragmentWord = { DF, MF, OFFSET: FRAGMENT_OFFSET, FRAGMENT } as const;
 /** DF and MF as they sit in the word's first octet, for a one-octet read. */
-const DF_OCTET = FragmentWord.DF >> 8;
-const MF_OCTET = FragmentWord.MF >> 8;
-export const Ipv4FragmentWord = FragmentWord;
+const DF_OCTET = DF >> 8;
+const MF_OCTET = MF >> 8;
 
 /** The 3-bit flags field as a number, as it sits above the fragment offset. */
 export const Ipv4Flag = { Reserved: 0x4, DF: 0x2, MF: 0x1 } as const;
@@ -150,15 +155,15 @@ export function checkIpv4(
   verifyChecksum = true,
 ): WireError | null {
   if (!(offset >= 0 && length >= IPV4_MIN_HEADER_LENGTH && offset + length <= buf.length)) return 'truncated';
-  const vihl = buf[offset + Field.VERSION_IHL]!;
+  const vihl = buf[offset + VERSION_IHL]!;
   if (vihl >> 4 !== 4) return 'bad-version';
   const hl = (vihl & 0xf) << 2;
   if (hl < IPV4_MIN_HEADER_LENGTH || hl > length) return 'bad-ihl';
-  const total = u16(buf, offset + Field.TOTAL_LENGTH);
+  const total = u16(buf, offset + TOTAL_LENGTH);
   if (total < hl || total > length) return 'bad-total-length';
   // Corruption is likelier than a malformed option list, so name it first.
   if (verifyChecksum && fold(sumBytes(buf, offset, offset + hl)) !== 0xffff) return 'bad-checksum';
-  if (hl > IPV4_MIN_HEADER_LENGTH) return checkOptionList(buf, offset + Field.OPTIONS, offset + hl);
+  if (hl > IPV4_MIN_HEADER_LENGTH) return checkOptionList(buf, offset + OPTIONS, offset + hl);
   return null;
 }
 
@@ -166,47 +171,47 @@ export function checkIpv4(
 // field or two of a header it has checked (checkIpv4) and no view.
 
 export function ipv4Version(buf: Uint8Array, off: number): number {
-  return buf[off + Field.VERSION_IHL]! >> 4;
+  return buf[off + VERSION_IHL]! >> 4;
 }
 /** Header length in octets, from the IHL field (`ipv4HeaderLength` is what emit will write). */
 export function ipv4HeaderLengthAt(buf: Uint8Array, off: number): number {
-  return (buf[off + Field.VERSION_IHL]! & 0xf) << 2;
+  return (buf[off + VERSION_IHL]! & 0xf) << 2;
 }
 export function ipv4Tos(buf: Uint8Array, off: number): number {
-  return buf[off + Field.TOS]!;
+  return buf[off + TOS]!;
 }
 export function ipv4TotalLength(buf: Uint8Array, off: number): number {
-  return u16(buf, off + Field.TOTAL_LENGTH);
+  return u16(buf, off + TOTAL_LENGTH);
 }
 export function ipv4Identification(buf: Uint8Array, off: number): number {
-  return u16(buf, off + Field.IDENTIFICATION);
+  return u16(buf, off + IDENTIFICATION);
 }
 export function ipv4DontFragment(buf: Uint8Array, off: number): boolean {
-  return (buf[off + Field.FLAGS_FRAGMENT]! & DF_OCTET) !== 0;
+  return (buf[off + FLAGS_FRAGMENT]! & DF_OCTET) !== 0;
 }
 export function ipv4MoreFragments(buf: Uint8Array, off: number): boolean {
-  return (buf[off + Field.FLAGS_FRAGMENT]! & MF_OCTET) !== 0;
+  return (buf[off + FLAGS_FRAGMENT]! & MF_OCTET) !== 0;
 }
 /** In units of 8 octets. */
 export function ipv4FragmentOffset(buf: Uint8Array, off: number): number {
-  return u16(buf, off + Field.FLAGS_FRAGMENT) & FragmentWord.OFFSET;
+  return u16(buf, off + FLAGS_FRAGMENT) & FRAGMENT_OFFSET;
 }
 /** True for every fragment but an unfragmented datagram: MF set or a non-zero offset. */
 export function ipv4IsFragment(buf: Uint8Array, off: number): boolean {
-  return (u16(buf, off + Field.FLAGS_FRAGMENT) & FragmentWord.FRAGMENT) !== 0;
+  return (u16(buf, off + FLAGS_FRAGMENT) & FRAGMENT) !== 0;
 }
 /** True for an unfragmented datagram and a first fragment: the ones that carry the transport header. */
 export function ipv4IsFirstFragment(buf: Uint8Array, off: number): boolean {
-  return (u16(buf, off + Field.FLAGS_FRAGMENT) & FragmentWord.OFFSET) === 0;
+  return (u16(buf, off + FLAGS_FRAGMENT) & FRAGMENT_OFFSET) === 0;
 }
 export function ipv4Protocol(buf: Uint8Array, off: number): number {
-  return buf[off + Field.PROTOCOL]!;
+  return buf[off + PROTOCOL]!;
 }
 export function ipv4Src(buf: Uint8Array, off: number): number {
-  return u32(buf, off + Field.SRC);
+  return u32(buf, off + SRC);
 }
 export function ipv4Dst(buf: Uint8Array, off: number): number {
-  return u32(buf, off + Field.DST);
+  return u32(buf, off + DST);
 }
 
 /**
@@ -231,58 +236,58 @@ export class Ipv4View extends HeaderView {
   }
 
   get version(): number {
-    return this.buf[this.offset + Field.VERSION_IHL]! >> 4;
+    return this.buf[this.offset + VERSION_IHL]! >> 4;
   }
   /** Header length in octets. */
   get headerLength(): number {
-    return (this.buf[this.offset + Field.VERSION_IHL]! & 0xf) << 2;
+    return (this.buf[this.offset + VERSION_IHL]! & 0xf) << 2;
   }
   get tos(): number {
-    return this.buf[this.offset + Field.TOS]!;
+    return this.buf[this.offset + TOS]!;
   }
   get dscp(): number {
-    return this.buf[this.offset + Field.TOS]! >> 2;
+    return this.buf[this.offset + TOS]! >> 2;
   }
   get ecn(): number {
-    return this.buf[this.offset + Field.TOS]! & 3;
+    return this.buf[this.offset + TOS]! & 3;
   }
   get totalLength(): number {
-    return u16(this.buf, this.offset + Field.TOTAL_LENGTH);
+    return u16(this.buf, this.offset + TOTAL_LENGTH);
   }
   get identification(): number {
-    return u16(this.buf, this.offset + Field.IDENTIFICATION);
+    return u16(this.buf, this.offset + IDENTIFICATION);
   }
   get flags(): number {
-    return this.buf[this.offset + Field.FLAGS_FRAGMENT]! >> 5;
+    return this.buf[this.offset + FLAGS_FRAGMENT]! >> 5;
   }
   get dontFragment(): boolean {
-    return (this.buf[this.offset + Field.FLAGS_FRAGMENT]! & DF_OCTET) !== 0;
+    return (this.buf[this.offset + FLAGS_FRAGMENT]! & DF_OCTET) !== 0;
   }
   get moreFragments(): boolean {
-    return (this.buf[this.offset + Field.FLAGS_FRAGMENT]! & MF_OCTET) !== 0;
+    return (this.buf[this.offset + FLAGS_FRAGMENT]! & MF_OCTET) !== 0;
   }
   /** In units of 8 octets. */
   get fragmentOffset(): number {
-    return u16(this.buf, this.offset + Field.FLAGS_FRAGMENT) & FragmentWord.OFFSET;
+    return u16(this.buf, this.offset + FLAGS_FRAGMENT) & FRAGMENT_OFFSET;
   }
   /** True for every fragment but an unfragmented datagram: MF set or a non-zero offset. */
   get isFragment(): boolean {
-    return (u16(this.buf, this.offset + Field.FLAGS_FRAGMENT) & FragmentWord.FRAGMENT) !== 0;
+    return (u16(this.buf, this.offset + FLAGS_FRAGMENT) & FRAGMENT) !== 0;
   }
   get ttl(): number {
-    return this.buf[this.offset + Field.TTL]!;
+    return this.buf[this.offset + TTL]!;
   }
   get protocol(): number {
-    return this.buf[this.offset + Field.PROTOCOL]!;
+    return this.buf[this.offset + PROTOCOL]!;
   }
   get checksum(): number {
-    return u16(this.buf, this.offset + Field.CHECKSUM);
+    return u16(this.buf, this.offset + CHECKSUM);
   }
   get src(): number {
-    return u32(this.buf, this.offset + Field.SRC);
+    return u32(this.buf, this.offset + SRC);
   }
   get dst(): number {
-    return u32(this.buf, this.offset + Field.DST);
+    return u32(this.buf, this.offset + DST);
   }
   /** Absolute offset in `buf` of the first octet after the header. */
   get payloadOffset(): number {
@@ -294,30 +299,26 @@ export class Ipv4View extends HeaderView {
 
   setTtl(ttl: number): void {
     // TTL and protocol share a 16-bit checksum word.
-    const at = this.offset + Field.TTL;
+    const at = this.offset + TTL;
     const old = u16(this.buf, at);
     this.buf[at] = ttl;
     this.setChecksum(updateChecksum16(this.checksum, old, u16(this.buf, at)));
   }
   setSrc(addr: number): void {
     this.setChecksum(updateChecksum32(this.checksum, this.src, addr));
-    put32(this.buf, this.offset + Field.SRC, addr);
+    put32(this.buf, this.offset + SRC, addr);
   }
   setDst(addr: number): void {
     this.setChecksum(updateChecksum32(this.checksum, this.dst, addr));
-    put32(this.buf, this.offset + Field.DST, addr);
+    put32(this.buf, this.offset + DST, addr);
   }
   setChecksum(checksum: number): void {
-    put16(this.buf, this.offset + Field.CHECKSUM, checksum);
+    put16(this.buf, this.offset + CHECKSUM, checksum);
   }
   /** Recomputes the header checksum from scratch. */
   fillChecksum(): void {
-    put16(this.buf, this.offset + Field.CHECKSUM, 0);
-    put16(
-      this.buf,
-      this.offset + Field.CHECKSUM,
-      internetChecksum(this.buf, this.offset, this.payloadOffset),
-    );
+    put16(this.buf, this.offset + CHECKSUM, 0);
+    put16(this.buf, this.offset + CHECKSUM, internetChecksum(this.buf, this.offset, this.payloadOffset));
   }
 }
 
@@ -330,21 +331,21 @@ export function parseIpv4(
 ): Parsed<Ipv4Header> {
   const err = checkIpv4(buf, offset, length, verifyChecksum);
   if (err !== null) return fail(err);
-  const hl = (buf[offset + Field.VERSION_IHL]! & 0xf) << 2;
-  const options = decodeOptionList(buf, offset + Field.OPTIONS, offset + hl);
+  const hl = (buf[offset + VERSION_IHL]! & 0xf) << 2;
+  const options = decodeOptionList(buf, offset + OPTIONS, offset + hl);
   if (options === null) return fail('bad-option');
-  const flagsFrag = u16(buf, offset + Field.FLAGS_FRAGMENT);
+  const flagsFrag = u16(buf, offset + FLAGS_FRAGMENT);
   return ok({
-    tos: buf[offset + Field.TOS]!,
-    identification: u16(buf, offset + Field.IDENTIFICATION),
+    tos: buf[offset + TOS]!,
+    identification: u16(buf, offset + IDENTIFICATION),
     flags: flagsFrag >> 13,
-    fragmentOffset: flagsFrag & FragmentWord.OFFSET,
-    ttl: buf[offset + Field.TTL]!,
-    protocol: buf[offset + Field.PROTOCOL]!,
-    src: u32(buf, offset + Field.SRC),
-    dst: u32(buf, offset + Field.DST),
+    fragmentOffset: flagsFrag & FRAGMENT_OFFSET,
+    ttl: buf[offset + TTL]!,
+    protocol: buf[offset + PROTOCOL]!,
+    src: u32(buf, offset + SRC),
+    dst: u32(buf, offset + DST),
     options,
-    payloadLength: u16(buf, offset + Field.TOTAL_LENGTH) - hl,
+    payloadLength: u16(buf, offset + TOTAL_LENGTH) - hl,
   });
 }
 
@@ -364,18 +365,18 @@ export function emitIpv4(h: Ipv4Header, buf: Uint8Array, offset: number): number
   if (hl > IPV4_MAX_HEADER_LENGTH) throw new RangeError(`IPv4 options of ${hl - 20} octets exceed 40`);
   if (hl + h.payloadLength > IPV4_MAX_TOTAL_LENGTH) throw new RangeError('IPv4 total length exceeds 65535');
   if (offset < 0 || offset + hl > buf.length) throw new RangeError('buffer too short for the IPv4 header');
-  buf[offset + Field.VERSION_IHL] = 0x40 | (hl >> 2);
-  buf[offset + Field.TOS] = h.tos;
-  put16(buf, offset + Field.TOTAL_LENGTH, hl + h.payloadLength);
-  put16(buf, offset + Field.IDENTIFICATION, h.identification);
-  put16(buf, offset + Field.FLAGS_FRAGMENT, ((h.flags & 7) << 13) | (h.fragmentOffset & FragmentWord.OFFSET));
-  buf[offset + Field.TTL] = h.ttl;
-  buf[offset + Field.PROTOCOL] = h.protocol;
-  put16(buf, offset + Field.CHECKSUM, 0);
-  put32(buf, offset + Field.SRC, h.src);
-  put32(buf, offset + Field.DST, h.dst);
-  encodeOptionList(h.options, buf, offset + Field.OPTIONS);
-  put16(buf, offset + Field.CHECKSUM, internetChecksum(buf, offset, offset + hl));
+  buf[offset + VERSION_IHL] = 0x40 | (hl >> 2);
+  buf[offset + TOS] = h.tos;
+  put16(buf, offset + TOTAL_LENGTH, hl + h.payloadLength);
+  put16(buf, offset + IDENTIFICATION, h.identification);
+  put16(buf, offset + FLAGS_FRAGMENT, ((h.flags & 7) << 13) | (h.fragmentOffset & FRAGMENT_OFFSET));
+  buf[offset + TTL] = h.ttl;
+  buf[offset + PROTOCOL] = h.protocol;
+  put16(buf, offset + CHECKSUM, 0);
+  put32(buf, offset + SRC, h.src);
+  put32(buf, offset + DST, h.dst);
+  encodeOptionList(h.options, buf, offset + OPTIONS);
+  put16(buf, offset + CHECKSUM, internetChecksum(buf, offset, offset + hl));
   return hl;
 }
 

@@ -52,27 +52,33 @@ import { HeaderView } from './view.ts';
 export const TCP_MIN_HEADER_LENGTH = 20;
 export const TCP_MAX_HEADER_LENGTH = 60;
 
-/**
- * Where each field starts, in octets from the start of the header (the table
- * above). This module reads them through `Field`, which it does not export:
- * V8 compiles a module's own constants into the code, while an exported
- * binding is loaded from its module cell at every use.
- */
-const Field = {
-  SRC_PORT: PortField.SRC_PORT,
-  DST_PORT: PortField.DST_PORT,
-  SEQ: 4,
-  ACK: 8,
-  /** Data offset (high 4 bits) and reserved bits. */
-  DATA_OFFSET: 12,
-  FLAGS: 13,
-  WINDOW: 14,
-  CHECKSUM: 16,
-  URGENT_POINTER: 18,
-  OPTIONS: 20,
+// Where each field starts, in octets from the start of the header (the table
+// above): module constants, as bytes.ts explains; TcpField gathers them for other
+// modules.
+const SRC_PORT = PortField.SRC_PORT;
+const DST_PORT = PortField.DST_PORT;
+const SEQ = 4;
+const ACK = 8;
+/** Data offset (high 4 bits) and reserved bits. */
+const DATA_OFFSET = 12;
+const FLAGS = 13;
+const WINDOW = 14;
+const CHECKSUM = 16;
+const URGENT_POINTER = 18;
+const OPTIONS = 20;
+export const TcpField = {
+  SRC_PORT,
+  DST_PORT,
+  SEQ,
+  ACK,
+  DATA_OFFSET,
+  FLAGS,
+  WINDOW,
+  CHECKSUM,
+  URGENT_POINTER,
+  OPTIONS,
 } as const;
-export const TcpField = Field;
-/** The option kind `findTcpMss` looks for, as a constant of this module (see `Field`). */
+/** The option kind `findTcpMss` looks for, as a module constant (see bytes.ts). */
 const MSS_KIND = TcpOptionKind.MaximumSegmentSize;
 
 export const TcpFlag = {
@@ -119,24 +125,24 @@ export function checkTcp(
   dst?: number,
 ): WireError | null {
   if (!(offset >= 0 && length >= TCP_MIN_HEADER_LENGTH && offset + length <= buf.length)) return 'truncated';
-  const hl = (buf[offset + Field.DATA_OFFSET]! >> 4) << 2;
+  const hl = (buf[offset + DATA_OFFSET]! >> 4) << 2;
   if (hl < TCP_MIN_HEADER_LENGTH || hl > length) return 'bad-data-offset';
   if (src !== undefined && dst !== undefined) {
     const pseudo = pseudoHeaderSum(src, dst, IpProtocol.TCP, length);
     if (fold(sumBytes(buf, offset, offset + length, pseudo)) !== 0xffff) return 'bad-checksum';
   }
-  if (hl > TCP_MIN_HEADER_LENGTH) return checkOptionList(buf, offset + Field.OPTIONS, offset + hl);
+  if (hl > TCP_MIN_HEADER_LENGTH) return checkOptionList(buf, offset + OPTIONS, offset + hl);
   return null;
 }
 
 /** Header length in octets of the segment at buf[off], from its data offset (`tcpHeaderLength` is what emit will write). */
 export function tcpHeaderLengthAt(buf: Uint8Array, off: number): number {
-  return (buf[off + Field.DATA_OFFSET]! >> 4) << 2;
+  return (buf[off + DATA_OFFSET]! >> 4) << 2;
 }
 
 /** TcpFlag bits of the segment at buf[off]. */
 export function tcpFlags(buf: Uint8Array, off: number): number {
-  return buf[off + Field.FLAGS]!;
+  return buf[off + FLAGS]!;
 }
 
 /** TCP checksum of buf[offset, offset + length), computed with the checksum field zeroed. */
@@ -147,9 +153,9 @@ function fillSegmentChecksum(
   src: number,
   dst: number,
 ): void {
-  put16(buf, offset + Field.CHECKSUM, 0);
+  put16(buf, offset + CHECKSUM, 0);
   const pseudo = pseudoHeaderSum(src, dst, IpProtocol.TCP, length);
-  put16(buf, offset + Field.CHECKSUM, internetChecksum(buf, offset, offset + length, pseudo));
+  put16(buf, offset + CHECKSUM, internetChecksum(buf, offset, offset + length, pseudo));
 }
 
 /**
@@ -172,35 +178,35 @@ export class TcpView extends HeaderView {
   }
 
   get srcPort(): number {
-    return u16(this.buf, this.offset + Field.SRC_PORT);
+    return u16(this.buf, this.offset + SRC_PORT);
   }
   get dstPort(): number {
-    return u16(this.buf, this.offset + Field.DST_PORT);
+    return u16(this.buf, this.offset + DST_PORT);
   }
   get seq(): number {
-    return u32(this.buf, this.offset + Field.SEQ);
+    return u32(this.buf, this.offset + SEQ);
   }
   get ack(): number {
-    return u32(this.buf, this.offset + Field.ACK);
+    return u32(this.buf, this.offset + ACK);
   }
   /** Header length in octets. */
   get headerLength(): number {
-    return (this.buf[this.offset + Field.DATA_OFFSET]! >> 4) << 2;
+    return (this.buf[this.offset + DATA_OFFSET]! >> 4) << 2;
   }
   get reserved(): number {
-    return this.buf[this.offset + Field.DATA_OFFSET]! & 0xf;
+    return this.buf[this.offset + DATA_OFFSET]! & 0xf;
   }
   get flags(): number {
-    return this.buf[this.offset + Field.FLAGS]!;
+    return this.buf[this.offset + FLAGS]!;
   }
   get window(): number {
-    return u16(this.buf, this.offset + Field.WINDOW);
+    return u16(this.buf, this.offset + WINDOW);
   }
   get checksum(): number {
-    return u16(this.buf, this.offset + Field.CHECKSUM);
+    return u16(this.buf, this.offset + CHECKSUM);
   }
   get urgentPointer(): number {
-    return u16(this.buf, this.offset + Field.URGENT_POINTER);
+    return u16(this.buf, this.offset + URGENT_POINTER);
   }
   get payloadOffset(): number {
     return this.offset + this.headerLength;
@@ -214,18 +220,18 @@ export class TcpView extends HeaderView {
   }
 
   hasFlags(mask: number): boolean {
-    return (this.buf[this.offset + Field.FLAGS]! & mask) === mask;
+    return (this.buf[this.offset + FLAGS]! & mask) === mask;
   }
   setSrcPort(port: number): void {
     this.setChecksum(updateChecksum16(this.checksum, this.srcPort, port));
-    put16(this.buf, this.offset + Field.SRC_PORT, port);
+    put16(this.buf, this.offset + SRC_PORT, port);
   }
   setDstPort(port: number): void {
     this.setChecksum(updateChecksum16(this.checksum, this.dstPort, port));
-    put16(this.buf, this.offset + Field.DST_PORT, port);
+    put16(this.buf, this.offset + DST_PORT, port);
   }
   setChecksum(checksum: number): void {
-    put16(this.buf, this.offset + Field.CHECKSUM, checksum);
+    put16(this.buf, this.offset + CHECKSUM, checksum);
   }
   /** Recomputes the checksum over pseudo-header, header and data. */
   fillChecksum(src: number, dst: number): void {
@@ -247,18 +253,18 @@ export function parseTcp(
 ): Parsed<TcpHeader> {
   const err = checkTcp(buf, offset, length, src, dst);
   if (err !== null) return fail(err);
-  const hl = (buf[offset + Field.DATA_OFFSET]! >> 4) << 2;
-  const options = decodeTcpOptions(buf, offset + Field.OPTIONS, offset + hl);
+  const hl = (buf[offset + DATA_OFFSET]! >> 4) << 2;
+  const options = decodeTcpOptions(buf, offset + OPTIONS, offset + hl);
   if (options === null) return fail('bad-option');
   return ok({
-    srcPort: u16(buf, offset + Field.SRC_PORT),
-    dstPort: u16(buf, offset + Field.DST_PORT),
-    seq: u32(buf, offset + Field.SEQ),
-    ack: u32(buf, offset + Field.ACK),
-    reserved: buf[offset + Field.DATA_OFFSET]! & 0xf,
-    flags: buf[offset + Field.FLAGS]!,
-    window: u16(buf, offset + Field.WINDOW),
-    urgentPointer: u16(buf, offset + Field.URGENT_POINTER),
+    srcPort: u16(buf, offset + SRC_PORT),
+    dstPort: u16(buf, offset + DST_PORT),
+    seq: u32(buf, offset + SEQ),
+    ack: u32(buf, offset + ACK),
+    reserved: buf[offset + DATA_OFFSET]! & 0xf,
+    flags: buf[offset + FLAGS]!,
+    window: u16(buf, offset + WINDOW),
+    urgentPointer: u16(buf, offset + URGENT_POINTER),
     options,
     payload: buf.subarray(offset + hl, offset + length),
   });
@@ -281,15 +287,15 @@ export function emitTcp(h: TcpHeader, buf: Uint8Array, offset: number, src: numb
   const length = hl + h.payload.length;
   if (offset < 0 || offset + length > buf.length)
     throw new RangeError('buffer too short for the TCP segment');
-  put16(buf, offset + Field.SRC_PORT, h.srcPort);
-  put16(buf, offset + Field.DST_PORT, h.dstPort);
-  put32(buf, offset + Field.SEQ, h.seq);
-  put32(buf, offset + Field.ACK, h.ack);
-  buf[offset + Field.DATA_OFFSET] = ((hl >> 2) << 4) | (h.reserved & 0xf);
-  buf[offset + Field.FLAGS] = h.flags;
-  put16(buf, offset + Field.WINDOW, h.window);
-  put16(buf, offset + Field.URGENT_POINTER, h.urgentPointer);
-  encodeTcpOptions(h.options, buf, offset + Field.OPTIONS);
+  put16(buf, offset + SRC_PORT, h.srcPort);
+  put16(buf, offset + DST_PORT, h.dstPort);
+  put32(buf, offset + SEQ, h.seq);
+  put32(buf, offset + ACK, h.ack);
+  buf[offset + DATA_OFFSET] = ((hl >> 2) << 4) | (h.reserved & 0xf);
+  buf[offset + FLAGS] = h.flags;
+  put16(buf, offset + WINDOW, h.window);
+  put16(buf, offset + URGENT_POINTER, h.urgentPointer);
+  encodeTcpOptions(h.options, buf, offset + OPTIONS);
   copyUnlessInPlace(h.payload, buf, offset + hl);
   fillSegmentChecksum(buf, offset, length, src, dst);
   return length;
@@ -305,9 +311,9 @@ export function emitTcp(h: TcpHeader, buf: Uint8Array, offset: number, src: numb
  * anything malformed, so it is safe on unchecked bytes.
  */
 export function findTcpMss(buf: Uint8Array, tcpOffset: number): number {
-  if (tcpOffset < 0 || tcpOffset + Field.OPTIONS > buf.length) return -1;
-  const end = Math.min(tcpOffset + ((buf[tcpOffset + Field.DATA_OFFSET]! >> 4) << 2), buf.length);
-  let i = tcpOffset + Field.OPTIONS;
+  if (tcpOffset < 0 || tcpOffset + OPTIONS > buf.length) return -1;
+  const end = Math.min(tcpOffset + ((buf[tcpOffset + DATA_OFFSET]! >> 4) << 2), buf.length);
+  let i = tcpOffset + OPTIONS;
   while (i < end) {
     const kind = buf[i]!;
     if (kind === OPTION_EOL) return -1;
@@ -342,7 +348,7 @@ export function rewriteTcpMss(buf: Uint8Array, tcpOffset: number, mss: number): 
   const old = u16(buf, at);
   put16(buf, at, mss);
   const odd = ((at - tcpOffset) & 1) === 1;
-  const cs = tcpOffset + Field.CHECKSUM;
+  const cs = tcpOffset + CHECKSUM;
   put16(buf, cs, updateChecksum16(u16(buf, cs), odd ? swap16(old) : old, odd ? swap16(mss) : mss));
   return true;
 }

@@ -66,9 +66,8 @@ export type TranslateOutcome =
 
 export type TranslateCounters = Record<TranslateOutcome, number>;
 
-// What the translation reads and writes, as this module's own constants:
-// V8 compiles those into the code, where an imported binding is loaded from
-// its module cell at every use.
+// What the translation reads and writes, as module constants (see
+// wire/bytes.ts).
 const TCP = IpProtocol.TCP;
 const UDP = IpProtocol.UDP;
 const ICMP = IpProtocol.ICMP;
