@@ -11,16 +11,9 @@
  * zeroed (`ahIcvInput` from the wire module builds that image in the HMAC
  * scratch area, right after the key pad), then the ESN high half if used.
  */
-import { put16, put32, u32 } from '../wire/bytes.ts';
+import { put16, put32, u16, u32 } from '../wire/bytes.ts';
 import { AH_FIXED_LENGTH, AhField, ahIcvInput } from '../wire/ah.ts';
-import {
-  checkIpv4,
-  ipv4HeaderLengthAt,
-  ipv4IsFragment,
-  ipv4Protocol,
-  ipv4Tos,
-  ipv4TotalLength,
-} from '../wire/ipv4.ts';
+import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
 import { IpProtocol } from '../wire/result.ts';
 import { HMAC_SCRATCH, icvEqual } from './hmac.ts';
 import { REPLAY_DUPLICATE, REPLAY_TOO_OLD } from './replay-window.ts';
@@ -42,6 +35,12 @@ const AH_SPI = AhField.SPI;
 const AH_SEQUENCE = AhField.SEQUENCE;
 const AH_ICV = AhField.ICV;
 const AH_FIXED = AH_FIXED_LENGTH;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOS = Ipv4Field.TOS;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_FRAGMENT = Ipv4FragmentWord.FRAGMENT;
 const IPIP = IpProtocol.IPIP;
 const AH = IpProtocol.AH;
 
@@ -84,10 +83,10 @@ export function ahProtect(
   ids: IdentificationCounter,
 ): 'protected' | IpsecDrop {
   const ip = span.offset;
-  const total = ipv4TotalLength(buf, ip);
-  const hl = ipv4HeaderLengthAt(buf, ip);
+  const total = u16(buf, ip + IP_TOTAL_LENGTH);
+  const hl = (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4;
   const tunnel = sa.mode === 'tunnel';
-  if (!tunnel && ipv4IsFragment(buf, ip)) return 'fragment';
+  if (!tunnel && (u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT) !== 0) return 'fragment';
   if (sa.hardExpired) return 'lifetime-expired';
   const ahLength = sa.headerLength;
   const dataStart = tunnel ? ip : ip + hl;
@@ -98,7 +97,7 @@ export function ahProtect(
   const seq = sa.nextSequence();
   if (seq < 0) return 'seq-exhausted';
 
-  const nextHeader = tunnel ? IPIP : ipv4Protocol(buf, ip);
+  const nextHeader = tunnel ? IPIP : buf[ip + IP_PROTOCOL]!;
   if (tunnel) writeOuterHeader(buf, newIp, ip, sa.tunnel!.local, sa.tunnel!.remote, ids.next());
   else buf.copyWithin(newIp, ip, ip + hl);
   buf[ah + AH_NEXT_HEADER] = nextHeader;
@@ -160,8 +159,8 @@ export function ahUnprotect(
     return 'accepted';
   }
   if (nextHeader !== IPIP || checkIpv4(buf, data, end - data, true) !== null) return 'malformed';
-  if (!ecnDecapsulate(ipv4Tos(buf, ip), buf, data)) return 'ecn-drop';
+  if (!ecnDecapsulate(buf[ip + IP_TOS]!, buf, data)) return 'ecn-drop';
   span.offset = data;
-  span.length = ipv4TotalLength(buf, data);
+  span.length = u16(buf, data + IP_TOTAL_LENGTH);
   return 'accepted';
 }

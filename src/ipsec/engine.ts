@@ -22,19 +22,13 @@
  * | through SAs of policy P | P's protocols, P's selector | accepted          |
  * | through SAs             | anything else               | policy-mismatch   |
  */
-import { u32 } from '../wire/bytes.ts';
-import { AH_FIXED_LENGTH, ahSpi } from '../wire/ah.ts';
-import { ESP_HEADER_LENGTH, espSpi } from '../wire/esp.ts';
-import {
-  checkIpv4,
-  ipv4HeaderLengthAt,
-  ipv4IsFragment,
-  ipv4Protocol,
-  ipv4TotalLength,
-} from '../wire/ipv4.ts';
-import { destinationPort } from '../wire/ports.ts';
+import { u16, u32 } from '../wire/bytes.ts';
+import { AH_FIXED_LENGTH, AhField } from '../wire/ah.ts';
+import { ESP_HEADER_LENGTH, EspField } from '../wire/esp.ts';
+import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
+import { PortField } from '../wire/ports.ts';
 import { IpProtocol } from '../wire/result.ts';
-import { UDP_HEADER_LENGTH, udpLength } from '../wire/udp.ts';
+import { UDP_HEADER_LENGTH, UdpField } from '../wire/udp.ts';
 import { ahOverhead, ahProtect, ahUnprotect } from './ah-processing.ts';
 import { espMaxOverhead, espProtect, espUnprotect } from './esp-processing.ts';
 import type { SecurityAssociationDatabase } from './sad.ts';
@@ -54,6 +48,15 @@ const UDP = IpProtocol.UDP;
 const ESP_HEADER = ESP_HEADER_LENGTH;
 const AH_FIXED = AH_FIXED_LENGTH;
 const UDP_HEADER = UDP_HEADER_LENGTH;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_FRAGMENT = Ipv4FragmentWord.FRAGMENT;
+const DST_PORT = PortField.DST_PORT;
+const UDP_LENGTH = UdpField.LENGTH;
+const ESP_SPI = EspField.SPI;
+const AH_SPI = AhField.SPI;
 
 const DROPS: readonly IpsecDrop[] = [
   'malformed',
@@ -173,7 +176,7 @@ export class IpsecEngine {
     if (!spanFits(buf, span)) return 'no-room';
     // Our own stack wrote this header: its checksum is not worth verifying.
     if (checkIpv4(buf, ip, span.length, false) !== null) return 'malformed';
-    const policy = this.spd.lookup(buf, ip, ip + ipv4TotalLength(buf, ip), true);
+    const policy = this.spd.lookup(buf, ip, ip + u16(buf, ip + IP_TOTAL_LENGTH), true);
     const action = policy === null ? this.spd.defaultAction : policy.action;
     if (action === 'bypass') return 'bypass';
     if (action === 'discard') return 'policy-discard';
@@ -197,10 +200,10 @@ export class IpsecEngine {
     for (; depth < MAX_LAYERS; depth++) {
       const ip = span.offset;
       if (checkIpv4(buf, ip, span.length, true) !== null) return 'malformed';
-      const end = ip + ipv4TotalLength(buf, ip);
-      const hl = ipv4HeaderLengthAt(buf, ip);
-      const protocol = ipv4Protocol(buf, ip);
-      const fragment = ipv4IsFragment(buf, ip);
+      const end = ip + u16(buf, ip + IP_TOTAL_LENGTH);
+      const hl = (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4;
+      const protocol = buf[ip + IP_PROTOCOL]!;
+      const fragment = (u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT) !== 0;
       let v: 'accepted' | IpsecDrop;
       let sa: SecurityAssociation;
       if (protocol === ESP) {
@@ -208,7 +211,7 @@ export class IpsecEngine {
         if (fragment) return 'fragment';
         const esp = ip + hl;
         if (end - esp < ESP_HEADER) return 'malformed';
-        const found = sad.inboundEsp(espSpi(buf, esp));
+        const found = sad.inboundEsp(u32(buf, esp + ESP_SPI));
         if (found === undefined) return 'no-sa';
         if (found.encap !== null) return 'policy-mismatch';
         sa = found;
@@ -217,18 +220,18 @@ export class IpsecEngine {
         if (fragment) return 'fragment';
         const ah = ip + hl;
         if (end - ah < AH_FIXED) return 'malformed';
-        const found = sad.inboundAh(ahSpi(buf, ah));
+        const found = sad.inboundAh(u32(buf, ah + AH_SPI));
         if (found === undefined) return 'no-sa';
         sa = found;
         v = ahUnprotect(found, buf, span, hl, end);
       } else if (
         protocol === UDP &&
         end - ip - hl >= UDP_HEADER &&
-        sad.isEncapPort(destinationPort(buf, ip + hl))
+        sad.isEncapPort(u16(buf, ip + hl + DST_PORT))
       ) {
         if (fragment) return 'fragment';
         const udp = ip + hl;
-        const udpEnd = udp + udpLength(buf, udp);
+        const udpEnd = udp + u16(buf, udp + UDP_LENGTH);
         if (udpEnd < udp + UDP_HEADER || udpEnd > end) return 'malformed';
         const payload = udp + UDP_HEADER;
         const n = udpEnd - payload;
@@ -236,9 +239,9 @@ export class IpsecEngine {
         if (n === 1 && buf[payload] === 0xff) return 'nat-keepalive';
         if (n >= 4 && u32(buf, payload) === 0) return depth === 0 ? 'ike' : 'malformed';
         if (n < ESP_HEADER) return 'malformed';
-        const found = sad.inboundEsp(espSpi(buf, payload));
+        const found = sad.inboundEsp(u32(buf, payload + ESP_SPI));
         if (found === undefined) return 'no-sa';
-        if (found.encap === null || found.encap.localPort !== destinationPort(buf, udp))
+        if (found.encap === null || found.encap.localPort !== u16(buf, udp + DST_PORT))
           return 'policy-mismatch';
         sa = found;
         v = espUnprotect(found, buf, span, hl, payload, udpEnd);
@@ -256,7 +259,7 @@ export class IpsecEngine {
   private inboundPolicy(buf: Uint8Array, span: PacketSpan, depth: number): InboundVerdict {
     const ip = span.offset;
     // Every layer left a checked header behind: rebuilt (transport) or verified (tunnel).
-    const sel = this.selectors.read(buf, ip, ip + ipv4TotalLength(buf, ip));
+    const sel = this.selectors.read(buf, ip, ip + u16(buf, ip + IP_TOTAL_LENGTH));
     if (depth === 0) {
       const policy = this.spd.match(sel, false);
       const action = policy === null ? this.spd.defaultAction : policy.action;

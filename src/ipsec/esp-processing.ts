@@ -21,26 +21,17 @@
  * then either move the IP header forward onto the plaintext (transport) or
  * point at the inner datagram (tunnel).
  */
-import { put16, put32 } from '../wire/bytes.ts';
+import { put16, put32, u16, u32 } from '../wire/bytes.ts';
 import {
   ESP_HEADER_LENGTH,
   ESP_NEXT_HEADER_DUMMY,
   ESP_TRAILER_LENGTH,
   EspField,
   espPadLength,
-  espSequence,
   EspTrailerView,
   writeEspTrailer,
 } from '../wire/esp.ts';
-import {
-  checkIpv4,
-  IPV4_MIN_HEADER_LENGTH,
-  ipv4HeaderLengthAt,
-  ipv4IsFragment,
-  ipv4Protocol,
-  ipv4Tos,
-  ipv4TotalLength,
-} from '../wire/ipv4.ts';
+import { checkIpv4, IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
 import { IpProtocol } from '../wire/result.ts';
 import { UDP_HEADER_LENGTH, UdpField } from '../wire/udp.ts';
 import { REPLAY_DUPLICATE, REPLAY_TOO_OLD } from './replay-window.ts';
@@ -59,6 +50,12 @@ const ESP_HEADER = ESP_HEADER_LENGTH;
 const ESP_TRAILER = ESP_TRAILER_LENGTH;
 const UDP_HEADER = UDP_HEADER_LENGTH;
 const IP_HEADER = IPV4_MIN_HEADER_LENGTH;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOS = Ipv4Field.TOS;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_FRAGMENT = Ipv4FragmentWord.FRAGMENT;
 const NEXT_HEADER_DUMMY = ESP_NEXT_HEADER_DUMMY;
 const ESP_SPI = EspField.SPI;
 const ESP_SEQUENCE = EspField.SEQUENCE;
@@ -113,11 +110,11 @@ export function espProtect(
   ids: IdentificationCounter,
 ): 'protected' | IpsecDrop {
   const ip = span.offset;
-  const total = ipv4TotalLength(buf, ip);
-  const hl = ipv4HeaderLengthAt(buf, ip);
+  const total = u16(buf, ip + IP_TOTAL_LENGTH);
+  const hl = (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4;
   const tunnel = sa.mode === 'tunnel';
   // RFC 4301 transport mode carries whole datagrams only.
-  if (!tunnel && ipv4IsFragment(buf, ip)) return 'fragment';
+  if (!tunnel && (u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT) !== 0) return 'fragment';
   if (sa.hardExpired) return 'lifetime-expired';
   const t = sa.transform;
   const udp = sa.encap !== null ? UDP_HEADER : 0;
@@ -133,7 +130,7 @@ export function espProtect(
   const seq = sa.nextSequence();
   if (seq < 0) return 'seq-exhausted';
 
-  const nextHeader = tunnel ? IPIP : ipv4Protocol(buf, ip);
+  const nextHeader = tunnel ? IPIP : buf[ip + IP_PROTOCOL]!;
   if (tunnel) writeOuterHeader(buf, newIp, ip, sa.tunnel!.local, sa.tunnel!.remote, ids.next());
   else buf.copyWithin(newIp, ip, ip + hl);
   put32(buf, esp + ESP_SPI, sa.spi);
@@ -178,7 +175,7 @@ export function espUnprotect(
   const icvAt = end - t.icvLength;
   if (!t.payloadLengthOk(icvAt - ivEnd)) return 'malformed';
   if (sa.hardExpired) return 'lifetime-expired';
-  const low = espSequence(buf, esp);
+  const low = u32(buf, esp + ESP_SEQUENCE);
   let seq = low;
   const replay = sa.replay;
   if (replay !== null) {
@@ -206,9 +203,9 @@ export function espUnprotect(
   }
   // Tunnel mode: the payload is an IPv4 datagram (IPv6 inside is not supported).
   if (nextHeader !== IPIP || checkIpv4(buf, ivEnd, dataLength, true) !== null) return 'malformed';
-  if (!ecnDecapsulate(ipv4Tos(buf, ip), buf, ivEnd)) return 'ecn-drop';
+  if (!ecnDecapsulate(buf[ip + IP_TOS]!, buf, ivEnd)) return 'ecn-drop';
   span.offset = ivEnd;
   // TFC padding (RFC 4303 2.7) may follow the inner datagram; its own length says where it ends.
-  span.length = ipv4TotalLength(buf, ivEnd);
+  span.length = u16(buf, ivEnd + IP_TOTAL_LENGTH);
   return 'accepted';
 }

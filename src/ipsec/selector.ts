@@ -20,8 +20,9 @@
  * | ip    | 12, 16 | source, destination address    |
  * | l4    | 0, 2   | TCP/UDP source, destination port |
  */
-import { ipv4Dst, ipv4HeaderLengthAt, ipv4IsFirstFragment, ipv4Protocol, ipv4Src } from '../wire/ipv4.ts';
-import { destinationPort, PORTS_LENGTH, sourcePort } from '../wire/ports.ts';
+import { u16, u32 } from '../wire/bytes.ts';
+import { Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
+import { PortField, PORTS_LENGTH } from '../wire/ports.ts';
 import { IpProtocol } from '../wire/result.ts';
 
 /** Inclusive range of addresses (unsigned 32-bit) or ports. */
@@ -67,6 +68,15 @@ export function cidrRange(address: number, prefixLength: number): Range {
 // The wire's constants as module constants (see wire/bytes.ts).
 const TCP = IpProtocol.TCP;
 const UDP = IpProtocol.UDP;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
+const SRC_PORT = PortField.SRC_PORT;
+const DST_PORT = PortField.DST_PORT;
+const PORTS = PORTS_LENGTH;
 
 /** The selector fields of one packet; reuse one instance. Ports are -1 when OPAQUE. */
 export class PacketSelectors {
@@ -81,17 +91,20 @@ export class PacketSelectors {
    * assumed checked. Ports are read when the transport header is present.
    */
   read(buf: Uint8Array, ip: number, end: number): this {
-    this.src = ipv4Src(buf, ip);
-    this.dst = ipv4Dst(buf, ip);
-    const protocol = ipv4Protocol(buf, ip);
+    this.src = u32(buf, ip + IP_SRC);
+    this.dst = u32(buf, ip + IP_DST);
+    const protocol = buf[ip + IP_PROTOCOL]!;
     this.protocol = protocol;
     this.srcPort = -1;
     this.dstPort = -1;
-    if ((protocol === TCP || protocol === UDP) && ipv4IsFirstFragment(buf, ip)) {
-      const l4 = ip + ipv4HeaderLengthAt(buf, ip);
-      if (l4 + PORTS_LENGTH <= end) {
-        this.srcPort = sourcePort(buf, l4);
-        this.dstPort = destinationPort(buf, l4);
+    if (
+      (protocol === TCP || protocol === UDP) &&
+      (u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) === 0
+    ) {
+      const l4 = ip + (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4;
+      if (l4 + PORTS <= end) {
+        this.srcPort = u16(buf, l4 + SRC_PORT);
+        this.dstPort = u16(buf, l4 + DST_PORT);
       }
     }
     return this;

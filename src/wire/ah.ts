@@ -81,11 +81,6 @@ export function checkAh(buf: Uint8Array, offset: number, length: number): WireEr
   return typeof r === 'number' ? null : r;
 }
 
-/** SPI of the AH header at buf[off]. */
-export function ahSpi(buf: Uint8Array, off: number): number {
-  return u32(buf, off + SPI);
-}
-
 /**
  * A view over an AH header in place. Re-point one instance per packet with
  * `wrap`, call `check` once; after a null from `check` every accessor reads

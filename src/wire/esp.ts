@@ -68,16 +68,6 @@ export function checkEsp(buf: Uint8Array, offset: number, length: number): WireE
   return offset >= 0 && length >= ESP_HEADER_LENGTH && offset + length <= buf.length ? null : 'truncated';
 }
 
-/** SPI of the ESP header at buf[off]. */
-export function espSpi(buf: Uint8Array, off: number): number {
-  return u32(buf, off + SPI);
-}
-
-/** Sequence number (its low 32 bits with ESN) of the ESP header at buf[off]. */
-export function espSequence(buf: Uint8Array, off: number): number {
-  return u32(buf, off + SEQUENCE);
-}
-
 /** A view over the cleartext ESP header; `wrap` per packet, `check` once, then read. */
 export class EspView extends HeaderView {
   constructor(buf: Uint8Array = new Uint8Array(ESP_HEADER_LENGTH), offset = 0, length = buf.length - offset) {

@@ -152,21 +152,6 @@ export function checkIcmp(
   return null;
 }
 
-/** Type of the message at buf[off]. */
-export function icmpType(buf: Uint8Array, off: number): number {
-  return buf[off + TYPE]!;
-}
-
-/** Identifier of the echo or timestamp message at buf[off]. */
-export function icmpIdentifier(buf: Uint8Array, off: number): number {
-  return u16(buf, off + IDENTIFIER);
-}
-
-/** Checksum field of the message at buf[off]. */
-export function icmpChecksum(buf: Uint8Array, off: number): number {
-  return u16(buf, off + CHECKSUM);
-}
-
 /**
  * A view over an ICMP message in place. Re-point one instance per packet with
  * `wrap`, call `check` once; after a null from `check` every accessor reads

@@ -8,25 +8,10 @@
  * | 2      | 2    | destination port |
  *
  * Steps that treat a datagram of either protocol alike (the router's
- * demultiplexing, the hosts' port translation, IPsec selectors) read them
- * here; TcpField and UdpField give the same offsets under their own names.
+ * demultiplexing, the hosts' port translation, IPsec selectors) take the
+ * offsets from here; TcpField and UdpField are built on them.
  */
-import { u16 } from './bytes.ts';
+export const PortField = { SRC_PORT: 0, DST_PORT: 2 } as const;
 
-// Module constants, as bytes.ts explains; PortField gathers them for other
-// modules.
-const SRC_PORT = 0;
-const DST_PORT = 2;
-export const PortField = { SRC_PORT, DST_PORT } as const;
 /** Octets the two ports take: what a first fragment must hold for them to be read. */
 export const PORTS_LENGTH = 4;
-
-/** Source port of the TCP or UDP header at buf[l4]. */
-export function sourcePort(buf: Uint8Array, l4: number): number {
-  return u16(buf, l4 + SRC_PORT);
-}
-
-/** Destination port of the TCP or UDP header at buf[l4]. */
-export function destinationPort(buf: Uint8Array, l4: number): number {
-  return u16(buf, l4 + DST_PORT);
-}

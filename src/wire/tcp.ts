@@ -135,16 +135,6 @@ export function checkTcp(
   return null;
 }
 
-/** Header length in octets of the segment at buf[off], from its data offset (`tcpHeaderLength` is what emit will write). */
-export function tcpHeaderLengthAt(buf: Uint8Array, off: number): number {
-  return (buf[off + DATA_OFFSET]! >> 4) << 2;
-}
-
-/** TcpFlag bits of the segment at buf[off]. */
-export function tcpFlags(buf: Uint8Array, off: number): number {
-  return buf[off + FLAGS]!;
-}
-
 /** TCP checksum of buf[offset, offset + length), computed with the checksum field zeroed. */
 function fillSegmentChecksum(
   buf: Uint8Array,

@@ -86,11 +86,6 @@ export function checkUdp(
   return null;
 }
 
-/** The Length field (header plus data) of the datagram at buf[off]. */
-export function udpLength(buf: Uint8Array, off: number): number {
-  return u16(buf, off + LENGTH);
-}
-
 function fillDatagramChecksum(buf: Uint8Array, offset: number, ulen: number, src: number, dst: number): void {
   put16(buf, offset + CHECKSUM, 0);
   const pseudo = pseudoHeaderSum(src, dst, IpProtocol.UDP, ulen);

@@ -9,6 +9,13 @@ import { IpProtocol } from '../../wire/result.ts';
 import { TCP_MIN_HEADER_LENGTH } from '../../wire/tcp.ts';
 import { UDP_HEADER_LENGTH } from '../../wire/udp.ts';
 
+// wire's header lengths as module constants (see wire/bytes.ts).
+const TCP_HEADER = TCP_MIN_HEADER_LENGTH;
+const UDP_HEADER = UDP_HEADER_LENGTH;
+const ICMP_HEADER = ICMP_HEADER_LENGTH;
+const ESP_HEADER = ESP_HEADER_LENGTH;
+const AH_HEADER = AH_FIXED_LENGTH;
+
 /**
  * Bytes of transport header a datagram (or its first fragment) must hold
  * before the router reads its demultiplexing field; 0 for protocols it does
@@ -26,15 +33,15 @@ import { UDP_HEADER_LENGTH } from '../../wire/udp.ts';
 export function transportMinimum(protocol: number): number {
   switch (protocol) {
     case IpProtocol.TCP:
-      return TCP_MIN_HEADER_LENGTH;
+      return TCP_HEADER;
     case IpProtocol.UDP:
-      return UDP_HEADER_LENGTH;
+      return UDP_HEADER;
     case IpProtocol.ICMP:
-      return ICMP_HEADER_LENGTH;
+      return ICMP_HEADER;
     case IpProtocol.ESP:
-      return ESP_HEADER_LENGTH;
+      return ESP_HEADER;
     case IpProtocol.AH:
-      return AH_FIXED_LENGTH;
+      return AH_HEADER;
     default:
       return 0;
   }

@@ -1,18 +1,11 @@
-import { put16, u16 } from '../../../wire/bytes.ts';
+import { put16, u16, u32 } from '../../../wire/bytes.ts';
 import { updateChecksum16, updateUdpChecksum16, verifiesTo0 } from '../../../wire/checksum.ts';
-import { ICMP_HEADER_LENGTH, IcmpField, icmpType, IcmpType, isIcmpErrorType } from '../../../wire/icmp.ts';
+import { ICMP_HEADER_LENGTH, IcmpField, IcmpType, isIcmpErrorType } from '../../../wire/icmp.ts';
 import { checkQuotedIpv4 } from '../../../wire/icmp-quoted.ts';
-import {
-  IPV4_MIN_HEADER_LENGTH,
-  ipv4Dst,
-  ipv4HeaderLengthAt,
-  ipv4IsFirstFragment,
-  ipv4Protocol,
-  ipv4Src,
-} from '../../../wire/ipv4.ts';
+import { IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord } from '../../../wire/ipv4.ts';
 import { PortField } from '../../../wire/ports.ts';
 import { IpProtocol } from '../../../wire/result.ts';
-import { TCP_MIN_HEADER_LENGTH, TcpField, tcpFlags } from '../../../wire/tcp.ts';
+import { TCP_MIN_HEADER_LENGTH, TcpField } from '../../../wire/tcp.ts';
 import { UDP_HEADER_LENGTH, UdpField } from '../../../wire/udp.ts';
 import type { SourcePortTranslationTable } from './sptt.ts';
 
@@ -75,10 +68,18 @@ const ECHO_REPLY = IcmpType.EchoReply;
 const ECHO_REQUEST = IcmpType.EchoRequest;
 const TIMESTAMP = IcmpType.Timestamp;
 const TIMESTAMP_REPLY = IcmpType.TimestampReply;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
 const SRC_PORT = PortField.SRC_PORT;
 const DST_PORT = PortField.DST_PORT;
+const TCP_FLAGS = TcpField.FLAGS;
 const TCP_CHECKSUM = TcpField.CHECKSUM;
 const UDP_CHECKSUM = UdpField.CHECKSUM;
+const ICMP_TYPE = IcmpField.TYPE;
 const ICMP_CHECKSUM = IcmpField.CHECKSUM;
 const ICMP_IDENTIFIER = IcmpField.IDENTIFIER;
 const TCP_HEADER = TCP_MIN_HEADER_LENGTH;
@@ -151,8 +152,8 @@ export class PortTranslator {
   ): number {
     if (this.table.native) return UNCHANGED;
     if (!(ip >= 0 && l4 >= ip + IP_HEADER && l4 <= end && end <= buf.length)) return NOT_TRANSLATABLE;
-    if (!ipv4IsFirstFragment(buf, ip)) return UNCHANGED;
-    const protocol = ipv4Protocol(buf, ip);
+    if ((u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) !== 0) return UNCHANGED;
+    const protocol = buf[ip + IP_PROTOCOL]!;
     const table = this.table;
 
     if (protocol === TCP || protocol === UDP) {
@@ -161,7 +162,7 @@ export class PortTranslator {
       const portAt = l4 + (inbound ? DST_PORT : SRC_PORT);
       const from = u16(buf, portAt);
       if (from === 0) return NOT_TRANSLATABLE;
-      const flags = isTcp ? tcpFlags(buf, l4) : 0;
+      const flags = isTcp ? buf[l4 + TCP_FLAGS]! : 0;
       const to = inbound
         ? table.inbound(protocol, from, flags, now)
         : table.outbound(protocol, from, flags, now);
@@ -177,7 +178,7 @@ export class PortTranslator {
 
     if (protocol !== ICMP) return UNCHANGED;
     if (l4 + ICMP_HEADER > end) return NOT_TRANSLATABLE;
-    const type = icmpType(buf, l4);
+    const type = buf[l4 + ICMP_TYPE]!;
     if (isIcmpErrorType(type)) return this.translateQuoted(buf, ip, l4, end, now, inbound);
     // Our queries go out and their replies come back; queries from outside
     // (and our replies to them) carry the remote's identifier: untouched.
@@ -213,11 +214,11 @@ export class PortTranslator {
     if (!verifiesTo0(buf, l4, end)) return NOT_TRANSLATABLE;
     const q = l4 + ICMP_HEADER;
     if (checkQuotedIpv4(buf, q, end - q) !== null) return NOT_TRANSLATABLE;
-    if (!ipv4IsFirstFragment(buf, q)) return UNCHANGED;
-    if ((inbound ? ipv4Src(buf, q) : ipv4Dst(buf, q)) !== (inbound ? ipv4Dst(buf, ip) : ipv4Src(buf, ip)))
+    if ((u16(buf, q + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) !== 0) return UNCHANGED;
+    if (u32(buf, inbound ? q + IP_SRC : q + IP_DST) !== u32(buf, inbound ? ip + IP_DST : ip + IP_SRC))
       return NOT_TRANSLATABLE;
-    const qt = q + ipv4HeaderLengthAt(buf, q);
-    const protocol = ipv4Protocol(buf, q);
+    const qt = q + (buf[q + IP_VERSION_IHL]! & 0x0f) * 4;
+    const protocol = buf[q + IP_PROTOCOL]!;
 
     let portAt: number;
     let ckAt: number; // -1 when the quote stops before the transport checksum
@@ -227,7 +228,7 @@ export class PortTranslator {
       udp = protocol === UDP;
       ckAt = udp ? qt + UDP_CHECKSUM : qt + TCP_CHECKSUM + 2 <= end ? qt + TCP_CHECKSUM : -1;
     } else if (protocol === ICMP) {
-      const qtype = icmpType(buf, qt);
+      const qtype = buf[qt + ICMP_TYPE]!;
       const translatedQuery = inbound
         ? qtype === ECHO_REQUEST || qtype === TIMESTAMP
         : qtype === ECHO_REPLY || qtype === TIMESTAMP_REPLY;
