@@ -26,6 +26,7 @@
  */
 import { z } from 'zod';
 import { readConfigFile, validateConfig } from '../config/load.ts';
+import { MIN_SPI } from '../wire/esp.ts';
 import { ipv4FromString } from '../wire/ipv4.ts';
 import { INTEGRITY_ALGORITHMS, integrityKeyLength } from './hmac.ts';
 import { MAX_REPLAY_WINDOW } from './replay-window.ts';
@@ -43,7 +44,10 @@ const spi = z
     z.string().regex(/^0x[0-9a-fA-F]{1,8}$/, 'expected a number or 0x followed by hex'),
   ])
   .transform((v) => (typeof v === 'number' ? v : Number.parseInt(v.slice(2), 16)))
-  .refine((v) => v >= 256 && v <= 0xffff_ffff, 'SPIs are 256..4294967295 (1-255 are reserved)');
+  .refine(
+    (v) => v >= MIN_SPI && v <= 0xffff_ffff,
+    `SPIs are ${MIN_SPI}..4294967295 (1-${MIN_SPI - 1} are reserved)`,
+  );
 
 const port = z.number().int().min(0).max(65535);
 const portRange = z.union([
