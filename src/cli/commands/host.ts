@@ -96,21 +96,6 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
     const a = addressOf(typeof data.tun === 'string' ? data.tun : 'dn0');
     if (a !== undefined) data.sharedAddress = a;
   }
-  const missing = [
-    ...(data.router === undefined
-      ? ['field `router`: missing; give --router with the router LAN address']
-      : []),
-    ...(data.lanAddress === undefined
-      ? ['field `lanAddress`: missing; give --lan-address, or --lan-if with the LAN interface']
-      : []),
-    ...(data.sharedAddress === undefined
-      ? [
-          'field `sharedAddress`: missing; give --shared-address, or run native-setup/linux/host-setup.sh up ' +
-            'so that the TUN device carries it',
-        ]
-      : []),
-  ];
-  if (missing.length > 0) throw new ConfigError(source, missing);
   return validateConfig(HostConfigSchema, data, source);
 }
 
