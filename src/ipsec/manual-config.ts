@@ -78,7 +78,7 @@ const lifetime = z
   })
   .strict();
 
-const saSchema = z
+const saFields = z
   .object({
     name: z.string().min(1).optional(),
     spi,
@@ -128,6 +128,11 @@ const saSchema = z
   })
   .strict();
 
+// Each SA's own checks run even when another SA is wrong, so that every problem is reported at once.
+const saSchema = saFields.superRefine((sa, ctx) =>
+  checkSa(sa, [], (path, message) => ctx.addIssue({ code: 'custom', path, message })),
+);
+
 const policySchema = z
   .object({
     name: z.string().min(1),
@@ -159,7 +164,7 @@ const ENCRYPTION_KEY_LENGTHS: Record<'aes-gcm-16' | 'aes-cbc' | 'null', readonly
   null: [0],
 };
 
-type SaEntry = z.infer<typeof saSchema>;
+type SaEntry = z.infer<typeof saFields>;
 type PolicyEntry = z.infer<typeof policySchema>;
 
 /** A protect policy without `protect:` uses ESP alone. */
@@ -243,7 +248,6 @@ export const ManualKeyingSchema = z
     const outboundOf = new Map<string, Map<string, number>>();
     cfg.sas.forEach((sa, i) => {
       const at = ['sas', i];
-      checkSa(sa, at, issue);
       if (sa.name !== undefined) {
         if (names.has(sa.name)) issue([...at, 'name'], `an SA named ${sa.name} comes earlier`);
         names.add(sa.name);
