@@ -4,7 +4,9 @@ import type { CommandMeta } from './command-meta.ts';
 import { HostConfigSchema } from '../../config/host-config.ts';
 import type { HostConfig } from '../../config/host-config.ts';
 import { ConfigError } from '../../config/config-error.ts';
+import { readIkeConfig } from '../../config/ike-config.ts';
 import { readConfigFile, validateConfig } from '../../config/load.ts';
+import { readManualKeying } from '../../ipsec/manual-config.ts';
 import { startHost } from '../../host/daemon/start.ts';
 import type { HostAgent } from '../../host/daemon/start.ts';
 import { addressOf } from '../../io/interfaces.ts';
@@ -97,6 +99,16 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
     if (a !== undefined) data.sharedAddress = a;
   }
   return validateConfig(HostConfigSchema, data, source);
+}
+
+/**
+ * The manual keying and IKE files the configuration names, checked as
+ * `distnat check` checks them and before anything is opened (startHost
+ * reads them again once the devices are up).
+ */
+export function checkNamedFiles(config: HostConfig): void {
+  if (config.ipsec !== undefined) readManualKeying(config.ipsec);
+  if (config.ike !== undefined) readIkeConfig(config.ike);
 }
 
 /** Turns start-up failures into messages a person can act on. */
@@ -199,6 +211,7 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
         ),
     async (argv) => {
       const config = hostConfigFrom(argv);
+      checkNamedFiles(config);
       const lacking = missingPrivilege();
       if (lacking !== undefined)
         throw new UserError(
