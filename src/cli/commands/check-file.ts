@@ -6,12 +6,14 @@
 import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../../config/config-error.ts';
+import { hostAgainstRouter, routerNamedByHost } from '../../config/deployment-rules.ts';
 import { HostConfigSchema, type HostConfig } from '../../config/host-config.ts';
-import { IkeConfigSchema, type IkeConfig } from '../../config/ike-config.ts';
+import { IkeConfigSchema } from '../../config/ike-config.ts';
 import { checkConfig, readConfigFile } from '../../config/load.ts';
 import { RouterConfigSchema, type RouterConfig } from '../../config/router-config.ts';
 import { settle, type Settled } from '../../config/schema-walk.ts';
-import { ManualKeyingSchema, type ManualKeyingConfig } from '../../ipsec/manual-config.ts';
+import { ManualKeyingSchema } from '../../ipsec/manual-config.ts';
+import { hostSummary, ikeSummary, ipsecSummary, routerSummary } from './check-summary.ts';
 
 export const FILE_KINDS = ['router', 'host', 'ipsec', 'ike'] as const;
 export type FileKind = (typeof FILE_KINDS)[number];
@@ -29,38 +31,15 @@ export interface FileReport {
   readonly problems: readonly ConfigProblem[];
 }
 
-const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
-
-function routerSummary(c: RouterConfig): string {
-  const [lo, hi] = c.pap.portRange;
-  return (
-    `router: shared ${c.sharedAddress}, LAN ${c.lanAddress}, ` +
-    `ports ${lo}-${hi} in ${plural((hi - lo + 1) / c.pap.blockSize, 'block')} of ${c.pap.blockSize}, ` +
-    `SPIs from ${c.pap.spiFirst} in blocks of ${c.pap.spiBlockSize}, lease ${c.pap.leaseSeconds} s` +
-    (c.pki === undefined ? '' : `, local CA on port ${c.pki.port}`)
-  );
-}
-
-function hostSummary(c: Settled<HostConfig>): string {
-  const keying = c.ipsec !== undefined ? ', manual keying' : c.ike !== undefined ? ', IKE' : '';
-  return (
-    `host: LAN ${c.lanAddress} via router ${c.router}, shared ${c.sharedAddress ?? `from ${c.tun}`}, ` +
-    `${c.mode} mode, PAP over ${c.pap?.transport}${keying}`
-  );
-}
-
-const ipsecSummary = (c: ManualKeyingConfig): string =>
-  `manual keying: ${plural(c.sas.length, 'SA')}, ${plural(c.policies.length, 'policy').replace('policys', 'policies')}, ` +
-  `default ${c.defaultAction}`;
-
-const ikeSummary = (c: IkeConfig): string =>
-  `IKE: ${plural(c.trust.length, 'trusted root file')}, ${plural(c.peers.length, 'peer')}, ` +
-  (c.certificate !== undefined ? 'own certificate' : 'certificate from the router');
-
 interface Checked {
   readonly report: FileReport;
   /** Other files this one names, to be checked as well. */
   readonly names: readonly { kind: FileKind; file: string }[];
+  /** A valid router's configuration, or a valid host's as far as the file gives it. */
+  readonly router?: RouterConfig;
+  readonly host?: Settled<HostConfig>;
+  /** What the file holds, to tell a value written from a default. */
+  readonly data?: unknown;
 }
 
 function reportOf<S extends z.ZodType>(
@@ -69,11 +48,11 @@ function reportOf<S extends z.ZodType>(
   schema: S,
   data: unknown,
   summary: (c: z.output<S>) => string,
-): FileReport {
+): { report: FileReport; config?: z.output<S> } {
   const { config, problems } = checkConfig(schema, data);
   return config === undefined
-    ? { file, kind, ok: false, notes: [], problems }
-    : { file, kind, ok: true, summary: summary(config), notes: [], problems: [] };
+    ? { report: { file, kind, ok: false, notes: [], problems } }
+    : { report: { file, kind, ok: true, summary: summary(config), notes: [], problems: [] }, config };
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
@@ -86,7 +65,7 @@ const isRecord = (v: unknown): v is Record<string, unknown> =>
  */
 function checkHost(file: string, data: unknown): FileReport {
   if (!isRecord(data) || data.sharedAddress !== undefined)
-    return reportOf(file, 'host', HostConfigSchema, data, hostSummary);
+    return reportOf(file, 'host', HostConfigSchema, data, hostSummary).report;
   const view = settle(HostConfigSchema, data) ?? {};
   const notes = [
     `sharedAddress not given: \`distnat host\` takes the address of the TUN device ${view.tun ?? 'dn0'} at start`,
@@ -99,18 +78,22 @@ function checkHost(file: string, data: unknown): FileReport {
 
 function checkData(kind: FileKind, file: string, data: unknown): Checked {
   switch (kind) {
-    case 'router':
-      return { report: reportOf(file, kind, RouterConfigSchema, data, routerSummary), names: [] };
+    case 'router': {
+      const { report, config } = reportOf(file, kind, RouterConfigSchema, data, routerSummary);
+      return { report, names: [], ...(config && { router: config }) };
+    }
     case 'ipsec':
-      return { report: reportOf(file, kind, ManualKeyingSchema, data, ipsecSummary), names: [] };
+      return { report: reportOf(file, kind, ManualKeyingSchema, data, ipsecSummary).report, names: [] };
     case 'ike':
-      return { report: reportOf(file, kind, IkeConfigSchema, data, ikeSummary), names: [] };
+      return { report: reportOf(file, kind, IkeConfigSchema, data, ikeSummary).report, names: [] };
     case 'host': {
       const record = isRecord(data) ? data : {};
       const names = (['ipsec', 'ike'] as const).flatMap((k) =>
         typeof record[k] === 'string' && record[k] !== '' ? [{ kind: k, file: record[k] }] : [],
       );
-      return { report: checkHost(file, data), names };
+      const report = checkHost(file, data);
+      const host = report.ok ? settle(HostConfigSchema, data) : undefined;
+      return { report, names, data, ...(host && { host }) };
     }
   }
 }
@@ -131,21 +114,47 @@ export function checkFile(kind: FileKind, file: string, namedBy?: string): Check
   return namedBy === undefined ? checked : { ...checked, report: { ...checked.report, namedBy } };
 }
 
+/** A valid host's problems against the router files checked with it. */
+function againstRouters(
+  host: Settled<HostConfig>,
+  routers: readonly { file: string; config: RouterConfig }[],
+): ConfigProblem[] {
+  const named = routerNamedByHost(host, routers);
+  if (named.length > 0) return named;
+  const router = routers.find((r) => r.config.lanAddress === host.router);
+  return router === undefined ? [] : hostAgainstRouter(host, router.config, router.file);
+}
+
 /**
  * Checks every file given, then the manual keying and IKE files the host
- * files name (each once, however often it is named or given).
+ * files name (each once, however often it is named or given), then each
+ * valid host file against the router files given with it.
  */
 export function checkFiles(given: readonly { kind: FileKind; file: string }[]): FileReport[] {
-  const reports: FileReport[] = [];
+  const checked: Checked[] = [];
   const seen = new Set<string>();
   const queue: { kind: FileKind; file: string; namedBy?: string }[] = [...given];
   for (let item = queue.shift(); item !== undefined; item = queue.shift()) {
     const id = `${item.kind}:${resolve(item.file)}`;
     if (seen.has(id)) continue;
     seen.add(id);
-    const { report, names } = checkFile(item.kind, item.file, item.namedBy);
-    reports.push(report);
-    queue.push(...names.map((n) => ({ ...n, namedBy: item.file })));
+    const one = checkFile(item.kind, item.file, item.namedBy);
+    checked.push(one);
+    queue.push(...one.names.map((n) => ({ ...n, namedBy: item.file })));
   }
-  return reports;
+  const routers = checked.flatMap((c) => (c.router ? [{ file: c.report.file, config: c.router }] : []));
+  return checked.map(({ report, host, data }) => {
+    const problems = host === undefined ? [] : againstRouters(host, routers);
+    if (problems.length === 0) return report;
+    const written = (field: string): boolean =>
+      field.split('.').reduce<unknown>((v, k) => (isRecord(v) ? v[k] : undefined), data) !== undefined;
+    return {
+      ...report,
+      ok: false,
+      summary: undefined,
+      problems: problems.map((p) =>
+        p.field === undefined || written(p.field) ? p : { ...p, defaulted: true },
+      ),
+    };
+  });
 }

@@ -98,6 +98,35 @@ describe('checkFiles', () => {
     expect(bad!.problems.map((p) => p.field)).toEqual(['lanAddress']);
   });
 
+  it('checks each host file against the router file given with it', () => {
+    const router = file('pair-router.yaml', `${ROUTER_OK}pap: { udpPort: 7100 }\n`);
+    const good = file('pair-good.yaml', `${HOST_OK}pap: { udpPort: 7100 }\n`);
+    const port = file('pair-port.yaml', HOST_OK);
+    const other = file('pair-other.yaml', HOST_OK.replace('router: 10.0.0.7', 'router: 10.0.0.9'));
+    const reports = checkFiles([
+      { kind: 'host', file: good },
+      { kind: 'host', file: port },
+      { kind: 'host', file: other },
+      { kind: 'router', file: router },
+    ]);
+    expect(reports.map((r) => [r.file, r.ok, r.problems.map(formatProblem)])).toEqual([
+      [good, true, []],
+      [
+        port,
+        false,
+        [`field \`pap.udpPort\`: got 7032 (the default); expected the router's pap.udpPort 7100 (${router})`],
+      ],
+      [
+        other,
+        false,
+        [
+          `field \`router\`: got "10.0.0.9"; expected the lanAddress of a router checked with it (10.0.0.7 in ${router})`,
+        ],
+      ],
+      [router, true, []],
+    ]);
+  });
+
   it('a file that cannot be read or parsed is a report, not an exception', () => {
     const missing = join(dir, 'missing.yaml');
     expect(checkFile('router', missing).report).toMatchObject({
