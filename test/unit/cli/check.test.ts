@@ -11,7 +11,11 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
 import { checkFile, checkFiles } from '../../../src/cli/commands/check-file.ts';
-import { formatProblem } from '../../../src/config/config-error.ts';
+import { hostConfigFrom } from '../../../src/cli/commands/host.ts';
+import { mergeRouterFlags } from '../../../src/cli/commands/router.ts';
+import { ConfigError, formatProblem } from '../../../src/config/config-error.ts';
+import { readConfigFile, validateConfig } from '../../../src/config/load.ts';
+import { RouterConfigSchema } from '../../../src/config/router-config.ts';
 import { H1_KEYS, H2_KEYS, hostKeying } from '../../netns/ipsec-keys.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
@@ -134,6 +138,41 @@ describe('checkFiles', () => {
       problems: [{ expected: expect.stringMatching(/^cannot read the file: ENOENT/) }],
     });
     expect(checkFile('ike', file('syntax.yaml', 'trust: [a\n')).report.ok).toBe(false);
+  });
+});
+
+/** Files each rule refuses, as a person would write them. */
+const REFUSED: readonly (readonly ['router' | 'host', string, string])[] = [
+  ['router', 'shared address as LAN address', 'sharedAddress: 198.51.100.30\nlanAddress: 198.51.100.30\n'],
+  ['router', 'block size not dividing the range', `${ROUTER_OK}pap: { blockSize: 30 }\n`],
+  ['router', 'quota below a block', `${ROUTER_OK}pap: { maxPortsPerHost: 8 }\n`],
+  ['router', 'SPIs past 32 bits', `${ROUTER_OK}pap: { spiFirst: 4294967295 }\n`],
+  ['router', 'well-known ports', `${ROUTER_OK}pap: { portRange: [1, 65535] }\n`],
+  ['router', 'metrics port 99999', `${ROUTER_OK}metrics: 127.0.0.1:99999\n`],
+  ['router', 'short lease', `${ROUTER_OK}pap: { leaseSeconds: 30 }\n`],
+  ['router', 'CRL on the LAN address', `${ROUTER_OK}pki: { dir: ca, wanAddress: 10.0.0.7 }\n`],
+  ['router', 'a typo', `${ROUTER_OK}pap: { blocksize: 16 }\n`],
+  ['host', 'LAN address of the router', HOST_OK.replace('lanAddress: 10.0.0.1', 'lanAddress: 10.0.0.7')],
+  ['host', 'ipsec and ike', `${HOST_OK}ipsec: a.yaml\nike: b.yaml\n`],
+  ['host', 'metrics port 99999', `${HOST_OK}metrics: 127.0.0.1:99999\n`],
+  ['host', 'a typo', `${HOST_OK}pap: { transprot: icmp }\n`],
+];
+
+describe('the daemons refuse what check refuses, with the same message', () => {
+  it.for(REFUSED)('%s: %s', ([kind, name, text]) => {
+    const cfg = file(`refused-${kind}-${name.replace(/\W+/g, '-')}.yaml`, text);
+    const [report] = checkFiles([{ kind, file: cfg }]);
+    expect(report!.ok).toBe(false);
+    const start = (): unknown =>
+      kind === 'router'
+        ? validateConfig(
+            RouterConfigSchema,
+            mergeRouterFlags(readConfigFile(cfg) as Record<string, unknown>, {}),
+            cfg,
+          )
+        : hostConfigFrom({ config: cfg });
+    expect(start).toThrow(ConfigError);
+    expect(start).toThrow(new ConfigError(cfg, report!.problems).message);
   });
 });
 
