@@ -31,4 +31,7 @@ export const ipsecSummary = (c: ManualKeyingConfig): string =>
 
 export const ikeSummary = (c: IkeConfig): string =>
   `IKE: ${plural(c.trust.length, 'trusted root file')}, ${plural(c.peers.length, 'peer')}, ` +
-  (c.certificate !== undefined ? 'own certificate' : 'certificate from the router');
+  (c.certificate !== undefined
+    ? 'own certificate'
+    : // The file does not say whose it is; `distnat peer --ike` refuses it at start.
+      'certificate from the router (for a host: a peer needs certificate and key)');

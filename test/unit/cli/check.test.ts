@@ -239,6 +239,10 @@ describe('the examples pass', () => {
       })),
     );
     expect(reports.flatMap((r) => r.problems.map(formatProblem))).toEqual([]);
+    expect(reports.map((r) => r.summary)).toEqual([
+      'IKE: 1 trusted root file, 1 peer, certificate from the router (for a host: a peer needs certificate and key)',
+      'IKE: 1 trusted root file, 1 peer, own certificate',
+    ]);
   });
 
   it("docs/router.md's pki section", () => {
