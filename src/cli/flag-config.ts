@@ -6,8 +6,8 @@
  * reading the message know which of the two to fix.
  */
 import type { z } from 'zod';
-import { ConfigError } from '../config/config-error.ts';
-import { describeValue, validateConfig, valueAt } from '../config/load.ts';
+import { ConfigError, describeValue, type ConfigProblem } from '../config/config-error.ts';
+import { checkConfig } from '../config/load.ts';
 import { ExitCode, UserError } from '../util/exit-codes.ts';
 import { helpHint } from './usage.ts';
 
@@ -17,8 +17,8 @@ export interface FlagField {
   readonly path: readonly string[];
 }
 
-const startsWith = (path: readonly PropertyKey[], prefix: readonly string[]): boolean =>
-  prefix.every((p, i) => String(path[i]) === p);
+const startsWith = (field: string | undefined, prefix: readonly string[]): boolean =>
+  field !== undefined && (field === prefix.join('.') || field.startsWith(`${prefix.join('.')}.`));
 
 /**
  * Validates `data` (the file's fields with the flags' values already in
@@ -32,22 +32,19 @@ export function validateWithFlags<S extends z.ZodType>(
   source: string,
   command: string,
 ): z.infer<S> {
-  const result = schema.safeParse(data);
-  if (result.success) return result.data;
+  const checked = checkConfig(schema, data);
+  if (checked.config !== undefined) return checked.config;
   const fromFlags: string[] = [];
-  const fromFile: string[] = [];
-  for (const issue of result.error.issues) {
+  const fromFile: ConfigProblem[] = [];
+  for (const problem of checked.problems) {
     // The most specific flag: --ca-port over a flag that set the whole pki section, were there one.
     const by = given
-      .filter((g) => startsWith(issue.path, g.path))
+      .filter((g) => startsWith(problem.field, g.path))
       .sort((a, b) => b.path.length - a.path.length)[0];
-    if (by !== undefined) fromFlags.push(`--${by.flag}: got ${describeValue(by.value)}; ${issue.message}`);
-    else {
-      const path = issue.path.length ? issue.path.map(String).join('.') : '(top level)';
-      fromFile.push(`field \`${path}\`: got ${describeValue(valueAt(data, issue.path))}; ${issue.message}`);
-    }
+    if (by !== undefined) fromFlags.push(`--${by.flag}: got ${describeValue(by.value)}; ${problem.expected}`);
+    else fromFile.push(problem);
   }
-  if (fromFlags.length === 0) return validateConfig(schema, data, source);
+  if (fromFlags.length === 0) throw new ConfigError(source, fromFile);
   // The file's problems as well, so that one run shows everything there is to fix.
   const alsoFile = fromFile.length === 0 ? '' : `\n${new ConfigError(source, fromFile).message}`;
   throw new UserError(

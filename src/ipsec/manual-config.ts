@@ -82,7 +82,7 @@ const lifetime = z
   })
   .strict();
 
-const saSchema = z
+const saFields = z
   .object({
     name: z.string().min(1).optional(),
     spi,
@@ -132,6 +132,11 @@ const saSchema = z
   })
   .strict();
 
+// Each SA's own checks run even when another SA is wrong, so that every problem is reported at once.
+const saSchema = saFields.superRefine((sa, ctx) =>
+  checkSa(sa, [], (path, message) => ctx.addIssue({ code: 'custom', path, message })),
+);
+
 const policySchema = z
   .object({
     name: z.string().min(1),
@@ -163,7 +168,7 @@ const ENCRYPTION_KEY_LENGTHS: Record<'aes-gcm-16' | 'aes-cbc' | 'null', readonly
   null: [0],
 };
 
-type SaEntry = z.infer<typeof saSchema>;
+type SaEntry = z.infer<typeof saFields>;
 type PolicyEntry = z.infer<typeof policySchema>;
 
 /** A protect policy without `protect:` uses ESP alone. */
@@ -247,7 +252,6 @@ export const ManualKeyingSchema = z
     const outboundOf = new Map<string, Map<string, number>>();
     cfg.sas.forEach((sa, i) => {
       const at = ['sas', i];
-      checkSa(sa, at, issue);
       if (sa.name !== undefined) {
         if (names.has(sa.name)) issue([...at, 'name'], `an SA named ${sa.name} comes earlier`);
         names.add(sa.name);

@@ -4,7 +4,9 @@ import type { CommandMeta } from './command-meta.ts';
 import { HostConfigSchema } from '../../config/host-config.ts';
 import type { HostConfig } from '../../config/host-config.ts';
 import { ConfigError } from '../../config/config-error.ts';
+import { readIkeConfig } from '../../config/ike-config.ts';
 import { readConfigFile } from '../../config/load.ts';
+import { readManualKeying } from '../../ipsec/manual-config.ts';
 import { startHost } from '../../host/daemon/start.ts';
 import type { HostAgent } from '../../host/daemon/start.ts';
 import { addressOf } from '../../io/interfaces.ts';
@@ -86,21 +88,6 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
     const a = addressOf(typeof data.tun === 'string' ? data.tun : 'dn0');
     if (a !== undefined) data.sharedAddress = a;
   }
-  const missing = [
-    ...(data.router === undefined
-      ? ['field `router`: missing; give --router with the router LAN address']
-      : []),
-    ...(data.lanAddress === undefined
-      ? ['field `lanAddress`: missing; give --lan-address, or --lan-if with the LAN interface']
-      : []),
-    ...(data.sharedAddress === undefined
-      ? [
-          'field `sharedAddress`: missing; give --shared-address, or run native-setup/linux/host-setup.sh up ' +
-            'so that the TUN device carries it',
-        ]
-      : []),
-  ];
-  if (missing.length > 0) throw new ConfigError(source, missing);
   return validateWithFlags(HostConfigSchema, data, given, source, 'distnat host');
 }
 
@@ -128,6 +115,16 @@ export function givenHostFlags(argv: HostArgs): (FlagField & { value: unknown })
   return Object.entries(HOST_FLAGS)
     .map(([flag, path]) => ({ flag, path, value: argv[flag as keyof HostArgs] }))
     .filter((g) => g.value !== undefined);
+}
+
+/**
+ * The manual keying and IKE files the configuration names, checked as
+ * `distnat check` checks them and before anything is opened (startHost
+ * reads them again once the devices are up).
+ */
+export function checkNamedFiles(config: HostConfig): void {
+  if (config.ipsec !== undefined) readManualKeying(config.ipsec);
+  if (config.ike !== undefined) readIkeConfig(config.ike);
 }
 
 /** Turns start-up failures into messages a person can act on. */
@@ -230,6 +227,7 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
         ),
     async (argv) => {
       const config = hostConfigFrom(argv);
+      checkNamedFiles(config);
       const lacking = missingPrivilege();
       if (lacking !== undefined)
         throw new UserError(

@@ -38,6 +38,13 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import('./host.ts')).hostCommand,
   },
   {
+    name: 'check',
+    usage: 'check',
+    describe:
+      'validate router, host, manual keying and IKE files as the daemons do at start, without starting anything',
+    load: async () => (await import('./check.ts')).checkCommand,
+  },
+  {
     name: 'ca',
     usage: 'ca <command>',
     describe: 'root CA, local CA and host certificates (the router as local CA)',

@@ -169,10 +169,11 @@ describe.concurrent('distnat command line', { timeout: 60_000 }, () => {
     expect(r.code).toBe(78);
     expect(r.stderr).toBe(
       'distnat: the command line: invalid configuration\n' +
-        '  - field `router`: missing; give --router with the router LAN address\n' +
-        '  - field `lanAddress`: missing; give --lan-address, or --lan-if with the LAN interface\n' +
-        '  - field `sharedAddress`: missing; give --shared-address, or run native-setup/linux/host-setup.sh up ' +
-        'so that the TUN device carries it\n',
+        "  - field `router`: got nothing; expected the router's LAN address (or give --router)\n" +
+        "  - field `lanAddress`: got nothing; expected this host's LAN address (or give --lan-address, or --lan-if " +
+        'with the LAN interface)\n' +
+        '  - field `sharedAddress`: got nothing; expected the shared address (or give --shared-address, or run ' +
+        'native-setup/linux/host-setup.sh up so that the TUN device carries it)\n',
     );
   });
 
@@ -253,7 +254,7 @@ describe.concurrent('distnat command line', { timeout: 60_000 }, () => {
     const r = await distnat([]);
     expect(r.code).toBe(64);
     expect(r.stderr).toBe(
-      `distnat: Name a command: status, router, host, ca, peer, withdraw.\n${hint('distnat')}`,
+      `distnat: Name a command: status, router, host, check, ca, peer, withdraw.\n${hint('distnat')}`,
     );
   });
 
