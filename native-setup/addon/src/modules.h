@@ -13,5 +13,6 @@ void InitGso(napi_env env, napi_value exports);
 void InitCoalesce(napi_env env, napi_value exports);
 void InitAead(napi_env env, napi_value exports);
 void InitLayout(napi_env env, napi_value exports);
+void InitNotify(napi_env env, napi_value exports);
 
 }  // namespace distnat
