@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Writes what an installation puts beside the `distnat` command, made by the
-// built command line itself (run `npm run build` first; `npm run prepare`
-// runs both):
+// built command line itself (`npm run build` runs it after the JavaScript;
+// `npm run share` alone needs dist/main.js built):
 //
 //   dist/share/man/man1/distnat.1                     the man page, from every command's --help
 //   dist/share/bash-completion/completions/distnat    bash completion (`distnat completion`)

@@ -1,6 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ExitCode, UserError } from '../util/exit-codes.ts';
+import { forJournal } from '../util/journal.ts';
 import { COMMANDS, registerCommands } from './commands/index.ts';
 import { commandOfUsage, helpWidth, numbersAreNumbers, usageError } from './usage.ts';
 import { VERSION } from './version.ts';
@@ -48,10 +49,12 @@ export async function main(args: string[]): Promise<number> {
     return process.exitCode === undefined ? ExitCode.OK : Number(process.exitCode);
   } catch (e) {
     if (e instanceof UserError) {
-      process.stderr.write(`distnat: ${e.message}\n`);
+      process.stderr.write(forJournal(`distnat: ${e.message}\n`, 'error'));
       return e.exitCode;
     }
-    process.stderr.write(`distnat: internal error: ${(e as Error).stack ?? String(e)}\n`);
+    process.stderr.write(
+      forJournal(`distnat: internal error: ${(e as Error).stack ?? String(e)}\n`, 'error'),
+    );
     return ExitCode.SOFTWARE;
   }
 }

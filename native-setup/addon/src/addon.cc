@@ -26,6 +26,7 @@ napi_value Init(napi_env env, napi_value exports) {
   distnat::InitAead(env, exports);
   distnat::InitLayout(env, exports);
   distnat::InitBpf(env, exports);
+  distnat::InitNotify(env, exports);
   return exports;
 }
 

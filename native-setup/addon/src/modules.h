@@ -14,5 +14,6 @@ void InitCoalesce(napi_env env, napi_value exports);
 void InitAead(napi_env env, napi_value exports);
 void InitLayout(napi_env env, napi_value exports);
 void InitBpf(napi_env env, napi_value exports);
+void InitNotify(napi_env env, napi_value exports);
 
 }  // namespace distnat

@@ -15,6 +15,8 @@ import { createLogger } from '../../util/log.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { validateWithFlags, type FlagField } from '../flag-config.ts';
 import { usageError } from '../usage.ts';
+import { configReloader } from '../reload.ts';
+import { announceService } from '../service.ts';
 
 /** CAP_NET_ADMIN (12): the TUN device and sysctls; CAP_NET_RAW (13): the raw sockets. */
 const CAP_NET_ADMIN = 12n;
@@ -242,6 +244,11 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
       } catch (e) {
         throw explain(e, config);
       }
+      const service = announceService({
+        log,
+        status: `sharing ${config.sharedAddress} through the router ${config.router} (TUN ${config.tun})`,
+        reload: configReloader({ log, file: argv.config, running: config, read: () => hostConfigFrom(argv) }),
+      });
       let signalled = false;
       const onSignal = (signal: NodeJS.Signals): void => {
         if (signalled) {
@@ -250,6 +257,7 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
         }
         signalled = true;
         log.info(`${signal}: stopping`);
+        service.stopping();
         agent.stop().then(
           () => process.exit(ExitCode.OK),
           (e: Error) => {

@@ -6,6 +6,7 @@ import { startPeer } from '../../peer/daemon/start.ts';
 import type { Peer } from '../../peer/daemon/start.ts';
 import { createLogger } from '../../util/log.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import { announceService } from '../service.ts';
 
 export function peerCommand(y: Argv, meta: CommandMeta) {
   return y.command(
@@ -97,8 +98,13 @@ export function peerCommand(y: Argv, meta: CommandMeta) {
         if (e instanceof NativeAddonError) throw new UserError(e.message, ExitCode.SOFTWARE);
         throw e;
       }
+      const service = announceService({
+        log,
+        status: `IPsec peer on ${argv['wan-if']} (TUN ${argv.tun})`,
+      });
       const onSignal = (signal: NodeJS.Signals): void => {
         log.info(`${signal}: stopping`);
+        service.stopping();
         void peer.stop().finally(() => process.exit(ExitCode.OK));
       };
       process.on('SIGTERM', onSignal);

@@ -7,6 +7,8 @@ import { createLogger } from '../../util/log.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { missingPrivilege } from './host.ts';
 import { validateWithFlags, type FlagField } from '../flag-config.ts';
+import { configReloader } from '../reload.ts';
+import { announceService } from '../service.ts';
 
 const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two addresses has a default):
 
@@ -126,17 +128,21 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
         .epilogue(EXAMPLE_CONFIG),
     async (argv) => {
       const file = argv.config;
-      const data = (file === undefined ? {} : readConfigFile(file)) as Record<string, unknown>;
-      if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-        validateConfig(RouterConfigSchema, data, file ?? 'command line');
-      }
-      const config = validateWithFlags(
-        RouterConfigSchema,
-        mergeRouterFlags(data, argv),
-        givenRouterFlags(argv),
-        file ?? 'command line',
-        'distnat router',
-      );
+      // Also what SIGHUP reads again.
+      const read = () => {
+        const data = (file === undefined ? {} : readConfigFile(file)) as Record<string, unknown>;
+        if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+          validateConfig(RouterConfigSchema, data, file ?? 'command line');
+        }
+        return validateWithFlags(
+          RouterConfigSchema,
+          mergeRouterFlags(data, argv),
+          givenRouterFlags(argv),
+          file ?? 'command line',
+          'distnat router',
+        );
+      };
+      const config = read();
       // Checked before anything is created, so that the refusal names the privilege, not a file.
       const lacking = missingPrivilege();
       if (lacking !== undefined)
@@ -159,6 +165,11 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
           );
         throw e;
       }
+      const service = announceService({
+        log,
+        status: `routing ${config.sharedAddress} for the hosts of ${config.lanAddress} (TUN ${config.tun})`,
+        reload: configReloader({ log, file, running: config, read }),
+      });
       await new Promise<void>((resolve) => {
         let signalled = false;
         const onSignal = (signal: NodeJS.Signals) => {
@@ -168,6 +179,7 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
           }
           signalled = true;
           log.info(`${signal} received`);
+          service.stopping();
           router.stop().then(resolve, (e: unknown) => {
             log.error('stop failed', { error: (e as Error).message });
             resolve();

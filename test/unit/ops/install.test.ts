@@ -1,8 +1,8 @@
 /**
  * native-setup/install.sh below a scratch root (--root: files only, no
  * packages, user or systemctl): what it puts where, the addresses it fills
- * into the configuration, and that a second run keeps what an administrator
- * changed.
+ * into the configuration, that a second run keeps what an administrator
+ * changed, and which files the package (npm pack) holds.
  */
 import { spawnSync } from 'node:child_process';
 import {
@@ -28,6 +28,19 @@ const INSTALL = join(CHECKOUT, 'native-setup/install.sh');
 const dir = mkdtempSync(join(tmpdir(), 'distnat-install-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** The package from the checkout as it is (dist/ as built), once: npm pack without scripts. */
+let packed: string | undefined;
+function pack(): string {
+  if (packed !== undefined) return packed;
+  const r = spawnSync('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', dir], {
+    cwd: CHECKOUT,
+    encoding: 'utf8',
+  });
+  expect(r.status, r.stderr).toBe(0);
+  packed = join(dir, r.stdout.trim().split('\n').pop()!);
+  return packed;
+}
+
 let roots = 0;
 function install(args: string[], root = join(dir, `root${roots++}`)) {
   const r = spawnSync(INSTALL, [...args, '--root', root], { encoding: 'utf8' });
@@ -43,7 +56,7 @@ function envFile(path: string): Record<string, string> {
 }
 
 describe('native-setup/install.sh --root', () => {
-  it('installs a host: copy without build output, wrapper, unit, configuration with its addresses', () => {
+  it('installs a host: command link, unit, configuration with its addresses; no package without --package', () => {
     const r = install([
       'host',
       '--lan-address',
@@ -55,12 +68,8 @@ describe('native-setup/install.sh --root', () => {
     ]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const opt = join(r.root, 'opt/distnat');
-    expect(existsSync(join(opt, 'bin/distnat'))).toBe(true);
-    expect(existsSync(join(opt, 'native-setup/linux/host-setup.sh'))).toBe(true);
-    expect(existsSync(join(opt, 'package-lock.json'))).toBe(true);
-    for (const skipped of ['.git', 'node_modules', 'native-setup/addon/build', 'run'])
-      expect(existsSync(join(opt, skipped)), skipped).toBe(false);
+    // --root installs files only: building a package (npm ci, npm pack) is for a real install.
+    expect(existsSync(join(r.root, 'opt/distnat'))).toBe(false);
 
     const wrapper = join(r.root, 'usr/local/bin/distnat');
     expect(lstatSync(wrapper).isSymbolicLink()).toBe(true);
@@ -121,10 +130,45 @@ describe('native-setup/install.sh --root', () => {
     expect(readFileSync(yamlPath, 'utf8')).toContain('lanAddress: 10.0.0.8');
   });
 
-  it('links instead of copying with --link', () => {
-    const r = install(['router', '--link']);
+  it('with --package: the package as npm pack made it, what runs and nothing of the checkout beside', () => {
+    const r = install(['router', '--package', pack()]);
     expect(r.status, r.stderr).toBe(0);
-    expect(readlinkSync(join(r.root, 'opt/distnat'))).toBe(CHECKOUT);
+    const opt = join(r.root, 'opt/distnat');
+    for (const shipped of [
+      'bin/distnat',
+      'dist/main.js',
+      'native-setup/linux/router-setup.sh',
+      'native-setup/install-package.sh',
+      'native-setup/addon/binding.gyp',
+      'native-setup/systemd/distnat-router.service',
+      'package.json',
+      'LICENSE',
+    ])
+      expect(existsSync(join(opt, shipped)), shipped).toBe(true);
+    for (const left of ['src', 'test', 'scripts', 'node_modules', 'native-setup/addon/build', '.git'])
+      expect(existsSync(join(opt, left)), left).toBe(false);
+    // The man page and completions, linked where man, bash and zsh look for local software.
+    for (const [link, to] of [
+      ['usr/local/share/man/man1/distnat.1', 'man/man1/distnat.1'],
+      ['usr/local/share/bash-completion/completions/distnat', 'bash-completion/completions/distnat'],
+      ['usr/local/share/zsh/site-functions/_distnat', 'zsh/vendor-completions/_distnat'],
+    ]) {
+      expect(readlinkSync(join(r.root, link!)), link).toBe(`/opt/distnat/dist/share/${to}`);
+      expect(existsSync(join(opt, 'dist/share', to!)), to).toBe(true);
+    }
+  });
+
+  it('installs a peer with its WAN interface and gateway, the keying left to the administrator', () => {
+    const r = install(['peer', '--wan-if', 'eth2', '--gateway', '192.0.2.1']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(envFile(join(r.root, 'etc/distnat/peer.env'))).toEqual({
+      DN_PEER_KEYING: '',
+      DN_WAN_IF: 'eth2',
+      DN_SHARED_ADDR: TOPOLOGY.shared,
+      DN_GATEWAY: '192.0.2.1',
+      DN_PEER_OPTIONS: '',
+    });
+    expect(existsSync(join(r.root, 'etc/systemd/system/distnat-peer.service'))).toBe(true);
   });
 
   it('refuses what it cannot do right, naming the problem', () => {
@@ -136,6 +180,8 @@ describe('native-setup/install.sh --root', () => {
       [['router', '--shared', 'x'], /--shared: not an IPv4 address/],
       [['host', '--lan-address', '10.0.0.1', '--lan-if', 'a/b'], /--lan-if: bad interface name/],
       [['router', 'host'], /more than one role/],
+      [['router', '--package', join(dir, 'none.tgz')], /--package: no such file/],
+      [['peer', '--wan-if', 'a b'], /--wan-if: bad interface name/],
     ];
     for (const [args, message] of cases) {
       const r = install(args);
@@ -147,6 +193,6 @@ describe('native-setup/install.sh --root', () => {
   it('explains itself with --help', () => {
     const r = spawnSync(INSTALL, ['--help'], { encoding: 'utf8' });
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/Usage: native-setup\/install.sh router\|host\|server/);
+    expect(r.stdout).toMatch(/Usage: native-setup\/install.sh router\|host\|peer\|server/);
   });
 });

@@ -54,9 +54,10 @@ const one = (d: Map<string, string[]>, key: string): string => {
 };
 
 describe('the systemd units', () => {
-  it('are the router, host and server units', () => {
+  it('are the router, host, peer and server units', () => {
     expect(UNITS.sort()).toEqual([
       'distnat-host.service',
+      'distnat-peer.service',
       'distnat-router.service',
       'distnat-server.service',
     ]);
@@ -75,12 +76,23 @@ describe('the systemd units', () => {
 
     it('starts the daemon with its configuration, after the set-up script, as root only for that', () => {
       expect(one(d, 'ExecStart')).toBe(`/usr/local/bin/distnat ${role} --config /etc/distnat/${role}.yaml`);
-      expect(one(d, 'ExecStartPre')).toBe(`+/opt/distnat/native-setup/linux/${role}-setup.sh up`);
+      // The configuration is checked, as the daemon's user, before the set-up changes anything.
+      expect(d.get('ExecStartPre')).toEqual([
+        `/usr/local/bin/distnat check --${role} /etc/distnat/${role}.yaml`,
+        `+/opt/distnat/native-setup/linux/${role}-setup.sh up`,
+      ]);
       expect(one(d, 'ExecStopPost')).toBe(`+/opt/distnat/native-setup/linux/${role}-setup.sh down`);
       expect(one(d, 'EnvironmentFile')).toBe(`/etc/distnat/${role}.env`);
       expect(one(d, 'Restart')).toBe('on-failure');
       expect(one(d, 'KillSignal')).toBe('SIGTERM');
       expect(one(d, 'RestartPreventExitStatus')).toBe('64 78'); // sysexits: usage, config (src/cli/exit-codes.ts)
+    });
+
+    it('is ready when the daemon says so, reloads with SIGHUP, and has a watchdog', () => {
+      expect(one(d, 'Type')).toBe('notify');
+      expect(d.has('NotifyAccess')).toBe(false); // the default, main: only the daemon itself
+      expect(one(d, 'ExecReload')).toBe('/bin/kill -HUP $MAINPID');
+      expect(Number(one(d, 'WatchdogSec'))).toBeGreaterThanOrEqual(10);
     });
 
     it('sets only variables the set-up script reads', () => {
@@ -113,24 +125,55 @@ describe('the systemd units', () => {
     });
   });
 
+  describe('distnat-peer.service', () => {
+    const d = unit('distnat-peer.service');
+
+    it('runs `distnat peer` with the flags of peer.env, every variable defined there', () => {
+      const start = one(d, 'ExecStart');
+      expect(start).toMatch(/^\/usr\/local\/bin\/distnat peer /);
+      expect(one(d, 'EnvironmentFile')).toBe('/etc/distnat/peer.env');
+      const env = readFileSync(join(CHECKOUT, 'native-setup/config/peer.env'), 'utf8');
+      const defined = new Set([...env.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]!));
+      const used = [...start.matchAll(/\$\{?([A-Z_]+)\}?/g)].map((m) => m[1]!);
+      expect(used).toEqual([
+        'DN_PEER_KEYING',
+        'DN_WAN_IF',
+        'DN_SHARED_ADDR',
+        'DN_GATEWAY',
+        'DN_PEER_OPTIONS',
+      ]);
+      for (const v of used) expect(defined, v).toContain(v);
+    });
+
+    it('is a notify unit run as root with three capabilities, without a reload', () => {
+      expect(one(d, 'Type')).toBe('notify');
+      expect(d.has('User')).toBe(false);
+      expect(one(d, 'CapabilityBoundingSet')).toBe('CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE');
+      expect(one(d, 'NoNewPrivileges')).toBe('yes');
+      // Nothing to re-read: its flags and keying files are read at start.
+      expect(d.has('ExecReload')).toBe(false);
+    });
+  });
+
   describe.skipIf(!hasAnalyze)(`systemd-analyze verify${hasAnalyze ? '' : ` (skipped: ${SKIP})`}`, () => {
     const dir = mkdtempSync(join(tmpdir(), 'distnat-units-'));
     const root = join(dir, 'root');
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
     beforeAll(() => {
-      for (const role of ['router', 'host', 'server']) {
+      for (const role of ['router', 'host', 'peer', 'server']) {
         const args = [role, '--root', root, ...(role === 'host' ? ['--lan-address', TOPOLOGY.h1.lan] : [])];
         const r = spawnSync(join(CHECKOUT, 'native-setup/install.sh'), args, { encoding: 'utf8' });
         expect(r.status, r.stderr).toBe(0);
       }
-      // verify checks that the programs exist: point the absolute paths into the scratch root.
+      // verify checks that the programs exist: the package's paths point into
+      // the checkout (--root installs no package), the others into the scratch root.
       mkdirSync(join(dir, 'units'));
       rmSync(join(root, 'usr/local/bin/distnat'));
-      symlinkSync(join(root, 'opt/distnat/bin/distnat'), join(root, 'usr/local/bin/distnat'));
+      symlinkSync(join(CHECKOUT, 'bin/distnat'), join(root, 'usr/local/bin/distnat'));
       for (const u of UNITS) {
         const text = readFileSync(join(root, 'etc/systemd/system', u), 'utf8')
-          .replaceAll('/opt/distnat', join(root, 'opt/distnat'))
+          .replaceAll('/opt/distnat/', CHECKOUT + '/')
           .replaceAll('/usr/local/bin/distnat', join(root, 'usr/local/bin/distnat'))
           .replaceAll('/etc/distnat', join(root, 'etc/distnat'));
         writeFileSync(join(dir, 'units', u), text);
@@ -157,7 +200,9 @@ describe('the systemd units', () => {
       expect(r.stderr).toMatch(/Unknown key 'ProtectHom'/);
     });
 
-    it.each(['distnat-router.service', 'distnat-host.service'])(
+    // The peer too, though it runs as root (it makes its TUN device and routes with ip(8)):
+    // three capabilities and the same sandbox.
+    it.each(['distnat-router.service', 'distnat-host.service', 'distnat-peer.service'])(
       '%s rates below 3 in systemd-analyze security',
       (u) => {
         const r = spawnSync('systemd-analyze', ['security', '--offline=yes', join(dir, 'units', u)], {
