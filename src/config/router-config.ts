@@ -24,6 +24,12 @@ export const RouterConfigSchema = z
         spiFirst: z.number().int().min(256).default(256),
         spiBlockSize: z.number().int().min(1).max(65535).default(64),
         leaseSeconds: seconds.default(300),
+        maxLeaseSeconds: seconds
+          .optional()
+          .describe(
+            'longest lease granted, whatever a host asks [the larger of 3600 and leaseSeconds]; ' +
+              'half of it plus the quarantine is the hold-off after lost state (docs/pap.md 6.4)',
+          ),
         quarantineSeconds: seconds.min(120, 'RFC 6888 asks for at least 120 s').default(120),
         maxPortsPerHost: z.number().int().min(1).default(1024),
         maxSpisPerHost: z.number().int().min(1).default(1024),
@@ -55,6 +61,12 @@ export const RouterConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.pap.maxLeaseSeconds !== undefined && c.pap.maxLeaseSeconds < c.pap.leaseSeconds)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pap', 'maxLeaseSeconds'],
+        message: 'expected at least leaseSeconds',
+      });
     const [lo, hi] = c.pap.portRange;
     if (lo > hi)
       ctx.addIssue({

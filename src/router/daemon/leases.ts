@@ -11,12 +11,18 @@ import type { Logger } from '../../util/log.ts';
 import { leaseLogger } from './log.ts';
 import type { RouterTables } from '../data-path/tables/router-tables.ts';
 
-/** The table, recovered from the journal; its closer (snapshot, close) goes onto `closers`. */
+/**
+ * The table, recovered from the journal; its closer (snapshot, close) goes
+ * onto `closers`. Without saved state it holds off (docs/pap.md 6.4) unless
+ * `fresh` says this is a first start, when no host can hold a block of an
+ * earlier router life.
+ */
 export function openLeaseTable(
   config: RouterConfig,
   clock: Clock,
   log: Logger,
   closers: (() => void | Promise<void>)[],
+  fresh = false,
 ): LeaseTable {
   const table = new LeaseTable({
     clock,
@@ -26,7 +32,9 @@ export function openLeaseTable(
     blockSize: { port: config.pap.blockSize, spi: config.pap.spiBlockSize },
     maxPerHost: { port: config.pap.maxPortsPerHost, spi: config.pap.maxSpisPerHost },
     leaseSeconds: config.pap.leaseSeconds,
+    ...(config.pap.maxLeaseSeconds === undefined ? {} : { maxLeaseSeconds: config.pap.maxLeaseSeconds }),
     quarantineSeconds: config.pap.quarantineSeconds,
+    withoutState: fresh ? 'fresh' : 'state-lost',
   });
   closers.push(() => {
     try {
@@ -45,7 +53,31 @@ export function openLeaseTable(
     leases: recovered.length,
     stateDir: config.stateDir,
   });
+  if (table.recovered && fresh) log.warn('--fresh ignored: the state directory holds lease state');
+  logHoldOff(table, clock, log, closers);
   return table;
+}
+
+/** Says when the table holds off and why, and again when it grants once more. */
+function logHoldOff(
+  table: LeaseTable,
+  clock: Clock,
+  log: Logger,
+  closers: (() => void | Promise<void>)[],
+): void {
+  const until = table.holdOffUntil;
+  if (until === undefined) return;
+  log.warn(
+    table.recovered
+      ? 'still holding off after lost lease state: hosts reclaim their blocks, new requests wait'
+      : 'lease state lost (or a first start without --fresh): holding off, hosts reclaim their blocks, new requests wait',
+    { until: new Date(until).toISOString(), seconds: Math.ceil((until - clock.now()) / 1000) },
+  );
+  const timer = clock.setTimeout(
+    () => log.info('hold-off over: granting new blocks', { leases: table.leases().length }),
+    until - clock.now(),
+  );
+  closers.push(() => timer.cancel());
 }
 
 /**
