@@ -27,8 +27,8 @@ export const RouterConfigSchema = z
         maxLeaseSeconds: seconds
           .optional()
           .describe(
-            'longest lease granted, whatever a host asks [the larger of 3600 and leaseSeconds]; ' +
-              'half of it plus the quarantine is the hold-off after lost state (docs/pap.md 6.4)',
+            'longest lease granted, whatever a host asks [leaseSeconds]; half of it plus the ' +
+              'quarantine is the hold-off after lost lease state (docs/pap.md 6.4)',
           ),
         quarantineSeconds: seconds.min(120, 'RFC 6888 asks for at least 120 s').default(120),
         maxPortsPerHost: z.number().int().min(1).default(1024),
