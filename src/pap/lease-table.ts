@@ -172,7 +172,9 @@ export class LeaseTable {
       const held = this.#heldExactly(host, kind, lowest, count);
       if (held !== undefined) return this.#extend(held, leaseSeconds, params.txid, fp);
       const refused = this.#failure('unknown-lease', kind, lowest, count);
+      const range = kind === 'port' ? this.#config.portRange : this.#config.spiRange;
       if (this.holdOffUntil === undefined || count < 1 || count > MAX_BLOCK[kind]) return refused;
+      if (lowest < range.min || lowest + count - 1 > range.max) return refused;
       if (this.held(host, kind) + count > this.#config.maxPerHost[kind])
         return this.#failure('quota-exceeded', kind, lowest, count);
       if (!this.#pools[kind].reserve(lowest, count)) return refused;

@@ -124,21 +124,22 @@ export class PapClient {
   readonly #driver: HostLeasesListener = {
     onMoreNeeded: (kind, count) => this.#askFor(kind, count),
     onRenewDue: (block: HeldBlock, attempt) => {
-      const pending = this.#renewOf(block);
-      if (pending !== undefined) {
+      const pending = this.#renewsOf(block);
+      if (pending.length > 0) {
         if (attempt === 1) return;
         // T2 is a transaction of its own (docs/pap.md 6.2), not more copies of T1's.
-        this.#finish(pending, { status: 'abandoned' });
+        for (const ex of pending) this.#finish(ex, { status: 'abandoned' });
       }
       void this.renew(block.kind, block.lowest, block.count);
     },
     onReclaimDue: (block: HeldBlock) => {
-      if (this.#renewOf(block)?.epoch !== block.epoch) void this.renew(block.kind, block.lowest, block.count);
+      // A renewal already carrying the block's epoch is a reclaim itself.
+      if (!this.#renewsOf(block).some((ex) => ex.epoch === block.epoch))
+        void this.renew(block.kind, block.lowest, block.count);
     },
     onBlockLost: (block: HeldBlock) => {
       // The lease ran out (or the block went otherwise): its renewals have nothing left to save.
-      const pending = this.#renewOf(block);
-      if (pending !== undefined) this.#finish(pending, { status: 'abandoned' });
+      for (const ex of this.#renewsOf(block)) this.#finish(ex, { status: 'abandoned' });
     },
   };
 
@@ -283,12 +284,11 @@ export class PapClient {
     return false;
   }
 
-  /** The renewal of this block awaiting its answer, if any. */
-  #renewOf(block: HeldBlock): Exchange | undefined {
-    for (const ex of this.#pending.values()) {
-      if (ex.kind === block.kind && ex.op === 'renew' && ex.lowest === block.lowest) return ex;
-    }
-    return undefined;
+  /** The renewals of this block awaiting their answers. */
+  #renewsOf(block: HeldBlock): Exchange[] {
+    return [...this.#pending.values()].filter(
+      (ex) => ex.kind === block.kind && ex.op === 'renew' && ex.lowest === block.lowest,
+    );
   }
 
   #retryLater(kind: ResourceKind, waitMs?: number): void {
