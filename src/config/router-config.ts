@@ -25,10 +25,10 @@ export const RouterConfigSchema = z
         spiBlockSize: z.number().int().min(1).max(65535).default(64),
         leaseSeconds: seconds.default(300),
         maxLeaseSeconds: seconds
-          .optional()
+          .default(300)
           .describe(
-            'longest lease granted, whatever a host asks [leaseSeconds]; half of it plus the ' +
-              'quarantine is the hold-off after lost lease state (docs/pap.md 6.4)',
+            'longest lease granted, whatever a host asks (leaseSeconds if that is longer); half of it ' +
+              'plus the quarantine is the hold-off after lost lease state (docs/pap.md 6.4)',
           ),
         quarantineSeconds: seconds.min(120, 'RFC 6888 asks for at least 120 s').default(120),
         maxPortsPerHost: z.number().int().min(1).default(1024),
@@ -61,12 +61,6 @@ export const RouterConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    if (c.pap.maxLeaseSeconds !== undefined && c.pap.maxLeaseSeconds < c.pap.leaseSeconds)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['pap', 'maxLeaseSeconds'],
-        message: 'expected at least leaseSeconds',
-      });
     const [lo, hi] = c.pap.portRange;
     if (lo > hi)
       ctx.addIssue({

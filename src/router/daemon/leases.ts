@@ -50,9 +50,8 @@ export function openLeaseTable(
     blockSize: { port: config.pap.blockSize, spi: config.pap.spiBlockSize },
     maxPerHost: { port: config.pap.maxPortsPerHost, spi: config.pap.maxSpisPerHost },
     leaseSeconds: config.pap.leaseSeconds,
-    // A host may ask for less than the default lease, not more, unless configured: the
-    // longest lease sets the hold-off after lost state.
-    maxLeaseSeconds: config.pap.maxLeaseSeconds ?? config.pap.leaseSeconds,
+    // Bounded, because the longest lease sets the hold-off after lost state.
+    maxLeaseSeconds: Math.max(config.pap.maxLeaseSeconds, config.pap.leaseSeconds),
     quarantineSeconds: config.pap.quarantineSeconds,
     withoutState: fresh ? 'fresh' : 'state-lost',
   });
