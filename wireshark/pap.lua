@@ -52,7 +52,9 @@ local STATUS_NAMES = {
   [3] = 'unknown-lease',
   [4] = 'stale-epoch',
   [5] = 'malformed',
+  [6] = 'try-later',
 }
+local STATUS_TRY_LATER = 6
 
 -- Same numbering as Wireshark's own checksum status (proto_checksum_enum_e).
 local CHECKSUM_BAD, CHECKSUM_GOOD = 0, 1
@@ -447,7 +449,9 @@ local function dissect_message(tvb, pinfo, tree, transport, quoted)
     summary = summary and (', ' .. summary) or ''
     info = string.format('%s%s%s, txid 0x%08x', kind, outcome, summary, txid)
     if r == 1 and tvb(24, 4):uint() > 0 then
-      info = info .. string.format(', lease %d s', tvb(24, 4):uint())
+      -- docs/pap.md 4: in a try-later failure the lease time field is the wait, not a lease.
+      local what = (c == 0 and status == STATUS_TRY_LATER) and 'retry in' or 'lease'
+      info = info .. string.format(', %s %d s', what, tvb(24, 4):uint())
     end
     root:append_text(string.format(', %s%s%s', kind, outcome, summary))
     -- Receivers drop what fails the checksum: it neither starts nor answers a transaction.

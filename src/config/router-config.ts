@@ -34,6 +34,12 @@ const RouterFields = z
         spiFirst: z.number().int().min(256).max(0xffff_ffff).default(256),
         spiBlockSize: z.number().int().min(1).max(65535).default(64),
         leaseSeconds: seconds.default(300),
+        maxLeaseSeconds: seconds
+          .default(300)
+          .describe(
+            'longest lease granted, whatever a host asks (leaseSeconds if that is longer); half of it ' +
+              'plus the quarantine is the hold-off after lost lease state (docs/pap.md 6.4)',
+          ),
         quarantineSeconds: seconds.min(120, 'RFC 6888 asks for at least 120 s').default(120),
         maxPortsPerHost: z.number().int().min(1).default(1024),
         maxSpisPerHost: z.number().int().min(1).default(1024),
@@ -71,18 +77,23 @@ export type RouterConfig = z.infer<typeof RouterFields>;
 export const FIRST_LEASABLE_PORT = 1024;
 
 /**
- * How long a host keeps retransmitting a renewal before it gives up: five
- * sends 1, 2, 4, 8 and 16 s apart, each wait up to 10 % longer (the PAP
- * client's DEFAULT_RETRANSMIT in src/pap/pap-client.ts, which a test holds
- * this to).
+ * The first three sends of a PAP transaction span 1 + 2 s, each wait up to
+ * 10 % longer (the PAP client's DEFAULT_RETRANSMIT in src/pap/pap-client.ts,
+ * which a test holds this to).
  */
-export const RENEWAL_RETRY_SECONDS = 31 * 1.1;
+export const FIRST_RETRIES_SECONDS = 3 * 1.1;
 
-/** A host first renews when this much of its lease has passed (RENEW_AT in src/pap/host-leases.ts). */
-export const FIRST_RENEWAL_AT = 1 / 2;
+/** A host renews when these fractions of its lease have passed (RENEW_AT in src/pap/host-leases.ts). */
+export const RENEWALS_AT = [1 / 2, 7 / 8] as const;
 
-/** The shortest lease a first renewal can keep: the renewal's retries end before the lease does. */
-export const MIN_LEASE_SECONDS = Math.ceil(RENEWAL_RETRY_SECONDS / (1 - FIRST_RENEWAL_AT));
+/**
+ * The shortest lease in which the first renewal (T1) is sent three times
+ * before the second (T2) starts a transaction of its own. Each renewal
+ * retransmits until the lease ends, so a longer lease only buys more
+ * copies; a shorter one leaves a lost T1 answer no second chance before
+ * T2. Short leases are for labs and tests of the timers; the default is 300 s.
+ */
+export const MIN_LEASE_SECONDS = Math.ceil(FIRST_RETRIES_SECONDS / (RENEWALS_AT[1] - RENEWALS_AT[0]));
 
 /** The three block sizes up to 255 (a PAP count is one byte) nearest to `size` that split `ports` evenly. */
 function divisorsNear(ports: number, size: number): number[] {
@@ -166,8 +177,8 @@ const ROUTER_RULES: readonly Rule<RouterConfig>[] = [
     if (lease !== undefined && lease < MIN_LEASE_SECONDS)
       report(
         ['pap', 'leaseSeconds'],
-        `expected at least ${MIN_LEASE_SECONDS} s: a host renews at half the lease and retransmits for up to ` +
-          `${Math.ceil(RENEWAL_RETRY_SECONDS)} s, so a shorter lease can run out while the renewal is still unanswered`,
+        `expected at least ${MIN_LEASE_SECONDS} s: a host renews at half the lease and again at 7/8 of it, ` +
+          'and a shorter lease leaves the first renewal no time to be sent again before the second',
       );
   },
   function crlAddressIsTheWan(c, report) {

@@ -6,8 +6,8 @@ import { HeldBlock } from './held-block.ts';
 /** Why a host stopped using a block. */
 export type BlockLossReason =
   | 'expired' // the lease ran out before a renewal was answered
-  | 'epoch-changed' // the router restarted without its leases
-  | 'refused' // the router answered a renewal with unknown-lease
+  | 'epoch-changed' // the router restarted without its leases and would not give this one back
+  | 'refused' // the router answered a renewal (or a reclaim) with a failure
   | 'withdrawn' // the router invalidated it (code 2, R=1)
   | 'released'; // the host gave it back
 
@@ -15,6 +15,14 @@ export interface HostLeasesListener {
   onBlockAdded?(block: HeldBlock): void;
   /** Half (attempt 1) or seven eighths (attempt 2) of the block's lease has passed: renew it. */
   onRenewDue?(block: HeldBlock, attempt: 1 | 2): void;
+  /**
+   * The router has a new epoch (it restarted without its lease state) and
+   * the block was granted in an earlier one: ask for it again now, with a
+   * renew carrying the block's epoch (a reclaim, docs/pap.md 6.4).
+   */
+  onReclaimDue?(block: HeldBlock): void;
+  /** An answer carried a new router epoch; `reclaiming` blocks of earlier ones are still held. */
+  onEpochChanged?(epoch: number, previous: number, reclaiming: number): void;
   /** Unused values of kind fell below the low-water mark: ask for `count` more. */
   onMoreNeeded?(kind: ResourceKind, count: number): void;
   /** The block is gone; `inUse` are the values that were still allocated (their flows must go too). */
@@ -59,7 +67,11 @@ export class HostLeases {
     };
   }
 
-  /** The router epoch of the blocks held; 0 before the first answer. */
+  /**
+   * The router epoch last seen in an answer; 0 before the first. Blocks keep
+   * the epoch they were granted (or last renewed) in, which may be older
+   * while they are being reclaimed.
+   */
   get epoch(): number {
     return this.#epoch;
   }
@@ -102,13 +114,25 @@ export class HostLeases {
   }
 
   /**
-   * Notes the epoch of an answer. A different epoch than the blocks were
-   * granted in means the router lost them: all are dropped. Returns true then.
+   * Notes the router epoch of an answer. A different one than before means
+   * the router restarted without its lease state. The blocks are kept (the
+   * router holds off, and gives each back to the host that still holds it),
+   * and listeners hear onReclaimDue for every block of an earlier epoch.
+   * Returns true when the epoch changed.
    */
   observeEpoch(epoch: number): boolean {
-    const changed = this.#observeEpoch(epoch);
-    if (changed) this.checkWater();
-    return changed;
+    return this.#observeEpoch(epoch);
+  }
+
+  /**
+   * Drops every block granted in `epoch`: the router answered stale-epoch, so
+   * that router life is over for good and nothing of it is given back.
+   */
+  forgetEpoch(epoch: number): void {
+    for (const kind of KINDS) {
+      for (const b of [...this.#blocks[kind]]) if (b.epoch === epoch) this.#drop(b, 'epoch-changed');
+    }
+    this.checkWater();
   }
 
   /** Takes a granted block into use. `sentAt` is when the request was first sent. */
@@ -120,37 +144,49 @@ export class HostLeases {
     epoch: number,
     sentAt: number,
   ): HeldBlock {
-    // No water check yet: the block being granted may be all that was missing.
-    this.#observeEpoch(epoch);
     const same = this.#blocks[kind].find((b) => b.lowest === lowest && b.count === count);
     if (same !== undefined) {
-      this.#restart(same, leaseSeconds, sentAt);
+      // Granted again what the host holds (from an earlier router life): carry on with it.
+      this.#restart(same, leaseSeconds, sentAt, epoch);
+      this.#observeEpoch(epoch);
       return same;
     }
     // The router's newest word wins over anything it overlaps.
     for (const b of [...this.#blocks[kind]]) {
       if (blocksOverlap(b, { lowest, count })) this.#drop(b, 'withdrawn');
     }
-    const block = new HeldBlock(kind, lowest, count, leaseSeconds, sentAt, this.#epoch);
+    const block = new HeldBlock(kind, lowest, count, leaseSeconds, sentAt, epoch);
     this.#blocks[kind].push(block);
     this.#schedule(block);
     for (const l of this.#listeners) l.onBlockAdded?.(block);
+    this.#observeEpoch(epoch);
     this.checkWater();
     return block;
   }
 
-  /** Applies a successful renewal. False if the block is no longer held. */
+  /**
+   * Applies a successful renewal (or reclaim: the answer may carry a new
+   * epoch, which the block takes). False if the block is no longer held.
+   */
   renewed(kind: ResourceKind, lowest: number, leaseSeconds: number, epoch: number, sentAt: number): boolean {
-    if (this.observeEpoch(epoch)) return false;
     const b = this.#blocks[kind].find((x) => x.lowest === lowest);
-    if (b === undefined) return false;
-    this.#restart(b, leaseSeconds, sentAt);
-    return true;
+    if (b !== undefined) this.#restart(b, leaseSeconds, sentAt, epoch);
+    this.#observeEpoch(epoch);
+    return b !== undefined;
   }
 
-  /** Drops a block the router refused to renew or withdrew. */
-  lose(kind: ResourceKind, value: number, reason: 'refused' | 'withdrawn'): HeldBlock | undefined {
-    const b = this.find(kind, value);
+  /**
+   * Drops a block the router refused to renew or withdrew. With `epoch`, only
+   * a block granted in that epoch (a withdraw names blocks of its own epoch).
+   */
+  lose(
+    kind: ResourceKind,
+    value: number,
+    reason: 'refused' | 'withdrawn',
+    epoch?: number,
+  ): HeldBlock | undefined {
+    const found = this.find(kind, value);
+    const b = epoch === undefined || found?.epoch === epoch ? found : undefined;
     if (b !== undefined) this.#drop(b, reason);
     this.#askIfShort(kind);
     return b;
@@ -201,18 +237,20 @@ export class HostLeases {
 
   #observeEpoch(epoch: number): boolean {
     if (epoch === 0 || epoch === this.#epoch) return false;
-    const changed = this.#epoch !== 0;
+    const previous = this.#epoch;
     this.#epoch = epoch;
-    if (!changed) return false;
-    for (const kind of KINDS) for (const b of [...this.#blocks[kind]]) this.#drop(b, 'epoch-changed');
+    if (previous === 0) return false;
+    const older = this.blocks().filter((b) => b.epoch !== epoch);
+    for (const l of this.#listeners) l.onEpochChanged?.(epoch, previous, older.length);
+    for (const b of older) for (const l of this.#listeners) l.onReclaimDue?.(b);
     return true;
   }
 
-  #restart(b: HeldBlock, leaseSeconds: number, sentAt: number): void {
+  #restart(b: HeldBlock, leaseSeconds: number, sentAt: number, epoch: number): void {
     b.leaseSeconds = leaseSeconds;
     b.leaseStart = sentAt;
     b.expiresAt = sentAt + leaseSeconds * 1000;
-    b.epoch = this.#epoch;
+    b.epoch = epoch;
     this.#schedule(b);
   }
 

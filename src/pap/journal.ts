@@ -46,7 +46,7 @@ export const QuarantineRecordSchema = z.object({
 export type QuarantineRecord = z.infer<typeof QuarantineRecordSchema>;
 
 export const LeaseAnswerSchema = z.object({
-  status: z.enum(['ok', 'quota-exceeded', 'pool-exhausted', 'unknown-lease']),
+  status: z.enum(['ok', 'quota-exceeded', 'pool-exhausted', 'unknown-lease', 'try-later']),
   kind,
   lowest: u32,
   count: z.number().int().min(0),
@@ -70,7 +70,14 @@ const cause = { txid: u32.optional(), fp: z.string().optional() };
 const header = { seq: z.number().int().min(1), epoch: u32, at: ms };
 
 export const JournalEntrySchema = z.discriminatedUnion('op', [
-  z.object({ ...header, op: z.literal('grant'), lease: LeaseRecordSchema, ...cause }),
+  z.object({
+    ...header,
+    op: z.literal('grant'),
+    lease: LeaseRecordSchema,
+    /** The holder reclaimed a block of an earlier router life during the hold-off. */
+    reclaim: z.literal(true).optional(),
+    ...cause,
+  }),
   z.object({
     ...header,
     op: z.literal('renew'),
@@ -102,6 +109,11 @@ export const SnapshotSchema = z.object({
   /** Sequence number of the last journal entry this snapshot includes. */
   seq: z.number().int().min(0),
   savedAt: ms,
+  /**
+   * While a hold-off after lost state lasts: when it ends. Kept so that a
+   * restart during the hold-off (now with state) does not cut it short.
+   */
+  holdOffUntil: ms.optional(),
   leases: z.array(LeaseRecordSchema),
   quarantine: z.array(QuarantineRecordSchema),
   answers: z.array(AnswerRecordSchema),

@@ -27,6 +27,18 @@ export interface LeaseTableOptions {
   readonly answerCache?: { perHost?: number; maxHosts?: number; ttlMs?: number };
   /** Source of a new epoch (non-zero u32). Default: crypto. */
   readonly randomEpoch?: () => number;
+  /**
+   * What a start finding no saved state means (docs/pap.md 6.4):
+   * - 'fresh': a first start; no host can hold a block of an earlier router
+   *   life, so grant at once;
+   * - 'state-lost': the state was lost (wiped, a new machine); hosts may still
+   *   hold blocks, so hold off: grant nothing new for holdOffSeconds, during
+   *   which hosts reclaim what they hold (LeaseTable.reclaim).
+   * Default 'fresh'. Ignored when state is recovered.
+   */
+  readonly withoutState?: 'fresh' | 'state-lost';
+  /** Length of that hold-off. Default holdOffSecondsFor(max lease, quarantine). */
+  readonly holdOffSeconds?: number;
 }
 
 export interface RequestParams {
@@ -56,10 +68,15 @@ export interface LeaseConfig {
   readonly maxLeaseSeconds: number;
   readonly quarantineMs: number;
   readonly compactEvery: number;
+  /** Hold-off after a start that lost state; 0 after a fresh one. */
+  readonly holdOffMs: number;
 }
 
 export function resolveLeaseConfig(o: LeaseTableOptions): LeaseConfig {
   const leaseSeconds = o.leaseSeconds ?? 300;
+  const maxLeaseSeconds = o.maxLeaseSeconds ?? Math.max(3600, leaseSeconds);
+  const quarantineSeconds = o.quarantineSeconds ?? 120;
+  const holdOffSeconds = o.holdOffSeconds ?? holdOffSecondsFor(maxLeaseSeconds, quarantineSeconds);
   return {
     portRange: o.portRange ?? PORT_RANGE,
     spiRange: o.spiRange ?? SPI_RANGE,
@@ -67,10 +84,25 @@ export function resolveLeaseConfig(o: LeaseTableOptions): LeaseConfig {
     maxPerHost: { port: 1024, spi: 1024, ...o.maxPerHost },
     leaseSeconds,
     minLeaseSeconds: o.minLeaseSeconds ?? Math.min(30, leaseSeconds),
-    maxLeaseSeconds: o.maxLeaseSeconds ?? Math.max(3600, leaseSeconds),
-    quarantineMs: (o.quarantineSeconds ?? 120) * 1000,
+    maxLeaseSeconds,
+    quarantineMs: quarantineSeconds * 1000,
     compactEvery: o.compactEvery ?? 1000,
+    holdOffMs: o.withoutState === 'state-lost' ? holdOffSeconds * 1000 : 0,
   };
+}
+
+/**
+ * The hold-off after a start that lost the lease state (docs/pap.md 6.4):
+ * half the longest lease, plus the quarantine. A host renews at half its
+ * lease (and again at 7/8), counted from before the restart, so by half the
+ * longest lease every host still holding a block of the earlier life has
+ * asked for it again (or, if every renewal fell while the router was down,
+ * let it run out by 1/8 of a lease after the restart); the quarantine then
+ * lets stray packets of blocks that nobody reclaimed drain, as after any
+ * other end of a lease.
+ */
+export function holdOffSecondsFor(maxLeaseSeconds: number, quarantineSeconds: number): number {
+  return Math.ceil(maxLeaseSeconds / 2) + quarantineSeconds;
 }
 
 /** The lease to grant for what a host asked (0: the default), in whole seconds within the bounds. */

@@ -1,12 +1,20 @@
 import type { Clock, Timer } from '../util/clock.ts';
 import { AnswerCache } from './answer-cache.ts';
-import type { ResourceKind } from '../util/block.ts';
+import type { Block, ResourceKind } from '../util/block.ts';
 import { MAX_BLOCK } from './block.ts';
 import type { LeaseConfig, LeaseTableOptions, RenewParams, RequestParams } from './lease-config.ts';
 import { clampLease, newEpoch, resolveLeaseConfig } from './lease-config.ts';
 import { LeaseEntry, LeaseIndex, Quarantine } from './lease-index.ts';
 import type { JournalChange, LeaseRecord, QuarantineRecord, Snapshot } from './journal.ts';
-import type { HostAddress, Lease, LeaseAnswer, LeaseEndReason, LeaseListener, LeaseStatus } from './lease.ts';
+import type {
+  HostAddress,
+  Lease,
+  LeaseAnswer,
+  LeaseEndReason,
+  LeaseListener,
+  LeaseOrigin,
+  LeaseStatus,
+} from './lease.ts';
 import { answerOfEntry, replay } from './lease-replay.ts';
 import { LeaseStore, MemoryFiles } from './lease-store.ts';
 import { ResourcePool } from './resource-pool.ts';
@@ -24,10 +32,26 @@ const KINDS: readonly ResourceKind[] = ['port', 'spi'];
  * Blocks that end (released, withdrawn or expired) are kept from everyone
  * for the quarantine time, so a stray packet for the old owner never reaches
  * a new one.
+ *
+ * A table that starts without saved state because the state was lost
+ * (options.withoutState 'state-lost') holds off (docs/pap.md 6.4): for the
+ * hold-off time it grants no new block (requests get 'try-later') and lets
+ * each host reclaim, value for value, the blocks it still holds from the
+ * router's earlier life, as long as nobody reclaimed them first.
+ *
+ * The interface, for the PAP server, the router's data path and status, and
+ * whatever else keeps leases:
+ * - request / renew / reclaim / release answer one host message each, by
+ *   transaction id (a repeat gets the answer already given) and durably;
+ * - withdraw takes a block back on the router's own initiative;
+ * - find / ownerOf / leasesOf / leases / held / free / quarantined read;
+ * - listeners hear every lease added, renewed and removed, after the change
+ *   is on disk;
+ * - epoch, recovered and holdOffUntil say which router life this is.
  */
 export class LeaseTable {
   readonly epoch: number;
-  /** True when state was recovered from the store; false on a fresh start (new epoch). */
+  /** True when state was recovered from the store; false on a start without state (new epoch). */
   readonly recovered: boolean;
   /** What recovery had to skip or repair, for the log. */
   readonly recoveryNotes: readonly string[];
@@ -42,6 +66,7 @@ export class LeaseTable {
   readonly #config: LeaseConfig;
   #timer: Timer | undefined;
   #timerAt = Infinity;
+  #holdOffUntil: number | undefined;
   #closed = false;
   #compactFailures = 0;
   /** The last error of a background compaction (requests themselves throw their errors). */
@@ -62,10 +87,13 @@ export class LeaseTable {
     if (loaded.snapshot === undefined) {
       this.epoch = newEpoch(options.randomEpoch);
       this.recovered = false;
+      if (this.#config.holdOffMs > 0) this.#holdOffUntil = this.#clock.now() + this.#config.holdOffMs;
+      // Written at once: a restart during the hold-off recovers it instead of granting early.
       this.#store.reset(this.#snapshot());
     } else {
       this.epoch = loaded.snapshot.epoch;
       this.recovered = true;
+      this.#holdOffUntil = loaded.snapshot.holdOffUntil;
       const state = replay(loaded.snapshot, loaded.entries, this.#config.quarantineMs);
       notes.push(...state.notes);
       for (const l of state.leases) this.#restoreLease(l, notes);
@@ -79,47 +107,32 @@ export class LeaseTable {
     this.#arm();
   }
 
-  /** Grants a new block to host (the patent's PAP request, code 0 or 1). */
+  /**
+   * Grants a new block to host (the patent's PAP request, code 0 or 1):
+   * try-later during a hold-off, quota-exceeded when host holds its maximum,
+   * pool-exhausted when nothing is free; otherwise as many values as asked
+   * (up to the quota and the longest free run).
+   */
   request(host: HostAddress, kind: ResourceKind, params: RequestParams = {}): LeaseAnswer {
     const count = Math.min(params.count || this.#config.blockSize[kind], MAX_BLOCK[kind]);
     const preference = kind === 'port' ? (params.preference ?? 'low') : 'low';
     const leaseSeconds = clampLease(this.#config, params.leaseSeconds);
     const fp = `request:${kind}:${count}:${preference}:${leaseSeconds}`;
     return this.#answerOnce(host, params.txid, fp, () => {
+      const until = this.holdOffUntil;
+      if (until !== undefined) {
+        const left = Math.ceil((until - this.#clock.now()) / 1000);
+        return { ...this.#failure('try-later', kind, 0, 0), leaseSeconds: left };
+      }
       const room = this.#config.maxPerHost[kind] - this.held(host, kind);
       if (room <= 0) return this.#failure('quota-exceeded', kind, 0, 0);
       const block = this.#pools[kind].allocate(Math.min(count, room), preference);
       if (block === undefined) return this.#failure('pool-exhausted', kind, 0, 0);
-      const now = this.#clock.now();
-      const lease = new LeaseEntry(
-        kind,
-        host,
-        block.lowest,
-        block.count,
-        now,
-        now + leaseSeconds * 1000,
-        leaseSeconds,
-      );
-      const change: JournalChange = {
-        op: 'grant',
-        at: now,
-        lease: toRecord(lease),
-        ...cause(params.txid, fp),
-      };
-      try {
-        this.#store.append(change);
-      } catch (e) {
-        this.#pools[kind].release(block.lowest, block.count);
-        throw e;
-      }
-      this.#leases.add(lease);
-      this.#afterChange();
-      for (const l of this.#listeners) l.onLeaseAdded(lease);
-      return answerOfEntry(change, this.epoch);
+      return this.#grant(host, kind, block, leaseSeconds, 'granted', params.txid, fp);
     });
   }
 
-  /** Extends host's lease on exactly [lowest, lowest + count). */
+  /** Extends host's lease on exactly [lowest, lowest + count); unknown-lease if host holds no such block. */
   renew(
     host: HostAddress,
     kind: ResourceKind,
@@ -130,28 +143,42 @@ export class LeaseTable {
     const leaseSeconds = clampLease(this.#config, params.leaseSeconds);
     const fp = `renew:${kind}:${lowest}:${count}:${leaseSeconds}`;
     return this.#answerOnce(host, params.txid, fp, () => {
-      const lease = this.#leases.find(kind, lowest);
-      if (lease === undefined || lease.host !== host || lease.lowest !== lowest || lease.count !== count) {
-        return this.#failure('unknown-lease', kind, lowest, count);
-      }
-      const now = this.#clock.now();
-      const expiresAt = now + leaseSeconds * 1000;
-      const change: JournalChange = {
-        op: 'renew',
-        at: now,
-        kind,
-        host,
-        lowest,
-        count,
-        expiresAt,
-        leaseSeconds,
-        ...cause(params.txid, fp),
-      };
-      this.#store.append(change);
-      this.#leases.extend(lease, expiresAt, leaseSeconds);
-      this.#afterChange();
-      for (const l of this.#listeners) l.onLeaseRenewed?.(lease);
-      return answerOfEntry(change, this.epoch);
+      const lease = this.#heldExactly(host, kind, lowest, count);
+      if (lease === undefined) return this.#failure('unknown-lease', kind, lowest, count);
+      return this.#extend(lease, leaseSeconds, params.txid, fp);
+    });
+  }
+
+  /**
+   * During the hold-off: gives host exactly [lowest, lowest + count), a block
+   * it holds from the router's earlier life, if every value of it is free
+   * (inside the pool, leased to nobody, not in quarantine); the lease runs
+   * from now. A host that already holds exactly that block (it reclaimed it
+   * before and did not hear the answer) has it renewed. Refused with
+   * quota-exceeded when it would take host over its quota, and with
+   * unknown-lease otherwise: outside the hold-off, or when another host
+   * reclaimed some of it first, or the values are not this router's to give.
+   */
+  reclaim(
+    host: HostAddress,
+    kind: ResourceKind,
+    lowest: number,
+    count: number,
+    params: RenewParams = {},
+  ): LeaseAnswer {
+    const leaseSeconds = clampLease(this.#config, params.leaseSeconds);
+    const fp = `reclaim:${kind}:${lowest}:${count}:${leaseSeconds}`;
+    return this.#answerOnce(host, params.txid, fp, () => {
+      const held = this.#heldExactly(host, kind, lowest, count);
+      if (held !== undefined) return this.#extend(held, leaseSeconds, params.txid, fp);
+      const refused = this.#failure('unknown-lease', kind, lowest, count);
+      const range = kind === 'port' ? this.#config.portRange : this.#config.spiRange;
+      if (this.holdOffUntil === undefined || count < 1 || count > MAX_BLOCK[kind]) return refused;
+      if (lowest < range.min || lowest + count - 1 > range.max) return refused;
+      if (this.held(host, kind) + count > this.#config.maxPerHost[kind])
+        return this.#failure('quota-exceeded', kind, lowest, count);
+      if (!this.#pools[kind].reserve(lowest, count)) return refused;
+      return this.#grant(host, kind, { lowest, count }, leaseSeconds, 'reclaimed', params.txid, fp);
     });
   }
 
@@ -213,10 +240,19 @@ export class LeaseTable {
     return this.#pools[kind].free;
   }
 
+  /** When the hold-off after lost state ends (ms since the Unix epoch); undefined when not holding off. */
+  get holdOffUntil(): number | undefined {
+    const until = this.#holdOffUntil;
+    if (until === undefined) return undefined;
+    if (this.#clock.now() < until) return until;
+    this.#holdOffUntil = undefined;
+    return undefined;
+  }
+
   /** Adds a listener; unless told otherwise it first hears onLeaseAdded for every live lease. */
   addListener(listener: LeaseListener, replayExisting = true): void {
     this.#listeners.add(listener);
-    if (replayExisting) for (const lease of this.leases()) listener.onLeaseAdded(lease);
+    if (replayExisting) for (const lease of this.leases()) listener.onLeaseAdded(lease, 'granted');
   }
 
   removeListener(listener: LeaseListener): void {
@@ -257,6 +293,73 @@ export class LeaseTable {
     if (txid !== undefined) this.#answers.put({ host, txid, fp, at: now, answer });
     this.#arm();
     return answer;
+  }
+
+  /** Leases block (already taken from the pool) to host, durably; gives the block back if the write fails. */
+  #grant(
+    host: HostAddress,
+    kind: ResourceKind,
+    block: Block,
+    leaseSeconds: number,
+    origin: LeaseOrigin,
+    txid: number | undefined,
+    fp: string,
+  ): LeaseAnswer {
+    const now = this.#clock.now();
+    const lease = new LeaseEntry(
+      kind,
+      host,
+      block.lowest,
+      block.count,
+      now,
+      now + leaseSeconds * 1000,
+      leaseSeconds,
+    );
+    const change: JournalChange = {
+      op: 'grant',
+      at: now,
+      lease: toRecord(lease),
+      ...(origin === 'reclaimed' ? { reclaim: true as const } : {}),
+      ...cause(txid, fp),
+    };
+    try {
+      this.#store.append(change);
+    } catch (e) {
+      this.#pools[kind].release(block.lowest, block.count);
+      throw e;
+    }
+    this.#leases.add(lease);
+    this.#afterChange();
+    for (const l of this.#listeners) l.onLeaseAdded(lease, origin);
+    return answerOfEntry(change, this.epoch);
+  }
+
+  #extend(lease: LeaseEntry, leaseSeconds: number, txid: number | undefined, fp: string): LeaseAnswer {
+    const now = this.#clock.now();
+    const expiresAt = now + leaseSeconds * 1000;
+    const change: JournalChange = {
+      op: 'renew',
+      at: now,
+      kind: lease.kind,
+      host: lease.host,
+      lowest: lease.lowest,
+      count: lease.count,
+      expiresAt,
+      leaseSeconds,
+      ...cause(txid, fp),
+    };
+    this.#store.append(change);
+    this.#leases.extend(lease, expiresAt, leaseSeconds);
+    this.#afterChange();
+    for (const l of this.#listeners) l.onLeaseRenewed?.(lease);
+    return answerOfEntry(change, this.epoch);
+  }
+
+  #heldExactly(host: HostAddress, kind: ResourceKind, lowest: number, count: number): LeaseEntry | undefined {
+    const lease = this.#leases.find(kind, lowest);
+    return lease !== undefined && lease.host === host && lease.lowest === lowest && lease.count === count
+      ? lease
+      : undefined;
   }
 
   /** Ends a lease; the answer for the host when the host (or the router) ended it, undefined on expiry. */
@@ -348,11 +451,13 @@ export class LeaseTable {
 
   #snapshot(): Omit<Snapshot, 'seq'> {
     const now = this.#clock.now();
+    const holdOffUntil = this.holdOffUntil;
     return {
       format: 'distnat-leases',
       version: 1,
       epoch: this.epoch,
       savedAt: now,
+      ...(holdOffUntil === undefined ? {} : { holdOffUntil }),
       leases: this.leases().map((l) => toRecord(l)),
       quarantine: this.#quarantine.list(),
       answers: this.#answers.live(now),
@@ -367,9 +472,11 @@ export class LeaseTable {
   stats(): Record<string, number> {
     const q = { port: 0, spi: 0 };
     for (const r of this.#quarantine.list()) q[r.kind] += r.count;
+    const until = this.holdOffUntil;
     const out: Record<string, number> = {
       hosts: this.#leases.hostCount,
       compact_failures: this.#compactFailures,
+      hold_off_seconds_left: until === undefined ? 0 : Math.ceil((until - this.#clock.now()) / 1000),
     };
     for (const k of KINDS) {
       out[`${k}_leases`] = this.#leases.count(k);

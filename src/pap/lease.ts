@@ -26,9 +26,13 @@ export type LeaseEndReason = 'released' | 'expired' | 'withdrawn';
 /**
  * Outcome of one request to the lease table. Maps one to one onto the PAP
  * response's code and status (ok -> success; the rest -> failure with that
- * status).
+ * status). 'try-later': the table is in its hold-off after a start that lost
+ * the lease state, and grants nothing new until it ends.
  */
-export type LeaseStatus = 'ok' | 'quota-exceeded' | 'pool-exhausted' | 'unknown-lease';
+export type LeaseStatus = 'ok' | 'quota-exceeded' | 'pool-exhausted' | 'unknown-lease' | 'try-later';
+
+/** How a lease came into the table: granted by a request, or reclaimed by its holder during a hold-off. */
+export type LeaseOrigin = 'granted' | 'reclaimed';
 
 /**
  * The answer to a request, renewal or invalidation, flat and JSON-safe so the
@@ -42,7 +46,10 @@ export interface LeaseAnswer {
   readonly kind: ResourceKind;
   readonly lowest: number;
   readonly count: number;
-  /** Lease granted in seconds; 0 for invalidations and failures. */
+  /**
+   * Lease granted in seconds; 0 for invalidations and failures, except
+   * try-later, where it is the seconds left until the hold-off ends.
+   */
   readonly leaseSeconds: number;
   /** Absolute expiry in ms; 0 for invalidations and failures. */
   readonly expiresAt: number;
@@ -57,7 +64,8 @@ export interface LeaseAnswer {
  * onLeaseAdded for each of them.
  */
 export interface LeaseListener {
-  onLeaseAdded(lease: Lease): void;
+  /** `origin` is 'granted' also for the leases a listener hears about when it is added. */
+  onLeaseAdded(lease: Lease, origin?: LeaseOrigin): void;
   onLeaseRemoved(lease: Lease, reason: LeaseEndReason): void;
   onLeaseRenewed?(lease: Lease): void;
 }

@@ -17,8 +17,10 @@ export type PapOutcomeStatus =
   | 'unknown-lease'
   | 'stale-epoch'
   | 'malformed'
+  | 'try-later'
   | 'unknown-status'
   | 'timeout'
+  | 'abandoned'
   | 'stopped';
 
 export interface PapOutcome {
@@ -80,6 +82,7 @@ const STATUS_NAMES: Readonly<Record<number, PapOutcomeStatus>> = {
   [PapStatus.UnknownLease]: 'unknown-lease',
   [PapStatus.StaleEpoch]: 'stale-epoch',
   [PapStatus.Malformed]: 'malformed',
+  [PapStatus.TryLater]: 'try-later',
 };
 
 interface Exchange {
@@ -88,6 +91,8 @@ interface Exchange {
   readonly op: 'request' | 'renew' | 'invalidate';
   /** The block a renewal names. */
   readonly lowest: number;
+  /** The epoch the message carried: for a renew, the block's (an earlier one makes it a reclaim). */
+  readonly epoch: number;
   readonly bytes: Uint8Array;
   /** When the first copy went out: leases count from here. */
   readonly sentAt: number;
@@ -100,8 +105,12 @@ interface Exchange {
  * The host's end of PAP. Builds requests, retransmits each with exponential
  * back-off under one transaction id until the matching answer arrives, and
  * keeps HostLeases current: new blocks when it runs low, renewals when they
- * fall due, and nothing at all when the router's epoch changes but to lease
- * afresh.
+ * fall due (T1 and T2 each a transaction of its own; a renew still
+ * unanswered at T2 is abandoned for the new one, and every renew of a block
+ * ends when the block does), and, when an answer shows the router restarted
+ * without its leases (a new epoch), a reclaim of every block still held:
+ * a renew carrying the block's own epoch, which the router grants during its
+ * hold-off if nobody else reclaimed the values first.
  */
 export class PapClient {
   readonly counters: PapClientCounters = {
@@ -122,9 +131,23 @@ export class PapClient {
   #stopped = false;
   readonly #driver: HostLeasesListener = {
     onMoreNeeded: (kind, count) => this.#askFor(kind, count),
-    onRenewDue: (block: HeldBlock) => {
-      if (!this.#inFlight(block.kind, 'renew', block.lowest))
+    onRenewDue: (block: HeldBlock, attempt) => {
+      const pending = this.#renewsOf(block);
+      if (pending.length > 0) {
+        if (attempt === 1) return;
+        // T2 is a transaction of its own (docs/pap.md 6.2), not more copies of T1's.
+        for (const ex of pending) this.#finish(ex, { status: 'abandoned' });
+      }
+      void this.renew(block.kind, block.lowest, block.count);
+    },
+    onReclaimDue: (block: HeldBlock) => {
+      // A renewal already carrying the block's epoch is a reclaim itself.
+      if (!this.#renewsOf(block).some((ex) => ex.epoch === block.epoch))
         void this.renew(block.kind, block.lowest, block.count);
+    },
+    onBlockLost: (block: HeldBlock) => {
+      // The lease ran out (or the block went otherwise): its renewals have nothing left to save.
+      for (const ex of this.#renewsOf(block)) this.#finish(ex, { status: 'abandoned' });
     },
   };
 
@@ -165,9 +188,10 @@ export class PapClient {
     return this.#exchange(kind, 'request', msg, 0);
   }
 
-  /** Renews a held block. */
+  /** Renews a held block, naming the epoch it was granted in (an earlier one than the router's: a reclaim). */
   renew(kind: ResourceKind, lowest: number, count: number): Promise<PapOutcome> {
-    const ext = this.#ext();
+    const held = this.#o.leases.find(kind, lowest);
+    const ext = held === undefined ? this.#ext() : { ...this.#ext(), epoch: held.epoch };
     const msg: PapMessage =
       kind === 'port'
         ? { kind: 'port-renew', lowestPort: lowest, portCount: count, ...ext }
@@ -177,8 +201,8 @@ export class PapClient {
 
   /** Stops using the block containing value and tells the router (the patent's invalidate). */
   release(kind: ResourceKind, value: number): Promise<PapOutcome> {
-    this.#o.leases.release(kind, value);
-    const ext = { ...this.#ext(), leaseTime: 0 };
+    const held = this.#o.leases.release(kind, value);
+    const ext = { ...this.#ext(), epoch: held?.epoch ?? this.#o.leases.epoch, leaseTime: 0 };
     const msg: PapMessage =
       kind === 'port'
         ? { kind: 'port-invalidate', port: value, ...ext }
@@ -203,7 +227,7 @@ export class PapClient {
       if (msg.epoch !== leases.epoch) return; // a withdraw from another router life names nothing we hold
       this.counters.withdrawals++;
       const [kind, lowest] = msg.kind === 'port-withdraw' ? ['port', msg.lowestPort] : ['spi', msg.lowestSpi];
-      leases.lose(kind as ResourceKind, lowest, 'withdrawn');
+      leases.lose(kind as ResourceKind, lowest, 'withdrawn', msg.epoch);
       return;
     }
     if (msg.kind !== 'port-response' && msg.kind !== 'spi-response') {
@@ -227,15 +251,26 @@ export class PapClient {
           leases.grant(kind, lowest, count, msg.leaseTime, msg.epoch, ex.sentAt);
         } else {
           leases.observeEpoch(msg.epoch);
-          this.#retryLater(kind);
+          // try-later carries the seconds until the router grants again; spread the hosts a little.
+          const wait = status === 'try-later' ? msg.leaseTime * 1000 + 1000 * this.#random() : undefined;
+          this.#retryLater(kind, wait);
         }
         break;
       case 'renew':
-        if (status === 'ok') leases.renewed(kind, lowest, msg.leaseTime, msg.epoch, ex.sentAt);
-        else if (!leases.observeEpoch(msg.epoch) && status === 'unknown-lease')
-          leases.lose(kind, lowest, 'refused');
+        if (status === 'ok') {
+          leases.renewed(kind, lowest, msg.leaseTime, msg.epoch, ex.sentAt);
+        } else if (status === 'stale-epoch') {
+          // That router life is over for good: nothing granted in it comes back.
+          leases.forgetEpoch(ex.epoch);
+          leases.observeEpoch(msg.epoch);
+        } else {
+          // unknown-lease, or a reclaim over quota: this block is not ours any more.
+          if (status === 'unknown-lease' || status === 'quota-exceeded') leases.lose(kind, lowest, 'refused');
+          leases.observeEpoch(msg.epoch);
+        }
         break;
       case 'invalidate':
+        if (status === 'stale-epoch') leases.forgetEpoch(ex.epoch);
         leases.observeEpoch(msg.epoch);
         break;
     }
@@ -251,21 +286,29 @@ export class PapClient {
     void this.request(kind, count);
   }
 
-  /** Whether an exchange of this kind and op (for renewals: of this block) awaits its answer. */
-  #inFlight(kind: ResourceKind, op: Exchange['op'], lowest?: number): boolean {
-    for (const ex of this.#pending.values()) {
-      if (ex.kind === kind && ex.op === op && (lowest === undefined || ex.lowest === lowest)) return true;
-    }
+  /** Whether an exchange of this kind and op awaits its answer. */
+  #inFlight(kind: ResourceKind, op: Exchange['op']): boolean {
+    for (const ex of this.#pending.values()) if (ex.kind === kind && ex.op === op) return true;
     return false;
   }
 
-  #retryLater(kind: ResourceKind): void {
+  /** The renewals of this block awaiting their answers. */
+  #renewsOf(block: HeldBlock): Exchange[] {
+    return [...this.#pending.values()].filter(
+      (ex) => ex.kind === block.kind && ex.op === 'renew' && ex.lowest === block.lowest,
+    );
+  }
+
+  #retryLater(kind: ResourceKind, waitMs?: number): void {
     if (this.#stopped || this.#retryTimers[kind] !== undefined) return;
-    this.#retryTimers[kind] = this.#o.clock.setTimeout(() => {
-      this.#retryTimers[kind] = undefined;
-      const short = this.#o.leases.shortfall(kind);
-      if (short > 0) this.#askFor(kind, short);
-    }, this.#o.retryAfterMs ?? 30_000);
+    this.#retryTimers[kind] = this.#o.clock.setTimeout(
+      () => {
+        this.#retryTimers[kind] = undefined;
+        const short = this.#o.leases.shortfall(kind);
+        if (short > 0) this.#askFor(kind, short);
+      },
+      waitMs ?? this.#o.retryAfterMs ?? 30_000,
+    );
   }
 
   #ext(): { status: number; transactionId: number; epoch: number; leaseTime: number } {
@@ -283,6 +326,7 @@ export class PapClient {
         kind,
         op,
         lowest,
+        epoch: msg.epoch,
         bytes,
         sentAt: this.#o.clock.now(),
         attempt: 0,

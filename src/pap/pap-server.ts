@@ -13,6 +13,7 @@ import type { WireError } from '../wire/result.ts';
 import type { ResourceKind } from '../util/block.ts';
 import type { HostAddress, LeaseAnswer, LeaseStatus } from './lease.ts';
 import type { LeaseTable } from './lease-table.ts';
+import { contentFault } from './request-rules.ts';
 import type { PapPeer, PapTransport } from './transport.ts';
 
 /** Wire status of each lease-table outcome. */
@@ -21,15 +22,30 @@ export const STATUS_CODE: Readonly<Record<LeaseStatus, number>> = {
   'quota-exceeded': PapStatus.QuotaExceeded,
   'pool-exhausted': PapStatus.PoolExhausted,
   'unknown-lease': PapStatus.UnknownLease,
+  'try-later': PapStatus.TryLater,
+};
+
+/** Names of the statuses in counters and logs. */
+const STATUS_NAME: Readonly<Record<number, string>> = {
+  [PapStatus.QuotaExceeded]: 'quota-exceeded',
+  [PapStatus.PoolExhausted]: 'pool-exhausted',
+  [PapStatus.UnknownLease]: 'unknown-lease',
+  [PapStatus.StaleEpoch]: 'stale-epoch',
+  [PapStatus.Malformed]: 'malformed',
+  [PapStatus.TryLater]: 'try-later',
 };
 
 export interface PapServerCounters {
   /** Requests answered, by message kind. */
   readonly answered: Record<string, number>;
+  /** Answers that were failures, by status name. */
+  readonly refused: Record<string, number>;
   /** Messages dropped without an answer, by reason. */
   readonly dropped: Record<string, number>;
-  /** Renewals or invalidations that named another epoch. */
+  /** Renewals or invalidations that named another epoch and were refused for it. */
   staleEpoch: number;
+  /** Blocks of an earlier router life given back to their holders during the hold-off. */
+  reclaimed: number;
   /** Withdraw messages sent. */
   withdrawn: number;
 }
@@ -39,19 +55,26 @@ export interface PapServerCounters {
  * outcomes into responses. Transport-agnostic: `handle` works on parsed
  * messages, `receive` on bytes, `attach` binds a transport.
  *
- * Decisions the patent leaves open:
- * - a count of 0 in a request means the router's default block (as lease
- *   time 0 means its default lease);
- * - a request is served whatever epoch it names (it depends on no earlier
- *   state), while a renewal or invalidation naming another non-zero epoch is
- *   refused with stale-epoch: the block it names belongs to a router life
- *   that is gone;
- * - an invalidate of a block already released answers unknown-lease unless
- *   it repeats the transaction id of the original invalidate, which gets the
- *   original success again.
+ * What it decides itself, in this order (docs/pap.md 5.1 has the full
+ * table): content that cannot name a block is malformed; a renew or
+ * invalidate naming another non-zero epoch is a reclaim (renew) or names
+ * nothing (invalidate) during the lease table's hold-off, and stale-epoch
+ * after it; epoch 0 stands for the router's own. Everything else is the
+ * lease table's to answer. A count of 0 in a request means the router's
+ * default block (as lease time 0 means its default lease). An invalidate of
+ * a block already released answers unknown-lease unless it repeats the
+ * transaction id of the original invalidate, which gets the original
+ * success again.
  */
 export class PapServer {
-  readonly counters: PapServerCounters = { answered: {}, dropped: {}, staleEpoch: 0, withdrawn: 0 };
+  readonly counters: PapServerCounters = {
+    answered: {},
+    refused: {},
+    dropped: {},
+    staleEpoch: 0,
+    reclaimed: 0,
+    withdrawn: 0,
+  };
   readonly #table: LeaseTable;
   readonly #transports = new Set<PapTransport>();
   /** Where each host was last heard from, to send it a withdraw. */
@@ -86,34 +109,36 @@ export class PapServer {
   handle(msg: PapMessage, host: HostAddress): PapMessage | undefined {
     const t = this.#table;
     const txid = msg.transactionId;
-    let answer: LeaseAnswer;
+    let reply: PapMessage;
     switch (msg.kind) {
       case 'port-request':
-        answer = t.request(host, 'port', {
-          count: msg.portsRequested,
-          preference: msg.highPorts ? 'high' : 'low',
-          leaseSeconds: msg.leaseTime,
+        reply = this.#respond(
+          t.request(host, 'port', {
+            count: msg.portsRequested,
+            preference: msg.highPorts ? 'high' : 'low',
+            leaseSeconds: msg.leaseTime,
+            txid,
+          }),
           txid,
-        });
+        );
         break;
       case 'spi-request':
-        answer = t.request(host, 'spi', { count: msg.spisRequested, leaseSeconds: msg.leaseTime, txid });
+        reply = this.#respond(
+          t.request(host, 'spi', { count: msg.spisRequested, leaseSeconds: msg.leaseTime, txid }),
+          txid,
+        );
         break;
       case 'port-renew':
-        if (this.#stale(msg)) return this.#staleAnswer(msg, 'port', msg.lowestPort, msg.portCount);
-        answer = t.renew(host, 'port', msg.lowestPort, msg.portCount, { leaseSeconds: msg.leaseTime, txid });
+        reply = this.#renew(msg, host, 'port', msg.lowestPort, msg.portCount);
         break;
       case 'spi-renew':
-        if (this.#stale(msg)) return this.#staleAnswer(msg, 'spi', msg.lowestSpi, msg.spiCount);
-        answer = t.renew(host, 'spi', msg.lowestSpi, msg.spiCount, { leaseSeconds: msg.leaseTime, txid });
+        reply = this.#renew(msg, host, 'spi', msg.lowestSpi, msg.spiCount);
         break;
       case 'port-invalidate':
-        if (this.#stale(msg)) return this.#staleAnswer(msg, 'port', msg.port, 0);
-        answer = t.release(host, 'port', msg.port, { txid });
+        reply = this.#invalidate(msg, host, 'port', msg.port);
         break;
       case 'spi-invalidate':
-        if (this.#stale(msg)) return this.#staleAnswer(msg, 'spi', msg.spi, 0);
-        answer = t.release(host, 'spi', msg.spi, { txid });
+        reply = this.#invalidate(msg, host, 'spi', msg.spi);
         break;
       default:
         // Router-to-host messages arriving here: a confused or spoofing sender.
@@ -121,7 +146,7 @@ export class PapServer {
         return undefined;
     }
     this.#count(this.counters.answered, msg.kind);
-    return responseOf(answer, STATUS_CODE[answer.status], txid);
+    return reply;
   }
 
   /**
@@ -146,23 +171,47 @@ export class PapServer {
     return true;
   }
 
+  #renew(msg: PapMessage, host: HostAddress, kind: ResourceKind, lowest: number, count: number): PapMessage {
+    const txid = msg.transactionId;
+    if (contentFault(msg) !== undefined) return this.#refuse(kind, lowest, count, PapStatus.Malformed, txid);
+    const params = { leaseSeconds: msg.leaseTime, txid };
+    if (!this.#stale(msg)) return this.#respond(this.#table.renew(host, kind, lowest, count, params), txid);
+    // Another router life's block: its holder may have it back while the table holds off.
+    if (this.#table.holdOffUntil === undefined) return this.#staleEpoch(kind, lowest, count, txid);
+    const answer = this.#table.reclaim(host, kind, lowest, count, params);
+    if (answer.status === 'ok') this.counters.reclaimed++;
+    return this.#respond(answer, txid);
+  }
+
+  #invalidate(msg: PapMessage, host: HostAddress, kind: ResourceKind, value: number): PapMessage {
+    const txid = msg.transactionId;
+    if (contentFault(msg) !== undefined) return this.#refuse(kind, value, 0, PapStatus.Malformed, txid);
+    if (!this.#stale(msg)) return this.#respond(this.#table.release(host, kind, value, { txid }), txid);
+    // During the hold-off an earlier life's block is simply not held here; after it, that life is over.
+    if (this.#table.holdOffUntil === undefined) return this.#staleEpoch(kind, value, 0, txid);
+    return this.#refuse(kind, value, 0, PapStatus.UnknownLease, txid);
+  }
+
+  /** Epoch 0 stands for the router's own: the host has seen no other. */
   #stale(msg: PapMessage): boolean {
     return msg.epoch !== 0 && msg.epoch !== this.#table.epoch;
   }
 
-  #staleAnswer(msg: PapMessage, kind: ResourceKind, lowest: number, count: number): PapMessage {
+  #staleEpoch(kind: ResourceKind, lowest: number, count: number, txid: number): PapMessage {
     this.counters.staleEpoch++;
-    this.#count(this.counters.answered, msg.kind);
-    const answer: LeaseAnswer = {
-      status: 'unknown-lease',
-      kind,
-      lowest,
-      count,
-      leaseSeconds: 0,
-      expiresAt: 0,
-      epoch: this.#table.epoch,
-    };
-    return responseOf(answer, PapStatus.StaleEpoch, msg.transactionId);
+    return this.#refuse(kind, lowest, count, PapStatus.StaleEpoch, txid);
+  }
+
+  /** A failure decided here, not by the lease table: the body as docs/pap.md 3 gives it, lease time 0. */
+  #refuse(kind: ResourceKind, lowest: number, count: number, status: number, txid: number): PapMessage {
+    this.#count(this.counters.refused, STATUS_NAME[status] ?? String(status));
+    return failureOf(kind, lowest, count, status, txid, this.#table.epoch);
+  }
+
+  #respond(answer: LeaseAnswer, txid: number): PapMessage {
+    const status = STATUS_CODE[answer.status];
+    if (answer.status !== 'ok') this.#count(this.counters.refused, answer.status);
+    return responseOf(answer, status, txid);
   }
 
   /**
@@ -176,25 +225,31 @@ export class PapServer {
     if (reason !== 'bad-code') return undefined;
     const v = new PapView(bytes, 0, bytes.length);
     if (v.isResponse || v.version !== PAP_VERSION) return undefined;
+    const kind = v.type === PAP_TYPE_PORTS ? 'port' : v.type === PAP_TYPE_SPI ? 'spi' : undefined;
+    if (kind === undefined) return undefined;
     const out = new Uint8Array(PAP_MESSAGE_LENGTH);
-    const common = {
-      success: false,
-      status: PapStatus.Malformed,
-      transactionId: v.transactionId,
-      epoch: this.#table.epoch,
-      leaseTime: 0,
-    };
-    if (v.type === PAP_TYPE_PORTS)
-      emitPap({ kind: 'port-response', lowestPort: 0, portCount: 0, ...common }, out, 0);
-    else if (v.type === PAP_TYPE_SPI)
-      emitPap({ kind: 'spi-response', lowestSpi: 0, spiCount: 0, ...common }, out, 0);
-    else return undefined;
+    emitPap(this.#refuse(kind, 0, 0, PapStatus.Malformed, v.transactionId), out, 0);
     return out;
   }
 
   #count(where: Record<string, number>, key: string): void {
     where[key] = (where[key] ?? 0) + 1;
   }
+}
+
+/** A FIG. 5 / FIG. 5A failure with this body and status, lease time 0. */
+export function failureOf(
+  kind: ResourceKind,
+  lowest: number,
+  count: number,
+  status: number,
+  transactionId: number,
+  epoch: number,
+): PapMessage {
+  const common = { success: false, status, transactionId, epoch, leaseTime: 0 };
+  return kind === 'port'
+    ? { kind: 'port-response', lowestPort: lowest, portCount: count, ...common }
+    : { kind: 'spi-response', lowestSpi: lowest, spiCount: count, ...common };
 }
 
 /** The FIG. 5 / FIG. 5A response carrying a lease-table answer. */

@@ -119,6 +119,8 @@ export const PapStatus = {
   UnknownLease: 3,
   StaleEpoch: 4,
   Malformed: 5,
+  /** The router lost its lease state and grants nothing new yet; lease time = seconds until it does. */
+  TryLater: 6,
 } as const;
 export type PapStatus = (typeof PapStatus)[keyof typeof PapStatus];
 

@@ -78,6 +78,7 @@ function routerArgs(node: 'r1' | 'r2', name: string, extra: string[] = [], distn
     ADDR[node],
     '--tun',
     'dxc0',
+    '--fresh',
     '--state-dir',
     join(dir, `${name}-state`),
     '--run-dir',

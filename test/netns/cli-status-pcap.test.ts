@@ -23,7 +23,7 @@ beforeAll(async () => {
     table,
     [
       `router router bin/distnat router --shared-address ${TOPOLOGY.shared} --lan-address ${TOPOLOGY.router.lan}` +
-        ` --tun dn0 --state-dir ${dir}/router/state --run-dir ${dir}/router --pcap ${dir}/router.pcap`,
+        ` --tun dn0 --fresh --state-dir ${dir}/router/state --run-dir ${dir}/router --pcap ${dir}/router.pcap`,
       `h1 h1 bin/distnat host --router ${TOPOLOGY.router.lan} --lan-address ${TOPOLOGY.h1.lan}` +
         ` --shared-address ${TOPOLOGY.shared} --tun dn0 --state-dir ${dir}/h1/state --run-dir ${dir}/h1` +
         ` --pcap ${dir}/h1.pcap`,

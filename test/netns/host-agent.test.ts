@@ -125,6 +125,7 @@ describe('distnat host in the testbed', () => {
       join(b.scratchDir, 'router-state'),
       '--run-dir',
       join(b.scratchDir, 'router-run'),
+      '--fresh',
     ]);
     await router.waitForOutput(/router started/, { timeoutMs: 30_000 });
     [agents.h1, agents.h2] = await Promise.all([startHostAgent('h1'), startHostAgent('h2')]);

@@ -65,6 +65,7 @@ function startRouter(): Background {
     join(b.scratchDir, 'state'),
     '--run-dir',
     join(b.scratchDir, 'run'),
+    '--fresh',
   ]);
 }
 

@@ -32,7 +32,12 @@ function dirArgs(layout: TestbedLayout, node: string): string[] {
 
 const metricsArgs = (): string[] => ['--metrics', `127.0.0.1:${TOPOLOGY.metricsPort}`];
 
-/** `distnat router ...` (less the program) as the testbed runs it, plus `extra`. */
+/**
+ * `distnat router ...` (less the program) as the testbed runs it, plus
+ * `extra`. --fresh: every testbed's LAN is new, no host holds a lease of an
+ * earlier router, so an empty state directory needs no hold-off; a restart
+ * that finds the state recovers it and ignores the flag.
+ */
 export function routerArgs(layout: TestbedLayout, extra: readonly string[] = []): string[] {
   const t = TOPOLOGY;
   return [
@@ -45,6 +50,7 @@ export function routerArgs(layout: TestbedLayout, extra: readonly string[] = [])
     t.tun,
     ...dirArgs(layout, 'router'),
     ...metricsArgs(),
+    '--fresh',
     ...extra,
   ];
 }

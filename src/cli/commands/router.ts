@@ -29,6 +29,11 @@ The local CA directory comes from the root CA, once:
   distnat ca issue-local --shared-address 198.51.100.30 --root root \\
       --out /var/lib/distnat/router/ca --crl-address 203.0.113.1
 
+A router that finds no lease state in its state directory assumes it lost it
+(wiped, a new machine) and holds off for half the longest lease plus the
+quarantine: hosts reclaim the blocks they hold, new requests are told to try
+later. On the very first start, when no host can hold a lease yet, add --fresh.
+
 Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing, 73 another
 router holds the state directory, the control socket, UDP lanAddress:7032 or
 TCP lanAddress:7033 (or a file could not be created), 77 missing privilege
@@ -106,6 +111,12 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
           describe: 'record forwarded packets (both sides) to this pcap file',
         })
         .option('log-level', { type: 'string', describe: 'error, warn, info or debug [info]' })
+        .option('fresh', {
+          type: 'boolean',
+          describe:
+            'first start: no host holds a lease of an earlier router on this LAN, so with no saved ' +
+            'lease state grant at once instead of holding off (docs/pap.md 6.4); ignored when state is recovered',
+        })
         .option('ca-dir', {
           type: 'string',
           describe:
@@ -154,7 +165,7 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
       const log = createLogger({ level: config.logLevel, component: 'router' });
       let router;
       try {
-        router = await startRouter(config, log);
+        router = await startRouter(config, log, { fresh: argv.fresh === true });
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
         if (err.code === 'EACCES' || err.code === 'EPERM')

@@ -43,7 +43,7 @@ export function leaseEventListener(o: LeaseEventOptions): HostLeasesListener {
       const flows = b.kind === 'port' ? o.sptt.dropLease(b.lowest, b.count) : 0;
       if (reason === 'epoch-changed' && lastEpochLogged !== leases.epoch) {
         lastEpochLogged = leases.epoch;
-        log.warn('the router restarted without its leases (new epoch): leasing again', {
+        log.warn('the router restarted without its leases and gives none back (stale epoch): leasing again', {
           epoch: leases.epoch.toString(16),
         });
       }
@@ -58,6 +58,13 @@ export function leaseEventListener(o: LeaseEventOptions): HostLeasesListener {
         },
       );
       if (b.kind === 'port') o.portsChanged();
+    },
+    onEpochChanged(epoch: number, previous: number, reclaiming: number) {
+      log.warn('the router restarted without its leases (new epoch): reclaiming the blocks held', {
+        epoch: epoch.toString(16),
+        previous: previous.toString(16),
+        blocks: reclaiming,
+      });
     },
     onRenewDue(b: HeldBlock, attempt: 1 | 2) {
       log.debug(`renewing ${formatBlock(b)}`, { attempt });

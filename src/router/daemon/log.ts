@@ -2,7 +2,7 @@
  * The router daemon's logging helpers: PAP handlers that log instead of
  * throwing, one line per lease event, and a periodic drop summary.
  */
-import type { Lease, LeaseEndReason, LeaseListener } from '../../pap/lease.ts';
+import type { Lease, LeaseEndReason, LeaseListener, LeaseOrigin } from '../../pap/lease.ts';
 import type { PapTransport } from '../../pap/transport.ts';
 import type { Logger } from '../../util/log.ts';
 import type { DropReason } from '../data-path/counters.ts';
@@ -37,7 +37,8 @@ export function leaseLogger(log: Logger): LeaseListener {
     expires: new Date(l.expiresAt).toISOString(),
   });
   return {
-    onLeaseAdded: (l) => log.info('lease granted', fields(l)),
+    onLeaseAdded: (l, origin?: LeaseOrigin) =>
+      log.info(origin === 'reclaimed' ? 'lease reclaimed' : 'lease granted', fields(l)),
     onLeaseRemoved: (l, reason: LeaseEndReason) => log.info('lease ended', { ...fields(l), reason }),
     onLeaseRenewed: (l) => log.debug('lease renewed', fields(l)),
   };

@@ -54,6 +54,11 @@ export interface StartRouterOptions {
   readonly tickMs?: number;
   /** Between drop summaries in the log. Default 10 s. */
   readonly dropLogMs?: number;
+  /**
+   * A first start: without saved lease state, grant at once instead of
+   * holding off (docs/pap.md 6.4). No effect when state is recovered.
+   */
+  readonly fresh?: boolean;
 }
 
 export interface RouterHandle {
@@ -120,7 +125,7 @@ export async function startRouter(
     const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
 
     // Leases, recovered from the journal; the forwarding tables follow them.
-    const table = openLeaseTable(config, clock, log, closers);
+    const table = openLeaseTable(config, clock, log, closers, opts.fresh);
     const tables = new RouterTables();
     followLeases(table, tables, log);
 

@@ -83,6 +83,7 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
     summary: {
       ...s.summary,
       epoch: s.leases.epoch,
+      'hold-off': holdOffText(s.leases.holdOffUntil, now),
       uptime: `${Math.round((now - s.startedAt) / 1000)}s`,
       'hosts with leases': tables.ownership.hostCount,
       flows: all.length,
@@ -91,6 +92,12 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
     tables: [ports, spis, flows, quarantine, ...(s.pki === undefined ? [] : [s.pki.statusTable()])],
     counters: routerCounters(s),
   };
+}
+
+/** Whether new blocks wait for the hold-off after lost lease state (docs/pap.md 6.4). */
+function holdOffText(until: number | undefined, now: number): string {
+  if (until === undefined) return 'no';
+  return `until ${new Date(until).toISOString()} (${Math.ceil((until - now) / 1000)}s): reclaims only`;
 }
 
 /** Every counter, flattened to dotted names. */
@@ -105,7 +112,9 @@ export function routerCounters(s: RouterStatusSources): Record<string, number> {
   put('traffic', f.traffic.snapshot());
   put('pap.answered', s.pap.counters.answered);
   put('pap.dropped', s.pap.counters.dropped);
+  put('pap.refused', s.pap.counters.refused);
   out['pap.stale_epoch'] = s.pap.counters.staleEpoch;
+  out['pap.reclaimed'] = s.pap.counters.reclaimed;
   out['pap.withdrawn'] = s.pap.counters.withdrawn;
   for (const [name, c] of Object.entries(s.transports)) put(`pap.${name}`, c);
   put('leases', s.leases.stats());

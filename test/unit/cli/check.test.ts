@@ -149,7 +149,7 @@ const REFUSED: readonly (readonly ['router' | 'host', string, string])[] = [
   ['router', 'SPIs past 32 bits', `${ROUTER_OK}pap: { spiFirst: 4294967295 }\n`],
   ['router', 'well-known ports', `${ROUTER_OK}pap: { portRange: [1, 65535] }\n`],
   ['router', 'metrics port 99999', `${ROUTER_OK}metrics: 127.0.0.1:99999\n`],
-  ['router', 'short lease', `${ROUTER_OK}pap: { leaseSeconds: 30 }\n`],
+  ['router', 'short lease', `${ROUTER_OK}pap: { leaseSeconds: 5 }\n`],
   ['router', 'CRL on the LAN address', `${ROUTER_OK}pki: { dir: ca, wanAddress: 10.0.0.7 }\n`],
   ['router', 'a typo', `${ROUTER_OK}pap: { blocksize: 16 }\n`],
   ['host', 'LAN address of the router', HOST_OK.replace('lanAddress: 10.0.0.1', 'lanAddress: 10.0.0.7')],
@@ -375,7 +375,7 @@ describe.concurrent('distnat check, spawned', { timeout: 60_000 }, () => {
 
   it('--json: the same results for a script, exit 78 when any file is bad', async () => {
     const good = file('json-ok.yaml', ROUTER_OK);
-    const bad = file('json-bad.yaml', `${ROUTER_OK}pap: { leaseSeconds: 10 }\n`);
+    const bad = file('json-bad.yaml', `${ROUTER_OK}pap: { leaseSeconds: 5 }\n`);
     const r = await distnat(['check', '--json', '--router', good, '--router', bad]);
     expect(r.code).toBe(78);
     expect(r.stderr).toBe('');
@@ -390,9 +390,9 @@ describe.concurrent('distnat check, spawned', { timeout: 60_000 }, () => {
         problems: [
           {
             field: 'pap.leaseSeconds',
-            value: 10,
-            expected: expect.stringMatching(/^expected at least 69 s/),
-            message: expect.stringMatching(/^field `pap.leaseSeconds`: got 10; expected at least 69 s/),
+            value: 5,
+            expected: expect.stringMatching(/^expected at least 9 s/),
+            message: expect.stringMatching(/^field `pap.leaseSeconds`: got 5; expected at least 9 s/),
           },
         ],
       }),

@@ -115,7 +115,7 @@ describe('unknown keys', () => {
       lines(RouterConfigSchema, { sharedAddress: '198.51.100.30', lanAddress: '10.0.0.7', pap: { zzz: 1 } }),
     ).toEqual([
       'field `pap.zzz`: got 1; unknown field; expected one of udpPort, icmp, portRange, blockSize, spiFirst, ' +
-        'spiBlockSize, leaseSeconds, quarantineSeconds, maxPortsPerHost, maxSpisPerHost',
+        'spiBlockSize, leaseSeconds, maxLeaseSeconds, quarantineSeconds, maxPortsPerHost, maxSpisPerHost',
     ]);
   });
 });

@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { internetChecksum } from '../../../src/wire/index.ts';
+import { PAP_MESSAGE_LENGTH, PapStatus, emitPap } from '../../../src/wire/pap.ts';
+import type { PapMessage } from '../../../src/wire/pap.ts';
 import { loadPapGolden, papPacket, writeCapture } from './pap-capture.ts';
 import type { PapVector, Transport } from './pap-capture.ts';
 
@@ -278,6 +280,49 @@ describe.skipIf(!hasTshark)(`Wireshark PAP dissector${hasTshark ? '' : ` (skippe
     const once = tshark(join(dir, 'transactions.pcap'), fields);
     expect(once.map((r) => r['dnpap.response_in'])).toEqual(Array<string>(10).fill(''));
     expect(once.map((r) => r['dnpap.response_to'])).toEqual(rows.map((r) => r['dnpap.response_to']));
+  });
+
+  it('names every status of docs/pap.md 4, and says what the lease time of a try-later is', () => {
+    const encode = (m: PapMessage): Uint8Array => {
+      const b = new Uint8Array(PAP_MESSAGE_LENGTH);
+      emitPap(m, b, 0);
+      return b;
+    };
+    const common = { transactionId: 0x0a0b0c0d, epoch: 0x5eed1234 };
+    const statuses = Object.values(PapStatus).filter((s) => s !== PapStatus.Ok);
+    const packets = [
+      ...statuses.map((status) =>
+        encode({
+          kind: 'port-response',
+          success: false,
+          lowestPort: 0,
+          portCount: 0,
+          status,
+          leaseTime: status === PapStatus.TryLater ? 250 : 0,
+          ...common,
+        }),
+      ),
+      encode({
+        kind: 'spi-response',
+        success: true,
+        lowestSpi: 256,
+        spiCount: 64,
+        status: 0,
+        leaseTime: 300,
+        ...common,
+      }),
+    ].map((b) => papPacket(b, 'udp'));
+    const rows = tshark(capture('statuses', packets), ['dnpap.status', '_ws.col.Info']);
+    expect(rows.map((r) => r['dnpap.status'])).toEqual([...statuses.map(String), '0']);
+    expect(rows.map((r) => r['_ws.col.Info'])).toEqual([
+      'port-response failure quota-exceeded, txid 0x0a0b0c0d',
+      'port-response failure pool-exhausted, txid 0x0a0b0c0d',
+      'port-response failure unknown-lease, txid 0x0a0b0c0d',
+      'port-response failure stale-epoch, txid 0x0a0b0c0d',
+      'port-response failure malformed, txid 0x0a0b0c0d',
+      'port-response failure try-later, txid 0x0a0b0c0d, retry in 250 s',
+      'spi-response success, SPIs 0x00000100-0x0000013f, txid 0x0a0b0c0d, lease 300 s',
+    ]);
   });
 
   it('finds PAP on another UDP port by heuristic (good checksum only) and follows the port preference', () => {

@@ -19,6 +19,9 @@ function setup(options: Partial<HostLeasesOptions> = {}) {
     onMoreNeeded: (kind: ResourceKind, n: number) => events.push(`more ${kind} ${n}`),
     onBlockLost: (b: HeldBlock, why: BlockLossReason, inUse: readonly number[]) =>
       events.push(`lost ${b.lowest} ${why} [${inUse.join(',')}] @${clock.now()}`),
+    onReclaimDue: (b: HeldBlock) => events.push(`reclaim ${b.lowest} epoch ${b.epoch.toString(16)}`),
+    onEpochChanged: (e: number, previous: number, n: number) =>
+      events.push(`epoch ${previous.toString(16)} -> ${e.toString(16)}, ${n} to reclaim`),
   });
   return { clock, leases, events };
 }
@@ -153,7 +156,7 @@ describe('HostLeases low water', () => {
 });
 
 describe('HostLeases epoch and losses', () => {
-  it('drops every block when the router epoch changes, and re-leases', () => {
+  it('keeps its blocks when the router epoch changes and asks for each again', () => {
     const { leases, events } = setup({ want: { port: 32, spi: 64 } });
     leases.grant('port', 1024, 32, 300, E1, 0);
     leases.grant('spi', 256, 64, 300, E1, 0);
@@ -163,29 +166,61 @@ describe('HostLeases epoch and losses', () => {
     expect(leases.observeEpoch(E1)).toBe(false);
     expect(leases.observeEpoch(E2)).toBe(true);
     expect(events).toEqual([
-      'lost 1024 epoch-changed [1024] @0',
-      'lost 256 epoch-changed [256] @0',
-      'more port 32',
-      'more spi 64',
+      'epoch 1111 -> 2222, 2 to reclaim',
+      'reclaim 1024 epoch 1111',
+      'reclaim 256 epoch 1111',
     ]);
     expect(leases.epoch).toBe(E2);
-    expect(leases.blocks()).toEqual([]);
+    expect(leases.blocks().map((b) => [b.lowest, b.epoch, b.isAllocated(b.lowest)])).toEqual([
+      [1024, E1, true],
+      [256, E1, true],
+    ]);
+    // Seen again: nothing more to do.
+    events.length = 0;
+    expect(leases.observeEpoch(E2)).toBe(false);
+    expect(events).toEqual([]);
   });
 
-  it('a grant in a new epoch replaces the old blocks without asking twice', () => {
+  it('a reclaimed block takes the new epoch; the others are asked for once', () => {
     const { leases, events } = setup();
     leases.grant('port', 1024, 32, 300, E1, 0);
+    leases.grant('port', 2048, 32, 300, E1, 0);
     events.length = 0;
-    leases.grant('port', 1024, 32, 300, E2, 0);
-    expect(events).toEqual(['lost 1024 epoch-changed [] @0', 'added port 1024+32']);
-    expect(leases.blocks('port').map((b) => b.epoch)).toEqual([E2]);
+    // The first renewal after the restart was a reclaim, and its answer is the first sign of E2.
+    expect(leases.renewed('port', 1024, 300, E2, 1000)).toBe(true);
+    expect(events).toEqual(['epoch 1111 -> 2222, 1 to reclaim', 'reclaim 2048 epoch 1111']);
+    expect(leases.blocks('port').map((b) => [b.lowest, b.epoch, b.leaseStart])).toEqual([
+      [1024, E2, 1000],
+      [2048, E1, 0],
+    ]);
   });
 
-  it('a renewal answered in a new epoch drops everything', () => {
+  it('a grant in a new epoch of the block it holds carries on with the same block', () => {
+    const { leases, events } = setup();
+    const held = leases.grant('port', 1024, 32, 300, E1, 0);
+    held.take();
+    events.length = 0;
+    expect(leases.grant('port', 1024, 32, 300, E2, 5)).toBe(held);
+    expect(events).toEqual(['epoch 1111 -> 2222, 0 to reclaim']);
+    expect([held.epoch, held.leaseStart, held.allocated()]).toEqual([E2, 5, [1024]]);
+  });
+
+  it('forgets exactly the blocks of an epoch the router calls stale', () => {
+    const { leases, events } = setup({ want: { port: 32 } });
+    leases.grant('port', 1024, 32, 300, E1, 0);
+    leases.grant('port', 2048, 32, 300, E1, 0);
+    leases.renewed('port', 1024, 300, E2, 0);
+    events.length = 0;
+    leases.forgetEpoch(E1);
+    expect(events).toEqual(['lost 2048 epoch-changed [] @0']);
+    expect(leases.blocks('port').map((b) => b.lowest)).toEqual([1024]);
+  });
+
+  it('a withdraw names blocks of its own epoch only', () => {
     const { leases } = setup();
     leases.grant('port', 1024, 32, 300, E1, 0);
-    expect(leases.renewed('port', 1024, 300, E2, 0)).toBe(false);
-    expect(leases.blocks()).toEqual([]);
+    expect(leases.lose('port', 1024, 'withdrawn', E2)).toBeUndefined();
+    expect(leases.lose('port', 1024, 'withdrawn', E1)?.lowest).toBe(1024);
   });
 
   it('drops refused and withdrawn blocks and gives blocks back on request', () => {

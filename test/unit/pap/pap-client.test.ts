@@ -58,7 +58,7 @@ function lan(tableOptions: Partial<LeaseTableOptions> = {}) {
     });
     return { leases, client };
   };
-  const restartRouter = (keepState: boolean) => {
+  const restartRouter = (keepState: boolean, restartOptions: Partial<LeaseTableOptions> = {}) => {
     table.close();
     files = keepState ? MemoryFiles.copyOf(files) : new MemoryFiles();
     table = new LeaseTable({
@@ -66,6 +66,7 @@ function lan(tableOptions: Partial<LeaseTableOptions> = {}) {
       store: new LeaseStore(files),
       randomEpoch: () => epochs++,
       ...tableOptions,
+      ...restartOptions,
     });
     server = new PapServer(table);
   };
@@ -303,5 +304,158 @@ describe('PapClient driving HostLeases', () => {
     clock.advance(100_000);
     expect(client.counters.sent).toBe(1);
     expect((await client.request('spi')).status).toBe('stopped');
+  });
+});
+
+describe('PapClient after the router lost its state (docs/pap.md 6.4)', () => {
+  const LOST = { withoutState: 'state-lost', holdOffSeconds: 270 } as const;
+  const H3 = { address: '10.0.0.5', port: 40005 };
+
+  it('reclaims every block at its next exchange and keeps using it, in-use values and all', () => {
+    const { clock, host, table, restartRouter, sentBy } = lan();
+    const h1 = host(H1, { want: { port: 32, spi: 64 } });
+    const h2 = host(H2);
+    const lost: string[] = [];
+    for (const h of [h1, h2])
+      h.leases.addListener({ onBlockLost: (b, why) => lost.push(`${b.lowest} ${why}`) });
+    h1.client.start();
+    h2.client.start();
+    clock.advance(10);
+    const before = [...h1.leases.blocks(), ...h2.leases.blocks()].map(
+      (b) => `${b.kind} ${b.lowest}+${b.count}`,
+    );
+    const oldEpoch = h1.leases.epoch;
+    const port = h1.leases.acquire('port')!;
+
+    restartRouter(false, LOST);
+    const newEpoch = table().epoch;
+    expect(newEpoch).not.toBe(oldEpoch);
+    clock.advance(150_000 + 10); // the first renewals meet the new router life
+
+    expect(lost).toEqual([]);
+    expect(
+      [...h1.leases.blocks(), ...h2.leases.blocks()].map((b) => `${b.kind} ${b.lowest}+${b.count}`),
+    ).toEqual(before);
+    expect([...h1.leases.blocks(), ...h2.leases.blocks()].map((b) => b.epoch)).toEqual([
+      newEpoch,
+      newEpoch,
+      newEpoch,
+    ]);
+    expect(h1.leases.isAllocated('port', port)).toBe(true);
+    expect(
+      table()
+        .leases()
+        .map((l) => `${l.kind} ${l.lowest}+${l.count} ${l.host}`),
+    ).toEqual([`port 1024+32 ${H1.address}`, `port 1056+32 ${H2.address}`, `spi 256+64 ${H1.address}`]);
+    // The reclaims are renewals carrying the epoch the blocks were granted in.
+    const renews = sentBy(H1.address).filter((m) => m.kind === 'port-renew' || m.kind === 'spi-renew');
+    expect(renews.map((m) => [m.kind, m.epoch])).toEqual([
+      ['port-renew', oldEpoch],
+      ['spi-renew', oldEpoch],
+    ]);
+    // From then on, ordinary renewals in the new epoch keep them.
+    clock.advance(1_000_000);
+    expect(lost).toEqual([]);
+    expect(h1.leases.blocks().map((b) => b.lowest)).toEqual([1024, 256]);
+  });
+
+  it('a host asking during the hold-off is told when to come back, and then leases around the reclaimed blocks', () => {
+    const { clock, host, table, restartRouter, sentBy } = lan();
+    const h1 = host(H1);
+    h1.client.start();
+    clock.advance(10);
+    restartRouter(false, LOST);
+    const end = table().holdOffUntil!;
+    expect(end).toBe(clock.now() + 270_000);
+    clock.advance(20_000);
+    const h3 = host(H3);
+    h3.client.start();
+    clock.advance(10);
+    expect(sentBy(H3.address).map((m) => m.kind)).toEqual(['port-request']);
+    expect(h3.leases.blocks()).toEqual([]);
+    expect(h3.leases.epoch).toBe(table().epoch);
+    // h1 reclaims at its T1, 150 s after its lease started.
+    clock.advance(140_000);
+    expect(table().ownerOf('port', 1024)).toBe(H1.address);
+    // Nothing more from h3 until the hold-off is over: the answer said how long (its lease time field).
+    clock.advanceTo(end - 1);
+    expect(sentBy(H3.address)).toHaveLength(1);
+    clock.advance(2_000);
+    expect(sentBy(H3.address).map((m) => m.kind)).toEqual(['port-request', 'port-request']);
+    expect(h3.leases.blocks('port').map((b) => b.lowest)).toEqual([1056]);
+  });
+
+  it('drops the one block another host reclaimed first, keeps the rest', () => {
+    const { clock, host, table, restartRouter } = lan();
+    const h1 = host(H1, { want: { port: 32, spi: 64 } });
+    const lost: string[] = [];
+    h1.leases.addListener({ onBlockLost: (b, why) => lost.push(`${b.kind} ${b.lowest} ${why}`) });
+    h1.client.start();
+    clock.advance(10);
+    restartRouter(false, LOST);
+    // A liar (or a host of another life) gets there first.
+    expect(table().reclaim('10.0.0.99', 'port', 1040, 8).status).toBe('ok');
+    clock.advance(150_000 + 10);
+    expect(lost).toEqual(['port 1024 refused']);
+    expect(h1.leases.blocks('spi').map((b) => b.lowest)).toEqual([256]);
+    expect(table().ownerOf('spi', 256)).toBe(H1.address);
+  });
+
+  it('forgets the old blocks if the router gives none back (stale-epoch: no hold-off)', () => {
+    const { clock, host, table, restartRouter } = lan();
+    const h1 = host(H1, { want: { port: 32, spi: 64 } });
+    const lost: string[] = [];
+    h1.leases.addListener({ onBlockLost: (b, why) => lost.push(`${b.kind} ${why}`) });
+    h1.client.start();
+    clock.advance(10);
+    restartRouter(false, { ...LOST, holdOffSeconds: 100 });
+    clock.advance(150_000 + 10); // the hold-off is over before the host first hears of the new epoch
+    expect(lost).toEqual(['port epoch-changed', 'spi epoch-changed']);
+    expect(h1.leases.blocks().map((b) => [b.kind, b.epoch, b.leaseStart])).toEqual([
+      ['port', table().epoch, 150_002],
+      ['spi', table().epoch, 150_002],
+    ]);
+  });
+});
+
+describe('PapClient renewal transactions (docs/pap.md 6.2)', () => {
+  it('T2 is a transaction of its own: the unanswered T1 is abandoned, not retransmitted alongside', async () => {
+    const { clock, net, host, sentBy } = lan({ leaseSeconds: 300 });
+    const h1 = host(H1);
+    h1.client.start();
+    clock.advance(10);
+    // Every renewal is lost until shortly after T2 (262.5 s).
+    net.fate = (b, from) =>
+      from.address === H1.address && decode(b).kind === 'port-renew' && clock.now() < 263_000
+        ? { drop: true }
+        : { delayMs: 1 };
+    clock.advance(300_000 - 20);
+    const renews = sentBy(H1.address).filter((m) => m.kind === 'port-renew');
+    const txids = [...new Set(renews.map((m) => m.transactionId))];
+    expect(txids).toHaveLength(2);
+    const t1 = renews.filter((m) => m.transactionId === txids[0]).length;
+    const t2 = renews.filter((m) => m.transactionId === txids[1]).length;
+    // T1 at 150 s, resent at 151, 153, 157, 165 s (five in all, the last at 165); T2 at 262.5 s, answered on its second send.
+    expect([t1, t2]).toEqual([5, 2]);
+    // The lease counts from T2's first send (lost), not T1's.
+    expect(h1.leases.blocks('port')[0]!.leaseStart).toBe(262_500);
+  });
+
+  it('a renewal still unanswered when the block runs out ends with it', async () => {
+    const { clock, net, host } = lan({ leaseSeconds: 40, minLeaseSeconds: 10 });
+    const h1 = host(H1, {}, { retryAfterMs: 1_000_000 });
+    h1.client.start();
+    clock.advance(10);
+    net.fate = () => ({ drop: true });
+    const outcomes: string[] = [];
+    const block = h1.leases.blocks('port')[0]!;
+    clock.advance(35_000 + 5); // T2 is due at 35 s: its transaction starts, to outlive the lease
+    expect(h1.client.pending).toBeGreaterThan(0);
+    const pending = h1.client.renew('port', block.lowest, block.count).then((o) => outcomes.push(o.status));
+    clock.advance(5_010);
+    await pending;
+    expect(h1.leases.blocks()).toEqual([]);
+    expect(outcomes).toEqual(['abandoned']);
+    expect(h1.client.pending).toBe(1); // only the new request for ports
   });
 });

@@ -72,7 +72,11 @@ async function start(stateDir = tempDir(), extra: Partial<RouterConfig> = {}): P
     ...extra,
   });
   const { log, lines } = capturedLogger();
-  const router = await startRouter(config, log, { devices: { tun, lanRx, lanTx }, papUdpPort: 0 });
+  const router = await startRouter(config, log, {
+    devices: { tun, lanRx, lanTx },
+    papUdpPort: 0,
+    fresh: true,
+  });
   cleanup.push(() => router.stop());
   return { router, tun, lanRx, lanTx, scheduler, config, lines };
 }

@@ -62,6 +62,7 @@ async function startWithCa(pki: Record<string, unknown> | undefined) {
     },
     papUdpPort: 0,
     pkiPort: 0,
+    fresh: true,
   });
   cleanup.push(() => router.stop());
   return router;
