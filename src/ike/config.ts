@@ -4,6 +4,7 @@
 import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import type { Clock } from '../util/clock.ts';
 import { loadCertificates, type IdentitySpec, type TrustAnchors } from './certs.ts';
+import { MIN_FRAGMENT_DATAGRAM } from './fragments.ts';
 import type { Endpoint } from './nat.ts';
 import {
   hostToHostPolicy,
@@ -93,7 +94,28 @@ export interface IkeDaemonOptions {
   readonly cookieRotateMs?: number;
   /** Announce SIGNATURE_HASH_ALGORITHMS (RFC 7427); default true. Without it both sides use AUTH methods 1 and 9. */
   readonly signatureHashes?: boolean;
+  /**
+   * IKE fragmentation (RFC 7383): announce IKEV2_FRAGMENTATION_SUPPORTED and,
+   * when the peer does too, send messages that would not fit `fragmentSize`
+   * as encrypted fragments. Default true.
+   */
+  readonly fragmentation?: boolean;
+  /** The largest IP datagram (IPv4 and UDP headers included) an IKE message may take; default 1280, at least 576. */
+  readonly fragmentSize?: number;
+  /** Bounds on what reassembly keeps (RFC 7383 2.6). */
+  readonly fragmentLimits?: FragmentLimitOptions;
   readonly log?: (level: LogLevel, message: string) => void;
+}
+
+export interface FragmentLimitOptions {
+  /** Total Fragments above this is refused; default 64. */
+  readonly maxFragments?: number;
+  /** Bytes one reassembled message may have; default 32 KiB. */
+  readonly maxMessageBytes?: number;
+  /** A message not complete this long after its first fragment is dropped; default 10 s. */
+  readonly timeoutMs?: number;
+  /** Bytes all reassemblies of the daemon may hold together; default 4 MiB. */
+  readonly memoryBytes?: number;
 }
 
 export interface ResolvedConfig {
@@ -120,6 +142,9 @@ export interface ResolvedConfig {
   readonly forceEncap: boolean;
   readonly cookieRotateMs: number;
   readonly signatureHashes: boolean;
+  readonly fragmentation: boolean;
+  readonly fragmentSize: number;
+  readonly fragmentLimits: Required<FragmentLimitOptions>;
 }
 
 const asCert = (c: string | Uint8Array | X509Certificate): X509Certificate[] =>
@@ -170,7 +195,23 @@ export function resolveConfig(o: IkeDaemonOptions): ResolvedConfig {
     forceEncap: o.forceEncap ?? false,
     cookieRotateMs: o.cookieRotateMs ?? 60_000,
     signatureHashes: o.signatureHashes ?? true,
+    fragmentation: o.fragmentation ?? true,
+    fragmentSize: checkedFragmentSize(o.fragmentSize ?? 1280),
+    fragmentLimits: {
+      maxFragments: o.fragmentLimits?.maxFragments ?? 64,
+      maxMessageBytes: o.fragmentLimits?.maxMessageBytes ?? 32 * 1024,
+      timeoutMs: o.fragmentLimits?.timeoutMs ?? 10_000,
+      memoryBytes: o.fragmentLimits?.memoryBytes ?? 4 * 1024 * 1024,
+    },
   };
+}
+
+function checkedFragmentSize(size: number): number {
+  if (!Number.isInteger(size) || size < MIN_FRAGMENT_DATAGRAM || size > 65_535)
+    throw new RangeError(
+      `fragmentSize ${size}: expected a datagram size from ${MIN_FRAGMENT_DATAGRAM} to 65535`,
+    );
+  return size;
 }
 
 export type { Endpoint };

@@ -6,6 +6,7 @@
 import type { Clock } from '../util/clock.ts';
 import type { ChildSa } from './child-sa.ts';
 import type { LogLevel, ResolvedConfig } from './config.ts';
+import type { FragmentBudget } from './fragment-reassembly.ts';
 import type { ExchangeResult, IkeSa } from './ike-sa.ts';
 import type { Payload } from './payloads.ts';
 import type { IkeTransport } from './transport.ts';
@@ -23,6 +24,8 @@ export interface IkeContext {
   readonly transport: IkeTransport;
   readonly clock: Clock;
   readonly config: ResolvedConfig;
+  /** What all IKE SAs' fragment reassemblies may hold together. */
+  readonly fragmentBudget: FragmentBudget;
   /** Runs the responder side of an exchange on an established (or half-open) SA. */
   respond(sa: IkeSa, exchange: number, payloads: Payload[]): Promise<ExchangeResult>;
   register(sa: IkeSa): void;

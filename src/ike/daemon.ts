@@ -28,6 +28,7 @@ import { ExchangeType, IKE_MAJOR_VERSION, NotifyType, PayloadType, ProtocolId, n
 import type { IkeContext, IkeEvent } from './context.ts';
 import { CookieJar } from './cookie.ts';
 import { respondAuth } from './exchange-auth.ts';
+import { FragmentBudget } from './fragment-reassembly.ts';
 import { createChildSa, rekeyChildSa, rekeyIkeSa, respondCreateChild } from './exchange-create.ts';
 import { checkLiveness, deleteChildSa, deleteIkeSa, respondInformational } from './exchange-info.ts';
 import { answerInit, startInitiator } from './exchange-init.ts';
@@ -51,6 +52,7 @@ export class IkeDaemon {
   readonly #halfOpen = new Map<string, IkeSa>();
   readonly #listeners = new Set<IkeEventListener>();
   readonly #cookies: CookieJar;
+  readonly #fragmentBudget: FragmentBudget;
   readonly #ctx: IkeContext;
   readonly #log: ((level: LogLevel, message: string) => void) | undefined;
   #childIds = 0;
@@ -62,6 +64,8 @@ export class IkeDaemon {
     this.clock = options.clock ?? new SystemClock();
     this.#log = options.log;
     this.#cookies = new CookieJar(this.clock, { rotateMs: this.config.cookieRotateMs });
+    this.#fragmentBudget = new FragmentBudget(this.config.fragmentLimits.memoryBytes);
+    const fragmentBudget = this.#fragmentBudget;
     const currentConfig = (): ResolvedConfig => this.#config;
     this.#ctx = {
       transport: this.transport,
@@ -70,6 +74,7 @@ export class IkeDaemon {
       get config() {
         return currentConfig();
       },
+      fragmentBudget,
       respond: (sa, exchange, payloads) => this.#respond(sa, exchange, payloads),
       register: (sa) => this.#register(sa),
       unregister: (sa) => this.#unregister(sa),
@@ -105,6 +110,11 @@ export class IkeDaemon {
 
   get halfOpenCount(): number {
     return this.#halfOpen.size;
+  }
+
+  /** Bytes of IKE fragments held for reassembly, across all SAs. */
+  get fragmentBytesHeld(): number {
+    return this.#fragmentBudget.held;
   }
 
   on(listener: IkeEventListener): () => void {

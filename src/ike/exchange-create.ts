@@ -178,6 +178,8 @@ function successorOf(
 ): IkeSa {
   const s = new IkeSa(old.ctx, role, spiI, spiR, old.remote, 'established');
   s.natt = old.natt;
+  // RFC 7383 2.3: a rekeyed IKE SA keeps what was negotiated about fragmentation.
+  s.fragmentation = old.fragmentation;
   s.ni = Buffer.from(ni);
   s.nr = Buffer.from(nr);
   s.peer = old.peer;

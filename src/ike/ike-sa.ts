@@ -13,7 +13,8 @@ import { MessageWindow } from './message-window.ts';
 import type { PortBinding } from '../pki/index.ts';
 import { spiHex } from './header.ts';
 import type { IkeKeys, IkeSuite } from './keys.ts';
-import type { IkeMessage } from './message.ts';
+import { emitProtected, maxMessageFor } from './fragments.ts';
+import type { HeaderFields, IkeMessage } from './message.ts';
 import type { Endpoint, NatVerdict } from './nat.ts';
 import type { IdPayload, Payload } from './payloads.ts';
 import type { ChildSa } from './child-sa.ts';
@@ -48,6 +49,8 @@ export class IkeSa {
   remote: Endpoint;
   /** Messages go over the NAT-T path (non-ESP marker). */
   natt = false;
+  /** Both sides announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383): big messages go in SKF fragments. */
+  fragmentation = false;
   suite: IkeSuite | undefined;
   keys: IkeKeys | undefined;
   outCipher: SkCipher | undefined;
@@ -152,9 +155,24 @@ export class IkeSa {
     };
   }
 
-  /** Sends a datagram to the peer on the current path. */
-  sendRaw(bytes: Buffer): void {
-    this.ctx.transport.send(bytes, this.remote, this.natt);
+  /** Sends datagrams (a message, or its fragments) to the peer on the current path. */
+  sendRaw(datagrams: readonly Buffer[]): void {
+    for (const d of datagrams) this.ctx.transport.send(d, this.remote, this.natt);
+  }
+
+  /**
+   * An encrypted message as the datagrams to send: one, or its SKF
+   * fragments when fragmentation was negotiated and it would not fit the
+   * configured datagram size on the current path.
+   */
+  seal(header: HeaderFields, payloads: readonly Payload[]): Buffer[] {
+    const max = this.fragmentation ? maxMessageFor(this.ctx.config.fragmentSize, this.natt) : undefined;
+    const datagrams = emitProtected(header, payloads, this.outCipher!, max);
+    if (datagrams.length > 1) {
+      this.ctx.count('fragmented-messages-sent');
+      for (let i = 0; i < datagrams.length; i++) this.ctx.count('fragments-sent');
+    }
+    return datagrams;
   }
 
   get requestFlags(): number {
@@ -166,9 +184,14 @@ export class IkeSa {
     return this.#window.busy;
   }
 
-  /** Sends `bytes` as request `id` and retransmits it until onResponse accepts an answer or the tries run out. */
-  transmit(id: number, bytes: Buffer, onResponse: (msg: IkeMessage) => boolean, onTimeout: () => void): void {
-    this.#window.transmit(id, bytes, onResponse, onTimeout);
+  /** Sends `datagrams` as request `id` and retransmits them until onResponse accepts an answer or the tries run out. */
+  transmit(
+    id: number,
+    datagrams: readonly Buffer[],
+    onResponse: (msg: IkeMessage) => boolean,
+    onTimeout: () => void,
+  ): void {
+    this.#window.transmit(id, datagrams, onResponse, onTimeout);
   }
 
   /** The answer to our outstanding request, routed here by the daemon. */
