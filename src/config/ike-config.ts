@@ -75,6 +75,19 @@ export const IkeConfigSchema = z
       .min(1)
       .default(5000)
       .describe('half-open SAs beyond which IKE_SA_INIT is dropped, cookie or not'),
+    fragmentation: z
+      .boolean()
+      .default(true)
+      .describe(
+        'IKE fragmentation (RFC 7383): offer it, and send messages too big for fragmentSize in fragments',
+      ),
+    fragmentSize: z
+      .number()
+      .int()
+      .min(576)
+      .max(65_535)
+      .default(1280)
+      .describe('the largest IP datagram an IKE message may take, IPv4 and UDP headers included'),
     peers: z.array(ikePeer).default([]),
   })
   .strict();

@@ -81,6 +81,8 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
     authorize: revocationCheckingAuthorizer(crls, o.authorize),
     cookieThreshold: config.cookieThreshold,
     halfOpenLimit: config.halfOpenLimit,
+    fragmentation: config.fragmentation,
+    fragmentSize: config.fragmentSize,
     dpdIntervalMs: config.dpdSeconds * 1000,
     ikeRekeyMs: config.rekeySeconds.ike * 1000,
     childRekeyMs: config.rekeySeconds.child * 1000,
@@ -159,6 +161,7 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
       const out: Record<string, number> = {
         'ike.sas': daemon.sas.length,
         'ike.half-open': daemon.halfOpenCount,
+        'ike.fragment-bytes-held': daemon.fragmentBytesHeld,
         'ike.child-sas': sad.size,
         'ike.crl-fetches': crls.fetches,
         'ike.crl-fetch-failures': crls.failures,

@@ -46,6 +46,10 @@ export interface IkeFileOptions {
   crlMaxAgeSeconds?: number;
   dpdSeconds?: number;
   proposals?: { ike?: string[]; esp?: string[] };
+  fragmentation?: boolean;
+  fragmentSize?: number;
+  /** For the key a host makes (its IKE file's keyType). */
+  keyType?: 'ec-p256' | 'rsa-2048' | 'rsa-3072';
 }
 
 function writeIkeFile(file: string, content: Record<string, unknown>): string {
@@ -69,6 +73,9 @@ export async function startIkeHost(
     ...(o.crlMaxAgeSeconds !== undefined ? { crlMaxAgeSeconds: o.crlMaxAgeSeconds } : {}),
     ...(o.dpdSeconds !== undefined ? { dpdSeconds: o.dpdSeconds } : {}),
     ...(o.proposals !== undefined ? { proposals: o.proposals } : {}),
+    ...(o.fragmentation !== undefined ? { fragmentation: o.fragmentation } : {}),
+    ...(o.fragmentSize !== undefined ? { fragmentSize: o.fragmentSize } : {}),
+    ...(o.keyType !== undefined ? { keyType: o.keyType } : {}),
     retrySeconds: 1,
     peers: o.peers ?? [],
   });
@@ -139,6 +146,8 @@ export async function startIkePeer(
     crlMaxAgeSeconds: o.crlMaxAgeSeconds ?? 1,
     ...(o.dpdSeconds !== undefined ? { dpdSeconds: o.dpdSeconds } : {}),
     ...(o.proposals !== undefined ? { proposals: o.proposals } : {}),
+    ...(o.fragmentation !== undefined ? { fragmentation: o.fragmentation } : {}),
+    ...(o.fragmentSize !== undefined ? { fragmentSize: o.fragmentSize } : {}),
     retrySeconds: 1,
     peers: o.peers ?? [],
   });
