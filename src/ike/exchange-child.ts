@@ -209,6 +209,7 @@ export async function completeChild(
     sa.ctx.clock.now(),
     true,
   );
+  if (pending.replaces) child.rekeyNonces = [ni, nr];
   sa.children.push(child);
   return child;
 }
@@ -297,6 +298,7 @@ export async function respondChild(
     sa.ctx.clock.now(),
     false,
   );
+  if (replaces && nonces) child.rekeyNonces = [nonces.ni, nonces.nr];
   sa.children.push(child);
   const answer: Payload[] = [];
   if (decision.mode === 'transport') answer.push(notify(NotifyType.USE_TRANSPORT_MODE));

@@ -394,6 +394,78 @@ describe.skipIf(!HAVE_CHARON)('IKEv2 interop with strongSwan charon', () => {
     await until(() => !swanctl('--list-sas').includes('ESTABLISHED'));
   });
 
+  it('both ends rekey the same child SA at once: charon and ours keep the same one pair (RFC 7296 2.8.1)', async () => {
+    const a = await startAgent(NS_OURS, 'ours-collide', oursConfig());
+    let stage = '';
+    try {
+      for (let round = 0; round < 3; round++) {
+        clearLog();
+        if (round === 0) await a.call({ op: 'initiate', remote: { address: SWAN, port: 500 } });
+        // charon's rekey request makes ours start first, so that the two cross (ns-agent.ts).
+        await a.call({ op: 'armRekeyCollision' });
+        const seen = a.events.length;
+        // By unique id, and once charon has let go of the last round's SAs: it keeps rekeyed
+        // CHILD_SAs for a while (delete_rekeyed_delay, 5 s), and rekeys meeting them go astray.
+        stage = `round ${round}: charon forgets the old SAs`;
+        await until(() => !/DELETED|REKEYED/.test(swanctl('--list-sas')), 15_000);
+        const id = /dxk: #(\d+), reqid \d+, INSTALLED/.exec(swanctl('--list-sas'))?.[1];
+        expect(id).toBeDefined();
+        swanctl('--rekey', '--child-id', id!);
+        stage = `round ${round}: our rekey`;
+        await until(() => a.events.slice(seen).some((e) => e.event === 'collision-rekey'));
+        const ours = a.events.slice(seen).find((e) => e.event === 'collision-rekey')!;
+        expect(ours.ok, JSON.stringify(ours)).toBe(true);
+        const log = charonLog();
+        expect(log).toMatch(/detected CHILD_REKEY collision with CHILD_REKEY/);
+        const charonWon = /CHILD_SA rekey collision won/.test(log);
+        expect(charonWon || /CHILD_SA rekey collision lost/.test(log)).toBe(true);
+        // One pair at both ends: charon's single child SA has our inbound SPI as its outbound one.
+        stage = `round ${round}: one child SA at charon`;
+        await until(() => (swanctl('--list-sas').match(/INSTALLED/g) ?? []).length === 1);
+        // Ours lets go of two: the old pair, and the redundant one (or charon deletes it for us).
+        stage = `round ${round}: two removed here`;
+        await until(() => a.events.slice(seen).filter((e) => e.event === 'remove').length >= 2);
+        stage = `round ${round}: checks`;
+        const after = (await a.call({ op: 'sas' })).sas as {
+          children: { inSpi: string; outSpi: string }[];
+        }[];
+        expect(after[0]!.children.length).toBe(1);
+        const child = after[0]!.children[0]!;
+        // Our rekeyChild resolved with the pair that stayed, whichever exchange made it.
+        expect((ours.child as { inSpi: string }).inSpi).toBe(child.inSpi);
+        const list = swanctl('--list-sas');
+        expect(list).toMatch(new RegExp(`in\\s+${child.outSpi},`));
+        expect(list).toMatch(new RegExp(`out\\s+${child.inSpi},`));
+        const counters = (await a.call({ op: 'counters' })).counters as Record<string, number>;
+        // One verdict per round here, and the opposite of charon's.
+        expect(counters['rekey-collision-won'] ?? 0).toBe(
+          round + 1 - (counters['rekey-collision-lost'] ?? 0),
+        );
+        const weWon = /simultaneous rekey .* ours survives/.test(
+          a.events
+            .slice(seen)
+            .map((e) => String(e.message ?? ''))
+            .join('\n'),
+        );
+        expect(weWon).toBe(!charonWon);
+        expect(await a.call({ op: 'ping' })).toMatchObject({ ok: true, spi: child.inSpi });
+      }
+    } catch (e) {
+      throw new Error(
+        `${stage}: ${(e as Error).message}\n${swanctl('--list-sas')}\n--- charon\n${charonLog()
+          .split('\n')
+          .filter((l) => /vici|rekey|collision|CHILD_SA|sending|received/i.test(l) && !/=>/.test(l))
+          .slice(-80)
+          .join('\n')}\n--- ours\n${a.events
+          .map((x) => JSON.stringify(x))
+          .slice(-30)
+          .join('\n')}`,
+      );
+    }
+    await a.stop();
+    await until(() => !swanctl('--list-sas').includes('ESTABLISHED'));
+  });
+
   it('CBC + HMAC-SHA-256 with MODP-2048 after INVALID_KE_PAYLOAD, classic AUTH methods (no RFC 7427)', async () => {
     clearLog();
     const a = await startAgent(
