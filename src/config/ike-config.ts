@@ -57,6 +57,25 @@ export const IkeConfigSchema = z
       })
       .strict()
       .prefault({}),
+    childLifetime: z
+      .object({
+        rekeyBytes: z.number().int().positive().optional(),
+        lifeBytes: z.number().int().positive().optional(),
+        rekeyPackets: z.number().int().positive().optional(),
+        lifePackets: z.number().int().positive().optional(),
+      })
+      .strict()
+      .refine((l) => l.rekeyBytes === undefined || l.lifeBytes === undefined || l.rekeyBytes < l.lifeBytes, {
+        message: 'rekeyBytes must be below lifeBytes',
+      })
+      .refine(
+        (l) => l.rekeyPackets === undefined || l.lifePackets === undefined || l.rekeyPackets < l.lifePackets,
+        { message: 'rekeyPackets must be below lifePackets' },
+      )
+      .prefault({})
+      .describe(
+        'data a child SA carries before it is rekeyed (rekey*) and before it stops (life*); default no limit',
+      ),
     crlMaxAgeSeconds: z
       .number()
       .min(0)

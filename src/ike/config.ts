@@ -88,6 +88,8 @@ export interface IkeDaemonOptions {
   /** Rekey the IKE SA / child SAs we initiated after this long; 0 (default) never. */
   readonly ikeRekeyMs?: number;
   readonly childRekeyMs?: number;
+  /** Limits on the data a child SA carries, enforced by the data plane; default none. */
+  readonly childLifetime?: ChildLifetime;
   /** Pretend to be behind a NAT so that the peer must use ESP-in-UDP (strongSwan's encap=yes). */
   readonly forceEncap?: boolean;
   /** Rotation of the cookie secret; default 60 s. */
@@ -105,6 +107,19 @@ export interface IkeDaemonOptions {
   /** Bounds on what reassembly keeps (RFC 7383 2.6). */
   readonly fragmentLimits?: FragmentLimitOptions;
   readonly log?: (level: LogLevel, message: string) => void;
+}
+
+/**
+ * Data a child SA may carry, counted by the data plane per SA (each
+ * direction on its own): past `rekey*` IKE rekeys the child, whichever end
+ * made it; past `life*` the data plane stops using the SA and IKE deletes
+ * it. As strongSwan's rekey_bytes / life_bytes and the packet pairs.
+ */
+export interface ChildLifetime {
+  readonly rekeyBytes?: number;
+  readonly lifeBytes?: number;
+  readonly rekeyPackets?: number;
+  readonly lifePackets?: number;
 }
 
 export interface FragmentLimitOptions {
@@ -139,6 +154,7 @@ export interface ResolvedConfig {
   readonly dpdIntervalMs: number;
   readonly ikeRekeyMs: number;
   readonly childRekeyMs: number;
+  readonly childLifetime: ChildLifetime;
   readonly forceEncap: boolean;
   readonly cookieRotateMs: number;
   readonly signatureHashes: boolean;
@@ -192,6 +208,7 @@ export function resolveConfig(o: IkeDaemonOptions): ResolvedConfig {
     dpdIntervalMs: o.dpdIntervalMs ?? 0,
     ikeRekeyMs: o.ikeRekeyMs ?? 0,
     childRekeyMs: o.childRekeyMs ?? 0,
+    childLifetime: checkedLifetime(o.childLifetime ?? {}),
     forceEncap: o.forceEncap ?? false,
     cookieRotateMs: o.cookieRotateMs ?? 60_000,
     signatureHashes: o.signatureHashes ?? true,
@@ -204,6 +221,19 @@ export function resolveConfig(o: IkeDaemonOptions): ResolvedConfig {
       memoryBytes: o.fragmentLimits?.memoryBytes ?? 4 * 1024 * 1024,
     },
   };
+}
+
+function checkedLifetime(l: ChildLifetime): ChildLifetime {
+  for (const [k, v] of Object.entries(l))
+    if (v !== undefined && (typeof v !== 'number' || !(v > 0)))
+      throw new RangeError(`childLifetime.${k} ${String(v)}: expected a positive number`);
+  if (l.rekeyBytes !== undefined && l.lifeBytes !== undefined && l.rekeyBytes >= l.lifeBytes)
+    throw new RangeError(
+      'childLifetime.rekeyBytes must be below lifeBytes: the rekey needs time before expiry',
+    );
+  if (l.rekeyPackets !== undefined && l.lifePackets !== undefined && l.rekeyPackets >= l.lifePackets)
+    throw new RangeError('childLifetime.rekeyPackets must be below lifePackets');
+  return l;
 }
 
 function checkedFragmentSize(size: number): number {

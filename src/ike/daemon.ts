@@ -88,6 +88,7 @@ export class IkeDaemon {
       firstContact: (sa) => !this.hasOtherSa(sa),
     };
     this.transport.onMessage((data, remote, natt) => this.#receive(data, remote, natt));
+    this.#config.sad?.watchLifetimes?.((n, kind) => this.#childLifetime(n.id, kind));
   }
 
   get config(): ResolvedConfig {
@@ -246,6 +247,31 @@ export class IkeDaemon {
         other.peer.id.data.equals(id.data)
       )
         other.die('replaced after INITIAL_CONTACT');
+  }
+
+  /**
+   * The data plane says a child SA carried its limit. Soft: rekey it, from
+   * whichever end (both may; RFC 7296 2.8.1 sorts out a collision). Hard:
+   * its SAs carry nothing more, so it is deleted, unless a rekey that will
+   * replace it is under way.
+   */
+  #childLifetime(id: number, kind: 'soft' | 'hard'): void {
+    const owner = this.sas.find((s) => s.children.some((c) => c.id === id));
+    const child = owner?.children.find((c) => c.id === id);
+    if (owner === undefined || child === undefined || owner.state !== 'established') return;
+    if (kind === 'soft') {
+      if (child.state !== 'installed') return;
+      this.#count('child-rekey-by-volume');
+      this.#log?.('info', `${child.name}: soft data limit reached, rekeying`);
+      rekeyChildSa(owner, child).catch((e: Error) =>
+        this.#log?.('warn', `${child.name}: rekey failed: ${e.message}`),
+      );
+      return;
+    }
+    this.#count('child-expired-by-volume');
+    if (child.state !== 'installed') return;
+    this.#log?.('warn', `${child.name}: hard data limit reached, deleting`);
+    deleteChildSa(owner, child).catch(() => undefined);
   }
 
   #scheduleIke(sa: IkeSa): void {

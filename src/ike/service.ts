@@ -86,6 +86,7 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
     dpdIntervalMs: config.dpdSeconds * 1000,
     ikeRekeyMs: config.rekeySeconds.ike * 1000,
     childRekeyMs: config.rekeySeconds.child * 1000,
+    childLifetime: config.childLifetime,
     log: (level, message) => log.log(level, `IKE: ${message}`),
   });
   daemon.on((e) => {

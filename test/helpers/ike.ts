@@ -48,6 +48,8 @@ export interface IkeFileOptions {
   proposals?: { ike?: string[]; esp?: string[] };
   fragmentation?: boolean;
   fragmentSize?: number;
+  childLifetime?: { rekeyBytes?: number; lifeBytes?: number; rekeyPackets?: number; lifePackets?: number };
+  rekeySeconds?: { ike?: number; child?: number };
   /** For the key a host makes (its IKE file's keyType). */
   keyType?: 'ec-p256' | 'rsa-2048' | 'rsa-3072';
 }
@@ -76,6 +78,8 @@ export async function startIkeHost(
     ...(o.fragmentation !== undefined ? { fragmentation: o.fragmentation } : {}),
     ...(o.fragmentSize !== undefined ? { fragmentSize: o.fragmentSize } : {}),
     ...(o.keyType !== undefined ? { keyType: o.keyType } : {}),
+    ...(o.childLifetime !== undefined ? { childLifetime: o.childLifetime } : {}),
+    ...(o.rekeySeconds !== undefined ? { rekeySeconds: o.rekeySeconds } : {}),
     retrySeconds: 1,
     peers: o.peers ?? [],
   });
