@@ -94,6 +94,10 @@ export const IkeConfigSchema = z
       .min(1)
       .default(5000)
       .describe('half-open SAs beyond which IKE_SA_INIT is dropped, cookie or not'),
+    rsaPss: z
+      .boolean()
+      .default(false)
+      .describe('sign with RSASSA-PSS (RFC 7427) when our key is RSA; PSS from peers is always accepted'),
     fragmentation: z
       .boolean()
       .default(true)

@@ -96,6 +96,8 @@ export interface IkeDaemonOptions {
   readonly cookieRotateMs?: number;
   /** Announce SIGNATURE_HASH_ALGORITHMS (RFC 7427); default true. Without it both sides use AUTH methods 1 and 9. */
   readonly signatureHashes?: boolean;
+  /** Sign our AUTH with RSASSA-PSS (RFC 7427) when our key is RSA and the peer takes RFC 7427; default false. */
+  readonly rsaPss?: boolean;
   /**
    * IKE fragmentation (RFC 7383): announce IKEV2_FRAGMENTATION_SUPPORTED and,
    * when the peer does too, send messages that would not fit `fragmentSize`
@@ -158,6 +160,7 @@ export interface ResolvedConfig {
   readonly forceEncap: boolean;
   readonly cookieRotateMs: number;
   readonly signatureHashes: boolean;
+  readonly rsaPss: boolean;
   readonly fragmentation: boolean;
   readonly fragmentSize: number;
   readonly fragmentLimits: Required<FragmentLimitOptions>;
@@ -212,6 +215,7 @@ export function resolveConfig(o: IkeDaemonOptions): ResolvedConfig {
     forceEncap: o.forceEncap ?? false,
     cookieRotateMs: o.cookieRotateMs ?? 60_000,
     signatureHashes: o.signatureHashes ?? true,
+    rsaPss: o.rsaPss ?? false,
     fragmentation: o.fragmentation ?? true,
     fragmentSize: checkedFragmentSize(o.fragmentSize ?? 1280),
     fragmentLimits: {

@@ -69,6 +69,8 @@ export class IkeSa {
         readonly id: IdPayload;
         readonly path: readonly X509Certificate[];
         readonly binding: PortBinding | undefined;
+        /** How its AUTH was signed ("RSA-PSS-SHA256", "ECDSA-SHA256", ...). */
+        readonly scheme: string;
       }
     | undefined;
   readonly children: ChildSa[] = [];

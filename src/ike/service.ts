@@ -81,6 +81,7 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
     authorize: revocationCheckingAuthorizer(crls, o.authorize),
     cookieThreshold: config.cookieThreshold,
     halfOpenLimit: config.halfOpenLimit,
+    rsaPss: config.rsaPss,
     fragmentation: config.fragmentation,
     fragmentSize: config.fragmentSize,
     dpdIntervalMs: config.dpdSeconds * 1000,

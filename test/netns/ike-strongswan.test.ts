@@ -17,13 +17,13 @@
  * root. charon must also refuse host certificates the local CA's name
  * constraints forbid.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HAVE_CHARON, startCharon, type Charon } from '../helpers/charon.ts';
+import { Agent } from '../helpers/ike-agent.ts';
 import { makePki, type Identity, type TestPki } from '../unit/ike/pki-fixture.ts';
 
 const NS_OURS = 'dxk-ours';
@@ -38,77 +38,6 @@ function run(cmd: string, ...args: string[]): string {
   return r.stdout;
 }
 const quiet = (cmd: string, ...args: string[]): void => void spawnSync(cmd, args);
-
-/** A ns-agent.ts process: commands in, JSON lines out. */
-class Agent {
-  readonly events: Record<string, unknown>[] = [];
-  readonly #child: ChildProcess;
-  readonly #waiters: { op: string; resolve: (v: Record<string, unknown>) => void }[] = [];
-  readonly #exited: Promise<void>;
-  #stderr = '';
-
-  constructor(ns: string, configPath: string) {
-    this.#child = spawn(
-      'ip',
-      ['netns', 'exec', ns, process.execPath, '--import', 'tsx', 'test/unit/ike/ns-agent.ts', configPath],
-      {
-        cwd: ROOT,
-        stdio: ['pipe', 'pipe', 'pipe'],
-      },
-    );
-    this.#child.stderr!.on('data', (d: Buffer) => (this.#stderr += d.toString()));
-    this.#child.stdin!.on('error', () => undefined);
-    this.#exited = new Promise((resolve) => this.#child.on('exit', () => resolve()));
-    createInterface({ input: this.#child.stdout! }).on('line', (line) => {
-      let o: Record<string, unknown>;
-      try {
-        o = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      const i = this.#waiters.findIndex((w) => w.op === o.op || (o.event === 'ready' && w.op === 'ready'));
-      if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve(o);
-      else this.events.push(o);
-    });
-  }
-
-  wait(op: string, ms = 20_000): Promise<Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(
-        () => reject(new Error(`agent: no "${op}" in ${ms} ms; stderr: ${this.#stderr}`)),
-        ms,
-      );
-      this.#waiters.push({
-        op,
-        resolve: (v) => {
-          clearTimeout(t);
-          resolve(v);
-        },
-      });
-    });
-  }
-
-  async call(cmd: Record<string, unknown>, ms?: number): Promise<Record<string, unknown>> {
-    const p = this.wait(cmd.op as string, ms);
-    this.#child.stdin!.write(JSON.stringify(cmd) + '\n');
-    return p;
-  }
-
-  has(event: string): boolean {
-    return this.events.some((e) => e.event === event);
-  }
-
-  /** Asks the agent to delete its SAs and exit; kills it (by its pid) if it takes longer than 10 s. */
-  async stop(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    this.#child.stdin!.write(JSON.stringify({ op: 'close' }) + '\n');
-    const timer = new Promise<'late'>((r) => setTimeout(() => r('late'), 10_000));
-    if ((await Promise.race([this.#exited, timer])) === 'late' && this.#child.pid !== undefined) {
-      process.kill(this.#child.pid, 'SIGKILL');
-      await this.#exited;
-    }
-  }
-}
 
 let dir: string;
 let pki: TestPki;

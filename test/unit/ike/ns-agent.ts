@@ -39,6 +39,8 @@ interface AgentConfig {
   esp?: string[];
   cookieThreshold?: number;
   signatureHashes?: boolean;
+  rsaPss?: boolean;
+  fragmentSize?: number;
   inner: { local: string; remote: string };
 }
 
@@ -100,6 +102,8 @@ const daemon = new IkeDaemon({
   espProposals: cfg.esp,
   cookieThreshold: cfg.cookieThreshold,
   signatureHashes: cfg.signatureHashes,
+  rsaPss: cfg.rsaPss,
+  fragmentSize: cfg.fragmentSize,
   childPolicy: selectorPolicy([hostSelector(cfg.inner.remote)], [hostSelector(cfg.inner.local)]),
   sad: {
     install: (c) => {
@@ -141,6 +145,7 @@ function describeSa(sa: IkeSa): object {
     state: sa.state,
     remote: sa.remote,
     natt: sa.natt,
+    scheme: sa.peer?.scheme,
     keys: sa.keys && Object.fromEntries(Object.entries(sa.keys).map(([k, v]) => [k, hex(v as Buffer)])),
     children: sa.children.map((c) => describeChild(c.negotiated)),
   };
