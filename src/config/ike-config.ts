@@ -76,6 +76,14 @@ export const IkeConfigSchema = z
       .describe(
         'data a child SA carries before it is rekeyed (rekey*) and before it stops (life*); default no limit',
       ),
+    maintenanceRate: z
+      .object({
+        perSecond: z.number().min(0).default(50),
+        burst: z.number().int().min(1).optional(),
+      })
+      .strict()
+      .prefault({})
+      .describe('rekeys and liveness checks started per second across all SAs (0: no limit), and the burst'),
     crlMaxAgeSeconds: z
       .number()
       .min(0)

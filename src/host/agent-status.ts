@@ -15,6 +15,7 @@ import type { HostIke } from './host-ike.ts';
 import type { EngineIpsecStep } from './ipsec-engine-step.ts';
 import type { LeasedPortPool } from './leased-ports.ts';
 import { registerHostMetrics } from './metrics.ts';
+import { registerIkeMetrics } from '../ike/metrics.ts';
 import { hostStatus } from './status.ts';
 import type { PortTranslator, SourcePortTranslationTable } from './translation/index.ts';
 
@@ -93,6 +94,7 @@ export async function serveAgentMetrics(
       ipsecSas: () => keyedStep.engine?.sad.all().length ?? 0,
     }),
   });
+  if (p.ike !== undefined) registerIkeMetrics(registry, () => p.ike?.service);
   const server = await startMetricsServer(registry, listen);
   const a = server.address();
   return { server, address: a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : listen };

@@ -88,6 +88,13 @@ export interface IkeDaemonOptions {
   /** Rekey the IKE SA / child SAs we initiated after this long; 0 (default) never. */
   readonly ikeRekeyMs?: number;
   readonly childRekeyMs?: number;
+  /**
+   * Rekeys and liveness checks the daemon starts on its own, across all SAs:
+   * at most `burst` at once, `perSecond` after that; what is over waits its
+   * turn. Default 50 per second, burst 100; perSecond 0: no limit. Calls to
+   * rekeyChild, rekeyIke and checkLiveness are not paced.
+   */
+  readonly maintenanceRate?: { readonly perSecond: number; readonly burst?: number };
   /** Limits on the data a child SA carries, enforced by the data plane; default none. */
   readonly childLifetime?: ChildLifetime;
   /** Pretend to be behind a NAT so that the peer must use ESP-in-UDP (strongSwan's encap=yes). */
@@ -157,6 +164,7 @@ export interface ResolvedConfig {
   readonly ikeRekeyMs: number;
   readonly childRekeyMs: number;
   readonly childLifetime: ChildLifetime;
+  readonly maintenanceRate: { readonly perSecond: number; readonly burst: number };
   readonly forceEncap: boolean;
   readonly cookieRotateMs: number;
   readonly signatureHashes: boolean;
@@ -212,6 +220,10 @@ export function resolveConfig(o: IkeDaemonOptions): ResolvedConfig {
     ikeRekeyMs: o.ikeRekeyMs ?? 0,
     childRekeyMs: o.childRekeyMs ?? 0,
     childLifetime: checkedLifetime(o.childLifetime ?? {}),
+    maintenanceRate: {
+      perSecond: o.maintenanceRate?.perSecond ?? 50,
+      burst: o.maintenanceRate?.burst ?? 2 * (o.maintenanceRate?.perSecond ?? 50),
+    },
     forceEncap: o.forceEncap ?? false,
     cookieRotateMs: o.cookieRotateMs ?? 60_000,
     signatureHashes: o.signatureHashes ?? true,

@@ -29,6 +29,7 @@ import type { IkeContext, IkeEvent } from './context.ts';
 import { CookieJar } from './cookie.ts';
 import { respondAuth } from './exchange-auth.ts';
 import { FragmentBudget } from './fragment-reassembly.ts';
+import { TokenBucket } from './rate-limit.ts';
 import { createChildSa, rekeyChildSa, rekeyIkeSa, respondCreateChild } from './exchange-create.ts';
 import { checkLiveness, deleteChildSa, deleteIkeSa, respondInformational } from './exchange-info.ts';
 import { answerInit, startInitiator } from './exchange-init.ts';
@@ -53,6 +54,8 @@ export class IkeDaemon {
   readonly #listeners = new Set<IkeEventListener>();
   readonly #cookies: CookieJar;
   readonly #fragmentBudget: FragmentBudget;
+  /** Paces the rekeys and liveness checks the daemon starts on its own. */
+  readonly #maintenance: TokenBucket;
   readonly #ctx: IkeContext;
   readonly #log: ((level: LogLevel, message: string) => void) | undefined;
   #childIds = 0;
@@ -66,6 +69,8 @@ export class IkeDaemon {
     this.#cookies = new CookieJar(this.clock, { rotateMs: this.config.cookieRotateMs });
     this.#fragmentBudget = new FragmentBudget(this.config.fragmentLimits.memoryBytes);
     const fragmentBudget = this.#fragmentBudget;
+    const rate = this.config.maintenanceRate;
+    this.#maintenance = new TokenBucket(this.clock, rate.perSecond, rate.burst);
     const currentConfig = (): ResolvedConfig => this.#config;
     this.#ctx = {
       transport: this.transport,
@@ -213,6 +218,14 @@ export class IkeDaemon {
       for (const [k, v] of this.#halfOpen) if (v === e.sa) this.#halfOpen.delete(k);
       this.#scheduleIke(e.sa);
     }
+    // The children moved over; their timers died with the old SA.
+    if (e.type === 'ike-rekeyed')
+      for (const c of e.sa.children)
+        if (c.rekeyDue !== undefined)
+          c.rekeyTimer = e.sa.schedule(
+            () => this.#rekeyChildPaced(c),
+            Math.max(1, c.rekeyDue - this.clock.now()),
+          );
     if (e.type === 'child-up') this.#scheduleChild(e.sa, e.child);
     for (const l of this.#listeners) {
       try {
@@ -263,9 +276,7 @@ export class IkeDaemon {
       if (child.state !== 'installed') return;
       this.#count('child-rekey-by-volume');
       this.#log?.('info', `${child.name}: soft data limit reached, rekeying`);
-      rekeyChildSa(owner, child).catch((e: Error) =>
-        this.#log?.('warn', `${child.name}: rekey failed: ${e.message}`),
-      );
+      this.#rekeyChildPaced(child);
       return;
     }
     this.#count('child-expired-by-volume');
@@ -274,37 +285,71 @@ export class IkeDaemon {
     deleteChildSa(owner, child).catch(() => undefined);
   }
 
+  /**
+   * Runs `work` now if the maintenance bucket has a token, else later when
+   * it will (counted as deferred). `work` checks again that it still applies.
+   */
+  #paced(kind: 'rekey' | 'liveness', sa: IkeSa, work: () => void): void {
+    if (sa.gone) return;
+    if (this.#maintenance.take()) {
+      this.#count(kind === 'rekey' ? 'rekeys-started' : 'liveness-checks-started');
+      work();
+      return;
+    }
+    this.#count(kind === 'rekey' ? 'rekey-deferred' : 'liveness-deferred');
+    sa.schedule(() => this.#paced(kind, sa, work), Math.max(1, this.#maintenance.waitMs()));
+  }
+
+  /** The SA holding `child` now (children move to the successor of a rekeyed IKE SA). */
+  #ownerOf(child: ChildSa): IkeSa | undefined {
+    return this.sas.find((s) => s.children.includes(child));
+  }
+
+  #rekeyChildPaced(child: ChildSa): void {
+    const owner = this.#ownerOf(child);
+    if (owner === undefined) return;
+    this.#paced('rekey', owner, () => {
+      const now = this.#ownerOf(child);
+      if (now?.state === 'established' && child.state === 'installed')
+        rekeyChildSa(now, child).catch((e: Error) =>
+          this.#log?.('warn', `${child.name}: rekey failed: ${e.message}`),
+        );
+      else if (now !== undefined && now !== owner) this.#rekeyChildPaced(child);
+    });
+  }
+
   #scheduleIke(sa: IkeSa): void {
     const { dpdIntervalMs, ikeRekeyMs } = this.config;
     if (dpdIntervalMs > 0) {
       const tick = (): void => {
         if (sa.state !== 'established') return;
         const idle = this.clock.now() - sa.lastHeard;
-        if (idle >= dpdIntervalMs && !sa.busy) void checkLiveness(sa);
+        if (idle >= dpdIntervalMs && !sa.busy)
+          this.#paced('liveness', sa, () => {
+            if (sa.state === 'established' && !sa.busy) void checkLiveness(sa);
+          });
         sa.schedule(tick, Math.max(1, dpdIntervalMs - Math.min(idle, dpdIntervalMs - 1)));
       };
       sa.schedule(tick, dpdIntervalMs);
     }
     if (ikeRekeyMs > 0 && sa.role === 'initiator')
-      sa.schedule(() => {
-        if (sa.state === 'established')
-          rekeyIkeSa(sa).catch((e: Error) =>
-            this.#log?.('warn', `${sa.name}: IKE rekey failed: ${e.message}`),
-          );
-      }, ikeRekeyMs);
+      sa.schedule(
+        () =>
+          this.#paced('rekey', sa, () => {
+            if (sa.state === 'established')
+              rekeyIkeSa(sa).catch((e: Error) =>
+                this.#log?.('warn', `${sa.name}: IKE rekey failed: ${e.message}`),
+              );
+          }),
+        ikeRekeyMs,
+      );
   }
 
   #scheduleChild(sa: IkeSa, child: ChildSa): void {
     const { childRekeyMs } = this.config;
     if (childRekeyMs <= 0 || !child.initiatedByUs) return;
-    child.rekeyTimer = sa.schedule(() => {
-      // The child may have moved to a successor IKE SA in the meantime.
-      const owner = this.sas.find((s) => s.children.includes(child));
-      if (owner?.state === 'established' && child.state === 'installed')
-        rekeyChildSa(owner, child).catch((e: Error) =>
-          this.#log?.('warn', `${child.name}: rekey failed: ${e.message}`),
-        );
-    }, childRekeyMs);
+    child.rekeyDue = this.clock.now() + childRekeyMs;
+    child.rekeyTimer = sa.schedule(() => this.#rekeyChildPaced(child), childRekeyMs);
   }
 
   #respond(sa: IkeSa, exchange: number, payloads: Payload[]): Promise<ExchangeResult> {

@@ -88,6 +88,7 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
     ikeRekeyMs: config.rekeySeconds.ike * 1000,
     childRekeyMs: config.rekeySeconds.child * 1000,
     childLifetime: config.childLifetime,
+    maintenanceRate: config.maintenanceRate,
     log: (level, message) => log.log(level, `IKE: ${message}`),
   });
   daemon.on((e) => {

@@ -140,6 +140,36 @@ describe('after IKE_AUTH', () => {
     await until(() => host.daemon.sas.length === 1 && host.daemon.sas[0] !== sa);
     expect(host.daemon.counters.get('retransmit') ?? 0).toBe(0);
     expect(host.events.some((e) => e.type === 'ike-rekeyed')).toBe(true);
+    // The child moved to the new IKE SA and keeps its schedule there: rekeyed again at 120 s.
+    const second = host.sad.live[0]!.id;
+    await walk(clock, 30_000);
+    await until(() => host.sad.removed.length === 2);
+    expect(host.sad.live[0]!.replaces).toBe(second);
+  });
+
+  it('paces rekeys and liveness checks across SAs with one bucket, and counts what waited', async () => {
+    const clock = new FakeClock(Date.now());
+    const { host, peer } = hostAndPeer(
+      pki,
+      { childRekeyMs: 60_000, maintenanceRate: { perSecond: 2, burst: 2 } },
+      {},
+      { clock },
+    );
+    // Six IKE SAs with a child each, all due for a rekey at the same moment.
+    for (let i = 0; i < 6; i++) await host.daemon.initiate({ address: PEER, port: 500 });
+    await until(() => peer.sad.live.length === 6);
+    const first = new Set(host.sad.live.map((c) => c.id));
+    await walk(clock, 60_000, 1000);
+    await until(() => host.sad.removed.length === 2);
+    await new Promise((r) => setTimeout(r, 20));
+    // Two at once (the burst); four wait their turn at two per second.
+    expect(host.sad.removed.length).toBe(2);
+    expect(host.daemon.counters.get('rekeys-started')).toBe(2);
+    expect(host.daemon.counters.get('rekey-deferred')).toBe(4);
+    await walk(clock, 2000, 100);
+    await until(() => host.sad.removed.length === 6);
+    expect(host.sad.live.every((c) => !first.has(c.id))).toBe(true);
+    expect(host.daemon.counters.get('rekeys-started')).toBe(6);
   });
 
   it('drops a half-open SA that never authenticates (fake clock)', async () => {
