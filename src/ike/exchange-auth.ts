@@ -192,8 +192,9 @@ async function completeAuth(sa: IkeSa, pending: PendingChild | undefined, answer
   // initiate() finds it in sa.children.
   const child = pending === undefined ? undefined : await completeChild(sa, pending, answer, sa.ni, sa.nr);
   if (sa.gone) return;
+  // debug: whoever runs the daemon reports SAs up (the service does, with the peer).
   sa.ctx.log(
-    'info',
+    'debug',
     `${sa.name}: established with "${describeId(sa.peer!.id)}" (${sa.peer!.scheme}) at ${sa.remote.address}:${sa.remote.port}`,
   );
   sa.markEstablished();
@@ -224,7 +225,7 @@ export async function respondAuth(sa: IkeSa, payloads: readonly Payload[]): Prom
     payloads: response,
     after: () => {
       sa.ctx.log(
-        'info',
+        'debug',
         `${sa.name}: established with "${describeId(sa.peer!.id)}" (${sa.peer!.scheme}) at ${sa.remote.address}:${sa.remote.port}`,
       );
       sa.markEstablished();

@@ -246,7 +246,8 @@ export class IkeSa {
       this.#settled = true;
       for (const w of this.#waiters.splice(0)) w.reject(new IkeError('failed', reason));
     }
-    this.ctx.log(wasEstablished ? 'info' : 'warn', `${this.name}: gone (${reason})`);
+    // An SA that was up going away is the ike-down event's to report; one that never came up is a failure.
+    this.ctx.log(wasEstablished ? 'debug' : 'warn', `${this.name}: gone (${reason})`);
     this.ctx.emit({ type: 'ike-down', sa: this, reason });
   }
 
