@@ -15,14 +15,14 @@ afterAll(() => pki?.cleanup());
 describe('registerIkeMetrics', () => {
   it('exports the counters of whatever service is current, and nothing when there is none', async () => {
     const { host, peer } = hostAndPeer(pki, { maintenanceRate: { perSecond: 1, burst: 1 } });
-    let service: IkeService | undefined;
+    const current: { service?: IkeService } = {};
     const registry = new Registry();
-    registerIkeMetrics(registry, () => service);
+    registerIkeMetrics(registry, () => current.service);
     expect(await registry.metrics()).not.toMatch(/distnat_ike_events_total\{/);
     await host.daemon.initiate({ address: PEER, port: 500 });
     await until(() => peer.sad.live.length === 1);
     host.daemon.counters.set('rekey-deferred', 3);
-    service = { daemon: host.daemon, sad: { size: 1 } } as unknown as IkeService;
+    current.service = { daemon: host.daemon, sad: { size: 1 } } as unknown as IkeService;
     const text = await registry.metrics();
     expect(text).toContain('distnat_ike_events_total{event="rekey-deferred"} 3');
     expect(text).toContain('distnat_ike_sas{kind="ike"} 1');
