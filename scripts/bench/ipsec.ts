@@ -22,9 +22,14 @@
  * Then the engine's own per-packet seal and open cost in process, from
  * scripts/bench/ipsec-micro.ts's cases. Every figure is printed with the
  * load average around it: the machine has 2 cores and both ends share them.
+ *
+ * BENCH_PROFILE=DIR: during distnat's TCP runs, perf(1) records the host
+ * agent, the router and the peer (kernel entry points, user share), and the
+ * agent runs under node --cpu-prof (its JavaScript, by function); both are
+ * summarized after the table and kept in DIR.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -42,6 +47,8 @@ import { describe as describeResult, execIn, onExitCleanup } from '../../test/he
 import { startIperf3Server } from '../../test/helpers/servers.ts';
 import { TOPOLOGY, Testbed, uniquePrefix } from '../../test/helpers/testbed.ts';
 import { sealOpenCost } from './ipsec-micro.ts';
+import { summarizeCpuProfile } from './lib/cpuprofile.ts';
+import { describeProfile, perfAvailable, record, summarize } from './lib/profile.ts';
 
 const { values } = parseArgs({
   options: {
@@ -53,6 +60,9 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds);
 const MICRO_SECONDS = Number(values['micro-seconds']);
 const ONLY = values.only; // 'distnat' | 'strongswan'
+const PROFILE = process.env.BENCH_PROFILE;
+/** What the profiles said, printed after the table. */
+const profileNotes: string[] = [];
 const GOAL = 2;
 const SERVER = TOPOLOGY.server.wan;
 const PORT = 5301;
@@ -128,12 +138,21 @@ async function iperfSmallUdp(ns: string, server: string, bind?: string): Promise
   return (end.packets - end.lost_packets) / end.seconds;
 }
 
-/** TCP then small UDP from `ns` to `server` (an iperf3 server in `serverNs`). */
-async function measure(ns: string, serverNs: string, server: string, bind?: string): Promise<Figure> {
+/**
+ * TCP then small UDP from `ns` to `server` (an iperf3 server in `serverNs`).
+ * `duringTcp` runs beside the TCP stream (profilers).
+ */
+async function measure(
+  ns: string,
+  serverNs: string,
+  server: string,
+  bind?: string,
+  duringTcp?: () => Promise<void>,
+): Promise<Figure> {
   const before = load1();
   const s = await startIperf3Server(serverNs, { port: PORT, bind: server });
   try {
-    const tcp = await iperfTcp(ns, server, bind);
+    const [tcp] = await Promise.all([iperfTcp(ns, server, bind), duringTcp?.()]);
     const pps = await iperfSmallUdp(ns, server, bind);
     return { tcp, pps, load: [before, load1()] };
   } finally {
@@ -143,25 +162,48 @@ async function measure(ns: string, serverNs: string, server: string, bind?: stri
 
 // ---- distnat: the testbed ---------------------------------------------------------------
 
+/** perf on the distnat processes while the TCP stream runs, summarized into profileNotes. */
+async function perfDuring(label: string, pids: Record<string, number>): Promise<void> {
+  if (PROFILE === undefined || !(await perfAvailable())) return;
+  await new Promise((r) => setTimeout(r, 1000));
+  const files = await Promise.all(
+    Object.entries(pids).map(
+      async ([name, pid]) => [name, await record(pid, SECONDS - 2, PROFILE, `${label}-${name}`)] as const,
+    ),
+  );
+  for (const [name, file] of files)
+    profileNotes.push(describeProfile(`${label}, ${name}`, await summarize(file)));
+}
+
 async function distnat(): Promise<Map<string, Figure>> {
   const out = new Map<string, Figure>();
   const bed = await Testbed.up({ prefix: uniquePrefix(), daemons: false });
   try {
-    await startIkeRouter(bed);
+    const router = await startIkeRouter(bed);
     const plainAgent = await startHostAgent(bed, 'h1');
     out.set('plain', await measure(bed.ns('h1'), bed.ns('server'), SERVER));
     await plainAgent.stop({ timeoutMs: 10_000 });
     // The peer answers either suite; h1 asks for one at a time.
-    await startIkePeer(bed, { proposals: { esp: SUITES.map((s) => s.esp) }, dpdSeconds: 0 });
+    const peer = await startIkePeer(bed, { proposals: { esp: SUITES.map((s) => s.esp) }, dpdSeconds: 0 });
     for (const suite of SUITES) {
+      const tag = suite.esp;
       const h1 = await startIkeHost(bed, 'h1', {
         peers: [{ address: SERVER, initiate: true }],
         proposals: { esp: [suite.esp] },
         dpdSeconds: 0,
+        ...(PROFILE !== undefined
+          ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE, `agent-${tag}`)}`] }
+          : {}),
       });
       const s = await waitForChildSas('h1 with a child SA', () => readStatus(bed, 'h1'), 1, 30_000);
       const cipher = String(tableRows(s, 'Child SAs (ESP)')[0]![3]);
-      const f = await measure(bed.ns('h1'), bed.ns('server'), SERVER);
+      const f = await measure(bed.ns('h1'), bed.ns('server'), SERVER, undefined, () =>
+        perfDuring(`distnat ${suite.name}`, {
+          'host agent': h1.pid,
+          router: router.pid,
+          peer: peer.proc.pid,
+        }),
+      );
       const after = await readStatus(bed, 'h1');
       const protectedOut = after.counters['ipsec.outbound.protected'] ?? 0;
       if (protectedOut < 1000)
@@ -169,11 +211,24 @@ async function distnat(): Promise<Map<string, Figure>> {
       out.set(suite.name, f);
       console.log(`  distnat ${suite.name}: child SA ${cipher}, ${protectedOut} packets sealed by h1`);
       await h1.stop({ timeoutMs: 10_000 });
+      if (PROFILE !== undefined) agentProfile(suite.name, join(PROFILE, `agent-${tag}`));
     }
     return out;
   } finally {
     await bed.down();
   }
+}
+
+/** The host agent's JavaScript over its whole run (TCP and small UDP), by function. */
+function agentProfile(label: string, dir: string): void {
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (file === undefined) return;
+  const p = summarizeCpuProfile(join(dir, file));
+  const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+  const top = p.self.slice(0, 12).map(([f, x]) => `${pct(x)} ${f}`);
+  profileNotes.push(
+    `  distnat ${label}, host agent JavaScript (node --cpu-prof, ${p.busyMs.toFixed(0)} ms busy), self: ${top.join('; ')}`,
+  );
 }
 
 // ---- strongSwan: charon and charon ---------------------------------------------------------
@@ -404,6 +459,7 @@ async function main(): Promise<void> {
     );
   }
 
+  if (profileNotes.length > 0) console.log(`\nprofiles (kept in ${PROFILE}):\n${profileNotes.join('\n')}`);
   console.log(
     `\nengine per packet in process (scripts/bench/ipsec-micro.ts cases, ${MICRO_SECONDS} s each, median):`,
   );

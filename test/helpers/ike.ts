@@ -50,6 +50,8 @@ export interface IkeFileOptions {
   fragmentSize?: number;
   childLifetime?: { rekeyBytes?: number; lifeBytes?: number; rekeyPackets?: number; lifePackets?: number };
   rekeySeconds?: { ike?: number; child?: number };
+  /** Node flags for the agent (`--cpu-prof`, ...): it then runs as bin/distnat would, with them. */
+  nodeArgs?: string[];
   /** For the key a host makes (its IKE file's keyType). */
   keyType?: 'ec-p256' | 'rsa-2048' | 'rsa-3072';
 }
@@ -83,7 +85,20 @@ export async function startIkeHost(
     retrySeconds: 1,
     peers: o.peers ?? [],
   });
-  const proc = bed.spawn(node, hostArgv(bed, node, ['--ike', file]));
+  const argv = hostArgv(bed, node, ['--ike', file]);
+  const proc = bed.spawn(
+    node,
+    o.nodeArgs === undefined
+      ? argv
+      : [
+          process.execPath,
+          ...o.nodeArgs,
+          '--import',
+          join(ROOT, 'node_modules/tsx/dist/loader.mjs'),
+          join(ROOT, 'src/cli/main.ts'),
+          ...argv.slice(1),
+        ],
+  );
   let last = '';
   await waitUntil(
     `${node} running IKE`,
