@@ -446,6 +446,16 @@ async function main(): Promise<void> {
     ]);
   }
   console.log(table(rows));
+  for (const suite of SUITES) {
+    const part = (m: Map<string, Figure> | string, who: string): string => {
+      const esp = get(m, suite.name);
+      const plain = get(m, 'plain');
+      return esp && plain ? `${who} ${(esp.tcp / plain.tcp).toFixed(2)}` : `${who} -`;
+    };
+    console.log(
+      `ESP ${suite.name} TCP / the same path in clear: ${part(ours, 'distnat')}, ${part(theirs, 'strongSwan')}`,
+    );
+  }
   if (typeof ours === 'string') console.log(`distnat: not measured (${ours})`);
   if (typeof theirs === 'string') console.log(`strongSwan: not measured (${theirs})`);
   if (typeof ours !== 'string' && typeof theirs !== 'string') {
