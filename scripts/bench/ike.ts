@@ -29,6 +29,7 @@
  * case, the median by rate shown; default 1), SKIP_SWAN=1, ONLY_SWAN=1,
  * BENCH_PEER_LOG (the peer's --log-level, default info as deployed),
  * BENCH_PEER_PROFILE=DIR (the peer runs with node --cpu-prof, profile into DIR),
+ * BENCH_INITIATOR_PROFILE=DIR (our initiators' process likewise),
  * BENCH_DEBUG=1 (charon logs kept in /tmp/dxb-charon-[ab].log, the peer's in
  * /tmp/dxb-peer.log).
  */
@@ -309,6 +310,9 @@ async function ours(files: Files): Promise<Runs | string> {
       'exec',
       NS.i,
       process.execPath,
+      ...(process.env.BENCH_INITIATOR_PROFILE
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_INITIATOR_PROFILE}`]
+        : []),
       '--import',
       'tsx',
       join(ROOT, 'scripts', 'bench', 'ike-initiator.ts'),
@@ -357,6 +361,9 @@ async function ours(files: Files): Promise<Runs | string> {
     return out;
   } finally {
     initiator?.proc.stdin!.end();
+    // Given a moment to end by itself: a profile is written on a normal exit only.
+    if (initiator !== undefined && initiator.proc.exitCode === null)
+      await Promise.race([new Promise((r) => initiator!.proc.once('exit', r)), sleep(3000)]);
     initiator?.proc.kill('SIGTERM');
     peer.kill('SIGTERM');
     await new Promise((r) => (peer.exitCode !== null ? r(undefined) : peer.once('exit', r)));
