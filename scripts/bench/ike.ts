@@ -22,7 +22,10 @@
  * driven over vici (its control socket) with a small client here, one
  * connection per handshake in flight, so no swanctl process start is counted.
  * Between runs every SA is deleted and the next run waits until the
- * responder's table is empty.
+ * responder's table is empty. Both sides are up at once and their runs
+ * alternate, case by case, so that a load that drifts over the minutes of
+ * a run on a shared machine weighs on both alike; every figure is printed
+ * with the load average over its run.
  *
  * Environment: BENCH_N (handshakes per run, default 300), BENCH_C (in
  * flight, default 16), BENCH_WARMUP (default 30), BENCH_REPEAT (runs of each
@@ -97,6 +100,8 @@ interface Measured {
   initiatorCpuMs: number;
   /** COOKIE notifies the responder sent (ours only: charon does not count them). */
   cookies?: number;
+  /** 1-minute load average when the counted handshakes started and ended. */
+  load: [number, number];
   note?: string;
 }
 
@@ -235,7 +240,13 @@ async function peerCounters(runDir: string): Promise<Record<string, number>> {
   return (reply.status as { counters: Record<string, number> }).counters;
 }
 
-async function ours(files: Files): Promise<Runs | string> {
+/** One side of the comparison, set up once; its cases run interleaved with the other side's. */
+interface Side {
+  run(k: Case): Promise<Measured>;
+  close(): Promise<void>;
+}
+
+async function ours(files: Files): Promise<Side | string> {
   const runDir = join(files.dir, 'run');
   mkdirSync(runDir, { recursive: true });
   const ikeFile = join(files.dir, 'peer-ike.json');
@@ -288,6 +299,17 @@ async function ours(files: Files): Promise<Runs | string> {
   closeSync(logFd);
   const unregister = onExitCleanup(() => peer.kill('SIGKILL'));
   let initiator: LineProcess | undefined;
+  const close = async (): Promise<void> => {
+    initiator?.proc.stdin!.end();
+    // Given a moment to end by itself: a profile is written on a normal exit only.
+    if (initiator !== undefined && initiator.proc.exitCode === null)
+      await Promise.race([new Promise((r) => initiator!.proc.once('exit', r)), sleep(3000)]);
+    initiator?.proc.kill('SIGTERM');
+    peer.kill('SIGTERM');
+    await new Promise((r) => (peer.exitCode !== null ? r(undefined) : peer.once('exit', r)));
+    unregister();
+    if (DEBUG) copyFileSync(logPath, '/tmp/dxb-peer.log');
+  };
   try {
     let counters: Record<string, number> | undefined;
     for (let i = 0; i < 300 && counters === undefined; i++) {
@@ -295,16 +317,18 @@ async function ours(files: Files): Promise<Runs | string> {
       await sleep(100);
       counters = await peerCounters(runDir).catch(() => undefined);
     }
-    if (counters === undefined)
+    if (counters === undefined) {
+      await close();
       return `distnat peer did not start: ${readFileSync(logPath, 'utf8')
         .trim()
         .split('\n')
         .filter((l) => !l.startsWith('    at '))
         .slice(-3)
         .join(' | ')}`;
+    }
     // `ip netns exec` and bin/distnat both exec: the pid is the daemon's.
     const peerPid = peer.pid!;
-    initiator = new LineProcess([
+    const init = new LineProcess([
       'ip',
       'netns',
       'exec',
@@ -326,49 +350,46 @@ async function ours(files: Files): Promise<Runs | string> {
         espProposals: [ESP_PROPOSAL],
       }),
     ]);
-    await initiator.next(30_000);
+    initiator = init;
+    await init.next(30_000);
     // A first run, not counted, so that the peer's code is compiled before the first case.
-    initiator.send(JSON.stringify({ n: 5 * WARMUP, c: C, warmup: 0, child: true }));
-    await initiator.next(120_000);
-    initiator.send('go');
-    await initiator.next(300_000);
-    counters = await peerCounters(runDir);
-    const out: Runs = new Map();
-    for (const k of RUNS) {
-      // The previous run's Deletes first: an empty table, and their cost not charged to this run.
-      for (let i = 0; i < 100 && (counters['ike.sas'] ?? 0) > 0; i++) {
-        await sleep(100);
-        counters = await peerCounters(runDir);
-      }
-      initiator.send(JSON.stringify({ n: N, c: k.c, warmup: WARMUP, child: k.child }));
-      await initiator.next(120_000); // warm
-      const before = await peerCounters(runDir);
-      const cpu0 = cpuMs(peerPid);
-      initiator.send('go');
-      const r = JSON.parse(await initiator.next(300_000)) as Result;
-      const cpu1 = cpuMs(peerPid);
-      counters = await peerCounters(runDir);
-      const cookies = (counters['ike.init-cookie-sent'] ?? 0) - (before['ike.init-cookie-sent'] ?? 0);
-      add(out, k, {
-        rate: r.rate,
-        failed: r.failed,
-        responderCpuMs: (cpu1 - cpu0) / N,
-        initiatorCpuMs: r.cpuMs / N,
-        cookies,
-        ...(r.firstError !== undefined ? { note: r.firstError } : {}),
-      });
-    }
-    return out;
-  } finally {
-    initiator?.proc.stdin!.end();
-    // Given a moment to end by itself: a profile is written on a normal exit only.
-    if (initiator !== undefined && initiator.proc.exitCode === null)
-      await Promise.race([new Promise((r) => initiator!.proc.once('exit', r)), sleep(3000)]);
-    initiator?.proc.kill('SIGTERM');
-    peer.kill('SIGTERM');
-    await new Promise((r) => (peer.exitCode !== null ? r(undefined) : peer.once('exit', r)));
-    unregister();
-    if (DEBUG) copyFileSync(logPath, '/tmp/dxb-peer.log');
+    init.send(JSON.stringify({ n: 5 * WARMUP, c: C, warmup: 0, child: true }));
+    await init.next(120_000);
+    init.send('go');
+    await init.next(300_000);
+    return {
+      close,
+      async run(k: Case): Promise<Measured> {
+        // The previous run's Deletes first: an empty table, and their cost not charged to this run.
+        let c = await peerCounters(runDir);
+        for (let i = 0; i < 100 && (c['ike.sas'] ?? 0) > 0; i++) {
+          await sleep(100);
+          c = await peerCounters(runDir);
+        }
+        init.send(JSON.stringify({ n: N, c: k.c, warmup: WARMUP, child: k.child }));
+        await init.next(120_000); // warm
+        const before = await peerCounters(runDir);
+        const load0 = loadavg()[0]!;
+        const cpu0 = cpuMs(peerPid);
+        init.send('go');
+        const r = JSON.parse(await init.next(300_000)) as Result;
+        const cpu1 = cpuMs(peerPid);
+        const after = await peerCounters(runDir);
+        const cookies = (after['ike.init-cookie-sent'] ?? 0) - (before['ike.init-cookie-sent'] ?? 0);
+        return {
+          rate: r.rate,
+          failed: r.failed,
+          responderCpuMs: (cpu1 - cpu0) / N,
+          initiatorCpuMs: r.cpuMs / N,
+          cookies,
+          load: [load0, loadavg()[0]!],
+          ...(r.firstError !== undefined ? { note: r.firstError } : {}),
+        };
+      },
+    };
+  } catch (e) {
+    await close();
+    return (e as Error).message;
   }
 }
 
@@ -498,7 +519,7 @@ async function lanes(n: number, c: number, one: () => Promise<void>): Promise<nu
   return n / ((performance.now() - t0) / 1000);
 }
 
-async function strongswan(files: Files): Promise<Runs | string> {
+async function strongswan(files: Files): Promise<Side | string> {
   if (!existsSync(CHARON) || spawnSync('which', ['swanctl']).status !== 0)
     return `${CHARON} or swanctl missing`;
   const inner: [string, string] = ['10.99.0.1', '10.99.0.2'];
@@ -513,61 +534,71 @@ async function strongswan(files: Files): Promise<Runs | string> {
   swanConfig(db, ADDR.r, ADDR.i, files.r, [inner[1], inner[0]]);
   const procs: ChildProcess[] = [];
   const unregister = onExitCleanup(() => procs.forEach((p) => p.kill('SIGKILL')));
-  try {
-    procs.push(await startCharon(NS.sb, db), await startCharon(NS.sa, da));
-    const [b, a] = procs as [ChildProcess, ChildProcess];
-    const vicis = await openClients(join(da, 'charon.vici'), C);
-    const control = await Vici.open(join(db, 'charon.vici'));
-    const free = [...vicis];
-    const out: Runs = new Map();
-    for (const k of RUNS) {
-      let failed = 0;
-      let firstError: string | undefined;
-      const one = async (): Promise<void> => {
-        const v = free.pop()!;
-        const what: Record<string, string> = k.child ? { child: 'bench' } : { ike: 'benchnc' };
-        const r = await v.request('initiate', { ...what, timeout: '30000', 'init-limits': 'no' });
-        free.push(v);
-        if (r.success !== 'yes') {
-          failed++;
-          firstError ??= r.errmsg ?? 'initiate failed';
-        }
-      };
-      await lanes(WARMUP, k.c, one);
-      failed = 0;
-      const b0 = cpuMs(b.pid!);
-      const a0 = cpuMs(a.pid!);
-      const rate = await lanes(N, k.c, one);
-      const b1 = cpuMs(b.pid!);
-      const a1 = cpuMs(a.pid!);
-      add(out, k, {
-        rate,
-        failed,
-        responderCpuMs: (b1 - b0) / N,
-        initiatorCpuMs: (a1 - a0) / N,
-        ...(firstError !== undefined ? { note: firstError } : {}),
-      });
-      // Empty both tables before the next run, as ours does.
-      const conn = k.child ? 'bench' : 'benchnc';
-      await vicis[0]!.request('terminate', { ike: conn, force: 'yes', timeout: '-1' });
-      for (let i = 0; i < 100; i++) {
-        const s = await control.request('stats', {});
-        if (Number(s['ikesas.total'] ?? 0) === 0) break;
-        await sleep(100);
-      }
-    }
+  let vicis: Vici[] = [];
+  let control: Vici | undefined;
+  const close = async (): Promise<void> => {
     for (const v of vicis) v.close();
-    control.close();
-    return out;
-  } catch (e) {
-    return (e as Error).message;
-  } finally {
+    control?.close();
     if (DEBUG) {
       spawnSync('cp', [join(da, 'charon.log'), '/tmp/dxb-charon-a.log']);
       spawnSync('cp', [join(db, 'charon.log'), '/tmp/dxb-charon-b.log']);
     }
     for (const p of procs) p.kill('SIGKILL');
     unregister();
+    await Promise.resolve();
+  };
+  try {
+    procs.push(await startCharon(NS.sb, db), await startCharon(NS.sa, da));
+    const [b, a] = procs as [ChildProcess, ChildProcess];
+    vicis = await openClients(join(da, 'charon.vici'), C);
+    const ctl = await Vici.open(join(db, 'charon.vici'));
+    control = ctl;
+    const free = [...vicis];
+    return {
+      close,
+      async run(k: Case): Promise<Measured> {
+        let failed = 0;
+        let firstError: string | undefined;
+        const one = async (): Promise<void> => {
+          const v = free.pop()!;
+          const what: Record<string, string> = k.child ? { child: 'bench' } : { ike: 'benchnc' };
+          const r = await v.request('initiate', { ...what, timeout: '30000', 'init-limits': 'no' });
+          free.push(v);
+          if (r.success !== 'yes') {
+            failed++;
+            firstError ??= r.errmsg ?? 'initiate failed';
+          }
+        };
+        await lanes(WARMUP, k.c, one);
+        failed = 0;
+        const load0 = loadavg()[0]!;
+        const b0 = cpuMs(b.pid!);
+        const a0 = cpuMs(a.pid!);
+        const rate = await lanes(N, k.c, one);
+        const b1 = cpuMs(b.pid!);
+        const a1 = cpuMs(a.pid!);
+        const m: Measured = {
+          rate,
+          failed,
+          responderCpuMs: (b1 - b0) / N,
+          initiatorCpuMs: (a1 - a0) / N,
+          load: [load0, loadavg()[0]!],
+          ...(firstError !== undefined ? { note: firstError } : {}),
+        };
+        // Empty both tables before the next run, as ours does.
+        const conn = k.child ? 'bench' : 'benchnc';
+        await vicis[0]!.request('terminate', { ike: conn, force: 'yes', timeout: '-1' });
+        for (let i = 0; i < 100; i++) {
+          const st = await ctl.request('stats', {});
+          if (Number(st['ikesas.total'] ?? 0) === 0) break;
+          await sleep(100);
+        }
+        return m;
+      },
+    };
+  } catch (e) {
+    await close();
+    return (e as Error).message;
   }
 }
 
@@ -600,15 +631,18 @@ async function inProcess(files: Files, c: number): Promise<number> {
 
 // ---- report ----------------------------------------------------------------------------
 
+const loadOf = (m: Measured | undefined): string =>
+  m === undefined ? '-' : `${m.load[0].toFixed(1)}-${m.load[1].toFixed(1)}`;
+
 function report(ourRuns: Runs | string | undefined, swanRuns: Runs | string | undefined): void {
   const num = (x: number | undefined, digits: number, width: number): string =>
     (x === undefined ? '-' : x.toFixed(digits)).padStart(width);
   console.log('');
   console.log(
-    '                             handshakes/s        ratio  | CPU ms per handshake          | ours',
+    '                             handshakes/s        ratio  | CPU ms per handshake          | ours    | load 1-min',
   );
   console.log(
-    'case                        ours  strongSwan  ours/sS  | peer  init  charon-r charon-i | cookies',
+    'case                        ours  strongSwan  ours/sS  | peer  init  charon-r charon-i | cookies | ours, strongSwan',
   );
   for (const k of CASES) {
     const o = typeof ourRuns === 'object' ? median(ourRuns.get(k)) : undefined;
@@ -617,7 +651,7 @@ function report(ourRuns: Runs | string | undefined, swanRuns: Runs | string | un
     console.log(
       `${label(k).padEnd(24)} ${num(o?.rate, 0, 7)} ${num(s?.rate, 0, 11)} ${num(ratio, 2, 8)}  |` +
         `${num(o?.responderCpuMs, 2, 5)} ${num(o?.initiatorCpuMs, 2, 5)} ${num(s?.responderCpuMs, 2, 9)}` +
-        ` ${num(s?.initiatorCpuMs, 2, 8)} | ${String(o?.cookies ?? '-').padStart(7)}`,
+        ` ${num(s?.initiatorCpuMs, 2, 8)} | ${String(o?.cookies ?? '-').padStart(7)} | ${loadOf(o)}, ${loadOf(s)}`,
     );
     for (const [who, m] of [
       ['ours', o],
@@ -669,9 +703,31 @@ async function main(): Promise<void> {
       console.log(
         `reference, src/ike both ends in one process (no sockets), +child: ${one.toFixed(0)}/s one at a time, ${many.toFixed(0)}/s with ${C} in flight`,
       );
-      ourRuns = await ours(files);
     }
-    if (process.env.SKIP_SWAN !== '1') swanRuns = await strongswan(files);
+    // Both sides up at once, their runs interleaved case by case: on a shared machine the load
+    // drifts over minutes, and a comparison of two blocks run one after the other would measure that.
+    const oursSide = process.env.ONLY_SWAN !== '1' ? await ours(files) : undefined;
+    const swanSide = process.env.SKIP_SWAN !== '1' ? await strongswan(files) : undefined;
+    if (typeof oursSide === 'string') ourRuns = oursSide;
+    else if (oursSide !== undefined) ourRuns = new Map();
+    if (typeof swanSide === 'string') swanRuns = swanSide;
+    else if (swanSide !== undefined) swanRuns = new Map();
+    try {
+      for (const [n, k] of RUNS.entries())
+        for (const [side, runs] of (n % 2 === 0
+          ? [
+              [oursSide, ourRuns],
+              [swanSide, swanRuns],
+            ]
+          : [
+              [swanSide, swanRuns],
+              [oursSide, ourRuns],
+            ]) as [Side | string | undefined, Runs | string | undefined][])
+          if (typeof side === 'object' && typeof runs === 'object') add(runs, k, await side.run(k));
+    } finally {
+      if (typeof oursSide === 'object') await oursSide.close();
+      if (typeof swanSide === 'object') await swanSide.close();
+    }
     report(ourRuns, swanRuns);
   } finally {
     dropNamespaces();
