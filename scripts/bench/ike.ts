@@ -44,6 +44,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -102,6 +103,8 @@ interface Measured {
   cookies?: number;
   /** 1-minute load average when the counted handshakes started and ended. */
   load: [number, number];
+  /** Run-queue wait per handshake, ms: responder, initiator. */
+  waitMs: [number, number];
   note?: string;
 }
 
@@ -141,6 +144,22 @@ function sh(cmd: string, ...args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}${r.stdout}`);
   return r.stdout;
+}
+
+/**
+ * Milliseconds the process's threads spent runnable but waiting for a CPU
+ * (/proc/<pid>/task/<tid>/schedstat, second field): on a loaded machine,
+ * where the time of a handshake goes beside its CPU time.
+ */
+function waitMs(pid: number): number {
+  let ns = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`))
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1] ?? 0);
+  } catch {
+    // Gone: nothing more to count.
+  }
+  return ns / 1e6;
 }
 
 function cpuMs(pid: number): number {
@@ -371,9 +390,11 @@ async function ours(files: Files): Promise<Side | string> {
         const before = await peerCounters(runDir);
         const load0 = loadavg()[0]!;
         const cpu0 = cpuMs(peerPid);
+        const w0 = [waitMs(peerPid), waitMs(init.proc.pid!)];
         init.send('go');
         const r = JSON.parse(await init.next(300_000)) as Result;
         const cpu1 = cpuMs(peerPid);
+        const w1 = [waitMs(peerPid), waitMs(init.proc.pid!)];
         const after = await peerCounters(runDir);
         const cookies = (after['ike.init-cookie-sent'] ?? 0) - (before['ike.init-cookie-sent'] ?? 0);
         return {
@@ -383,6 +404,7 @@ async function ours(files: Files): Promise<Side | string> {
           initiatorCpuMs: r.cpuMs / N,
           cookies,
           load: [load0, loadavg()[0]!],
+          waitMs: [(w1[0]! - w0[0]!) / N, (w1[1]! - w0[1]!) / N],
           ...(r.firstError !== undefined ? { note: r.firstError } : {}),
         };
       },
@@ -574,15 +596,18 @@ async function strongswan(files: Files): Promise<Side | string> {
         const load0 = loadavg()[0]!;
         const b0 = cpuMs(b.pid!);
         const a0 = cpuMs(a.pid!);
+        const w0 = [waitMs(b.pid!), waitMs(a.pid!)];
         const rate = await lanes(N, k.c, one);
         const b1 = cpuMs(b.pid!);
         const a1 = cpuMs(a.pid!);
+        const w1 = [waitMs(b.pid!), waitMs(a.pid!)];
         const m: Measured = {
           rate,
           failed,
           responderCpuMs: (b1 - b0) / N,
           initiatorCpuMs: (a1 - a0) / N,
           load: [load0, loadavg()[0]!],
+          waitMs: [(w1[0]! - w0[0]!) / N, (w1[1]! - w0[1]!) / N],
           ...(firstError !== undefined ? { note: firstError } : {}),
         };
         // Empty both tables before the next run, as ours does.
@@ -639,10 +664,10 @@ function report(ourRuns: Runs | string | undefined, swanRuns: Runs | string | un
     (x === undefined ? '-' : x.toFixed(digits)).padStart(width);
   console.log('');
   console.log(
-    '                             handshakes/s        ratio  | CPU ms per handshake          | ours    | load 1-min',
+    '                             handshakes/s        ratio  | CPU ms per handshake          | run-queue wait ms per handshake | ours    | load 1-min',
   );
   console.log(
-    'case                        ours  strongSwan  ours/sS  | peer  init  charon-r charon-i | cookies | ours, strongSwan',
+    'case                        ours  strongSwan  ours/sS  | peer  init  charon-r charon-i | peer  init  charon-r charon-i    | cookies | ours, strongSwan',
   );
   for (const k of CASES) {
     const o = typeof ourRuns === 'object' ? median(ourRuns.get(k)) : undefined;
@@ -651,7 +676,8 @@ function report(ourRuns: Runs | string | undefined, swanRuns: Runs | string | un
     console.log(
       `${label(k).padEnd(24)} ${num(o?.rate, 0, 7)} ${num(s?.rate, 0, 11)} ${num(ratio, 2, 8)}  |` +
         `${num(o?.responderCpuMs, 2, 5)} ${num(o?.initiatorCpuMs, 2, 5)} ${num(s?.responderCpuMs, 2, 9)}` +
-        ` ${num(s?.initiatorCpuMs, 2, 8)} | ${String(o?.cookies ?? '-').padStart(7)} | ${loadOf(o)}, ${loadOf(s)}`,
+        ` ${num(s?.initiatorCpuMs, 2, 8)} |${num(o?.waitMs[0], 2, 5)} ${num(o?.waitMs[1], 2, 5)} ${num(s?.waitMs[0], 2, 9)}` +
+        ` ${num(s?.waitMs[1], 2, 8)}    | ${String(o?.cookies ?? '-').padStart(7)} | ${loadOf(o)}, ${loadOf(s)}`,
     );
     for (const [who, m] of [
       ['ours', o],
