@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'native-setup/addon/build/', 'test/fixtures/', 'coverage/'] },
+  { ignores: ['node_modules/', 'dist/', 'native-setup/addon/build/', 'test/fixtures/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -8,15 +8,18 @@ set -euo pipefail
 
 CHECKOUT=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd)
 ME=install.sh
+# The defaults below are the reference topology's.
+# shellcheck source=native-setup/topology.env
+. "$CHECKOUT/native-setup/topology.env"
 
 ROLE=
 ROOT=
 MODE=
 LAN_ADDR=
 LAN_IF=
-ROUTER_ADDR=10.0.0.7
-SHARED=198.51.100.30
-GATEWAY=203.0.113.1
+ROUTER_ADDR=$ROUTER_LAN
+SHARED=$SHARED_ADDR
+GATEWAY=$ROUTER_WAN
 WITH_NODE=1
 WITH_DEPS=1
 FORCE_CONFIG=0
@@ -32,7 +35,8 @@ Usage: native-setup/install.sh router|host|server [options]   (as root)
 
 Installs distnat from this checkout:
   1. Node.js >= $NODE_MAJOR.$NODE_MINOR from the NodeSource apt repository, unless a
-     recent enough node is on PATH; g++, make and python3 for the native addon
+     recent enough node is on PATH; g++, make and python3 for the native addon,
+     clang, llvm and libbpf-dev for its BPF programs, libbpf1 to load them
   2. /opt/distnat: a copy of the checkout (without .git, node_modules and
      build output) or, with --link, a symbolic link to it
   3. scripts/setup in /opt/distnat: Debian packages, npm dependencies, the
@@ -67,8 +71,8 @@ Options:
 
 Examples:
   native-setup/install.sh router --start
-  native-setup/install.sh host --lan-address 10.0.0.1 --start
-  native-setup/install.sh server --gateway 203.0.113.1 --start
+  native-setup/install.sh host --lan-address $H1_LAN --start
+  native-setup/install.sh server --gateway $ROUTER_WAN --start
 USAGE
 }
 
@@ -186,8 +190,9 @@ install_node() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs
     node_recent_enough || die "node $(node --version 2>/dev/null) is still older than $NODE_MAJOR.$NODE_MINOR"
   fi
-  # node-gyp builds native-setup/addon during npm ci.
-  apt_install g++ make python3
+  # node-gyp builds native-setup/addon during npm ci, and with it the BPF
+  # programs of the eBPF data path (clang, libbpf-dev); libbpf1 loads them.
+  apt_install g++ make python3 clang llvm libbpf-dev libbpf1
 }
 
 # --- 2. /opt/distnat -----------------------------------------------------------

@@ -40,7 +40,9 @@ import {
 } from './lib/suite.ts';
 import { COMMON_OPTIONS, commonSettings } from './lib/options.ts';
 import { perfAvailable } from './lib/profile.ts';
-import { ADDR, BenchTestbed, renice, ROOT, sweepStale, type Node } from './lib/testbed.ts';
+import { distnatCommand, hostArgs, routerArgs } from '../lib/testbed/process-table.ts';
+import { TOPOLOGY } from '../lib/topology.ts';
+import { BenchTestbed, renice, ROOT, sweepStale, type Node } from './lib/testbed.ts';
 
 const { values } = parseArgs({
   options: {
@@ -72,13 +74,11 @@ const DISTNAT = join(ROOT, 'bin', 'distnat');
  * with --tun-offload off, the daemons' TUN offloads turned off).
  */
 function daemonTable(): string {
-  const run = bed.runDir;
   const env = values['tun-offload'] === 'off' ? 'env DISTNAT_TUN_OFFLOAD=off ' : '';
-  const common = `--router ${ADDR.routerLan} --shared-address ${ADDR.shared} --tun dn0 --metrics 127.0.0.1:9732`;
   return [
-    `router router ${env}bin/distnat router --shared-address ${ADDR.shared} --lan-address ${ADDR.routerLan} --tun dn0 --state-dir ${run}/router/state --run-dir ${run}/router --metrics 127.0.0.1:9732`,
-    `h1 h1 ${env}bin/distnat host ${common} --lan-address ${ADDR.h1} --state-dir ${run}/h1/state --run-dir ${run}/h1`,
-    `h2 h2 ${env}bin/distnat host ${common} --mode native --lan-address ${ADDR.h2} --state-dir ${run}/h2/state --run-dir ${run}/h2`,
+    `router router ${env}${distnatCommand(routerArgs(bed.layout))}`,
+    `h1 h1 ${env}${distnatCommand(hostArgs(bed.layout, 'h1'))}`,
+    `h2 h2 ${env}${distnatCommand(hostArgs(bed.layout, 'h2', ['--mode', 'native']))}`,
     '',
   ].join('\n');
 }
@@ -159,8 +159,8 @@ function watchFor(host: 'h1' | 'h2'): Watch {
   return {
     processes: { router: bed.daemonPid('router'), [host]: bed.daemonPid(host) },
     links: {
-      'router dn0': { node: 'router', iface: 'dn0' },
-      [`${host} dn0`]: { node: host, iface: 'dn0' },
+      'router dn0': { node: 'router', iface: TOPOLOGY.tun },
+      [`${host} dn0`]: { node: host, iface: TOPOLOGY.tun },
     },
     rawIpip: { router: 'router', [host]: host },
     counters: async () => {
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
   });
   // GRO on the router's WAN veth (a real NIC's default; a veth's is off):
   // the server's segments reach the router's TUN as super-packets.
-  if (values['wan-gro'] === 'on') await bed.exec('router', ['ethtool', '-K', 'wan0', 'gro', 'on']);
+  if (values['wan-gro'] === 'on') await bed.exec('router', ['ethtool', '-K', TOPOLOGY.wanIf, 'gro', 'on']);
   const blocks = { h1: await leasedBlock('h1'), h2: await leasedBlock('h2') };
   if (NICE !== undefined)
     await renice(NICE, [bed.daemonPid('router'), bed.daemonPid('h1'), bed.daemonPid('h2')]);
@@ -202,8 +202,8 @@ async function main(): Promise<void> {
   const txqueuelen: Record<string, number> = {};
   for (const node of ['router', 'h1', 'h2'] as const) {
     if (values['tun-txqueuelen'] !== undefined)
-      await bed.exec(node, ['ip', 'link', 'set', 'dn0', 'txqueuelen', values['tun-txqueuelen']]);
-    const q = Number((await bed.exec(node, ['cat', '/sys/class/net/dn0/tx_queue_len'])).trim());
+      await bed.exec(node, ['ip', 'link', 'set', TOPOLOGY.tun, 'txqueuelen', values['tun-txqueuelen']]);
+    const q = Number((await bed.exec(node, ['cat', `/sys/class/net/${TOPOLOGY.tun}/tx_queue_len`])).trim());
     txqueuelen[node === 'router' ? 'router' : `host ${node}`] = q;
   }
 
@@ -224,18 +224,22 @@ async function main(): Promise<void> {
     'ip',
     'route',
     'replace',
-    ADDR.wanNet,
+    TOPOLOGY.wanNet,
     'via',
-    ADDR.routerLan,
+    TOPOLOGY.router.lan,
     'dev',
-    'lan0',
+    TOPOLOGY.lanIf,
     'src',
-    ADDR.h1,
+    TOPOLOGY.h1.lan,
   ]);
   await setUpNat(bed);
-  const nat = await measurePath(bed, 'kernel NAT (nftables snat)', suite('h1', ADDR.h1, range(40000)));
+  const nat = await measurePath(
+    bed,
+    'kernel NAT (nftables snat)',
+    suite('h1', TOPOLOGY.h1.lan, range(40000)),
+  );
   await tearDownNat(bed);
-  await bed.exec('h1', ['ip', 'route', 'del', ADDR.wanNet]);
+  await bed.exec('h1', ['ip', 'route', 'del', TOPOLOGY.wanNet]);
 
   const runs: DistnatRun[] = [];
   await sleep(200);
@@ -244,12 +248,12 @@ async function main(): Promise<void> {
     result: await measurePath(
       bed,
       'distnat translate (h1)',
-      suite('h1', ADDR.shared, range(40000), watchFor('h1')),
+      suite('h1', TOPOLOGY.shared, range(40000), watchFor('h1')),
     ),
   });
   if (PROFILE !== undefined && (await perfAvailable())) {
     profiles.push(
-      ...(await profileFlood(bed, suite('h1', ADDR.shared, range(40000)), PROFILE, {
+      ...(await profileFlood(bed, suite('h1', TOPOLOGY.shared, range(40000)), PROFILE, {
         router: bed.daemonPid('router'),
         'host agent h1': bed.daemonPid('h1'),
       })),
@@ -260,7 +264,11 @@ async function main(): Promise<void> {
     const ports = range(blocks.h2.high - GENERATORS + 1);
     runs.push({
       host: 'h2',
-      result: await measurePath(bed, 'distnat native (h2)', suite('h2', ADDR.shared, ports, watchFor('h2'))),
+      result: await measurePath(
+        bed,
+        'distnat native (h2)',
+        suite('h2', TOPOLOGY.shared, ports, watchFor('h2')),
+      ),
     });
   }
   const drops = await status('router', 'router');

@@ -25,7 +25,7 @@ import { openRawSender, openRawSocket } from '../../src/io/raw.ts';
 import { SpanList } from '../../src/io/slots.ts';
 import { openTun } from '../../src/io/tun.ts';
 import type { PacketDevice } from '../../src/io/types.ts';
-import { OffloadTun } from '../../src/router/offload-tun.ts';
+import { OffloadTun } from '../../src/io/offload-tun.ts';
 import { ipv4FromString } from '../../src/wire/ipv4.ts';
 
 const { values } = parseArgs({

@@ -41,7 +41,8 @@ import {
 } from './lib/suite.ts';
 import { COMMON_OPTIONS, commonSettings } from './lib/options.ts';
 import { perfAvailable } from './lib/profile.ts';
-import { ADDR, BenchTestbed, renice, ROOT, sweepStale } from './lib/testbed.ts';
+import { TOPOLOGY } from '../lib/topology.ts';
+import { BenchTestbed, renice, ROOT, sweepStale } from './lib/testbed.ts';
 
 const { values } = parseArgs({
   options: {
@@ -112,22 +113,22 @@ async function kernelBaselines(offload: 'off' | 'on'): Promise<void> {
     'ip',
     'route',
     'replace',
-    ADDR.wanNet,
+    TOPOLOGY.wanNet,
     'via',
-    ADDR.routerLan,
+    TOPOLOGY.router.lan,
     'dev',
-    'lan0',
+    TOPOLOGY.lanIf,
     'src',
-    ADDR.h1,
+    TOPOLOGY.h1.lan,
   ]);
-  await bed.exec('server', ['ip', 'route', 'replace', ADDR.lanNet, 'via', ADDR.routerWan]);
-  await path(`kernel forwarding (offload ${offload})`, ADDR.h1);
+  await bed.exec('server', ['ip', 'route', 'replace', TOPOLOGY.lanNet, 'via', TOPOLOGY.router.wan]);
+  await path(`kernel forwarding (offload ${offload})`, TOPOLOGY.h1.lan);
   await setUpNat(bed);
   // Without the route back only NAT brings replies home, so the NAT is surely in the path.
-  await bed.exec('server', ['ip', 'route', 'del', ADDR.lanNet]);
-  await path(`kernel NAT (offload ${offload})`, ADDR.h1);
+  await bed.exec('server', ['ip', 'route', 'del', TOPOLOGY.lanNet]);
+  await path(`kernel NAT (offload ${offload})`, TOPOLOGY.h1.lan);
   await tearDownNat(bed);
-  await bed.try('h1', ['ip', 'route', 'del', ADDR.wanNet]);
+  await bed.try('h1', ['ip', 'route', 'del', TOPOLOGY.wanNet]);
 }
 
 /** The forwarders' own counts ({"forwarded":{"out","in"}} on SIGUSR2), as Watch.counters wants them. */
@@ -165,8 +166,10 @@ async function distnatIo(offload: boolean): Promise<PathResult> {
     ['host', 'h1'],
   ] as const) {
     if (values['tun-txqueuelen'] !== undefined)
-      await bed.exec(node, ['ip', 'link', 'set', 'dn0', 'txqueuelen', values['tun-txqueuelen']]);
-    txqueuelen[label] = Number((await bed.exec(node, ['cat', '/sys/class/net/dn0/tx_queue_len'])).trim());
+      await bed.exec(node, ['ip', 'link', 'set', TOPOLOGY.tun, 'txqueuelen', values['tun-txqueuelen']]);
+    txqueuelen[label] = Number(
+      (await bed.exec(node, ['cat', `/sys/class/net/${TOPOLOGY.tun}/tx_queue_len`])).trim(),
+    );
   }
   const start = (node: 'router' | 'h1', args: string[]) =>
     bed.spawn(node, [
@@ -175,26 +178,36 @@ async function distnatIo(offload: boolean): Promise<PathResult> {
       'tsx',
       FORWARDER,
       '--tun',
-      'dn0',
+      TOPOLOGY.tun,
       ...(offload ? ['--offload'] : []),
       ...args,
     ]);
-  const router = start('router', ['--local', ADDR.routerLan, '--remote', ADDR.h1, '--device', 'lan0']);
-  const host = start('h1', ['--local', ADDR.h1, '--remote', ADDR.routerLan]);
+  const router = start('router', [
+    '--local',
+    TOPOLOGY.router.lan,
+    '--remote',
+    TOPOLOGY.h1.lan,
+    '--device',
+    TOPOLOGY.lanIf,
+  ]);
+  const host = start('h1', ['--local', TOPOLOGY.h1.lan, '--remote', TOPOLOGY.router.lan]);
   await Promise.all([router, host].map((p) => p.waitForOutput(/^ready$/m, { timeoutMs: 20_000 })));
   if (NICE !== undefined) await renice(NICE, [router.pid, host.pid]);
   await sleep(200);
   const watch: Watch = {
     processes: { router: router.pid, host: host.pid },
-    links: { 'router dn0': { node: 'router', iface: 'dn0' }, 'h1 dn0': { node: 'h1', iface: 'dn0' } },
+    links: {
+      'router dn0': { node: 'router', iface: TOPOLOGY.tun },
+      'h1 dn0': { node: 'h1', iface: TOPOLOGY.tun },
+    },
     rawIpip: { router: 'router', h1: 'h1' },
     counters: () => forwarderCounters({ router, host }),
   };
-  const result = await path(distnatName(offload), ADDR.shared, watch);
+  const result = await path(distnatName(offload), TOPOLOGY.shared, watch);
   if (PROFILE !== undefined && (await perfAvailable())) {
     profiles.push(`  ${result.path}:`);
     profiles.push(
-      ...(await profileFlood(bed, suiteOptions(ADDR.shared), PROFILE, {
+      ...(await profileFlood(bed, suiteOptions(TOPOLOGY.shared), PROFILE, {
         host: host.pid,
         router: router.pid,
       })),

@@ -2,11 +2,7 @@
  * Aligned plain-text tables for `distnat status`: the live tables are printed
  * with the patent's columns (FIG. 8, 11, 12, 21) so they can be read beside it.
  */
-export interface StatusTable {
-  title: string;
-  columns: string[];
-  rows: (string | number)[][];
-}
+import type { StatusTable } from '../control/status.ts';
 
 export function formatTable(t: StatusTable): string {
   const cells = [t.columns, ...t.rows.map((r) => r.map(String))];

@@ -37,9 +37,11 @@
  * fragments, in order, is the inner payload chain the SK payload would
  * have held (2.5).
  */
+import { IPV4_MIN_HEADER_LENGTH } from '../wire/ipv4.ts';
 import { fail, ok, type Parsed, type WireError } from '../wire/result.ts';
+import { UDP_HEADER_LENGTH } from '../wire/udp.ts';
 import { PayloadType } from './constants.ts';
-import { emitIkeHeader, IKE_HEADER_LENGTH } from './header.ts';
+import { emitIkeHeader, IKE_HEADER_LENGTH, NON_ESP_MARKER_LENGTH } from './header.ts';
 import { emitEncryptedIkeMessage, type HeaderFields, type IkeMessage } from './message.ts';
 import { emitPayloadChain, GENERIC_HEADER_LENGTH, type Payload } from './payloads.ts';
 import type { SkCipher, SkOpenFailure } from './sk-cipher.ts';
@@ -47,7 +49,7 @@ import type { SkCipher, SkOpenFailure } from './sk-cipher.ts';
 /** Generic header, Fragment Number and Total Fragments. */
 export const SKF_HEADER_LENGTH = GENERIC_HEADER_LENGTH + 4;
 /** IPv4 and UDP headers in front of every IKE message; the NAT-T path adds the non-ESP marker. */
-export const IPV4_UDP_OVERHEAD = 20 + 8;
+export const IPV4_UDP_OVERHEAD = IPV4_MIN_HEADER_LENGTH + UDP_HEADER_LENGTH;
 /** The smallest datagram we fragment for: every IPv4 host must take 576 bytes (RFC 791). */
 export const MIN_FRAGMENT_DATAGRAM = 576;
 
@@ -96,7 +98,7 @@ export function fragmentContentLength(cipher: SkCipher, maxMessage: number): num
 
 /** The largest IKE message (header included) that fits a datagram of `datagram` bytes on this path. */
 export const maxMessageFor = (datagram: number, natt: boolean): number =>
-  datagram - IPV4_UDP_OVERHEAD - (natt ? 4 : 0);
+  datagram - IPV4_UDP_OVERHEAD - (natt ? NON_ESP_MARKER_LENGTH : 0);
 
 /**
  * An encrypted message as datagrams: one SK message when it fits in

@@ -1,5 +1,6 @@
 /**
- * IKE's Prometheus metrics, read from the service when scraped: the
+ * IKE's Prometheus metrics, named after the daemon that serves them
+ * (`distnat_<role>_ike_*`, docs/metrics.md), read from the service when scraped: the
  * daemon's event and drop counters by name (rekeys started and deferred by
  * the maintenance rate limit, liveness checks, fragments, collisions,
  * malformed input, ...), and gauges of the SAs held and of the bytes kept
@@ -10,10 +11,15 @@ import { Counter, Gauge } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { IkeService } from './service.ts';
 
-export function registerIkeMetrics(registry: Registry, service: () => IkeService | undefined): void {
+export function registerIkeMetrics(
+  registry: Registry,
+  role: 'host' | 'router',
+  service: () => IkeService | undefined,
+): void {
+  const prefix = `distnat_${role}_ike`;
   const registers = [registry];
   new Counter({
-    name: 'distnat_ike_events_total',
+    name: `${prefix}_events_total`,
     help: 'IKE events and drops by name (rekeys-started, rekey-deferred, liveness-checks-started, liveness-deferred, fragments-received, fragment-*, rekey-collision-*, malformed-*, ...)',
     labelNames: ['event'],
     registers,
@@ -24,7 +30,7 @@ export function registerIkeMetrics(registry: Registry, service: () => IkeService
     },
   });
   new Gauge({
-    name: 'distnat_ike_sas',
+    name: `${prefix}_sas`,
     help: 'IKE SAs held (half-open ones included), half-open IKE SAs, and child SAs installed',
     labelNames: ['kind'],
     registers,
@@ -38,7 +44,7 @@ export function registerIkeMetrics(registry: Registry, service: () => IkeService
     },
   });
   new Gauge({
-    name: 'distnat_ike_fragment_bytes_held',
+    name: `${prefix}_fragment_held_bytes`,
     help: 'Bytes of IKE fragments held for reassembly, across all SAs',
     registers,
     collect() {

@@ -15,7 +15,7 @@
  */
 import type { SaLifetime } from '../ipsec/sa.ts';
 import type { X509Certificate } from 'node:crypto';
-import type { Block } from '../pap/block.ts';
+import type { Block } from '../util/block.ts';
 import { verifyHostCertificate } from '../pki/index.ts';
 import type { PortBinding } from '../pki/index.ts';
 import { x509 } from '../pki/x509.ts';

@@ -3,7 +3,7 @@
  * protocol and ports. The initiator proposes, the responder may narrow to a
  * subset; the initiator then checks the answer is such a subset.
  */
-import type { Block } from '../pap/block.ts';
+import type { Block } from '../util/block.ts';
 import { ipv4Bytes } from './nat.ts';
 import type { TrafficSelectorPayloadEntry } from './ts-payload.ts';
 

@@ -4,7 +4,7 @@
  * peers that the IKE file says to initiate to kept up, CRLs fetched from the
  * distribution points of the certificates peers present, and status tables.
  */
-import type { StatusTable } from '../cli/table.ts';
+import type { StatusTable } from '../control/status.ts';
 import { readPemFile, type IkeConfig } from '../config/ike-config.ts';
 import type { IpsecEngine } from '../ipsec/engine.ts';
 import type { Clock } from '../util/clock.ts';

@@ -11,7 +11,7 @@
  *   const n = co.run(rx.slots.bytes, spans.pairs, spans.count);
  *   tun.sendBatchWithVnetHdr(co.out.bytes, co.pairs, n);
  */
-import { loadNative } from './native.ts';
+import { COALESCE_COUNTERS, CoalesceCounter, loadNative } from './native.ts';
 import type { NativeBinding } from './native.ts';
 import { SlotBuffer } from './slots.ts';
 
@@ -32,7 +32,7 @@ export class TcpCoalescer {
   /** Output packets: packet i at pairs[2i] in out.bytes, its virtio_net_hdr in the 10 bytes before. */
   readonly out: SlotBuffer;
   readonly pairs: Int32Array;
-  private readonly counters = new Float64Array(4);
+  private readonly counters = new Float64Array(COALESCE_COUNTERS);
   private readonly native: NativeBinding;
 
   /** `capacity`: the largest input batch (one output slot per input packet, worst case). */
@@ -60,6 +60,11 @@ export class TcpCoalescer {
 
   stats(): CoalesceStats {
     const c = this.counters;
-    return { segmentsIn: c[0]!, superPackets: c[1]!, segmentsMerged: c[2]!, badChecksum: c[3]! };
+    return {
+      segmentsIn: c[CoalesceCounter.SegmentsIn]!,
+      superPackets: c[CoalesceCounter.SuperPackets]!,
+      segmentsMerged: c[CoalesceCounter.SegmentsMerged]!,
+      badChecksum: c[CoalesceCounter.BadChecksum]!,
+    };
   }
 }

@@ -27,7 +27,7 @@
  * (see docs/io.md for the measured difference).
  */
 import { fold, internetChecksum, pseudoHeaderSumFromIp, sumBytes } from '../wire/checksum.ts';
-import { loadNative } from './native.ts';
+import { GsoError, loadNative } from './native.ts';
 import type { SlotBuffer } from './slots.ts';
 import type { VirtioNetHdr } from './virtio.ts';
 import { VirtioGso, VirtioNetHdrFlag } from './virtio.ts';
@@ -43,18 +43,18 @@ export type GsoDrop =
   | 'gso-unsupported' // a GSO type not handled here (UDP, TCPv6)
   | 'csum-bad-offset'; // csum_start/csum_offset outside the packet
 
-const NATIVE_ERRORS: readonly GsoDrop[] = [
-  'gso-not-ipv4',
-  'gso-not-tcp',
-  'gso-bad-length',
-  'gso-bad-size',
-  'gso-no-room',
-  'csum-bad-offset',
-];
+const NATIVE_ERRORS: ReadonlyMap<number, GsoDrop> = new Map([
+  [GsoError.NotIpv4, 'gso-not-ipv4'],
+  [GsoError.NotTcp, 'gso-not-tcp'],
+  [GsoError.BadLength, 'gso-bad-length'],
+  [GsoError.BadSize, 'gso-bad-size'],
+  [GsoError.NoRoom, 'gso-no-room'],
+  [GsoError.BadCsumOffset, 'csum-bad-offset'],
+]);
 
 /** Maps a negative result of the native tcp4Segment to its reason. */
 export function nativeGsoError(code: number): GsoDrop {
-  return NATIVE_ERRORS[-code - 1] ?? 'gso-bad-length';
+  return NATIVE_ERRORS.get(code) ?? 'gso-bad-length';
 }
 
 /**

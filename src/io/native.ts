@@ -1,10 +1,12 @@
 /**
  * Loader and typings for the native binding in native-setup/addon: TUN
  * set-up, raw sockets, the uv_poll-driven batch reader and batched writes.
- * Its constants mirror the C++ enums; the binding's version guards against a
- * stale build.
+ * The numbers both sides share are checked against the binding's own at
+ * load, and the binding's version guards against a stale build.
  */
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Batch reader in native-setup/addon/src/poller.cc. */
@@ -97,41 +99,65 @@ export interface NativeBinding {
   ): number;
   /** Absent in builds older than aead.cc. */
   AesGcmContext?: new (keyAndSalt: Uint8Array) => NativeAesGcmContext;
+  /** The shared numbers as the binding was built with them (see NATIVE_LAYOUT). */
+  layout(): unknown;
 }
 
-export const BINDING_VERSION = 6;
+export const BINDING_VERSION = 8;
 
-/** tunOpen flags. */
-export const OpenFlag = { MultiQueue: 1, VnetHdr: 2 } as const;
-/** Poller modes. */
-export const PollMode = { Read: 0, Recvmmsg: 1 } as const;
-/** Poller counter slots. */
-export const RxCounter = {
-  Wakeups: 0,
-  Batches: 1,
-  Packets: 2,
-  Bytes: 3,
-  Errors: 4,
-  Truncated: 5,
-  LastErrno: 6,
+/**
+ * The numbers this code shares with the addon: tunOpen flags, poller and
+ * writeBatch modes, counter slots and result codes. The addon defines them
+ * once (native-setup/addon/src/layout.h) and reports them through
+ * `layout()`; loadNative refuses a binding whose layout differs from this
+ * typed copy, so the two cannot drift apart unnoticed.
+ */
+export const NATIVE_LAYOUT = {
+  OpenFlag: { MultiQueue: 1, VnetHdr: 2 },
+  PollMode: { Read: 0, Recvmmsg: 1 },
+  RxCounter: { Wakeups: 0, Batches: 1, Packets: 2, Bytes: 3, Errors: 4, Truncated: 5, LastErrno: 6 },
+  WriteMode: { Write: 0, WriteZeroHdr: 1, Sendmmsg: 2, WriteHdrInBuf: 3 },
+  TxCounter: { Calls: 0, Packets: 1, Bytes: 2, Dropped: 3, Errors: 4, LastErrno: 5, Invalid: 6 },
+  CoalesceCounter: { SegmentsIn: 0, SuperPackets: 1, SegmentsMerged: 2, BadChecksum: 3 },
+  GsoError: { NotIpv4: -1, NotTcp: -2, BadLength: -3, BadSize: -4, NoRoom: -5, BadCsumOffset: -6 },
+  AeadResult: { Done: 1, AuthFailed: 0, BadArgs: -1, CryptoFailed: -2 },
 } as const;
-export const RX_COUNTERS = 7;
-/** writeBatch modes. */
-export const WriteMode = { Write: 0, WriteZeroHdr: 1, Sendmmsg: 2, WriteHdrInBuf: 3 } as const;
-/** writeBatch counter slots. */
-export const TxCounter = {
-  Calls: 0,
-  Packets: 1,
-  Bytes: 2,
-  Dropped: 3,
-  Errors: 4,
-  LastErrno: 5,
-  Invalid: 6,
-} as const;
-export const TX_COUNTERS = 7;
 
-const ADDON_DIR = fileURLToPath(new URL('../../native-setup/addon/', import.meta.url));
-const ADDON_PATH = `${ADDON_DIR}build/Release/distnat_native.node`;
+export const { OpenFlag, PollMode, RxCounter, WriteMode, TxCounter, CoalesceCounter, GsoError, AeadResult } =
+  NATIVE_LAYOUT;
+export const RX_COUNTERS = Object.keys(RxCounter).length;
+export const TX_COUNTERS = Object.keys(TxCounter).length;
+export const COALESCE_COUNTERS = Object.keys(CoalesceCounter).length;
+
+/** Where the binding's layout differs from NATIVE_LAYOUT, as `group.name: binding value`; empty when it agrees. */
+export function layoutDifferences(reported: unknown): string[] {
+  const out: string[] = [];
+  const got = (reported ?? {}) as Record<string, Record<string, unknown> | undefined>;
+  const groups = new Set([...Object.keys(NATIVE_LAYOUT), ...Object.keys(got)]);
+  for (const g of groups) {
+    const mine = (NATIVE_LAYOUT as Record<string, Record<string, number>>)[g] ?? {};
+    const theirs = got[g] ?? {};
+    for (const n of new Set([...Object.keys(mine), ...Object.keys(theirs)]))
+      if (mine[n] !== theirs[n]) out.push(`${g}.${n}: ${String(theirs[n])} (expected ${String(mine[n])})`);
+  }
+  return out;
+}
+
+/**
+ * The addon is built inside the package, beside src/ and dist/: found by
+ * walking up from this module, which may be src/io/native.ts (tests, tsx) or
+ * a chunk of dist/ (the built command).
+ */
+function addonDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(join(dir, 'native-setup', 'addon', 'binding.gyp')))
+      return join(dir, 'native-setup', 'addon') + '/';
+    const up = dirname(dir);
+    if (up === dir) return fileURLToPath(new URL('../../native-setup/addon/', import.meta.url));
+    dir = up;
+  }
+}
 
 /** Thrown when the binding is missing or out of date; says how to build it. */
 export class NativeAddonError extends Error {
@@ -143,7 +169,7 @@ let cached: NativeBinding | undefined;
 /** The native binding; throws NativeAddonError with build instructions if it is not built. */
 export function loadNative(): NativeBinding {
   if (cached) return cached;
-  const path = process.env.DISTNAT_NATIVE_ADDON ?? ADDON_PATH;
+  const path = process.env.DISTNAT_NATIVE_ADDON ?? `${addonDir()}build/Release/distnat_native.node`;
   let binding: NativeBinding;
   try {
     binding = createRequire(import.meta.url)(path) as NativeBinding;
@@ -158,6 +184,13 @@ export function loadNative(): NativeBinding {
   if (version !== BINDING_VERSION) {
     throw new NativeAddonError(
       `distnat's native addon at ${path} is version ${version}, this code needs ${BINDING_VERSION}: ` +
+        'rebuild it with `npx node-gyp rebuild --directory native-setup/addon`',
+    );
+  }
+  const drift = layoutDifferences(binding.layout());
+  if (drift.length > 0) {
+    throw new NativeAddonError(
+      `distnat's native addon at ${path} disagrees with this code on ${drift.join(', ')}: ` +
         'rebuild it with `npx node-gyp rebuild --directory native-setup/addon`',
     );
   }

@@ -36,34 +36,10 @@ import {
 import { gcmKeyBits, MaskedSequenceIv } from './gcm-iv.ts';
 import { Hmac, icvEqual } from './hmac.ts';
 import { put32 } from '../wire/bytes.ts';
+import { EspField } from '../wire/esp.ts';
 import { fillRandom } from './iv-pool.ts';
 import { NativeGcmTransform, nativeGcmAvailable } from './native-gcm.ts';
-import type { EspEncryption, IntegrityAlgorithm } from './types.ts';
-
-/** Writes the IV for the packet with 64-bit sequence number `seq` at buf[at]. Tests pass fixed IVs this way. */
-export type IvSource = (buf: Uint8Array, at: number, seq: number) => void;
-
-export interface EspTransform {
-  readonly encryption: EspEncryption;
-  readonly integrity: IntegrityAlgorithm | null;
-  readonly ivLength: number;
-  readonly icvLength: number;
-  /** Padding unit (block size, or 4 for stream-like suites). */
-  readonly blockSize: number;
-  /** Whether `n` bytes between IV and ICV can be a sealed payload (whole blocks for CBC). */
-  payloadLengthOk(n: number): boolean;
-  writeIv(buf: Uint8Array, at: number, seq: number): void;
-  /**
-   * Encrypts buf[ivEnd, end) in place (IV already at ivEnd - ivLength) and
-   * writes the ICV at buf[end]. `seqHigh` is the ESN high half, or -1.
-   */
-  seal(buf: Uint8Array, esp: number, ivEnd: number, end: number, seqHigh: number): void;
-  /**
-   * Verifies the ICV at buf[icvAt] and decrypts buf[ivEnd, icvAt) in place.
-   * False when the ICV does not verify; the buffer is then unchanged.
-   */
-  open(buf: Uint8Array, esp: number, ivEnd: number, icvAt: number, seqHigh: number): boolean;
-}
+import type { EspEncryption, EspTransform, IntegrityAlgorithm, IvSource } from './types.ts';
 
 export interface EspTransformParams {
   readonly encryption: EspEncryption;
@@ -117,13 +93,16 @@ class AesGcm16 implements EspTransform {
     const nonce = this.nonce;
     const aad = this.aad;
     for (let i = 0; i < 8; i++) nonce[4 + i] = buf[ivEnd - 8 + i]!;
-    for (let i = 0; i < 4; i++) aad[i] = buf[esp + i]!;
+    // RFC 4106 5: the AAD is the SPI and the sequence number, with the ESN high half between them.
+    const spi = esp + EspField.SPI;
+    const seq = esp + EspField.SEQUENCE;
+    for (let i = 0; i < 4; i++) aad[i] = buf[spi + i]!;
     if (seqHigh < 0) {
-      for (let i = 4; i < 8; i++) aad[i] = buf[esp + i]!;
+      for (let i = 0; i < 4; i++) aad[4 + i] = buf[seq + i]!;
       return this.aad8;
     }
     put32(aad, 4, seqHigh);
-    for (let i = 4; i < 8; i++) aad[i + 4] = buf[esp + i]!;
+    for (let i = 0; i < 4; i++) aad[8 + i] = buf[seq + i]!;
     return aad;
   }
 

@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { put32 } from '../wire/bytes.ts';
-import type { IvSource } from './esp-transform.ts';
+import type { IvSource } from './types.ts';
 
 const TWO_32 = 0x1_0000_0000;
 

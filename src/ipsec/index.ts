@@ -3,7 +3,8 @@ export { IpsecEngine, INBOUND_VERDICTS, MAX_LAYERS, OUTBOUND_VERDICTS } from './
 export type { IpsecEngineOptions } from './engine.ts';
 export { espMaxOverhead, espOverhead, espProtect, espUnprotect } from './esp-processing.ts';
 export { createEspTransform } from './esp-transform.ts';
-export type { EspTransform, EspTransformParams, IvSource } from './esp-transform.ts';
+export type { EspTransformParams } from './esp-transform.ts';
+export type { EspTransform, IvSource } from './types.ts';
 export { Hmac, INTEGRITY_ALGORITHMS, integrityIcvLength, integrityKeyLength } from './hmac.ts';
 export {
   DEFAULT_REPLAY_WINDOW,
@@ -28,7 +29,7 @@ export type { Range, TrafficSelector } from './selector.ts';
 export { SecurityPolicy, SecurityPolicyDatabase } from './spd.ts';
 export type { PolicyAction, PolicyDirection, SecurityPolicyParams } from './spd.ts';
 export { IdentificationCounter } from './tunnel.ts';
-export { MIN_SPI, PacketSpan } from './types.ts';
+export { PacketSpan } from './types.ts';
 export type {
   EspEncryption,
   InboundVerdict,
@@ -39,11 +40,7 @@ export type {
   OutboundVerdict,
   SaDirection,
 } from './types.ts';
-export {
-  buildManualKeying,
-  ManualKeyingSchema,
-  parseManualKeying,
-  readManualKeying,
-} from './manual-config.ts';
+export { buildManualKeying } from './manual-build.ts';
+export { ManualKeyingSchema, parseManualKeying, readManualKeying } from './manual-config.ts';
 export type { ManualKeyingConfig } from './manual-config.ts';
 export { parseAddressRange, parsePortRange, PROTOCOL_NUMBERS } from './selector-text.ts';

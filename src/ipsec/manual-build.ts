@@ -4,7 +4,7 @@
  * against the host's leased SPI blocks) and bound to their policies, an
  * outbound bundle in the order its policy's `protect` list gives.
  */
-import { ConfigError } from '../config/load.ts';
+import { ConfigError } from '../config/config-error.ts';
 import { ipv4FromString } from '../wire/ipv4.ts';
 import type { ManualKeyingConfig } from './manual-config.ts';
 import { AhSa, EspSa, type SecurityAssociation } from './sa.ts';

@@ -9,12 +9,11 @@
  *   | SPI | Seq | IV | payload | pad | len | nh | ICV |
  *               \___ encrypted and authenticated, AAD = SPI, [Seq hi,] Seq
  */
-import { loadNative, nativeAvailable, type NativeAesGcmContext } from '../io/native.ts';
-import type { EspTransform, IvSource } from './esp-transform.ts';
+import { AeadResult, loadNative, nativeAvailable, type NativeAesGcmContext } from '../io/native.ts';
+import type { EspTransform, IvSource } from './types.ts';
 import { gcmKeyBits, MaskedSequenceIv } from './gcm-iv.ts';
 
 /** Status codes of AesGcmContext.seal / .open. */
-export const AeadStatus = { Ok: 1, AuthFailed: 0, BadArguments: -1, CryptoFailed: -2 } as const;
 
 let available: boolean | undefined;
 
@@ -55,11 +54,11 @@ export class NativeGcmTransform implements EspTransform {
     // The engine has checked the room before it gets here, so a failure is a
     // broken invariant (or a closed SA), not a bad packet: sending the
     // packet half-sealed would be worse than stopping.
-    if (status !== AeadStatus.Ok) throw new Error(`native AES-GCM seal failed with status ${status}`);
+    if (status !== AeadResult.Done) throw new Error(`native AES-GCM seal failed with status ${status}`);
   }
 
   open(buf: Uint8Array, esp: number, ivEnd: number, icvAt: number, seqHigh: number): boolean {
-    return this.ctx.open(buf, esp, ivEnd, icvAt, seqHigh) === AeadStatus.Ok;
+    return this.ctx.open(buf, esp, ivEnd, icvAt, seqHigh) === AeadResult.Done;
   }
 
   /** Frees the OpenSSL context now rather than at garbage collection; the transform is unusable after. */

@@ -16,11 +16,18 @@
  * | encap            | RFC 3948 UDP encapsulation ports                  |
  * | policy           | the SPD entry the SA was made for                 |
  */
-import { createEspTransform, type EspTransform, type IvSource } from './esp-transform.ts';
+import { MIN_SPI } from '../wire/esp.ts';
+import { createEspTransform } from './esp-transform.ts';
 import { Hmac } from './hmac.ts';
 import { DEFAULT_REPLAY_WINDOW, ReplayWindow } from './replay-window.ts';
-import type { SecurityPolicy } from './spd.ts';
-import type { EspEncryption, IntegrityAlgorithm, IpsecMode, SaDirection } from './types.ts';
+import type {
+  EspEncryption,
+  EspTransform,
+  IntegrityAlgorithm,
+  IpsecMode,
+  IvSource,
+  SaDirection,
+} from './types.ts';
 
 /** Limits counted over the data protected (inner packets). Soft warns the key manager; hard stops the SA. */
 export interface SaLifetime {
@@ -80,8 +87,8 @@ const MAX_SEQ_ESN = Number.MAX_SAFE_INTEGER;
 const NEVER = Number.POSITIVE_INFINITY;
 
 function checkSpi(spi: number): void {
-  if (!Number.isInteger(spi) || spi < 256 || spi > 0xffff_ffff) {
-    throw new RangeError(`SPI must be 256..4294967295 (1-255 are reserved), got ${spi}`);
+  if (!Number.isInteger(spi) || spi < MIN_SPI || spi > 0xffff_ffff) {
+    throw new RangeError(`SPI must be ${MIN_SPI}..4294967295 (1-${MIN_SPI - 1} are reserved), got ${spi}`);
   }
 }
 
@@ -101,8 +108,6 @@ abstract class SaBase {
   bytes = 0;
   softExpired = false;
   hardExpired = false;
-  /** Set when the SA is bound to a policy (`SecurityAssociationDatabase.bind`). */
-  policy: SecurityPolicy | null = null;
   private readonly softBytes: number;
   private readonly hardBytes: number;
   private readonly softPackets: number;

@@ -36,6 +36,12 @@ export class SecurityAssociationDatabase {
   private readonly ah = new Map<number, AhSa>();
   private readonly outboundSas = new Set<SecurityAssociation>();
   private readonly nestedSas = new Set<SecurityAssociation>();
+  /**
+   * The policy each bound SA protects (RFC 4301 4.4.2: an SA is made for a
+   * policy's selectors). Kept here rather than on the SA so that SAs and
+   * policies, which point at each other, do not import each other.
+   */
+  private readonly policies = new Map<SecurityAssociation, SecurityPolicy>();
   /** Inbound ESP-in-UDP SAs per local UDP port: which UDP datagrams may carry ESP. */
   private readonly encapRefs = new Uint32Array(65536);
   private readonly isLeasedSpi: (spi: number) => boolean;
@@ -75,8 +81,9 @@ export class SecurityAssociationDatabase {
   remove(sa: SecurityAssociation): boolean {
     if (sa.direction === 'outbound') {
       if (!this.outboundSas.delete(sa)) return false;
-      const p = sa.policy;
-      if (p !== null && p.outbound.includes(sa)) p.outbound = [];
+      const p = this.policies.get(sa);
+      this.policies.delete(sa);
+      if (p !== undefined && p.outbound.includes(sa)) p.outbound = [];
       return true;
     }
     if (sa.protocol === 'esp') {
@@ -88,6 +95,7 @@ export class SecurityAssociationDatabase {
       this.ah.delete(sa.spi);
     }
     this.nestedSas.delete(sa);
+    this.policies.delete(sa);
     return true;
   }
 
@@ -121,7 +129,7 @@ export class SecurityAssociationDatabase {
       }
       if (!this.outboundSas.has(sa)) throw new RangeError(`SA ${sa.name} is not installed`);
     });
-    for (const sa of bundle) sa.policy = policy;
+    for (const sa of bundle) this.policies.set(sa, policy);
     policy.outbound = Object.freeze([...bundle]);
   }
 
@@ -130,7 +138,17 @@ export class SecurityAssociationDatabase {
     if (policy.action !== 'protect' || !policy.template.includes(sa.protocol) || sa.direction !== 'inbound') {
       throw new RangeError(`policy ${policy.name} cannot take inbound ${sa.protocol} SA ${sa.name}`);
     }
-    sa.policy = policy;
+    this.policies.set(sa, policy);
+  }
+
+  /** The policy `sa` was bound to, if any. */
+  policyOf(sa: SecurityAssociation): SecurityPolicy | null {
+    return this.policies.get(sa) ?? null;
+  }
+
+  /** Forgets which policy `sa` protects, so that the SPD alone decides its packets. */
+  unbind(sa: SecurityAssociation): void {
+    this.policies.delete(sa);
   }
 
   /**

@@ -14,6 +14,32 @@ export type EspEncryption = 'aes-gcm-16' | 'aes-cbc' | 'null';
 /** HMAC truncated as RFC 4868 (SHA-2) and RFC 2404 (SHA-1, for interoperation only) specify. */
 export type IntegrityAlgorithm = 'hmac-sha256-128' | 'hmac-sha384-192' | 'hmac-sha512-256' | 'hmac-sha1-96';
 
+/** Writes the IV for the packet with 64-bit sequence number `seq` at buf[at]. Tests pass fixed IVs this way. */
+export type IvSource = (buf: Uint8Array, at: number, seq: number) => void;
+
+/** One ESP suite's cipher work on a packet in place: the node:crypto ones and the native AES-GCM alike. */
+export interface EspTransform {
+  readonly encryption: EspEncryption;
+  readonly integrity: IntegrityAlgorithm | null;
+  readonly ivLength: number;
+  readonly icvLength: number;
+  /** Padding unit (block size, or 4 for stream-like suites). */
+  readonly blockSize: number;
+  /** Whether `n` bytes between IV and ICV can be a sealed payload (whole blocks for CBC). */
+  payloadLengthOk(n: number): boolean;
+  writeIv(buf: Uint8Array, at: number, seq: number): void;
+  /**
+   * Encrypts buf[ivEnd, end) in place (IV already at ivEnd - ivLength) and
+   * writes the ICV at buf[end]. `seqHigh` is the ESN high half, or -1.
+   */
+  seal(buf: Uint8Array, esp: number, ivEnd: number, end: number, seqHigh: number): void;
+  /**
+   * Verifies the ICV at buf[icvAt] and decrypts buf[ivEnd, icvAt) in place.
+   * False when the ICV does not verify; the buffer is then unchanged.
+   */
+  open(buf: Uint8Array, esp: number, ivEnd: number, icvAt: number, seqHigh: number): boolean;
+}
+
 /**
  * Why a packet was not passed on. One list for both directions so that
  * counters and logs read the same everywhere.
@@ -65,12 +91,3 @@ export class PacketSpan {
     return this;
   }
 }
-
-/** IP protocol numbers the engine looks at. */
-export const PROTO_IPIP = 4;
-export const PROTO_UDP = 17;
-export const PROTO_ESP = 50;
-export const PROTO_AH = 51;
-
-/** The lowest SPI an SA may use: 1-255 are reserved by IANA and 0 is never sent (RFC 4303 2.1). */
-export const MIN_SPI = 256;

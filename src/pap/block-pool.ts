@@ -1,4 +1,5 @@
-import type { Block, ValueRange } from './block.ts';
+import type { Block } from '../util/block.ts';
+import type { ValueRange } from './block.ts';
 
 /**
  * Free values of one range, kept as maximal free extents in a treap ordered by

@@ -1,15 +1,10 @@
 /**
- * Blocks of locally unique values handed out by the Port Allocation Protocol:
- * contiguous runs of ports (FIG. 5, FIG. 8) or of IPsec SPIs (FIG. 5A,
- * FIG. 21), named by their lowest value and how many there are.
+ * The Port Allocation Protocol's facts about blocks (util/block.ts): which
+ * values may be leased, the sizes a message can carry, and the defaults.
  */
 
-export type ResourceKind = 'port' | 'spi';
-
-export interface Block {
-  readonly lowest: number;
-  readonly count: number;
-}
+import type { Block, ResourceKind } from '../util/block.ts';
+import { MIN_SPI } from '../wire/esp.ts';
 
 export interface PortBlock extends Block {
   readonly kind: 'port';
@@ -30,7 +25,7 @@ export interface ValueRange {
 /** Ports below 1024 stay with the router and the hosts' own services. */
 export const PORT_RANGE: ValueRange = { min: 1024, max: 65535 };
 /** SPIs 1-255 are reserved by IANA (RFC 4303 section 2.1) and 0 means "no SA". */
-export const SPI_RANGE: ValueRange = { min: 256, max: 0xffffffff };
+export const SPI_RANGE: ValueRange = { min: MIN_SPI, max: 0xffffffff };
 
 /** The patent's code 0 asks for ports below this value, code 1 for ports at or above it. */
 export const PORT_PREFERENCE_SPLIT = 10000;
@@ -41,15 +36,3 @@ export const DEFAULT_BLOCK: Readonly<Record<ResourceKind, number>> = { port: 32,
 
 /** Which side of PORT_PREFERENCE_SPLIT a port request prefers (the request's code 0 or 1). */
 export type PortPreference = 'low' | 'high';
-
-/** One past the highest value of the block. */
-export const blockEnd = (b: Block): number => b.lowest + b.count;
-
-export const blockContains = (b: Block, value: number): boolean =>
-  value >= b.lowest && value < b.lowest + b.count;
-
-export const blocksOverlap = (a: Block, b: Block): boolean =>
-  a.lowest < b.lowest + b.count && b.lowest < a.lowest + a.count;
-
-export const formatBlock = (b: Block): string =>
-  b.count === 1 ? `${b.lowest}` : `${b.lowest}-${b.lowest + b.count - 1}`;

@@ -1,4 +1,4 @@
-import type { ResourceKind } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
 
 /**
  * One block a host holds, with the patent's Table 1 flag per value

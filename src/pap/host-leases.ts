@@ -1,6 +1,6 @@
 import type { Clock, Timer } from '../util/clock.ts';
-import type { ResourceKind } from './block.ts';
-import { blocksOverlap } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
+import { blocksOverlap } from '../util/block.ts';
 import { HeldBlock } from './held-block.ts';
 
 /** Why a host stopped using a block. */

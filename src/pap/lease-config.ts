@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import type { Clock } from '../util/clock.ts';
-import type { PortPreference, ResourceKind, ValueRange } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
+import type { PortPreference, ValueRange } from './block.ts';
 import { DEFAULT_BLOCK, PORT_RANGE, SPI_RANGE } from './block.ts';
 import type { LeaseStore } from './lease-store.ts';
 

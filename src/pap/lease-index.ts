@@ -1,9 +1,9 @@
-import type { ResourceKind } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
 import { DeadlineHeap } from './deadline-heap.ts';
 import type { QuarantineRecord } from './journal.ts';
 import type { HostAddress, Lease } from './lease.ts';
 import type { OwnerIndex } from './owner-index.ts';
-import { createOwnerIndex } from './owner-index.ts';
+import { SortedOwnerIndex } from './owner-index.ts';
 
 /** A live lease; the same object from grant to end, so listeners may key by it. */
 export class LeaseEntry implements Lease {
@@ -33,8 +33,8 @@ const byKindThenLowest = (a: { kind: ResourceKind; lowest: number }, b: typeof a
  */
 export class LeaseIndex {
   readonly #owners: Record<ResourceKind, OwnerIndex<LeaseEntry>> = {
-    port: createOwnerIndex('port'),
-    spi: createOwnerIndex('spi'),
+    port: new SortedOwnerIndex(),
+    spi: new SortedOwnerIndex(),
   };
   readonly #hosts = new Map<HostAddress, HostState>();
   readonly #expiries = new DeadlineHeap<LeaseEntry>();

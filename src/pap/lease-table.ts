@@ -1,6 +1,6 @@
 import type { Clock, Timer } from '../util/clock.ts';
 import { AnswerCache } from './answer-cache.ts';
-import type { ResourceKind } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
 import { MAX_BLOCK } from './block.ts';
 import type { LeaseConfig, LeaseTableOptions, RenewParams, RequestParams } from './lease-config.ts';
 import { clampLease, newEpoch, resolveLeaseConfig } from './lease-config.ts';

@@ -1,4 +1,4 @@
-import type { ResourceKind } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
 
 /**
  * A host's LAN address, the key of every router-side table (FIG. 8, FIG. 21).

@@ -1,10 +1,12 @@
-import type { Block, ResourceKind } from './block.ts';
+import type { Block } from '../util/block.ts';
 
 /**
- * Which block (and so which host) holds a given port or SPI: the lookup
- * behind FIG. 8 and FIG. 21. Ports use a dense table for O(1) lookups (64 Ki
- * slots); SPIs span 2^32 values, so they use a sorted array of blocks with a
- * binary search, O(log n) in the number of blocks.
+ * Which lease holds a given port or SPI, for the lease table's own requests
+ * (a renewal or invalidation names a value): a sorted array of blocks with a
+ * binary search, O(log n) in the number of blocks, for ports and SPIs alike.
+ * PAP messages are rare next to packets, so this is not the packet path's
+ * index: the router's data path reads its own dense one, fed by the lease
+ * table's events (src/router/data-path/tables/lease-ownership.ts).
  */
 export interface OwnerIndex<T extends Block> {
   /** The block containing value, if any. */
@@ -14,44 +16,6 @@ export interface OwnerIndex<T extends Block> {
   /** Removes a block previously added. */
   remove(block: T): void;
   readonly size: number;
-}
-
-export function createOwnerIndex<T extends Block>(kind: ResourceKind): OwnerIndex<T> {
-  return kind === 'port' ? new DenseOwnerIndex<T>(0x10000) : new SortedOwnerIndex<T>();
-}
-
-export class DenseOwnerIndex<T extends Block> implements OwnerIndex<T> {
-  readonly #slots: Array<T | undefined>;
-  #size = 0;
-
-  constructor(capacity: number) {
-    this.#slots = new Array<T | undefined>(capacity).fill(undefined);
-  }
-
-  get size(): number {
-    return this.#size;
-  }
-
-  find(value: number): T | undefined {
-    return this.#slots[value];
-  }
-
-  add(block: T): void {
-    const end = block.lowest + block.count;
-    if (block.lowest < 0 || end > this.#slots.length)
-      throw new RangeError(`block ${block.lowest}+${block.count} out of range`);
-    for (let v = block.lowest; v < end; v++) {
-      if (this.#slots[v] !== undefined) throw new Error(`value ${v} already owned`);
-    }
-    this.#slots.fill(block, block.lowest, end);
-    this.#size++;
-  }
-
-  remove(block: T): void {
-    if (this.#slots[block.lowest] !== block) return;
-    this.#slots.fill(undefined, block.lowest, block.lowest + block.count);
-    this.#size--;
-  }
 }
 
 export class SortedOwnerIndex<T extends Block> implements OwnerIndex<T> {

@@ -2,7 +2,8 @@ import { randomInt } from 'node:crypto';
 import type { Clock, Timer } from '../util/clock.ts';
 import type { PapMessage } from '../wire/pap.ts';
 import { PAP_MESSAGE_LENGTH, PapStatus, emitPap, parsePap } from '../wire/pap.ts';
-import type { PortPreference, ResourceKind } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
+import type { PortPreference } from './block.ts';
 import { MAX_BLOCK } from './block.ts';
 import type { HeldBlock } from './held-block.ts';
 import type { HostLeases, HostLeasesListener } from './host-leases.ts';
@@ -36,6 +37,14 @@ export interface RetransmitPolicy {
   /** Each wait is scaled by a random factor in [1 - jitter, 1 + jitter]. Default 0.1. */
   readonly jitter?: number;
 }
+
+/** The retransmission a host uses unless told otherwise; src/config/router-config.ts sizes leases by it. */
+export const DEFAULT_RETRANSMIT: Required<RetransmitPolicy> = {
+  initialMs: 1000,
+  maxMs: 16_000,
+  attempts: 5,
+  jitter: 0.1,
+};
 
 export interface PapClientOptions {
   readonly transport: PapTransport;
@@ -121,7 +130,7 @@ export class PapClient {
 
   constructor(options: PapClientOptions) {
     this.#o = options;
-    this.#policy = { initialMs: 1000, maxMs: 16_000, attempts: 5, jitter: 0.1, ...options.retransmit };
+    this.#policy = { ...DEFAULT_RETRANSMIT, ...options.retransmit };
     this.#random = options.random ?? Math.random;
     this.#nextTxid = options.random
       ? Math.floor(options.random() * 0xffffffff) + 1

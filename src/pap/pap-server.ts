@@ -10,7 +10,7 @@ import {
   parsePap,
 } from '../wire/pap.ts';
 import type { WireError } from '../wire/result.ts';
-import type { ResourceKind } from './block.ts';
+import type { ResourceKind } from '../util/block.ts';
 import type { HostAddress, LeaseAnswer, LeaseStatus } from './lease.ts';
 import type { LeaseTable } from './lease-table.ts';
 import type { PapPeer, PapTransport } from './transport.ts';

@@ -1,5 +1,6 @@
 import { BlockPool } from './block-pool.ts';
-import type { Block, PortPreference, ResourceKind, ValueRange } from './block.ts';
+import type { Block, ResourceKind } from '../util/block.ts';
+import type { PortPreference, ValueRange } from './block.ts';
 import { PORT_PREFERENCE_SPLIT } from './block.ts';
 
 /**

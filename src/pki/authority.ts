@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CRLNumber, id_ce_cRLNumber } from '@peculiar/asn1-x509';
 import { z } from 'zod';
-import type { Block } from '../pap/block.ts';
+import type { Block } from '../util/block.ts';
 import { SystemClock, type Clock } from '../util/clock.ts';
 import { DIR_MODE, KEY_MODE, writeFileAtomic, writeNewFile } from './files.ts';
 import { generateSigningKey, loadSigningKey, type KeyType, type SigningKey } from './keys.ts';

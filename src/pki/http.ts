@@ -1,6 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { HostAddress, Lease } from '../pap/lease.ts';
-import type { IssueRefusal, LocalCa } from './local-ca.ts';
+import type { HeldLease, IssueRefusal, LocalCa } from './local-ca.ts';
 
 /**
  * The router's certificate endpoint (docs/pki.md, "The CSR channel"). On the
@@ -23,7 +22,7 @@ export const PKI_HTTP_PORT = 7033;
 
 /** Where the issuer finds a host's leases: the router's LeaseTable has exactly this method. */
 export interface LeaseLookup {
-  leasesOf(host: HostAddress): readonly Lease[];
+  leasesOf(host: string): readonly HeldLease[];
 }
 
 export interface PkiHttpOptions {

@@ -1,5 +1,4 @@
-import type { Block } from '../pap/block.ts';
-import type { HostAddress, Lease, LeaseEndReason, LeaseListener } from '../pap/lease.ts';
+import type { Block, ResourceKind } from '../util/block.ts';
 import type { Clock } from '../util/clock.ts';
 import { BACKDATE_MS, CaError, CertificateAuthority } from './authority.ts';
 import { describePublicKey, KeyPolicyError } from './keys.ts';
@@ -8,10 +7,26 @@ import { hostExtensions, hostName, signCertificate } from './profile.ts';
 import type { IssuedCertificate, RevocationReason } from './registry.ts';
 import { x509 } from './x509.ts';
 
+/**
+ * A block a host holds, as the router's lease table reports it: the CA needs
+ * only these fields of a lease, and takes them by shape so that it does not
+ * depend on the allocation protocol that grants them.
+ */
+export interface HeldLease extends Block {
+  readonly kind: ResourceKind;
+  /** The host's LAN address. */
+  readonly host: string;
+  /** When the lease lapses unless renewed (ms since the Unix epoch). */
+  readonly expiresAt: number;
+}
+
+/** Why a lease ended: the host gave it up, it ran out, or the router took it back. */
+export type LeaseEnd = 'released' | 'expired' | 'withdrawn';
+
 /** The leases a host holds right now, as the router's lease table reports them (LeaseTable.leasesOf). */
 export interface HostLeaseInfo {
-  readonly host: HostAddress;
-  readonly leases: readonly Lease[];
+  readonly host: string;
+  readonly leases: readonly HeldLease[];
 }
 
 export interface LocalCaOptions {
@@ -40,7 +55,7 @@ export type IssueResult =
   | { readonly ok: false; readonly reason: IssueRefusal; readonly detail: string };
 
 /** How a lease ended decides the CRL reason code (RFC 5280 5.3.1). */
-const REASON_OF: Readonly<Record<LeaseEndReason, RevocationReason>> = {
+const REASON_OF: Readonly<Record<LeaseEnd, RevocationReason>> = {
   withdrawn: 'privilegeWithdrawn',
   expired: 'privilegeWithdrawn',
   released: 'cessationOfOperation',
@@ -59,9 +74,10 @@ const byLowest = (a: Block, b: Block): number => a.lowest - b.lowest;
  * certifies that a host's key owns the shared address plus the host's
  * leased port and SPI blocks, and revokes the certificate as soon as the
  * lease behind it ends, so a block never changes hands while a valid
- * certificate still names it. Register it as a listener on the lease table.
+ * certificate still names it. Register it as a listener on the lease table
+ * (its onLease* methods have the listener's shape).
  */
-export class LocalCa implements LeaseListener {
+export class LocalCa {
   readonly authority: CertificateAuthority;
   readonly #clock: Clock;
   readonly #marginMs: number;
@@ -208,7 +224,7 @@ export class LocalCa implements LeaseListener {
   onLeaseRenewed(): void {}
 
   /** The router took a block back or the host gave it up: no certificate may go on naming it. */
-  onLeaseRemoved(lease: Lease, reason: LeaseEndReason): void {
+  onLeaseRemoved(lease: HeldLease, reason: LeaseEnd): void {
     const revoked = this.revokeBlock(lease.host, lease.kind, lease, REASON_OF[reason]);
     if (revoked.length > 0) void this.crl().catch((e: Error) => this.#onError(e));
   }
@@ -217,7 +233,7 @@ export class LocalCa implements LeaseListener {
    * Revokes every valid host certificate of `host` that names a value of
    * `block`; returns the serials. The CRL is remade on the next crl() call.
    */
-  revokeBlock(host: HostAddress, kind: 'port' | 'spi', block: Block, reason: RevocationReason): string[] {
+  revokeBlock(host: string, kind: ResourceKind, block: Block, reason: RevocationReason): string[] {
     const now = this.#clock.now();
     const hit = (e: IssuedCertificate): boolean =>
       e.role === 'host' &&
@@ -231,7 +247,7 @@ export class LocalCa implements LeaseListener {
    * no longer holds in `leases` (the patent's "invalid security certificates
    * are gracefully revoked"). Returns the serials.
    */
-  reconcile(leases: readonly Lease[]): string[] {
+  reconcile(leases: readonly HeldLease[]): string[] {
     const now = this.#clock.now();
     const held = (host: string | undefined, kind: 'port' | 'spi', r: Block): boolean =>
       leases.some((l) => l.host === host && l.kind === kind && l.expiresAt > now && contains(l, r));

@@ -1,5 +1,5 @@
 import { AsnArray, AsnConvert, AsnProp, AsnPropTypes, AsnType, AsnTypeTypes } from '@peculiar/asn1-schema';
-import type { Block } from '../pap/block.ts';
+import type { Block } from '../util/block.ts';
 import { x509 } from './x509.ts';
 
 /**

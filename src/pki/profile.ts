@@ -8,7 +8,7 @@ import {
   NameConstraints,
   id_ce_nameConstraints,
 } from '@peculiar/asn1-x509';
-import type { Block } from '../pap/block.ts';
+import type { Block } from '../util/block.ts';
 import type { SigningKey } from './keys.ts';
 import { formatRanges, portBindingExtension } from './port-binding.ts';
 import { x509, type CryptoKey } from './x509.ts';

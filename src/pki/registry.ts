@@ -1,7 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { z } from 'zod';
-import type { Block } from '../pap/block.ts';
-import type { HostAddress } from '../pap/lease.ts';
+import type { Block } from '../util/block.ts';
 import { writeFileAtomic } from './files.ts';
 
 /**
@@ -56,7 +55,7 @@ export interface IssuedCertificate {
   readonly serial: string;
   readonly role: 'host' | 'local-ca' | 'peer';
   readonly subject: string;
-  readonly host?: HostAddress;
+  readonly host?: string;
   readonly keyId: string;
   readonly notBefore: number;
   readonly notAfter: number;

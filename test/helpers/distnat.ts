@@ -13,34 +13,21 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { controlRequest } from '../../src/control/client.ts';
-import { controlSocketPath } from '../../src/control/protocol.ts';
+import { HOSTS, TOPOLOGY, type HostNode } from '../../scripts/lib/topology.ts';
+import { DISTNAT, PYTHON } from '../../scripts/lib/testbed/layout.ts';
+import {
+  readStatus as readDaemonStatus,
+  type DaemonStatus,
+  type StatusTable,
+} from '../../scripts/lib/testbed/status.ts';
+import { isRunning, readLog, readPidFile } from '../../scripts/lib/testbed/supervisor.ts';
 import { describe as describeResult, waitUntil } from './process.ts';
 import type { Background } from './process.ts';
-import { ROOT, TOPOLOGY } from './testbed.ts';
 import type { Testbed, TestbedNode } from './testbed.ts';
 
-export const DISTNAT = join(ROOT, 'bin', 'distnat');
-/** Debian's python3, which has scapy; the one first on PATH may be another build. */
-export const PYTHON = '/usr/bin/python3';
-
-export type HostNode = 'h1' | 'h2';
+export { DISTNAT, HOSTS, PYTHON };
+export type { DaemonStatus, HostNode, StatusTable };
 export type DaemonNode = 'router' | HostNode;
-export const HOSTS: readonly HostNode[] = ['h1', 'h2'];
-
-export interface StatusTable {
-  title: string;
-  columns: string[];
-  rows: (string | number)[][];
-}
-
-/** What `distnat status <role> --json` prints. */
-export interface DaemonStatus {
-  role: string;
-  summary: Record<string, string | number>;
-  tables: StatusTable[];
-  counters: Record<string, number>;
-}
 
 /** A block of ports (also ICMP query ids) and the LAN address holding it. */
 export interface PortBlock {
@@ -51,15 +38,12 @@ export interface PortBlock {
 
 /** The run directory the testbed's process table gives a daemon: `<run-dir>/<prefix>/<node>`. */
 export function daemonRunDir(bed: Testbed, node: DaemonNode): string {
-  return join(bed.runDir, node);
+  return bed.layout.nodeDir(node);
 }
 
 /** The daemon's status from its control socket (what `distnat status --json` prints, without its start-up cost). */
-export async function readStatus(bed: Testbed, node: DaemonNode): Promise<DaemonStatus> {
-  const path = controlSocketPath(daemonRunDir(bed, node), node === 'router' ? 'router' : 'host');
-  const reply = await controlRequest(path, { command: 'status' }, 5000);
-  if (!reply.ok) throw new Error(`${node} answered its control socket with an error: ${reply.error}`);
-  return reply.status as DaemonStatus;
+export function readStatus(bed: Testbed, node: DaemonNode): Promise<DaemonStatus> {
+  return readDaemonStatus(daemonRunDir(bed, node), node === 'router' ? 'router' : 'host');
 }
 
 /** The daemon's status through the command line: `bin/distnat status <role> --run-dir ... --json` in its namespace. */
@@ -183,28 +167,16 @@ export async function waitForLeases(bed: Testbed, timeoutMs = 40_000): Promise<L
 
 /** Whether the process of the daemon's pid file still runs (a zombie does not). */
 export function daemonAlive(bed: Testbed, name: DaemonNode): boolean {
-  try {
-    const stat = readFileSync(`/proc/${daemonPid(bed, name)}/stat`, 'utf8');
-    return !stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
-  } catch {
-    return false;
-  }
+  return isRunning(daemonPid(bed, name));
 }
 
-/** The testbed's pid for a daemon of its process table (`<run-dir>/<prefix>/<name>.pid`). */
+/** The testbed's pid for a daemon of its process table (`<run-dir>/<prefix>/<name>.pid`); NaN without one. */
 export function daemonPid(bed: Testbed, name: DaemonNode): number {
-  const [pid] = readFileSync(join(bed.runDir, `${name}.pid`), 'utf8')
-    .trim()
-    .split(/\s+/);
-  return Number(pid);
+  return readPidFile(bed.layout.pidFile(name))?.pid ?? NaN;
 }
 
 export function daemonLog(bed: Testbed, name: DaemonNode): string {
-  try {
-    return readFileSync(join(bed.runDir, `${name}.log`), 'utf8');
-  } catch {
-    return '';
-  }
+  return readLog(bed.layout, name);
 }
 
 /** The last lines of every daemon's log, for failure messages. */
@@ -219,11 +191,10 @@ export function daemonLogs(bed: Testbed, lines = 15): string {
 /** Prometheus samples by `name{labels}` (labels as printed). */
 export type Metrics = Map<string, number>;
 
-/** Scrapes `http://127.0.0.1:9732/metrics` inside the node's namespace (the testbed's --metrics). */
+/** Scrapes `http://127.0.0.1:<metrics port>/metrics` inside the node's namespace (the testbed's --metrics). */
 export async function scrapeMetrics(bed: Testbed, node: DaemonNode): Promise<Metrics> {
-  const r = await bed.exec(node, ['curl', '-sS', '--max-time', '10', 'http://127.0.0.1:9732/metrics'], {
-    timeoutMs: 15_000,
-  });
+  const url = `http://127.0.0.1:${TOPOLOGY.metricsPort}/metrics`;
+  const r = await bed.exec(node, ['curl', '-sS', '--max-time', '10', url], { timeoutMs: 15_000 });
   if (r.code !== 0) throw new Error(`scraping metrics in ${bed.ns(node)}: ${describeResult(r)}`);
   const m: Metrics = new Map();
   for (const line of r.stdout.split('\n')) {

@@ -13,8 +13,9 @@
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { tableRows, waitForChildSas } from '../../scripts/lib/testbed/status.ts';
 import { DISTNAT, daemonLogs, daemonRunDir, readStatus } from './distnat.ts';
-import type { DaemonStatus, HostNode } from './distnat.ts';
+import type { HostNode } from './distnat.ts';
 import { hostArgv, peerArgv, readPeerStatus, startRouter } from './ipsec.ts';
 import { describe as describeResult, run, waitUntil } from './process.ts';
 import type { Background } from './process.ts';
@@ -24,16 +25,12 @@ import type { Testbed } from './testbed.ts';
 
 /** The root CA certificate and the router's local CA directory that `scripts/testbed up` made. */
 export function testbedPki(bed: Testbed): { root: string; rootDir: string; localCa: string } {
-  const rootDir = join(bed.runDir, 'pki', 'root');
-  return {
-    rootDir,
-    root: join(rootDir, 'ca.pem'),
-    localCa: join(daemonRunDir(bed, 'router'), 'state', 'ca'),
-  };
+  const rootDir = bed.layout.rootCa;
+  return { rootDir, root: join(rootDir, 'ca.pem'), localCa: bed.layout.routerCa };
 }
 
-export const PKI_URL = `http://${TOPOLOGY.router.lan}:7033`;
-export const CRL_URL = `http://${TOPOLOGY.router.wan}:7033/crl`;
+export const PKI_URL = `http://${TOPOLOGY.router.lan}:${TOPOLOGY.pkiPort}`;
+export const CRL_URL = `http://${TOPOLOGY.router.wan}:${TOPOLOGY.pkiPort}/crl`;
 
 export interface IkePeerEntry {
   address: string;
@@ -175,35 +172,7 @@ export async function startIkePeer(
   return { proc, runDir };
 }
 
-/** Rows of a status table by title. */
-export function tableRows(status: DaemonStatus, title: string): (string | number)[][] {
-  return status.tables.find((t) => t.title === title)?.rows ?? [];
-}
-
-/** Waits until `read` shows at least `n` child SAs. */
-export async function waitForChildSas(
-  what: string,
-  read: () => Promise<DaemonStatus>,
-  n: number,
-  timeoutMs = 20_000,
-): Promise<DaemonStatus> {
-  let status: DaemonStatus | undefined;
-  await waitUntil(
-    what,
-    async () => {
-      try {
-        status = await read();
-      } catch {
-        return false;
-      }
-      return tableRows(status, 'Child SAs (ESP)').length >= n;
-    },
-    { timeoutMs, intervalMs: 200 },
-  );
-  return status!;
-}
-
-export { readPeerStatus };
+export { readPeerStatus, tableRows, waitForChildSas };
 
 /** A host's current IKE certificate and key, copied aside (they change when the router re-issues). */
 export function saveHostIdentity(

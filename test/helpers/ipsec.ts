@@ -12,15 +12,14 @@
  *   const ipsec = await startIpsecDaemons(bed(), { ipsec: ['h1', 'h2'] });
  */
 import { join } from 'node:path';
-import { controlRequest } from '../../src/control/client.ts';
-import { controlSocketPath } from '../../src/control/protocol.ts';
+import { hostArgs, peerArgs, routerArgs } from '../../scripts/lib/testbed/process-table.ts';
+import { readStatus as readDaemonStatus } from '../../scripts/lib/testbed/status.ts';
 import { H1_KEYS, H2_KEYS, tsharkEspOptions, writeKeying } from '../netns/ipsec-keys.ts';
 import type { EspKey, HostKeys } from '../netns/ipsec-keys.ts';
-import { DISTNAT, LAN_OF, daemonLogs, daemonRunDir, readStatus } from './distnat.ts';
+import { DISTNAT, daemonLogs, readStatus } from './distnat.ts';
 import type { DaemonStatus, HostNode } from './distnat.ts';
 import { describe as describeResult, run, waitUntil } from './process.ts';
 import type { Background } from './process.ts';
-import { TOPOLOGY } from './testbed.ts';
 import type { Testbed } from './testbed.ts';
 
 export const KEYS: Record<HostNode, HostKeys> = { h1: H1_KEYS, h2: H2_KEYS };
@@ -48,48 +47,11 @@ export interface IpsecDaemons {
 
 /** The router and hosts exactly as the testbed's built-in process table runs them (plus `extra`). */
 export function routerArgv(bed: Testbed, extra: readonly string[] = []): string[] {
-  const dir = daemonRunDir(bed, 'router');
-  return [
-    DISTNAT,
-    'router',
-    '--shared-address',
-    TOPOLOGY.shared,
-    '--lan-address',
-    TOPOLOGY.router.lan,
-    '--tun',
-    TOPOLOGY.tun,
-    '--state-dir',
-    join(dir, 'state'),
-    '--run-dir',
-    dir,
-    '--metrics',
-    '127.0.0.1:9732',
-    ...extra,
-  ];
+  return [DISTNAT, ...routerArgs(bed.layout, extra)];
 }
 
 export function hostArgv(bed: Testbed, node: HostNode, extra: readonly string[] = []): string[] {
-  const dir = daemonRunDir(bed, node);
-  const argv = [
-    DISTNAT,
-    'host',
-    '--router',
-    TOPOLOGY.router.lan,
-    '--lan-address',
-    LAN_OF[node],
-    '--shared-address',
-    TOPOLOGY.shared,
-    '--tun',
-    TOPOLOGY.tun,
-    '--state-dir',
-    join(dir, 'state'),
-    '--run-dir',
-    dir,
-    '--metrics',
-    '127.0.0.1:9732',
-    ...extra,
-  ];
-  return argv;
+  return [DISTNAT, ...hostArgs(bed.layout, node, extra)];
 }
 
 async function statusOr(bed: Testbed, node: 'router' | HostNode): Promise<DaemonStatus | string> {
@@ -141,19 +103,7 @@ export async function startRouter(bed: Testbed, extra: readonly string[] = []): 
 
 /** `distnat peer` on the server with the given keying flags (--mirror F..., or --ike F). */
 export function peerArgv(keying: readonly string[], runDir: string): string[] {
-  return [
-    DISTNAT,
-    'peer',
-    ...keying,
-    '--wan-if',
-    TOPOLOGY.wanIf,
-    '--remote',
-    TOPOLOGY.shared,
-    '--via',
-    TOPOLOGY.router.wan,
-    '--run-dir',
-    runDir,
-  ];
+  return [DISTNAT, ...peerArgs(keying, runDir)];
 }
 
 export async function startPeer(bed: Testbed, files: readonly string[], runDir: string): Promise<Background> {
@@ -169,10 +119,8 @@ export async function startPeer(bed: Testbed, files: readonly string[], runDir: 
 }
 
 /** The peer's status from its control socket. */
-export async function readPeerStatus(runDir: string): Promise<DaemonStatus> {
-  const reply = await controlRequest(controlSocketPath(runDir, 'peer'), { command: 'status' }, 5000);
-  if (!reply.ok) throw new Error(`the peer answered its control socket with an error: ${reply.error}`);
-  return reply.status as DaemonStatus;
+export function readPeerStatus(runDir: string): Promise<DaemonStatus> {
+  return readDaemonStatus(runDir, 'peer');
 }
 
 /** Router, hosts (in order, each ready before the next asks for SPIs), then the peer. */

@@ -11,11 +11,13 @@
  *   });
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
+import { NODES, TOPOLOGY, type TestbedNode } from '../../scripts/lib/topology.ts';
+import { ROOT, TESTBED_SCRIPT, TestbedLayout } from '../../scripts/lib/testbed/layout.ts';
+import { ping, type PingResult } from '../../scripts/lib/testbed/ping.ts';
 import { startCapture } from './capture.ts';
 import type { Capture, CaptureOptions } from './capture.ts';
 import { describe as describeResult, execIn, onExitCleanup, run, spawnBackground } from './process.ts';
@@ -23,26 +25,9 @@ import type { Background, ExecOptions, ExecResult, SpawnOptions } from './proces
 import { startHttpServer, startIperf3Server } from './servers.ts';
 import type { HttpServer, HttpServerOptions, Iperf3Server, Iperf3ServerOptions } from './servers.ts';
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const TESTBED_SCRIPT = join(ROOT, 'scripts', 'testbed');
-
-export type TestbedNode = 'lan' | 'router' | 'h1' | 'h2' | 'server';
-export const NODES: readonly TestbedNode[] = ['lan', 'router', 'h1', 'h2', 'server'];
-
-/** DESIGN.md's addresses and the testbed's interface names. */
-export const TOPOLOGY = {
-  shared: '198.51.100.30',
-  router: { lan: '10.0.0.7', wan: '203.0.113.1' },
-  h1: { lan: '10.0.0.1' },
-  h2: { lan: '10.0.0.3' },
-  server: { wan: '203.0.113.3' },
-  lanIf: 'lan0',
-  wanIf: 'wan0',
-  bridge: 'br0',
-  tun: 'dn0',
-  tunMtu: 1480,
-  papPort: 7032,
-} as const;
+// The topology (native-setup/topology.env) and the testbed's paths, for the tests.
+export { NODES, ROOT, TESTBED_SCRIPT, TOPOLOGY };
+export type { PingResult, TestbedNode };
 
 export interface TestbedOptions {
   /** Namespace prefix; default a fresh uniquePrefix(). */
@@ -51,21 +36,15 @@ export interface TestbedOptions {
   daemons?: boolean;
   /** A file replacing the testbed's process table (scripts/testbed --daemons-file). */
   daemonsFile?: string;
+  /** Lines of a process table ("<name> <node> <command...>") replacing the built-in one; written to a file. */
+  daemonTable?: string;
   /** Transmit checksum offload on the veths (default false). */
   offload?: boolean;
 }
 
-export interface PingResult {
-  sent: number;
-  received: number;
-  /** Average round trip in ms, when anything came back. */
-  avgMs?: number;
-  output: string;
-}
-
-// Test prefixes carry the owning process's pid, so a later run can tell a
-// leftover (owner dead) from a testbed that is in use.
-const TEST_PREFIX = /^dt(\d+)x[0-9a-z]+-$/;
+// Test and benchmark prefixes carry the owning process's pid, so a later run
+// can tell a leftover (owner dead) from a testbed that is in use.
+const OWNED_PREFIX = /^(?:dt(\d+)x[0-9a-z]+|bn(\d+))-$/;
 
 /** A prefix no other process uses: dt<pid>x<random>-. */
 export function uniquePrefix(): string {
@@ -83,7 +62,7 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Removes testbeds left by test processes that no longer exist. */
+/** Removes the testbeds of test and benchmark processes that no longer exist. */
 export async function sweepStaleTestbeds(): Promise<string[]> {
   const list = await run(['ip', 'netns', 'list']);
   const prefixes = new Set<string>();
@@ -92,8 +71,9 @@ export async function sweepStaleTestbeds(): Promise<string[]> {
     for (const node of NODES) {
       if (!name.endsWith(node)) continue;
       const prefix = name.slice(0, -node.length);
-      const m = TEST_PREFIX.exec(prefix);
-      if (m && !alive(Number(m[1]))) prefixes.add(prefix);
+      const m = OWNED_PREFIX.exec(prefix);
+      const owner = Number(m?.[1] ?? m?.[2]);
+      if (m && owner !== process.pid && !alive(owner)) prefixes.add(prefix);
     }
   }
   for (const prefix of prefixes)
@@ -102,6 +82,8 @@ export async function sweepStaleTestbeds(): Promise<string[]> {
 }
 
 export class Testbed {
+  /** Where the testbed keeps pid files, logs, daemon state and certificates. */
+  readonly layout: TestbedLayout;
   private readonly background = new Set<Background>();
   private readonly captures = new Set<Capture>();
   private readonly scratch: string;
@@ -110,8 +92,9 @@ export class Testbed {
 
   private constructor(
     readonly prefix: string,
-    private readonly options: TestbedOptions,
+    private options: TestbedOptions,
   ) {
+    this.layout = new TestbedLayout(prefix);
     this.scratch = mkdtempSync(join(tmpdir(), `distnat-${prefix}`));
     this.unregisterExit = onExitCleanup(() => this.downSync());
   }
@@ -122,8 +105,7 @@ export class Testbed {
     await sweepStaleTestbeds();
     const bed = new Testbed(options.prefix ?? uniquePrefix(), options);
     try {
-      const result = await bed.script(['up']);
-      if (result.code !== 0) throw new Error(`scripts/testbed up (${bed.prefix}): ${describeResult(result)}`);
+      await bed.reconfigure(options);
     } catch (e) {
       await bed.down();
       throw e;
@@ -131,9 +113,34 @@ export class Testbed {
     return bed;
   }
 
+  /**
+   * A testbed that is not up yet, under a prefix of the caller's:
+   * reconfigure() brings it up, and the exit hook takes it down whatever
+   * happens (the benchmarks, which bring theirs up more than once).
+   */
+  static prepare(prefix: string): Testbed {
+    return new Testbed(prefix, {});
+  }
+
+  /**
+   * `scripts/testbed up` with these options from now on: it repairs what is
+   * wrong, applies a changed offload mode and starts what the (new) process
+   * table lists that does not run.
+   */
+  async reconfigure(options: TestbedOptions, execOptions: ExecOptions = {}): Promise<void> {
+    this.options = options;
+    const result = await this.script(['up'], { timeoutMs: 120_000, ...execOptions });
+    if (result.code !== 0) throw new Error(`scripts/testbed up (${this.prefix}): ${describeResult(result)}`);
+  }
+
+  /** The options of the last up. */
+  get current(): TestbedOptions {
+    return this.options;
+  }
+
   /** Where the testbed keeps pid files and logs. */
   get runDir(): string {
-    return join(resolve(process.env['DN_RUN_DIR'] ?? join(ROOT, 'run')), this.prefix);
+    return this.layout.runDir;
   }
 
   /** A directory for this testbed's temporary files, removed by down(). */
@@ -142,14 +149,20 @@ export class Testbed {
   }
 
   ns(node: TestbedNode): string {
-    return this.prefix + node;
+    return this.layout.ns(node);
   }
 
   /** Runs scripts/testbed with this testbed's prefix and options, e.g. script(['status']). */
   script(args: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
     const flags = ['--prefix', this.prefix, '--offload', this.options.offload === true ? 'on' : 'off'];
     if (this.options.daemons === false) flags.push('--no-daemons');
-    if (this.options.daemonsFile !== undefined) flags.push('--daemons-file', this.options.daemonsFile);
+    else flags.push('--daemons');
+    let daemonsFile = this.options.daemonsFile;
+    if (this.options.daemonTable !== undefined) {
+      daemonsFile = join(this.scratch, 'daemons');
+      writeFileSync(daemonsFile, this.options.daemonTable);
+    }
+    if (daemonsFile !== undefined) flags.push('--daemons-file', daemonsFile);
     return run([TESTBED_SCRIPT, ...flags, ...args], { timeoutMs: 60_000, ...options });
   }
 
@@ -162,24 +175,9 @@ export class Testbed {
     return execIn(this.ns(node), ['sh', '-c', script], options);
   }
 
-  /** ICMP echo from a node (scripts/testbed ping, which needs no iputils). */
-  async ping(node: TestbedNode, address: string, { count = 3, waitS = 1 } = {}): Promise<PingResult> {
-    const r = await this.script([
-      'ping',
-      node,
-      address,
-      '-c',
-      String(count),
-      '-W',
-      String(waitS),
-      '-i',
-      '0.1',
-    ]);
-    const summary = /(\d+) sent, (\d+) received(?:, rtt min\/avg\/max [\d.]+\/([\d.]+)\/)?/.exec(r.stdout);
-    if (!summary) throw new Error(`ping from ${node} to ${address}: ${describeResult(r)}`);
-    const result: PingResult = { sent: Number(summary[1]), received: Number(summary[2]), output: r.stdout };
-    if (summary[3] !== undefined) result.avgMs = Number(summary[3]);
-    return result;
+  /** ICMP echo from a node, with the testbed's own client (as scripts/testbed ping and the demo). */
+  ping(node: TestbedNode, address: string, { count = 3, waitS = 1 } = {}): Promise<PingResult> {
+    return ping(this.ns(node), address, { count, waitS, intervalS: 0.1 });
   }
 
   /** A background process in the node's namespace, stopped by down() at the latest. */
@@ -218,7 +216,8 @@ export class Testbed {
       throw new Error(`scripts/testbed down (${this.prefix}): ${describeResult(result)}`);
   }
 
-  private track<T extends Background>(bg: T): T {
+  /** Makes down() stop a background process started elsewhere. */
+  track<T extends Background>(bg: T): T {
     this.background.add(bg);
     void bg.exited.then(() => this.background.delete(bg));
     return bg;

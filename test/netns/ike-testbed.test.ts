@@ -111,7 +111,7 @@ describe('IKEv2 between distnat hosts and distnat peer, certificates from the ro
   it('curl from both hosts through their SAs: intact, ESP on the WAN, no clear HTTP; h2 rekeys by volume', async () => {
     const b = bed();
     http = await b.httpServer('server', { files: { 'file.bin': FILE } });
-    const wan = await b.capture('router', TOPOLOGY.wanIf, { filter: 'host 203.0.113.3' });
+    const wan = await b.capture('router', TOPOLOGY.wanIf, { filter: `host ${TOPOLOGY.server.wan}` });
     const before = { h1: await readStatus(b, 'h1'), h2: await readStatus(b, 'h2') };
     try {
       await Promise.all(

@@ -14,9 +14,11 @@
  * test can give them to tshark.
  */
 import { writeFileSync } from 'node:fs';
+import { TOPOLOGY } from '../../scripts/lib/topology.ts';
 
-export const SHARED = '198.51.100.30';
-export const SERVER = '203.0.113.3';
+/** The testbed's shared address and server, the ends of every SA here. */
+export const SHARED = TOPOLOGY.shared;
+export const SERVER = TOPOLOGY.server.wan;
 
 export interface HostKeys {
   /** First inbound SPI (the host's leased SPI block). */

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Background } from '../helpers/process.ts';
 import { spawnBackground, waitUntil } from '../helpers/process.ts';
+import { TOPOLOGY } from '../../scripts/lib/topology.ts';
 import { NamespaceSet, ROOT, sh } from './io-ns.ts';
 
 const NS = { router: 'dxo-u-r', host: 'dxo-u-h' } as const;
@@ -130,10 +131,11 @@ beforeAll(() => {
   sh('mknod', '-m', '0666', tunNode, 'c', '10', '200');
   nss.add(NS.router);
   nss.add(NS.host);
-  nss.link(NS.router, 'lan0', '10.0.0.7/24', NS.host, 'lan0', '10.0.0.1/24');
+  const { lanIf, lanPrefixLen: len, router, h1 } = TOPOLOGY;
+  nss.link(NS.router, lanIf, `${router.lan}/${len}`, NS.host, lanIf, `${h1.lan}/${len}`);
   const install = join(ROOT, 'native-setup/install.sh');
   sh(install, 'router', '--root', root);
-  sh(install, 'host', '--root', root, '--lan-address', '10.0.0.1', '--lan-if', 'lan0');
+  sh(install, 'host', '--root', root, '--lan-address', h1.lan, '--lan-if', lanIf);
 });
 
 afterAll(async () => {
@@ -145,8 +147,11 @@ afterAll(async () => {
 describe('the units, run by hand as systemd would', () => {
   it('ExecStartPre sets each node up as root', () => {
     for (const role of ['router', 'host'] as const) runAsRoot(role, unit(role).ExecStartPre!);
-    expect(sh('ip', '-n', NS.router, 'route', 'show', '198.51.100.30/32')).toMatch(/dev dn0/);
-    expect(sh('ip', '-n', NS.host, 'route', 'show', 'default')).toMatch(/dev dn0 .*src 198.51.100.30/);
+    const { shared, tun } = TOPOLOGY;
+    expect(sh('ip', '-n', NS.router, 'route', 'show', `${shared}/32`)).toContain(`dev ${tun}`);
+    expect(sh('ip', '-n', NS.host, 'route', 'show', 'default')).toMatch(
+      new RegExp(`dev ${tun} .*src ${shared.replaceAll('.', '\\.')}`),
+    );
   });
 
   it('ExecStart: the router and the host run unprivileged and the host leases ports', async () => {
@@ -185,7 +190,8 @@ describe('the units, run by hand as systemd would', () => {
 
   it('ExecStopPost takes the set-up down again', () => {
     for (const role of ['router', 'host'] as const) runAsRoot(role, unit(role).ExecStopPost!);
-    for (const ns of Object.values(NS)) expect(sh('ip', '-n', ns, 'link', 'show')).not.toMatch(/ dn0:/);
+    for (const ns of Object.values(NS))
+      expect(sh('ip', '-n', ns, 'link', 'show')).not.toContain(` ${TOPOLOGY.tun}:`);
     expect(sh('ip', '-n', NS.host, 'route', 'show', 'default')).toBe('');
   });
 });

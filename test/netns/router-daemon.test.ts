@@ -23,9 +23,9 @@ import { SystemClock } from '${ROOT}src/util/clock.ts';
 const [via, local] = process.argv.slice(2);
 const clock = new SystemClock({ unref: true });
 const transport = via === 'icmp'
-  ? IcmpPapTransport.open({ address: local!, device: 'lan0' })
+  ? IcmpPapTransport.open({ address: local!, device: '${TOPOLOGY.lanIf}' })
   : await UdpPapTransport.open({ address: local!, port: 0 });
-const router = via === 'icmp' ? { address: '10.0.0.7' } : { address: '10.0.0.7', port: 7032 };
+const router = via === 'icmp' ? { address: '${TOPOLOGY.router.lan}' } : { address: '${TOPOLOGY.router.lan}', port: ${TOPOLOGY.papPort} };
 const client = new PapClient({ clock, transport, leases: new HostLeases({ clock }), router,
   retransmit: { initialMs: 500, attempts: 4 } });
 const ports = await client.request('port', 32);
@@ -41,8 +41,8 @@ import sys
 from scapy.all import IP, UDP, Raw, send, conf
 conf.verb = 0
 me, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-inner = IP(src='198.51.100.30', dst=dst, ttl=20)/UDP(sport=sport, dport=dport)/Raw(b'distnat-' + sys.argv[2].encode())
-send(IP(src=me, dst='10.0.0.7', proto=4)/inner)
+inner = IP(src='${TOPOLOGY.shared}', dst=dst, ttl=20)/UDP(sport=sport, dport=dport)/Raw(b'distnat-' + sys.argv[2].encode())
+send(IP(src=me, dst='${TOPOLOGY.router.lan}', proto=4)/inner)
 `;
 
 interface PortOutcome {
@@ -113,7 +113,7 @@ describe('distnat router in the namespace testbed', () => {
     writeFileSync(join(b.scratchDir, 'tunnel.py'), tunnelSender);
     router = startRouter();
     await router.waitForOutput(/router started/, { timeoutMs: 20_000 });
-    const cap = await b.capture('router', TOPOLOGY.lanIf, { filter: 'udp port 7032 or icmp' });
+    const cap = await b.capture('router', TOPOLOGY.lanIf, { filter: `udp port ${TOPOLOGY.papPort} or icmp` });
     const udp = await lease('h1', 'udp');
     const icmp = await lease('h2', 'icmp');
     await cap.stop({ packets: 4 });
@@ -124,9 +124,10 @@ describe('distnat router in the namespace testbed', () => {
     h1Port = udp.response.lowestPort;
     epoch = udp.response.epoch;
     const rows = await cap.fields(['ip.src', 'ip.dst', 'ip.proto', 'data.len']);
-    expect(rows).toContainEqual(['10.0.0.1', '10.0.0.7', '17', '28']);
-    expect(rows).toContainEqual(['10.0.0.7', '10.0.0.1', '17', '28']);
-    expect(rows.filter((r) => r[0] === '10.0.0.7' && r[1] === '10.0.0.3' && r[2] === '1')).toHaveLength(1);
+    const { router: r, h1, h2 } = TOPOLOGY;
+    expect(rows).toContainEqual([h1.lan, r.lan, '17', '28']);
+    expect(rows).toContainEqual([r.lan, h1.lan, '17', '28']);
+    expect(rows.filter((row) => row[0] === r.lan && row[1] === h2.lan && row[2] === '1')).toHaveLength(1);
   });
 
   it('forwards a tunnelled datagram unchanged from its owner and drops a spoofed source port', async () => {

@@ -5,13 +5,14 @@
  * the server's certificate and IKE files included.
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { TestbedLayout } from '../../scripts/lib/testbed/layout.ts';
 import { run } from '../helpers/process.ts';
-import { ROOT, TESTBED_SCRIPT, uniquePrefix } from '../helpers/testbed.ts';
+import { TESTBED_SCRIPT, uniquePrefix } from '../helpers/testbed.ts';
 
 const prefix = uniquePrefix();
-const runDir = join(ROOT, 'run', prefix);
+const layout = new TestbedLayout(prefix);
+const runDir = layout.runDir;
 const testbed = (...args: string[]) =>
   run([TESTBED_SCRIPT, '--prefix', prefix, ...args], { timeoutMs: 240_000 });
 
@@ -31,7 +32,7 @@ describe('scripts/testbed --ike', () => {
     expect(r.stdout).toMatch(
       /0x[0-9a-f]+ +0x[0-9a-f]+ +tunnel +aes-gcm-16-128 +198\.51\.100\.30\/32\[tcp\/\d+-\d+\]/,
     );
-    expect(existsSync(join(runDir, 'ike'))).toBe(true);
+    expect(existsSync(layout.ikeMarker)).toBe(true);
   }, 240_000);
 
   it('down removes the IKE files and the server certificate with the rest', async () => {

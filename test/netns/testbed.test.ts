@@ -1,5 +1,5 @@
 /**
- * scripts/testbed and native-setup/: the topology of DESIGN.md is built,
+ * scripts/testbed and native-setup/: the reference topology (docs/design.md) is built,
  * reachable where it should be, configured as docs/testbed.md says, survives
  * repeated and interrupted runs, and goes away completely.
  */
@@ -88,7 +88,15 @@ describe('scripts/testbed', () => {
       expect(ping.received, ping.output).toBe(3);
     }
     expect((await bed().ping('h1', TOPOLOGY.h2.lan, { count: 1 })).received).toBe(1);
-    expect((await bed().ping('h1', '10.0.0.99', { count: 1, waitS: 0.3 })).received).toBe(0);
+    const unused = TOPOLOGY.lanNet.replace(/\.\d+\/\d+$/, '.99');
+    expect((await bed().ping('h1', unused, { count: 1, waitS: 0.3 })).received).toBe(0);
+    // The command line's ping is the same client: exit 0 when answered, 1 when not.
+    const cli = await bed().script(['ping', 'h2', TOPOLOGY.router.lan, '-c', '2', '-i', '0.1']);
+    expect(cli.code, describeResult(cli)).toBe(0);
+    expect(cli.stdout).toMatch(/^2 sent, 2 received, rtt min\/avg\/max /m);
+    const silent = await bed().script(['ping', 'h2', unused, '-c1', '-W0.3']);
+    expect(silent.code).toBe(1);
+    expect(silent.stdout).toMatch(/^seq=1: no reply within 0.3 s\n1 sent, 0 received\n$/);
   });
 
   it('lets the router reach the server over the WAN', async () => {

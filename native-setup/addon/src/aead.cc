@@ -26,6 +26,7 @@
 
 #include <cstring>
 
+#include "layout.h"
 #include "modules.h"
 #include "util.h"
 
@@ -35,7 +36,7 @@ namespace {
 constexpr size_t kSaltLen = 4;
 constexpr size_t kIvLen = 8;
 constexpr size_t kIcvLen = 16;
-constexpr int kSealed = 1, kOpened = 1, kAuthFailed = 0, kBadArgs = -1, kCryptoFailed = -2;
+using namespace layout::AeadResult;
 
 struct Gcm {
   EVP_CIPHER_CTX* enc = nullptr;
@@ -180,7 +181,7 @@ napi_value Seal(napi_env env, napi_callback_info info) {
       EVP_CipherFinal_ex(c, text + n, &out) != 1 ||
       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, kIcvLen, p.buf + p.end) != 1)
     return Int(env, kCryptoFailed);
-  return Int(env, kSealed);
+  return Int(env, kDone);
 }
 
 // open(buf, esp, ivEnd, icvAt, seqHigh): verifies the ICV at buf[icvAt] and
@@ -199,7 +200,7 @@ napi_value Open(napi_env env, napi_callback_info info) {
       EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, kIcvLen, p.buf + p.end) != 1)
     return Int(env, kCryptoFailed);
   const bool decrypted = EVP_CipherUpdate(c, text, &out, text, n) == 1;
-  if (decrypted && EVP_CipherFinal_ex(c, text + n, &out) == 1) return Int(env, kOpened);
+  if (decrypted && EVP_CipherFinal_ex(c, text + n, &out) == 1) return Int(env, kDone);
   // OpenSSL decrypts before it can compare tags. Forged bytes must not be
   // left behind (the engine promises an untouched packet on auth-failed),
   // and CTR is its own inverse: encrypting with the same nonce restores the

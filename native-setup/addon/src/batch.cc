@@ -16,20 +16,15 @@
 
 #include <cstring>
 
+#include "layout.h"
 #include "modules.h"
 #include "util.h"
 
 namespace distnat {
 namespace {
 
-// Mirrored in src/io/native.ts.
-enum Mode : int32_t {
-  kWrite = 0,         // one write() per packet (TUN without vnet header)
-  kWriteZeroHdr = 1,  // writev(zero virtio_net_hdr, packet): plain packets into a vnet TUN
-  kSendmmsg = 2,      // raw IPv4, destination from each packet's header
-  kWriteHdrInBuf = 3, // write(packet - prefix): the caller put a virtio_net_hdr before the packet
-};
-enum Counter : int { kCalls = 0, kPackets, kBytes, kDropped, kErrors, kLastErrno, kInvalid, kCounterCount };
+using namespace layout::WriteMode;
+using namespace layout::TxCounter;
 constexpr int kChunk = 64;
 constexpr int kMaxPrefix = 64;
 
@@ -145,7 +140,7 @@ napi_value WriteBatch(napi_env env, napi_callback_info info) {
   if (mode < kWrite || mode > kWriteHdrInBuf) return ThrowRange(env, "unknown mode");
   if (prefix < 0 || prefix > kMaxPrefix) return ThrowRange(env, "prefix must be 0..64");
   if (count < 0 || static_cast<size_t>(count) * 2 > pairs_len) return ThrowRange(env, "count exceeds pairs");
-  if (counters_len < kCounterCount) return ThrowRange(env, "counters is too short");
+  if (counters_len < layout::TxCounter::kCount) return ThrowRange(env, "counters is too short");
   double* c = static_cast<double*>(counters);
   c[kCalls] += 1;
   const int32_t* p = static_cast<const int32_t*>(pairs);

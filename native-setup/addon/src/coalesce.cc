@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "checksum.h"
+#include "layout.h"
 #include "modules.h"
 #include "util.h"
 
@@ -32,7 +33,7 @@ namespace {
 constexpr size_t kVnetHdrLen = 10;
 constexpr int kMaxOpenGroups = 8;
 constexpr size_t kMaxIpTotal = 65535;
-enum Counter : int { kSegmentsIn = 0, kSuperPackets, kSegmentsMerged, kBadChecksum, kCounterCount };
+using namespace layout::CoalesceCounter;
 
 struct Group {
   uint8_t* at;  // the packet in its output slot
@@ -142,7 +143,7 @@ napi_value Tcp4Coalesce(napi_env env, napi_callback_info info) {
   if (headroom < static_cast<int32_t>(kVnetHdrLen) || slot_size < headroom + static_cast<int32_t>(kMaxIpTotal) ||
       static_cast<size_t>(slot_size) * static_cast<size_t>(slot_count) > out_len)
     return ThrowRange(env, "out slots must hold a virtio_net_hdr and a 64 KiB packet each");
-  if (counters_len < kCounterCount) return ThrowRange(env, "counters is too short");
+  if (counters_len < kCount) return ThrowRange(env, "counters is too short");
 
   const int32_t* pairs = static_cast<const int32_t*>(pairs_v);
   double* c = static_cast<double*>(counters_v);

@@ -8,21 +8,14 @@
 #include <cstring>
 
 #include "checksum.h"
+#include "layout.h"
 #include "modules.h"
 #include "util.h"
 
 namespace distnat {
 namespace {
 
-// Mirrored by NATIVE_ERRORS in src/io/gso.ts.
-enum GsoError : int32_t {
-  kNotIpv4 = -1,
-  kNotTcp = -2,
-  kBadLength = -3,
-  kBadSize = -4,
-  kNoRoom = -5,
-  kBadCsumOffset = -6,
-};
+using namespace layout::GsoError;
 
 int32_t Segment(const uint8_t* src, size_t length, int32_t mss, uint8_t* out, size_t out_len, size_t slot_size,
                 size_t headroom, int32_t first, int32_t max_slots, int32_t* lengths) {

@@ -12,5 +12,7 @@ void InitBatch(napi_env env, napi_value exports);
 void InitGso(napi_env env, napi_value exports);
 void InitCoalesce(napi_env env, napi_value exports);
 void InitAead(napi_env env, napi_value exports);
+void InitLayout(napi_env env, napi_value exports);
+void InitBpf(napi_env env, napi_value exports);
 
 }  // namespace distnat

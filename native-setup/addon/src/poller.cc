@@ -21,24 +21,15 @@
 #include <cstring>
 #include <vector>
 
+#include "layout.h"
 #include "modules.h"
 #include "util.h"
 
 namespace distnat {
 namespace {
 
-// Mirrored in src/io/native.ts.
-enum Mode : int32_t { kModeRead = 0, kModeRecvmmsg = 1 };
-enum Counter : int {
-  kWakeups = 0,
-  kBatches,
-  kPackets,
-  kBytes,
-  kErrors,
-  kTruncated,
-  kLastErrno,
-  kCounterCount,
-};
+using namespace layout::PollMode;
+using namespace layout::RxCounter;
 constexpr int32_t kMaxSlots = 1024;
 
 struct Poller {
@@ -48,7 +39,7 @@ struct Poller {
   napi_async_context async = nullptr;
   uv_poll_t handle;
   int fd = -1;
-  int32_t mode = kModeRead;
+  int32_t mode = kRead;
   uint8_t* base = nullptr;
   size_t slot_size = 0, headroom = 0, prefix = 0;
   int32_t slot_count = 0;
@@ -102,7 +93,7 @@ int32_t ReadBatch(Poller* p) {
   int32_t n = 0;
   const size_t lead = p->headroom - p->prefix;
   const size_t cap = p->slot_size - lead;
-  if (p->mode == kModeRead) {
+  if (p->mode == kRead) {
     while (n < p->slot_count) {
       uint8_t* at = p->base + static_cast<size_t>(n) * p->slot_size + lead;
       ssize_t r = read(p->fd, at, cap);
@@ -252,14 +243,14 @@ napi_value New(napi_env env, napi_callback_info info) {
   napi_valuetype cbt;
   napi_typeof(env, argv[9], &cbt);
   if (cbt != napi_function) return ThrowType(env, "callback must be a function");
-  if (mode != kModeRead && mode != kModeRecvmmsg) return ThrowRange(env, "unknown mode");
+  if (mode != kRead && mode != kRecvmmsg) return ThrowRange(env, "unknown mode");
   if (slot_count < 1 || slot_count > kMaxSlots) return ThrowRange(env, "slotCount must be 1..1024");
   if (headroom < 0 || prefix < 0 || prefix > headroom || slot_size <= headroom + 64)
     return ThrowRange(env, "need 0 <= prefix <= headroom and slotSize > headroom + 64");
   if (static_cast<size_t>(slot_size) * static_cast<size_t>(slot_count) > bytes_len)
     return ThrowRange(env, "bytes is smaller than slotSize * slotCount");
   if (lengths_len < static_cast<size_t>(slot_count)) return ThrowRange(env, "lengths has fewer than slotCount");
-  if (counters_len < kCounterCount) return ThrowRange(env, "counters is too short");
+  if (counters_len < layout::RxCounter::kCount) return ThrowRange(env, "counters is too short");
 
   uv_loop_t* loop;
   DN_CALL(env, napi_get_uv_event_loop(env, &loop));
@@ -274,7 +265,7 @@ napi_value New(napi_env env, napi_callback_info info) {
   p->slot_count = slot_count;
   p->lengths = static_cast<int32_t*>(lengths);
   p->counters = static_cast<double*>(counters);
-  if (mode == kModeRecvmmsg) {
+  if (mode == kRecvmmsg) {
     p->msgs.assign(static_cast<size_t>(slot_count), mmsghdr{});
     p->iovs.assign(static_cast<size_t>(slot_count), iovec{});
     const size_t lead = p->headroom - p->prefix;

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "fds.h"
+#include "layout.h"
 #include "modules.h"
 #include "util.h"
 
@@ -22,8 +23,7 @@ namespace distnat {
 namespace {
 
 // Bits of the `flags` argument of tunOpen (mirrored in src/io/native.ts).
-constexpr int32_t kOpenMultiQueue = 1;
-constexpr int32_t kOpenVnetHdr = 2;
+using namespace layout::OpenFlag;
 
 // tunOpen(name: string, flags: number): { fd, name }
 // Attaches to the persistent device `name` if it exists (its multi-queue
@@ -44,8 +44,8 @@ napi_value TunOpen(napi_env env, napi_callback_info info) {
   memset(&ifr, 0, sizeof(ifr));
   memcpy(ifr.ifr_name, name, strnlen(name, IFNAMSIZ - 1));
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-  if (flags & kOpenMultiQueue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
-  if (flags & kOpenVnetHdr) ifr.ifr_flags |= IFF_VNET_HDR;
+  if (flags & kMultiQueue) ifr.ifr_flags |= IFF_MULTI_QUEUE;
+  if (flags & kVnetHdr) ifr.ifr_flags |= IFF_VNET_HDR;
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     close(fd);

@@ -26,7 +26,8 @@ import {
   type MachineCpu,
 } from './counters.ts';
 import { sinkCount, SINK_PORT } from './nft.ts';
-import { ADDR, ROOT, type BenchTestbed, type Node } from './testbed.ts';
+import { TOPOLOGY } from '../../lib/topology.ts';
+import { ROOT, type BenchTestbed, type Node } from './testbed.ts';
 
 export interface Watch {
   /** Processes whose CPU time to take, by label. */
@@ -169,7 +170,7 @@ export async function udpFlood(bed: BenchTestbed, o: FloodOptions): Promise<Floo
       '--src',
       o.src,
       '--dst',
-      ADDR.server,
+      TOPOLOGY.server.wan,
       '--sport',
       String(port),
       '--dport',
@@ -240,7 +241,7 @@ export async function tcpStream(
   { seconds, reverse = false, watch = {} }: { seconds: number; reverse?: boolean; watch?: Watch },
 ): Promise<StreamResult> {
   const before = await snapshot(bed, watch);
-  const argv = ['iperf3', '-c', ADDR.server, '-t', String(seconds), '--json'];
+  const argv = ['iperf3', '-c', TOPOLOGY.server.wan, '-t', String(seconds), '--json'];
   if (reverse) argv.push('-R');
   const start = mark(watch);
   const r = await bed.try(from, argv, { timeoutMs: (seconds + 30) * 1000 });

@@ -4,7 +4,7 @@
  * small-packet flood). Each lives in a table of its own, so removing it
  * removes exactly what was added.
  */
-import { ADDR } from './testbed.ts';
+import { TOPOLOGY } from '../../lib/topology.ts';
 import type { BenchTestbed } from './testbed.ts';
 import { nftCounters } from './counters.ts';
 
@@ -21,13 +21,13 @@ export const SINK_PORT = 9;
  * both); the kernel's per-packet work is the same (conntrack lookup, rewrite
  * of address and port with incremental checksum updates).
  */
-export async function setUpNat(bed: BenchTestbed, wanIf = 'wan0'): Promise<void> {
+export async function setUpNat(bed: BenchTestbed, wanIf = TOPOLOGY.wanIf): Promise<void> {
   await tearDownNat(bed);
   const rules = [
     `table ip ${NAT_TABLE} {`,
     '  chain post {',
     '    type nat hook postrouting priority srcnat; policy accept;',
-    `    oifname "${wanIf}" ip saddr ${ADDR.lanNet} counter snat to ${ADDR.shared} comment "snat"`,
+    `    oifname "${wanIf}" ip saddr ${TOPOLOGY.lanNet} counter snat to ${TOPOLOGY.shared} comment "snat"`,
     '  }',
     '}',
   ].join('\n');
@@ -45,7 +45,7 @@ export async function tearDownNat(bed: BenchTestbed): Promise<void> {
  * and before any socket: the receiver then costs next to nothing and cannot
  * itself be the bottleneck.
  */
-export async function setUpSink(bed: BenchTestbed, wanIf = 'wan0'): Promise<void> {
+export async function setUpSink(bed: BenchTestbed, wanIf = TOPOLOGY.wanIf): Promise<void> {
   await bed.try('server', ['nft', 'delete', 'table', 'inet', SINK_TABLE]);
   const rules = [
     `table inet ${SINK_TABLE} {`,

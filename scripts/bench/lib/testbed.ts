@@ -1,37 +1,22 @@
 /**
- * The namespace testbed (scripts/testbed) for the topology benchmarks: a
- * prefix of its own (`bn<pid>-`, so a developer's `dn-` testbed and the
- * tests' `dt...-` ones are never touched), and teardown that happens however
- * the benchmark ends: `down()` normally, a synchronous `scripts/testbed down`
- * on exit, SIGINT, SIGTERM or SIGHUP, and for a benchmark killed outright the
- * next benchmark's sweep of `bn<pid>-` testbeds whose pid is gone.
+ * The namespace testbed for the topology benchmarks: the tests' Testbed
+ * (test/helpers/testbed.ts) under a prefix of its own (`bn<pid>-`, so a
+ * developer's `dn-` testbed and the tests' `dt...-` ones are never touched),
+ * brought up again whenever a benchmark changes its options. Teardown
+ * happens however the benchmark ends: `down()` normally, the testbed's exit
+ * hook on exit, SIGINT, SIGTERM or SIGHUP, and for a benchmark killed
+ * outright the next run's sweep of testbeds whose owner's pid is gone.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { describe, execIn, onExitCleanup, run, spawnBackground } from '../../../test/helpers/process.ts';
-import type { Background, ExecOptions, ExecResult } from '../../../test/helpers/process.ts';
+import { writeFileSync } from 'node:fs';
 import { loadNative } from '../../../src/io/native.ts';
+import { describe, execIn, run } from '../../../test/helpers/process.ts';
+import type { Background, ExecOptions, ExecResult } from '../../../test/helpers/process.ts';
+import { ROOT, sweepStaleTestbeds, Testbed } from '../../../test/helpers/testbed.ts';
+import type { TestbedNode } from '../../../test/helpers/testbed.ts';
+import { runningPid } from '../../lib/testbed/supervisor.ts';
 
-export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-export const TESTBED_SCRIPT = join(ROOT, 'scripts', 'testbed');
-
-export type Node = 'lan' | 'router' | 'h1' | 'h2' | 'server';
-const NODES: readonly Node[] = ['lan', 'router', 'h1', 'h2', 'server'];
-
-/** DESIGN.md's addresses. */
-export const ADDR = {
-  shared: '198.51.100.30',
-  routerLan: '10.0.0.7',
-  routerWan: '203.0.113.1',
-  h1: '10.0.0.1',
-  h2: '10.0.0.3',
-  server: '203.0.113.3',
-  lanNet: '10.0.0.0/24',
-  wanNet: '203.0.113.0/24',
-} as const;
+export { ROOT };
+export type Node = TestbedNode;
 
 export interface BenchTestbedOptions {
   /** Start the testbed's distnat processes (default false: the benchmark decides). */
@@ -46,17 +31,6 @@ export interface BenchTestbedOptions {
    * Default false: the benchmarks turn it off, see bridgeNetfilter().
    */
   bridgeNetfilter?: boolean;
-}
-
-const PREFIX = /^bn(\d+)-$/;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
@@ -78,48 +52,32 @@ export async function renice(nice: number, pids: readonly number[]): Promise<voi
   }
 }
 
-/** Removes the testbeds of benchmarks that were killed before they could clean up. */
-export async function sweepStale(): Promise<string[]> {
-  const list = await run(['ip', 'netns', 'list']);
-  const stale = new Set<string>();
-  for (const line of list.stdout.split('\n')) {
-    const name = line.split(' ')[0] ?? '';
-    for (const node of NODES) {
-      if (!name.endsWith(node)) continue;
-      const prefix = name.slice(0, -node.length);
-      const m = PREFIX.exec(prefix);
-      if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) stale.add(prefix);
-    }
-  }
-  for (const prefix of stale)
-    await run([TESTBED_SCRIPT, '--prefix', prefix, '-q', 'down'], { timeoutMs: 60_000 });
-  return [...stale];
+/** Removes the testbeds of benchmarks (and tests) that were killed before they could clean up. */
+export function sweepStale(): Promise<string[]> {
+  return sweepStaleTestbeds();
 }
 
 export class BenchTestbed {
   readonly prefix = `bn${process.pid}-`;
-  private readonly scratch = mkdtempSync(join(tmpdir(), 'distnat-bench-'));
-  private readonly unregister: () => void;
-  private readonly background = new Set<Background>();
+  private readonly bed = Testbed.prepare(this.prefix);
   private options: BenchTestbedOptions = {};
-  private isDown = false;
-
-  constructor() {
-    this.unregister = onExitCleanup(() => this.downSync());
-  }
 
   /** Where scripts/testbed keeps this testbed's pid files, logs and daemon state. */
   get runDir(): string {
-    return join(resolve(process.env['DN_RUN_DIR'] ?? join(ROOT, 'run')), this.prefix);
+    return this.bed.runDir;
+  }
+
+  get layout(): Testbed['layout'] {
+    return this.bed.layout;
   }
 
   /** A directory for this run's files, removed by down(). */
   get scratchDir(): string {
-    return this.scratch;
+    return this.bed.scratchDir;
   }
 
   ns(node: Node): string {
-    return this.prefix + node;
+    return this.bed.ns(node);
   }
 
   /** `scripts/testbed up` (again: it repairs, and applies a changed offload mode or process table). */
@@ -128,16 +86,8 @@ export class BenchTestbed {
     // The generators and forwarders need the addon: say so before building anything.
     loadNative();
     this.options = options;
-    const flags = ['--prefix', this.prefix, '--offload', options.offload === true ? 'on' : 'off'];
-    if (options.daemons !== true) flags.push('--no-daemons');
-    else flags.push('--daemons');
-    if (options.daemonTable !== undefined) {
-      const file = join(this.scratch, 'daemons');
-      writeFileSync(file, options.daemonTable);
-      flags.push('--daemons-file', file);
-    }
-    const r = await run([TESTBED_SCRIPT, ...flags, '-q', 'up'], { timeoutMs: 120_000 });
-    if (r.code !== 0) throw new Error(`scripts/testbed up (${this.prefix}): ${describe(r)}`);
+    const { bridgeNetfilter: _, daemons, ...rest } = options;
+    await this.bed.reconfigure({ ...rest, daemons: daemons === true });
     await this.bridgeNetfilter(options.bridgeNetfilter === true);
   }
 
@@ -162,59 +112,36 @@ export class BenchTestbed {
 
   /** Runs argv in the node's namespace; throws with the output unless it exits 0. */
   async exec(node: Node, argv: readonly string[], options?: ExecOptions): Promise<string> {
-    const r = await execIn(this.ns(node), argv, options);
+    const r = await this.bed.exec(node, argv, options);
     if (r.code !== 0) throw new Error(`${this.ns(node)}: ${argv.join(' ')}: ${describe(r)}`);
     return r.stdout;
   }
 
   /** Like exec, but returns the result whatever the exit status. */
   try(node: Node, argv: readonly string[], options?: ExecOptions): Promise<ExecResult> {
-    return execIn(this.ns(node), argv, options);
+    return this.bed.exec(node, argv, options);
   }
 
   /** A background process in the node's namespace, stopped by down() at the latest. */
   spawn(node: Node, argv: readonly string[]): Background {
-    return this.track(spawnBackground(this.ns(node), argv, { cwd: ROOT }));
+    return this.bed.spawn(node, argv, { cwd: ROOT });
   }
 
   /** Makes down() stop a background process started elsewhere. */
   track<T extends Background>(bg: T): T {
-    this.background.add(bg);
-    void bg.exited.then(() => this.background.delete(bg));
-    return bg;
+    return this.bed.track(bg);
   }
 
-  /** The pid of a process of the process table (scripts/testbed's `<name>.pid`: "pid start-time"). */
+  /** The pid of a running process of the process table. */
   daemonPid(name: string): number {
-    const text = readFileSync(join(this.runDir, `${name}.pid`), 'utf8');
-    const pid = Number(text.trim().split(/\s+/)[0]);
-    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`bad pid file for ${name}: ${text}`);
+    const pid = runningPid(this.bed.layout, name);
+    if (pid === undefined) throw new Error(`${name} of the process table does not run (see ${this.runDir})`);
     return pid;
   }
 
   /** Stops what this object started, then `scripts/testbed down`. Safe to call twice. */
-  async down(): Promise<void> {
-    if (this.isDown) return;
-    this.isDown = true;
-    await Promise.all([...this.background].map((bg) => bg.stop()));
-    const r = await run([TESTBED_SCRIPT, '--prefix', this.prefix, '-q', 'down'], { timeoutMs: 60_000 });
-    this.unregister();
-    rmSync(this.scratch, { recursive: true, force: true });
-    if (r.code !== 0) throw new Error(`scripts/testbed down (${this.prefix}): ${describe(r)}`);
-  }
-
-  private downSync(): void {
-    if (this.isDown) return;
-    this.isDown = true;
-    try {
-      execFileSync(TESTBED_SCRIPT, ['--prefix', this.prefix, '-q', 'down'], {
-        stdio: 'ignore',
-        timeout: 30_000,
-      });
-    } catch {
-      // the next benchmark's sweep removes what is left
-    }
-    rmSync(this.scratch, { recursive: true, force: true });
+  down(): Promise<void> {
+    return this.bed.down();
   }
 
   /** The options of the last up(). */

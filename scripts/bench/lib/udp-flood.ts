@@ -6,19 +6,24 @@
  *
  *   node --import tsx scripts/bench/lib/udp-flood.ts --src A --dst B [--sport 40000] [--dport 9]
  *        [--size 64] [--seconds 5] [--pps 0] [--wait-signal] [--batch 64]
+ *        [--tunnel-src H --tunnel-dst R]
  *
  * --size is the whole IPv4 datagram (64: 20 IP + 8 UDP + 36 payload). The
  * datagram goes wherever the kernel routes B from A (into a TUN device for
  * the shared address, out of the LAN for the host's own). --pps paces the
  * offered load (0: as fast as the socket takes it). With --wait-signal it
  * starts on SIGUSR1, so that several generators start together and counters
- * can be read just before. Prints `ready`, then one JSON line.
+ * can be read just before. With --tunnel-src/--tunnel-dst each datagram is
+ * sent inside an IP-in-IP header H -> R, as a host sends it to the distnat
+ * router (the router's own rate, without a host agent). Prints `ready`,
+ * then one JSON line.
  */
 import { parseArgs } from 'node:util';
 import { openRawSender } from '../../../src/io/raw.ts';
 import { SpanList } from '../../../src/io/slots.ts';
 import { emitIpv4, Ipv4Flag, ipv4FromString } from '../../../src/wire/ipv4.ts';
 import { emitUdp } from '../../../src/wire/udp.ts';
+import { encapsulate, IPIP_OUTER_LENGTH } from '../../../src/wire/ipip.ts';
 
 const { values } = parseArgs({
   options: {
@@ -31,6 +36,8 @@ const { values } = parseArgs({
     pps: { type: 'string', default: '0' },
     'wait-signal': { type: 'boolean', default: false },
     batch: { type: 'string', default: '64' },
+    'tunnel-src': { type: 'string' },
+    'tunnel-dst': { type: 'string' },
   },
 });
 const src = ipv4FromString(values.src ?? '');
@@ -67,13 +74,25 @@ emitUdp(
   dst,
 );
 
+// Around it, the tunnel's outer header when asked for.
+let wire = datagram;
+if (values['tunnel-src'] !== undefined || values['tunnel-dst'] !== undefined) {
+  const outerSrc = ipv4FromString(values['tunnel-src'] ?? '');
+  const outerDst = ipv4FromString(values['tunnel-dst'] ?? '');
+  if (outerSrc === undefined || outerDst === undefined)
+    throw new Error('--tunnel-src and --tunnel-dst must both be IPv4 addresses');
+  wire = new Uint8Array(IPIP_OUTER_LENGTH + size);
+  wire.set(datagram, IPIP_OUTER_LENGTH);
+  encapsulate(wire, IPIP_OUTER_LENGTH, size, outerSrc, outerDst);
+}
+
 // One buffer holding `batch` copies, re-sent every round.
 const SLOT = 2048;
 const buf = new Uint8Array(batch * SLOT);
 const spans = new SpanList(batch);
 for (let i = 0; i < batch; i++) {
-  buf.set(datagram, i * SLOT);
-  spans.push(i * SLOT, size);
+  buf.set(wire, i * SLOT);
+  spans.push(i * SLOT, wire.length);
 }
 const sender = openRawSender();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

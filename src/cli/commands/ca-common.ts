@@ -13,7 +13,7 @@ import {
   RegistryError,
   type RevocationReason,
 } from '../../pki/index.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 
 export const REASONS = Object.keys(REVOCATION_REASONS) as RevocationReason[];
 

@@ -16,7 +16,7 @@ import {
   type KeyType,
 } from '../../pki/index.ts';
 import { KEY_MODE, writeFileAtomic, writeNewFile } from '../../pki/files.ts';
-import { UserError } from '../exit-codes.ts';
+import { UserError } from '../../util/exit-codes.ts';
 import { guard, out, parseRanges, readInput } from './ca-common.ts';
 
 export function hostCertificateCommands(y: Argv) {

@@ -9,7 +9,7 @@ import {
   type RevocationReason,
 } from '../../pki/index.ts';
 import { writeFileAtomic } from '../../pki/files.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { REASONS, defaultLifetime, guard, out, readInput } from './ca-common.ts';
 
 export function revokeCommands(y: Argv) {

@@ -12,7 +12,7 @@ import {
   readCrl,
   x509,
 } from '../../pki/index.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { guard, out, readInput } from './ca-common.ts';
 
 export function showCommand(y: Argv) {

@@ -1,15 +1,16 @@
 import type { Argv } from 'yargs';
-import { ConfigError } from '../../config/load.ts';
+import type { CommandMeta } from './command-meta.ts';
+import { ConfigError } from '../../config/config-error.ts';
 import { NativeAddonError } from '../../io/native.ts';
-import { startPeer } from '../../peer/peer.ts';
-import type { Peer } from '../../peer/peer.ts';
+import { startPeer } from '../../peer/daemon/start.ts';
+import type { Peer } from '../../peer/daemon/start.ts';
 import { createLogger } from '../../util/log.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 
-export function peerCommand(y: Argv) {
+export function peerCommand(y: Argv, meta: CommandMeta) {
   return y.command(
-    'peer',
-    "run the far end of a distnat host's IPsec SAs on a machine with its own address (userspace ESP/AH)",
+    meta.usage,
+    meta.describe,
     (a) =>
       a
         .option('ipsec', {

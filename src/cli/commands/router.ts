@@ -1,16 +1,18 @@
 import type { Argv } from 'yargs';
+import type { CommandMeta } from './command-meta.ts';
 import { readConfigFile, validateConfig } from '../../config/load.ts';
 import { RouterConfigSchema } from '../../config/router-config.ts';
-import { startRouter } from '../../router/daemon.ts';
+import { startRouter } from '../../router/daemon/start.ts';
 import { createLogger } from '../../util/log.ts';
-import { ExitCode, UserError } from '../exit-codes.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { missingPrivilege } from './host.ts';
+import { validateWithFlags, type FlagField } from '../flag-config.ts';
 
 const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two addresses has a default):
 
   sharedAddress: 198.51.100.30     # the public address the hosts share
   lanAddress: 10.0.0.7             # the router's LAN address (PAP, IP-in-IP)
-  tun: dn0                         # made by native-setup/router-setup.sh
+  tun: dn0                         # made by native-setup/linux/router-setup.sh
   stateDir: /var/lib/distnat/router
   pap: { udpPort: 7032, icmp: true, blockSize: 32, leaseSeconds: 300 }
   metrics: 127.0.0.1:9732
@@ -22,8 +24,8 @@ const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two add
 The local CA directory comes from the root CA, once:
 
   distnat ca init --dir root
-  distnat ca issue-local --shared-address 198.51.100.30 --root root \
-      --out /var/lib/distnat/router/ca --crl-url http://203.0.113.1:7033/crl
+  distnat ca issue-local --shared-address 198.51.100.30 --root root \\
+      --out /var/lib/distnat/router/ca --crl-address 203.0.113.1
 
 Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing, 73 another
 router holds the state directory, the control socket, UDP lanAddress:7032 or
@@ -69,13 +71,22 @@ export function mergeRouterFlags(
   return merged;
 }
 
-const anyFlag = (argv: Record<string, unknown>): boolean =>
-  [...Object.keys(OVERRIDES), ...Object.keys(PKI_OVERRIDES)].some((flag) => argv[flag] !== undefined);
+/** The override flags on the command line, each with the field it sets and its value. */
+export function givenRouterFlags(argv: Record<string, unknown>): (FlagField & { value: unknown })[] {
+  return [
+    ...Object.entries(OVERRIDES).map(([flag, field]) => ({ flag, path: [field], value: argv[flag] })),
+    ...Object.entries(PKI_OVERRIDES).map(([flag, field]) => ({
+      flag,
+      path: ['pki', field],
+      value: argv[flag],
+    })),
+  ].filter((g) => g.value !== undefined);
+}
 
-export function routerCommand(y: Argv) {
+export function routerCommand(y: Argv, meta: CommandMeta) {
   return y.command(
-    'router',
-    'run the gateway (patent "router 26"): PAP server, lease tables, forwarding between the hosts\' tunnels and the WAN',
+    meta.usage,
+    meta.describe,
     (a) =>
       a
         .option('config', {
@@ -106,7 +117,7 @@ export function routerCommand(y: Argv) {
         .example('$0 router --config /etc/distnat/router.yaml', 'run with a configuration file')
         .example(
           '$0 router --shared-address 198.51.100.30 --lan-address 10.0.0.7 --state-dir /tmp/dn-router',
-          'run with flags only (after native-setup/router-setup.sh up)',
+          'run with flags only (after native-setup/linux/router-setup.sh up)',
         )
         .example(
           '$0 router --shared-address 198.51.100.30 --lan-address 10.0.0.7 --ca-dir /var/lib/distnat/router/ca --crl-address 203.0.113.1',
@@ -119,11 +130,12 @@ export function routerCommand(y: Argv) {
       if (data === null || typeof data !== 'object' || Array.isArray(data)) {
         validateConfig(RouterConfigSchema, data, file ?? 'command line');
       }
-      const merged = mergeRouterFlags(data, argv);
-      const config = validateConfig(
+      const config = validateWithFlags(
         RouterConfigSchema,
-        merged,
-        file === undefined ? 'command line' : anyFlag(argv) ? `${file} (with command-line overrides)` : file,
+        mergeRouterFlags(data, argv),
+        givenRouterFlags(argv),
+        file ?? 'command line',
+        'distnat router',
       );
       // Checked before anything is created, so that the refusal names the privilege, not a file.
       const lacking = missingPrivilege();

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, readConfigFile, validateConfig } from '../../../src/config/load.ts';
+import { ConfigError } from '../../../src/config/config-error.ts';
+import { readConfigFile, validateConfig } from '../../../src/config/load.ts';
 import { RouterConfigSchema } from '../../../src/config/router-config.ts';
 import { HostConfigSchema } from '../../../src/config/host-config.ts';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { IkeConfigSchema, readIkeConfig } from '../../../src/config/ike-config.ts';
-import { ConfigError } from '../../../src/config/load.ts';
+import { ConfigError } from '../../../src/config/config-error.ts';
 
 const file = (text: string): string => {
   const f = join(mkdtempSync(join(tmpdir(), 'distnat-ike-cfg-')), 'ike.yaml');

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mergeRouterFlags } from '../../../src/cli/commands/router.ts';
-import { ConfigError, validateConfig } from '../../../src/config/load.ts';
+import { ConfigError } from '../../../src/config/config-error.ts';
+import { validateConfig } from '../../../src/config/load.ts';
 import { RouterConfigSchema } from '../../../src/config/router-config.ts';
 
 const BASE = { sharedAddress: '198.51.100.30', lanAddress: '10.0.0.7' };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { LeasedPortPool } from '../../../src/host/leased-ports.ts';
-import { formatPortList, kernelPortSettings, parsePortList } from '../../../src/host/native-ports.ts';
+import { LeasedPortPool } from '../../../src/host/data-path/leased-ports.ts';
+import { formatPortList, kernelPortSettings, parsePortList } from '../../../src/host/daemon/native-ports.ts';
 import { HostLeases } from '../../../src/pap/host-leases.ts';
 import { FakeClock } from '../../../src/util/clock.ts';
 

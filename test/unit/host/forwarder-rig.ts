@@ -2,11 +2,12 @@
  * A HostForwarder between in-memory devices, stepped by hand, and packets
  * built with the wire codec.
  */
-import { HostForwarder } from '../../../src/host/forwarder.ts';
-import type { HostForwarderOptions, HostMode } from '../../../src/host/forwarder.ts';
-import type { IpsecStep } from '../../../src/host/ipsec-step.ts';
-import { SourcePortTranslationTable } from '../../../src/host/translation/sptt.ts';
-import { PortTranslator } from '../../../src/host/translation/translator.ts';
+import { HostForwarder } from '../../../src/host/data-path/forwarder.ts';
+import type { HostForwarderOptions } from '../../../src/host/data-path/forwarder.ts';
+import type { HostMode } from '../../../src/host/data-path/shared-steps.ts';
+import type { IpsecStep } from '../../../src/host/data-path/ipsec-step.ts';
+import { SourcePortTranslationTable } from '../../../src/host/data-path/translation/sptt.ts';
+import { PortTranslator } from '../../../src/host/data-path/translation/translator.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
 import { FakeClock } from '../../../src/util/clock.ts';
 import { emitIpv4 } from '../../../src/wire/ipv4.ts';

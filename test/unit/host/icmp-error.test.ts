@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { SourcePortTranslationTable } from '../../../src/host/translation/sptt.ts';
-import { PortTranslator } from '../../../src/host/translation/translator.ts';
+import { SourcePortTranslationTable } from '../../../src/host/data-path/translation/sptt.ts';
+import { PortTranslator } from '../../../src/host/data-path/translation/translator.ts';
 import {
   BlockPortSource,
   ESP,

@@ -5,11 +5,11 @@
  * protects the host verifies, translates back and hands to the stack.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/config/load.ts';
-import { EngineIpsecStep, inSpiBlocks, ipsecDropOf } from '../../../src/host/ipsec-engine-step.ts';
+import { ConfigError } from '../../../src/config/config-error.ts';
+import { EngineIpsecStep, inSpiBlocks, ipsecDropOf } from '../../../src/host/data-path/ipsec-engine-step.ts';
 import { buildManualKeying, IpsecEngine, PacketSpan, parseManualKeying } from '../../../src/ipsec/index.ts';
 import type { HeldBlock } from '../../../src/pap/held-block.ts';
-import { mirrorManualKeying } from '../../../src/peer/mirror.ts';
+import { mirrorManualKeying } from '../../../src/peer/daemon/mirror.ts';
 import { buildOuter, buildTcp, LAN, LEASE_COUNT, LEASE_FIRST, rig, ROUTER } from './forwarder-rig.ts';
 import { get16, SERVER, SHARED } from './packets.ts';
 

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { HostForwarder } from '../../../src/host/forwarder.ts';
-import { SourcePortTranslationTable } from '../../../src/host/translation/sptt.ts';
-import { PortTranslator } from '../../../src/host/translation/translator.ts';
+import { HostForwarder } from '../../../src/host/data-path/forwarder.ts';
+import { SourcePortTranslationTable } from '../../../src/host/data-path/translation/sptt.ts';
+import { PortTranslator } from '../../../src/host/data-path/translation/translator.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
-import { OffloadTun } from '../../../src/router/offload-tun.ts';
+import { OffloadTun } from '../../../src/io/offload-tun.ts';
 import { FakeClock } from '../../../src/util/clock.ts';
 import { pseudoHeaderSumFromIp, verifiesTo0 } from '../../../src/wire/checksum.ts';
 import {

@@ -9,7 +9,7 @@ import {
   udpWireChecksum,
   verifiesTo0,
 } from '../../../src/wire/checksum.ts';
-import type { LeasedPortSource } from '../../../src/host/translation/leased-port-source.ts';
+import type { LeasedPortSource } from '../../../src/host/data-path/translation/leased-port-source.ts';
 
 export const TCP = 6;
 export const UDP = 17;

@@ -206,7 +206,7 @@ describe('policy', () => {
     });
     pair.receiver.spd.remove('p');
     pair.receiver.spd.add(strict);
-    pair.in.policy = null; // unbound: the SPD decides
+    pair.receiver.sad.unbind(pair.in); // unbound: the SPD decides
     const [wire] = sealed(pair, 1);
     expect(receive(pair.receiver, wire!)).toBe('policy-mismatch');
   });

@@ -3,7 +3,7 @@
  * headroom, SAs and databases wired up the way a host would.
  */
 import { readFileSync } from 'node:fs';
-import type { IvSource } from '../../../src/ipsec/esp-transform.ts';
+import type { IvSource } from '../../../src/ipsec/types.ts';
 import { IpsecEngine } from '../../../src/ipsec/engine.ts';
 import { AhSa, EspSa, type AhSaParams, type EspSaParams } from '../../../src/ipsec/sa.ts';
 import { SecurityAssociationDatabase } from '../../../src/ipsec/sad.ts';

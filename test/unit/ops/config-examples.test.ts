@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { validateConfig } from '../../../src/config/load.ts';
 import { HostConfigSchema } from '../../../src/config/host-config.ts';
 import { RouterConfigSchema } from '../../../src/config/router-config.ts';
+import { TOPOLOGY } from '../../../scripts/lib/topology.ts';
 
 const CONFIG_DIR = resolve(import.meta.dirname, '../../../native-setup/config');
 
@@ -34,17 +35,15 @@ function without<T extends object>(o: T, keys: string[]): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([k]) => !keys.includes(k))) as Partial<T>;
 }
 
+const { shared, router, h1 } = TOPOLOGY;
+
 describe.each([
-  ['router.yaml', RouterConfigSchema, { sharedAddress: '198.51.100.30', lanAddress: '10.0.0.7' }],
-  [
-    'host.yaml',
-    HostConfigSchema,
-    { router: '10.0.0.7', lanAddress: '10.0.0.1', sharedAddress: '198.51.100.30' },
-  ],
+  ['router.yaml', RouterConfigSchema, { sharedAddress: shared, lanAddress: router.lan }],
+  ['host.yaml', HostConfigSchema, { router: router.lan, lanAddress: h1.lan, sharedAddress: shared }],
 ] as const)('native-setup/config/%s', (file, schema, required) => {
   const text = readFileSync(join(CONFIG_DIR, file), 'utf8');
 
-  it('is valid as shipped and holds the DESIGN.md addresses and nothing else', () => {
+  it('is valid as shipped and holds the topology’s addresses and nothing else', () => {
     const data: unknown = parseYaml(text);
     expect(data).toEqual(required);
     expect(() => validateConfig(schema, data, file)).not.toThrow();

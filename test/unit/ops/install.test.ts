@@ -21,6 +21,7 @@ import { parse as parseYaml } from 'yaml';
 import { validateConfig } from '../../../src/config/load.ts';
 import { HostConfigSchema } from '../../../src/config/host-config.ts';
 import { RouterConfigSchema } from '../../../src/config/router-config.ts';
+import { TOPOLOGY } from '../../../scripts/lib/topology.ts';
 
 const CHECKOUT = resolve(import.meta.dirname, '../../..');
 const INSTALL = join(CHECKOUT, 'native-setup/install.sh');
@@ -43,12 +44,20 @@ function envFile(path: string): Record<string, string> {
 
 describe('native-setup/install.sh --root', () => {
   it('installs a host: copy without build output, wrapper, unit, configuration with its addresses', () => {
-    const r = install(['host', '--lan-address', '10.0.0.3', '--lan-if', 'eth2', '--shared', '192.0.2.30']);
+    const r = install([
+      'host',
+      '--lan-address',
+      TOPOLOGY.h2.lan,
+      '--lan-if',
+      'eth2',
+      '--shared',
+      '192.0.2.30',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     const opt = join(r.root, 'opt/distnat');
     expect(existsSync(join(opt, 'bin/distnat'))).toBe(true);
-    expect(existsSync(join(opt, 'native-setup/host-setup.sh'))).toBe(true);
+    expect(existsSync(join(opt, 'native-setup/linux/host-setup.sh'))).toBe(true);
     expect(existsSync(join(opt, 'package-lock.json'))).toBe(true);
     for (const skipped of ['.git', 'node_modules', 'native-setup/addon/build', 'run'])
       expect(existsSync(join(opt, skipped)), skipped).toBe(false);
@@ -61,33 +70,39 @@ describe('native-setup/install.sh --root', () => {
       readFileSync(join(CHECKOUT, 'native-setup/systemd/distnat-host.service'), 'utf8'),
     );
     const yaml = parseYaml(readFileSync(join(r.root, 'etc/distnat/host.yaml'), 'utf8')) as unknown;
-    expect(yaml).toEqual({ router: '10.0.0.7', lanAddress: '10.0.0.3', sharedAddress: '192.0.2.30' });
+    expect(yaml).toEqual({
+      router: TOPOLOGY.router.lan,
+      lanAddress: TOPOLOGY.h2.lan,
+      sharedAddress: '192.0.2.30',
+    });
     expect(() => validateConfig(HostConfigSchema, yaml, 'host.yaml')).not.toThrow();
     expect(envFile(join(r.root, 'etc/distnat/host.env'))).toEqual({
       DN_LAN_IF: 'eth2',
-      DN_TUN: 'dn0',
-      DN_MTU: '1480',
+      DN_TUN: TOPOLOGY.tun,
+      DN_MTU: String(TOPOLOGY.tunMtu),
       DN_SHARED_ADDR: '192.0.2.30',
       DN_STATE_DIR: '/run/distnat-setup',
     });
   });
 
-  it('installs a router at 10.0.0.7 by default, and a server with its gateway', () => {
+  it('installs a router at the topology’s addresses by default, and a server with its gateway', () => {
     const router = install(['router']);
     expect(router.status, router.stderr).toBe(0);
     const yaml = parseYaml(readFileSync(join(router.root, 'etc/distnat/router.yaml'), 'utf8')) as unknown;
     expect(validateConfig(RouterConfigSchema, yaml, 'router.yaml')).toMatchObject({
-      lanAddress: '10.0.0.7',
-      sharedAddress: '198.51.100.30',
+      lanAddress: TOPOLOGY.router.lan,
+      sharedAddress: TOPOLOGY.shared,
     });
     expect(existsSync(join(router.root, 'etc/systemd/system/distnat-router.service'))).toBe(true);
 
-    const server = install(['server', '--gateway', '203.0.113.1']);
+    const server = install(['server']);
     expect(server.status, server.stderr).toBe(0);
     expect(envFile(join(server.root, 'etc/distnat/server.env'))).toEqual({
-      DN_SHARED_ADDR: '198.51.100.30',
-      DN_GATEWAY: '203.0.113.1',
+      DN_SHARED_ADDR: TOPOLOGY.shared,
+      DN_GATEWAY: TOPOLOGY.router.wan,
     });
+    const elsewhere = install(['server', '--gateway', '192.0.2.1']);
+    expect(envFile(join(elsewhere.root, 'etc/distnat/server.env'))['DN_GATEWAY']).toBe('192.0.2.1');
     expect(existsSync(join(server.root, 'etc/distnat/server.yaml'))).toBe(false);
   });
 
@@ -99,7 +114,7 @@ describe('native-setup/install.sh --root', () => {
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/kept .*router\.yaml/);
     expect(readFileSync(yamlPath, 'utf8')).toContain('logLevel: debug');
-    expect(readFileSync(yamlPath, 'utf8')).toContain('lanAddress: 10.0.0.7');
+    expect(readFileSync(yamlPath, 'utf8')).toContain(`lanAddress: ${TOPOLOGY.router.lan}`);
     const forced = install(['router', '--lan-address', '10.0.0.8', '--force-config'], first.root);
     expect(forced.status, forced.stderr).toBe(0);
     expect(readFileSync(yamlPath, 'utf8')).not.toContain('logLevel: debug');

@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../../src/config/load.ts';
 import { HostConfigSchema } from '../../../src/config/host-config.ts';
 import { RouterConfigSchema } from '../../../src/config/router-config.ts';
+import { TOPOLOGY } from '../../../scripts/lib/topology.ts';
 
 const CHECKOUT = resolve(import.meta.dirname, '../../..');
 const UNIT_DIR = join(CHECKOUT, 'native-setup/systemd');
@@ -62,11 +63,11 @@ describe('the systemd units', () => {
   });
 
   describe.each([
-    ['router', RouterConfigSchema, { sharedAddress: '198.51.100.30', lanAddress: '10.0.0.7' }],
+    ['router', RouterConfigSchema, { sharedAddress: TOPOLOGY.shared, lanAddress: TOPOLOGY.router.lan }],
     [
       'host',
       HostConfigSchema,
-      { router: '10.0.0.7', lanAddress: '10.0.0.1', sharedAddress: '198.51.100.30' },
+      { router: TOPOLOGY.router.lan, lanAddress: TOPOLOGY.h1.lan, sharedAddress: TOPOLOGY.shared },
     ],
   ] as const)('distnat-%s.service', (role, schema, minimal) => {
     const d = unit(`distnat-${role}.service`);
@@ -74,8 +75,8 @@ describe('the systemd units', () => {
 
     it('starts the daemon with its configuration, after the set-up script, as root only for that', () => {
       expect(one(d, 'ExecStart')).toBe(`/usr/local/bin/distnat ${role} --config /etc/distnat/${role}.yaml`);
-      expect(one(d, 'ExecStartPre')).toBe(`+/opt/distnat/native-setup/${role}-setup.sh up`);
-      expect(one(d, 'ExecStopPost')).toBe(`+/opt/distnat/native-setup/${role}-setup.sh down`);
+      expect(one(d, 'ExecStartPre')).toBe(`+/opt/distnat/native-setup/linux/${role}-setup.sh up`);
+      expect(one(d, 'ExecStopPost')).toBe(`+/opt/distnat/native-setup/linux/${role}-setup.sh down`);
       expect(one(d, 'EnvironmentFile')).toBe(`/etc/distnat/${role}.env`);
       expect(one(d, 'Restart')).toBe('on-failure');
       expect(one(d, 'KillSignal')).toBe('SIGTERM');
@@ -83,7 +84,7 @@ describe('the systemd units', () => {
     });
 
     it('sets only variables the set-up script reads', () => {
-      const script = readFileSync(join(CHECKOUT, `native-setup/${role}-setup.sh`), 'utf8');
+      const script = readFileSync(join(CHECKOUT, `native-setup/linux/${role}-setup.sh`), 'utf8');
       const env = readFileSync(join(CHECKOUT, `native-setup/config/${role}.env`), 'utf8');
       const names = [...env.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]!);
       expect(names.length).toBeGreaterThan(2);
@@ -119,7 +120,7 @@ describe('the systemd units', () => {
 
     beforeAll(() => {
       for (const role of ['router', 'host', 'server']) {
-        const args = [role, '--root', root, ...(role === 'host' ? ['--lan-address', '10.0.0.1'] : [])];
+        const args = [role, '--root', root, ...(role === 'host' ? ['--lan-address', TOPOLOGY.h1.lan] : [])];
         const r = spawnSync(join(CHECKOUT, 'native-setup/install.sh'), args, { encoding: 'utf8' });
         expect(r.status, r.stderr).toBe(0);
       }

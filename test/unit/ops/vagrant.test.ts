@@ -1,14 +1,15 @@
 /**
  * The Vagrantfile: `vagrant validate` accepts it, and the VMs it describes
- * are the namespace testbed's nodes with the testbed's addresses
- * (scripts/testbed, DESIGN.md), each provisioned by install.sh with its role
+ * are the namespace testbed's nodes with the topology's addresses
+ * (native-setup/topology.env), each provisioned by install.sh with its role
  * and checked by its own native-setup script.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOPOLOGY } from '../../../scripts/lib/topology.ts';
 
 const CHECKOUT = resolve(import.meta.dirname, '../../..');
 const VAGRANTFILE = join(CHECKOUT, 'Vagrantfile');
@@ -24,21 +25,21 @@ if (!hasVagrant) console.warn(`vagrant.test.ts: ${NO_VAGRANT}`);
 const dir = mkdtempSync(join(tmpdir(), 'distnat-vagrant-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** The testbed's addresses, read from scripts/testbed itself. */
+/** The topology's addresses. */
 function testbedAddresses(): Record<string, string> {
-  const text = readFileSync(join(CHECKOUT, 'scripts/testbed'), 'utf8');
-  const scalar = (name: string) => new RegExp(`^${name}=(\\S+)$`, 'm').exec(text)?.[1];
-  const lan = /^declare -A LAN_ADDR=\((.*)\)$/m.exec(text)?.[1] ?? '';
-  const byNode = Object.fromEntries([...lan.matchAll(/\[(\w+)\]=([\d.]+)/g)].map((m) => [m[1]!, m[2]!]));
   return {
-    routerLan: byNode.router!,
-    h1: byNode.h1!,
-    h2: byNode.h2!,
-    routerWan: scalar('ROUTER_WAN')!,
-    server: scalar('SERVER_WAN')!,
-    shared: scalar('SHARED')!,
+    routerLan: TOPOLOGY.router.lan,
+    h1: TOPOLOGY.h1.lan,
+    h2: TOPOLOGY.h2.lan,
+    routerWan: TOPOLOGY.router.wan,
+    server: TOPOLOGY.server.wan,
+    shared: TOPOLOGY.shared,
   };
 }
+
+/** The dotted netmask of a prefix length. */
+const netmask = (len: number) =>
+  [24, 16, 8, 0].map((shift) => ((0xffffffff << (32 - len)) >>> shift) & 0xff).join('.');
 
 interface Call {
   path: string[];
@@ -87,14 +88,16 @@ describe('Vagrantfile', () => {
       const a = testbedAddresses();
       const nets = (m: string) =>
         of(m, 'network').map((c) => [c.kw.virtualbox__intnet, c.kw.ip, c.kw.netmask]);
-      const mask = '255.255.255.0';
+      const lan = netmask(TOPOLOGY.lanPrefixLen);
+      const wan = netmask(TOPOLOGY.wanPrefixLen);
+      expect([netmask(24), netmask(20)]).toEqual(['255.255.255.0', '255.255.240.0']);
       expect(nets('router')).toEqual([
-        ['distnat-lan', a.routerLan, mask],
-        ['distnat-wan', a.routerWan, mask],
+        ['distnat-lan', a.routerLan, lan],
+        ['distnat-wan', a.routerWan, wan],
       ]);
-      expect(nets('h1')).toEqual([['distnat-lan', a.h1, mask]]);
-      expect(nets('h2')).toEqual([['distnat-lan', a.h2, mask]]);
-      expect(nets('server')).toEqual([['distnat-wan', a.server, mask]]);
+      expect(nets('h1')).toEqual([['distnat-lan', a.h1, lan]]);
+      expect(nets('h2')).toEqual([['distnat-lan', a.h2, lan]]);
+      expect(nets('server')).toEqual([['distnat-wan', a.server, wan]]);
       // Isolated on libvirt too: no DHCP, no forwarding to the outside.
       for (const c of all.filter((x) => x.path.at(-1) === 'network'))
         expect(c.kw).toMatchObject({ libvirt__dhcp_enabled: false, libvirt__forward_mode: 'none' });
@@ -134,8 +137,8 @@ describe('Vagrantfile', () => {
         expect(install(m)?.inline).toContain('/vagrant/native-setup/install.sh');
         const role = m.startsWith('h') ? 'host' : m;
         const check = of(m, 'provision').find((c) => c.args[0] === 'check')?.kw.inline as string;
-        expect(check).toContain(`/opt/distnat/native-setup/${role}-setup.sh check`);
-        expect(existsSync(join(CHECKOUT, `native-setup/${role}-setup.sh`))).toBe(true);
+        expect(check).toContain(`/opt/distnat/native-setup/linux/${role}-setup.sh check`);
+        expect(existsSync(join(CHECKOUT, `native-setup/linux/${role}-setup.sh`))).toBe(true);
       }
     });
   });

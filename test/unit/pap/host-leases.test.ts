@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ResourceKind } from '../../../src/pap/block.ts';
+import type { ResourceKind } from '../../../src/util/block.ts';
 import type { HeldBlock } from '../../../src/pap/held-block.ts';
 import type { BlockLossReason, HostLeasesOptions } from '../../../src/pap/host-leases.ts';
 import { HostLeases } from '../../../src/pap/host-leases.ts';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { ResourceKind } from '../../../src/pap/block.ts';
+import type { ResourceKind } from '../../../src/util/block.ts';
 import type { Lease, LeaseAnswer, LeaseEndReason, LeaseListener } from '../../../src/pap/lease.ts';
 import { LeaseStore, MemoryFiles } from '../../../src/pap/lease-store.ts';
 import type { LeaseTableOptions, RequestParams } from '../../../src/pap/lease-table.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseManualKeying } from '../../../src/ipsec/index.ts';
-import { mirrorManualKeying } from '../../../src/peer/mirror.ts';
+import { mirrorManualKeying } from '../../../src/peer/daemon/mirror.ts';
 
 const HMAC = '0x' + '11'.repeat(32);
 

@@ -5,7 +5,8 @@ import { join, resolve } from 'node:path';
 import yargs from 'yargs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { caCommand } from '../../../src/cli/commands/ca.ts';
-import { ExitCode, UserError } from '../../../src/cli/exit-codes.ts';
+import { COMMANDS } from '../../../src/cli/commands/index.ts';
+import { ExitCode, UserError } from '../../../src/util/exit-codes.ts';
 import { openssl } from './helpers.ts';
 
 const BIN = resolve(import.meta.dirname, '../../../bin/distnat');
@@ -50,6 +51,7 @@ async function distnat(...args: string[]): Promise<{ status: number; stdout: str
           if (err) throw err;
           throw new UserError(msg, ExitCode.USAGE);
         }),
+      COMMANDS.find((c) => c.name === 'ca')!,
     ).parseAsync();
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
@@ -89,8 +91,11 @@ describe('distnat ca', { timeout: 60_000 }, () => {
       'root',
       '--out',
       'ca',
+      '--crl-address',
+      '203.0.113.1',
     );
     expect(local.status).toBe(0);
+    expect(local.stdout).toContain('its certificates name the CRL at http://203.0.113.1:7033/crl');
     expect(local.stdout).toContain('may sign host certificates but no further CA (pathLen 0)');
 
     const req = await distnat('ca', 'request', '--key', 'h1.key', '--out', 'h1.csr', '--csr-only');
@@ -174,6 +179,8 @@ describe('distnat ca', { timeout: 60_000 }, () => {
       'nowhere',
       '--out',
       'x',
+      '--crl-address',
+      '203.0.113.1',
     );
     expect(missing.status).toBe(64);
     const notRoot = await distnat(
@@ -185,6 +192,8 @@ describe('distnat ca', { timeout: 60_000 }, () => {
       'ca',
       '--out',
       'x',
+      '--crl-address',
+      '203.0.113.1',
     );
     expect([notRoot.status, notRoot.stderr]).toEqual([1, 'distnat: ca is not a root CA\n']);
     expect((await distnat('ca', 'revoke', '--ca', 'ca')).status).toBe(64);

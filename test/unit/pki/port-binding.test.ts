@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Block } from '../../../src/pap/block.ts';
+import type { Block } from '../../../src/util/block.ts';
 import {
   decodePortBinding,
   encodePortBinding,

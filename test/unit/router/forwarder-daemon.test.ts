@@ -10,12 +10,12 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { afterEach, describe, expect, it } from 'vitest';
-import { UserError } from '../../../src/cli/exit-codes.ts';
+import { UserError } from '../../../src/util/exit-codes.ts';
 import { RouterConfigSchema, type RouterConfig } from '../../../src/config/router-config.ts';
 import { controlRequest } from '../../../src/control/client.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
 import { UdpPapTransport } from '../../../src/pap/udp-transport.ts';
-import { startRouter, type RouterHandle } from '../../../src/router/daemon.ts';
+import { startRouter, type RouterHandle } from '../../../src/router/daemon/start.ts';
 import type { Logger } from '../../../src/util/log.ts';
 import { PAP_MESSAGE_LENGTH, emitPap, parsePap, type PapMessage } from '../../../src/wire/pap.ts';
 import { SERVER, SHARED, a, tunnel, udp } from './forwarder-packets.ts';
@@ -153,7 +153,7 @@ describe('startRouter', () => {
     expect(existsSync(join(stateDir, 'router.lock'))).toBe(false);
     const second = await start(stateDir);
     expect(second.router.leases.epoch).toBe(lease.epoch);
-    expect(second.router.forwarder.tables.ports.ownerOf(lease.lowest)).toBe(HOST);
+    expect(second.router.forwarder.tables.ownership.portOwner(lease.lowest)).toBe(HOST);
     expect(second.lines.some((l) => l.message === 'leases recovered' && l.leases === 1)).toBe(true);
   });
 
@@ -198,10 +198,10 @@ describe('startRouter', () => {
     bed.lanRx.inject(tunnel(HOST, udp(SHARED, lease.lowest + 100, SERVER, 53), HOST));
     await bed.scheduler.idle();
     const text = await (await fetch(`http://${bed.router.metricsAddress}/metrics`)).text();
-    expect(text).toMatch(/^distnat_router_drops_total\{reason="spoofed-port"\} 1$/m);
-    expect(text).toMatch(/^distnat_router_leases\{kind="port"\} 1$/m);
+    expect(text).toMatch(/^distnat_router_dropped_packets_total\{reason="spoofed-port"\} 1$/m);
+    expect(text).toMatch(/^distnat_router_leased_blocks\{kind="port"\} 1$/m);
     expect(text).toMatch(/^distnat_router_packets_total\{direction="lan_in"\} 1$/m);
     expect(text).toMatch(/^distnat_router_pap_messages_total\{kind="port-request"\} 1$/m);
-    expect(text).toMatch(/^distnat_router_free\{kind="port"\} \d+$/m);
+    expect(text).toMatch(/^distnat_router_free_values\{kind="port"\} \d+$/m);
   });
 });

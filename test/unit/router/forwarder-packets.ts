@@ -5,9 +5,8 @@
  */
 import { MemoryDevice } from '../../../src/io/memory.ts';
 import { SlotBuffer } from '../../../src/io/slots.ts';
-import { RouterForwarder } from '../../../src/router/forwarder.ts';
-import { LeaseHolders } from '../../../src/router/lease-holders.ts';
-import { RouterTables } from '../../../src/router/tables/router-tables.ts';
+import { RouterForwarder } from '../../../src/router/data-path/forwarder.ts';
+import { RouterTables } from '../../../src/router/data-path/tables/router-tables.ts';
 import { FakeClock } from '../../../src/util/clock.ts';
 import { emitAh } from '../../../src/wire/ah.ts';
 import { emitEsp } from '../../../src/wire/esp.ts';
@@ -205,7 +204,6 @@ export function fragment(datagram: Uint8Array, cuts: number[]): Uint8Array[] {
 export interface Rig {
   fwd: RouterForwarder;
   tables: RouterTables;
-  holders: LeaseHolders;
   /** Records what the forwarder wrote into the TUN. */
   tun: MemoryDevice;
   /** Records what the forwarder sent to hosts. */
@@ -222,10 +220,9 @@ export interface Rig {
 /** H1 leases ports 1024-1055 and SPIs 256-319; H2 ports 1056-1087; H9 nothing. */
 export function rig(): Rig {
   const tables = new RouterTables({ fragments: { seed: 11 } });
-  const holders = new LeaseHolders(tables);
-  holders.onLeaseAdded({ host: H1, kind: 'port', first: 1024, count: 32 });
-  holders.onLeaseAdded({ host: H2, kind: 'port', first: 1056, count: 32 });
-  holders.onLeaseAdded({ host: H1, kind: 'spi', first: 256, count: 64 });
+  tables.ownership.add(H1, 'port', 1024, 32);
+  tables.ownership.add(H2, 'port', 1056, 32);
+  tables.ownership.add(H1, 'spi', 256, 64);
   const tun = new MemoryDevice({ name: 'tun', record: true });
   const lan = new MemoryDevice({ name: 'lan', record: true });
   const clock = new FakeClock();
@@ -233,7 +230,6 @@ export function rig(): Rig {
     sharedAddress: SHARED,
     lanAddress: LAN,
     tables,
-    holders,
     tun,
     lan,
     clock,
@@ -249,7 +245,6 @@ export function rig(): Rig {
   return {
     fwd,
     tables,
-    holders,
     tun,
     lan,
     clock,

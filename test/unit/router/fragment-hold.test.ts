@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FragmentHold } from '../../../src/router/tables/fragment-hold.ts';
+import { FragmentHold } from '../../../src/router/data-path/tables/fragment-hold.ts';
 
 const SRV = 0xcb007103;
 const SHARED = 0xc633641e;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { FragmentTable } from '../../../src/router/tables/fragment-table.ts';
+import { FragmentTable } from '../../../src/router/data-path/tables/fragment-table.ts';
 
 const SRV = 0xcb007103; // 203.0.113.3
 const SHARED = 0xc633641e; // 198.51.100.30

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Iaptt, DEFAULT_IAPTT_IDLE, protocolSlot } from '../../../src/router/tables/iaptt.ts';
-import { formatIaptt } from '../../../src/router/tables/status.ts';
+import { Iaptt, DEFAULT_IAPTT_IDLE, protocolSlot } from '../../../src/router/data-path/tables/iaptt.ts';
 
 const H1 = 0x0a000001;
 const H3 = 0x0a000003;
@@ -19,10 +18,6 @@ describe('Iaptt (FIG. 12)', () => {
     expect(t.lastUse(UDP, 1032)).toBe(-1);
     expect(t.size).toBe(1);
     expect(t.rows()).toEqual([{ port: 1032, host: H1, address: '10.0.0.1', protocol: TCP, lastUse: 10_048 }]);
-    expect(formatIaptt(t.rows(), 70_048)).toEqual([
-      'DESTINATION PORT  INTERNAL DESTINATION IP ADDRESS  PROTOCOL  TIMESTAMP  IDLE',
-      '1032              10.0.0.1                         6 (TCP)   10048      60s',
-    ]);
   });
 
   it('keeps TCP, UDP and ICMP rows of one port apart and ignores other protocols', () => {

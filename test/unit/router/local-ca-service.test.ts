@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { UserError } from '../../../src/cli/exit-codes.ts';
+import { UserError } from '../../../src/util/exit-codes.ts';
 import { FileStateDir, LeaseStore } from '../../../src/pap/lease-store.ts';
 import { LeaseTable } from '../../../src/pap/lease-table.ts';
 import { PapServer } from '../../../src/pap/pap-server.ts';
@@ -25,8 +25,8 @@ import {
   requestHostCertificate,
   x509,
 } from '../../../src/pki/index.ts';
-import { crlNumberOf, LocalCaService } from '../../../src/router/local-ca-service.ts';
-import { withdrawHost } from '../../../src/router/withdraw.ts';
+import { crlNumberOf, LocalCaService } from '../../../src/router/daemon/local-ca-service.ts';
+import { withdrawHost } from '../../../src/router/daemon/withdraw.ts';
 import { FakeClock } from '../../../src/util/clock.ts';
 
 const SHARED = '198.51.100.30';

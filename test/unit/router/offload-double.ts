@@ -12,7 +12,7 @@ import {
   writeVirtioNetHdr,
   type VirtioNetHdr,
 } from '../../../src/io/virtio.ts';
-import type { VnetTunDevice } from '../../../src/router/offload-tun.ts';
+import type { VnetTunDevice } from '../../../src/io/offload-tun.ts';
 import { buildTcp4 } from '../../../scripts/bench/io-packets.ts';
 
 export interface Written {

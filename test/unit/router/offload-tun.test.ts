@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { SlotBuffer } from '../../../src/io/slots.ts';
-import { OffloadTun, offloadByDefault } from '../../../src/router/offload-tun.ts';
+import { OffloadTun, offloadByDefault } from '../../../src/io/offload-tun.ts';
 import { pseudoHeaderSumFromIp, verifiesTo0 } from '../../../src/wire/checksum.ts';
 import { buildUdp4 } from '../../../scripts/bench/io-packets.ts';
 import { be16, be32, gsoHdr, pattern, segment, superPacket, VnetTunDouble } from './offload-double.ts';

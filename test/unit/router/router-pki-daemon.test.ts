@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
 import { afterEach, describe, expect, it } from 'vitest';
-import { UserError } from '../../../src/cli/exit-codes.ts';
-import type { DaemonStatus } from '../../../src/cli/commands/status.ts';
+import { UserError } from '../../../src/util/exit-codes.ts';
+import type { DaemonStatus } from '../../../src/control/status.ts';
 import { RouterConfigSchema } from '../../../src/config/router-config.ts';
 import { controlRequest } from '../../../src/control/client.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
@@ -21,7 +21,7 @@ import {
   generateSigningKey,
   requestHostCertificate,
 } from '../../../src/pki/index.ts';
-import { startRouter } from '../../../src/router/daemon.ts';
+import { startRouter } from '../../../src/router/daemon/start.ts';
 
 const cleanup: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -117,7 +117,7 @@ describe('router daemon with a local CA', () => {
     expect(metrics).toMatch(
       new RegExp(`distnat_router_pki_crl_number ${after.status.counters['pki.crl_number']}\\b`),
     );
-    expect(metrics).toMatch(/distnat_router_pki_crl_next_update_seconds \d{10}/);
+    expect(metrics).toMatch(/distnat_router_pki_crl_next_update_timestamp_seconds \d{10}/);
 
     const endpoint = pki.lanEndpoint;
     await router.stop();

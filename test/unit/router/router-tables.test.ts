@@ -1,65 +1,54 @@
 import { describe, expect, it } from 'vitest';
-import { RouterTables } from '../../../src/router/tables/router-tables.ts';
-import { numericLeaseListener } from '../../../src/pap/router-link.ts';
+import { RouterTables } from '../../../src/router/data-path/tables/router-tables.ts';
 
 const H1 = 0x0a000001;
 const H3 = 0x0a000003;
 
+const lease = (host: string, kind: 'port' | 'spi', lowest: number, count: number) => ({
+  host,
+  kind,
+  lowest,
+  count,
+  grantedAt: 0,
+  expiresAt: 60_000,
+  leaseSeconds: 60,
+});
+
 describe('RouterTables', () => {
-  it('enters and withdraws PAP leases in the port and SPI tables', () => {
+  it('enters and withdraws PAP leases in the ownership index, and the IAPTT follows', () => {
     const t = new RouterTables();
-    expect(t.onLeaseAdded({ host: H1, kind: 'port', first: 1026, count: 32 })).toBe('added');
-    expect(t.onLeaseAdded({ host: H1, kind: 'spi', first: 280, count: 32 })).toBe('added');
-    expect(t.onLeaseAdded({ host: H3, kind: 'port', first: 1050, count: 16 })).toBe('overlap');
-    expect(t.counters.leaseRejected).toBe(1);
-    expect(t.ports.ownerOf(1032)).toBe(H1);
-    expect(t.spis.ownerOf(300)).toBe(H1);
-    expect(t.ports.ownerOf(300)).toBe(0);
-    expect(t.spis.ownerOf(1032)).toBe(0);
+    expect(t.onLeaseAdded(lease('10.0.0.1', 'port', 1026, 32))).toBe('added');
+    expect(t.onLeaseAdded(lease('10.0.0.1', 'spi', 280, 32))).toBe('added');
+    expect(t.onLeaseAdded(lease('10.0.0.3', 'port', 1050, 16))).toBe('overlap');
+    expect(t.ownership.counters.rejected).toBe(1);
+    expect(t.ownership.portOwner(1032)).toBe(H1);
+    expect(t.ownership.spiOwner(300)).toBe(H1);
+    expect(t.ownership.portOwner(300)).toBe(0);
+    expect(t.ownership.spiOwner(1032)).toBe(0);
 
     t.iaptt.touch(6, 1032, H1, 0);
-    t.onLeaseRemoved({ host: H1, kind: 'port', first: 1026, count: 32 });
-    expect(t.ports.ownerOf(1032)).toBe(0);
+    t.onLeaseRemoved(lease('10.0.0.1', 'port', 1026, 32));
+    expect(t.ownership.portOwner(1032)).toBe(0);
     expect(t.iaptt.hostOf(6, 1032)).toBe(0);
-    expect(t.spis.ownerOf(300)).toBe(H1);
-    expect(t.onLeaseRemoved({ host: H1, kind: 'port', first: 1026, count: 32 })).toBe('not-owned');
-    expect(t.counters.leaseRejected).toBe(2);
+    expect(t.ownership.spiOwner(300)).toBe(H1);
+    expect(t.onLeaseRemoved(lease('10.0.0.1', 'port', 1026, 32))).toBe('not-owned');
+    expect(t.ownership.counters.rejected).toBe(2);
   });
 
-  it('forgets everything about a host that left', () => {
+  it('forgets the fragments of a host once it holds nothing, and keeps other hosts’ rows', () => {
     const t = new RouterTables({ fragments: { seed: 9 } });
-    t.onLeaseAdded({ host: H1, kind: 'port', first: 2000, count: 32 });
-    t.onLeaseAdded({ host: H1, kind: 'port', first: 4000, count: 32 });
-    t.onLeaseAdded({ host: H3, kind: 'port', first: 3000, count: 32 });
-    t.onLeaseAdded({ host: H1, kind: 'spi', first: 256, count: 32 });
-    t.iaptt.touch(17, 4001, H1, 0);
+    t.onLeaseAdded(lease('10.0.0.1', 'port', 2000, 32));
+    t.onLeaseAdded(lease('10.0.0.3', 'port', 3000, 32));
+    t.onLeaseAdded(lease('10.0.0.1', 'spi', 256, 32));
+    t.iaptt.touch(17, 2001, H1, 0);
     t.iaptt.touch(17, 3001, H3, 0);
     t.fragments.record(1, 2, 17, 3, H1, 0);
-    t.removeHost(H1);
-    expect(t.ports.blocksOf(H1)).toEqual([]);
-    expect(t.spis.ownerOf(256)).toBe(0);
-    expect(t.iaptt.hostOf(17, 4001)).toBe(0);
-    expect(t.iaptt.hostOf(17, 3001)).toBe(H3);
+    t.onLeaseRemoved(lease('10.0.0.1', 'port', 2000, 32));
+    expect(t.fragments.lookup(1, 2, 17, 3, 1)).toBe(H1); // still holds SPIs
+    t.onLeaseRemoved(lease('10.0.0.1', 'spi', 256, 32));
     expect(t.fragments.lookup(1, 2, 17, 3, 1)).toBe(0);
-    expect(t.ports.ownerOf(3000)).toBe(H3);
-  });
-
-  it('takes lease events from the PAP lease table through its numeric adapter', () => {
-    const t = new RouterTables();
-    const listener = numericLeaseListener(t);
-    const lease = {
-      kind: 'port' as const,
-      host: '10.0.0.3',
-      lowest: 1058,
-      count: 16,
-      grantedAt: 0,
-      expiresAt: 60_000,
-      leaseSeconds: 60,
-    };
-    listener.onLeaseAdded(lease);
-    expect(t.ports.ownerOf(1058)).toBe(H3);
-    expect(t.ports.ownerOf(1073)).toBe(H3);
-    listener.onLeaseRemoved(lease, 'expired');
-    expect(t.ports.ownerOf(1058)).toBe(0);
+    expect(t.iaptt.hostOf(17, 2001)).toBe(0);
+    expect(t.iaptt.hostOf(17, 3001)).toBe(H3);
+    expect(t.ownership.portOwner(3000)).toBe(H3);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { U32Map } from '../../../src/router/tables/u32-map.ts';
+import { U32Map } from '../../../src/router/data-path/tables/u32-map.ts';
 
 describe('U32Map', () => {
   it('grows, keeps every key, and stops at its limit', () => {

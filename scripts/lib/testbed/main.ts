@@ -1,0 +1,121 @@
+/**
+ * The TypeScript half of scripts/testbed, which runs it for the work that is
+ * not namespace plumbing:
+ *
+ *   main.ts up      --prefix P --run-dir R [--ike] [--no-daemons] [--daemons-file F] [-q]
+ *                   certificates (and IKE files), then the processes of the table;
+ *                   exit 1 naming each problem if one does not run
+ *   main.ts down    --prefix P --run-dir R [-q]
+ *                   stops the processes and whatever else runs in the namespaces,
+ *                   removes what `up` made here
+ *   main.ts status  --prefix P --run-dir R [--no-daemons] [--daemons-file F]
+ *                   the "processes:" section, then a "problem: ..." line per problem
+ *   main.ts demo    --prefix P --run-dir R [--no-daemons] [--daemons-file F]
+ *                   the demo's checks (after scripts/testbed's up and picture); exit 1 if any failed
+ *
+ * scripts/testbed has checked the options (the prefix, the files) already.
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { NODES } from '../topology.ts';
+import { demo } from './demo.ts';
+import { TestbedLayout } from './layout.ts';
+import { processTable } from './process-table.ts';
+import { ensureIke, ensurePki, pkiProblems, removePki } from './provision.ts';
+import {
+  describeProcesses,
+  processProblems,
+  removeStalePidFiles,
+  startProcesses,
+  stopLeftovers,
+  stopProcesses,
+} from './supervisor.ts';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    prefix: { type: 'string' },
+    'run-dir': { type: 'string' },
+    ike: { type: 'boolean', default: false },
+    'no-daemons': { type: 'boolean', default: false },
+    'daemons-file': { type: 'string' },
+    quiet: { type: 'boolean', short: 'q', default: false },
+  },
+});
+const verb = positionals[0];
+if (values.prefix === undefined || values['run-dir'] === undefined)
+  throw new Error('main.ts needs --prefix and --run-dir (scripts/testbed passes them)');
+const layout = new TestbedLayout(values.prefix, values['run-dir']);
+const note = (line: string): void => {
+  if (!values.quiet) console.log(`  ${line}`);
+};
+// A testbed brought up with IKE stays so until it is taken down.
+const ike = values.ike || existsSync(layout.ikeMarker);
+const daemons = !values['no-daemons'];
+const table = processTable(layout, { ike, daemonsFile: values['daemons-file'] });
+/** The processes that should run: none with --no-daemons. */
+const expected = daemons ? table : [];
+
+function problems(): string[] {
+  return [...pkiProblems(layout), ...processProblems(layout, expected)];
+}
+
+async function up(): Promise<number> {
+  mkdirSync(layout.runDir, { recursive: true });
+  await ensurePki(layout, note);
+  if (ike) {
+    writeFileSync(layout.ikeMarker, '');
+    await ensureIke(layout, note);
+  }
+  removeStalePidFiles(layout, note);
+  await startProcesses(layout, expected, note);
+  const found = problems();
+  for (const p of found) process.stderr.write(`  problem: ${p}\n`);
+  return found.length === 0 ? 0 : 1;
+}
+
+async function down(): Promise<number> {
+  if (!existsSync(layout.runDir)) return stopLeftovers(layout, NODES, note).then(() => 0);
+  await stopProcesses(layout, note);
+  await stopLeftovers(layout, NODES, note);
+  for (const f of readdirSync(layout.runDir))
+    if (f.endsWith('.pid') || f.endsWith('.log')) rmSync(join(layout.runDir, f), { force: true });
+  // The daemons' state and control sockets, and the certificates.
+  for (const node of NODES)
+    if (node !== 'lan') rmSync(layout.nodeDir(node), { recursive: true, force: true });
+  removePki(layout);
+  return 0;
+}
+
+function status(): number {
+  for (const line of describeProcesses(layout, table)) console.log(line);
+  for (const p of problems()) console.log(`problem: ${p}`);
+  return 0;
+}
+
+async function main(): Promise<number> {
+  switch (verb) {
+    case 'up':
+      return up();
+    case 'down':
+      return down();
+    case 'status':
+      return status();
+    case 'demo': {
+      const fails = await demo(layout, expected, ike);
+      if (fails > 0) process.stderr.write(`testbed: ${fails} check(s) failed\n`);
+      return fails === 0 ? 0 : 1;
+    }
+    default:
+      throw new Error(`main.ts: unknown command '${verb ?? ''}' (up, down, status, demo)`);
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: Error) => {
+    process.stderr.write(`testbed: ${e.message}\n`);
+    process.exit(1);
+  },
+);

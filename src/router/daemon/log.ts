@@ -1,0 +1,67 @@
+/**
+ * The router daemon's logging helpers: PAP handlers that log instead of
+ * throwing, one line per lease event, and a periodic drop summary.
+ */
+import type { Lease, LeaseEndReason, LeaseListener } from '../../pap/lease.ts';
+import type { PapTransport } from '../../pap/transport.ts';
+import type { Logger } from '../../util/log.ts';
+import type { DropReason } from '../data-path/counters.ts';
+import { DROP_REASONS } from '../data-path/counters.ts';
+import type { RouterForwarder } from '../data-path/forwarder.ts';
+
+/** A PAP transport whose handlers cannot take the process down: a failed request is logged. */
+export function guarded(t: PapTransport, log: Logger, name: string): PapTransport {
+  return {
+    send: (bytes, peer) => t.send(bytes, peer),
+    onMessage: (handler) =>
+      t.onMessage((bytes, peer) => {
+        try {
+          handler(bytes, peer);
+        } catch (e) {
+          log.error('PAP request failed', {
+            transport: name,
+            peer: peer.address,
+            error: (e as Error).message,
+          });
+        }
+      }),
+  };
+}
+
+export function leaseLogger(log: Logger): LeaseListener {
+  const fields = (l: Lease) => ({
+    host: l.host,
+    kind: l.kind,
+    lowest: l.lowest,
+    count: l.count,
+    expires: new Date(l.expiresAt).toISOString(),
+  });
+  return {
+    onLeaseAdded: (l) => log.info('lease granted', fields(l)),
+    onLeaseRemoved: (l, reason: LeaseEndReason) => log.info('lease ended', { ...fields(l), reason }),
+    onLeaseRenewed: (l) => log.debug('lease renewed', fields(l)),
+  };
+}
+
+/** One log line with the drops of the last window, by reason; nothing when there were none. */
+export function logDrops(log: Logger, f: RouterForwarder, last: Float64Array, windowMs: number): void {
+  const delta: Partial<Record<DropReason, number>> = {};
+  let total = 0;
+  DROP_REASONS.forEach((reason, i) => {
+    const v = f.drops.get(reason);
+    const d = v - last[i]!;
+    last[i] = v;
+    if (d > 0) {
+      delta[reason] = d;
+      total += d;
+    }
+  });
+  if (total === 0) return;
+  const suspicious =
+    (delta['spoofed-port'] ?? 0) + (delta['not-shared-source'] ?? 0) + (delta['no-lease'] ?? 0);
+  log.log(suspicious > 0 ? 'warn' : 'info', 'packets dropped', {
+    windowSeconds: windowMs / 1000,
+    total,
+    ...delta,
+  });
+}

@@ -1,0 +1,44 @@
+/**
+ * The router daemon's periodic work off the packet path: the IAPTT sweep,
+ * fragment, held-packet and outbound SA expiry, and a drop summary in the
+ * log every `dropLogMs`.
+ */
+import type { Clock, Timer } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
+import { DROP_REASONS } from '../data-path/counters.ts';
+import { logDrops } from './log.ts';
+import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { RouterTables } from '../data-path/tables/router-tables.ts';
+
+export interface MaintenanceOptions {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly tables: RouterTables;
+  readonly forwarder: RouterForwarder;
+  /** When the router started, by `clock`: the first drop summary's window begins there. */
+  readonly startedAt: number;
+  readonly tickMs: number;
+  readonly dropLogMs: number;
+}
+
+/** Starts the periodic work; the result stops it. */
+export function startMaintenance(o: MaintenanceOptions): () => void {
+  const { clock, log, tables, forwarder } = o;
+  const lastDrops = new Float64Array(DROP_REASONS.length);
+  let lastSummary = o.startedAt;
+  let timer: Timer | undefined;
+  const tick = () => {
+    const now = clock.now();
+    tables.iaptt.sweep(now, 8192);
+    tables.fragments.expireHead(now);
+    tables.held.expire(now);
+    forwarder.outboundSas.expire(now);
+    if (now - lastSummary >= o.dropLogMs) {
+      lastSummary = now;
+      logDrops(log, forwarder, lastDrops, o.dropLogMs);
+    }
+    timer = clock.setTimeout(tick, o.tickMs);
+  };
+  timer = clock.setTimeout(tick, o.tickMs);
+  return () => timer?.cancel();
+}

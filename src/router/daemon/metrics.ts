@@ -1,0 +1,231 @@
+/**
+ * The router's Prometheus metrics. The packet path counts in typed arrays
+ * (CounterSet) and never touches prom-client; each metric reads those
+ * counters when scraped (`collect`), so a scrape costs the work and a packet
+ * costs nothing extra.
+ *
+ * | metric                                               | type    | labels            |
+ * |------------------------------------------------------|---------|-------------------|
+ * | distnat_router_packets_total                         | counter | direction         |
+ * | distnat_router_bytes_total                           | counter | direction         |
+ * | distnat_router_dropped_packets_total                 | counter | reason            |
+ * | distnat_router_leased_blocks                         | gauge   | kind              |
+ * | distnat_router_free_values                           | gauge   | kind (ports, SPIs free to lease) |
+ * | distnat_router_hosts                                 | gauge   |                   |
+ * | distnat_router_flows                                 | gauge   | (IAPTT rows)      |
+ * | distnat_router_pap_messages_total                    | counter | kind (answered)   |
+ * | distnat_router_pap_dropped_messages_total            | counter | reason            |
+ * | distnat_router_io_packets_total                      | counter | device, direction |
+ * | distnat_router_io_errors_total                       | counter | device, kind      |
+ * | distnat_router_pki_certificates                      | gauge   | state (issued, valid, revoked) |
+ * | distnat_router_pki_crl_number                        | gauge   |                   |
+ * | distnat_router_pki_crl_next_update_timestamp_seconds | gauge   | (Unix time)       |
+ *
+ * docs/metrics.md lists them with their meaning; the process metrics
+ * (process_*, nodejs_*) come with the registry (src/metrics/server.ts).
+ *
+ * Directions: `lan_in` (read from hosts' tunnels), `outbound` (written to
+ * the TUN), `wan_in` (read from the TUN), `inbound` (tunnelled to hosts),
+ * `hairpin`.
+ */
+import type { Server as HttpServer } from 'node:http';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { IoStats } from '../../io/types.ts';
+import { newRegistry, startMetricsServer } from '../../metrics/server.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import type { LeaseTable } from '../../pap/lease-table.ts';
+import type { PapServer } from '../../pap/pap-server.ts';
+import { DROP_REASONS } from '../data-path/counters.ts';
+import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { LocalCaStats } from './local-ca-service.ts';
+
+export interface RouterMetricSources {
+  readonly forwarder: RouterForwarder;
+  readonly leases: LeaseTable;
+  readonly pap: PapServer;
+  readonly devices: Readonly<Record<string, { stats(): IoStats }>>;
+  /** The local CA, when the router runs one; its metrics exist only then. */
+  readonly pki?: { stats(): LocalCaStats } | undefined;
+}
+
+export function registerRouterMetrics(registry: Registry, s: RouterMetricSources): void {
+  const registers = [registry];
+  const f = s.forwarder;
+  new Counter({
+    name: 'distnat_router_packets_total',
+    help: 'Packets by direction: lan_in, outbound, wan_in, inbound, hairpin',
+    labelNames: ['direction'],
+    registers,
+    collect() {
+      const t = f.traffic;
+      this.reset();
+      this.inc({ direction: 'lan_in' }, t.get('lan-rx-packets'));
+      this.inc({ direction: 'outbound' }, t.get('outbound-packets'));
+      this.inc({ direction: 'wan_in' }, t.get('wan-rx-packets'));
+      this.inc({ direction: 'inbound' }, t.get('inbound-packets'));
+      this.inc({ direction: 'hairpin' }, t.get('hairpin-packets'));
+    },
+  });
+  new Counter({
+    name: 'distnat_router_bytes_total',
+    help: 'Bytes by direction (lan_in and inbound include the 20-byte outer header)',
+    labelNames: ['direction'],
+    registers,
+    collect() {
+      const t = f.traffic;
+      this.reset();
+      this.inc({ direction: 'lan_in' }, t.get('lan-rx-bytes'));
+      this.inc({ direction: 'outbound' }, t.get('outbound-bytes'));
+      this.inc({ direction: 'wan_in' }, t.get('wan-rx-bytes'));
+      this.inc({ direction: 'inbound' }, t.get('inbound-bytes'));
+    },
+  });
+  new Counter({
+    name: 'distnat_router_dropped_packets_total',
+    help: 'Packets dropped, by reason (docs/router.md)',
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      this.reset();
+      for (const reason of DROP_REASONS) this.inc({ reason }, f.drops.get(reason));
+    },
+  });
+  new Gauge({
+    name: 'distnat_router_leased_blocks',
+    help: 'Blocks leased now, by kind',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      const st = s.leases.stats();
+      this.set({ kind: 'port' }, st.port_leases ?? 0);
+      this.set({ kind: 'spi' }, st.spi_leases ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'distnat_router_free_values',
+    help: 'Values free to lease now (not leased, not in quarantine), by kind',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      this.set({ kind: 'port' }, s.leases.free('port'));
+      this.set({ kind: 'spi' }, s.leases.free('spi'));
+    },
+  });
+  new Gauge({
+    name: 'distnat_router_hosts',
+    help: 'Hosts holding at least one block',
+    registers,
+    collect() {
+      this.set(s.forwarder.tables.ownership.hostCount);
+    },
+  });
+  new Gauge({
+    name: 'distnat_router_flows',
+    help: 'IAPTT rows (FIG. 12): ports and ICMP ids in use',
+    registers,
+    collect() {
+      this.set(f.tables.iaptt.size);
+    },
+  });
+  new Counter({
+    name: 'distnat_router_pap_messages_total',
+    help: 'PAP requests answered, by message kind',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [kind, n] of Object.entries(s.pap.counters.answered)) this.inc({ kind }, n);
+    },
+  });
+  new Counter({
+    name: 'distnat_router_pap_dropped_messages_total',
+    help: 'PAP messages dropped unanswered, by reason',
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(s.pap.counters.dropped)) this.inc({ reason }, n);
+    },
+  });
+  new Counter({
+    name: 'distnat_router_io_packets_total',
+    help: 'Packets through each device, by direction',
+    labelNames: ['device', 'direction'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [device, d] of Object.entries(s.devices)) {
+        const st = d.stats();
+        this.inc({ device, direction: 'rx' }, st.rxPackets);
+        this.inc({ device, direction: 'tx' }, st.txPackets);
+      }
+    },
+  });
+  new Counter({
+    name: 'distnat_router_io_errors_total',
+    help: 'Device failures: rx errors and truncations, tx queue-full drops, errors and invalid spans',
+    labelNames: ['device', 'kind'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [device, d] of Object.entries(s.devices)) {
+        const st = d.stats();
+        this.inc({ device, kind: 'rx_error' }, st.rxErrors);
+        this.inc({ device, kind: 'rx_truncated' }, st.rxTruncated);
+        this.inc({ device, kind: 'tx_dropped' }, st.txDropped);
+        this.inc({ device, kind: 'tx_error' }, st.txErrors);
+        this.inc({ device, kind: 'tx_invalid' }, st.txInvalid);
+      }
+    },
+  });
+  const pki = s.pki;
+  if (pki === undefined) return;
+  new Gauge({
+    name: 'distnat_router_pki_certificates',
+    help: 'Host certificates of the local CA: issued (in the registry), valid now, revoked and not yet expired',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      const st = pki.stats();
+      this.set({ state: 'issued' }, st.issued);
+      this.set({ state: 'valid' }, st.valid);
+      this.set({ state: 'revoked' }, st.revoked);
+    },
+  });
+  new Gauge({
+    name: 'distnat_router_pki_crl_number',
+    help: 'cRLNumber of the CRL the router serves now',
+    registers,
+    collect() {
+      this.set(pki.stats().crlNumber);
+    },
+  });
+  new Gauge({
+    name: 'distnat_router_pki_crl_next_update_timestamp_seconds',
+    help: 'nextUpdate of the CRL the router serves now, Unix time in seconds',
+    registers,
+    collect() {
+      this.set(Math.floor(pki.stats().crlNextUpdate / 1000));
+    },
+  });
+}
+
+/** Serves metrics on `listen` (host:port); resolves with the address taken and a close. */
+export async function serveRouterMetrics(
+  sources: RouterMetricSources,
+  listen: string,
+): Promise<{ address: string; close: () => Promise<void> }> {
+  const registry = newRegistry();
+  registerRouterMetrics(registry, sources);
+  let server: HttpServer;
+  try {
+    server = await startMetricsServer(registry, listen);
+  } catch (e) {
+    throw new UserError(`cannot serve metrics on ${listen}: ${(e as Error).message}`, ExitCode.CANTCREATE);
+  }
+  const a = server.address();
+  return {
+    address: a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : listen,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

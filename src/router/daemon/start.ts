@@ -1,0 +1,250 @@
+/**
+ * `distnat router` as a library: starts the PAP server, the lease table with
+ * its journal, the forwarding loop on the TUN device and the LAN raw
+ * sockets, the control socket and (optionally) metrics and a capture, and
+ * stops them all again.
+ *
+ * Start order, and what each step refuses:
+ *   1. the control socket must not answer already (another router, same run dir)
+ *   2. the state directory lock (another router, same state dir)
+ *   3. PAP's UDP socket on lanAddress:7032 (another router, same LAN address), then a
+ *      probe to the LAN broadcast address (another router on another machine: lan-probe.ts)
+ *   4. TUN and raw sockets (privilege), the lease table (journal recovery)
+ *   5. forwarding, PAP over ICMP, the local CA and its endpoint (config pki), control socket,
+ *      metrics, timers
+ * A failure at any step closes what the earlier steps opened.
+ */
+import type { DaemonStatus } from '../../control/status.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import type { RouterConfig } from '../../config/router-config.ts';
+import { controlSocketPath } from '../../control/protocol.ts';
+import { socketAnswers } from '../../control/server.ts';
+import type { LeaseTable } from '../../pap/lease-table.ts';
+import { PapServer } from '../../pap/pap-server.ts';
+import type { PapPeer } from '../../pap/transport.ts';
+import type { Clock } from '../../util/clock.ts';
+import { SystemClock } from '../../util/clock.ts';
+import type { Logger } from '../../util/log.ts';
+import { ipv4FromString } from '../../wire/ipv4.ts';
+import { followLeases, openLeaseTable } from './leases.ts';
+import { guarded } from './log.ts';
+import { serveRouterControl } from './control.ts';
+import { serveRouterMetrics } from './metrics.ts';
+import { openDaemonDevices } from './devices.ts';
+import type { RouterDevices } from './devices.ts';
+import { RouterForwarder } from '../data-path/forwarder.ts';
+import { lanBroadcastOf } from './lan-probe.ts';
+import { LocalCaService } from './local-ca-service.ts';
+import { startMaintenance } from './maintenance.ts';
+import { answerLanProbes, openPapIcmp, openPapUdp, refuseOtherRouterOnLan } from './pap-transports.ts';
+import { routerStatus, type RouterStatusSources } from './status.ts';
+import { StateLock } from './state-lock.ts';
+import { RouterTables } from '../data-path/tables/router-tables.ts';
+
+export type { RouterDevices } from './devices.ts';
+
+export interface StartRouterOptions {
+  readonly clock?: Clock;
+  readonly devices?: RouterDevices;
+  /** Overrides pap.udpPort; 0 takes any free port (tests). */
+  readonly papUdpPort?: number;
+  /** Overrides pki.port; 0 takes any free port (tests). */
+  readonly pkiPort?: number;
+  /** Between maintenance passes (IAPTT sweep, fragment expiry). Default 1000 ms. */
+  readonly tickMs?: number;
+  /** Between drop summaries in the log. Default 10 s. */
+  readonly dropLogMs?: number;
+}
+
+export interface RouterHandle {
+  /** Stops everything, flushes the lease journal into a snapshot, removes the control socket and the lock. */
+  stop(): Promise<void>;
+  status(): DaemonStatus;
+  readonly forwarder: RouterForwarder;
+  readonly leases: LeaseTable;
+  readonly pap: PapServer;
+  /** Where PAP over UDP listens. */
+  readonly papAddress: PapPeer;
+  readonly controlSocket: string;
+  /** host:port of the metrics endpoint, when serving. */
+  readonly metricsAddress: string | undefined;
+  /** The local CA and its endpoint, when the configuration has a pki section. */
+  readonly pki: LocalCaService | undefined;
+}
+
+/** Closers run in reverse on stop or on a failed start. */
+type Closer = () => void | Promise<void>;
+
+export async function startRouter(
+  config: RouterConfig,
+  log: Logger,
+  opts: StartRouterOptions = {},
+): Promise<RouterHandle> {
+  const clock = opts.clock ?? new SystemClock();
+  const shared = ipv4FromString(config.sharedAddress);
+  const lan = ipv4FromString(config.lanAddress);
+  if (shared === undefined || lan === undefined)
+    throw new UserError('sharedAddress and lanAddress must be IPv4 addresses', ExitCode.CONFIG);
+  const closers: Closer[] = [];
+  const unwind = async () => {
+    for (const c of closers.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (e) {
+        log.warn('error while stopping', { error: (e as Error).message });
+      }
+    }
+  };
+
+  try {
+    const controlPath = controlSocketPath(config.runDir, 'router');
+    if (await socketAnswers(controlPath))
+      throw new UserError(
+        `another router answers on ${controlPath}; stop it first, or give this one another --run-dir`,
+        ExitCode.CANTCREATE,
+      );
+
+    const lock = StateLock.acquire(config.stateDir);
+    closers.push(() => lock.release());
+    if (lock.tookOverFrom !== undefined)
+      log.warn('took over the lock of a router that is gone', { pid: lock.tookOverFrom, lock: lock.path });
+
+    const udpPort = opts.papUdpPort ?? config.pap.udpPort;
+    const udp = await openPapUdp(config.lanAddress, udpPort, log);
+    closers.push(() => udp.close());
+
+    // 3b. another router on the same LAN, on another machine (docs/router.md, "One router per LAN").
+    const broadcast = opts.devices === undefined ? lanBroadcastOf(config.lanAddress) : undefined;
+    if (broadcast !== undefined) await refuseOtherRouterOnLan(config.lanAddress, broadcast, udpPort);
+
+    const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
+
+    // Leases, recovered from the journal; the forwarding tables follow them.
+    const table = openLeaseTable(config, clock, log, closers);
+    const tables = new RouterTables();
+    followLeases(table, tables, log);
+
+    const forwarder = new RouterForwarder({
+      sharedAddress: shared,
+      lanAddress: lan,
+      tables,
+      tun,
+      lan: lanTx,
+      clock,
+      lanMtu,
+    });
+    forwarder.attach(lanRx, tun);
+    closers.push(() => forwarder.detach());
+
+    // PAP.
+    const pap = new PapServer(table);
+    pap.attach(guarded(udp, log, 'udp'));
+    if (broadcast !== undefined) closers.push(await answerLanProbes(pap, udp, broadcast, udpPort));
+    const transports: Record<string, object> = { udp: udp.counters };
+    const icmp = config.pap.icmp ? openPapIcmp(config, opts.devices, lanTx, lanInterface) : undefined;
+    if (icmp !== undefined) {
+      closers.push(() => icmp.close());
+      pap.attach(guarded(icmp, log, 'icmp'));
+      transports.icmp = icmp.counters;
+    }
+
+    // The local CA (docs/router.md, "The local CA"): after the leases, whose state it reconciles with.
+    let pki: LocalCaService | undefined;
+    if (config.pki !== undefined) {
+      const service = await LocalCaService.start({
+        dir: config.pki.dir,
+        lanAddress: config.lanAddress,
+        port: opts.pkiPort ?? config.pki.port,
+        wanAddress: config.pki.wanAddress,
+        crlSeconds: config.pki.crlSeconds,
+        leases: table,
+        log,
+        clock,
+      });
+      closers.push(() => service.close());
+      pki = service;
+    }
+
+    const devices = { tun, 'lan-rx': lanRx, 'lan-tx': lanTx };
+    const startedAt = clock.now();
+    const sources: RouterStatusSources = {
+      summary: {
+        role: 'router',
+        pid: process.pid,
+        'shared address': config.sharedAddress,
+        'LAN address': config.lanAddress + (lanInterface ? ` (${lanInterface})` : ''),
+        tun: tun.name,
+        PAP: `udp ${udp.local.address}:${udp.local.port}${icmp ? ', icmp types 32/33' : ''}`,
+        'state dir': config.stateDir,
+        recovered: table.recovered ? 'yes' : 'no (new epoch)',
+      },
+      clock,
+      startedAt,
+      forwarder,
+      leases: table,
+      pap,
+      transports,
+      devices,
+      pki,
+    };
+    const status = () => routerStatus(sources);
+
+    closers.push(await serveRouterControl(controlPath, status, { leases: table, pap, ca: pki }, log));
+
+    let metricsAddress: string | undefined;
+    if (config.metrics !== undefined) {
+      const metrics = await serveRouterMetrics(
+        { forwarder, leases: table, pap, devices, pki },
+        config.metrics,
+      );
+      closers.push(metrics.close);
+      metricsAddress = metrics.address;
+    }
+
+    closers.push(
+      startMaintenance({
+        clock,
+        log,
+        tables,
+        forwarder,
+        startedAt,
+        tickMs: opts.tickMs ?? 1000,
+        dropLogMs: opts.dropLogMs ?? 10_000,
+      }),
+    );
+
+    log.info('router started', {
+      shared: config.sharedAddress,
+      lan: config.lanAddress,
+      lanInterface,
+      tun: tun.name,
+      pap: `udp ${udp.local.address}:${udp.local.port}${icmp ? ' + icmp' : ''}`,
+      control: controlPath,
+      metrics: metricsAddress,
+      epoch: table.epoch,
+    });
+
+    let stopping: Promise<void> | undefined;
+    return {
+      stop: () => {
+        stopping ??= (async () => {
+          log.info('router stopping');
+          await unwind();
+          log.info('router stopped');
+        })();
+        return stopping;
+      },
+      status,
+      forwarder,
+      leases: table,
+      pap,
+      papAddress: udp.local,
+      controlSocket: controlPath,
+      metricsAddress,
+      pki,
+    };
+  } catch (e) {
+    await unwind();
+    throw e;
+  }
+}

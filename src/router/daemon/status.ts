@@ -1,0 +1,129 @@
+/**
+ * What `distnat status router` prints: the lease tables with the patent's
+ * columns (FIG. 8, FIG. 21), the flows in use (FIG. 12), the local CA's
+ * valid certificates, and every counter: drops by reason, traffic, PAP,
+ * fragments, devices, certificates and the CRL.
+ */
+import type { DaemonStatus } from '../../control/status.ts';
+import type { StatusTable } from '../../control/status.ts';
+import type { IoStats } from '../../io/types.ts';
+import type { LeaseTable } from '../../pap/lease-table.ts';
+import type { PapServer } from '../../pap/pap-server.ts';
+import type { Clock } from '../../util/clock.ts';
+import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { LocalCaService } from './local-ca-service.ts';
+
+/** IAPTT rows printed at most; the rest are counted. */
+export const MAX_FLOW_ROWS = 500;
+
+export interface RouterStatusSources {
+  readonly summary: Readonly<Record<string, string | number>>;
+  readonly clock: Clock;
+  readonly startedAt: number;
+  readonly forwarder: RouterForwarder;
+  readonly leases: LeaseTable;
+  readonly pap: PapServer;
+  /** Counters of each PAP transport, by name (udp, icmp). */
+  readonly transports: Readonly<Record<string, object>>;
+  /** Packet devices by role (tun, lan-rx, lan-tx). */
+  readonly devices: Readonly<Record<string, { stats(): IoStats }>>;
+  /** The local CA, when the router runs one. */
+  readonly pki?: Pick<LocalCaService, 'stats' | 'summary' | 'statusTable'>;
+}
+
+const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP' };
+
+/** FIG. 8 or FIG. 21 rows, lowest value first, from the lease table itself. */
+function blockRows(leases: LeaseTable, kind: 'port' | 'spi', now: number): (string | number)[][] {
+  return leases
+    .leases()
+    .filter((l) => l.kind === kind)
+    .sort((a, b) => a.lowest - b.lowest)
+    .map((l) => [l.host, l.lowest, l.count, `${Math.max(0, Math.round((l.expiresAt - now) / 1000))}s`]);
+}
+
+export function routerStatus(s: RouterStatusSources): DaemonStatus {
+  const now = s.clock.now();
+  const tables = s.forwarder.tables;
+  const ports: StatusTable = {
+    title: 'FIG. 8  PORT-TO-INTERNAL-NETWORK ADDRESS TABLE (leased ports, also ICMP query ids)',
+    columns: ['INTERNAL NETWORK ADDRESS', 'LOWEST PORT', 'NUMBER OF PORTS', 'LEASE LEFT'],
+    rows: blockRows(s.leases, 'port', now),
+  };
+  const spis: StatusTable = {
+    title: 'FIG. 21  SPI-TO-INTERNAL-NETWORK ADDRESS TABLE',
+    columns: ['INTERNAL NETWORK ADDRESS', 'LOWEST SPI', 'NUMBER OF SPIs', 'LEASE LEFT'],
+    rows: blockRows(s.leases, 'spi', now),
+  };
+  const all = tables.iaptt.rows();
+  const flowRows: (string | number)[][] = all
+    .slice(0, MAX_FLOW_ROWS)
+    .map((r) => [
+      r.port,
+      r.address,
+      `${r.protocol} (${PROTOCOL_NAMES[r.protocol] ?? '?'})`,
+      new Date(r.lastUse).toISOString(),
+      `${Math.max(0, Math.round((now - r.lastUse) / 1000))}s`,
+    ]);
+  if (all.length > MAX_FLOW_ROWS) flowRows.push([`... ${all.length - MAX_FLOW_ROWS} more`, '', '', '', '']);
+  const flows: StatusTable = {
+    title: 'FIG. 12  IP ADDRESS TRANSLATION TABLE (IAPTT: ports and ICMP ids in use)',
+    columns: ['DESTINATION PORT', 'INTERNAL DESTINATION IP ADDRESS', 'PROTOCOL', 'TIMESTAMP', 'IDLE'],
+    rows: flowRows,
+  };
+  const quarantine: StatusTable = {
+    title: 'QUARANTINE (ended blocks kept from everyone, RFC 6888 REQ-8)',
+    columns: ['KIND', 'LAST HOLDER', 'LOWEST', 'COUNT', 'FREE IN'],
+    rows: s.leases
+      .quarantined()
+      .map((q) => [q.kind, q.host, q.lowest, q.count, `${Math.max(0, Math.round((q.until - now) / 1000))}s`]),
+  };
+  return {
+    role: 'router',
+    summary: {
+      ...s.summary,
+      epoch: s.leases.epoch,
+      uptime: `${Math.round((now - s.startedAt) / 1000)}s`,
+      'hosts with leases': tables.ownership.hostCount,
+      flows: all.length,
+      ...s.pki?.summary(),
+    },
+    tables: [ports, spis, flows, quarantine, ...(s.pki === undefined ? [] : [s.pki.statusTable()])],
+    counters: routerCounters(s),
+  };
+}
+
+/** Every counter, flattened to dotted names. */
+export function routerCounters(s: RouterStatusSources): Record<string, number> {
+  const out: Record<string, number> = {};
+  const put = (prefix: string, values: object) => {
+    for (const [k, v] of Object.entries(values)) if (typeof v === 'number') out[`${prefix}.${k}`] = v;
+  };
+  const f = s.forwarder;
+  const tables = f.tables;
+  put('drop', f.drops.snapshot());
+  put('traffic', f.traffic.snapshot());
+  put('pap.answered', s.pap.counters.answered);
+  put('pap.dropped', s.pap.counters.dropped);
+  out['pap.stale_epoch'] = s.pap.counters.staleEpoch;
+  out['pap.withdrawn'] = s.pap.counters.withdrawn;
+  for (const [name, c] of Object.entries(s.transports)) put(`pap.${name}`, c);
+  put('leases', s.leases.stats());
+  put('fragments', tables.fragments.counters);
+  put('fragments.hold', tables.held.counters);
+  out['fragments.live'] = tables.fragments.size;
+  out['fragments.held_now'] = tables.held.size;
+  out['tables.lease_rejected'] = tables.ownership.counters.rejected;
+  out['tables.outbound_sas'] = f.outboundSas.size;
+  for (const [name, d] of Object.entries(s.devices)) put(`io.${name}`, d.stats());
+  if (s.pki !== undefined) {
+    const p = s.pki.stats();
+    out['pki.certificates_issued'] = p.issued;
+    out['pki.certificates_valid'] = p.valid;
+    out['pki.certificates_revoked'] = p.revoked;
+    out['pki.crl_number'] = p.crlNumber;
+    // Seconds since the Unix epoch, like Prometheus timestamps.
+    out['pki.crl_next_update'] = Math.floor(p.crlNextUpdate / 1000);
+  }
+  return out;
+}

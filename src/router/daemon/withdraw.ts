@@ -1,0 +1,42 @@
+/**
+ * The router takes a host's blocks back (the patent: "if the router is
+ * allowed to de-allocate DNAT ports, it revokes any security certificates
+ * with bindings to these DNAT ports"). Each block goes through
+ * PapServer.withdraw, so the lease table journals the end like any other
+ * and the host is sent a PAP withdraw (code 2, R=1) where it was last heard
+ * from; the local CA, a lease listener, revokes the certificates naming the
+ * block with privilegeWithdrawn. The answer waits for the CRL that lists
+ * them, so whoever asked can fetch it at once.
+ */
+import type { WithdrawKind, WithdrawOutcome } from '../../control/protocol.ts';
+import type { ResourceKind } from '../../util/block.ts';
+import type { Lease } from '../../pap/lease.ts';
+import { crlNumberOf } from './local-ca-service.ts';
+import type { LocalCaService } from './local-ca-service.ts';
+
+export interface WithdrawSources {
+  readonly leases: { leasesOf(host: string): readonly Lease[] };
+  readonly pap: { withdraw(kind: ResourceKind, lowest: number): boolean };
+  readonly ca?: Pick<LocalCaService, 'validSerialsOf' | 'isRevoked' | 'publishCrl'>;
+}
+
+export async function withdrawHost(
+  s: WithdrawSources,
+  host: string,
+  kind: WithdrawKind,
+): Promise<WithdrawOutcome> {
+  const before = s.ca?.validSerialsOf(host) ?? [];
+  const blocks = s.leases
+    .leasesOf(host)
+    .filter((l) => kind === 'all' || l.kind === kind)
+    .map(({ kind, lowest, count }) => ({ kind, lowest, count }));
+  const done = blocks.filter((b) => s.pap.withdraw(b.kind, b.lowest));
+  if (s.ca === undefined) return { host, blocks: done, revoked: [] };
+  const crl = await s.ca.publishCrl();
+  return {
+    host,
+    blocks: done,
+    revoked: before.filter((serial) => s.ca!.isRevoked(serial)),
+    crlNumber: crlNumberOf(crl),
+  };
+}

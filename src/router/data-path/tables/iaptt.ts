@@ -1,0 +1,186 @@
+import { ipv4ToString } from '../../../wire/ipv4.ts';
+
+/**
+ * The router's IP address translation table, IAPTT (FIG. 12, layout 160):
+ *
+ *   +------------------+-------------------------------+----------+-----------+
+ *   | DESTINATION PORT | INTERNAL DESTINATION IP ADDR  | PROTOCOL | TIMESTAMP |
+ *   |     2 bytes      |           4 bytes             |  1 byte  |  4 bytes  |
+ *   +------------------+-------------------------------+----------+-----------+
+ *   | 1032             | 10.0.0.1                      | 6 (TCP)  | 10048     |  (Table 9)
+ *   +------------------+-------------------------------+----------+-----------+
+ *
+ * One row per (protocol, locally unique port) in use, stamped on every
+ * forwarded packet. Forwarding itself is decided by the port table (FIG. 8):
+ * a leased port reaches its owner whether or not it has a row here. The
+ * IAPTT records what is actually in use, for `distnat status` and so that
+ * idle rows disappear (the patent removes rows at the end of a connection).
+ *
+ * Storage is three typed arrays indexed by slot = protocolSlot * 65536 +
+ * port, so stamping a packet is two array writes. The protocol column holds
+ * the IANA number (Table 9 shows "6 (TCP)"; FIG. 12's text says 0/1, which
+ * cannot express ICMP). ICMP rows are keyed by the echo identifier, which
+ * shares the port blocks (see PortTable).
+ */
+
+/** Slots of the per-protocol planes. */
+const SLOT_TCP = 0;
+const SLOT_UDP = 1;
+const SLOT_ICMP = 2;
+const PLANES = 3;
+const PLANE = 65536;
+const PROTOCOL_OF_SLOT = [6, 17, 1] as const;
+
+/** Plane of an IP protocol number, or -1 for protocols without ports. */
+export function protocolSlot(protocol: number): number {
+  return protocol === 6 ? SLOT_TCP : protocol === 17 ? SLOT_UDP : protocol === 1 ? SLOT_ICMP : -1;
+}
+
+/** Idle times after which a row is swept, in milliseconds. */
+export interface IapttIdle {
+  readonly tcpMs: number;
+  readonly udpMs: number;
+  readonly icmpMs: number;
+}
+
+/**
+ * Defaults follow the NAT behaviour RFCs, since the IAPTT plays the part of
+ * a NAT's session table: TCP 2 h 4 min (RFC 5382 REQ-5, established), UDP
+ * 5 min (RFC 4787 REQ-5), ICMP 60 s (RFC 5508 REQ-1). The router does not
+ * track TCP state: a row is informational, so a long TCP timeout only keeps
+ * a row visible longer; it never keeps a port from a host.
+ */
+export const DEFAULT_IAPTT_IDLE: IapttIdle = { tcpMs: 7_440_000, udpMs: 300_000, icmpMs: 60_000 };
+
+/** One FIG. 12 row for `distnat status`. */
+export interface IapttRow {
+  readonly port: number;
+  readonly host: number;
+  readonly address: string;
+  readonly protocol: number;
+  /** Last use, in the clock's milliseconds (FIG. 12's timestamp). */
+  readonly lastUse: number;
+}
+
+export class Iaptt {
+  private readonly hosts = new Uint32Array(PLANES * PLANE);
+  private readonly stamps = new Float64Array(PLANES * PLANE);
+  private readonly idleBySlot: Float64Array;
+  private cursor = 0;
+  private live = 0;
+
+  constructor(idle: IapttIdle = DEFAULT_IAPTT_IDLE) {
+    this.idleBySlot = Float64Array.of(idle.tcpMs, idle.udpMs, idle.icmpMs);
+  }
+
+  /**
+   * Stamps the row for a forwarded packet: the destination port of an inbound
+   * packet or the source port of an outbound one, and the host it went to or
+   * came from. Protocols without ports are ignored.
+   */
+  touch(protocol: number, port: number, host: number, now: number): void {
+    const slot = protocolSlot(protocol);
+    if (slot < 0 || host === 0) return;
+    const i = slot * PLANE + (port & 0xffff);
+    if (this.hosts[i] === 0) this.live++;
+    this.hosts[i] = host;
+    this.stamps[i] = now;
+  }
+
+  /** Host of the row, or 0. */
+  hostOf(protocol: number, port: number): number {
+    const slot = protocolSlot(protocol);
+    return slot < 0 ? 0 : this.hosts[slot * PLANE + (port & 0xffff)]!;
+  }
+
+  /** Timestamp of the row, or -1 when there is none. */
+  lastUse(protocol: number, port: number): number {
+    const slot = protocolSlot(protocol);
+    if (slot < 0) return -1;
+    const i = slot * PLANE + (port & 0xffff);
+    return this.hosts[i] === 0 ? -1 : this.stamps[i]!;
+  }
+
+  /** Removes one row (a connection ended). */
+  remove(protocol: number, port: number): boolean {
+    const slot = protocolSlot(protocol);
+    if (slot < 0) return false;
+    return this.clearSlot(slot * PLANE + (port & 0xffff));
+  }
+
+  /**
+   * Removes the rows of ports [first, first + count) in every protocol, as a
+   * lease is withdrawn. With `host` non-zero only that host's rows go.
+   */
+  clearPorts(first: number, count: number, host = 0): number {
+    let removed = 0;
+    const end = Math.min(first + count, PLANE);
+    for (let s = 0; s < PLANES; s++) {
+      for (let p = Math.max(first, 0); p < end; p++) {
+        const i = s * PLANE + p;
+        if (host !== 0 && this.hosts[i] !== host) continue;
+        if (this.clearSlot(i)) removed++;
+      }
+    }
+    return removed;
+  }
+
+  /**
+   * Examines at most `budget` slots from where the last sweep stopped and
+   * removes rows idle for longer than their protocol's idle time. Called
+   * from a periodic timer, it bounds the work per call; a full pass over the
+   * 3 x 65536 slots takes 196608 / budget calls.
+   */
+  sweep(now: number, budget = 4096): number {
+    let removed = 0;
+    const total = PLANES * PLANE;
+    let i = this.cursor;
+    for (let n = 0; n < budget && n < total; n++) {
+      if (this.hosts[i] !== 0 && now - this.stamps[i]! > this.idleBySlot[(i / PLANE) | 0]!) {
+        this.clearSlot(i);
+        removed++;
+      }
+      i = i + 1 === total ? 0 : i + 1;
+    }
+    this.cursor = i;
+    return removed;
+  }
+
+  /** Number of rows. */
+  get size(): number {
+    return this.live;
+  }
+
+  /** FIG. 12 as rows, by protocol then port. Walks all slots: for status, not per packet. */
+  rows(): IapttRow[] {
+    const out: IapttRow[] = [];
+    for (let s = 0; s < PLANES; s++) {
+      for (let p = 0; p < PLANE; p++) {
+        const i = s * PLANE + p;
+        const host = this.hosts[i]!;
+        if (host === 0) continue;
+        out.push({
+          port: p,
+          host,
+          address: ipv4ToString(host),
+          protocol: PROTOCOL_OF_SLOT[s]!,
+          lastUse: this.stamps[i]!,
+        });
+      }
+    }
+    return out;
+  }
+
+  clear(): void {
+    this.hosts.fill(0);
+    this.live = 0;
+    this.cursor = 0;
+  }
+
+  private clearSlot(i: number): boolean {
+    if (this.hosts[i] === 0) return false;
+    this.hosts[i] = 0;
+    this.live--;
+    return true;
+  }
+}

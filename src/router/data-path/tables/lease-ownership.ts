@@ -1,0 +1,220 @@
+/**
+ * Which host owns each leased port, ICMP query identifier and SPI: the one
+ * index the router's data path reads (FIG. 8, FIG. 21), fed by one event
+ * stream, the lease table's (onLeaseAdded / onLeaseRemoved).
+ *
+ *   LeaseTable (pap: grants, renewals, expiry, journal)
+ *        | onLeaseAdded / onLeaseRemoved, after the change is durable
+ *        v
+ *   RouterTables --> LeaseOwnership (this) --> outbound check, inbound demultiplexing
+ *                --> IAPTT, fragments (forget what a withdrawn block had)
+ *
+ * Why this shape:
+ * - The lease table is the record (who, what, until when, quarantine); this
+ *   is a lookup derived from it, one value per slot, so the packet path asks
+ *   one question with one array read and never sees a lease object, a host
+ *   address as text, or a lock. It is rebuilt from the events alone: a
+ *   router that follows another lease table (a replica, a restart from the
+ *   journal) gets the same index.
+ * - Ports (and ICMP query identifiers, which share the port blocks) are a
+ *   dense Uint32Array of 65,536 owners: 256 KiB, no hashing. SPIs span 2^32
+ *   values, so they are an open-addressing hash with one entry per leased
+ *   SPI (U32Map): expected O(1), no allocation, 16 MiB at a million SPIs.
+ * - Owners are IPv4 addresses as unsigned 32-bit numbers, 0 meaning "none":
+ *   the outer destination of the tunnel to the host, ready to write.
+ * - Whether a host holds anything at all (for packets without a port to
+ *   check: ESP/AH sent out, later fragments) is a count of values per host,
+ *   kept with the same events.
+ * - Changes are all-or-nothing per block: a block that would overlap another
+ *   host's values changes nothing and is counted as rejected, which the lease
+ *   table's own checks make impossible unless the two disagree.
+ */
+import type { Block, ResourceKind } from '../../../util/block.ts';
+import { ipv4FromString } from '../../../wire/ipv4.ts';
+import { U32Map } from './u32-map.ts';
+
+/** A leased block as the lease table reports it (pap's Lease has these fields). */
+export interface LeasedBlock extends Block {
+  readonly kind: ResourceKind;
+  /** The host's LAN address, dotted quad. */
+  readonly host: string;
+}
+
+/** What an add or remove did. The packet path never sees these; the daemon's log and tests do. */
+export type OwnershipChange =
+  | 'added' // the whole block is now owned by the host
+  | 'exists' // the host already owned exactly these values: nothing changed
+  | 'overlap' // some value of the block belongs to another host: nothing changed
+  | 'out-of-range' // bad host, count or range: nothing changed
+  | 'full' // the SPI index has no room for the block: nothing changed
+  | 'removed' // at least one value of the range was the host's and is now free
+  | 'not-owned'; // no value of the range was the host's: nothing changed
+
+/** Ports and SPIs are never 0 (port 0 is no port, SPI 0 is "no SA", RFC 4303 2.1). */
+const LIMIT: Readonly<Record<ResourceKind, number>> = { port: 0x1_0000, spi: 0x1_0000_0000 };
+
+export class LeaseOwnership {
+  readonly counters = { added: 0, removed: 0, rejected: 0 };
+  readonly #ports = new Uint32Array(0x1_0000);
+  readonly #spis: U32Map;
+  /** Values (ports + SPIs) each host owns; a host with none is absent. */
+  readonly #held = new Map<number, number>();
+  #portCount = 0;
+
+  /** `maxSpis`: most SPIs the index will hold across all hosts. */
+  constructor(maxSpis = 1 << 21) {
+    this.#spis = new U32Map(256, maxSpis * 2);
+  }
+
+  /** Owner of a destination (inbound) or source (outbound) port, or 0. */
+  portOwner(port: number): number {
+    return this.#ports[port & 0xffff]!;
+  }
+
+  /**
+   * Owner of an ICMP query identifier, or 0. The port blocks double as
+   * identifier blocks: a host translates its echo ids into its leased range
+   * exactly as it translates source ports (as a NAPT maps a query id like a
+   * port, RFC 5508 3), so one lease covers TCP, UDP and ICMP alike.
+   */
+  icmpIdOwner(id: number): number {
+    return this.#ports[id & 0xffff]!;
+  }
+
+  /** Whether `host` may use `port` as a source: the router's outbound check (patent, after Table 8). */
+  owns(host: number, port: number): boolean {
+    return host !== 0 && this.#ports[port & 0xffff] === host;
+  }
+
+  /** Owner of a SPI taken from an inbound ESP/AH header, or 0. */
+  spiOwner(spi: number): number {
+    return this.#spis.get(spi);
+  }
+
+  /** True when `host` owns at least one port or SPI. */
+  holds(host: number): boolean {
+    return this.#held.has(host);
+  }
+
+  /** Hosts owning anything. */
+  get hostCount(): number {
+    return this.#held.size;
+  }
+
+  get portCount(): number {
+    return this.#portCount;
+  }
+
+  get spiCount(): number {
+    return this.#spis.size;
+  }
+
+  /** A lease event from the lease table. Hosts that are not IPv4 addresses cannot be tunnelled to. */
+  onLeaseAdded(lease: LeasedBlock): OwnershipChange {
+    return this.#count(this.add(ipv4FromString(lease.host) ?? 0, lease.kind, lease.lowest, lease.count));
+  }
+
+  onLeaseRemoved(lease: LeasedBlock): OwnershipChange {
+    return this.#count(this.remove(ipv4FromString(lease.host) ?? 0, lease.kind, lease.lowest, lease.count));
+  }
+
+  /** Gives [first, first + count) of `kind` to `host`: all or nothing. */
+  add(host: number, kind: ResourceKind, first: number, count: number): OwnershipChange {
+    if (!validRange(host, kind, first, count)) return 'out-of-range';
+    const end = first + count;
+    let own = 0;
+    if (kind === 'port') {
+      const ports = this.#ports;
+      for (let p = first; p < end; p++) {
+        const o = ports[p]!;
+        if (o === host) own++;
+        else if (o !== 0) return 'overlap';
+      }
+      if (own === count) return 'exists';
+      ports.fill(host, first, end);
+      this.#portCount += count - own;
+    } else {
+      const spis = this.#spis;
+      for (let s = first; s < end; s++) {
+        const o = spis.get(s);
+        if (o === host) own++;
+        else if (o !== 0) return 'overlap';
+      }
+      if (own === count) return 'exists';
+      if (!spis.hasRoomFor(count - own)) return 'full';
+      for (let s = first; s < end; s++) spis.set(s, host);
+    }
+    this.#held.set(host, (this.#held.get(host) ?? 0) + count - own);
+    return 'added';
+  }
+
+  /** Takes the values of [first, first + count) that `host` owns away from it; others' stay. */
+  remove(host: number, kind: ResourceKind, first: number, count: number): OwnershipChange {
+    if (!validRange(host, kind, first, count)) return 'out-of-range';
+    const had = this.#held.get(host);
+    if (had === undefined) return 'not-owned';
+    let freed = 0;
+    if (kind === 'port') {
+      const ports = this.#ports;
+      const end = first + count;
+      for (let p = first; p < end; p++) {
+        if (ports[p] === host) {
+          ports[p] = 0;
+          freed++;
+        }
+      }
+      this.#portCount -= freed;
+    } else {
+      // A removal range may be huge (a whole pool) while the host owns few
+      // SPIs: walk the smaller of the two.
+      freed =
+        count <= had ? this.#removeSpiRange(host, first, count) : this.#removeSpisIn(host, first, count);
+    }
+    if (freed === 0) return 'not-owned';
+    if (had === freed) this.#held.delete(host);
+    else this.#held.set(host, had - freed);
+    return 'removed';
+  }
+
+  #removeSpiRange(host: number, first: number, count: number): number {
+    let freed = 0;
+    const end = first + count;
+    for (let s = first; s < end; s++) {
+      if (this.#spis.get(s) === host) {
+        this.#spis.delete(s);
+        freed++;
+      }
+    }
+    return freed;
+  }
+
+  #removeSpisIn(host: number, first: number, count: number): number {
+    const end = first + count;
+    const mine: number[] = [];
+    this.#spis.forEach((spi, owner) => {
+      if (owner === host && spi >= first && spi < end) mine.push(spi);
+    });
+    for (const s of mine) this.#spis.delete(s);
+    return mine.length;
+  }
+
+  #count(change: OwnershipChange): OwnershipChange {
+    if (change === 'added') this.counters.added++;
+    else if (change === 'removed') this.counters.removed++;
+    else if (change !== 'exists') this.counters.rejected++;
+    return change;
+  }
+}
+
+function validRange(host: number, kind: ResourceKind, first: number, count: number): boolean {
+  return (
+    Number.isInteger(host) &&
+    host > 0 &&
+    host <= 0xffffffff &&
+    Number.isInteger(first) &&
+    Number.isInteger(count) &&
+    count >= 1 &&
+    first >= 1 &&
+    first + count <= LIMIT[kind]
+  );
+}
