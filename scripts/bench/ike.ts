@@ -33,7 +33,8 @@
  * BENCH_PEER_LOG (the peer's --log-level, default info as deployed),
  * BENCH_PEER_PROFILE=DIR (the peer runs with node --cpu-prof, profile into DIR),
  * BENCH_INITIATOR_PROFILE=DIR (our initiators' process likewise),
- * BENCH_DEBUG=1 (charon logs kept in /tmp/dxb-charon-[ab].log, the peer's in
+ * BENCH_NO_BUILD=1 (bin/distnat runs dist/ as it is; otherwise it is built
+ * first), BENCH_DEBUG=1 (charon logs kept in /tmp/dxb-charon-[ab].log, the peer's in
  * /tmp/dxb-peer.log).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -58,6 +59,7 @@ import { IkeDaemon, MemoryNetwork, selectorPolicy, hostSelector } from '../../sr
 import { CertificateAuthority, issuePeerCertificate } from '../../src/pki/index.ts';
 import { onExitCleanup } from '../../test/helpers/process.ts';
 import { cpuSeconds } from './lib/counters.ts';
+import { buildDistnat } from './lib/build.ts';
 import { ROOT } from './lib/testbed.ts';
 import { Vici } from './lib/vici.ts';
 import type { Result } from './ike-initiator.ts';
@@ -282,17 +284,10 @@ async function ours(files: Files): Promise<Side | string> {
   makePair(NS.i, NS.r);
   const logPath = join(files.dir, 'peer.log');
   const logFd = openSync(logPath, 'w');
-  // --cpu-prof is refused in NODE_OPTIONS: with a profile, node is started here as bin/distnat would.
+  // --cpu-prof is refused in NODE_OPTIONS: with a profile, node is started here with it, running bin/distnat.
   const profile = process.env.BENCH_PEER_PROFILE;
   const distnat = profile
-    ? [
-        process.execPath,
-        '--cpu-prof',
-        `--cpu-prof-dir=${profile}`,
-        '--import',
-        join(ROOT, 'node_modules/tsx/dist/loader.mjs'),
-        join(ROOT, 'src/cli/main.ts'),
-      ]
+    ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${profile}`, DISTNAT]
     : [DISTNAT];
   const peer = spawn(
     'ip',
@@ -707,6 +702,7 @@ async function main(): Promise<void> {
     console.error('bench:ike needs root (namespaces, the peer TUN device, charon)');
     process.exit(77);
   }
+  if (process.env.ONLY_SWAN !== '1') buildDistnat();
   const dir = mkdtempSync(join(tmpdir(), 'dxb-ike-'));
   const unregister = onExitCleanup(() => {
     dropNamespaces();

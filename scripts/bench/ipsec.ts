@@ -27,6 +27,9 @@
  * agent, the router and the peer (kernel entry points, user share), and the
  * agent runs under node --cpu-prof (its JavaScript, by function); both are
  * summarized after the table and kept in DIR.
+ *
+ * The daemons are bin/distnat, built first (scripts/bench/lib/build.ts;
+ * BENCH_NO_BUILD=1 runs dist/ as it is).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -47,6 +50,7 @@ import { describe as describeResult, execIn, onExitCleanup } from '../../test/he
 import { startIperf3Server } from '../../test/helpers/servers.ts';
 import { TOPOLOGY, Testbed, uniquePrefix } from '../../test/helpers/testbed.ts';
 import { sealOpenCost } from './ipsec-micro.ts';
+import { buildDistnat } from './lib/build.ts';
 import { summarizeCpuProfile } from './lib/cpuprofile.ts';
 import { describeProfile, perfAvailable, record, summarize } from './lib/profile.ts';
 
@@ -365,6 +369,7 @@ async function main(): Promise<void> {
     console.error('bench:ipsec needs root (namespaces, TUN devices, charon)');
     process.exit(77);
   }
+  if (ONLY !== 'strongswan') buildDistnat();
   const t0 = Date.now();
   console.log(
     `ESP, distnat against strongSwan 5.9.8 (kernel-libipsec), IKEv2 child SAs in tunnel mode: iperf3 TCP, ` +

@@ -47,7 +47,7 @@ export interface IkeFileOptions {
   fragmentSize?: number;
   childLifetime?: { rekeyBytes?: number; lifeBytes?: number; rekeyPackets?: number; lifePackets?: number };
   rekeySeconds?: { ike?: number; child?: number };
-  /** Node flags for the agent (`--cpu-prof`, ...): it then runs as bin/distnat would, with them. */
+  /** Node flags for the agent (`--cpu-prof`, ...): node runs bin/distnat with them. */
   nodeArgs?: string[];
   /** For the key a host makes (its IKE file's keyType). */
   keyType?: 'ec-p256' | 'rsa-2048' | 'rsa-3072';
@@ -83,19 +83,7 @@ export async function startIkeHost(
     peers: o.peers ?? [],
   });
   const argv = hostArgv(bed, node, ['--ike', file]);
-  const proc = bed.spawn(
-    node,
-    o.nodeArgs === undefined
-      ? argv
-      : [
-          process.execPath,
-          ...o.nodeArgs,
-          '--import',
-          join(ROOT, 'node_modules/tsx/dist/loader.mjs'),
-          join(ROOT, 'src/cli/main.ts'),
-          ...argv.slice(1),
-        ],
-  );
+  const proc = bed.spawn(node, o.nodeArgs === undefined ? argv : [process.execPath, ...o.nodeArgs, ...argv]);
   let last = '';
   await waitUntil(
     `${node} running IKE`,
