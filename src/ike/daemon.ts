@@ -25,7 +25,7 @@ import {
   type ResolvedConfig,
 } from './config.ts';
 import { ExchangeType, IKE_MAJOR_VERSION, NotifyType, PayloadType, ProtocolId, nameOf } from './constants.ts';
-import type { IkeContext, IkeEvent } from './context.ts';
+import type { IkeContext } from './context.ts';
 import { CookieJar } from './cookie.ts';
 import { respondAuth } from './exchange-auth.ts';
 import { FragmentBudget } from './fragment-reassembly.ts';
@@ -34,7 +34,8 @@ import { createChildSa, rekeyChildSa, rekeyIkeSa, respondCreateChild } from './e
 import { checkLiveness, deleteChildSa, deleteIkeSa, respondInformational } from './exchange-info.ts';
 import { answerInit, startInitiator } from './exchange-init.ts';
 import { fromInitiator, isResponse, spiHex } from './header.ts';
-import { IkeError, IkeSa, type ExchangeResult } from './ike-sa.ts';
+import type { ExchangeResult } from './exchange-result.ts';
+import { IkeError, IkeSa, type IkeEvent } from './ike-sa.ts';
 import { parseIkeMessage } from './message.ts';
 import type { Endpoint } from './nat.ts';
 import { notify, unsupportedCritical, type Payload } from './payloads.ts';
@@ -56,7 +57,7 @@ export class IkeDaemon {
   readonly #fragmentBudget: FragmentBudget;
   /** Paces the rekeys and liveness checks the daemon starts on its own. */
   readonly #maintenance: TokenBucket;
-  readonly #ctx: IkeContext;
+  readonly #ctx: IkeContext<IkeSa>;
   readonly #log: ((level: LogLevel, message: string) => void) | undefined;
   #childIds = 0;
   #closed = false;

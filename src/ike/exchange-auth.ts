@@ -23,7 +23,8 @@ import {
 } from './certs.ts';
 import { CertEncoding, ExchangeType, NotifyType, PayloadType } from './constants.ts';
 import { completeChild, prepareChild, respondChild, type PendingChild } from './exchange-child.ts';
-import type { ExchangeResult, IkeSa } from './ike-sa.ts';
+import type { ExchangeResult } from './exchange-result.ts';
+import type { IkeSa } from './ike-sa.ts';
 import { errorNotifies } from './nat.ts';
 import {
   emitPayloadBody,

@@ -47,7 +47,7 @@ function natPayloads(sa: IkeSa, spiR: bigint, local: Endpoint): Payload[] {
   return n;
 }
 
-const sigHashNotify = (ctx: IkeContext): Payload[] =>
+const sigHashNotify = (ctx: IkeContext<IkeSa>): Payload[] =>
   ctx.config.signatureHashes
     ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, emitSignatureHashes(OUR_SIGNATURE_HASHES))]
     : [];
@@ -210,7 +210,7 @@ export function installIkeKeys(sa: IkeSa, suite: ReturnType<typeof ikeSuiteOf>, 
 
 /** What the responder's IKE_SA_INIT handling needs from the daemon. */
 export interface InitResponderEnv {
-  readonly ctx: IkeContext;
+  readonly ctx: IkeContext<IkeSa>;
   readonly cookies: CookieJar;
   halfOpenCount(): number;
   /** A half-open SA already made for this request (a retransmission), if any. */

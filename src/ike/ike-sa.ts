@@ -6,10 +6,10 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Timer } from '../util/clock.ts';
-import type { IkeContext } from './context.ts';
+import type { IkeContext, IkeEventOf } from './context.ts';
 import { HeaderFlag } from './constants.ts';
 import { IkeError } from './ike-error.ts';
-import { MessageWindow } from './message-window.ts';
+import { MessageWindow, type WindowedSa } from './message-window.ts';
 import type { PortBinding } from '../pki/index.ts';
 import { spiHex } from './header.ts';
 import type { IkeKeys, IkeSuite } from './keys.ts';
@@ -33,14 +33,11 @@ export type IkeSaState =
 
 export { IkeError };
 
-/** What the responder side of an exchange returns: the response payloads, and what to do once it is sent. */
-export interface ExchangeResult {
-  readonly payloads: readonly Payload[];
-  readonly after?: () => void;
-}
+/** The daemon's events, about its IKE SAs. */
+export type IkeEvent = IkeEventOf<IkeSa>;
 
-export class IkeSa {
-  readonly ctx: IkeContext;
+export class IkeSa implements WindowedSa {
+  readonly ctx: IkeContext<IkeSa>;
   /** Who started this IKE SA (after a rekey: who started the rekey). Sets the I flag. */
   readonly role: 'initiator' | 'responder';
   spiI: bigint;
@@ -94,7 +91,7 @@ export class IkeSa {
   readonly #waiters: { resolve: (sa: IkeSa) => void; reject: (e: IkeError) => void }[] = [];
 
   constructor(
-    ctx: IkeContext,
+    ctx: IkeContext<IkeSa>,
     role: 'initiator' | 'responder',
     spiI: bigint,
     spiR: bigint,

@@ -19,14 +19,43 @@
  */
 import type { Timer } from '../util/clock.ts';
 import { ExchangeType, HeaderFlag, nameOf } from './constants.ts';
-import type { ExchangeResult, IkeSa } from './ike-sa.ts';
+import type { IkeContext } from './context.ts';
+import type { ExchangeResult } from './exchange-result.ts';
 import { IkeError } from './ike-error.ts';
 import { PayloadType } from './constants.ts';
 import { Reassembly } from './fragment-reassembly.ts';
 import { fragmentHeader, openFragment } from './fragments.ts';
-import { openIkeMessage, type IkeMessage } from './message.ts';
+import { openIkeMessage, type HeaderFields, type IkeMessage } from './message.ts';
 import type { Endpoint } from './nat.ts';
 import { parsePayloadChain, type Payload } from './payloads.ts';
+import type { SkCipher } from './sk-cipher.ts';
+
+/**
+ * What the window needs of the IKE SA it serves (IkeSa implements it).
+ * Declared here, so that the window depends only on what lies below the
+ * SA; `this` is the SA itself, which the context's respond is handed back.
+ */
+export interface WindowedSa {
+  readonly ctx: IkeContext<this>;
+  readonly name: string;
+  readonly state: string;
+  readonly spiI: bigint;
+  readonly spiR: bigint;
+  /** The I flag of our messages (who started this IKE SA). */
+  readonly requestFlags: number;
+  /** Both ends said IKEV2_FRAGMENTATION_SUPPORTED. */
+  readonly fragmentation: boolean;
+  readonly outCipher: SkCipher | undefined;
+  readonly inCipher: SkCipher | undefined;
+  remote: Endpoint;
+  natt: boolean;
+  lastHeard: number;
+  schedule(callback: () => void, delayMs: number): Timer;
+  sendRaw(datagrams: readonly Buffer[]): void;
+  /** One encrypted message, as one datagram or as fragments. */
+  seal(header: HeaderFields, payloads: readonly Payload[]): Buffer[];
+  die(reason: string): void;
+}
 
 /**
  * Returns false for a message that is not the answer after all (it failed
@@ -45,7 +74,7 @@ interface Outstanding {
 }
 
 export class MessageWindow {
-  readonly #sa: IkeSa;
+  readonly #sa: WindowedSa;
   #nextRequestId = 0;
   #expectedRequestId = 0;
   #lastResponse: { readonly id: number; readonly datagrams: readonly Buffer[] } | undefined;
@@ -56,7 +85,7 @@ export class MessageWindow {
   #requestFragments: Reassembly | undefined;
   #responseFragments: Reassembly | undefined;
 
-  constructor(sa: IkeSa) {
+  constructor(sa: WindowedSa) {
     this.#sa = sa;
   }
 
