@@ -134,11 +134,13 @@ async function iperfSmallUdp(ns: string, server: string, bind?: string): Promise
     { timeoutMs: (SECONDS + 30) * 1000 },
   );
   if (r.code !== 0) throw new Error(`iperf3 UDP in ${ns}: ${describeResult(r)}`);
-  const end = (
-    JSON.parse(r.stdout) as {
-      end: { sum: { packets: number; lost_packets: number; seconds: number } };
-    }
-  ).end.sum;
+  // iperf3 -J can exit 0 with no summary when the test broke off (its control connection lost under load).
+  const j = JSON.parse(r.stdout) as {
+    error?: string;
+    end: { sum?: { packets: number; lost_packets: number; seconds: number } };
+  };
+  const end = j.end.sum;
+  if (end === undefined) throw new Error(`iperf3 UDP in ${ns}: no result (${j.error ?? 'no error given'})`);
   return (end.packets - end.lost_packets) / end.seconds;
 }
 
