@@ -22,14 +22,19 @@
  * driven over vici (its control socket) with a small client here, one
  * connection per handshake in flight, so no swanctl process start is counted.
  * Between runs every SA is deleted and the next run waits until the
- * responder's table is empty.
+ * responder's table is empty. Both sides are up at once and their runs
+ * alternate, case by case, so that a load that drifts over the minutes of
+ * a run on a shared machine weighs on both alike; every figure is printed
+ * with the load average over its run.
  *
  * Environment: BENCH_N (handshakes per run, default 300), BENCH_C (in
  * flight, default 16), BENCH_WARMUP (default 30), BENCH_REPEAT (runs of each
  * case, the median by rate shown; default 1), SKIP_SWAN=1, ONLY_SWAN=1,
  * BENCH_PEER_LOG (the peer's --log-level, default info as deployed),
  * BENCH_PEER_PROFILE=DIR (the peer runs with node --cpu-prof, profile into DIR),
- * BENCH_DEBUG=1 (charon logs kept in /tmp/dxb-charon-[ab].log, the peer's in
+ * BENCH_INITIATOR_PROFILE=DIR (our initiators' process likewise),
+ * BENCH_NO_BUILD=1 (bin/distnat runs dist/ as it is; otherwise it is built
+ * first), BENCH_DEBUG=1 (charon logs kept in /tmp/dxb-charon-[ab].log, the peer's in
  * /tmp/dxb-peer.log).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -40,6 +45,7 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -53,6 +59,7 @@ import { IkeDaemon, MemoryNetwork, selectorPolicy, hostSelector } from '../../sr
 import { CertificateAuthority, issuePeerCertificate } from '../../src/pki/index.ts';
 import { onExitCleanup } from '../../test/helpers/process.ts';
 import { cpuSeconds } from './lib/counters.ts';
+import { buildDistnat } from './lib/build.ts';
 import { ROOT } from './lib/testbed.ts';
 import { Vici } from './lib/vici.ts';
 import type { Result } from './ike-initiator.ts';
@@ -96,6 +103,10 @@ interface Measured {
   initiatorCpuMs: number;
   /** COOKIE notifies the responder sent (ours only: charon does not count them). */
   cookies?: number;
+  /** 1-minute load average when the counted handshakes started and ended. */
+  load: [number, number];
+  /** Run-queue wait per handshake, ms: responder, initiator. */
+  waitMs: [number, number];
   note?: string;
 }
 
@@ -135,6 +146,22 @@ function sh(cmd: string, ...args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}${r.stdout}`);
   return r.stdout;
+}
+
+/**
+ * Milliseconds the process's threads spent runnable but waiting for a CPU
+ * (/proc/<pid>/task/<tid>/schedstat, second field): on a loaded machine,
+ * where the time of a handshake goes beside its CPU time.
+ */
+function waitMs(pid: number): number {
+  let ns = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`))
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1] ?? 0);
+  } catch {
+    // Gone: nothing more to count.
+  }
+  return ns / 1e6;
 }
 
 function cpuMs(pid: number): number {
@@ -234,7 +261,13 @@ async function peerCounters(runDir: string): Promise<Record<string, number>> {
   return (reply.status as { counters: Record<string, number> }).counters;
 }
 
-async function ours(files: Files): Promise<Runs | string> {
+/** One side of the comparison, set up once; its cases run interleaved with the other side's. */
+interface Side {
+  run(k: Case): Promise<Measured>;
+  close(): Promise<void>;
+}
+
+async function ours(files: Files): Promise<Side | string> {
   const runDir = join(files.dir, 'run');
   mkdirSync(runDir, { recursive: true });
   const ikeFile = join(files.dir, 'peer-ike.json');
@@ -251,17 +284,10 @@ async function ours(files: Files): Promise<Runs | string> {
   makePair(NS.i, NS.r);
   const logPath = join(files.dir, 'peer.log');
   const logFd = openSync(logPath, 'w');
-  // --cpu-prof is refused in NODE_OPTIONS: with a profile, node is started here as bin/distnat would.
+  // --cpu-prof is refused in NODE_OPTIONS: with a profile, node is started here with it, running bin/distnat.
   const profile = process.env.BENCH_PEER_PROFILE;
   const distnat = profile
-    ? [
-        process.execPath,
-        '--cpu-prof',
-        `--cpu-prof-dir=${profile}`,
-        '--import',
-        join(ROOT, 'node_modules/tsx/dist/loader.mjs'),
-        join(ROOT, 'src/cli/main.ts'),
-      ]
+    ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${profile}`, DISTNAT]
     : [DISTNAT];
   const peer = spawn(
     'ip',
@@ -287,6 +313,17 @@ async function ours(files: Files): Promise<Runs | string> {
   closeSync(logFd);
   const unregister = onExitCleanup(() => peer.kill('SIGKILL'));
   let initiator: LineProcess | undefined;
+  const close = async (): Promise<void> => {
+    initiator?.proc.stdin!.end();
+    // Given a moment to end by itself: a profile is written on a normal exit only.
+    if (initiator !== undefined && initiator.proc.exitCode === null)
+      await Promise.race([new Promise((r) => initiator!.proc.once('exit', r)), sleep(3000)]);
+    initiator?.proc.kill('SIGTERM');
+    peer.kill('SIGTERM');
+    await new Promise((r) => (peer.exitCode !== null ? r(undefined) : peer.once('exit', r)));
+    unregister();
+    if (DEBUG) copyFileSync(logPath, '/tmp/dxb-peer.log');
+  };
   try {
     let counters: Record<string, number> | undefined;
     for (let i = 0; i < 300 && counters === undefined; i++) {
@@ -294,21 +331,26 @@ async function ours(files: Files): Promise<Runs | string> {
       await sleep(100);
       counters = await peerCounters(runDir).catch(() => undefined);
     }
-    if (counters === undefined)
+    if (counters === undefined) {
+      await close();
       return `distnat peer did not start: ${readFileSync(logPath, 'utf8')
         .trim()
         .split('\n')
         .filter((l) => !l.startsWith('    at '))
         .slice(-3)
         .join(' | ')}`;
+    }
     // `ip netns exec` and bin/distnat both exec: the pid is the daemon's.
     const peerPid = peer.pid!;
-    initiator = new LineProcess([
+    const init = new LineProcess([
       'ip',
       'netns',
       'exec',
       NS.i,
       process.execPath,
+      ...(process.env.BENCH_INITIATOR_PROFILE
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_INITIATOR_PROFILE}`]
+        : []),
       '--import',
       'tsx',
       join(ROOT, 'scripts', 'bench', 'ike-initiator.ts'),
@@ -322,46 +364,49 @@ async function ours(files: Files): Promise<Runs | string> {
         espProposals: [ESP_PROPOSAL],
       }),
     ]);
-    await initiator.next(30_000);
+    initiator = init;
+    await init.next(30_000);
     // A first run, not counted, so that the peer's code is compiled before the first case.
-    initiator.send(JSON.stringify({ n: 5 * WARMUP, c: C, warmup: 0, child: true }));
-    await initiator.next(120_000);
-    initiator.send('go');
-    await initiator.next(300_000);
-    counters = await peerCounters(runDir);
-    const out: Runs = new Map();
-    for (const k of RUNS) {
-      // The previous run's Deletes first: an empty table, and their cost not charged to this run.
-      for (let i = 0; i < 100 && (counters['ike.sas'] ?? 0) > 0; i++) {
-        await sleep(100);
-        counters = await peerCounters(runDir);
-      }
-      initiator.send(JSON.stringify({ n: N, c: k.c, warmup: WARMUP, child: k.child }));
-      await initiator.next(120_000); // warm
-      const before = await peerCounters(runDir);
-      const cpu0 = cpuMs(peerPid);
-      initiator.send('go');
-      const r = JSON.parse(await initiator.next(300_000)) as Result;
-      const cpu1 = cpuMs(peerPid);
-      counters = await peerCounters(runDir);
-      const cookies = (counters['ike.init-cookie-sent'] ?? 0) - (before['ike.init-cookie-sent'] ?? 0);
-      add(out, k, {
-        rate: r.rate,
-        failed: r.failed,
-        responderCpuMs: (cpu1 - cpu0) / N,
-        initiatorCpuMs: r.cpuMs / N,
-        cookies,
-        ...(r.firstError !== undefined ? { note: r.firstError } : {}),
-      });
-    }
-    return out;
-  } finally {
-    initiator?.proc.stdin!.end();
-    initiator?.proc.kill('SIGTERM');
-    peer.kill('SIGTERM');
-    await new Promise((r) => (peer.exitCode !== null ? r(undefined) : peer.once('exit', r)));
-    unregister();
-    if (DEBUG) copyFileSync(logPath, '/tmp/dxb-peer.log');
+    init.send(JSON.stringify({ n: 5 * WARMUP, c: C, warmup: 0, child: true }));
+    await init.next(120_000);
+    init.send('go');
+    await init.next(300_000);
+    return {
+      close,
+      async run(k: Case): Promise<Measured> {
+        // The previous run's Deletes first: an empty table, and their cost not charged to this run.
+        let c = await peerCounters(runDir);
+        for (let i = 0; i < 100 && (c['ike.sas'] ?? 0) > 0; i++) {
+          await sleep(100);
+          c = await peerCounters(runDir);
+        }
+        init.send(JSON.stringify({ n: N, c: k.c, warmup: WARMUP, child: k.child }));
+        await init.next(120_000); // warm
+        const before = await peerCounters(runDir);
+        const load0 = loadavg()[0]!;
+        const cpu0 = cpuMs(peerPid);
+        const w0 = [waitMs(peerPid), waitMs(init.proc.pid!)];
+        init.send('go');
+        const r = JSON.parse(await init.next(300_000)) as Result;
+        const cpu1 = cpuMs(peerPid);
+        const w1 = [waitMs(peerPid), waitMs(init.proc.pid!)];
+        const after = await peerCounters(runDir);
+        const cookies = (after['ike.init-cookie-sent'] ?? 0) - (before['ike.init-cookie-sent'] ?? 0);
+        return {
+          rate: r.rate,
+          failed: r.failed,
+          responderCpuMs: (cpu1 - cpu0) / N,
+          initiatorCpuMs: r.cpuMs / N,
+          cookies,
+          load: [load0, loadavg()[0]!],
+          waitMs: [(w1[0]! - w0[0]!) / N, (w1[1]! - w0[1]!) / N],
+          ...(r.firstError !== undefined ? { note: r.firstError } : {}),
+        };
+      },
+    };
+  } catch (e) {
+    await close();
+    return (e as Error).message;
   }
 }
 
@@ -491,7 +536,7 @@ async function lanes(n: number, c: number, one: () => Promise<void>): Promise<nu
   return n / ((performance.now() - t0) / 1000);
 }
 
-async function strongswan(files: Files): Promise<Runs | string> {
+async function strongswan(files: Files): Promise<Side | string> {
   if (!existsSync(CHARON) || spawnSync('which', ['swanctl']).status !== 0)
     return `${CHARON} or swanctl missing`;
   const inner: [string, string] = ['10.99.0.1', '10.99.0.2'];
@@ -506,61 +551,74 @@ async function strongswan(files: Files): Promise<Runs | string> {
   swanConfig(db, ADDR.r, ADDR.i, files.r, [inner[1], inner[0]]);
   const procs: ChildProcess[] = [];
   const unregister = onExitCleanup(() => procs.forEach((p) => p.kill('SIGKILL')));
-  try {
-    procs.push(await startCharon(NS.sb, db), await startCharon(NS.sa, da));
-    const [b, a] = procs as [ChildProcess, ChildProcess];
-    const vicis = await openClients(join(da, 'charon.vici'), C);
-    const control = await Vici.open(join(db, 'charon.vici'));
-    const free = [...vicis];
-    const out: Runs = new Map();
-    for (const k of RUNS) {
-      let failed = 0;
-      let firstError: string | undefined;
-      const one = async (): Promise<void> => {
-        const v = free.pop()!;
-        const what: Record<string, string> = k.child ? { child: 'bench' } : { ike: 'benchnc' };
-        const r = await v.request('initiate', { ...what, timeout: '30000', 'init-limits': 'no' });
-        free.push(v);
-        if (r.success !== 'yes') {
-          failed++;
-          firstError ??= r.errmsg ?? 'initiate failed';
-        }
-      };
-      await lanes(WARMUP, k.c, one);
-      failed = 0;
-      const b0 = cpuMs(b.pid!);
-      const a0 = cpuMs(a.pid!);
-      const rate = await lanes(N, k.c, one);
-      const b1 = cpuMs(b.pid!);
-      const a1 = cpuMs(a.pid!);
-      add(out, k, {
-        rate,
-        failed,
-        responderCpuMs: (b1 - b0) / N,
-        initiatorCpuMs: (a1 - a0) / N,
-        ...(firstError !== undefined ? { note: firstError } : {}),
-      });
-      // Empty both tables before the next run, as ours does.
-      const conn = k.child ? 'bench' : 'benchnc';
-      await vicis[0]!.request('terminate', { ike: conn, force: 'yes', timeout: '-1' });
-      for (let i = 0; i < 100; i++) {
-        const s = await control.request('stats', {});
-        if (Number(s['ikesas.total'] ?? 0) === 0) break;
-        await sleep(100);
-      }
-    }
+  let vicis: Vici[] = [];
+  let control: Vici | undefined;
+  const close = async (): Promise<void> => {
     for (const v of vicis) v.close();
-    control.close();
-    return out;
-  } catch (e) {
-    return (e as Error).message;
-  } finally {
+    control?.close();
     if (DEBUG) {
       spawnSync('cp', [join(da, 'charon.log'), '/tmp/dxb-charon-a.log']);
       spawnSync('cp', [join(db, 'charon.log'), '/tmp/dxb-charon-b.log']);
     }
     for (const p of procs) p.kill('SIGKILL');
     unregister();
+    await Promise.resolve();
+  };
+  try {
+    procs.push(await startCharon(NS.sb, db), await startCharon(NS.sa, da));
+    const [b, a] = procs as [ChildProcess, ChildProcess];
+    vicis = await openClients(join(da, 'charon.vici'), C);
+    const ctl = await Vici.open(join(db, 'charon.vici'));
+    control = ctl;
+    const free = [...vicis];
+    return {
+      close,
+      async run(k: Case): Promise<Measured> {
+        let failed = 0;
+        let firstError: string | undefined;
+        const one = async (): Promise<void> => {
+          const v = free.pop()!;
+          const what: Record<string, string> = k.child ? { child: 'bench' } : { ike: 'benchnc' };
+          const r = await v.request('initiate', { ...what, timeout: '30000', 'init-limits': 'no' });
+          free.push(v);
+          if (r.success !== 'yes') {
+            failed++;
+            firstError ??= r.errmsg ?? 'initiate failed';
+          }
+        };
+        await lanes(WARMUP, k.c, one);
+        failed = 0;
+        const load0 = loadavg()[0]!;
+        const b0 = cpuMs(b.pid!);
+        const a0 = cpuMs(a.pid!);
+        const w0 = [waitMs(b.pid!), waitMs(a.pid!)];
+        const rate = await lanes(N, k.c, one);
+        const b1 = cpuMs(b.pid!);
+        const a1 = cpuMs(a.pid!);
+        const w1 = [waitMs(b.pid!), waitMs(a.pid!)];
+        const m: Measured = {
+          rate,
+          failed,
+          responderCpuMs: (b1 - b0) / N,
+          initiatorCpuMs: (a1 - a0) / N,
+          load: [load0, loadavg()[0]!],
+          waitMs: [(w1[0]! - w0[0]!) / N, (w1[1]! - w0[1]!) / N],
+          ...(firstError !== undefined ? { note: firstError } : {}),
+        };
+        // Empty both tables before the next run, as ours does.
+        const conn = k.child ? 'bench' : 'benchnc';
+        await vicis[0]!.request('terminate', { ike: conn, force: 'yes', timeout: '-1' });
+        for (let i = 0; i < 100; i++) {
+          const st = await ctl.request('stats', {});
+          if (Number(st['ikesas.total'] ?? 0) === 0) break;
+          await sleep(100);
+        }
+        return m;
+      },
+    };
+  } catch (e) {
+    await close();
+    return (e as Error).message;
   }
 }
 
@@ -593,15 +651,18 @@ async function inProcess(files: Files, c: number): Promise<number> {
 
 // ---- report ----------------------------------------------------------------------------
 
+const loadOf = (m: Measured | undefined): string =>
+  m === undefined ? '-' : `${m.load[0].toFixed(1)}-${m.load[1].toFixed(1)}`;
+
 function report(ourRuns: Runs | string | undefined, swanRuns: Runs | string | undefined): void {
   const num = (x: number | undefined, digits: number, width: number): string =>
     (x === undefined ? '-' : x.toFixed(digits)).padStart(width);
   console.log('');
   console.log(
-    '                             handshakes/s        ratio  | CPU ms per handshake          | ours',
+    '                             handshakes/s        ratio  | CPU ms per handshake          | run-queue wait ms per handshake | ours    | load 1-min',
   );
   console.log(
-    'case                        ours  strongSwan  ours/sS  | peer  init  charon-r charon-i | cookies',
+    'case                        ours  strongSwan  ours/sS  | peer  init  charon-r charon-i | peer  init  charon-r charon-i    | cookies | ours, strongSwan',
   );
   for (const k of CASES) {
     const o = typeof ourRuns === 'object' ? median(ourRuns.get(k)) : undefined;
@@ -610,7 +671,8 @@ function report(ourRuns: Runs | string | undefined, swanRuns: Runs | string | un
     console.log(
       `${label(k).padEnd(24)} ${num(o?.rate, 0, 7)} ${num(s?.rate, 0, 11)} ${num(ratio, 2, 8)}  |` +
         `${num(o?.responderCpuMs, 2, 5)} ${num(o?.initiatorCpuMs, 2, 5)} ${num(s?.responderCpuMs, 2, 9)}` +
-        ` ${num(s?.initiatorCpuMs, 2, 8)} | ${String(o?.cookies ?? '-').padStart(7)}`,
+        ` ${num(s?.initiatorCpuMs, 2, 8)} |${num(o?.waitMs[0], 2, 5)} ${num(o?.waitMs[1], 2, 5)} ${num(s?.waitMs[0], 2, 9)}` +
+        ` ${num(s?.waitMs[1], 2, 8)}    | ${String(o?.cookies ?? '-').padStart(7)} | ${loadOf(o)}, ${loadOf(s)}`,
     );
     for (const [who, m] of [
       ['ours', o],
@@ -640,6 +702,7 @@ async function main(): Promise<void> {
     console.error('bench:ike needs root (namespaces, the peer TUN device, charon)');
     process.exit(77);
   }
+  if (process.env.ONLY_SWAN !== '1') buildDistnat();
   const dir = mkdtempSync(join(tmpdir(), 'dxb-ike-'));
   const unregister = onExitCleanup(() => {
     dropNamespaces();
@@ -662,9 +725,31 @@ async function main(): Promise<void> {
       console.log(
         `reference, src/ike both ends in one process (no sockets), +child: ${one.toFixed(0)}/s one at a time, ${many.toFixed(0)}/s with ${C} in flight`,
       );
-      ourRuns = await ours(files);
     }
-    if (process.env.SKIP_SWAN !== '1') swanRuns = await strongswan(files);
+    // Both sides up at once, their runs interleaved case by case: on a shared machine the load
+    // drifts over minutes, and a comparison of two blocks run one after the other would measure that.
+    const oursSide = process.env.ONLY_SWAN !== '1' ? await ours(files) : undefined;
+    const swanSide = process.env.SKIP_SWAN !== '1' ? await strongswan(files) : undefined;
+    if (typeof oursSide === 'string') ourRuns = oursSide;
+    else if (oursSide !== undefined) ourRuns = new Map();
+    if (typeof swanSide === 'string') swanRuns = swanSide;
+    else if (swanSide !== undefined) swanRuns = new Map();
+    try {
+      for (const [n, k] of RUNS.entries())
+        for (const [side, runs] of (n % 2 === 0
+          ? [
+              [oursSide, ourRuns],
+              [swanSide, swanRuns],
+            ]
+          : [
+              [swanSide, swanRuns],
+              [oursSide, ourRuns],
+            ]) as [Side | string | undefined, Runs | string | undefined][])
+          if (typeof side === 'object' && typeof runs === 'object') add(runs, k, await side.run(k));
+    } finally {
+      if (typeof oursSide === 'object') await oursSide.close();
+      if (typeof swanSide === 'object') await swanSide.close();
+    }
     report(ourRuns, swanRuns);
   } finally {
     dropNamespaces();

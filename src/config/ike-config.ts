@@ -58,6 +58,33 @@ const IkeFields = z
       })
       .strict()
       .prefault({}),
+    childLifetime: z
+      .object({
+        rekeyBytes: z.number().int().positive().optional(),
+        lifeBytes: z.number().int().positive().optional(),
+        rekeyPackets: z.number().int().positive().optional(),
+        lifePackets: z.number().int().positive().optional(),
+      })
+      .strict()
+      .refine((l) => l.rekeyBytes === undefined || l.lifeBytes === undefined || l.rekeyBytes < l.lifeBytes, {
+        message: 'rekeyBytes must be below lifeBytes',
+      })
+      .refine(
+        (l) => l.rekeyPackets === undefined || l.lifePackets === undefined || l.rekeyPackets < l.lifePackets,
+        { message: 'rekeyPackets must be below lifePackets' },
+      )
+      .prefault({})
+      .describe(
+        'data a child SA carries before it is rekeyed (rekey*) and before it stops (life*); default no limit',
+      ),
+    maintenanceRate: z
+      .object({
+        perSecond: z.number().min(0).default(50),
+        burst: z.number().int().min(1).optional(),
+      })
+      .strict()
+      .prefault({})
+      .describe('rekeys and liveness checks started per second across all SAs (0: no limit), and the burst'),
     crlMaxAgeSeconds: z
       .number()
       .min(0)
@@ -76,6 +103,23 @@ const IkeFields = z
       .min(1)
       .default(5000)
       .describe('half-open SAs beyond which IKE_SA_INIT is dropped, cookie or not'),
+    rsaPss: z
+      .boolean()
+      .default(false)
+      .describe('sign with RSASSA-PSS (RFC 7427) when our key is RSA; PSS from peers is always accepted'),
+    fragmentation: z
+      .boolean()
+      .default(true)
+      .describe(
+        'IKE fragmentation (RFC 7383): offer it, and send messages too big for fragmentSize in fragments',
+      ),
+    fragmentSize: z
+      .number()
+      .int()
+      .min(576)
+      .max(65_535)
+      .default(1280)
+      .describe('the largest IP datagram an IKE message may take, IPv4 and UDP headers included'),
     peers: z.array(ikePeer).default([]),
   })
   .strict();

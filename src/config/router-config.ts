@@ -38,7 +38,7 @@ const RouterFields = z
           .default(300)
           .describe(
             'longest lease granted, whatever a host asks (leaseSeconds if that is longer); half of it ' +
-              'plus the quarantine is the hold-off after lost lease state (docs/pap.md 6.4)',
+              'plus the quarantine is the hold-off after lost lease state (docs/pap.md 6.3)',
           ),
         quarantineSeconds: seconds.min(120, 'RFC 6888 asks for at least 120 s').default(120),
         maxPortsPerHost: z.number().int().min(1).default(1024),

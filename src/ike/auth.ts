@@ -19,12 +19,20 @@
  *
  * Method 14 is used when the peer announced SIGNATURE_HASH_ALGORITHMS with
  * a SHA-2 hash; its AlgorithmIdentifiers are the fixed DER strings of
- * RFC 7427 appendix A, compared byte for byte, never parsed.
+ * RFC 7427 appendix A, compared byte for byte, never parsed, except
+ * RSASSA-PSS, whose parameters vary and are read by rsa-pss.ts. We sign
+ * with PSS when asked to (`rsaPss`) and take it from any peer.
  */
-import { sign, verify, type KeyObject } from 'node:crypto';
+import { constants, sign, verify, type KeyObject } from 'node:crypto';
 import type { PrfAlgorithm } from './algorithms.ts';
 import { AuthMethod, HashAlgorithmId } from './constants.ts';
 import { prf } from './prf.ts';
+import {
+  isPssAlgorithmIdentifier,
+  parsePssAlgorithmIdentifier,
+  pssAlgorithmIdentifier,
+  pssSaltLength,
+} from './rsa-pss.ts';
 
 type Hash = 'sha256' | 'sha384' | 'sha512';
 
@@ -96,19 +104,47 @@ export function signedOctets(
 }
 
 const familyOf = (key: KeyObject): 'rsa' | 'ec' | undefined =>
-  key.asymmetricKeyType === 'rsa' ? 'rsa' : key.asymmetricKeyType === 'ec' ? 'ec' : undefined;
+  key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss'
+    ? 'rsa'
+    : key.asymmetricKeyType === 'ec'
+      ? 'ec'
+      : undefined;
+
+const PSS_HASHES = [
+  [HashAlgorithmId.SHA2_256, 'sha256'],
+  [HashAlgorithmId.SHA2_384, 'sha384'],
+  [HashAlgorithmId.SHA2_512, 'sha512'],
+] as const;
 
 /**
  * AUTH method and data for our private key. `peerHashes` are the hash ids
  * of the peer's SIGNATURE_HASH_ALGORITHMS (undefined when it sent none).
+ * `rsaPss`: an RSA key signs with RSASSA-PSS (RFC 7427 method 14) rather
+ * than PKCS #1 v1.5, when the peer takes RFC 7427 at all.
  */
 export function createAuth(
   key: KeyObject,
   octets: Buffer,
   peerHashes: readonly number[] | undefined,
+  options: { readonly rsaPss?: boolean } = {},
 ): { method: number; data: Buffer } {
   const family = familyOf(key);
   if (family === undefined) throw new RangeError(`cannot sign IKE AUTH with a ${key.asymmetricKeyType} key`);
+  if (peerHashes !== undefined && family === 'rsa' && options.rsaPss === true) {
+    const hash = PSS_HASHES.find(([id]) => peerHashes.includes(id))?.[1];
+    if (hash !== undefined) {
+      const sig = sign(hash, octets, {
+        key,
+        padding: constants.RSA_PKCS1_PSS_PADDING,
+        saltLength: pssSaltLength(hash),
+      });
+      const ai = pssAlgorithmIdentifier(hash);
+      return {
+        method: AuthMethod.DIGITAL_SIGNATURE,
+        data: Buffer.concat([Buffer.from([ai.length]), ai, sig]),
+      };
+    }
+  }
   if (peerHashes !== undefined) {
     const scheme = SIGNATURE_SCHEMES.find((s) => s.family === family && peerHashes.includes(s.hashId));
     if (scheme !== undefined) {
@@ -129,7 +165,9 @@ export function createAuth(
   };
 }
 
-export type AuthCheck = { readonly ok: true } | { readonly ok: false; readonly problem: string };
+/** `scheme` names what verified, for logs and status: "RSA-PSS-SHA256", "ECDSA-SHA256", "RSA-SHA1", ... */
+export type AuthCheck =
+  { readonly ok: true; readonly scheme: string } | { readonly ok: false; readonly problem: string };
 
 /** Verifies the peer's AUTH with the public key of its certificate. Never throws. */
 export function verifyAuth(publicKey: KeyObject, method: number, data: Buffer, octets: Buffer): AuthCheck {
@@ -139,20 +177,22 @@ export function verifyAuth(publicKey: KeyObject, method: number, data: Buffer, o
       case AuthMethod.RSA_SIGNATURE:
         if (family !== 'rsa') return { ok: false, problem: 'RSA AUTH with a non-RSA certificate' };
         return verify('sha1', octets, publicKey, data)
-          ? { ok: true }
+          ? { ok: true, scheme: 'RSA-SHA1' }
           : { ok: false, problem: 'bad RSA signature' };
       case AuthMethod.ECDSA_SHA256_P256:
         if (family !== 'ec' || publicKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
           return { ok: false, problem: 'ECDSA P-256 AUTH with a certificate of another key' };
         if (data.length !== 64) return { ok: false, problem: 'ECDSA P-256 signature is not 64 bytes' };
         return verify('sha256', octets, { key: publicKey, dsaEncoding: 'ieee-p1363' }, data)
-          ? { ok: true }
+          ? { ok: true, scheme: 'ECDSA-P256-SHA256' }
           : { ok: false, problem: 'bad ECDSA signature' };
       case AuthMethod.DIGITAL_SIGNATURE: {
         const aiLength = data[0];
         if (aiLength === undefined || 1 + aiLength > data.length)
           return { ok: false, problem: 'RFC 7427 AUTH too short' };
         const ai = data.subarray(1, 1 + aiLength);
+        if (isPssAlgorithmIdentifier(ai))
+          return verifyPss(publicKey, family, ai, data.subarray(1 + aiLength), octets);
         const scheme = SIGNATURE_SCHEMES.find((s) => s.algorithmIdentifier.equals(ai));
         if (scheme === undefined)
           return { ok: false, problem: `unsupported signature algorithm ${ai.toString('hex')}` };
@@ -164,7 +204,7 @@ export function verifyAuth(publicKey: KeyObject, method: number, data: Buffer, o
           { key: publicKey, dsaEncoding: 'der' },
           data.subarray(1 + aiLength),
         )
-          ? { ok: true }
+          ? { ok: true, scheme: `${scheme.family === 'ec' ? 'ECDSA' : 'RSA'}-${scheme.hash.toUpperCase()}` }
           : {
               ok: false,
               problem: `bad ${scheme.family === 'ec' ? 'ECDSA' : 'RSA'} ${scheme.hash} signature`,
@@ -176,6 +216,26 @@ export function verifyAuth(publicKey: KeyObject, method: number, data: Buffer, o
   } catch (e) {
     return { ok: false, problem: `signature check failed: ${(e as Error).message}` };
   }
+}
+
+function verifyPss(
+  publicKey: KeyObject,
+  family: 'rsa' | 'ec' | undefined,
+  ai: Buffer,
+  signature: Buffer,
+  octets: Buffer,
+): AuthCheck {
+  if (family !== 'rsa') return { ok: false, problem: 'RSASSA-PSS signature with a non-RSA certificate' };
+  const params = parsePssAlgorithmIdentifier(ai);
+  if (typeof params === 'string') return { ok: false, problem: params };
+  return verify(
+    params.hash,
+    octets,
+    { key: publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: params.saltLength },
+    signature,
+  )
+    ? { ok: true, scheme: `RSA-PSS-${params.hash.toUpperCase()}` }
+    : { ok: false, problem: `bad RSASSA-PSS ${params.hash} signature` };
 }
 
 /** The hash ids in a SIGNATURE_HASH_ALGORITHMS notification's data (2 bytes each). */

@@ -247,11 +247,30 @@ export function idPayload(type: PayloadType_ID, spec: IdentitySpec, cert: X509Ce
 type PayloadType_ID = typeof PayloadType.IDi | typeof PayloadType.IDr;
 
 /** "C=.., O=.." / "192.0.2.1" / "host.example": an ID payload for logs and callbacks. */
+/**
+ * Distinguished names read for the logs, by their DER: reading one is a
+ * full ASN.1 parse, and the same peers come back at every rekey and
+ * reconnection. Emptied when full, so it stays small whatever peers send.
+ */
+const NAMES = new Map<string, string>();
+const MAX_NAMES = 1024;
+
+function describeDn(der: Buffer): string {
+  const key = der.toString('latin1');
+  let name = NAMES.get(key);
+  if (name === undefined) {
+    name = new x509.Name(der).toString();
+    if (NAMES.size >= MAX_NAMES) NAMES.clear();
+    NAMES.set(key, name);
+  }
+  return name;
+}
+
 export function describeId(id: IdPayload): string {
   try {
     switch (id.idType) {
       case IdType.DER_ASN1_DN:
-        return new x509.Name(id.data).toString();
+        return describeDn(id.data);
       case IdType.IPV4_ADDR:
         return id.data.length === 4 ? [...id.data].join('.') : `ipv4 ${id.data.toString('hex')}`;
       case IdType.FQDN:

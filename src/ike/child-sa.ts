@@ -12,6 +12,15 @@ export type ChildSaState = 'installed' | 'rekeying' | 'rekeyed' | 'deleting';
 export class ChildSa {
   state: ChildSaState = 'installed';
   rekeyTimer: Timer | undefined;
+  /** When the scheduled rekey is due (clock ms), so that it survives a move to a rekeyed IKE SA. */
+  rekeyDue: number | undefined;
+  /** Nonces of the CREATE_CHILD_SA exchange that made this SA by rekeying another (RFC 7296 2.8.1). */
+  rekeyNonces: readonly Buffer[] | undefined;
+  /**
+   * While we rekey this SA: the SA that the peer's simultaneous rekey of it
+   * makes, set when its request arrives (undefined if that fails).
+   */
+  collision: Promise<ChildSa | undefined> | undefined;
   readonly createdAt: number;
 
   constructor(

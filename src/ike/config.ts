@@ -4,6 +4,7 @@
 import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import type { Clock } from '../util/clock.ts';
 import { loadCertificates, type IdentitySpec, type TrustAnchors } from './certs.ts';
+import { MIN_FRAGMENT_DATAGRAM } from './fragments.ts';
 import type { Endpoint } from './nat.ts';
 import {
   hostToHostPolicy,
@@ -87,13 +88,58 @@ export interface IkeDaemonOptions {
   /** Rekey the IKE SA / child SAs we initiated after this long; 0 (default) never. */
   readonly ikeRekeyMs?: number;
   readonly childRekeyMs?: number;
+  /**
+   * Rekeys and liveness checks the daemon starts on its own, across all SAs:
+   * at most `burst` at once, `perSecond` after that; what is over waits its
+   * turn. Default 50 per second, burst 100; perSecond 0: no limit. Calls to
+   * rekeyChild, rekeyIke and checkLiveness are not paced.
+   */
+  readonly maintenanceRate?: { readonly perSecond: number; readonly burst?: number };
+  /** Limits on the data a child SA carries, enforced by the data plane; default none. */
+  readonly childLifetime?: ChildLifetime;
   /** Pretend to be behind a NAT so that the peer must use ESP-in-UDP (strongSwan's encap=yes). */
   readonly forceEncap?: boolean;
   /** Rotation of the cookie secret; default 60 s. */
   readonly cookieRotateMs?: number;
   /** Announce SIGNATURE_HASH_ALGORITHMS (RFC 7427); default true. Without it both sides use AUTH methods 1 and 9. */
   readonly signatureHashes?: boolean;
+  /** Sign our AUTH with RSASSA-PSS (RFC 7427) when our key is RSA and the peer takes RFC 7427; default false. */
+  readonly rsaPss?: boolean;
+  /**
+   * IKE fragmentation (RFC 7383): announce IKEV2_FRAGMENTATION_SUPPORTED and,
+   * when the peer does too, send messages that would not fit `fragmentSize`
+   * as encrypted fragments. Default true.
+   */
+  readonly fragmentation?: boolean;
+  /** The largest IP datagram (IPv4 and UDP headers included) an IKE message may take; default 1280, at least 576. */
+  readonly fragmentSize?: number;
+  /** Bounds on what reassembly keeps (RFC 7383 2.6). */
+  readonly fragmentLimits?: FragmentLimitOptions;
   readonly log?: (level: LogLevel, message: string) => void;
+}
+
+/**
+ * Data a child SA may carry, counted by the data plane per SA (each
+ * direction on its own): past `rekey*` IKE rekeys the child, whichever end
+ * made it; past `life*` the data plane stops using the SA and IKE deletes
+ * it. As strongSwan's rekey_bytes / life_bytes and the packet pairs.
+ */
+export interface ChildLifetime {
+  readonly rekeyBytes?: number;
+  readonly lifeBytes?: number;
+  readonly rekeyPackets?: number;
+  readonly lifePackets?: number;
+}
+
+export interface FragmentLimitOptions {
+  /** Total Fragments above this is refused; default 64. */
+  readonly maxFragments?: number;
+  /** Bytes one reassembled message may have; default 32 KiB. */
+  readonly maxMessageBytes?: number;
+  /** A message not complete this long after its first fragment is dropped; default 10 s. */
+  readonly timeoutMs?: number;
+  /** Bytes all reassemblies of the daemon may hold together; default 4 MiB. */
+  readonly memoryBytes?: number;
 }
 
 export interface ResolvedConfig {
@@ -117,9 +163,15 @@ export interface ResolvedConfig {
   readonly dpdIntervalMs: number;
   readonly ikeRekeyMs: number;
   readonly childRekeyMs: number;
+  readonly childLifetime: ChildLifetime;
+  readonly maintenanceRate: { readonly perSecond: number; readonly burst: number };
   readonly forceEncap: boolean;
   readonly cookieRotateMs: number;
   readonly signatureHashes: boolean;
+  readonly rsaPss: boolean;
+  readonly fragmentation: boolean;
+  readonly fragmentSize: number;
+  readonly fragmentLimits: Required<FragmentLimitOptions>;
 }
 
 const asCert = (c: string | Uint8Array | X509Certificate): X509Certificate[] =>
@@ -167,10 +219,45 @@ export function resolveConfig(o: IkeDaemonOptions): ResolvedConfig {
     dpdIntervalMs: o.dpdIntervalMs ?? 0,
     ikeRekeyMs: o.ikeRekeyMs ?? 0,
     childRekeyMs: o.childRekeyMs ?? 0,
+    childLifetime: checkedLifetime(o.childLifetime ?? {}),
+    maintenanceRate: {
+      perSecond: o.maintenanceRate?.perSecond ?? 50,
+      burst: o.maintenanceRate?.burst ?? 2 * (o.maintenanceRate?.perSecond ?? 50),
+    },
     forceEncap: o.forceEncap ?? false,
     cookieRotateMs: o.cookieRotateMs ?? 60_000,
     signatureHashes: o.signatureHashes ?? true,
+    rsaPss: o.rsaPss ?? false,
+    fragmentation: o.fragmentation ?? true,
+    fragmentSize: checkedFragmentSize(o.fragmentSize ?? 1280),
+    fragmentLimits: {
+      maxFragments: o.fragmentLimits?.maxFragments ?? 64,
+      maxMessageBytes: o.fragmentLimits?.maxMessageBytes ?? 32 * 1024,
+      timeoutMs: o.fragmentLimits?.timeoutMs ?? 10_000,
+      memoryBytes: o.fragmentLimits?.memoryBytes ?? 4 * 1024 * 1024,
+    },
   };
+}
+
+function checkedLifetime(l: ChildLifetime): ChildLifetime {
+  for (const [k, v] of Object.entries(l))
+    if (v !== undefined && (typeof v !== 'number' || !(v > 0)))
+      throw new RangeError(`childLifetime.${k} ${String(v)}: expected a positive number`);
+  if (l.rekeyBytes !== undefined && l.lifeBytes !== undefined && l.rekeyBytes >= l.lifeBytes)
+    throw new RangeError(
+      'childLifetime.rekeyBytes must be below lifeBytes: the rekey needs time before expiry',
+    );
+  if (l.rekeyPackets !== undefined && l.lifePackets !== undefined && l.rekeyPackets >= l.lifePackets)
+    throw new RangeError('childLifetime.rekeyPackets must be below lifePackets');
+  return l;
+}
+
+function checkedFragmentSize(size: number): number {
+  if (!Number.isInteger(size) || size < MIN_FRAGMENT_DATAGRAM || size > 65_535)
+    throw new RangeError(
+      `fragmentSize ${size}: expected a datagram size from ${MIN_FRAGMENT_DATAGRAM} to 65535`,
+    );
+  return size;
 }
 
 export type { Endpoint };

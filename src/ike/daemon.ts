@@ -25,14 +25,17 @@ import {
   type ResolvedConfig,
 } from './config.ts';
 import { ExchangeType, IKE_MAJOR_VERSION, NotifyType, PayloadType, ProtocolId, nameOf } from './constants.ts';
-import type { IkeContext, IkeEvent } from './context.ts';
+import type { IkeContext } from './context.ts';
 import { CookieJar } from './cookie.ts';
 import { respondAuth } from './exchange-auth.ts';
+import { FragmentBudget } from './fragment-reassembly.ts';
+import { TokenBucket } from './rate-limit.ts';
 import { createChildSa, rekeyChildSa, rekeyIkeSa, respondCreateChild } from './exchange-create.ts';
 import { checkLiveness, deleteChildSa, deleteIkeSa, respondInformational } from './exchange-info.ts';
 import { answerInit, startInitiator } from './exchange-init.ts';
 import { fromInitiator, isResponse, spiHex } from './header.ts';
-import { IkeError, IkeSa, type ExchangeResult } from './ike-sa.ts';
+import type { ExchangeResult } from './exchange-result.ts';
+import { IkeError, IkeSa, type IkeEvent } from './ike-sa.ts';
 import { parseIkeMessage } from './message.ts';
 import type { Endpoint } from './nat.ts';
 import { notify, unsupportedCritical, type Payload } from './payloads.ts';
@@ -51,7 +54,10 @@ export class IkeDaemon {
   readonly #halfOpen = new Map<string, IkeSa>();
   readonly #listeners = new Set<IkeEventListener>();
   readonly #cookies: CookieJar;
-  readonly #ctx: IkeContext;
+  readonly #fragmentBudget: FragmentBudget;
+  /** Paces the rekeys and liveness checks the daemon starts on its own. */
+  readonly #maintenance: TokenBucket;
+  readonly #ctx: IkeContext<IkeSa>;
   readonly #log: ((level: LogLevel, message: string) => void) | undefined;
   #childIds = 0;
   #closed = false;
@@ -62,6 +68,10 @@ export class IkeDaemon {
     this.clock = options.clock ?? new SystemClock();
     this.#log = options.log;
     this.#cookies = new CookieJar(this.clock, { rotateMs: this.config.cookieRotateMs });
+    this.#fragmentBudget = new FragmentBudget(this.config.fragmentLimits.memoryBytes);
+    const fragmentBudget = this.#fragmentBudget;
+    const rate = this.config.maintenanceRate;
+    this.#maintenance = new TokenBucket(this.clock, rate.perSecond, rate.burst);
     const currentConfig = (): ResolvedConfig => this.#config;
     this.#ctx = {
       transport: this.transport,
@@ -70,6 +80,7 @@ export class IkeDaemon {
       get config() {
         return currentConfig();
       },
+      fragmentBudget,
       respond: (sa, exchange, payloads) => this.#respond(sa, exchange, payloads),
       register: (sa) => this.#register(sa),
       unregister: (sa) => this.#unregister(sa),
@@ -83,6 +94,7 @@ export class IkeDaemon {
       firstContact: (sa) => !this.hasOtherSa(sa),
     };
     this.transport.onMessage((data, remote, natt) => this.#receive(data, remote, natt));
+    this.#config.sad?.watchLifetimes?.((n, kind) => this.#childLifetime(n.id, kind));
   }
 
   get config(): ResolvedConfig {
@@ -105,6 +117,11 @@ export class IkeDaemon {
 
   get halfOpenCount(): number {
     return this.#halfOpen.size;
+  }
+
+  /** Bytes of IKE fragments held for reassembly, across all SAs. */
+  get fragmentBytesHeld(): number {
+    return this.#fragmentBudget.held;
   }
 
   on(listener: IkeEventListener): () => void {
@@ -202,6 +219,14 @@ export class IkeDaemon {
       for (const [k, v] of this.#halfOpen) if (v === e.sa) this.#halfOpen.delete(k);
       this.#scheduleIke(e.sa);
     }
+    // The children moved over; their timers died with the old SA.
+    if (e.type === 'ike-rekeyed')
+      for (const c of e.sa.children)
+        if (c.rekeyDue !== undefined)
+          c.rekeyTimer = e.sa.schedule(
+            () => this.#rekeyChildPaced(c),
+            Math.max(1, c.rekeyDue - this.clock.now()),
+          );
     if (e.type === 'child-up') this.#scheduleChild(e.sa, e.child);
     for (const l of this.#listeners) {
       try {
@@ -238,37 +263,94 @@ export class IkeDaemon {
         other.die('replaced after INITIAL_CONTACT');
   }
 
+  /**
+   * The data plane says a child SA carried its limit. Soft: rekey it, from
+   * whichever end (both may; RFC 7296 2.8.1 sorts out a collision). Hard:
+   * its SAs carry nothing more, so it is deleted, unless a rekey that will
+   * replace it is under way.
+   */
+  #childLifetime(id: number, kind: 'soft' | 'hard'): void {
+    const owner = this.sas.find((s) => s.children.some((c) => c.id === id));
+    const child = owner?.children.find((c) => c.id === id);
+    if (owner === undefined || child === undefined || owner.state !== 'established') return;
+    if (kind === 'soft') {
+      if (child.state !== 'installed') return;
+      this.#count('child-rekey-by-volume');
+      this.#log?.('info', `${child.name}: soft data limit reached, rekeying`);
+      this.#rekeyChildPaced(child);
+      return;
+    }
+    this.#count('child-expired-by-volume');
+    if (child.state !== 'installed') return;
+    this.#log?.('warn', `${child.name}: hard data limit reached, deleting`);
+    deleteChildSa(owner, child).catch(() => undefined);
+  }
+
+  /**
+   * Runs `work` now if the maintenance bucket has a token, else later when
+   * it will (counted as deferred). `work` checks again that it still applies.
+   */
+  #paced(kind: 'rekey' | 'liveness', sa: IkeSa, work: () => void): void {
+    if (sa.gone) return;
+    if (this.#maintenance.take()) {
+      this.#count(kind === 'rekey' ? 'rekeys-started' : 'liveness-checks-started');
+      work();
+      return;
+    }
+    this.#count(kind === 'rekey' ? 'rekey-deferred' : 'liveness-deferred');
+    sa.schedule(() => this.#paced(kind, sa, work), Math.max(1, this.#maintenance.waitMs()));
+  }
+
+  /** The SA holding `child` now (children move to the successor of a rekeyed IKE SA). */
+  #ownerOf(child: ChildSa): IkeSa | undefined {
+    return this.sas.find((s) => s.children.includes(child));
+  }
+
+  #rekeyChildPaced(child: ChildSa): void {
+    const owner = this.#ownerOf(child);
+    if (owner === undefined) return;
+    this.#paced('rekey', owner, () => {
+      const now = this.#ownerOf(child);
+      if (now?.state === 'established' && child.state === 'installed')
+        rekeyChildSa(now, child).catch((e: Error) =>
+          this.#log?.('warn', `${child.name}: rekey failed: ${e.message}`),
+        );
+      else if (now !== undefined && now !== owner) this.#rekeyChildPaced(child);
+    });
+  }
+
   #scheduleIke(sa: IkeSa): void {
     const { dpdIntervalMs, ikeRekeyMs } = this.config;
     if (dpdIntervalMs > 0) {
       const tick = (): void => {
         if (sa.state !== 'established') return;
         const idle = this.clock.now() - sa.lastHeard;
-        if (idle >= dpdIntervalMs && !sa.busy) void checkLiveness(sa);
+        if (idle >= dpdIntervalMs && !sa.busy)
+          this.#paced('liveness', sa, () => {
+            if (sa.state === 'established' && !sa.busy) void checkLiveness(sa);
+          });
         sa.schedule(tick, Math.max(1, dpdIntervalMs - Math.min(idle, dpdIntervalMs - 1)));
       };
       sa.schedule(tick, dpdIntervalMs);
     }
     if (ikeRekeyMs > 0 && sa.role === 'initiator')
-      sa.schedule(() => {
-        if (sa.state === 'established')
-          rekeyIkeSa(sa).catch((e: Error) =>
-            this.#log?.('warn', `${sa.name}: IKE rekey failed: ${e.message}`),
-          );
-      }, ikeRekeyMs);
+      sa.schedule(
+        () =>
+          this.#paced('rekey', sa, () => {
+            if (sa.state === 'established')
+              rekeyIkeSa(sa).catch((e: Error) =>
+                this.#log?.('warn', `${sa.name}: IKE rekey failed: ${e.message}`),
+              );
+          }),
+        ikeRekeyMs,
+      );
   }
 
   #scheduleChild(sa: IkeSa, child: ChildSa): void {
     const { childRekeyMs } = this.config;
     if (childRekeyMs <= 0 || !child.initiatedByUs) return;
-    child.rekeyTimer = sa.schedule(() => {
-      // The child may have moved to a successor IKE SA in the meantime.
-      const owner = this.sas.find((s) => s.children.includes(child));
-      if (owner?.state === 'established' && child.state === 'installed')
-        rekeyChildSa(owner, child).catch((e: Error) =>
-          this.#log?.('warn', `${child.name}: rekey failed: ${e.message}`),
-        );
-    }, childRekeyMs);
+    child.rekeyDue = this.clock.now() + childRekeyMs;
+    child.rekeyTimer = sa.schedule(() => this.#rekeyChildPaced(child), childRekeyMs);
   }
 
   #respond(sa: IkeSa, exchange: number, payloads: Payload[]): Promise<ExchangeResult> {

@@ -10,10 +10,14 @@
  *   default action
  *
  * IKE's own datagrams must never be sealed into the SAs they negotiate, so
- * the bypass entries come first. A rekeyed child's policies go in front of
- * the old child's, so outbound traffic moves to the new SA as soon as it is
- * installed, while the old inbound SA keeps accepting until IKE deletes it
- * (RFC 7296 2.8).
+ * the bypass entries come first. When we started the rekey, the new child's
+ * policies go in front of the old child's: the peer installed the new SA
+ * before answering, so outbound traffic moves to it at once. When the peer
+ * started it, the new policies go right behind the old ones: the peer
+ * installs the new inbound SA only when our answer arrives, and what we
+ * sealed with it before then would be lost; outbound moves over when the
+ * peer deletes the old SA. Either way the old inbound SA keeps accepting
+ * until IKE deletes it (RFC 7296 2.8).
  *
  * Inbound SAs are left unbound to a policy: the engine then checks a
  * decrypted packet against whichever child policy matches its selectors,
@@ -81,12 +85,39 @@ export class EngineChildSaDatabase implements ChildSaDatabase {
   readonly #fixed: number;
   readonly #installed = new Map<number, Installed>();
   readonly #onChange: EngineSadOptions['onChange'];
+  #lifetimes: ((sa: NegotiatedChildSa, kind: 'soft' | 'hard') => void) | undefined;
 
   /** `engine`'s SPD holds the fixed policies already (bypass for IKE ports): child policies go after them. */
   constructor(engine: IpsecEngine, o: EngineSadOptions = {}) {
     this.engine = engine;
     this.#fixed = engine.spd.policies.length;
     this.#onChange = o.onChange;
+  }
+
+  watchLifetimes(listener: (sa: NegotiatedChildSa, kind: 'soft' | 'hard') => void): void {
+    this.#lifetimes = listener;
+  }
+
+  /**
+   * Chains the child's own report after whatever the SAD hooked onto the
+   * SA. The data plane crosses a limit in the middle of a packet: IKE hears
+   * of it on the next turn of the event loop, and only once per kind for
+   * the pair, whichever direction crossed first.
+   */
+  #watch(c: NegotiatedChildSa, sas: readonly EspSa[]): void {
+    if (c.lifetime === undefined) return;
+    const told = new Set<'soft' | 'hard'>();
+    for (const sa of sas) {
+      const before = sa.onLifetime;
+      sa.onLifetime = (s, kind) => {
+        before?.(s, kind);
+        if (told.has(kind)) return;
+        told.add(kind);
+        setImmediate(() => {
+          if (this.#installed.has(c.id)) this.#lifetimes?.(c, kind);
+        });
+      };
+    }
   }
 
   /** Child SAs installed now. */
@@ -104,6 +135,7 @@ export class EngineChildSaDatabase implements ChildSaDatabase {
     if (refused !== null) throw new Error(`inbound SA 0x${c.inbound.spi.toString(16)}: ${refused}`);
     sad.add(outbound);
     const names: string[] = [];
+    const at = this.#position(c);
     let k = 0;
     for (const l of c.localSelectors)
       for (const r of c.remoteSelectors) {
@@ -115,12 +147,22 @@ export class EngineChildSaDatabase implements ChildSaDatabase {
           action: 'protect',
           protect: ['esp'],
         });
-        spd.add(policy, this.#fixed + names.length);
+        spd.add(policy, at + names.length);
         sad.bindOutbound(policy, [outbound]);
         names.push(policy.name);
       }
     this.#installed.set(c.id, { inbound, outbound, policies: names });
+    this.#watch(c, [inbound, outbound]);
     this.#onChange?.('installed', c);
+  }
+
+  /** Where a child's policies go in the SPD (see the layout above). */
+  #position(c: NegotiatedChildSa): number {
+    const old = c.replaces === undefined ? undefined : this.#installed.get(c.replaces);
+    if (old === undefined || c.role === 'initiator' || old.policies.length === 0) return this.#fixed;
+    const list = this.engine.spd.policies;
+    const last = list.findIndex((p) => p.name === old.policies[old.policies.length - 1]);
+    return last < 0 ? this.#fixed : last + 1;
   }
 
   remove(c: NegotiatedChildSa): void {

@@ -23,7 +23,8 @@ import {
 } from './certs.ts';
 import { CertEncoding, ExchangeType, NotifyType, PayloadType } from './constants.ts';
 import { completeChild, prepareChild, respondChild, type PendingChild } from './exchange-child.ts';
-import type { ExchangeResult, IkeSa } from './ike-sa.ts';
+import type { ExchangeResult } from './exchange-result.ts';
+import type { IkeSa } from './ike-sa.ts';
 import { errorNotifies } from './nat.ts';
 import {
   emitPayloadBody,
@@ -50,7 +51,7 @@ function ourAuthPayloads(sa: IkeSa, idType: typeof PayloadType.IDi | typeof Payl
     initiator ? sa.keys!.skPi : sa.keys!.skPr,
     emitPayloadBody(id),
   );
-  const auth = createAuth(cfg.identity.privateKey, octets, sa.peerHashes);
+  const auth = createAuth(cfg.identity.privateKey, octets, sa.peerHashes, { rsaPss: cfg.rsaPss });
   return [
     id,
     certPayload(cfg.identity.certificate),
@@ -65,6 +66,7 @@ type PeerCheck =
       readonly ok: true;
       readonly id: IdPayload;
       readonly path: import('./certs.ts').ChainCheck & { ok: true };
+      readonly scheme: string;
     }
   | { readonly ok: false; readonly reason: string };
 
@@ -99,7 +101,7 @@ async function authenticatePeer(
   );
   const verified = verifyAuth(leaf.publicKey, auth.method, auth.data, octets);
   if (!verified.ok) return { ok: false, reason: verified.problem };
-  return { ok: true, id, path: chain };
+  return { ok: true, id, path: chain, scheme: verified.scheme };
 }
 
 /** Authentication and then the authorization hook; sets sa.peer on success. */
@@ -129,7 +131,7 @@ async function admitPeer(
     verdict = { ok: false as const, reason: `authorization hook failed: ${(e as Error).message}` };
   }
   if (!verdict.ok) return `not authorized: ${verdict.reason}`;
-  sa.peer = { id: check.id, path: check.path.path, binding };
+  sa.peer = { id: check.id, path: check.path.path, binding, scheme: check.scheme };
   return undefined;
 }
 
@@ -191,9 +193,10 @@ async function completeAuth(sa: IkeSa, pending: PendingChild | undefined, answer
   // initiate() finds it in sa.children.
   const child = pending === undefined ? undefined : await completeChild(sa, pending, answer, sa.ni, sa.nr);
   if (sa.gone) return;
+  // debug: whoever runs the daemon reports SAs up (the service does, with the peer).
   sa.ctx.log(
-    'info',
-    `${sa.name}: established with "${describeId(sa.peer!.id)}" at ${sa.remote.address}:${sa.remote.port}`,
+    'debug',
+    `${sa.name}: established with "${describeId(sa.peer!.id)}" (${sa.peer!.scheme}) at ${sa.remote.address}:${sa.remote.port}`,
   );
   sa.markEstablished();
   if (typeof child === 'string') {
@@ -223,8 +226,8 @@ export async function respondAuth(sa: IkeSa, payloads: readonly Payload[]): Prom
     payloads: response,
     after: () => {
       sa.ctx.log(
-        'info',
-        `${sa.name}: established with "${describeId(sa.peer!.id)}" at ${sa.remote.address}:${sa.remote.port}`,
+        'debug',
+        `${sa.name}: established with "${describeId(sa.peer!.id)}" (${sa.peer!.scheme}) at ${sa.remote.address}:${sa.remote.port}`,
       );
       sa.markEstablished();
       if (initialContact) sa.ctx.initialContact(sa);

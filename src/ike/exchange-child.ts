@@ -13,7 +13,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { ChildSa } from './child-sa.ts';
-import type { ChildRequest } from './config.ts';
+import type { ChildLifetime, ChildRequest } from './config.ts';
+import type { SaLifetime } from '../ipsec/sa.ts';
 import { proposals as parseProposals } from './config.ts';
 import { NotifyType, PayloadType, ProtocolId } from './constants.ts';
 import { createDh, type DhExchange } from './dh.ts';
@@ -109,6 +110,7 @@ function negotiated(
   remoteSelectors: readonly Ipv4Selector[],
   mode: 'tunnel' | 'transport',
   replaces: ChildSa | undefined,
+  role: 'initiator' | 'responder',
 ): NegotiatedChildSa {
   const t = sa.ctx.transport;
   return {
@@ -135,6 +137,18 @@ function negotiated(
     remote: sa.remote,
     encap: sa.natt ? { localPort: t.nattPort, remotePort: sa.remote.port } : undefined,
     replaces: replaces?.id,
+    role,
+    lifetime: dataLimits(sa.ctx.config.childLifetime),
+  };
+}
+
+function dataLimits(l: ChildLifetime): SaLifetime | undefined {
+  if (Object.values(l).every((v) => v === undefined)) return undefined;
+  return {
+    softBytes: l.rekeyBytes,
+    hardBytes: l.lifeBytes,
+    softPackets: l.rekeyPackets,
+    hardPackets: l.lifePackets,
   };
 }
 
@@ -201,6 +215,7 @@ export async function completeChild(
     remote,
     mode,
     pending.replaces,
+    'initiator',
   );
   if (!(await install(sa, n))) return release('SA database refused the child SA');
   const child = new ChildSa(
@@ -209,6 +224,7 @@ export async function completeChild(
     sa.ctx.clock.now(),
     true,
   );
+  if (pending.replaces) child.rekeyNonces = [ni, nr];
   sa.children.push(child);
   return child;
 }
@@ -282,6 +298,7 @@ export async function respondChild(
     decision.peerSelectors,
     decision.mode,
     replaces,
+    'responder',
   );
   if (!(await install(sa, n))) {
     cfg.spis.releaseSpi(inboundSpi);
@@ -297,6 +314,7 @@ export async function respondChild(
     sa.ctx.clock.now(),
     false,
   );
+  if (replaces && nonces) child.rekeyNonces = [nonces.ni, nonces.nr];
   sa.children.push(child);
   const answer: Payload[] = [];
   if (decision.mode === 'transport') answer.push(notify(NotifyType.USE_TRANSPORT_MODE));

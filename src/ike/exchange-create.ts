@@ -11,8 +11,14 @@
  *                IDs restart at 0, the child SAs move to the new IKE SA, and
  *                the initiator deletes the old IKE SA.
  *
- * Simultaneous rekeys by both ends (2.8.1) are not resolved: the peer that
- * started second gets TEMPORARY_FAILURE while a rekey of ours is in flight.
+ * Simultaneous child SA rekeys (2.8.1): when the peer asks to rekey a
+ * child SA we are rekeying ourselves, we answer as usual, so that both
+ * exchanges make a new SA. Of the two, the one made with the lowest of the
+ * four nonces (compared octet by octet) is redundant and is deleted by the
+ * end that started its exchange; the end that started the other deletes
+ * the old SA. Both ends reach the same verdict from the same nonces and one
+ * pair is left. An IKE SA rekey that meets a rekey of ours is still
+ * answered with TEMPORARY_FAILURE.
  */
 import { randomBytes } from 'node:crypto';
 import type { ChildSa } from './child-sa.ts';
@@ -22,7 +28,8 @@ import { createDh, type DhExchange } from './dh.ts';
 import { completeChild, NONCE_LENGTH, prepareChild, respondChild } from './exchange-child.ts';
 import { deleteChildSa } from './exchange-info.ts';
 import { installIkeKeys } from './exchange-init.ts';
-import { IkeError, IkeSa, type ExchangeResult } from './ike-sa.ts';
+import type { ExchangeResult } from './exchange-result.ts';
+import { IkeError, IkeSa } from './ike-sa.ts';
 import { rekeySkeyseed, spiBytes } from './keys.ts';
 import { errorNotifies } from './nat.ts';
 import { findNotify, firstPayload, notify, type Payload } from './payloads.ts';
@@ -83,16 +90,72 @@ export async function rekeyChildSa(sa: IkeSa, child: ChildSa): Promise<ChildSa> 
   requireEstablished(sa);
   if (child.state !== 'installed') throw new IkeError('state', `${child.name} is ${child.state}`);
   child.state = 'rekeying';
+  child.collision = undefined;
   let fresh: ChildSa;
   try {
     fresh = await createChildSa(sa, child.request, child);
   } catch (e) {
+    const theirs = await child.collision;
+    if (theirs !== undefined && sa.children.includes(theirs)) {
+      // Ours failed but the peer's rekey went through: that one replaces the old SA, which the peer deletes.
+      sa.ctx.count('rekey-collision-peer-only');
+      child.state = 'rekeyed';
+      return theirs;
+    }
     if (child.state === 'rekeying') child.state = 'installed';
     throw e;
   }
+  // The peer's rekey of the same SA may still be in the making: its verdict needs that SA's nonces.
+  const theirs = await child.collision;
   child.state = 'rekeyed';
+  if (theirs !== undefined && sa.children.includes(theirs)) {
+    if (redundant(fresh, theirs)) {
+      // Ours was made with the lowest nonce: we made it, we delete it; the peer deletes the old SA.
+      sa.ctx.count('rekey-collision-lost');
+      sa.ctx.log(
+        'info',
+        `${sa.name}: simultaneous rekey of ${child.name}, ours is redundant: deleting ${fresh.name}`,
+      );
+      fresh.state = 'rekeyed';
+      await deleteChildSa(sa, fresh, 'deleted');
+      awaitPeerDelete(sa, child);
+      return theirs;
+    }
+    sa.ctx.count('rekey-collision-won');
+    sa.ctx.log('info', `${sa.name}: simultaneous rekey of ${child.name}, ours survives`);
+  }
   await deleteChildSa(sa, child, 'rekeyed');
   return fresh;
+}
+
+/**
+ * RFC 7296 2.8.1: of two SAs made by simultaneous rekeys, the one whose
+ * exchange holds the lowest of the four nonces is redundant. Buffer.compare
+ * is the octet-by-octet order the RFC asks for (a nonce that is a prefix of
+ * the other is lower).
+ */
+function redundant(ours: ChildSa, theirs: ChildSa): boolean {
+  const lowest = (n: readonly Buffer[]): Buffer => (Buffer.compare(n[0]!, n[1]!) <= 0 ? n[0]! : n[1]!);
+  const a = lowest(ours.rekeyNonces ?? []);
+  const b = lowest(theirs.rekeyNonces ?? []);
+  return Buffer.compare(a, b) < 0;
+}
+
+/**
+ * After losing a rekey collision the old SA is the peer's to delete. A
+ * peer that did not see the collision will not, so after a while we do.
+ */
+function awaitPeerDelete(sa: IkeSa, old: ChildSa): void {
+  const r = sa.ctx.config.retransmit;
+  sa.schedule(
+    () => {
+      if (sa.state === 'established' && sa.children.includes(old)) {
+        sa.ctx.count('rekey-collision-old-deleted-late');
+        deleteChildSa(sa, old, 'rekeyed').catch(() => undefined);
+      }
+    },
+    r.timeoutMs * r.base ** 2,
+  );
 }
 
 /** Rekeys the IKE SA; resolves with its successor once the old one is deleted. */
@@ -178,6 +241,8 @@ function successorOf(
 ): IkeSa {
   const s = new IkeSa(old.ctx, role, spiI, spiR, old.remote, 'established');
   s.natt = old.natt;
+  // RFC 7383 2.3: a rekeyed IKE SA keeps what was negotiated about fragmentation.
+  s.fragmentation = old.fragmentation;
   s.ni = Buffer.from(ni);
   s.nr = Buffer.from(nr);
   s.peer = old.peer;
@@ -205,16 +270,24 @@ export async function respondCreateChild(sa: IkeSa, payloads: readonly Payload[]
     replaces = sa.children.find((c) => c.outboundSpi === spi);
     if (!replaces || replaces.state === 'rekeyed' || replaces.state === 'deleting')
       return refuse(NotifyType.CHILD_SA_NOT_FOUND);
-    if (replaces.state === 'rekeying') return refuse(NotifyType.TEMPORARY_FAILURE);
   }
   const nr = randomBytes(NONCE_LENGTH);
-  const answer = await respondChild(sa, payloads, { ni: Buffer.from(ni.data), nr }, replaces);
+  const pending = respondChild(sa, payloads, { ni: Buffer.from(ni.data), nr }, replaces);
+  const collision = replaces?.state === 'rekeying';
+  if (collision) {
+    // Both ends rekey it at once: rekeyChildSa decides which new SA stays once ours completes.
+    sa.ctx.count('rekey-collision');
+    replaces!.collision = pending.then((a) => a.child);
+  }
+  const answer = await pending;
   return {
     payloads: answer.payloads,
     after: () => {
       if (answer.child) {
-        // The initiator of the rekey deletes the old pair; until then both stay.
-        if (replaces) replaces.state = 'rekeyed';
+        if (replaces && !collision) {
+          // The initiator of the rekey deletes the old pair; until then both stay.
+          replaces.state = 'rekeyed';
+        }
         sa.ctx.emit({ type: 'child-up', sa, child: answer.child });
       } else if (answer.failure) sa.ctx.emit({ type: 'child-failed', sa, reason: answer.failure });
     },

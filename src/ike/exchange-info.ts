@@ -12,7 +12,8 @@
  */
 import type { ChildSa } from './child-sa.ts';
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from './constants.ts';
-import type { ExchangeResult, IkeSa } from './ike-sa.ts';
+import type { ExchangeResult } from './exchange-result.ts';
+import type { IkeSa } from './ike-sa.ts';
 import { findNotify, payloadsOf, type DeletePayload, type Payload } from './payloads.ts';
 
 const spi4 = (spi: number): Buffer => {

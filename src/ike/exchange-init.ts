@@ -47,10 +47,12 @@ function natPayloads(sa: IkeSa, spiR: bigint, local: Endpoint): Payload[] {
   return n;
 }
 
-const sigHashNotify = (ctx: IkeContext): Payload[] =>
+const sigHashNotify = (ctx: IkeContext<IkeSa>): Payload[] =>
   ctx.config.signatureHashes
     ? [notify(NotifyType.SIGNATURE_HASH_ALGORITHMS, emitSignatureHashes(OUR_SIGNATURE_HASHES))]
     : [];
+
+const fragmentationNotify = (): Payload => notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED);
 
 /** Where the peer's NAT-T path is: port 4500 if it listened on 500, otherwise the same (shared) port. */
 export const nattEndpoint = (e: Endpoint): Endpoint =>
@@ -85,6 +87,7 @@ function sendInit(sa: IkeSa, rounds: InitRounds): void {
     { type: PayloadType.NONCE, data: sa.ni },
     ...natPayloads(sa, 0n, sa.ctx.transport.local),
     ...sigHashNotify(sa.ctx),
+    ...(cfg.fragmentation ? [fragmentationNotify()] : []),
   );
   const bytes = emitIkeMessage(
     {
@@ -100,7 +103,7 @@ function sendInit(sa: IkeSa, rounds: InitRounds): void {
   sa.state = 'init-sent';
   sa.transmit(
     0,
-    bytes,
+    [bytes],
     (msg) => onInitResponse(sa, msg, offered, rounds),
     () => sa.fail('timeout', `no answer to IKE_SA_INIT from ${sa.remote.address}:${sa.remote.port}`),
   );
@@ -168,6 +171,8 @@ function onInitResponse(sa: IkeSa, msg: IkeMessage, offered: Proposal[], rounds:
   installIkeKeys(sa, ikeSuiteOf(chosen), skeyseed(ikeSuiteOf(chosen).prf, sa.ni, sa.nr, secret));
   const hashes = findNotify(p, NotifyType.SIGNATURE_HASH_ALGORITHMS);
   sa.peerHashes = hashes && sa.ctx.config.signatureHashes ? parseSignatureHashes(hashes.data) : undefined;
+  sa.fragmentation =
+    sa.ctx.config.fragmentation && findNotify(p, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) !== undefined;
   sa.nat = detectNat(p, sa.spiI, sa.spiR, sa.ctx.transport.local, sa.remote);
   if (sa.nat.supported && (sa.nat.localBehindNat || sa.nat.peerBehindNat || sa.ctx.config.forceEncap)) {
     // RFC 7296 2.23: the initiator moves to the NAT-T port for IKE_AUTH.
@@ -205,7 +210,7 @@ export function installIkeKeys(sa: IkeSa, suite: ReturnType<typeof ikeSuiteOf>, 
 
 /** What the responder's IKE_SA_INIT handling needs from the daemon. */
 export interface InitResponderEnv {
-  readonly ctx: IkeContext;
+  readonly ctx: IkeContext<IkeSa>;
   readonly cookies: CookieJar;
   halfOpenCount(): number;
   /** A half-open SA already made for this request (a retransmission), if any. */
@@ -320,6 +325,9 @@ export function answerInit(
   installIkeKeys(sa, suite, skeyseed(suite.prf, sa.ni, sa.nr, secret));
   const hashes = findNotify(p, NotifyType.SIGNATURE_HASH_ALGORITHMS);
   sa.peerHashes = hashes && cfg.signatureHashes ? parseSignatureHashes(hashes.data) : undefined;
+  // RFC 7383 2.3: the responder announces support only in answer to the initiator's announcement.
+  sa.fragmentation =
+    cfg.fragmentation && findNotify(p, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) !== undefined;
   sa.nat = detectNat(p, sa.spiI, 0n, ctx.transport.local, remote);
   const local = ctx.transport.local;
   const nat = natPayloads(
@@ -334,6 +342,7 @@ export function answerInit(
     ...nat,
     certReqPayload(cfg.trust.roots),
     ...sigHashNotify(ctx),
+    ...(sa.fragmentation ? [fragmentationNotify()] : []),
   ];
   const bytes = emitIkeMessage(
     {

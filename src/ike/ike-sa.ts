@@ -6,14 +6,15 @@
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Timer } from '../util/clock.ts';
-import type { IkeContext } from './context.ts';
+import type { IkeContext, IkeEventOf } from './context.ts';
 import { HeaderFlag } from './constants.ts';
 import { IkeError } from './ike-error.ts';
-import { MessageWindow } from './message-window.ts';
+import { MessageWindow, type WindowedSa } from './message-window.ts';
 import type { PortBinding } from '../pki/index.ts';
 import { spiHex } from './header.ts';
 import type { IkeKeys, IkeSuite } from './keys.ts';
-import type { IkeMessage } from './message.ts';
+import { emitProtected, maxMessageFor } from './fragments.ts';
+import type { HeaderFields, IkeMessage } from './message.ts';
 import type { Endpoint, NatVerdict } from './nat.ts';
 import type { IdPayload, Payload } from './payloads.ts';
 import type { ChildSa } from './child-sa.ts';
@@ -32,14 +33,11 @@ export type IkeSaState =
 
 export { IkeError };
 
-/** What the responder side of an exchange returns: the response payloads, and what to do once it is sent. */
-export interface ExchangeResult {
-  readonly payloads: readonly Payload[];
-  readonly after?: () => void;
-}
+/** The daemon's events, about its IKE SAs. */
+export type IkeEvent = IkeEventOf<IkeSa>;
 
-export class IkeSa {
-  readonly ctx: IkeContext;
+export class IkeSa implements WindowedSa {
+  readonly ctx: IkeContext<IkeSa>;
   /** Who started this IKE SA (after a rekey: who started the rekey). Sets the I flag. */
   readonly role: 'initiator' | 'responder';
   spiI: bigint;
@@ -48,6 +46,8 @@ export class IkeSa {
   remote: Endpoint;
   /** Messages go over the NAT-T path (non-ESP marker). */
   natt = false;
+  /** Both sides announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383): big messages go in SKF fragments. */
+  fragmentation = false;
   suite: IkeSuite | undefined;
   keys: IkeKeys | undefined;
   outCipher: SkCipher | undefined;
@@ -66,6 +66,8 @@ export class IkeSa {
         readonly id: IdPayload;
         readonly path: readonly X509Certificate[];
         readonly binding: PortBinding | undefined;
+        /** How its AUTH was signed ("RSA-PSS-SHA256", "ECDSA-SHA256", ...). */
+        readonly scheme: string;
       }
     | undefined;
   readonly children: ChildSa[] = [];
@@ -89,7 +91,7 @@ export class IkeSa {
   readonly #waiters: { resolve: (sa: IkeSa) => void; reject: (e: IkeError) => void }[] = [];
 
   constructor(
-    ctx: IkeContext,
+    ctx: IkeContext<IkeSa>,
     role: 'initiator' | 'responder',
     spiI: bigint,
     spiR: bigint,
@@ -152,9 +154,24 @@ export class IkeSa {
     };
   }
 
-  /** Sends a datagram to the peer on the current path. */
-  sendRaw(bytes: Buffer): void {
-    this.ctx.transport.send(bytes, this.remote, this.natt);
+  /** Sends datagrams (a message, or its fragments) to the peer on the current path. */
+  sendRaw(datagrams: readonly Buffer[]): void {
+    for (const d of datagrams) this.ctx.transport.send(d, this.remote, this.natt);
+  }
+
+  /**
+   * An encrypted message as the datagrams to send: one, or its SKF
+   * fragments when fragmentation was negotiated and it would not fit the
+   * configured datagram size on the current path.
+   */
+  seal(header: HeaderFields, payloads: readonly Payload[]): Buffer[] {
+    const max = this.fragmentation ? maxMessageFor(this.ctx.config.fragmentSize, this.natt) : undefined;
+    const datagrams = emitProtected(header, payloads, this.outCipher!, max);
+    if (datagrams.length > 1) {
+      this.ctx.count('fragmented-messages-sent');
+      for (let i = 0; i < datagrams.length; i++) this.ctx.count('fragments-sent');
+    }
+    return datagrams;
   }
 
   get requestFlags(): number {
@@ -166,9 +183,14 @@ export class IkeSa {
     return this.#window.busy;
   }
 
-  /** Sends `bytes` as request `id` and retransmits it until onResponse accepts an answer or the tries run out. */
-  transmit(id: number, bytes: Buffer, onResponse: (msg: IkeMessage) => boolean, onTimeout: () => void): void {
-    this.#window.transmit(id, bytes, onResponse, onTimeout);
+  /** Sends `datagrams` as request `id` and retransmits them until onResponse accepts an answer or the tries run out. */
+  transmit(
+    id: number,
+    datagrams: readonly Buffer[],
+    onResponse: (msg: IkeMessage) => boolean,
+    onTimeout: () => void,
+  ): void {
+    this.#window.transmit(id, datagrams, onResponse, onTimeout);
   }
 
   /** The answer to our outstanding request, routed here by the daemon. */
@@ -221,7 +243,8 @@ export class IkeSa {
       this.#settled = true;
       for (const w of this.#waiters.splice(0)) w.reject(new IkeError('failed', reason));
     }
-    this.ctx.log(wasEstablished ? 'info' : 'warn', `${this.name}: gone (${reason})`);
+    // An SA that was up going away is the ike-down event's to report; one that never came up is a failure.
+    this.ctx.log(wasEstablished ? 'debug' : 'warn', `${this.name}: gone (${reason})`);
     this.ctx.emit({ type: 'ike-down', sa: this, reason });
   }
 

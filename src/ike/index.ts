@@ -9,7 +9,7 @@ export { IkeError, IkeSa } from './ike-sa.ts';
 export type { IkeSaState } from './ike-sa.ts';
 export { ChildSa } from './child-sa.ts';
 export type { ChildSaState } from './child-sa.ts';
-export type { IkeEvent } from './context.ts';
+export type { IkeEvent } from './ike-sa.ts';
 export type { ChildRequest, IkeDaemonOptions, LocalIdentity, LogLevel, RetransmitOptions } from './config.ts';
 export {
   bindingOf,

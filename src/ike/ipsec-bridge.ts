@@ -14,6 +14,7 @@ export function childSaParams(c: NegotiatedChildSa): { inbound: EspSaParams; out
     esn: c.esn,
     encryption: c.encryption,
     integrity: c.integrity,
+    lifetime: c.lifetime,
   } as const;
   const tunnel = (l: number, r: number): EspSaParams['tunnel'] =>
     c.mode === 'tunnel' ? { local: l, remote: r } : undefined;

@@ -10,36 +10,93 @@
  * - A request that is being processed (IKE_AUTH waits for certificate
  *   checks) is not processed twice: its retransmissions are dropped until the
  *   response exists.
+ * - Fragments (RFC 7383): a message may arrive as SKF fragments, each
+ *   authenticated on its own and kept by a Reassembly (one for the peer's
+ *   requests, one for its responses) until the message is whole. A
+ *   retransmitted request in fragments gets the cached response again on
+ *   its first fragment only (2.6.1), so that n fragments do not cost n
+ *   responses.
  */
 import type { Timer } from '../util/clock.ts';
 import { ExchangeType, HeaderFlag, nameOf } from './constants.ts';
-import type { ExchangeResult, IkeSa } from './ike-sa.ts';
+import type { IkeContext } from './context.ts';
+import type { ExchangeResult } from './exchange-result.ts';
 import { IkeError } from './ike-error.ts';
-import { emitEncryptedIkeMessage, openIkeMessage, type IkeMessage } from './message.ts';
+import { PayloadType } from './constants.ts';
+import { Reassembly } from './fragment-reassembly.ts';
+import { fragmentHeader, openFragment } from './fragments.ts';
+import { openIkeMessage, type HeaderFields, type IkeMessage } from './message.ts';
 import type { Endpoint } from './nat.ts';
-import type { Payload } from './payloads.ts';
+import { parsePayloadChain, type Payload } from './payloads.ts';
+import type { SkCipher } from './sk-cipher.ts';
+
+/**
+ * What the window needs of the IKE SA it serves (IkeSa implements it).
+ * Declared here, so that the window depends only on what lies below the
+ * SA; `this` is the SA itself, which the context's respond is handed back.
+ */
+export interface WindowedSa {
+  readonly ctx: IkeContext<this>;
+  readonly name: string;
+  readonly state: string;
+  readonly spiI: bigint;
+  readonly spiR: bigint;
+  /** The I flag of our messages (who started this IKE SA). */
+  readonly requestFlags: number;
+  /** Both ends said IKEV2_FRAGMENTATION_SUPPORTED. */
+  readonly fragmentation: boolean;
+  readonly outCipher: SkCipher | undefined;
+  readonly inCipher: SkCipher | undefined;
+  remote: Endpoint;
+  natt: boolean;
+  lastHeard: number;
+  schedule(callback: () => void, delayMs: number): Timer;
+  sendRaw(datagrams: readonly Buffer[]): void;
+  /** One encrypted message, as one datagram or as fragments. */
+  seal(header: HeaderFields, payloads: readonly Payload[]): Buffer[];
+  die(reason: string): void;
+}
+
+/**
+ * Returns false for a message that is not the answer after all (it failed
+ * to decrypt). `reassembled` holds the inner payloads when the answer came
+ * in fragments (already opened).
+ */
+type ResponseHandler = (msg: IkeMessage, reassembled?: Payload[]) => boolean;
 
 interface Outstanding {
   readonly id: number;
-  readonly bytes: Buffer;
+  readonly datagrams: readonly Buffer[];
   tries: number;
   timer: Timer | undefined;
-  /** Returns false for a message that is not the answer after all (it failed to decrypt). */
-  readonly onResponse: (msg: IkeMessage) => boolean;
+  readonly onResponse: ResponseHandler;
   readonly onTimeout: () => void;
 }
 
 export class MessageWindow {
-  readonly #sa: IkeSa;
+  readonly #sa: WindowedSa;
   #nextRequestId = 0;
   #expectedRequestId = 0;
-  #lastResponse: { readonly id: number; readonly bytes: Buffer } | undefined;
+  #lastResponse: { readonly id: number; readonly datagrams: readonly Buffer[] } | undefined;
   #outstanding: Outstanding | undefined;
   readonly #queue: (() => void)[] = [];
   #busy = false;
+  // Made on the first fragment: most SAs never see one.
+  #requestFragments: Reassembly | undefined;
+  #responseFragments: Reassembly | undefined;
 
-  constructor(sa: IkeSa) {
+  constructor(sa: WindowedSa) {
     this.#sa = sa;
+  }
+
+  #reassembly(): Reassembly {
+    const sa = this.#sa;
+    return new Reassembly(
+      sa.ctx.fragmentBudget,
+      sa.ctx.config.fragmentLimits,
+      (cb, ms) => sa.schedule(cb, ms),
+      (what) => sa.ctx.count(what),
+    );
   }
 
   /** A request of ours is waiting for its answer. */
@@ -53,12 +110,18 @@ export class MessageWindow {
     this.#expectedRequestId = expectedRequest;
   }
 
-  /** Sends `bytes` as request `id` and retransmits it until onResponse accepts an answer or the tries run out. */
-  transmit(id: number, bytes: Buffer, onResponse: (msg: IkeMessage) => boolean, onTimeout: () => void): void {
+  /** Sends `datagrams` as request `id` and retransmits them until onResponse accepts an answer or the tries run out. */
+  transmit(
+    id: number,
+    datagrams: readonly Buffer[],
+    onResponse: ResponseHandler,
+    onTimeout: () => void,
+  ): void {
     this.#outstanding?.timer?.cancel();
-    const o: Outstanding = { id, bytes, tries: 0, timer: undefined, onResponse, onTimeout };
+    this.#responseFragments?.clear();
+    const o: Outstanding = { id, datagrams, tries: 0, timer: undefined, onResponse, onTimeout };
     this.#outstanding = o;
-    this.#sa.sendRaw(bytes);
+    this.#sa.sendRaw(datagrams);
     this.#arm(o);
   }
 
@@ -75,7 +138,7 @@ export class MessageWindow {
         }
         o.tries++;
         sa.ctx.count('retransmit');
-        sa.sendRaw(o.bytes);
+        sa.sendRaw(o.datagrams);
         this.#arm(o);
       },
       r.timeoutMs * r.base ** o.tries,
@@ -89,7 +152,12 @@ export class MessageWindow {
       this.#sa.ctx.count('unexpected-response');
       return;
     }
-    if (!o.onResponse(msg)) return;
+    let reassembled: Payload[] | undefined;
+    if (msg.encrypted?.type === PayloadType.SKF) {
+      reassembled = this.#reassemble(msg, (this.#responseFragments ??= this.#reassembly()));
+      if (reassembled === undefined) return;
+    }
+    if (!o.onResponse(msg, reassembled)) return;
     o.timer?.cancel();
     if (this.#outstanding === o) this.#outstanding = undefined;
     this.#next();
@@ -111,18 +179,20 @@ export class MessageWindow {
           return;
         }
         const id = this.#nextRequestId++;
-        const bytes = emitEncryptedIkeMessage(
+        const datagrams = sa.seal(
           { spiI: sa.spiI, spiR: sa.spiR, exchange, flags: sa.requestFlags, messageId: id },
           payloads,
-          sa.outCipher,
         );
         sa.ctx.log('debug', `${sa.name}: request ${nameOf(ExchangeType, exchange, 'exchange')} #${id}`);
         this.transmit(
           id,
-          bytes,
-          (msg) => {
+          datagrams,
+          (msg, reassembled) => {
             if (msg.header.exchange !== exchange) return false;
-            const opened = openIkeMessage(msg, sa.inCipher!);
+            const opened =
+              reassembled !== undefined
+                ? { ok: true as const, payloads: reassembled }
+                : openIkeMessage(msg, sa.inCipher!);
             if (!opened.ok) {
               sa.ctx.count(`response-${opened.reason}`);
               return false;
@@ -148,21 +218,55 @@ export class MessageWindow {
   notifyOnce(exchange: number, payloads: readonly Payload[]): void {
     const sa = this.#sa;
     if (sa.outCipher === undefined) return;
-    const bytes = emitEncryptedIkeMessage(
-      { spiI: sa.spiI, spiR: sa.spiR, exchange, flags: sa.requestFlags, messageId: this.#nextRequestId++ },
-      payloads,
-      sa.outCipher,
+    sa.sendRaw(
+      sa.seal(
+        { spiI: sa.spiI, spiR: sa.spiR, exchange, flags: sa.requestFlags, messageId: this.#nextRequestId++ },
+        payloads,
+      ),
     );
-    sa.sendRaw(bytes);
+  }
+
+  /**
+   * Authenticates one fragment and adds it to `into`; returns the inner
+   * payloads once the message is whole, undefined while it is not or when
+   * the fragment was dropped (counted by reason).
+   */
+  #reassemble(msg: IkeMessage, into: Reassembly): Payload[] | undefined {
+    const sa = this.#sa;
+    const count = (what: string): undefined => {
+      sa.ctx.count(what);
+      return undefined;
+    };
+    if (!sa.fragmentation) return count('fragment-not-negotiated');
+    if (sa.inCipher === undefined) return count('no-keys');
+    const h = fragmentHeader(msg);
+    if (!h.ok) return count(`fragment-${h.reason}`);
+    const opened = openFragment(msg, h.value, sa.inCipher);
+    if (!opened.ok) return count(`fragment-${opened.reason}`);
+    sa.ctx.count('fragments-received');
+    const verdict = into.add(msg.header.messageId, h.value, opened.content);
+    if (verdict.kind === 'dropped') return count(verdict.reason);
+    if (verdict.kind === 'more') return undefined;
+    const chain = parsePayloadChain(verdict.chain, 0, verdict.firstInner);
+    if (!chain.ok) return count(`fragmented-message-${chain.reason}`);
+    // Neither SK nor SKF belongs inside the reassembled message.
+    if (chain.value.encrypted !== undefined) return count('fragmented-message-bad-value');
+    sa.ctx.count('fragmented-messages-received');
+    return chain.value.payloads;
   }
 
   /** A request from the peer. */
   handleRequest(msg: IkeMessage, from: Endpoint, natt: boolean): void {
     const sa = this.#sa;
     const id = msg.header.messageId;
+    const fragment = msg.encrypted?.type === PayloadType.SKF;
     if (this.#lastResponse !== undefined && id === this.#lastResponse.id) {
+      if (fragment && !isFirstFragment(msg)) {
+        sa.ctx.count('retransmitted-fragment');
+        return;
+      }
       sa.ctx.count('retransmitted-request');
-      sa.ctx.transport.send(this.#lastResponse.bytes, from, natt);
+      for (const d of this.#lastResponse.datagrams) sa.ctx.transport.send(d, from, natt);
       return;
     }
     if (id !== this.#expectedRequestId) {
@@ -174,17 +278,25 @@ export class MessageWindow {
       sa.ctx.count('no-keys');
       return;
     }
-    const opened = openIkeMessage(msg, sa.inCipher);
-    if (!opened.ok) {
-      sa.ctx.count(`request-${opened.reason}`);
-      return;
+    let payloads: Payload[];
+    if (fragment) {
+      const whole = this.#reassemble(msg, (this.#requestFragments ??= this.#reassembly()));
+      if (whole === undefined) return;
+      payloads = whole;
+    } else {
+      const opened = openIkeMessage(msg, sa.inCipher);
+      if (!opened.ok) {
+        sa.ctx.count(`request-${opened.reason}`);
+        return;
+      }
+      payloads = opened.payloads;
     }
     // Authenticated: follow the peer to where it now sends from (RFC 7296 2.23).
     sa.remote = from;
     sa.natt = natt;
     sa.lastHeard = sa.ctx.clock.now();
     this.#busy = true;
-    void this.#answer(msg.header.exchange, id, opened.payloads, from, natt);
+    void this.#answer(msg.header.exchange, id, payloads, from, natt);
   }
 
   async #answer(
@@ -207,20 +319,26 @@ export class MessageWindow {
     }
     this.#busy = false;
     if (sa.state === 'dead' && result.payloads.length === 0) return;
-    const bytes = emitEncryptedIkeMessage(
+    const datagrams = sa.seal(
       { spiI: sa.spiI, spiR: sa.spiR, exchange, flags: sa.requestFlags | HeaderFlag.RESPONSE, messageId: id },
       result.payloads,
-      sa.outCipher!,
     );
-    this.#lastResponse = { id, bytes };
+    this.#lastResponse = { id, datagrams };
     this.#expectedRequestId = id + 1;
-    sa.ctx.transport.send(bytes, from, natt);
+    for (const d of datagrams) sa.ctx.transport.send(d, from, natt);
     result.after?.();
   }
 
   /** Forgets the outstanding request and fails the queued ones (the SA is going). */
   clear(): void {
     this.#outstanding = undefined;
+    this.#requestFragments?.clear();
+    this.#responseFragments?.clear();
     for (const start of this.#queue.splice(0)) start();
   }
+}
+
+function isFirstFragment(msg: IkeMessage): boolean {
+  const h = fragmentHeader(msg);
+  return h.ok && h.value.number === 1;
 }

@@ -13,6 +13,7 @@
  * that carries a port binding must cover the address and UDP port IKE talks
  * to, and the child SA's selectors are narrowed to the certified ports.
  */
+import type { SaLifetime } from '../ipsec/sa.ts';
 import type { X509Certificate } from 'node:crypto';
 import type { Block } from '../util/block.ts';
 import { verifyHostCertificate } from '../pki/index.ts';
@@ -63,12 +64,22 @@ export interface NegotiatedChildSa {
   readonly encap: { readonly localPort: number; readonly remotePort: number } | undefined;
   /** The child this one replaces (rekeying); its SAs stay until the old one is deleted. */
   readonly replaces: number | undefined;
+  /** Our part in the exchange that made it: a rekey's responder keeps sending on the old SA until it goes. */
+  readonly role: 'initiator' | 'responder';
+  /** Data limits for each of the two SAs (src/ipsec SaLifetime), from the daemon's childLifetime. */
+  readonly lifetime: SaLifetime | undefined;
 }
 
 /** The minimal SA database IKE feeds. Throwing from install fails the child SA (the peer is told). */
 export interface ChildSaDatabase {
   install(sa: NegotiatedChildSa): void | Promise<void>;
   remove(sa: NegotiatedChildSa, reason: 'deleted' | 'rekeyed' | 'ike-gone'): void;
+  /**
+   * A database whose data plane counts bytes and packets calls `listener`
+   * once per child SA and kind when one of its SAs crosses a limit of
+   * `lifetime`: 'soft' to rekey, 'hard' when the SA no longer carries data.
+   */
+  watchLifetimes?(listener: (sa: NegotiatedChildSa, kind: 'soft' | 'hard') => void): void;
 }
 
 /** What a peer authenticated as, handed to the authorization hook. */

@@ -11,6 +11,7 @@ import type { Clock } from '../util/clock.ts';
 import type { Logger } from '../util/log.ts';
 import type { LocalIdentity } from './config.ts';
 import { KeptConnections } from './connections.ts';
+import { describeId } from './certs.ts';
 import { CrlCache, revocationCheckingAuthorizer } from './crl-cache.ts';
 import { IkeDaemon } from './daemon.ts';
 import { EngineChildSaDatabase } from './engine-sad.ts';
@@ -57,14 +58,16 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
   });
   const sad = new EngineChildSaDatabase(o.engine, {
     onChange: (what, c) => {
-      log.info(`child SA ${what}`, {
-        id: c.id,
-        in: `0x${c.inbound.spi.toString(16)}`,
-        out: `0x${c.outbound.spi.toString(16)}`,
-        local: c.localSelectors.map(describeSelector).join(' '),
-        remote: c.remoteSelectors.map(describeSelector).join(' '),
-        encap: c.encap !== undefined ? `udp ${c.encap.localPort}->${c.encap.remotePort}` : 'no',
-      });
+      // debug: a line per child SA doubled what a handshake cost in logging; `distnat status` lists them.
+      if (log.isDebugEnabled())
+        log.debug(`child SA ${what}`, {
+          id: c.id,
+          in: `0x${c.inbound.spi.toString(16)}`,
+          out: `0x${c.outbound.spi.toString(16)}`,
+          local: c.localSelectors.map(describeSelector).join(' '),
+          remote: c.remoteSelectors.map(describeSelector).join(' '),
+          encap: c.encap !== undefined ? `udp ${c.encap.localPort}->${c.encap.remotePort}` : 'no',
+        });
       o.onChildChange?.();
     },
   });
@@ -81,14 +84,27 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
     authorize: revocationCheckingAuthorizer(crls, o.authorize),
     cookieThreshold: config.cookieThreshold,
     halfOpenLimit: config.halfOpenLimit,
+    rsaPss: config.rsaPss,
+    fragmentation: config.fragmentation,
+    fragmentSize: config.fragmentSize,
     dpdIntervalMs: config.dpdSeconds * 1000,
     ikeRekeyMs: config.rekeySeconds.ike * 1000,
     childRekeyMs: config.rekeySeconds.child * 1000,
-    log: (level, message) => log.log(level, `IKE: ${message}`),
+    childLifetime: config.childLifetime,
+    maintenanceRate: config.maintenanceRate,
+    // winston's stream machinery runs even for a level it then drops: ask first.
+    log: (level, message) => {
+      if (level !== 'debug' || log.isDebugEnabled()) log.log(level, `IKE: ${message}`);
+    },
   });
   daemon.on((e) => {
     if (e.type === 'ike-up')
-      log.info('IKE SA up', { peer: `${e.sa.remote.address}:${e.sa.remote.port}`, role: e.sa.role });
+      log.info('IKE SA up', {
+        peer: `${e.sa.remote.address}:${e.sa.remote.port}`,
+        id: e.sa.peer !== undefined ? describeId(e.sa.peer.id) : '?',
+        auth: e.sa.peer?.scheme ?? '?',
+        role: e.sa.role,
+      });
     else if (e.type === 'ike-down')
       log.info('IKE SA down', { peer: `${e.sa.remote.address}:${e.sa.remote.port}`, reason: e.reason });
     else if (e.type === 'auth-failed')
@@ -159,6 +175,7 @@ export function startIkeService(o: IkeServiceOptions): IkeService {
       const out: Record<string, number> = {
         'ike.sas': daemon.sas.length,
         'ike.half-open': daemon.halfOpenCount,
+        'ike.fragment-bytes-held': daemon.fragmentBytesHeld,
         'ike.child-sas': sad.size,
         'ike.crl-fetches': crls.fetches,
         'ike.crl-fetch-failures': crls.failures,

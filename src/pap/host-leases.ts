@@ -18,7 +18,7 @@ export interface HostLeasesListener {
   /**
    * The router has a new epoch (it restarted without its lease state) and
    * the block was granted in an earlier one: ask for it again now, with a
-   * renew carrying the block's epoch (a reclaim, docs/pap.md 6.4).
+   * renew carrying the block's epoch (a reclaim, docs/pap.md 6.3).
    */
   onReclaimDue?(block: HeldBlock): void;
   /** An answer carried a new router epoch; `reclaiming` blocks of earlier ones are still held. */

@@ -28,7 +28,7 @@ export interface LeaseTableOptions {
   /** Source of a new epoch (non-zero u32). Default: crypto. */
   readonly randomEpoch?: () => number;
   /**
-   * What a start finding no saved state means (docs/pap.md 6.4):
+   * What a start finding no saved state means (docs/pap.md 6.3):
    * - 'fresh': a first start; no host can hold a block of an earlier router
    *   life, so grant at once;
    * - 'state-lost': the state was lost (wiped, a new machine); hosts may still
@@ -92,7 +92,7 @@ export function resolveLeaseConfig(o: LeaseTableOptions): LeaseConfig {
 }
 
 /**
- * The hold-off after a start that lost the lease state (docs/pap.md 6.4):
+ * The hold-off after a start that lost the lease state (docs/pap.md 6.3):
  * half the longest lease, plus the quarantine. A host renews at half its
  * lease (and again at 7/8), counted from before the restart, so by half the
  * longest lease every host still holding a block of the earlier life has

@@ -34,7 +34,7 @@ const KINDS: readonly ResourceKind[] = ['port', 'spi'];
  * a new one.
  *
  * A table that starts without saved state because the state was lost
- * (options.withoutState 'state-lost') holds off (docs/pap.md 6.4): for the
+ * (options.withoutState 'state-lost') holds off (docs/pap.md 6.3): for the
  * hold-off time it grants no new block (requests get 'try-later') and lets
  * each host reclaim, value for value, the blocks it still holds from the
  * router's earlier life, as long as nobody reclaimed them first.

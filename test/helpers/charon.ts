@@ -57,6 +57,14 @@ export interface CharonOptions {
   ikeLogLevel?: number;
   /** filelog level of the cfg group (2 shows how traffic selectors were chosen). Default 1. */
   cfgLogLevel?: number;
+  /**
+   * charon.fragment_size: the largest IP datagram of an IKE message before
+   * charon fragments it (RFC 7383, when the peer offered fragmentation).
+   * Default charon's own, 1280.
+   */
+  fragmentSize?: number;
+  /** More lines for the charon section of strongswan.conf, as given. */
+  charonSettings?: string;
 }
 
 export interface Charon {
@@ -90,7 +98,7 @@ function strongswanConf(o: Required<CharonOptions>): string {
   install_virtual_ip = no
   retransmit_timeout = 2
   retransmit_tries = 3
-  filelog {
+${o.fragmentSize > 0 ? `  fragment_size = ${o.fragmentSize}\n` : ''}${o.charonSettings}  filelog {
     swan {
       path = ${o.dir}/charon.log
       time_format = %T
@@ -135,6 +143,8 @@ export async function startCharon(ns: string, options: CharonOptions): Promise<C
     crl: false,
     ikeLogLevel: 4,
     cfgLogLevel: 1,
+    fragmentSize: 0,
+    charonSettings: '',
     ...options,
   };
   const dir = o.dir;

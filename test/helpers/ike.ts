@@ -43,6 +43,14 @@ export interface IkeFileOptions {
   crlMaxAgeSeconds?: number;
   dpdSeconds?: number;
   proposals?: { ike?: string[]; esp?: string[] };
+  fragmentation?: boolean;
+  fragmentSize?: number;
+  childLifetime?: { rekeyBytes?: number; lifeBytes?: number; rekeyPackets?: number; lifePackets?: number };
+  rekeySeconds?: { ike?: number; child?: number };
+  /** Node flags for the agent (`--cpu-prof`, ...): node runs bin/distnat with them. */
+  nodeArgs?: string[];
+  /** For the key a host makes (its IKE file's keyType). */
+  keyType?: 'ec-p256' | 'rsa-2048' | 'rsa-3072';
 }
 
 function writeIkeFile(file: string, content: Record<string, unknown>): string {
@@ -66,10 +74,16 @@ export async function startIkeHost(
     ...(o.crlMaxAgeSeconds !== undefined ? { crlMaxAgeSeconds: o.crlMaxAgeSeconds } : {}),
     ...(o.dpdSeconds !== undefined ? { dpdSeconds: o.dpdSeconds } : {}),
     ...(o.proposals !== undefined ? { proposals: o.proposals } : {}),
+    ...(o.fragmentation !== undefined ? { fragmentation: o.fragmentation } : {}),
+    ...(o.fragmentSize !== undefined ? { fragmentSize: o.fragmentSize } : {}),
+    ...(o.keyType !== undefined ? { keyType: o.keyType } : {}),
+    ...(o.childLifetime !== undefined ? { childLifetime: o.childLifetime } : {}),
+    ...(o.rekeySeconds !== undefined ? { rekeySeconds: o.rekeySeconds } : {}),
     retrySeconds: 1,
     peers: o.peers ?? [],
   });
-  const proc = bed.spawn(node, hostArgv(bed, node, ['--ike', file]));
+  const argv = hostArgv(bed, node, ['--ike', file]);
+  const proc = bed.spawn(node, o.nodeArgs === undefined ? argv : [process.execPath, ...o.nodeArgs, ...argv]);
   let last = '';
   await waitUntil(
     `${node} running IKE`,
@@ -136,6 +150,8 @@ export async function startIkePeer(
     crlMaxAgeSeconds: o.crlMaxAgeSeconds ?? 1,
     ...(o.dpdSeconds !== undefined ? { dpdSeconds: o.dpdSeconds } : {}),
     ...(o.proposals !== undefined ? { proposals: o.proposals } : {}),
+    ...(o.fragmentation !== undefined ? { fragmentation: o.fragmentation } : {}),
+    ...(o.fragmentSize !== undefined ? { fragmentSize: o.fragmentSize } : {}),
     retrySeconds: 1,
     peers: o.peers ?? [],
   });

@@ -17,13 +17,13 @@
  * root. charon must also refuse host certificates the local CA's name
  * constraints forbid.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HAVE_CHARON, startCharon, type Charon } from '../helpers/charon.ts';
+import { Agent } from '../helpers/ike-agent.ts';
 import { makePki, type Identity, type TestPki } from '../unit/ike/pki-fixture.ts';
 
 const NS_OURS = 'dxk-ours';
@@ -38,77 +38,6 @@ function run(cmd: string, ...args: string[]): string {
   return r.stdout;
 }
 const quiet = (cmd: string, ...args: string[]): void => void spawnSync(cmd, args);
-
-/** A ns-agent.ts process: commands in, JSON lines out. */
-class Agent {
-  readonly events: Record<string, unknown>[] = [];
-  readonly #child: ChildProcess;
-  readonly #waiters: { op: string; resolve: (v: Record<string, unknown>) => void }[] = [];
-  readonly #exited: Promise<void>;
-  #stderr = '';
-
-  constructor(ns: string, configPath: string) {
-    this.#child = spawn(
-      'ip',
-      ['netns', 'exec', ns, process.execPath, '--import', 'tsx', 'test/unit/ike/ns-agent.ts', configPath],
-      {
-        cwd: ROOT,
-        stdio: ['pipe', 'pipe', 'pipe'],
-      },
-    );
-    this.#child.stderr!.on('data', (d: Buffer) => (this.#stderr += d.toString()));
-    this.#child.stdin!.on('error', () => undefined);
-    this.#exited = new Promise((resolve) => this.#child.on('exit', () => resolve()));
-    createInterface({ input: this.#child.stdout! }).on('line', (line) => {
-      let o: Record<string, unknown>;
-      try {
-        o = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      const i = this.#waiters.findIndex((w) => w.op === o.op || (o.event === 'ready' && w.op === 'ready'));
-      if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve(o);
-      else this.events.push(o);
-    });
-  }
-
-  wait(op: string, ms = 20_000): Promise<Record<string, unknown>> {
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(
-        () => reject(new Error(`agent: no "${op}" in ${ms} ms; stderr: ${this.#stderr}`)),
-        ms,
-      );
-      this.#waiters.push({
-        op,
-        resolve: (v) => {
-          clearTimeout(t);
-          resolve(v);
-        },
-      });
-    });
-  }
-
-  async call(cmd: Record<string, unknown>, ms?: number): Promise<Record<string, unknown>> {
-    const p = this.wait(cmd.op as string, ms);
-    this.#child.stdin!.write(JSON.stringify(cmd) + '\n');
-    return p;
-  }
-
-  has(event: string): boolean {
-    return this.events.some((e) => e.event === event);
-  }
-
-  /** Asks the agent to delete its SAs and exit; kills it (by its pid) if it takes longer than 10 s. */
-  async stop(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    this.#child.stdin!.write(JSON.stringify({ op: 'close' }) + '\n');
-    const timer = new Promise<'late'>((r) => setTimeout(() => r('late'), 10_000));
-    if ((await Promise.race([this.#exited, timer])) === 'late' && this.#child.pid !== undefined) {
-      process.kill(this.#child.pid, 'SIGKILL');
-      await this.#exited;
-    }
-  }
-}
 
 let dir: string;
 let pki: TestPki;
@@ -390,6 +319,78 @@ describe.skipIf(!HAVE_CHARON)('IKEv2 interop with strongSwan charon', () => {
     expect(after).not.toEqual(before);
     expect((await a.call({ op: 'dpd' })).ok).toBe(true);
     expect(await a.call({ op: 'ping' })).toMatchObject({ ok: true });
+    await a.stop();
+    await until(() => !swanctl('--list-sas').includes('ESTABLISHED'));
+  });
+
+  it('both ends rekey the same child SA at once: charon and ours keep the same one pair (RFC 7296 2.8.1)', async () => {
+    const a = await startAgent(NS_OURS, 'ours-collide', oursConfig());
+    let stage = '';
+    try {
+      for (let round = 0; round < 3; round++) {
+        clearLog();
+        if (round === 0) await a.call({ op: 'initiate', remote: { address: SWAN, port: 500 } });
+        // charon's rekey request makes ours start first, so that the two cross (ns-agent.ts).
+        await a.call({ op: 'armRekeyCollision' });
+        const seen = a.events.length;
+        // By unique id, and once charon has let go of the last round's SAs: it keeps rekeyed
+        // CHILD_SAs for a while (delete_rekeyed_delay, 5 s), and rekeys meeting them go astray.
+        stage = `round ${round}: charon forgets the old SAs`;
+        await until(() => !/DELETED|REKEYED/.test(swanctl('--list-sas')), 15_000);
+        const id = /dxk: #(\d+), reqid \d+, INSTALLED/.exec(swanctl('--list-sas'))?.[1];
+        expect(id).toBeDefined();
+        swanctl('--rekey', '--child-id', id!);
+        stage = `round ${round}: our rekey`;
+        await until(() => a.events.slice(seen).some((e) => e.event === 'collision-rekey'));
+        const ours = a.events.slice(seen).find((e) => e.event === 'collision-rekey')!;
+        expect(ours.ok, JSON.stringify(ours)).toBe(true);
+        const log = charonLog();
+        expect(log).toMatch(/detected CHILD_REKEY collision with CHILD_REKEY/);
+        const charonWon = /CHILD_SA rekey collision won/.test(log);
+        expect(charonWon || /CHILD_SA rekey collision lost/.test(log)).toBe(true);
+        // One pair at both ends: charon's single child SA has our inbound SPI as its outbound one.
+        stage = `round ${round}: one child SA at charon`;
+        await until(() => (swanctl('--list-sas').match(/INSTALLED/g) ?? []).length === 1);
+        // Ours lets go of two: the old pair, and the redundant one (or charon deletes it for us).
+        stage = `round ${round}: two removed here`;
+        await until(() => a.events.slice(seen).filter((e) => e.event === 'remove').length >= 2);
+        stage = `round ${round}: checks`;
+        const after = (await a.call({ op: 'sas' })).sas as {
+          children: { inSpi: string; outSpi: string }[];
+        }[];
+        expect(after[0]!.children.length).toBe(1);
+        const child = after[0]!.children[0]!;
+        // Our rekeyChild resolved with the pair that stayed, whichever exchange made it.
+        expect((ours.child as { inSpi: string }).inSpi).toBe(child.inSpi);
+        const list = swanctl('--list-sas');
+        expect(list).toMatch(new RegExp(`in\\s+${child.outSpi},`));
+        expect(list).toMatch(new RegExp(`out\\s+${child.inSpi},`));
+        const counters = (await a.call({ op: 'counters' })).counters as Record<string, number>;
+        // One verdict per round here, and the opposite of charon's.
+        expect(counters['rekey-collision-won'] ?? 0).toBe(
+          round + 1 - (counters['rekey-collision-lost'] ?? 0),
+        );
+        const weWon = /simultaneous rekey .* ours survives/.test(
+          a.events
+            .slice(seen)
+            .map((e) => String(e.message ?? ''))
+            .join('\n'),
+        );
+        expect(weWon).toBe(!charonWon);
+        expect(await a.call({ op: 'ping' })).toMatchObject({ ok: true, spi: child.inSpi });
+      }
+    } catch (e) {
+      throw new Error(
+        `${stage}: ${(e as Error).message}\n${swanctl('--list-sas')}\n--- charon\n${charonLog()
+          .split('\n')
+          .filter((l) => /vici|rekey|collision|CHILD_SA|sending|received/i.test(l) && !/=>/.test(l))
+          .slice(-80)
+          .join('\n')}\n--- ours\n${a.events
+          .map((x) => JSON.stringify(x))
+          .slice(-30)
+          .join('\n')}`,
+      );
+    }
     await a.stop();
     await until(() => !swanctl('--list-sas').includes('ESTABLISHED'));
   });

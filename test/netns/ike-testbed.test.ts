@@ -9,7 +9,9 @@
  * Each host's certificate comes from the router's local CA for its leased
  * blocks, IKE runs on one of its leased ports, and its inbound SPIs come from
  * its leased SPI block, so the router demultiplexes plain ESP by SPI (FIG. 21).
- * Both directions of initiation are used. Then the router withdraws h1's SPI
+ * Both directions of initiation are used. h2's child SAs carry at most
+ * 700 kB before h2 rekeys them (childLifetime.rekeyBytes), so the 2 MB
+ * download rekeys its SA by volume, mid-transfer. Then the router withdraws h1's SPI
  * block: the certificate naming it is revoked and on the CRL, and a new
  * IKE_AUTH with it fails at the peer, while h1 itself leases again and gets on
  * with a new certificate.
@@ -47,6 +49,8 @@ const bed = useTestbed({ daemons: false });
 const SERVER = TOPOLOGY.server.wan;
 const SHARED = TOPOLOGY.shared;
 const FILE = pseudoRandomBytes(2_000_000);
+/** h2 rekeys a child SA after this much data in either direction. */
+const VOLUME = 700_000;
 
 let peerRunDir = '';
 let peerProc: Background;
@@ -65,7 +69,10 @@ describe('IKEv2 between distnat hosts and distnat peer, certificates from the ro
     try {
       await startIkeRouter(b);
       await startIkeHost(b, 'h1');
-      await startIkeHost(b, 'h2', { peers: [{ address: SERVER, initiate: true }] });
+      await startIkeHost(b, 'h2', {
+        peers: [{ address: SERVER, initiate: true }],
+        childLifetime: { rekeyBytes: VOLUME },
+      });
       const h1Port = await hostIkePort(b, 'h1');
       const peer = await startIkePeer(b, { peers: [{ address: SHARED, port: h1Port, initiate: true }] });
       peerRunDir = peer.runDir;
@@ -101,7 +108,7 @@ describe('IKEv2 between distnat hosts and distnat peer, certificates from the ro
     }
   }, 120_000);
 
-  it('curl from both hosts through their SAs: intact, ESP on the WAN, no clear HTTP', async () => {
+  it('curl from both hosts through their SAs: intact, ESP on the WAN, no clear HTTP; h2 rekeys by volume', async () => {
     const b = bed();
     http = await b.httpServer('server', { files: { 'file.bin': FILE } });
     const wan = await b.capture('router', TOPOLOGY.wanIf, { filter: `host ${TOPOLOGY.server.wan}` });
@@ -132,6 +139,17 @@ describe('IKEv2 between distnat hosts and distnat peer, certificates from the ro
       for (const bad of ['no-sa', 'replay', 'auth-failed', 'policy-mismatch'])
         expect(grew(`ipsec.inbound.${bad}`), `${node} ${bad}`).toBe(0);
     }
+    // 2 MB through SAs that h2 rekeys every 700 kB: at least twice, mid-transfer, and the data
+    // kept flowing (intact above, nothing dropped for want of an SA). h1 has no limit.
+    const h2 = await readStatus(b, 'h2');
+    const rekeys =
+      (h2.counters['ike.child-rekey-by-volume'] ?? 0) -
+      (before.h2.counters['ike.child-rekey-by-volume'] ?? 0);
+    expect(rekeys).toBeGreaterThanOrEqual(Math.floor(FILE.length / VOLUME));
+    expect((await readStatus(b, 'h1')).counters['ike.child-rekey-by-volume'] ?? 0).toBe(0);
+    // One pair left each time (the leased SPIs come round again, so the SPI may be the old one).
+    expect(tableRows(h2, 'Child SAs (ESP)')).toHaveLength(1);
+    expect(tableRows(await peerStatus(), 'Child SAs (ESP)')).toHaveLength(2);
     let esp = 0;
     let clearHttp = 0;
     for (const frame of readPcapng(wan.file)) {

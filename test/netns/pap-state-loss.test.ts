@@ -1,5 +1,5 @@
 /**
- * The router loses its lease state (docs/pap.md 6.4): h1 and h2 hold port
+ * The router loses its lease state (docs/pap.md 6.3): h1 and h2 hold port
  * and SPI blocks (10 s leases) and send through the shared address (ping,
  * HTTP with curl); the router is killed, its state directory emptied, and a
  * new one started on it without --fresh, as on a replacement machine. A

@@ -115,7 +115,7 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
           type: 'boolean',
           describe:
             'first start: no host holds a lease of an earlier router on this LAN, so with no saved ' +
-            'lease state grant at once instead of holding off (docs/pap.md 6.4); ignored when state is recovered',
+            'lease state grant at once instead of holding off (docs/pap.md 6.3); ignored when state is recovered',
         })
         .option('ca-dir', {
           type: 'string',

@@ -14,6 +14,7 @@ import type { LeasedPortPool } from '../data-path/leased-ports.ts';
 import type { SourcePortTranslationTable } from '../data-path/translation/sptt.ts';
 import type { PortTranslator } from '../data-path/translation/translator.ts';
 import type { PapClientCounters } from '../../pap/pap-client.ts';
+import { registerIkeMetrics } from '../../ike/metrics.ts';
 
 export interface HostMetricSources {
   readonly forwarder: HostForwarder;
@@ -154,6 +155,7 @@ export async function serveAgentMetrics(
       ipsecSas: () => keyedStep.engine?.sad.all().length ?? 0,
     }),
   });
+  if (p.ike !== undefined) registerIkeMetrics(registry, 'host', () => p.ike?.service);
   const server = await startMetricsServer(registry, listen);
   const a = server.address();
   return { server, address: a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : listen };

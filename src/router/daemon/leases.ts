@@ -14,12 +14,12 @@ import type { Logger } from '../../util/log.ts';
 import { leaseLogger } from './log.ts';
 import type { RouterTables } from '../data-path/tables/router-tables.ts';
 
-/** A file in the state directory that says the same as --fresh, once (docs/pap.md 6.4). */
+/** A file in the state directory that says the same as --fresh, once (docs/pap.md 6.3). */
 export const FRESH_MARKER = 'fresh';
 
 /**
  * The table, recovered from the journal; its closer (snapshot, close) goes
- * onto `closers`. Without saved state it holds off (docs/pap.md 6.4) unless
+ * onto `closers`. Without saved state it holds off (docs/pap.md 6.3) unless
  * this is a first start, when no host can hold a block of an earlier router
  * life: `fresh` (--fresh), or a file `fresh` in the state directory, which is
  * removed at every start so that it can never excuse a later loss of state.

@@ -56,7 +56,7 @@ export interface StartRouterOptions {
   readonly dropLogMs?: number;
   /**
    * A first start: without saved lease state, grant at once instead of
-   * holding off (docs/pap.md 6.4). No effect when state is recovered.
+   * holding off (docs/pap.md 6.3). No effect when state is recovered.
    */
   readonly fresh?: boolean;
 }

@@ -94,7 +94,7 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
   };
 }
 
-/** Whether new blocks wait for the hold-off after lost lease state (docs/pap.md 6.4). */
+/** Whether new blocks wait for the hold-off after lost lease state (docs/pap.md 6.3). */
 function holdOffText(until: number | undefined, now: number): string {
   if (until === undefined) return 'no';
   return `until ${new Date(until).toISOString()} (${Math.ceil((until - now) / 1000)}s): reclaims only`;

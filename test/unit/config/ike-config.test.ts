@@ -20,6 +20,8 @@ describe('the IKE file', () => {
       crlMaxAgeSeconds: 30,
       retrySeconds: 5,
       rekeySeconds: { ike: 14_400, child: 3600 },
+      fragmentation: true,
+      fragmentSize: 1280,
       peers: [{ address: '203.0.113.3', port: 500, initiate: false, mode: 'tunnel' }],
     });
   });

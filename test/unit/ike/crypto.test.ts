@@ -224,14 +224,17 @@ describe('AUTH', () => {
     const a = createAuth(ec.privateKey, octets, undefined);
     expect(a.method).toBe(AuthMethod.ECDSA_SHA256_P256);
     expect(a.data.length).toBe(64);
-    expect(verifyAuth(ec.publicKey, a.method, a.data, octets)).toEqual({ ok: true });
+    expect(verifyAuth(ec.publicKey, a.method, a.data, octets)).toEqual({
+      ok: true,
+      scheme: 'ECDSA-P256-SHA256',
+    });
     expect(verifyAuth(ec.publicKey, a.method, a.data, Buffer.from('other')).ok).toBe(false);
   });
 
   it('RSA without RFC 7427: method 1', () => {
     const a = createAuth(rsa.privateKey, octets, []);
     expect(a.method).toBe(AuthMethod.RSA_SIGNATURE);
-    expect(verifyAuth(rsa.publicKey, a.method, a.data, octets)).toEqual({ ok: true });
+    expect(verifyAuth(rsa.publicKey, a.method, a.data, octets)).toEqual({ ok: true, scheme: 'RSA-SHA1' });
     expect(verifyAuth(ec.publicKey, a.method, a.data, octets).ok).toBe(false);
   });
 
@@ -239,10 +242,10 @@ describe('AUTH', () => {
     const e = createAuth(ec.privateKey, octets, [HashAlgorithmId.SHA2_384, HashAlgorithmId.SHA2_256]);
     expect(e.method).toBe(AuthMethod.DIGITAL_SIGNATURE);
     expect(e.data.subarray(0, 13).toString('hex')).toBe('0c300a06082a8648ce3d040302');
-    expect(verifyAuth(ec.publicKey, e.method, e.data, octets)).toEqual({ ok: true });
+    expect(verifyAuth(ec.publicKey, e.method, e.data, octets)).toEqual({ ok: true, scheme: 'ECDSA-SHA256' });
     const r = createAuth(rsa.privateKey, octets, [HashAlgorithmId.SHA2_256]);
     expect(r.data.subarray(0, 16).toString('hex')).toBe('0f300d06092a864886f70d01010b0500');
-    expect(verifyAuth(rsa.publicKey, r.method, r.data, octets)).toEqual({ ok: true });
+    expect(verifyAuth(rsa.publicKey, r.method, r.data, octets)).toEqual({ ok: true, scheme: 'RSA-SHA256' });
     // An AlgorithmIdentifier for the wrong key family, and one we do not know.
     expect(verifyAuth(ec.publicKey, r.method, r.data, octets).ok).toBe(false);
     const unknown = Buffer.from(r.data);

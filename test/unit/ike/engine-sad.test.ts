@@ -118,4 +118,78 @@ describe('EngineChildSaDatabase: IKE child SAs in a live IpsecEngine', () => {
     expect(roundTrip(e.host, e.peer, udpPacket(1040, 7777)).out).toBe('bypass');
     await host.daemon.close();
   });
+
+  it('a soft byte limit crossed in the data plane makes IKE rekey the child; traffic moves to the new SA', async () => {
+    const e = engines();
+    const hostSad = new EngineChildSaDatabase(e.host);
+    const peerSad = new EngineChildSaDatabase(e.peer);
+    const { host } = hostAndPeer(
+      pki,
+      { sad: hostSad, childLifetime: { rekeyBytes: 2000, lifeBytes: 100_000 } },
+      { sad: peerSad },
+    );
+    const sa = await host.daemon.initiate({ address: PEER, port: 500 }, { mode: 'tunnel' });
+    await until(() => peerSad.size === 1);
+    const first = sa.children[0]!;
+    const data = new Uint8Array(100);
+    // 128 bytes of inner datagram each: the 16th packet crosses 2000.
+    for (let i = 0; i < 15; i++)
+      expect(roundTrip(e.host, e.peer, udpPacket(1040, 7777, data)).back).toBe('accepted');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(host.daemon.counters.get('child-rekey-by-volume')).toBeUndefined();
+    const spi = (b: Uint8Array): string => Buffer.from(b.subarray(20, 24)).toString('hex');
+    const old = spi(roundTrip(e.host, e.peer, udpPacket(1040, 7777, data)).sealed);
+    await until(() => host.daemon.counters.get('child-rekey-by-volume') === 1);
+    await until(() => hostSad.size === 1 && peerSad.size === 1 && !sa.children.includes(first));
+    const after = roundTrip(e.host, e.peer, udpPacket(1040, 7777, data));
+    expect(after.back).toBe('accepted');
+    expect(spi(after.sealed)).not.toBe(old);
+    expect(sa.children[0]!.negotiated.replaces).toBe(first.id);
+    // Once per SA: more traffic on the new SA does not rekey again before its own limit.
+    for (let i = 0; i < 10; i++) roundTrip(e.host, e.peer, udpPacket(1040, 7777, data));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(host.daemon.counters.get('child-rekey-by-volume')).toBe(1);
+    await host.daemon.close();
+  });
+
+  it('the hard packet limit stops the SA in the data plane and IKE deletes the child at both ends', async () => {
+    const e = engines();
+    const hostSad = new EngineChildSaDatabase(e.host);
+    const peerSad = new EngineChildSaDatabase(e.peer);
+    const { host } = hostAndPeer(pki, { sad: hostSad, childLifetime: { lifePackets: 5 } }, { sad: peerSad });
+    await host.daemon.initiate({ address: PEER, port: 500 }, { mode: 'tunnel' });
+    await until(() => peerSad.size === 1);
+    const verdicts = Array.from({ length: 7 }, () => roundTrip(e.host, e.peer, udpPacket(1040, 7777)).out);
+    // The fifth packet reaches the limit: it is the last the SA protects.
+    expect(verdicts).toEqual([...Array(5).fill('protected'), 'lifetime-expired', 'lifetime-expired']);
+    await until(() => hostSad.size === 0 && peerSad.size === 0);
+    expect(host.daemon.counters.get('child-expired-by-volume')).toBe(1);
+    await host.daemon.close();
+  });
+
+  it('the responder of a rekey keeps sending on the old SA until the initiator deletes it', async () => {
+    const e = engines();
+    const hostSad = new EngineChildSaDatabase(e.host);
+    const peerSad = new EngineChildSaDatabase(e.peer);
+    const { net, host } = hostAndPeer(pki, { sad: hostSad }, { sad: peerSad });
+    const sa = await host.daemon.initiate({ address: PEER, port: 500 }, { mode: 'tunnel' });
+    await until(() => peerSad.size === 1);
+    const old = sa.children[0]!;
+    const spi = (b: Uint8Array): number => Buffer.from(b.subarray(20, 24)).readUInt32BE(0);
+    const answer = (): Uint8Array =>
+      roundTrip(e.peer, e.host, udpPacket(7777, 1040, undefined, { src: SERVER, dst: 0xc633641e })).sealed;
+    // Hold the Delete back: both pairs are installed at both ends.
+    let holding = true;
+    net.filter = (d) => !(holding && d[18] === 37);
+    const rekey = host.daemon.rekeyChild(sa, old);
+    await until(() => hostSad.size === 2 && peerSad.size === 2);
+    const fresh = sa.children.find((c) => c !== old)!;
+    expect(spi(roundTrip(e.host, e.peer, udpPacket(1040, 7777)).sealed)).toBe(fresh.outboundSpi);
+    expect(spi(answer())).toBe(old.inboundSpi);
+    holding = false;
+    await rekey;
+    await until(() => peerSad.size === 1);
+    expect(spi(answer())).toBe(fresh.inboundSpi);
+    await host.daemon.close();
+  });
 });

@@ -1,7 +1,7 @@
 /** Two IKE daemons on an in-memory network, with recording SA databases. */
 import { IkeDaemon } from '../../../src/ike/daemon.ts';
 import type { IkeDaemonOptions } from '../../../src/ike/config.ts';
-import type { IkeEvent } from '../../../src/ike/context.ts';
+import type { IkeEvent } from '../../../src/ike/ike-sa.ts';
 import {
   spiAllocatorFromBlocks,
   type ChildSaDatabase,

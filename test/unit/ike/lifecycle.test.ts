@@ -4,6 +4,7 @@ import { makePki, PEER, type TestPki } from './pki-fixture.ts';
 import { hostAndPeer, pairsMatch, until } from './harness.ts';
 import { emitIkeMessage } from '../../../src/ike/message.ts';
 import { ExchangeType, HeaderFlag } from '../../../src/ike/constants.ts';
+import type { ChildSa } from '../../../src/ike/child-sa.ts';
 
 let pki: TestPki;
 beforeAll(async () => {
@@ -139,6 +140,36 @@ describe('after IKE_AUTH', () => {
     await until(() => host.daemon.sas.length === 1 && host.daemon.sas[0] !== sa);
     expect(host.daemon.counters.get('retransmit') ?? 0).toBe(0);
     expect(host.events.some((e) => e.type === 'ike-rekeyed')).toBe(true);
+    // The child moved to the new IKE SA and keeps its schedule there: rekeyed again at 120 s.
+    const second = host.sad.live[0]!.id;
+    await walk(clock, 30_000);
+    await until(() => host.sad.removed.length === 2);
+    expect(host.sad.live[0]!.replaces).toBe(second);
+  });
+
+  it('paces rekeys and liveness checks across SAs with one bucket, and counts what waited', async () => {
+    const clock = new FakeClock(Date.now());
+    const { host, peer } = hostAndPeer(
+      pki,
+      { childRekeyMs: 60_000, maintenanceRate: { perSecond: 2, burst: 2 } },
+      {},
+      { clock },
+    );
+    // Six IKE SAs with a child each, all due for a rekey at the same moment.
+    for (let i = 0; i < 6; i++) await host.daemon.initiate({ address: PEER, port: 500 });
+    await until(() => peer.sad.live.length === 6);
+    const first = new Set(host.sad.live.map((c) => c.id));
+    await walk(clock, 60_000, 1000);
+    await until(() => host.sad.removed.length === 2);
+    await new Promise((r) => setTimeout(r, 20));
+    // Two at once (the burst); four wait their turn at two per second.
+    expect(host.sad.removed.length).toBe(2);
+    expect(host.daemon.counters.get('rekeys-started')).toBe(2);
+    expect(host.daemon.counters.get('rekey-deferred')).toBe(4);
+    await walk(clock, 2000, 100);
+    await until(() => host.sad.removed.length === 6);
+    expect(host.sad.live.every((c) => !first.has(c.id))).toBe(true);
+    expect(host.daemon.counters.get('rekeys-started')).toBe(6);
   });
 
   it('drops a half-open SA that never authenticates (fake clock)', async () => {
@@ -171,5 +202,51 @@ describe('after IKE_AUTH', () => {
     expect(peer.daemon.counters.get('malformed-truncated')).toBe(2);
     expect(peer.daemon.counters.get('unknown-spi')).toBe(1);
     expect(await host.daemon.checkLiveness(sa)).toBe(true);
+  });
+});
+
+describe('simultaneous child SA rekeys (RFC 7296 2.8.1)', () => {
+  it('both ends rekey the same child SA at once: the nonce rule leaves exactly one pair, the same at both ends', async () => {
+    // Nonces are random, so over the rounds either end wins; the checks hold whichever does.
+    for (let round = 0; round < 8; round++) {
+      const { host, peer } = hostAndPeer(pki);
+      const sa = await host.daemon.initiate({ address: PEER, port: 500 });
+      await until(() => peer.sad.live.length === 1);
+      const peerSa = peer.daemon.sas[0]!;
+      const ups = (s: typeof host): ChildSa[] =>
+        s.events.flatMap((e) => (e.type === 'child-up' && e.child.rekeyNonces ? [e.child] : []));
+      // Both requests leave before either is answered: they cross on the network.
+      const [a, b] = await Promise.all([
+        host.daemon.rekeyChild(sa, sa.children[0]!),
+        peer.daemon.rekeyChild(peerSa, peerSa.children[0]!),
+      ]);
+      await until(() => host.sad.live.length === 1 && peer.sad.live.length === 1);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(host.sad.live.length).toBe(1);
+      expect(peer.sad.live.length).toBe(1);
+      expect(pairsMatch(host.sad.live[0]!, peer.sad.live[0]!)).toBe(true);
+      // Each end's rekeyChild resolves with the pair that stays.
+      expect(a.inboundSpi).toBe(host.sad.live[0]!.inbound.spi);
+      expect(b.inboundSpi).toBe(peer.sad.live[0]!.inbound.spi);
+      // The pair made with the lowest of the four nonces went; the other stayed.
+      const made = ups(host);
+      expect(made.length).toBe(2);
+      const all = made.flatMap((c) => c.rekeyNonces!);
+      const lowest = all.reduce((m, n) => (Buffer.compare(n, m) < 0 ? n : m));
+      const survivor = made.find((c) => c.inboundSpi === host.sad.live[0]!.inbound.spi)!;
+      expect(survivor.rekeyNonces!.some((n) => n.equals(lowest))).toBe(false);
+      const won = (s: typeof host): number => s.daemon.counters.get('rekey-collision-won') ?? 0;
+      const lost = (s: typeof host): number => s.daemon.counters.get('rekey-collision-lost') ?? 0;
+      expect([won(host) + won(peer), lost(host) + lost(peer)]).toEqual([1, 1]);
+      expect(host.daemon.counters.get('rekey-collision')).toBe(1);
+      expect(peer.daemon.counters.get('rekey-collision')).toBe(1);
+      // And the survivor works: it rekeys once more, alone.
+      const owner = host.daemon.sas[0]!;
+      await host.daemon.rekeyChild(owner, owner.children[0]!);
+      await until(() => host.sad.live.length === 1 && peer.sad.live.length === 1);
+      expect(pairsMatch(host.sad.live[0]!, peer.sad.live[0]!)).toBe(true);
+      await host.daemon.close();
+      await peer.daemon.close();
+    }
   });
 });

@@ -18,7 +18,9 @@ import {
   hostSelector,
   selectorPolicy,
   spiAllocatorFromBlocks,
+  type IkeReceiveHandler,
   type IkeSa,
+  type IkeTransport,
   type NegotiatedChildSa,
 } from '../../../src/ike/index.ts';
 import { internetChecksum } from '../../../src/wire/checksum.ts';
@@ -37,6 +39,8 @@ interface AgentConfig {
   esp?: string[];
   cookieThreshold?: number;
   signatureHashes?: boolean;
+  rsaPss?: boolean;
+  fragmentSize?: number;
   inner: { local: string; remote: string };
 }
 
@@ -57,8 +61,40 @@ const transport = await UdpTransport.open({
     else out({ event: 'esp-unexpected', length: data.length });
   },
 });
+/**
+ * Set by 'armRekeyCollision': the next CREATE_CHILD_SA request from the
+ * peer first makes us rekey our child SA, and only then reaches the daemon,
+ * so that the two rekeys of the same SA cross on the wire (RFC 7296 2.8.1).
+ */
+let collideNextRekey = false;
+let deliver: IkeReceiveHandler = () => undefined;
+const tapped: IkeTransport = {
+  get local() {
+    return transport.local;
+  },
+  get nattPort() {
+    return transport.nattPort;
+  },
+  send: (d, r, n) => transport.send(d, r, n),
+  onMessage: (h) => {
+    deliver = h;
+  },
+  close: () => transport.close(),
+};
+transport.onMessage((data, remote, natt) => {
+  const request = data.length >= 28 && data[18] === ExchangeType.CREATE_CHILD_SA && (data[19]! & 0x20) === 0;
+  if (collideNextRekey && request) {
+    collideNextRekey = false;
+    const sa = daemon.sas.find((s) => s.state === 'established' && s.children.length > 0)!;
+    daemon.rekeyChild(sa, sa.children[0]!).then(
+      (c) => out({ event: 'collision-rekey', ok: true, child: describeChild(c.negotiated) }),
+      (e: Error) => out({ event: 'collision-rekey', ok: false, error: e.message }),
+    );
+  }
+  deliver(data, remote, natt);
+});
 const daemon = new IkeDaemon({
-  transport,
+  transport: tapped,
   identity: { certificate: cfg.certPem, chain: cfg.chainPem ?? [], privateKey: cfg.keyPem },
   trust: { roots: [cfg.rootPem] },
   spis: spiAllocatorFromBlocks([{ lowest: 256, count: 64 }]),
@@ -66,6 +102,8 @@ const daemon = new IkeDaemon({
   espProposals: cfg.esp,
   cookieThreshold: cfg.cookieThreshold,
   signatureHashes: cfg.signatureHashes,
+  rsaPss: cfg.rsaPss,
+  fragmentSize: cfg.fragmentSize,
   childPolicy: selectorPolicy([hostSelector(cfg.inner.remote)], [hostSelector(cfg.inner.local)]),
   sad: {
     install: (c) => {
@@ -107,6 +145,7 @@ function describeSa(sa: IkeSa): object {
     state: sa.state,
     remote: sa.remote,
     natt: sa.natt,
+    scheme: sa.peer?.scheme,
     keys: sa.keys && Object.fromEntries(Object.entries(sa.keys).map(([k, v]) => [k, hex(v as Buffer)])),
     children: sa.children.map((c) => describeChild(c.negotiated)),
   };
@@ -318,6 +357,10 @@ rl.on('line', (line) => {
           break;
         case 'flood':
           out({ op: 'flood', ...(await flood(cmd.remote!, cmd.count ?? 100)) });
+          break;
+        case 'armRekeyCollision':
+          collideNextRekey = true;
+          out({ op: 'armRekeyCollision', ok: true });
           break;
         case 'counters':
           out({

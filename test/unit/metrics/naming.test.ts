@@ -10,6 +10,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Registry } from 'prom-client';
 import { registerHostMetrics, type HostMetricSources } from '../../../src/host/daemon/metrics.ts';
+import { registerIkeMetrics } from '../../../src/ike/metrics.ts';
 import { emptyStats } from '../../../src/io/types.ts';
 import { newRegistry } from '../../../src/metrics/server.ts';
 import { registerRouterMetrics, type RouterMetricSources } from '../../../src/router/daemon/metrics.ts';
@@ -43,6 +44,7 @@ function hostRegistry(): Registry {
     ipsec: () => ({ 'ipsec.outbound.protected': 0 }),
     ipsecSas: () => 0,
   } as unknown as HostMetricSources);
+  registerIkeMetrics(registry, 'host', () => undefined);
   return registry;
 }
 

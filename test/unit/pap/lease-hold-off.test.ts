@@ -1,5 +1,5 @@
 /**
- * The lease table after a start that lost its state (docs/pap.md 6.4): no
+ * The lease table after a start that lost its state (docs/pap.md 6.3): no
  * new block during the hold-off, each host given back exactly what it still
  * holds and nothing anyone else reclaimed first, the hold-off surviving a
  * restart that now has state, and a first start (fresh) granting at once.

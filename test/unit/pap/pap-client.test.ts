@@ -307,7 +307,7 @@ describe('PapClient driving HostLeases', () => {
   });
 });
 
-describe('PapClient after the router lost its state (docs/pap.md 6.4)', () => {
+describe('PapClient after the router lost its state (docs/pap.md 6.3)', () => {
   const LOST = { withoutState: 'state-lost', holdOffSeconds: 270 } as const;
   const H3 = { address: '10.0.0.5', port: 40005 };
 

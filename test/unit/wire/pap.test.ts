@@ -46,6 +46,7 @@ describe('PAP constants', () => {
       UnknownLease: 3,
       StaleEpoch: 4,
       Malformed: 5,
+      TryLater: 6,
     });
   });
 });
