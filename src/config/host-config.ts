@@ -13,6 +13,13 @@ export const HostConfigSchema = z
     sharedAddress: ipv4Address.describe('the public address the router shares'),
     tun: interfaceName.default('dn0'),
     mode: z.enum(['translate', 'native']).default('translate'),
+    // The data path (docs/ebpf.md): established flows in the kernel, or everything in user space.
+    datapath: z
+      .enum(['ebpf', 'tun'])
+      .default('ebpf')
+      .describe(
+        'ebpf: BPF programs carry established flows, the agent the rest (falls back to tun); tun: all in the agent',
+      ),
     pap: z
       .object({
         transport: z.enum(['udp', 'icmp']).default('udp'),

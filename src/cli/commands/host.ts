@@ -42,6 +42,7 @@ interface HostArgs {
   'shared-address'?: string | undefined;
   tun?: string | undefined;
   mode?: string | undefined;
+  datapath?: string | undefined;
   'pap-transport'?: string | undefined;
   'block-size'?: number | undefined;
   'state-dir'?: string | undefined;
@@ -73,6 +74,7 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
   set('sharedAddress', argv['shared-address']);
   set('tun', argv.tun);
   set('mode', argv.mode);
+  set('datapath', argv.datapath);
   set('stateDir', argv['state-dir']);
   set('runDir', argv['run-dir']);
   set('metrics', argv.metrics);
@@ -158,6 +160,11 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
           choices: ['translate', 'native'] as const,
           describe:
             'translate ports (Method 170/184, default) or set the kernel ephemeral range (Method 130)',
+        })
+        .option('datapath', {
+          choices: ['ebpf', 'tun'] as const,
+          describe:
+            'ebpf: established flows in the kernel, the rest here (default; tun when BPF is unavailable); tun: all here',
         })
         .option('pap-transport', {
           choices: ['udp', 'icmp'] as const,

@@ -40,6 +40,8 @@ import { answerLanProbes, openPapIcmp, openPapUdp, refuseOtherRouterOnLan } from
 import { routerStatus, type RouterStatusSources } from './status.ts';
 import { StateLock } from './state-lock.ts';
 import { RouterTables } from '../data-path/tables/router-tables.ts';
+import { OutboundSaTable } from '../data-path/outbound-sa.ts';
+import { fastPathSas, openRouterDataPath } from './fast-path.ts';
 
 export type { RouterDevices } from './devices.ts';
 
@@ -119,9 +121,21 @@ export async function startRouter(
 
     const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
 
+    // 4b. the eBPF fast path beside the TUN path (fast-path.ts), before the leases it is programmed from.
+    const tables = new RouterTables();
+    const dataPath = openRouterDataPath({
+      config,
+      sharedAddress: shared,
+      lanAddress: lan,
+      lanInterface,
+      lanMtu,
+      tables,
+      log,
+      closers,
+    });
+
     // Leases, recovered from the journal; the forwarding tables follow them.
     const table = openLeaseTable(config, clock, log, closers);
-    const tables = new RouterTables();
     followLeases(table, tables, log);
 
     const forwarder = new RouterForwarder({
@@ -132,6 +146,7 @@ export async function startRouter(
       lan: lanTx,
       clock,
       lanMtu,
+      outboundSas: new OutboundSaTable({ fallback: fastPathSas(dataPath) }),
     });
     forwarder.attach(lanRx, tun);
     closers.push(() => forwarder.detach());
@@ -186,6 +201,7 @@ export async function startRouter(
       transports,
       devices,
       pki,
+      dataPath,
     };
     const status = () => routerStatus(sources);
 
@@ -194,7 +210,7 @@ export async function startRouter(
     let metricsAddress: string | undefined;
     if (config.metrics !== undefined) {
       const metrics = await serveRouterMetrics(
-        { forwarder, leases: table, pap, devices, pki },
+        { forwarder, leases: table, pap, devices, pki, fastPath: dataPath.fast },
         config.metrics,
       );
       closers.push(metrics.close);
@@ -207,6 +223,7 @@ export async function startRouter(
         log,
         tables,
         forwarder,
+        fastPath: dataPath.fast,
         startedAt,
         tickMs: opts.tickMs ?? 1000,
         dropLogMs: opts.dropLogMs ?? 10_000,
