@@ -1,16 +1,24 @@
 import { z } from 'zod';
-import { interfaceName, ipv4Address, listenAddress, logLevel, port } from './fields.ts';
+import { interfaceName, listenAddress, logLevel, port, requiredIpv4Address } from './fields.ts';
+import { withRules, type Rule } from './rules.ts';
 
 /**
  * `distnat host` configuration: where the router is, which shared address the
  * TUN device carries, and whether ports are translated (Method 170/184) or the
  * kernel's ephemeral range is set to the leased block (native, Method 130).
  */
-export const HostConfigSchema = z
+const HostFields = z
   .object({
-    router: ipv4Address.describe("the router's LAN address"),
-    lanAddress: ipv4Address.describe("this host's LAN address (the outer source of its tunnel)"),
-    sharedAddress: ipv4Address.describe('the public address the router shares'),
+    router: requiredIpv4Address("expected the router's LAN address (or give --router)").describe(
+      "the router's LAN address",
+    ),
+    lanAddress: requiredIpv4Address(
+      "expected this host's LAN address (or give --lan-address, or --lan-if with the LAN interface)",
+    ).describe("this host's LAN address (the outer source of its tunnel)"),
+    sharedAddress: requiredIpv4Address(
+      'expected the shared address (or give --shared-address, or run native-setup/linux/host-setup.sh up ' +
+        'so that the TUN device carries it)',
+    ).describe('the public address the router shares'),
     tun: interfaceName.default('dn0'),
     mode: z.enum(['translate', 'native']).default('translate'),
     // The data path (docs/ebpf.md): established flows in the kernel, or everything in user space.
@@ -47,10 +55,34 @@ export const HostConfigSchema = z
       .describe('IKE file (docs/ike.md): certificate from the router, SAs negotiated on a leased port'),
     logLevel: logLevel.default('info'),
   })
-  .strict()
-  .refine((c) => c.ipsec === undefined || c.ike === undefined, {
-    path: ['ike'],
-    message: 'expected either ipsec (manual keying) or ike, not both',
-  });
+  .strict();
 
-export type HostConfig = z.infer<typeof HostConfigSchema>;
+export type HostConfig = z.infer<typeof HostFields>;
+
+const HOST_RULES: readonly Rule<HostConfig>[] = [
+  function lanIsNotTheRouter(c, report) {
+    if (c.lanAddress !== undefined && c.lanAddress === c.router)
+      report(
+        ['lanAddress'],
+        "expected this host's own LAN address, not the router's: it is the outer source of the tunnel",
+      );
+  },
+  function sharedIsNeitherLanAddress(c, report) {
+    const shared = c.sharedAddress;
+    if (shared === undefined) return;
+    if (shared === c.lanAddress)
+      report(
+        ['sharedAddress'],
+        "expected the router's shared public address, not lanAddress: the TUN device carries it, the LAN " +
+          'interface carries the tunnel',
+      );
+    else if (shared === c.router)
+      report(['sharedAddress'], "expected the router's shared public address, not its LAN address (router)");
+  },
+  function oneKindOfKeying(c, report) {
+    if (c.ipsec !== undefined && c.ike !== undefined)
+      report(['ike'], 'expected either ipsec (manual keying) or ike, not both');
+  },
+];
+
+export const HostConfigSchema = withRules(HostFields, HOST_RULES);

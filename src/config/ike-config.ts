@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ipv4Address, port } from './fields.ts';
 import { readConfigFile, validateConfig } from './load.ts';
+import { withRules, type Rule } from './rules.ts';
 
 /**
  * The IKE file of `distnat host --ike FILE` and `distnat peer --ike FILE`
@@ -28,7 +29,7 @@ const ikePeer = z
   })
   .strict();
 
-export const IkeConfigSchema = z
+const IkeFields = z
   .object({
     trust: z.array(pemFile).min(1, 'expected at least one root CA certificate').describe('root CAs trusted'),
     key: pemFile.optional().describe('our private key (PKCS #8); a host makes one here if it is missing'),
@@ -79,8 +80,86 @@ export const IkeConfigSchema = z
   })
   .strict();
 
-export type IkeConfig = z.infer<typeof IkeConfigSchema>;
+export type IkeConfig = z.infer<typeof IkeFields>;
 export type IkePeerConfig = IkeConfig['peers'][number];
+
+const CERTIFICATE_PEM = /-----BEGIN CERTIFICATE-----/;
+const PRIVATE_KEY_PEM = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+
+/**
+ * Why a PEM file the IKE file names will not do, or undefined. Reading is
+ * all it does: paths are relative to the working directory, as they are
+ * when the daemon reads them.
+ */
+function pemProblem(file: string, kind: RegExp, what: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'latin1');
+  } catch (e) {
+    return `expected a readable file of ${what}: ${(e as Error).message}`;
+  }
+  return kind.test(text) ? undefined : `expected a file of ${what}, found none in ${file}`;
+}
+
+const IKE_RULES: readonly Rule<IkeConfig>[] = [
+  function trustFilesHoldCertificates(c, report) {
+    c.trust?.forEach((file, i) => {
+      if (file === undefined) return;
+      const problem = pemProblem(file, CERTIFICATE_PEM, 'PEM certificates (-----BEGIN CERTIFICATE-----)');
+      if (problem !== undefined) report(['trust', i], problem);
+    });
+  },
+  function certificateFileHoldsOne(c, report) {
+    if (c.certificate === undefined) return;
+    const problem = pemProblem(
+      c.certificate,
+      CERTIFICATE_PEM,
+      'PEM certificates (-----BEGIN CERTIFICATE-----)',
+    );
+    if (problem !== undefined) report(['certificate'], problem);
+  },
+  function keyOfTheCertificate(c, report) {
+    if (c.certificate !== undefined && c.key === undefined) {
+      report(['key'], 'expected the private key of `certificate`: a certificate is of no use without it');
+      return;
+    }
+    // A host makes its key where `key` says when the file is missing; one that exists must be a key.
+    if (c.key === undefined || (c.certificate === undefined && !existsSync(c.key))) return;
+    const problem = pemProblem(c.key, PRIVATE_KEY_PEM, 'a PEM private key (-----BEGIN PRIVATE KEY-----)');
+    if (problem !== undefined) report(['key'], problem);
+  },
+  function certificateUrlIsHttp(c, report) {
+    const url = c.certificateUrl;
+    if (url !== undefined && !/^https?:$/.test(new URL(url).protocol))
+      report(
+        ['certificateUrl'],
+        "expected an http: or https: URL, such as the router's http://10.0.0.7:7033",
+      );
+  },
+  function cookiesBeforeTheLimit(c, report) {
+    const threshold = c.cookieThreshold;
+    const limit = c.halfOpenLimit;
+    if (threshold !== undefined && limit !== undefined && threshold > limit)
+      report(
+        ['cookieThreshold'],
+        `expected at most halfOpenLimit (${limit}): past the limit IKE_SA_INIT is dropped, so cookies ` +
+          'would never be asked for',
+      );
+  },
+  function eachPeerOnce(c, report) {
+    const seen = new Map<string, number>();
+    c.peers?.forEach((p, i) => {
+      if (p?.address === undefined || p.port === undefined) return;
+      const at = `${p.address}:${p.port}`;
+      const first = seen.get(at);
+      if (first !== undefined)
+        report(['peers', i], `expected each peer once: peers.${first} is ${at} already`);
+      else seen.set(at, i);
+    });
+  },
+];
+
+export const IkeConfigSchema = withRules(IkeFields, IKE_RULES);
 
 /** The text of a PEM file the IKE file names; an error names the field and the file. */
 export function readPemFile(file: string, field: string): string {

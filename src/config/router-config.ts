@@ -1,12 +1,22 @@
 import { z } from 'zod';
-import { interfaceName, ipv4Address, listenAddress, logLevel, port, seconds } from './fields.ts';
+import {
+  interfaceName,
+  ipv4Address,
+  listenAddress,
+  listenHost,
+  listenPort,
+  logLevel,
+  port,
+  seconds,
+} from './fields.ts';
+import { withRules, type Rule } from './rules.ts';
 
 /**
  * `distnat router` configuration. Every field has a default that fits the
- * DESIGN.md testbed except the addresses, so a minimal file names the shared
+ * reference topology (docs/design.md) except the addresses, so a minimal file names the shared
  * address and the LAN address and nothing else.
  */
-export const RouterConfigSchema = z
+const RouterFields = z
   .object({
     sharedAddress: ipv4Address.describe('the public IPv4 address all hosts share'),
     lanAddress: ipv4Address.describe("the router's address on the LAN, where hosts send PAP and IP-in-IP"),
@@ -42,7 +52,7 @@ export const RouterConfigSchema = z
         icmp: z.boolean().default(true).describe('also serve PAP as ICMP types 32 and 33'),
         portRange: z.tuple([port, port]).default([1024, 65535]),
         blockSize: z.number().int().min(1).max(255).default(32),
-        spiFirst: z.number().int().min(256).default(256),
+        spiFirst: z.number().int().min(256).max(0xffff_ffff).default(256),
         spiBlockSize: z.number().int().min(1).max(65535).default(64),
         leaseSeconds: seconds.default(300),
         quarantineSeconds: seconds.min(120, 'RFC 6888 asks for at least 120 s').default(120),
@@ -74,22 +84,144 @@ export const RouterConfigSchema = z
     pcap: z.string().optional().describe('record every packet sent and received to this pcap file'),
     logLevel: logLevel.default('info'),
   })
-  .strict()
-  .superRefine((c, ctx) => {
-    const [lo, hi] = c.pap.portRange;
-    if (lo > hi)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['pap', 'portRange'],
-        message: 'expected [low, high] with low <= high',
-      });
-    // The WAN listener only publishes the CRL; on the LAN address it would shadow the CSR endpoint.
-    if (c.pki?.wanAddress !== undefined && c.pki.wanAddress === c.lanAddress)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['pki', 'wanAddress'],
-        message: 'expected the WAN address, not lanAddress (the LAN endpoint already serves the CRL)',
-      });
-  });
+  .strict();
 
-export type RouterConfig = z.infer<typeof RouterConfigSchema>;
+export type RouterConfig = z.infer<typeof RouterFields>;
+
+/** The lowest port a host may lease: 0-1023 are the system ports servers listen on (RFC 6335 section 6). */
+export const FIRST_LEASABLE_PORT = 1024;
+
+/**
+ * How long a host keeps retransmitting a renewal before it gives up: five
+ * sends 1, 2, 4, 8 and 16 s apart, each wait up to 10 % longer (the PAP
+ * client's DEFAULT_RETRANSMIT in src/pap/pap-client.ts, which a test holds
+ * this to).
+ */
+export const RENEWAL_RETRY_SECONDS = 31 * 1.1;
+
+/** A host first renews when this much of its lease has passed (RENEW_AT in src/pap/host-leases.ts). */
+export const FIRST_RENEWAL_AT = 1 / 2;
+
+/** The shortest lease a first renewal can keep: the renewal's retries end before the lease does. */
+export const MIN_LEASE_SECONDS = Math.ceil(RENEWAL_RETRY_SECONDS / (1 - FIRST_RENEWAL_AT));
+
+/** The three block sizes up to 255 (a PAP count is one byte) nearest to `size` that split `ports` evenly. */
+function divisorsNear(ports: number, size: number): number[] {
+  const divisors: number[] = [];
+  for (let d = 2; d <= Math.min(255, ports); d++) if (ports % d === 0) divisors.push(d);
+  return divisors
+    .sort((a, b) => Math.abs(a - size) - Math.abs(b - size) || a - b)
+    .slice(0, 3)
+    .sort((a, b) => a - b);
+}
+
+const ROUTER_RULES: readonly Rule<RouterConfig>[] = [
+  function sharedIsNotLan(c, report) {
+    if (c.sharedAddress !== undefined && c.sharedAddress === c.lanAddress)
+      report(
+        ['lanAddress'],
+        "expected the router's own LAN address, not sharedAddress: the shared address is routed to the " +
+          'hosts through the TUN device, the LAN address carries PAP and the tunnels',
+      );
+  },
+  function portRangeInOrder(c, report) {
+    const [lo, hi] = c.pap?.portRange ?? [];
+    if (lo !== undefined && hi !== undefined && lo > hi)
+      report(['pap', 'portRange'], 'expected [low, high] with low <= high');
+  },
+  function portRangeLeavesSystemPorts(c, report) {
+    const lo = c.pap?.portRange?.[0];
+    if (lo !== undefined && lo < FIRST_LEASABLE_PORT)
+      report(
+        ['pap', 'portRange'],
+        `expected ports from ${FIRST_LEASABLE_PORT} up: 0-1023 are the system ports servers listen on ` +
+          '(RFC 6335), never a source port a host should be leased',
+      );
+  },
+  function blockSizeDividesPortRange(c, report) {
+    const [lo, hi] = c.pap?.portRange ?? [];
+    const size = c.pap?.blockSize;
+    if (lo === undefined || hi === undefined || size === undefined || lo > hi) return;
+    const ports = hi - lo + 1;
+    if (ports % size === 0) return;
+    const near = divisorsNear(ports, size);
+    report(
+      ['pap', 'blockSize'],
+      `expected a block size that divides the ${ports} ports of pap.portRange [${lo}, ${hi}]` +
+        (near.length > 0 ? ` (such as ${near.join(', ')})` : '') +
+        `, else its last ${ports % size} ports are a short block`,
+    );
+  },
+  function portQuotaHoldsABlock(c, report) {
+    const quota = c.pap?.maxPortsPerHost;
+    const size = c.pap?.blockSize;
+    if (quota !== undefined && size !== undefined && quota < size)
+      report(
+        ['pap', 'maxPortsPerHost'],
+        `expected at least pap.blockSize (${size}): below one block, no host is ever granted a whole block`,
+      );
+  },
+  function spiQuotaHoldsABlock(c, report) {
+    const quota = c.pap?.maxSpisPerHost;
+    const size = c.pap?.spiBlockSize;
+    if (quota !== undefined && size !== undefined && quota < size)
+      report(
+        ['pap', 'maxSpisPerHost'],
+        `expected at least pap.spiBlockSize (${size}): below one block, no host is ever granted a whole block`,
+      );
+  },
+  function spiBlockFitsIn32Bits(c, report) {
+    const first = c.pap?.spiFirst;
+    const size = c.pap?.spiBlockSize;
+    if (first === undefined || size === undefined) return;
+    const last = 0xffff_ffff - size + 1;
+    if (first > last)
+      report(
+        ['pap', 'spiFirst'],
+        `expected at most ${last}: SPIs are 32 bits, and a block of pap.spiBlockSize (${size}) from here ` +
+          'would run past 4294967295',
+      );
+  },
+  function leaseOutlivesARenewal(c, report) {
+    const lease = c.pap?.leaseSeconds;
+    if (lease !== undefined && lease < MIN_LEASE_SECONDS)
+      report(
+        ['pap', 'leaseSeconds'],
+        `expected at least ${MIN_LEASE_SECONDS} s: a host renews at half the lease and retransmits for up to ` +
+          `${Math.ceil(RENEWAL_RETRY_SECONDS)} s, so a shorter lease can run out while the renewal is still unanswered`,
+      );
+  },
+  function crlAddressIsTheWan(c, report) {
+    const wan = c.pki?.wanAddress;
+    if (wan === undefined) return;
+    // The WAN listener only publishes the CRL; on the LAN address it would shadow the CSR endpoint.
+    if (wan === c.lanAddress)
+      report(
+        ['pki', 'wanAddress'],
+        'expected the WAN address, not lanAddress (the LAN endpoint already serves the CRL)',
+      );
+    else if (wan === c.sharedAddress)
+      report(
+        ['pki', 'wanAddress'],
+        "expected the router's own WAN address, not sharedAddress: the shared address is routed to the " +
+          'hosts, the router cannot listen on it',
+      );
+  },
+  function metricsListenable(c, report) {
+    const metrics = c.metrics;
+    if (metrics === undefined) return;
+    const host = listenHost(metrics);
+    if (host === c.sharedAddress)
+      report(
+        ['metrics'],
+        "expected an address of the router's own, not sharedAddress: the shared address is routed to " +
+          'the hosts, the router cannot listen on it',
+      );
+    const pki = c.pki;
+    if (pki?.port === undefined || listenPort(metrics) !== pki.port) return;
+    if (host === '0.0.0.0' || host === c.lanAddress || host === pki.wanAddress)
+      report(['metrics'], `expected another port than pki.port (${pki.port}): the CA endpoint listens there`);
+  },
+];
+
+export const RouterConfigSchema = withRules(RouterFields, ROUTER_RULES);

@@ -12,8 +12,9 @@
  * scratch area, right after the key pad), then the ESN high half if used.
  */
 import { put16, put32, u16, u32 } from '../wire/bytes.ts';
-import { ahIcvInput } from '../wire/ah.ts';
-import { checkIpv4 } from '../wire/ipv4.ts';
+import { AH_FIXED_LENGTH, AhField, ahIcvInput } from '../wire/ah.ts';
+import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
+import { IpProtocol } from '../wire/result.ts';
 import { HMAC_SCRATCH, icvEqual } from './hmac.ts';
 import { REPLAY_DUPLICATE, REPLAY_TOO_OLD } from './replay-window.ts';
 import type { AhSa } from './sa.ts';
@@ -24,7 +25,24 @@ import {
   writeOuterHeader,
   type IdentificationCounter,
 } from './tunnel.ts';
-import { PROTO_AH, PROTO_IPIP, type IpsecDrop, type PacketSpan } from './types.ts';
+import type { IpsecDrop, PacketSpan } from './types.ts';
+
+// The wire's constants as module constants (see wire/bytes.ts).
+const AH_NEXT_HEADER = AhField.NEXT_HEADER;
+const AH_PAYLOAD_LEN = AhField.PAYLOAD_LEN;
+const AH_RESERVED = AhField.RESERVED;
+const AH_SPI = AhField.SPI;
+const AH_SEQUENCE = AhField.SEQUENCE;
+const AH_ICV = AhField.ICV;
+const AH_FIXED = AH_FIXED_LENGTH;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOS = Ipv4Field.TOS;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_FRAGMENT = Ipv4FragmentWord.FRAGMENT;
+const IPIP = IpProtocol.IPIP;
+const AH = IpProtocol.AH;
 
 const icv = new Uint8Array(64);
 
@@ -65,10 +83,10 @@ export function ahProtect(
   ids: IdentificationCounter,
 ): 'protected' | IpsecDrop {
   const ip = span.offset;
-  const total = u16(buf, ip + 2);
-  const hl = (buf[ip]! & 0x0f) * 4;
+  const total = u16(buf, ip + IP_TOTAL_LENGTH);
+  const hl = (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4;
   const tunnel = sa.mode === 'tunnel';
-  if (!tunnel && (u16(buf, ip + 6) & 0x3fff) !== 0) return 'fragment';
+  if (!tunnel && (u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT) !== 0) return 'fragment';
   if (sa.hardExpired) return 'lifetime-expired';
   const ahLength = sa.headerLength;
   const dataStart = tunnel ? ip : ip + hl;
@@ -79,17 +97,17 @@ export function ahProtect(
   const seq = sa.nextSequence();
   if (seq < 0) return 'seq-exhausted';
 
-  const nextHeader = tunnel ? PROTO_IPIP : buf[ip + 9]!;
+  const nextHeader = tunnel ? IPIP : buf[ip + IP_PROTOCOL]!;
   if (tunnel) writeOuterHeader(buf, newIp, ip, sa.tunnel!.local, sa.tunnel!.remote, ids.next());
   else buf.copyWithin(newIp, ip, ip + hl);
-  buf[ah] = nextHeader;
-  buf[ah + 1] = ahLength / 4 - 2;
-  put16(buf, ah + 2, 0);
-  put32(buf, ah + 4, sa.spi);
-  put32(buf, ah + 8, seq >>> 0);
-  buf.fill(0, ah + 12, ah + ahLength);
-  finishHeader(buf, newIp, newTotal, PROTO_AH);
-  const r = computeIcv(sa, buf, newIp, newTotal, seq, buf, ah + 12);
+  buf[ah + AH_NEXT_HEADER] = nextHeader;
+  buf[ah + AH_PAYLOAD_LEN] = ahLength / 4 - 2;
+  put16(buf, ah + AH_RESERVED, 0);
+  put32(buf, ah + AH_SPI, sa.spi);
+  put32(buf, ah + AH_SEQUENCE, seq >>> 0);
+  buf.fill(0, ah + AH_ICV, ah + ahLength);
+  finishHeader(buf, newIp, newTotal, AH);
+  const r = computeIcv(sa, buf, newIp, newTotal, seq, buf, ah + AH_ICV);
   if (r !== 'ok') return r;
   span.offset = newIp;
   span.length = newTotal;
@@ -113,9 +131,10 @@ export function ahUnprotect(
   const ah = ip + hl;
   const ahLength = sa.headerLength;
   // Payload Len must describe this SA's ICV (RFC 4302 3.4.2 leaves no other length).
-  if (ah + 12 > end || (buf[ah + 1]! + 2) * 4 !== ahLength || ah + ahLength > end) return 'malformed';
+  if (ah + AH_FIXED > end || (buf[ah + AH_PAYLOAD_LEN]! + 2) * 4 !== ahLength || ah + ahLength > end)
+    return 'malformed';
   if (sa.hardExpired) return 'lifetime-expired';
-  const low = u32(buf, ah + 8);
+  const low = u32(buf, ah + AH_SEQUENCE);
   let seq = low;
   const replay = sa.replay;
   if (replay !== null) {
@@ -125,10 +144,10 @@ export function ahUnprotect(
   }
   const r = computeIcv(sa, buf, ip, end - ip, seq, icv, 0);
   if (r !== 'ok') return r;
-  if (!icvEqual(icv, 0, buf, ah + 12, sa.hmac.icvLength)) return 'auth-failed';
+  if (!icvEqual(icv, 0, buf, ah + AH_ICV, sa.hmac.icvLength)) return 'auth-failed';
   replay?.accept(seq);
 
-  const nextHeader = buf[ah]!;
+  const nextHeader = buf[ah + AH_NEXT_HEADER]!;
   const data = ah + ahLength;
   sa.account(end - data);
   if (sa.mode === 'transport') {
@@ -139,9 +158,9 @@ export function ahUnprotect(
     span.length = end - newIp;
     return 'accepted';
   }
-  if (nextHeader !== PROTO_IPIP || checkIpv4(buf, data, end - data, true) !== null) return 'malformed';
-  if (!ecnDecapsulate(buf[ip + 1]!, buf, data)) return 'ecn-drop';
+  if (nextHeader !== IPIP || checkIpv4(buf, data, end - data, true) !== null) return 'malformed';
+  if (!ecnDecapsulate(buf[ip + IP_TOS]!, buf, data)) return 'ecn-drop';
   span.offset = data;
-  span.length = u16(buf, data + 2);
+  span.length = u16(buf, data + IP_TOTAL_LENGTH);
   return 'accepted';
 }

@@ -23,7 +23,12 @@
  * | through SAs             | anything else               | policy-mismatch   |
  */
 import { u16, u32 } from '../wire/bytes.ts';
-import { checkIpv4 } from '../wire/ipv4.ts';
+import { AH_FIXED_LENGTH, AhField } from '../wire/ah.ts';
+import { ESP_HEADER_LENGTH, EspField } from '../wire/esp.ts';
+import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
+import { PortField } from '../wire/ports.ts';
+import { IpProtocol } from '../wire/result.ts';
+import { UDP_HEADER_LENGTH, UdpField } from '../wire/udp.ts';
 import { ahOverhead, ahProtect, ahUnprotect } from './ah-processing.ts';
 import { espMaxOverhead, espProtect, espUnprotect } from './esp-processing.ts';
 import type { SecurityAssociationDatabase } from './sad.ts';
@@ -31,18 +36,27 @@ import type { SecurityAssociation } from './sa.ts';
 import { PacketSelectors, selectorMatches } from './selector.ts';
 import type { SecurityPolicyDatabase } from './spd.ts';
 import { IdentificationCounter } from './tunnel.ts';
-import {
-  PROTO_AH,
-  PROTO_ESP,
-  PROTO_UDP,
-  type InboundVerdict,
-  type IpsecDrop,
-  type OutboundVerdict,
-  type PacketSpan,
-} from './types.ts';
+import type { InboundVerdict, IpsecDrop, OutboundVerdict, PacketSpan } from './types.ts';
 
 /** Most IPsec headers one inbound packet may peel off (AH + ESP + one nested tunnel). */
 export const MAX_LAYERS = 3;
+
+// The wire's constants as module constants (see wire/bytes.ts).
+const ESP = IpProtocol.ESP;
+const AH = IpProtocol.AH;
+const UDP = IpProtocol.UDP;
+const ESP_HEADER = ESP_HEADER_LENGTH;
+const AH_FIXED = AH_FIXED_LENGTH;
+const UDP_HEADER = UDP_HEADER_LENGTH;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_FRAGMENT = Ipv4FragmentWord.FRAGMENT;
+const DST_PORT = PortField.DST_PORT;
+const UDP_LENGTH = UdpField.LENGTH;
+const ESP_SPI = EspField.SPI;
+const AH_SPI = AhField.SPI;
 
 const DROPS: readonly IpsecDrop[] = [
   'malformed',
@@ -162,7 +176,7 @@ export class IpsecEngine {
     if (!spanFits(buf, span)) return 'no-room';
     // Our own stack wrote this header: its checksum is not worth verifying.
     if (checkIpv4(buf, ip, span.length, false) !== null) return 'malformed';
-    const policy = this.spd.lookup(buf, ip, ip + u16(buf, ip + 2), true);
+    const policy = this.spd.lookup(buf, ip, ip + u16(buf, ip + IP_TOTAL_LENGTH), true);
     const action = policy === null ? this.spd.defaultAction : policy.action;
     if (action === 'bypass') return 'bypass';
     if (action === 'discard') return 'policy-discard';
@@ -186,44 +200,49 @@ export class IpsecEngine {
     for (; depth < MAX_LAYERS; depth++) {
       const ip = span.offset;
       if (checkIpv4(buf, ip, span.length, true) !== null) return 'malformed';
-      const end = ip + u16(buf, ip + 2);
-      const hl = (buf[ip]! & 0x0f) * 4;
-      const protocol = buf[ip + 9]!;
-      const fragment = (u16(buf, ip + 6) & 0x3fff) !== 0;
+      const end = ip + u16(buf, ip + IP_TOTAL_LENGTH);
+      const hl = (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4;
+      const protocol = buf[ip + IP_PROTOCOL]!;
+      const fragment = (u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT) !== 0;
       let v: 'accepted' | IpsecDrop;
       let sa: SecurityAssociation;
-      if (protocol === PROTO_ESP) {
+      if (protocol === ESP) {
         // RFC 4303 3.4.1: reassembly comes before ESP processing.
         if (fragment) return 'fragment';
         const esp = ip + hl;
-        if (end - esp < 8) return 'malformed';
-        const found = sad.inboundEsp(u32(buf, esp));
+        if (end - esp < ESP_HEADER) return 'malformed';
+        const found = sad.inboundEsp(u32(buf, esp + ESP_SPI));
         if (found === undefined) return 'no-sa';
         if (found.encap !== null) return 'policy-mismatch';
         sa = found;
         v = espUnprotect(found, buf, span, hl, esp, end);
-      } else if (protocol === PROTO_AH) {
+      } else if (protocol === AH) {
         if (fragment) return 'fragment';
         const ah = ip + hl;
-        if (end - ah < 12) return 'malformed';
-        const found = sad.inboundAh(u32(buf, ah + 4));
+        if (end - ah < AH_FIXED) return 'malformed';
+        const found = sad.inboundAh(u32(buf, ah + AH_SPI));
         if (found === undefined) return 'no-sa';
         sa = found;
         v = ahUnprotect(found, buf, span, hl, end);
-      } else if (protocol === PROTO_UDP && end - ip - hl >= 8 && sad.isEncapPort(u16(buf, ip + hl + 2))) {
+      } else if (
+        protocol === UDP &&
+        end - ip - hl >= UDP_HEADER &&
+        sad.isEncapPort(u16(buf, ip + hl + DST_PORT))
+      ) {
         if (fragment) return 'fragment';
         const udp = ip + hl;
-        const udpEnd = udp + u16(buf, udp + 4);
-        if (udpEnd < udp + 8 || udpEnd > end) return 'malformed';
-        const payload = udp + 8;
+        const udpEnd = udp + u16(buf, udp + UDP_LENGTH);
+        if (udpEnd < udp + UDP_HEADER || udpEnd > end) return 'malformed';
+        const payload = udp + UDP_HEADER;
         const n = udpEnd - payload;
         // RFC 3948 2.2/2.3: keepalives are one 0xFF byte; IKE starts with a zero non-ESP marker.
         if (n === 1 && buf[payload] === 0xff) return 'nat-keepalive';
         if (n >= 4 && u32(buf, payload) === 0) return depth === 0 ? 'ike' : 'malformed';
-        if (n < 8) return 'malformed';
-        const found = sad.inboundEsp(u32(buf, payload));
+        if (n < ESP_HEADER) return 'malformed';
+        const found = sad.inboundEsp(u32(buf, payload + ESP_SPI));
         if (found === undefined) return 'no-sa';
-        if (found.encap === null || found.encap.localPort !== u16(buf, udp + 2)) return 'policy-mismatch';
+        if (found.encap === null || found.encap.localPort !== u16(buf, udp + DST_PORT))
+          return 'policy-mismatch';
         sa = found;
         v = espUnprotect(found, buf, span, hl, payload, udpEnd);
       } else {
@@ -240,7 +259,7 @@ export class IpsecEngine {
   private inboundPolicy(buf: Uint8Array, span: PacketSpan, depth: number): InboundVerdict {
     const ip = span.offset;
     // Every layer left a checked header behind: rebuilt (transport) or verified (tunnel).
-    const sel = this.selectors.read(buf, ip, ip + u16(buf, ip + 2));
+    const sel = this.selectors.read(buf, ip, ip + u16(buf, ip + IP_TOTAL_LENGTH));
     if (depth === 0) {
       const policy = this.spd.match(sel, false);
       const action = policy === null ? this.spd.defaultAction : policy.action;

@@ -22,8 +22,18 @@
  * point at the inner datagram (tunnel).
  */
 import { put16, put32, u16, u32 } from '../wire/bytes.ts';
-import { espPadLength, EspTrailerView, writeEspTrailer } from '../wire/esp.ts';
-import { checkIpv4 } from '../wire/ipv4.ts';
+import {
+  ESP_HEADER_LENGTH,
+  ESP_NEXT_HEADER_DUMMY,
+  ESP_TRAILER_LENGTH,
+  EspField,
+  espPadLength,
+  EspTrailerView,
+  writeEspTrailer,
+} from '../wire/esp.ts';
+import { checkIpv4, IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
+import { IpProtocol } from '../wire/result.ts';
+import { UDP_HEADER_LENGTH, UdpField } from '../wire/udp.ts';
 import { REPLAY_DUPLICATE, REPLAY_TOO_OLD } from './replay-window.ts';
 import type { EspSa } from './sa.ts';
 import {
@@ -33,19 +43,45 @@ import {
   writeOuterHeader,
   type IdentificationCounter,
 } from './tunnel.ts';
-import { PROTO_ESP, PROTO_IPIP, PROTO_UDP, type IpsecDrop, type PacketSpan } from './types.ts';
+import type { IpsecDrop, PacketSpan } from './types.ts';
 
-const ESP_HEADER = 8;
-const UDP_HEADER = 8;
-const NEXT_HEADER_DUMMY = 59;
+// The wire's constants as module constants (see wire/bytes.ts).
+const ESP_HEADER = ESP_HEADER_LENGTH;
+const ESP_TRAILER = ESP_TRAILER_LENGTH;
+const UDP_HEADER = UDP_HEADER_LENGTH;
+const IP_HEADER = IPV4_MIN_HEADER_LENGTH;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOS = Ipv4Field.TOS;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_FRAGMENT = Ipv4FragmentWord.FRAGMENT;
+const NEXT_HEADER_DUMMY = ESP_NEXT_HEADER_DUMMY;
+const ESP_SPI = EspField.SPI;
+const ESP_SEQUENCE = EspField.SEQUENCE;
+const UDP_SRC_PORT = UdpField.SRC_PORT;
+const UDP_DST_PORT = UdpField.DST_PORT;
+const UDP_LENGTH = UdpField.LENGTH;
+const UDP_CHECKSUM = UdpField.CHECKSUM;
+const IPIP = IpProtocol.IPIP;
+const UDP = IpProtocol.UDP;
+const ESP = IpProtocol.ESP;
 
 /** Bytes ESP adds to a datagram of `length` bytes (for MTU and MSS sums). */
 export function espOverhead(sa: EspSa, length: number): number {
   const t = sa.transform;
   const ipHeader = sa.mode === 'tunnel' ? OUTER_HEADER_LENGTH : 0;
-  const dataLength = sa.mode === 'tunnel' ? length : length - 20;
+  const dataLength = sa.mode === 'tunnel' ? length : length - IP_HEADER;
   const udp = sa.encap !== null ? UDP_HEADER : 0;
-  return ipHeader + udp + ESP_HEADER + t.ivLength + espPadLength(dataLength, t.blockSize) + 2 + t.icvLength;
+  return (
+    ipHeader +
+    udp +
+    ESP_HEADER +
+    t.ivLength +
+    espPadLength(dataLength, t.blockSize) +
+    ESP_TRAILER +
+    t.icvLength
+  );
 }
 
 /** The most ESP can add to any datagram (largest padding), for MTU sums fixed in advance. */
@@ -58,7 +94,7 @@ export function espMaxOverhead(sa: EspSa): number {
     ESP_HEADER +
     t.ivLength +
     (align - 1) +
-    2 +
+    ESP_TRAILER +
     t.icvLength
   );
 }
@@ -74,17 +110,17 @@ export function espProtect(
   ids: IdentificationCounter,
 ): 'protected' | IpsecDrop {
   const ip = span.offset;
-  const total = u16(buf, ip + 2);
-  const hl = (buf[ip]! & 0x0f) * 4;
+  const total = u16(buf, ip + IP_TOTAL_LENGTH);
+  const hl = (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4;
   const tunnel = sa.mode === 'tunnel';
   // RFC 4301 transport mode carries whole datagrams only.
-  if (!tunnel && (u16(buf, ip + 6) & 0x3fff) !== 0) return 'fragment';
+  if (!tunnel && (u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT) !== 0) return 'fragment';
   if (sa.hardExpired) return 'lifetime-expired';
   const t = sa.transform;
   const udp = sa.encap !== null ? UDP_HEADER : 0;
   const dataStart = tunnel ? ip : ip + hl;
   const dataLength = tunnel ? total : total - hl;
-  const end = dataStart + dataLength + espPadLength(dataLength, t.blockSize) + 2;
+  const end = dataStart + dataLength + espPadLength(dataLength, t.blockSize) + ESP_TRAILER;
   const packetEnd = end + t.icvLength;
   const ivAt = dataStart - t.ivLength;
   const esp = ivAt - ESP_HEADER;
@@ -94,23 +130,23 @@ export function espProtect(
   const seq = sa.nextSequence();
   if (seq < 0) return 'seq-exhausted';
 
-  const nextHeader = tunnel ? PROTO_IPIP : buf[ip + 9]!;
+  const nextHeader = tunnel ? IPIP : buf[ip + IP_PROTOCOL]!;
   if (tunnel) writeOuterHeader(buf, newIp, ip, sa.tunnel!.local, sa.tunnel!.remote, ids.next());
   else buf.copyWithin(newIp, ip, ip + hl);
-  put32(buf, esp, sa.spi);
-  put32(buf, esp + 4, seq >>> 0);
+  put32(buf, esp + ESP_SPI, sa.spi);
+  put32(buf, esp + ESP_SEQUENCE, seq >>> 0);
   t.writeIv(buf, ivAt, seq);
   writeEspTrailer(buf, dataStart, dataLength, nextHeader, t.blockSize);
   t.seal(buf, esp, dataStart, end, sa.seqHigh(seq));
   if (udp !== 0) {
     const u = esp - UDP_HEADER;
-    put16(buf, u, sa.encap!.localPort);
-    put16(buf, u + 2, sa.encap!.remotePort);
-    put16(buf, u + 4, packetEnd - u);
+    put16(buf, u + UDP_SRC_PORT, sa.encap!.localPort);
+    put16(buf, u + UDP_DST_PORT, sa.encap!.remotePort);
+    put16(buf, u + UDP_LENGTH, packetEnd - u);
     // RFC 3948 2.1: zero; the ESP ICV protects the contents.
-    put16(buf, u + 6, 0);
+    put16(buf, u + UDP_CHECKSUM, 0);
   }
-  finishHeader(buf, newIp, newTotal, udp !== 0 ? PROTO_UDP : PROTO_ESP);
+  finishHeader(buf, newIp, newTotal, udp !== 0 ? UDP : ESP);
   span.offset = newIp;
   span.length = newTotal;
   sa.account(dataLength);
@@ -139,7 +175,7 @@ export function espUnprotect(
   const icvAt = end - t.icvLength;
   if (!t.payloadLengthOk(icvAt - ivEnd)) return 'malformed';
   if (sa.hardExpired) return 'lifetime-expired';
-  const low = u32(buf, esp + 4);
+  const low = u32(buf, esp + ESP_SEQUENCE);
   let seq = low;
   const replay = sa.replay;
   if (replay !== null) {
@@ -166,10 +202,10 @@ export function espUnprotect(
     return 'accepted';
   }
   // Tunnel mode: the payload is an IPv4 datagram (IPv6 inside is not supported).
-  if (nextHeader !== PROTO_IPIP || checkIpv4(buf, ivEnd, dataLength, true) !== null) return 'malformed';
-  if (!ecnDecapsulate(buf[ip + 1]!, buf, ivEnd)) return 'ecn-drop';
+  if (nextHeader !== IPIP || checkIpv4(buf, ivEnd, dataLength, true) !== null) return 'malformed';
+  if (!ecnDecapsulate(buf[ip + IP_TOS]!, buf, ivEnd)) return 'ecn-drop';
   span.offset = ivEnd;
   // TFC padding (RFC 4303 2.7) may follow the inner datagram; its own length says where it ends.
-  span.length = u16(buf, ivEnd + 2);
+  span.length = u16(buf, ivEnd + IP_TOTAL_LENGTH);
   return 'accepted';
 }

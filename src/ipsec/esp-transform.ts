@@ -36,6 +36,7 @@ import {
 import { gcmKeyBits, MaskedSequenceIv } from './gcm-iv.ts';
 import { Hmac, icvEqual } from './hmac.ts';
 import { put32 } from '../wire/bytes.ts';
+import { EspField } from '../wire/esp.ts';
 import { fillRandom } from './iv-pool.ts';
 import { NativeGcmTransform, nativeGcmAvailable } from './native-gcm.ts';
 import type { EspEncryption, EspTransform, IntegrityAlgorithm, IvSource } from './types.ts';
@@ -92,13 +93,16 @@ class AesGcm16 implements EspTransform {
     const nonce = this.nonce;
     const aad = this.aad;
     for (let i = 0; i < 8; i++) nonce[4 + i] = buf[ivEnd - 8 + i]!;
-    for (let i = 0; i < 4; i++) aad[i] = buf[esp + i]!;
+    // RFC 4106 5: the AAD is the SPI and the sequence number, with the ESN high half between them.
+    const spi = esp + EspField.SPI;
+    const seq = esp + EspField.SEQUENCE;
+    for (let i = 0; i < 4; i++) aad[i] = buf[spi + i]!;
     if (seqHigh < 0) {
-      for (let i = 4; i < 8; i++) aad[i] = buf[esp + i]!;
+      for (let i = 0; i < 4; i++) aad[4 + i] = buf[seq + i]!;
       return this.aad8;
     }
     put32(aad, 4, seqHigh);
-    for (let i = 4; i < 8; i++) aad[i + 4] = buf[esp + i]!;
+    for (let i = 0; i < 4; i++) aad[8 + i] = buf[seq + i]!;
     return aad;
   }
 

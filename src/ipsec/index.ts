@@ -29,7 +29,7 @@ export type { Range, TrafficSelector } from './selector.ts';
 export { SecurityPolicy, SecurityPolicyDatabase } from './spd.ts';
 export type { PolicyAction, PolicyDirection, SecurityPolicyParams } from './spd.ts';
 export { IdentificationCounter } from './tunnel.ts';
-export { MIN_SPI, PacketSpan } from './types.ts';
+export { PacketSpan } from './types.ts';
 export type {
   EspEncryption,
   InboundVerdict,

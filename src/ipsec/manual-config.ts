@@ -26,6 +26,7 @@
  */
 import { z } from 'zod';
 import { readConfigFile, validateConfig } from '../config/load.ts';
+import { MIN_SPI } from '../wire/esp.ts';
 import { ipv4FromString } from '../wire/ipv4.ts';
 import { INTEGRITY_ALGORITHMS, integrityKeyLength } from './hmac.ts';
 import { MAX_REPLAY_WINDOW } from './replay-window.ts';
@@ -43,7 +44,10 @@ const spi = z
     z.string().regex(/^0x[0-9a-fA-F]{1,8}$/, 'expected a number or 0x followed by hex'),
   ])
   .transform((v) => (typeof v === 'number' ? v : Number.parseInt(v.slice(2), 16)))
-  .refine((v) => v >= 256 && v <= 0xffff_ffff, 'SPIs are 256..4294967295 (1-255 are reserved)');
+  .refine(
+    (v) => v >= MIN_SPI && v <= 0xffff_ffff,
+    `SPIs are ${MIN_SPI}..4294967295 (1-${MIN_SPI - 1} are reserved)`,
+  );
 
 const port = z.number().int().min(0).max(65535);
 const portRange = z.union([
@@ -78,7 +82,7 @@ const lifetime = z
   })
   .strict();
 
-const saSchema = z
+const saFields = z
   .object({
     name: z.string().min(1).optional(),
     spi,
@@ -128,6 +132,11 @@ const saSchema = z
   })
   .strict();
 
+// Each SA's own checks run even when another SA is wrong, so that every problem is reported at once.
+const saSchema = saFields.superRefine((sa, ctx) =>
+  checkSa(sa, [], (path, message) => ctx.addIssue({ code: 'custom', path, message })),
+);
+
 const policySchema = z
   .object({
     name: z.string().min(1),
@@ -159,7 +168,7 @@ const ENCRYPTION_KEY_LENGTHS: Record<'aes-gcm-16' | 'aes-cbc' | 'null', readonly
   null: [0],
 };
 
-type SaEntry = z.infer<typeof saSchema>;
+type SaEntry = z.infer<typeof saFields>;
 type PolicyEntry = z.infer<typeof policySchema>;
 
 /** A protect policy without `protect:` uses ESP alone. */
@@ -243,7 +252,6 @@ export const ManualKeyingSchema = z
     const outboundOf = new Map<string, Map<string, number>>();
     cfg.sas.forEach((sa, i) => {
       const at = ['sas', i];
-      checkSa(sa, at, issue);
       if (sa.name !== undefined) {
         if (names.has(sa.name)) issue([...at, 'name'], `an SA named ${sa.name} comes earlier`);
         names.add(sa.name);

@@ -16,6 +16,7 @@
  * | encap            | RFC 3948 UDP encapsulation ports                  |
  * | policy           | the SPD entry the SA was made for                 |
  */
+import { MIN_SPI } from '../wire/esp.ts';
 import { createEspTransform } from './esp-transform.ts';
 import { Hmac } from './hmac.ts';
 import { DEFAULT_REPLAY_WINDOW, ReplayWindow } from './replay-window.ts';
@@ -86,8 +87,8 @@ const MAX_SEQ_ESN = Number.MAX_SAFE_INTEGER;
 const NEVER = Number.POSITIVE_INFINITY;
 
 function checkSpi(spi: number): void {
-  if (!Number.isInteger(spi) || spi < 256 || spi > 0xffff_ffff) {
-    throw new RangeError(`SPI must be 256..4294967295 (1-255 are reserved), got ${spi}`);
+  if (!Number.isInteger(spi) || spi < MIN_SPI || spi > 0xffff_ffff) {
+    throw new RangeError(`SPI must be ${MIN_SPI}..4294967295 (1-${MIN_SPI - 1} are reserved), got ${spi}`);
   }
 }
 

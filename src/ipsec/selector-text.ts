@@ -8,6 +8,7 @@
  * | protocol  | any, tcp, udp, icmp, esp, ah, or a number 0-255         |
  */
 import { ipv4FromString } from '../wire/ipv4.ts';
+import { IpProtocol } from '../wire/result.ts';
 import { ANY_ADDRESS, ANY_PORT, cidrRange, type Range } from './selector.ts';
 
 /** The range an address text names, or undefined. */
@@ -41,11 +42,12 @@ export function parsePortRange(v: 'any' | number | string): Range | undefined {
   return first <= last && last <= 65535 ? { first, last } : undefined;
 }
 
+/** Protocol names a keying file may use; 0 (any) is the selector's wildcard, not a protocol. */
 export const PROTOCOL_NUMBERS: Readonly<Record<string, number>> = {
   any: 0,
-  icmp: 1,
-  tcp: 6,
-  udp: 17,
-  esp: 50,
-  ah: 51,
+  icmp: IpProtocol.ICMP,
+  tcp: IpProtocol.TCP,
+  udp: IpProtocol.UDP,
+  esp: IpProtocol.ESP,
+  ah: IpProtocol.AH,
 };

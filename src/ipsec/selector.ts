@@ -21,6 +21,9 @@
  * | l4    | 0, 2   | TCP/UDP source, destination port |
  */
 import { u16, u32 } from '../wire/bytes.ts';
+import { Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
+import { PortField, PORTS_LENGTH } from '../wire/ports.ts';
+import { IpProtocol } from '../wire/result.ts';
 
 /** Inclusive range of addresses (unsigned 32-bit) or ports. */
 export interface Range {
@@ -62,8 +65,18 @@ export function cidrRange(address: number, prefixLength: number): Range {
   return { first, last: first + size - 1 };
 }
 
-const TCP = 6;
-const UDP = 17;
+// The wire's constants as module constants (see wire/bytes.ts).
+const TCP = IpProtocol.TCP;
+const UDP = IpProtocol.UDP;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
+const SRC_PORT = PortField.SRC_PORT;
+const DST_PORT = PortField.DST_PORT;
+const PORTS = PORTS_LENGTH;
 
 /** The selector fields of one packet; reuse one instance. Ports are -1 when OPAQUE. */
 export class PacketSelectors {
@@ -78,17 +91,20 @@ export class PacketSelectors {
    * assumed checked. Ports are read when the transport header is present.
    */
   read(buf: Uint8Array, ip: number, end: number): this {
-    this.src = u32(buf, ip + 12);
-    this.dst = u32(buf, ip + 16);
-    const protocol = buf[ip + 9]!;
+    this.src = u32(buf, ip + IP_SRC);
+    this.dst = u32(buf, ip + IP_DST);
+    const protocol = buf[ip + IP_PROTOCOL]!;
     this.protocol = protocol;
     this.srcPort = -1;
     this.dstPort = -1;
-    if ((protocol === TCP || protocol === UDP) && (u16(buf, ip + 6) & 0x1fff) === 0) {
-      const l4 = ip + (buf[ip]! & 0x0f) * 4;
-      if (l4 + 4 <= end) {
-        this.srcPort = u16(buf, l4);
-        this.dstPort = u16(buf, l4 + 2);
+    if (
+      (protocol === TCP || protocol === UDP) &&
+      (u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) === 0
+    ) {
+      const l4 = ip + (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4;
+      if (l4 + PORTS <= end) {
+        this.srcPort = u16(buf, l4 + SRC_PORT);
+        this.dstPort = u16(buf, l4 + DST_PORT);
       }
     }
     return this;

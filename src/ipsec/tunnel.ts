@@ -18,9 +18,24 @@
  */
 import { put16, put32, u16 } from '../wire/bytes.ts';
 import { internetChecksum, updateChecksum16 } from '../wire/checksum.ts';
+import { IPV4_DEFAULT_TTL, IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord } from '../wire/ipv4.ts';
 
-export const OUTER_HEADER_LENGTH = 20;
-const OUTER_TTL = 64;
+export const OUTER_HEADER_LENGTH = IPV4_MIN_HEADER_LENGTH;
+const OUTER_TTL = IPV4_DEFAULT_TTL;
+
+// The IPv4 header's offsets as module constants (see wire/bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOS = Ipv4Field.TOS;
+const IP_IDENTIFICATION = Ipv4Field.IDENTIFICATION;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_TTL = Ipv4Field.TTL;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_CHECKSUM = Ipv4Field.CHECKSUM;
+const DF = Ipv4FragmentWord.DF;
+const DF_OCTET = DF >> 8;
 
 /** Identification values for the outer headers an engine builds. */
 export class IdentificationCounter {
@@ -46,21 +61,21 @@ export function writeOuterHeader(
   dst: number,
   identification: number,
 ): void {
-  buf[at] = 0x45;
-  buf[at + 1] = buf[inner + 1]!;
-  put16(buf, at + 4, identification);
-  put16(buf, at + 6, buf[inner + 6]! & 0x40 ? 0x4000 : 0);
-  buf[at + 8] = OUTER_TTL;
-  put32(buf, at + 12, src);
-  put32(buf, at + 16, dst);
+  buf[at + IP_VERSION_IHL] = 0x45;
+  buf[at + IP_TOS] = buf[inner + IP_TOS]!;
+  put16(buf, at + IP_IDENTIFICATION, identification);
+  put16(buf, at + IP_FLAGS_FRAGMENT, buf[inner + IP_FLAGS_FRAGMENT]! & DF_OCTET ? DF : 0);
+  buf[at + IP_TTL] = OUTER_TTL;
+  put32(buf, at + IP_SRC, src);
+  put32(buf, at + IP_DST, dst);
 }
 
 /** Sets total length and protocol of the IPv4 header at buf[ip] and recomputes its checksum. */
 export function finishHeader(buf: Uint8Array, ip: number, totalLength: number, protocol: number): void {
-  put16(buf, ip + 2, totalLength);
-  buf[ip + 9] = protocol;
-  put16(buf, ip + 10, 0);
-  put16(buf, ip + 10, internetChecksum(buf, ip, ip + (buf[ip]! & 0x0f) * 4));
+  put16(buf, ip + IP_TOTAL_LENGTH, totalLength);
+  buf[ip + IP_PROTOCOL] = protocol;
+  put16(buf, ip + IP_CHECKSUM, 0);
+  put16(buf, ip + IP_CHECKSUM, internetChecksum(buf, ip, ip + (buf[ip + IP_VERSION_IHL]! & 0x0f) * 4));
 }
 
 const NOT_ECT = 0;
@@ -76,7 +91,7 @@ const CE = 3;
  */
 export function ecnDecapsulate(outerTos: number, buf: Uint8Array, inner: number): boolean {
   const outer = outerTos & 3;
-  const tos = buf[inner + 1]!;
+  const tos = buf[inner + IP_TOS]!;
   const ecn = tos & 3;
   let next = ecn;
   if (outer === CE) {
@@ -86,9 +101,14 @@ export function ecnDecapsulate(outerTos: number, buf: Uint8Array, inner: number)
     next = ECT_1;
   }
   if (next !== ecn) {
-    const oldWord = u16(buf, inner);
-    buf[inner + 1] = (tos & 0xfc) | next;
-    put16(buf, inner + 10, updateChecksum16(u16(buf, inner + 10), oldWord, u16(buf, inner)));
+    // The TOS octet shares its checksum word with version and IHL.
+    const oldWord = u16(buf, inner + IP_VERSION_IHL);
+    buf[inner + IP_TOS] = (tos & 0xfc) | next;
+    put16(
+      buf,
+      inner + IP_CHECKSUM,
+      updateChecksum16(u16(buf, inner + IP_CHECKSUM), oldWord, u16(buf, inner + IP_VERSION_IHL)),
+    );
   }
   return true;
 }

@@ -91,12 +91,3 @@ export class PacketSpan {
     return this;
   }
 }
-
-/** IP protocol numbers the engine looks at. */
-export const PROTO_IPIP = 4;
-export const PROTO_UDP = 17;
-export const PROTO_ESP = 50;
-export const PROTO_AH = 51;
-
-/** The lowest SPI an SA may use: 1-255 are reserved by IANA and 0 is never sent (RFC 4303 2.1). */
-export const MIN_SPI = 256;

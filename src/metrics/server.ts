@@ -5,10 +5,19 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
  * The Prometheus endpoint. Each daemon registers its metrics on its own
  * Registry (no global state, so tests can run several daemons in one process)
  * and serves them at /metrics on a local address.
+ *
+ * Names follow Prometheus' conventions (docs/metrics.md): the daemon's own
+ * metrics start with `distnat_<role>_`, carry their unit (`_packets`,
+ * `_bytes`, `_seconds`, `_timestamp_seconds` for a Unix time) and end in
+ * `_total` when they are counters. The process metrics keep the names every
+ * client library gives them (`process_cpu_seconds_total`,
+ * `nodejs_heap_size_used_bytes`, ...), unprefixed, so that dashboards and
+ * alerts written for any exporter apply; the scrape's job and instance
+ * labels say which daemon they belong to.
  */
-export function newRegistry(prefix: string): Registry {
+export function newRegistry(): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: `${prefix}_process_` });
+  collectDefaultMetrics({ register: registry });
   return registry;
 }
 

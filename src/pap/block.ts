@@ -4,6 +4,7 @@
  */
 
 import type { Block, ResourceKind } from '../util/block.ts';
+import { MIN_SPI } from '../wire/esp.ts';
 
 export interface PortBlock extends Block {
   readonly kind: 'port';
@@ -24,7 +25,7 @@ export interface ValueRange {
 /** Ports below 1024 stay with the router and the hosts' own services. */
 export const PORT_RANGE: ValueRange = { min: 1024, max: 65535 };
 /** SPIs 1-255 are reserved by IANA (RFC 4303 section 2.1) and 0 means "no SA". */
-export const SPI_RANGE: ValueRange = { min: 256, max: 0xffffffff };
+export const SPI_RANGE: ValueRange = { min: MIN_SPI, max: 0xffffffff };
 
 /** The patent's code 0 asks for ports below this value, code 1 for ports at or above it. */
 export const PORT_PREFERENCE_SPLIT = 10000;

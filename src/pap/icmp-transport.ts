@@ -28,11 +28,22 @@
  */
 import { openRawSender, openRawSocket } from '../io/raw.ts';
 import type { PacketDevice, PacketSink } from '../io/types.ts';
-import { put32, u16, u32 } from '../wire/bytes.ts';
+import { put16, put32 } from '../wire/bytes.ts';
 import { internetChecksum } from '../wire/checksum.ts';
-import { checkIpv4, ipv4FromString, ipv4ToString } from '../wire/ipv4.ts';
+import {
+  checkIpv4,
+  IPV4_MIN_HEADER_LENGTH,
+  Ipv4Field,
+  ipv4Dst,
+  ipv4FromString,
+  ipv4HeaderLengthAt,
+  ipv4Protocol,
+  ipv4Src,
+  ipv4ToString,
+  ipv4TotalLength,
+} from '../wire/ipv4.ts';
 import { nextIpv4Id } from '../wire/ipip.ts';
-import { PAP_TYPE_PORTS, PAP_TYPE_SPI } from '../wire/pap.ts';
+import { PAP_TYPE_PORTS, PAP_TYPE_SPI, PapField } from '../wire/pap.ts';
 import { IpProtocol } from '../wire/result.ts';
 import type { PapPeer, PapTransport } from './transport.ts';
 
@@ -70,7 +81,7 @@ export class IcmpPapTransport implements PapTransport {
   readonly #sender: PacketSink;
   readonly #owned: { close(): void }[];
   readonly #handlers: Array<(bytes: Uint8Array, peer: PapPeer) => void> = [];
-  readonly #out = new Uint8Array(20 + MAX_MESSAGE);
+  readonly #out = new Uint8Array(IPV4_MIN_HEADER_LENGTH + MAX_MESSAGE);
   #closed = false;
 
   private constructor(
@@ -113,26 +124,19 @@ export class IcmpPapTransport implements PapTransport {
       return;
     }
     const b = this.#out;
-    const total = 20 + bytes.length;
-    b[0] = 0x45;
-    b[1] = 0;
-    b[2] = total >>> 8;
-    b[3] = total & 0xff;
-    const id = nextIpv4Id();
-    b[4] = id >>> 8;
-    b[5] = id & 0xff;
-    b[6] = 0;
-    b[7] = 0;
-    b[8] = this.#ttl;
-    b[9] = IpProtocol.ICMP;
-    b[10] = 0;
-    b[11] = 0;
-    put32(b, 12, this.#local);
-    put32(b, 16, dst);
-    const sum = internetChecksum(b, 0, 20);
-    b[10] = sum >>> 8;
-    b[11] = sum & 0xff;
-    b.set(bytes, 20);
+    const total = IPV4_MIN_HEADER_LENGTH + bytes.length;
+    b[Ipv4Field.VERSION_IHL] = 0x45;
+    b[Ipv4Field.TOS] = 0;
+    put16(b, Ipv4Field.TOTAL_LENGTH, total);
+    put16(b, Ipv4Field.IDENTIFICATION, nextIpv4Id());
+    put16(b, Ipv4Field.FLAGS_FRAGMENT, 0);
+    b[Ipv4Field.TTL] = this.#ttl;
+    b[Ipv4Field.PROTOCOL] = IpProtocol.ICMP;
+    put16(b, Ipv4Field.CHECKSUM, 0);
+    put32(b, Ipv4Field.SRC, this.#local);
+    put32(b, Ipv4Field.DST, dst);
+    put16(b, Ipv4Field.CHECKSUM, internetChecksum(b, 0, IPV4_MIN_HEADER_LENGTH));
+    b.set(bytes, IPV4_MIN_HEADER_LENGTH);
     if (this.#sender.send(b, 0, total)) this.counters.sent++;
     else this.counters.sendFailed++;
   }
@@ -155,21 +159,21 @@ export class IcmpPapTransport implements PapTransport {
     for (let i = 0; i < count; i++) {
       const off = slots.offset(i);
       const len = slots.lengths[i]!;
-      if (checkIpv4(buf, off, len, false) !== null || buf[off + 9] !== IpProtocol.ICMP) {
+      if (checkIpv4(buf, off, len, false) !== null || ipv4Protocol(buf, off) !== IpProtocol.ICMP) {
         this.counters.ignored++;
         continue;
       }
-      const hl = (buf[off]! & 0x0f) << 2;
-      const end = off + u16(buf, off + 2);
-      const type = end > off + hl ? buf[off + hl]! : -1;
-      if ((type !== PAP_TYPE_PORTS && type !== PAP_TYPE_SPI) || u32(buf, off + 16) !== this.#local) {
+      const hl = ipv4HeaderLengthAt(buf, off);
+      const end = off + ipv4TotalLength(buf, off);
+      const type = end > off + hl ? buf[off + hl + PapField.TYPE]! : -1;
+      if ((type !== PAP_TYPE_PORTS && type !== PAP_TYPE_SPI) || ipv4Dst(buf, off) !== this.#local) {
         this.counters.ignored++;
         continue;
       }
       this.counters.received++;
       // The slot is reused by the next batch; handlers may keep what they get.
       const message = buf.slice(off + hl, end);
-      const peer: PapPeer = { address: ipv4ToString(u32(buf, off + 12)) };
+      const peer: PapPeer = { address: ipv4ToString(ipv4Src(buf, off)) };
       for (const h of this.#handlers) h(message, peer);
     }
   }

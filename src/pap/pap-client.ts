@@ -38,6 +38,14 @@ export interface RetransmitPolicy {
   readonly jitter?: number;
 }
 
+/** The retransmission a host uses unless told otherwise; src/config/router-config.ts sizes leases by it. */
+export const DEFAULT_RETRANSMIT: Required<RetransmitPolicy> = {
+  initialMs: 1000,
+  maxMs: 16_000,
+  attempts: 5,
+  jitter: 0.1,
+};
+
 export interface PapClientOptions {
   readonly transport: PapTransport;
   /** The router's PAP address (LAN address, and UDP port 7032 over UDP). */
@@ -122,7 +130,7 @@ export class PapClient {
 
   constructor(options: PapClientOptions) {
     this.#o = options;
-    this.#policy = { initialMs: 1000, maxMs: 16_000, attempts: 5, jitter: 0.1, ...options.retransmit };
+    this.#policy = { ...DEFAULT_RETRANSMIT, ...options.retransmit };
     this.#random = options.random ?? Math.random;
     this.#nextTxid = options.random
       ? Math.floor(options.random() * 0xffffffff) + 1

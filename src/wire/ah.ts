@@ -28,18 +28,47 @@
  * the bytes it covers (`ahIcvInput`).
  */
 import { put16, put32, u16, u32 } from './bytes.ts';
-import { fail, ok, type Parsed, type WireError } from './result.ts';
+import { IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord, Ipv4OptionType } from './ipv4.ts';
+import { OPTION_EOL, OPTION_NOP } from './option-list.ts';
+import { IpProtocol, fail, ok, type Parsed, type WireError } from './result.ts';
 import { HeaderView } from './view.ts';
 
 export const AH_FIXED_LENGTH = 12;
 /** Payload Len is 8 bits: (255 + 2) * 4 bytes of header, 12 of them fixed. */
 export const AH_MAX_ICV_LENGTH = (255 + 2) * 4 - AH_FIXED_LENGTH;
-const IPPROTO_AH = 51;
+
+// Where each field starts, in octets from the start of the header (the table
+// above): module constants, as bytes.ts explains; AhField gathers them for other
+// modules.
+const NEXT_HEADER = 0;
+const PAYLOAD_LEN = 1;
+const RESERVED = 2;
+const SPI = 4;
+const SEQUENCE = 8;
+const ICV = 12;
+export const AhField = { NEXT_HEADER, PAYLOAD_LEN, RESERVED, SPI, SEQUENCE, ICV } as const;
+
+// What `ahIcvInput` reads of the IPv4 header, as module constants (see
+// bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_TOS = Ipv4Field.TOS;
+const IP_TTL = Ipv4Field.TTL;
+const IP_CHECKSUM = Ipv4Field.CHECKSUM;
+const IP_OPTIONS = Ipv4Field.OPTIONS;
+const IP_MIN_HEADER = IPV4_MIN_HEADER_LENGTH;
+const IP_FRAGMENT = Ipv4FragmentWord.FRAGMENT;
+const AH = IpProtocol.AH;
+const EOL = OPTION_EOL;
+const NOP = OPTION_NOP;
+const Opt = Ipv4OptionType;
 
 /** Validates an AH header at buf[offset] within `length` bytes; returns its length in bytes or the reason. */
 function ahHeaderLength(buf: Uint8Array, offset: number, length: number): number | WireError {
   if (!(offset >= 0 && length >= AH_FIXED_LENGTH && offset + length <= buf.length)) return 'truncated';
-  const payloadLen = buf[offset + 1]!;
+  const payloadLen = buf[offset + PAYLOAD_LEN]!;
   // Payload Len 0 would make the header 8 bytes, too short for its own sequence number.
   if (payloadLen < 1) return 'bad-length';
   const headerLength = (payloadLen + 2) * 4;
@@ -68,26 +97,26 @@ export class AhView extends HeaderView {
   }
 
   get nextHeader(): number {
-    return this.buf[this.offset]!;
+    return this.buf[this.offset + NEXT_HEADER]!;
   }
   /** The raw Payload Len field: header length in 32-bit words minus 2. */
   get payloadLen(): number {
-    return this.buf[this.offset + 1]!;
+    return this.buf[this.offset + PAYLOAD_LEN]!;
   }
   get headerLength(): number {
     return (this.payloadLen + 2) * 4;
   }
   get reserved(): number {
-    return u16(this.buf, this.offset + 2);
+    return u16(this.buf, this.offset + RESERVED);
   }
   get spi(): number {
-    return u32(this.buf, this.offset + 4);
+    return u32(this.buf, this.offset + SPI);
   }
   get sequence(): number {
-    return u32(this.buf, this.offset + 8);
+    return u32(this.buf, this.offset + SEQUENCE);
   }
   get icvOffset(): number {
-    return this.offset + AH_FIXED_LENGTH;
+    return this.offset + ICV;
   }
   /** Includes any padding the sender added for alignment (RFC 4302 3.3.3.2.1). */
   get icvLength(): number {
@@ -121,11 +150,11 @@ export function parseAh(buf: Uint8Array, offset = 0, length = buf.length - offse
   const r = ahHeaderLength(buf, offset, length);
   if (typeof r !== 'number') return fail(r);
   return ok({
-    nextHeader: buf[offset]!,
-    reserved: u16(buf, offset + 2),
-    spi: u32(buf, offset + 4),
-    sequence: u32(buf, offset + 8),
-    icv: buf.subarray(offset + AH_FIXED_LENGTH, offset + r),
+    nextHeader: buf[offset + NEXT_HEADER]!,
+    reserved: u16(buf, offset + RESERVED),
+    spi: u32(buf, offset + SPI),
+    sequence: u32(buf, offset + SEQUENCE),
+    icv: buf.subarray(offset + ICV, offset + r),
   });
 }
 
@@ -145,12 +174,12 @@ export function emitAh(h: AhHeader, buf: Uint8Array, offset = 0): number {
   const length = AH_FIXED_LENGTH + icvLength;
   if (!(offset >= 0 && offset + length <= buf.length))
     throw new RangeError('AH header does not fit the buffer');
-  buf[offset] = h.nextHeader;
-  buf[offset + 1] = length / 4 - 2;
-  put16(buf, offset + 2, h.reserved);
-  put32(buf, offset + 4, h.spi);
-  put32(buf, offset + 8, h.sequence);
-  buf.set(h.icv, offset + AH_FIXED_LENGTH);
+  buf[offset + NEXT_HEADER] = h.nextHeader;
+  buf[offset + PAYLOAD_LEN] = length / 4 - 2;
+  put16(buf, offset + RESERVED, h.reserved);
+  put32(buf, offset + SPI, h.spi);
+  put32(buf, offset + SEQUENCE, h.sequence);
+  buf.set(h.icv, offset + ICV);
   return length;
 }
 
@@ -162,7 +191,13 @@ export function emitAh(h: AhHeader, buf: Uint8Array, offset = 0): number {
  */
 function isImmutableIpv4Option(type: number): boolean {
   return (
-    type === 0 || type === 1 || type === 130 || type === 133 || type === 134 || type === 148 || type === 149
+    type === EOL ||
+    type === NOP ||
+    type === Opt.Security ||
+    type === Opt.ExtendedSecurity ||
+    type === Opt.CommercialSecurity ||
+    type === Opt.RouterAlert ||
+    type === Opt.Sdmdd
   );
 }
 
@@ -171,8 +206,8 @@ function zeroMutableOptions(scratch: Uint8Array, start: number, end: number): Wi
   let i = start;
   while (i < end) {
     const type = scratch[i]!;
-    if (type === 0) return undefined; // End of Option List: the rest is padding
-    if (type === 1) {
+    if (type === EOL) return undefined; // the rest is padding
+    if (type === NOP) {
       i += 1;
       continue;
     }
@@ -210,15 +245,16 @@ export function ahIcvInput(
   scratch: Uint8Array,
   scratchOffset = 0,
 ): Parsed<number> {
-  if (!(ipOffset >= 0 && ipLength >= 20 && ipOffset + ipLength <= packet.length)) return fail('truncated');
-  const vihl = packet[ipOffset]!;
+  if (!(ipOffset >= 0 && ipLength >= IP_MIN_HEADER && ipOffset + ipLength <= packet.length))
+    return fail('truncated');
+  const vihl = packet[ipOffset + IP_VERSION_IHL]!;
   if (vihl >>> 4 !== 4) return fail('bad-version');
   const ihl = (vihl & 0x0f) * 4;
-  if (ihl < 20 || ihl > ipLength) return fail('bad-ihl');
-  const totalLength = u16(packet, ipOffset + 2);
+  if (ihl < IP_MIN_HEADER || ihl > ipLength) return fail('bad-ihl');
+  const totalLength = u16(packet, ipOffset + IP_TOTAL_LENGTH);
   if (totalLength < ihl || totalLength > ipLength) return fail('bad-total-length');
-  if (packet[ipOffset + 9] !== IPPROTO_AH) return fail('bad-protocol');
-  if ((u16(packet, ipOffset + 6) & 0x3fff) !== 0) return fail('fragmented');
+  if (packet[ipOffset + IP_PROTOCOL] !== AH) return fail('bad-protocol');
+  if ((u16(packet, ipOffset + IP_FLAGS_FRAGMENT) & IP_FRAGMENT) !== 0) return fail('fragmented');
   const ah = ahHeaderLength(packet, ipOffset + ihl, totalLength - ihl);
   if (typeof ah !== 'number') return fail(ah);
   if (!(scratchOffset >= 0 && scratchOffset + totalLength <= scratch.length)) {
@@ -226,12 +262,12 @@ export function ahIcvInput(
   }
   scratch.set(packet.subarray(ipOffset, ipOffset + totalLength), scratchOffset);
   const s = scratchOffset;
-  scratch[s + 1] = 0; // TOS (DSCP + ECN)
-  put16(scratch, s + 6, 0); // flags + fragment offset
-  scratch[s + 8] = 0; // TTL
-  put16(scratch, s + 10, 0); // header checksum
-  const optErr = zeroMutableOptions(scratch, s + 20, s + ihl);
+  scratch[s + IP_TOS] = 0;
+  put16(scratch, s + IP_FLAGS_FRAGMENT, 0);
+  scratch[s + IP_TTL] = 0;
+  put16(scratch, s + IP_CHECKSUM, 0);
+  const optErr = zeroMutableOptions(scratch, s + IP_OPTIONS, s + ihl);
   if (optErr !== undefined) return fail(optErr);
-  scratch.fill(0, s + ihl + AH_FIXED_LENGTH, s + ihl + ah);
+  scratch.fill(0, s + ihl + ICV, s + ihl + ah);
   return ok(totalLength);
 }

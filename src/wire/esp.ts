@@ -43,6 +43,26 @@ export const ESP_TRAILER_LENGTH = 2;
 /** RFC 4303 2.6: a Next Header of 59 marks a traffic-flow-confidentiality dummy packet. */
 export const ESP_NEXT_HEADER_DUMMY = 59;
 
+/**
+ * The lowest SPI an SA may carry, and so the lowest a host may lease: 1-255
+ * are reserved by IANA and 0 never goes on the wire (RFC 4303 2.1; RFC 4302
+ * 2.4 says the same of AH).
+ */
+export const MIN_SPI = 256;
+
+// Where each field of the cleartext header starts, in octets from its start
+// (the table above): module constants, as bytes.ts explains; EspField
+// gathers them for other modules.
+const SPI = 0;
+const SEQUENCE = 4;
+const PAYLOAD = 8;
+export const EspField = { SPI, SEQUENCE, PAYLOAD } as const;
+
+/** The trailer's fields, in octets from Pad Length (end - icv - 2 in the table above). */
+const TRAILER_PAD_LENGTH = 0;
+const TRAILER_NEXT_HEADER = 1;
+export const EspTrailerField = { PAD_LENGTH: TRAILER_PAD_LENGTH, NEXT_HEADER: TRAILER_NEXT_HEADER } as const;
+
 /** The cleartext header must be present; everything after it is opaque until decrypted. */
 export function checkEsp(buf: Uint8Array, offset: number, length: number): WireError | null {
   return offset >= 0 && length >= ESP_HEADER_LENGTH && offset + length <= buf.length ? null : 'truncated';
@@ -59,14 +79,14 @@ export class EspView extends HeaderView {
   }
 
   get spi(): number {
-    return u32(this.buf, this.offset);
+    return u32(this.buf, this.offset + SPI);
   }
   get sequence(): number {
-    return u32(this.buf, this.offset + 4);
+    return u32(this.buf, this.offset + SEQUENCE);
   }
   /** Start of IV + ciphertext + ICV. */
   get payloadOffset(): number {
-    return this.offset + ESP_HEADER_LENGTH;
+    return this.offset + PAYLOAD;
   }
   get payloadLength(): number {
     return this.length - ESP_HEADER_LENGTH;
@@ -88,9 +108,9 @@ export function parseEsp(buf: Uint8Array, offset = 0, length = buf.length - offs
   if (!(offset >= 0 && length >= ESP_HEADER_LENGTH && offset + length <= buf.length))
     return fail('truncated');
   return ok({
-    spi: u32(buf, offset),
-    sequence: u32(buf, offset + 4),
-    payload: buf.subarray(offset + ESP_HEADER_LENGTH, offset + length),
+    spi: u32(buf, offset + SPI),
+    sequence: u32(buf, offset + SEQUENCE),
+    payload: buf.subarray(offset + PAYLOAD, offset + length),
   });
 }
 
@@ -103,9 +123,9 @@ export function emitEsp(h: EspHeader, buf: Uint8Array, offset = 0): number {
   const length = espLength(h);
   if (!(offset >= 0 && offset + length <= buf.length))
     throw new RangeError('ESP packet does not fit the buffer');
-  put32(buf, offset, h.spi);
-  put32(buf, offset + 4, h.sequence);
-  buf.set(h.payload, offset + ESP_HEADER_LENGTH);
+  put32(buf, offset + SPI, h.spi);
+  put32(buf, offset + SEQUENCE, h.sequence);
+  buf.set(h.payload, offset + PAYLOAD);
   return length;
 }
 
@@ -123,7 +143,7 @@ function locateTrailer(
   if (!(dataOffset >= 0 && icvLength >= 0 && end <= buf.length)) return 'truncated';
   const trailer = end - icvLength - ESP_TRAILER_LENGTH;
   if (!(trailer >= dataOffset)) return 'truncated';
-  const padLength = buf[trailer]!;
+  const padLength = buf[trailer + TRAILER_PAD_LENGTH]!;
   const padStart = trailer - padLength;
   if (padStart < dataOffset) return 'bad-length';
   // RFC 4303 2.4: with the default padding, the receiver checks the bytes are 1, 2, 3, ...
@@ -162,10 +182,10 @@ export class EspTrailerView {
   }
 
   get padLength(): number {
-    return this.buf[this.trailerOffset]!;
+    return this.buf[this.trailerOffset + TRAILER_PAD_LENGTH]!;
   }
   get nextHeader(): number {
-    return this.buf[this.trailerOffset + 1]!;
+    return this.buf[this.trailerOffset + TRAILER_NEXT_HEADER]!;
   }
   get padOffset(): number {
     return this.trailerOffset - this.padLength;
@@ -192,8 +212,12 @@ export function parseEspTrailer(
 ): Parsed<EspPlaintext> {
   const r = locateTrailer(buf, dataOffset, end, icvLength);
   if (typeof r !== 'number') return fail(r);
-  const padLength = buf[r]!;
-  return ok({ data: buf.subarray(dataOffset, r - padLength), padLength, nextHeader: buf[r + 1]! });
+  const padLength = buf[r + TRAILER_PAD_LENGTH]!;
+  return ok({
+    data: buf.subarray(dataOffset, r - padLength),
+    padLength,
+    nextHeader: buf[r + TRAILER_NEXT_HEADER]!,
+  });
 }
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
@@ -216,11 +240,12 @@ export function espPadLength(dataLength: number, blockSize: number, alignment = 
 
 /** Writes padding 1, 2, ..., pad length and next header after the data; returns the offset after the trailer. */
 function writeTrailer(buf: Uint8Array, dataEnd: number, padLength: number, nextHeader: number): number {
-  const end = dataEnd + padLength + ESP_TRAILER_LENGTH;
+  const trailer = dataEnd + padLength;
+  const end = trailer + ESP_TRAILER_LENGTH;
   if (!(dataEnd >= 0 && end <= buf.length)) throw new RangeError('ESP trailer does not fit the buffer');
   for (let i = 0; i < padLength; i++) buf[dataEnd + i] = i + 1;
-  buf[end - 2] = padLength;
-  buf[end - 1] = nextHeader;
+  buf[trailer + TRAILER_PAD_LENGTH] = padLength;
+  buf[trailer + TRAILER_NEXT_HEADER] = nextHeader;
   return end;
 }
 

@@ -37,7 +37,41 @@ import { HeaderView } from './view.ts';
 
 export const ICMP_HEADER_LENGTH = 8;
 
-/** ICMP types that this codec gives a shape to. Other type values are carried as numbers. */
+// Where each field starts, in octets from the start of the message (the
+// table above; the second word's fields overlap, by type): module constants,
+// as bytes.ts explains; IcmpField gathers them for other modules.
+const TYPE = 0;
+const CODE = 1;
+const CHECKSUM = 2;
+/** The whole second word, for types without a shape here. */
+const REST_OF_HEADER = 4;
+const IDENTIFIER = 4;
+const SEQUENCE = 6;
+const GATEWAY = 4;
+const POINTER = 4;
+const ORIGINAL_LENGTH = 5;
+const NEXT_HOP_MTU = 6;
+/** Echo data, or the quoted datagram of an error. */
+const DATA = 8;
+export const IcmpField = {
+  TYPE,
+  CODE,
+  CHECKSUM,
+  REST_OF_HEADER,
+  IDENTIFIER,
+  SEQUENCE,
+  GATEWAY,
+  POINTER,
+  ORIGINAL_LENGTH,
+  NEXT_HOP_MTU,
+  DATA,
+} as const;
+
+/**
+ * ICMP types that this codec gives a shape to, and the timestamp messages
+ * (RFC 792), which the data path translates like echo. Other type values are
+ * carried as numbers.
+ */
 export const IcmpType = {
   EchoReply: 0,
   DestinationUnreachable: 3,
@@ -46,6 +80,8 @@ export const IcmpType = {
   EchoRequest: 8,
   TimeExceeded: 11,
   ParameterProblem: 12,
+  Timestamp: 13,
+  TimestampReply: 14,
 } as const;
 export type IcmpType = (typeof IcmpType)[keyof typeof IcmpType];
 
@@ -75,6 +111,19 @@ export function isIcmpErrorType(type: number): boolean {
     type === IcmpType.Redirect ||
     type === IcmpType.TimeExceeded ||
     type === IcmpType.ParameterProblem
+  );
+}
+
+/**
+ * True for echo and timestamp, requests and replies: the messages with an
+ * identifier at offset 4 that a NAT translates like a port (RFC 5508 3).
+ */
+export function isIcmpQueryType(type: number): boolean {
+  return (
+    type === IcmpType.EchoRequest ||
+    type === IcmpType.EchoReply ||
+    type === IcmpType.Timestamp ||
+    type === IcmpType.TimestampReply
   );
 }
 
@@ -122,36 +171,36 @@ export class IcmpView extends HeaderView {
   }
 
   get type(): number {
-    return this.buf[this.offset]!;
+    return this.buf[this.offset + TYPE]!;
   }
   get code(): number {
-    return this.buf[this.offset + 1]!;
+    return this.buf[this.offset + CODE]!;
   }
   get checksum(): number {
-    return u16(this.buf, this.offset + 2);
+    return u16(this.buf, this.offset + CHECKSUM);
   }
   /** The whole second word, for types this codec does not shape. */
   get restOfHeader(): number {
-    return u32(this.buf, this.offset + 4);
+    return u32(this.buf, this.offset + REST_OF_HEADER);
   }
   get identifier(): number {
-    return u16(this.buf, this.offset + 4);
+    return u16(this.buf, this.offset + IDENTIFIER);
   }
   get sequence(): number {
-    return u16(this.buf, this.offset + 6);
+    return u16(this.buf, this.offset + SEQUENCE);
   }
   get gateway(): number {
-    return u32(this.buf, this.offset + 4);
+    return u32(this.buf, this.offset + GATEWAY);
   }
   get pointer(): number {
-    return this.buf[this.offset + 4]!;
+    return this.buf[this.offset + POINTER]!;
   }
   /** RFC 4884 length of the original datagram in 32-bit words; 0 = not given. */
   get originalLength(): number {
-    return hasRfc4884Length(this.type) ? this.buf[this.offset + 5]! : 0;
+    return hasRfc4884Length(this.type) ? this.buf[this.offset + ORIGINAL_LENGTH]! : 0;
   }
   get nextHopMtu(): number {
-    return u16(this.buf, this.offset + 6);
+    return u16(this.buf, this.offset + NEXT_HOP_MTU);
   }
   get isError(): boolean {
     return isIcmpErrorType(this.type);
@@ -182,8 +231,12 @@ export class IcmpView extends HeaderView {
     return verifiesTo0(this.buf, this.offset, this.offset + this.length);
   }
   fillChecksum(): void {
-    put16(this.buf, this.offset + 2, 0);
-    put16(this.buf, this.offset + 2, internetChecksum(this.buf, this.offset, this.offset + this.length));
+    put16(this.buf, this.offset + CHECKSUM, 0);
+    put16(
+      this.buf,
+      this.offset + CHECKSUM,
+      internetChecksum(this.buf, this.offset, this.offset + this.length),
+    );
   }
 }
 
@@ -241,43 +294,54 @@ export function parseIcmp(buf: Uint8Array, offset = 0, length = buf.length - off
   const err = checkIcmp(buf, offset, length);
   if (err !== null) return fail(err);
   const end = offset + length;
-  const type = buf[offset]!;
-  const code = buf[offset + 1]!;
-  const body = buf.subarray(offset + ICMP_HEADER_LENGTH, end);
+  const type = buf[offset + TYPE]!;
+  const code = buf[offset + CODE]!;
+  const body = buf.subarray(offset + DATA, end);
   switch (type) {
     case IcmpType.EchoRequest:
     case IcmpType.EchoReply:
       return ok({
         kind: type === IcmpType.EchoRequest ? 'echo-request' : 'echo-reply',
         code,
-        identifier: u16(buf, offset + 4),
-        sequence: u16(buf, offset + 6),
+        identifier: u16(buf, offset + IDENTIFIER),
+        sequence: u16(buf, offset + SEQUENCE),
         data: body,
       });
     case IcmpType.DestinationUnreachable:
       return ok({
         kind: 'destination-unreachable',
         code,
-        originalLength: buf[offset + 5]!,
-        nextHopMtu: u16(buf, offset + 6),
+        originalLength: buf[offset + ORIGINAL_LENGTH]!,
+        nextHopMtu: u16(buf, offset + NEXT_HOP_MTU),
         quoted: body,
       });
     case IcmpType.TimeExceeded:
-      return ok({ kind: 'time-exceeded', code, originalLength: buf[offset + 5]!, quoted: body });
+      return ok({
+        kind: 'time-exceeded',
+        code,
+        originalLength: buf[offset + ORIGINAL_LENGTH]!,
+        quoted: body,
+      });
     case IcmpType.ParameterProblem:
       return ok({
         kind: 'parameter-problem',
         code,
-        pointer: buf[offset + 4]!,
-        originalLength: buf[offset + 5]!,
+        pointer: buf[offset + POINTER]!,
+        originalLength: buf[offset + ORIGINAL_LENGTH]!,
         quoted: body,
       });
     case IcmpType.SourceQuench:
       return ok({ kind: 'source-quench', code, quoted: body });
     case IcmpType.Redirect:
-      return ok({ kind: 'redirect', code, gateway: u32(buf, offset + 4), quoted: body });
+      return ok({ kind: 'redirect', code, gateway: u32(buf, offset + GATEWAY), quoted: body });
     default:
-      return ok({ kind: 'other', type, code, restOfHeader: u32(buf, offset + 4), data: body });
+      return ok({
+        kind: 'other',
+        type,
+        code,
+        restOfHeader: u32(buf, offset + REST_OF_HEADER),
+        data: body,
+      });
   }
 }
 
@@ -315,43 +379,43 @@ export function emitIcmp(msg: IcmpMessage, buf: Uint8Array, offset = 0): number 
   const length = icmpLength(msg);
   if (!(offset >= 0 && offset + length <= buf.length))
     throw new RangeError('ICMP message does not fit the buffer');
-  buf[offset] = typeOf(msg);
-  buf[offset + 1] = msg.code;
-  put32(buf, offset + 4, 0);
+  buf[offset + TYPE] = typeOf(msg);
+  buf[offset + CODE] = msg.code;
+  put32(buf, offset + REST_OF_HEADER, 0);
   switch (msg.kind) {
     case 'echo-request':
     case 'echo-reply':
-      put16(buf, offset + 4, msg.identifier);
-      put16(buf, offset + 6, msg.sequence);
-      buf.set(msg.data, offset + ICMP_HEADER_LENGTH);
+      put16(buf, offset + IDENTIFIER, msg.identifier);
+      put16(buf, offset + SEQUENCE, msg.sequence);
+      buf.set(msg.data, offset + DATA);
       break;
     case 'destination-unreachable':
-      buf[offset + 5] = msg.originalLength;
-      put16(buf, offset + 6, msg.nextHopMtu);
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      buf[offset + ORIGINAL_LENGTH] = msg.originalLength;
+      put16(buf, offset + NEXT_HOP_MTU, msg.nextHopMtu);
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'time-exceeded':
-      buf[offset + 5] = msg.originalLength;
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      buf[offset + ORIGINAL_LENGTH] = msg.originalLength;
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'parameter-problem':
-      buf[offset + 4] = msg.pointer;
-      buf[offset + 5] = msg.originalLength;
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      buf[offset + POINTER] = msg.pointer;
+      buf[offset + ORIGINAL_LENGTH] = msg.originalLength;
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'source-quench':
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'redirect':
-      put32(buf, offset + 4, msg.gateway);
-      buf.set(msg.quoted, offset + ICMP_HEADER_LENGTH);
+      put32(buf, offset + GATEWAY, msg.gateway);
+      buf.set(msg.quoted, offset + DATA);
       break;
     case 'other':
-      put32(buf, offset + 4, msg.restOfHeader);
-      buf.set(msg.data, offset + ICMP_HEADER_LENGTH);
+      put32(buf, offset + REST_OF_HEADER, msg.restOfHeader);
+      buf.set(msg.data, offset + DATA);
       break;
   }
-  put16(buf, offset + 2, 0);
-  put16(buf, offset + 2, internetChecksum(buf, offset, offset + length));
+  put16(buf, offset + CHECKSUM, 0);
+  put16(buf, offset + CHECKSUM, internetChecksum(buf, offset, offset + length));
   return length;
 }

@@ -35,8 +35,11 @@ import {
   checkIpv4,
   emitIpv4,
   ipv4HeaderLength,
+  IPV4_DEFAULT_TTL,
   IPV4_MAX_TOTAL_LENGTH,
   IPV4_MIN_HEADER_LENGTH,
+  Ipv4Field,
+  Ipv4FragmentWord,
   parseIpv4,
   type Ipv4Header,
 } from './ipv4.ts';
@@ -44,7 +47,21 @@ import { IpProtocol, fail, ok, type Parsed, type WireError } from './result.ts';
 
 /** Octets `encapsulate` writes before the inner datagram: the headroom a buffer must leave. */
 export const IPIP_OUTER_LENGTH = IPV4_MIN_HEADER_LENGTH;
-export const IPIP_DEFAULT_TTL = 64;
+
+// The IPv4 header's offsets and the flag word's parts as module constants
+// (see bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOS = Ipv4Field.TOS;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_IDENTIFICATION = Ipv4Field.IDENTIFICATION;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_TTL = Ipv4Field.TTL;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_CHECKSUM = Ipv4Field.CHECKSUM;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const DF_OCTET = Ipv4FragmentWord.DF >> 8;
+const FRAGMENT = Ipv4FragmentWord.FRAGMENT;
 
 let lastId = Math.floor(Math.random() * 0x10000);
 
@@ -78,28 +95,28 @@ export function encapsulate(
   src: number,
   dst: number,
   id: number = nextIpv4Id(),
-  ttl: number = IPIP_DEFAULT_TTL,
+  ttl: number = IPV4_DEFAULT_TTL,
 ): number | EncapsulateError {
   if (innerOffset < IPIP_OUTER_LENGTH)
     throw new RangeError(`IP-in-IP needs 20 octets of headroom, got ${innerOffset}`);
   if (innerLength < IPV4_MIN_HEADER_LENGTH || innerOffset + innerLength > buf.length) return 'truncated';
-  if (buf[innerOffset]! >> 4 !== 4) return 'bad-version';
+  if (buf[innerOffset + IP_VERSION_IHL]! >> 4 !== 4) return 'bad-version';
   const total = innerLength + IPIP_OUTER_LENGTH;
   if (total > IPV4_MAX_TOTAL_LENGTH) return 'bad-total-length';
   const o = innerOffset - IPIP_OUTER_LENGTH;
-  buf[o] = 0x45;
-  buf[o + 1] = buf[innerOffset + 1]!;
-  put16(buf, o + 2, total);
-  put16(buf, o + 4, id);
+  buf[o + IP_VERSION_IHL] = 0x45;
+  buf[o + IP_TOS] = buf[innerOffset + IP_TOS]!;
+  put16(buf, o + IP_TOTAL_LENGTH, total);
+  put16(buf, o + IP_IDENTIFICATION, id);
   // RFC 2003 3.1: DF is copied so that path MTU discovery keeps working through the tunnel.
-  buf[o + 6] = buf[innerOffset + 6]! & 0x40;
-  buf[o + 7] = 0;
-  buf[o + 8] = ttl;
-  buf[o + 9] = IpProtocol.IPIP;
-  put16(buf, o + 10, 0);
-  put32(buf, o + 12, src);
-  put32(buf, o + 16, dst);
-  put16(buf, o + 10, internetChecksum(buf, o, innerOffset));
+  buf[o + IP_FLAGS_FRAGMENT] = buf[innerOffset + IP_FLAGS_FRAGMENT]! & DF_OCTET;
+  buf[o + IP_FLAGS_FRAGMENT + 1] = 0;
+  buf[o + IP_TTL] = ttl;
+  buf[o + IP_PROTOCOL] = IpProtocol.IPIP;
+  put16(buf, o + IP_CHECKSUM, 0);
+  put32(buf, o + IP_SRC, src);
+  put32(buf, o + IP_DST, dst);
+  put16(buf, o + IP_CHECKSUM, internetChecksum(buf, o, innerOffset));
   return o;
 }
 
@@ -132,20 +149,20 @@ export function decapsulate(
 ): WireError | null {
   const err = checkIpv4(buf, offset, length, verifyChecksum);
   if (err !== null) return err;
-  if (buf[offset + 9] !== IpProtocol.IPIP) return 'bad-protocol';
-  if ((u16(buf, offset + 6) & 0x3fff) !== 0) return 'fragmented';
-  const hl = (buf[offset]! & 0xf) << 2;
+  if (buf[offset + IP_PROTOCOL] !== IpProtocol.IPIP) return 'bad-protocol';
+  if ((u16(buf, offset + IP_FLAGS_FRAGMENT) & FRAGMENT) !== 0) return 'fragmented';
+  const hl = (buf[offset + IP_VERSION_IHL]! & 0xf) << 2;
   const inner = offset + hl;
-  const available = u16(buf, offset + 2) - hl;
+  const available = u16(buf, offset + IP_TOTAL_LENGTH) - hl;
   if (available < IPV4_MIN_HEADER_LENGTH) return 'truncated';
-  if (buf[inner]! >> 4 !== 4) return 'bad-version';
-  const innerTotal = u16(buf, inner + 2);
+  if (buf[inner + IP_VERSION_IHL]! >> 4 !== 4) return 'bad-version';
+  const innerTotal = u16(buf, inner + IP_TOTAL_LENGTH);
   // RFC 2003 3.1 defines the outer Total Length as outer header plus inner datagram, exactly.
   if (innerTotal !== available) return 'bad-total-length';
   out.offset = inner;
   out.length = innerTotal;
-  out.outerSrc = u32(buf, offset + 12);
-  out.outerDst = u32(buf, offset + 16);
+  out.outerSrc = u32(buf, offset + IP_SRC);
+  out.outerDst = u32(buf, offset + IP_DST);
   return null;
 }
 

@@ -51,6 +51,51 @@ import { HeaderView } from './view.ts';
 export const IPV4_MIN_HEADER_LENGTH = 20;
 export const IPV4_MAX_HEADER_LENGTH = 60;
 export const IPV4_MAX_TOTAL_LENGTH = 0xffff;
+/** The TTL distnat gives the headers it writes: IANA's default (RFC 1700), Linux's too. */
+export const IPV4_DEFAULT_TTL = 64;
+
+// Where each field starts, in octets from the start of the header (the table
+// above): module constants, as bytes.ts explains; Ipv4Field gathers them for other
+// modules.
+/** Version (high 4 bits) and IHL (low 4 bits). */
+const VERSION_IHL = 0;
+const TOS = 1;
+const TOTAL_LENGTH = 2;
+const IDENTIFICATION = 4;
+/** Flags (high 3 bits) and fragment offset (low 13 bits), one 16-bit word. */
+const FLAGS_FRAGMENT = 6;
+const TTL = 8;
+const PROTOCOL = 9;
+const CHECKSUM = 10;
+const SRC = 12;
+const DST = 16;
+const OPTIONS = 20;
+export const Ipv4Field = {
+  VERSION_IHL,
+  TOS,
+  TOTAL_LENGTH,
+  IDENTIFICATION,
+  FLAGS_FRAGMENT,
+  TTL,
+  PROTOCOL,
+  CHECKSUM,
+  SRC,
+  DST,
+  OPTIONS,
+} as const;
+
+// The flags-and-fragment-offset word (FLAGS_FRAGMENT) in its parts;
+// Ipv4FragmentWord gathers them for other modules.
+const DF = 0x4000;
+const MF = 0x2000;
+/** The fragment offset, in units of 8 octets. */
+const FRAGMENT_OFFSET = 0x1fff;
+/** MF or a non-zero offset: the datagram is a fragment. */
+const FRAGMENT = 0x3fff;
+export const Ipv4FragmentWord = { DF, MF, OFFSET: FRAGMENT_OFFSET, FRAGMENT } as const;
+/** DF and MF as they sit in the word's first octet, for a one-octet read. */
+const DF_OCTET = DF >> 8;
+const MF_OCTET = MF >> 8;
 
 /** The 3-bit flags field as a number, as it sits above the fragment offset. */
 export const Ipv4Flag = { Reserved: 0x4, DF: 0x2, MF: 0x1 } as const;
@@ -62,11 +107,18 @@ export const Ipv4OptionType = {
   RecordRoute: 7,
   Security: 130,
   LooseSourceRoute: 131,
+  ExtendedSecurity: 133,
+  CommercialSecurity: 134,
   StreamId: 136,
   StrictSourceRoute: 137,
   Timestamp: 68,
   RouterAlert: 148,
+  /** Sender Directed Multi-Destination Delivery (RFC 1770). */
+  Sdmdd: 149,
 } as const;
+
+/** The copied flag of an option type: the option goes into every fragment (RFC 791 3.1). */
+export const IPV4_OPTION_COPIED = 0x80;
 
 /** An IPv4 option; for End of Option List and No-Operation `data` is empty. */
 export type Ipv4Option = RawOption;
@@ -103,16 +155,45 @@ export function checkIpv4(
   verifyChecksum = true,
 ): WireError | null {
   if (!(offset >= 0 && length >= IPV4_MIN_HEADER_LENGTH && offset + length <= buf.length)) return 'truncated';
-  const vihl = buf[offset]!;
+  const vihl = buf[offset + VERSION_IHL]!;
   if (vihl >> 4 !== 4) return 'bad-version';
   const hl = (vihl & 0xf) << 2;
   if (hl < IPV4_MIN_HEADER_LENGTH || hl > length) return 'bad-ihl';
-  const total = u16(buf, offset + 2);
+  const total = u16(buf, offset + TOTAL_LENGTH);
   if (total < hl || total > length) return 'bad-total-length';
   // Corruption is likelier than a malformed option list, so name it first.
   if (verifyChecksum && fold(sumBytes(buf, offset, offset + hl)) !== 0xffff) return 'bad-checksum';
-  if (hl > IPV4_MIN_HEADER_LENGTH) return checkOptionList(buf, offset + IPV4_MIN_HEADER_LENGTH, offset + hl);
+  if (hl > IPV4_MIN_HEADER_LENGTH) return checkOptionList(buf, offset + OPTIONS, offset + hl);
   return null;
+}
+
+// Single fields of a checked header (checkIpv4) at buf[off], for code that
+// reads a field or two and keeps no view. V8 inlines them, but each draws on
+// the caller's inlining budget: the forwarders' loops read through
+// Ipv4Field instead (see bytes.ts).
+
+/** Header length in octets, from the IHL field (`ipv4HeaderLength` is what emit will write). */
+export function ipv4HeaderLengthAt(buf: Uint8Array, off: number): number {
+  return (buf[off + VERSION_IHL]! & 0xf) << 2;
+}
+export function ipv4TotalLength(buf: Uint8Array, off: number): number {
+  return u16(buf, off + TOTAL_LENGTH);
+}
+export function ipv4MoreFragments(buf: Uint8Array, off: number): boolean {
+  return (buf[off + FLAGS_FRAGMENT]! & MF_OCTET) !== 0;
+}
+/** In units of 8 octets. */
+export function ipv4FragmentOffset(buf: Uint8Array, off: number): number {
+  return u16(buf, off + FLAGS_FRAGMENT) & FRAGMENT_OFFSET;
+}
+export function ipv4Protocol(buf: Uint8Array, off: number): number {
+  return buf[off + PROTOCOL]!;
+}
+export function ipv4Src(buf: Uint8Array, off: number): number {
+  return u32(buf, off + SRC);
+}
+export function ipv4Dst(buf: Uint8Array, off: number): number {
+  return u32(buf, off + DST);
 }
 
 /**
@@ -137,58 +218,58 @@ export class Ipv4View extends HeaderView {
   }
 
   get version(): number {
-    return this.buf[this.offset]! >> 4;
+    return this.buf[this.offset + VERSION_IHL]! >> 4;
   }
   /** Header length in octets. */
   get headerLength(): number {
-    return (this.buf[this.offset]! & 0xf) << 2;
+    return (this.buf[this.offset + VERSION_IHL]! & 0xf) << 2;
   }
   get tos(): number {
-    return this.buf[this.offset + 1]!;
+    return this.buf[this.offset + TOS]!;
   }
   get dscp(): number {
-    return this.buf[this.offset + 1]! >> 2;
+    return this.buf[this.offset + TOS]! >> 2;
   }
   get ecn(): number {
-    return this.buf[this.offset + 1]! & 3;
+    return this.buf[this.offset + TOS]! & 3;
   }
   get totalLength(): number {
-    return u16(this.buf, this.offset + 2);
+    return u16(this.buf, this.offset + TOTAL_LENGTH);
   }
   get identification(): number {
-    return u16(this.buf, this.offset + 4);
+    return u16(this.buf, this.offset + IDENTIFICATION);
   }
   get flags(): number {
-    return this.buf[this.offset + 6]! >> 5;
+    return this.buf[this.offset + FLAGS_FRAGMENT]! >> 5;
   }
   get dontFragment(): boolean {
-    return (this.buf[this.offset + 6]! & 0x40) !== 0;
+    return (this.buf[this.offset + FLAGS_FRAGMENT]! & DF_OCTET) !== 0;
   }
   get moreFragments(): boolean {
-    return (this.buf[this.offset + 6]! & 0x20) !== 0;
+    return (this.buf[this.offset + FLAGS_FRAGMENT]! & MF_OCTET) !== 0;
   }
   /** In units of 8 octets. */
   get fragmentOffset(): number {
-    return u16(this.buf, this.offset + 6) & 0x1fff;
+    return u16(this.buf, this.offset + FLAGS_FRAGMENT) & FRAGMENT_OFFSET;
   }
   /** True for every fragment but an unfragmented datagram: MF set or a non-zero offset. */
   get isFragment(): boolean {
-    return (u16(this.buf, this.offset + 6) & 0x3fff) !== 0;
+    return (u16(this.buf, this.offset + FLAGS_FRAGMENT) & FRAGMENT) !== 0;
   }
   get ttl(): number {
-    return this.buf[this.offset + 8]!;
+    return this.buf[this.offset + TTL]!;
   }
   get protocol(): number {
-    return this.buf[this.offset + 9]!;
+    return this.buf[this.offset + PROTOCOL]!;
   }
   get checksum(): number {
-    return u16(this.buf, this.offset + 10);
+    return u16(this.buf, this.offset + CHECKSUM);
   }
   get src(): number {
-    return u32(this.buf, this.offset + 12);
+    return u32(this.buf, this.offset + SRC);
   }
   get dst(): number {
-    return u32(this.buf, this.offset + 16);
+    return u32(this.buf, this.offset + DST);
   }
   /** Absolute offset in `buf` of the first octet after the header. */
   get payloadOffset(): number {
@@ -199,26 +280,27 @@ export class Ipv4View extends HeaderView {
   }
 
   setTtl(ttl: number): void {
-    const at = this.offset + 8;
+    // TTL and protocol share a 16-bit checksum word.
+    const at = this.offset + TTL;
     const old = u16(this.buf, at);
     this.buf[at] = ttl;
     this.setChecksum(updateChecksum16(this.checksum, old, u16(this.buf, at)));
   }
   setSrc(addr: number): void {
     this.setChecksum(updateChecksum32(this.checksum, this.src, addr));
-    put32(this.buf, this.offset + 12, addr);
+    put32(this.buf, this.offset + SRC, addr);
   }
   setDst(addr: number): void {
     this.setChecksum(updateChecksum32(this.checksum, this.dst, addr));
-    put32(this.buf, this.offset + 16, addr);
+    put32(this.buf, this.offset + DST, addr);
   }
   setChecksum(checksum: number): void {
-    put16(this.buf, this.offset + 10, checksum);
+    put16(this.buf, this.offset + CHECKSUM, checksum);
   }
   /** Recomputes the header checksum from scratch. */
   fillChecksum(): void {
-    put16(this.buf, this.offset + 10, 0);
-    put16(this.buf, this.offset + 10, internetChecksum(this.buf, this.offset, this.payloadOffset));
+    put16(this.buf, this.offset + CHECKSUM, 0);
+    put16(this.buf, this.offset + CHECKSUM, internetChecksum(this.buf, this.offset, this.payloadOffset));
   }
 }
 
@@ -231,21 +313,21 @@ export function parseIpv4(
 ): Parsed<Ipv4Header> {
   const err = checkIpv4(buf, offset, length, verifyChecksum);
   if (err !== null) return fail(err);
-  const hl = (buf[offset]! & 0xf) << 2;
-  const options = decodeOptionList(buf, offset + IPV4_MIN_HEADER_LENGTH, offset + hl);
+  const hl = (buf[offset + VERSION_IHL]! & 0xf) << 2;
+  const options = decodeOptionList(buf, offset + OPTIONS, offset + hl);
   if (options === null) return fail('bad-option');
-  const flagsFrag = u16(buf, offset + 6);
+  const flagsFrag = u16(buf, offset + FLAGS_FRAGMENT);
   return ok({
-    tos: buf[offset + 1]!,
-    identification: u16(buf, offset + 4),
+    tos: buf[offset + TOS]!,
+    identification: u16(buf, offset + IDENTIFICATION),
     flags: flagsFrag >> 13,
-    fragmentOffset: flagsFrag & 0x1fff,
-    ttl: buf[offset + 8]!,
-    protocol: buf[offset + 9]!,
-    src: u32(buf, offset + 12),
-    dst: u32(buf, offset + 16),
+    fragmentOffset: flagsFrag & FRAGMENT_OFFSET,
+    ttl: buf[offset + TTL]!,
+    protocol: buf[offset + PROTOCOL]!,
+    src: u32(buf, offset + SRC),
+    dst: u32(buf, offset + DST),
     options,
-    payloadLength: u16(buf, offset + 2) - hl,
+    payloadLength: u16(buf, offset + TOTAL_LENGTH) - hl,
   });
 }
 
@@ -265,18 +347,18 @@ export function emitIpv4(h: Ipv4Header, buf: Uint8Array, offset: number): number
   if (hl > IPV4_MAX_HEADER_LENGTH) throw new RangeError(`IPv4 options of ${hl - 20} octets exceed 40`);
   if (hl + h.payloadLength > IPV4_MAX_TOTAL_LENGTH) throw new RangeError('IPv4 total length exceeds 65535');
   if (offset < 0 || offset + hl > buf.length) throw new RangeError('buffer too short for the IPv4 header');
-  buf[offset] = 0x40 | (hl >> 2);
-  buf[offset + 1] = h.tos;
-  put16(buf, offset + 2, hl + h.payloadLength);
-  put16(buf, offset + 4, h.identification);
-  put16(buf, offset + 6, ((h.flags & 7) << 13) | (h.fragmentOffset & 0x1fff));
-  buf[offset + 8] = h.ttl;
-  buf[offset + 9] = h.protocol;
-  put16(buf, offset + 10, 0);
-  put32(buf, offset + 12, h.src);
-  put32(buf, offset + 16, h.dst);
-  encodeOptionList(h.options, buf, offset + IPV4_MIN_HEADER_LENGTH);
-  put16(buf, offset + 10, internetChecksum(buf, offset, offset + hl));
+  buf[offset + VERSION_IHL] = 0x40 | (hl >> 2);
+  buf[offset + TOS] = h.tos;
+  put16(buf, offset + TOTAL_LENGTH, hl + h.payloadLength);
+  put16(buf, offset + IDENTIFICATION, h.identification);
+  put16(buf, offset + FLAGS_FRAGMENT, ((h.flags & 7) << 13) | (h.fragmentOffset & FRAGMENT_OFFSET));
+  buf[offset + TTL] = h.ttl;
+  buf[offset + PROTOCOL] = h.protocol;
+  put16(buf, offset + CHECKSUM, 0);
+  put32(buf, offset + SRC, h.src);
+  put32(buf, offset + DST, h.dst);
+  encodeOptionList(h.options, buf, offset + OPTIONS);
+  put16(buf, offset + CHECKSUM, internetChecksum(buf, offset, offset + hl));
   return hl;
 }
 

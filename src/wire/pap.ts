@@ -54,6 +54,58 @@ export const PAP_VERSION = 1;
 /** Flags bit R: set on every message from the router to a host. */
 export const PAP_FLAG_RESPONSE = 0x80;
 
+// Where each field starts, in octets from the start of the message (the
+// diagrams above; the patent part's fields by kind): module constants, as
+// bytes.ts explains; PapField gathers them for other modules.
+const TYPE = 0;
+const CODE = 1;
+const CHECKSUM = 2;
+/** Port request (FIG. 4): u8. */
+const PORTS_REQUESTED = 4;
+/** Port invalidate (FIG. 6): u16. */
+const PORT = 4;
+/** Port renew, response, withdraw: u16 lowest port, u8 count. */
+const LOWEST_PORT = 4;
+const PORT_COUNT = 6;
+/** SPI request (FIG. 4A): u16. */
+const SPIS_REQUESTED = 4;
+/** SPI invalidate (FIG. 6A): u32. */
+const SPI = 4;
+/** SPI renew and withdraw: u32 lowest SPI, u16 count. */
+const LOWEST_SPI = 4;
+const SPI_COUNT = 8;
+/** SPI response (FIG. 5A): u16 count, then u32 lowest SPI. */
+const RESPONSE_SPI_COUNT = 4;
+const RESPONSE_LOWEST_SPI = 8;
+const VERSION = 12;
+/** The R bit (PAP_FLAG_RESPONSE) and reserved bits. */
+const FLAGS = 13;
+const STATUS = 14;
+const TRANSACTION_ID = 16;
+const EPOCH = 20;
+const LEASE_TIME = 24;
+export const PapField = {
+  TYPE,
+  CODE,
+  CHECKSUM,
+  PORTS_REQUESTED,
+  PORT,
+  LOWEST_PORT,
+  PORT_COUNT,
+  SPIS_REQUESTED,
+  SPI,
+  LOWEST_SPI,
+  SPI_COUNT,
+  RESPONSE_SPI_COUNT,
+  RESPONSE_LOWEST_SPI,
+  VERSION,
+  FLAGS,
+  STATUS,
+  TRANSACTION_ID,
+  EPOCH,
+  LEASE_TIME,
+} as const;
+
 /** Codes of host-to-router messages (R = 0). */
 export const PapRequestCode = { Request: 0, RequestHighPorts: 1, Invalidate: 2, Renew: 3 } as const;
 /** Codes of router-to-host messages (R = 1). */
@@ -92,10 +144,10 @@ export function checkPap(
   if (!(offset >= 0 && length >= 0 && offset + length <= buf.length)) return 'truncated';
   if (length !== PAP_MESSAGE_LENGTH) return 'bad-length';
   if (verifyChecksum && !verifiesTo0(buf, offset, offset + PAP_MESSAGE_LENGTH)) return 'bad-checksum';
-  if (buf[offset + 12] !== PAP_VERSION) return 'bad-version';
-  const type = buf[offset]!;
+  if (buf[offset + VERSION] !== PAP_VERSION) return 'bad-version';
+  const type = buf[offset + TYPE]!;
   if (type !== PAP_TYPE_PORTS && type !== PAP_TYPE_SPI) return 'bad-type';
-  if (!isPapCodeValid(type, (buf[offset + 13]! & PAP_FLAG_RESPONSE) !== 0, buf[offset + 1]!))
+  if (!isPapCodeValid(type, (buf[offset + FLAGS]! & PAP_FLAG_RESPONSE) !== 0, buf[offset + CODE]!))
     return 'bad-code';
   return null;
 }
@@ -119,79 +171,79 @@ export class PapView extends HeaderView {
   }
 
   get type(): number {
-    return this.buf[this.offset]!;
+    return this.buf[this.offset + TYPE]!;
   }
   get code(): number {
-    return this.buf[this.offset + 1]!;
+    return this.buf[this.offset + CODE]!;
   }
   get checksum(): number {
-    return u16(this.buf, this.offset + 2);
+    return u16(this.buf, this.offset + CHECKSUM);
   }
   get version(): number {
-    return this.buf[this.offset + 12]!;
+    return this.buf[this.offset + VERSION]!;
   }
   get flags(): number {
-    return this.buf[this.offset + 13]!;
+    return this.buf[this.offset + FLAGS]!;
   }
   get isResponse(): boolean {
     return (this.flags & PAP_FLAG_RESPONSE) !== 0;
   }
   get status(): number {
-    return u16(this.buf, this.offset + 14);
+    return u16(this.buf, this.offset + STATUS);
   }
   get transactionId(): number {
-    return u32(this.buf, this.offset + 16);
+    return u32(this.buf, this.offset + TRANSACTION_ID);
   }
   get epoch(): number {
-    return u32(this.buf, this.offset + 20);
+    return u32(this.buf, this.offset + EPOCH);
   }
   get leaseTime(): number {
-    return u32(this.buf, this.offset + 24);
+    return u32(this.buf, this.offset + LEASE_TIME);
   }
   /** FIG. 4 ports-requested field (type 32 request). */
   get portsRequested(): number {
-    return this.buf[this.offset + 4]!;
+    return this.buf[this.offset + PORTS_REQUESTED]!;
   }
   /** FIG. 6 port field, widened to 16 bits (type 32 invalidate). */
   get port(): number {
-    return u16(this.buf, this.offset + 4);
+    return u16(this.buf, this.offset + PORT);
   }
   /** Lowest port of a block (type 32 renew, response, withdraw). */
   get lowestPort(): number {
-    return u16(this.buf, this.offset + 4);
+    return u16(this.buf, this.offset + LOWEST_PORT);
   }
   /** Number of ports in a block (type 32 renew, response, withdraw). */
   get portCount(): number {
-    return this.buf[this.offset + 6]!;
+    return this.buf[this.offset + PORT_COUNT]!;
   }
   /** FIG. 4A security-values-requested field (type 33 request). */
   get spisRequested(): number {
-    return u16(this.buf, this.offset + 4);
+    return u16(this.buf, this.offset + SPIS_REQUESTED);
   }
   /** FIG. 6A security-value field (type 33 invalidate). */
   get spi(): number {
-    return u32(this.buf, this.offset + 4);
+    return u32(this.buf, this.offset + SPI);
   }
   private get isFig5A(): boolean {
     return this.isResponse && this.code <= PapResponseCode.Success;
   }
   /** Lowest SPI of a block: offset 8 in a FIG. 5A response, offset 4 in renew and withdraw. */
   get lowestSpi(): number {
-    return u32(this.buf, this.offset + (this.isFig5A ? 8 : 4));
+    return u32(this.buf, this.offset + (this.isFig5A ? RESPONSE_LOWEST_SPI : LOWEST_SPI));
   }
   /** Number of SPIs: offset 4 in a FIG. 5A response, offset 8 in renew and withdraw. */
   get spiCount(): number {
-    return u16(this.buf, this.offset + (this.isFig5A ? 4 : 8));
+    return u16(this.buf, this.offset + (this.isFig5A ? RESPONSE_SPI_COUNT : SPI_COUNT));
   }
 
   verifyChecksum(): boolean {
     return verifiesTo0(this.buf, this.offset, this.offset + PAP_MESSAGE_LENGTH);
   }
   fillChecksum(): void {
-    put16(this.buf, this.offset + 2, 0);
+    put16(this.buf, this.offset + CHECKSUM, 0);
     put16(
       this.buf,
-      this.offset + 2,
+      this.offset + CHECKSUM,
       internetChecksum(this.buf, this.offset, this.offset + PAP_MESSAGE_LENGTH),
     );
   }
@@ -313,43 +365,43 @@ export function emitPap(msg: PapMessage, buf: Uint8Array, offset = 0): number {
   }
   const [type, response, code] = header(msg);
   buf.fill(0, offset, offset + PAP_MESSAGE_LENGTH);
-  buf[offset] = type;
-  buf[offset + 1] = code;
+  buf[offset + TYPE] = type;
+  buf[offset + CODE] = code;
   switch (msg.kind) {
     case 'port-request':
-      buf[offset + 4] = msg.portsRequested;
+      buf[offset + PORTS_REQUESTED] = msg.portsRequested;
       break;
     case 'port-invalidate':
-      put16(buf, offset + 4, msg.port);
+      put16(buf, offset + PORT, msg.port);
       break;
     case 'port-renew':
     case 'port-response':
     case 'port-withdraw':
-      put16(buf, offset + 4, msg.lowestPort);
-      buf[offset + 6] = msg.portCount;
+      put16(buf, offset + LOWEST_PORT, msg.lowestPort);
+      buf[offset + PORT_COUNT] = msg.portCount;
       break;
     case 'spi-request':
-      put16(buf, offset + 4, msg.spisRequested);
+      put16(buf, offset + SPIS_REQUESTED, msg.spisRequested);
       break;
     case 'spi-invalidate':
-      put32(buf, offset + 4, msg.spi);
+      put32(buf, offset + SPI, msg.spi);
       break;
     case 'spi-renew':
     case 'spi-withdraw':
-      put32(buf, offset + 4, msg.lowestSpi);
-      put16(buf, offset + 8, msg.spiCount);
+      put32(buf, offset + LOWEST_SPI, msg.lowestSpi);
+      put16(buf, offset + SPI_COUNT, msg.spiCount);
       break;
     case 'spi-response':
-      put16(buf, offset + 4, msg.spiCount);
-      put32(buf, offset + 8, msg.lowestSpi);
+      put16(buf, offset + RESPONSE_SPI_COUNT, msg.spiCount);
+      put32(buf, offset + RESPONSE_LOWEST_SPI, msg.lowestSpi);
       break;
   }
-  buf[offset + 12] = PAP_VERSION;
-  buf[offset + 13] = response ? PAP_FLAG_RESPONSE : 0;
-  put16(buf, offset + 14, msg.status);
-  put32(buf, offset + 16, msg.transactionId);
-  put32(buf, offset + 20, msg.epoch);
-  put32(buf, offset + 24, msg.leaseTime);
-  put16(buf, offset + 2, internetChecksum(buf, offset, offset + PAP_MESSAGE_LENGTH));
+  buf[offset + VERSION] = PAP_VERSION;
+  buf[offset + FLAGS] = response ? PAP_FLAG_RESPONSE : 0;
+  put16(buf, offset + STATUS, msg.status);
+  put32(buf, offset + TRANSACTION_ID, msg.transactionId);
+  put32(buf, offset + EPOCH, msg.epoch);
+  put32(buf, offset + LEASE_TIME, msg.leaseTime);
+  put16(buf, offset + CHECKSUM, internetChecksum(buf, offset, offset + PAP_MESSAGE_LENGTH));
   return PAP_MESSAGE_LENGTH;
 }

@@ -17,7 +17,6 @@
  * tcp_parse_options), so a forwarder must carry them, and keeping the bytes
  * makes emit reproduce the segment exactly.
  */
-import { updateChecksum16 } from './checksum.ts';
 import { put16, put32, u16, u32 } from './bytes.ts';
 import { decodeOptionList, encodeOptionList, OPTION_EOL, OPTION_NOP, type RawOption } from './option-list.ts';
 
@@ -153,60 +152,3 @@ export function tcpOptionsLength(opts: readonly TcpOption[]): number {
 export function encodeTcpOptions(opts: readonly TcpOption[], buf: Uint8Array, at: number): number {
   return encodeOptionList(opts.map(toRaw), buf, at);
 }
-
-/**
- * Absolute offset in `buf` of the 16-bit value of the segment's MSS option,
- * or -1 when there is none. Walks the option area in place and stops at
- * anything malformed, so it is safe on unchecked bytes.
- */
-export function findTcpMss(buf: Uint8Array, tcpOffset: number): number {
-  if (tcpOffset < 0 || tcpOffset + 20 > buf.length) return -1;
-  const end = Math.min(tcpOffset + ((buf[tcpOffset + 12]! >> 4) << 2), buf.length);
-  let i = tcpOffset + 20;
-  while (i < end) {
-    const kind = buf[i]!;
-    if (kind === OPTION_EOL) return -1;
-    if (kind === OPTION_NOP) {
-      i++;
-      continue;
-    }
-    if (i + 1 >= end) return -1;
-    const len = buf[i + 1]!;
-    if (len < 2 || i + len > end) return -1;
-    if (kind === TcpOptionKind.MaximumSegmentSize && len === 4) return i + 2;
-    i += len;
-  }
-  return -1;
-}
-
-/** The MSS the segment announces, or -1 when it carries no MSS option. */
-export function readTcpMss(buf: Uint8Array, tcpOffset: number): number {
-  const at = findTcpMss(buf, tcpOffset);
-  return at < 0 ? -1 : u16(buf, at);
-}
-
-/**
- * Rewrites the MSS option in place and updates the TCP checksum by RFC 1624.
- * Options need no alignment, so the value may straddle two checksum words;
- * one's complement sums commute with a byte swap, so an odd-placed value is
- * accounted for byte-swapped. Returns false when there is no MSS option.
- */
-export function rewriteTcpMss(buf: Uint8Array, tcpOffset: number, mss: number): boolean {
-  const at = findTcpMss(buf, tcpOffset);
-  if (at < 0) return false;
-  const old = u16(buf, at);
-  put16(buf, at, mss);
-  const odd = ((at - tcpOffset) & 1) === 1;
-  const cs = tcpOffset + 16;
-  put16(buf, cs, updateChecksum16(u16(buf, cs), odd ? swap16(old) : old, odd ? swap16(mss) : mss));
-  return true;
-}
-
-/** Lowers an announced MSS above `max` to `max` (MSS clamping); true when it changed the segment. */
-export function clampTcpMss(buf: Uint8Array, tcpOffset: number, max: number): boolean {
-  const at = findTcpMss(buf, tcpOffset);
-  if (at < 0 || u16(buf, at) <= max) return false;
-  return rewriteTcpMss(buf, tcpOffset, max);
-}
-
-const swap16 = (v: number): number => ((v & 0xff) << 8) | ((v >>> 8) & 0xff);

@@ -36,10 +36,20 @@ import {
   updateUdpChecksum16,
 } from './checksum.ts';
 import { copyUnlessInPlace, put16, u16 } from './bytes.ts';
+import { PortField } from './ports.ts';
 import { IpProtocol, fail, ok, type Parsed, type WireError } from './result.ts';
 import { HeaderView } from './view.ts';
 
 export const UDP_HEADER_LENGTH = 8;
+
+// Where each field starts, in octets from the start of the header (the table
+// above): module constants, as bytes.ts explains; UdpField gathers them for other
+// modules.
+const SRC_PORT = PortField.SRC_PORT;
+const DST_PORT = PortField.DST_PORT;
+const LENGTH = 4;
+const CHECKSUM = 6;
+export const UdpField = { SRC_PORT, DST_PORT, LENGTH, CHECKSUM } as const;
 
 /**
  * The datagram as plain values; the length and checksum are derived by emit.
@@ -66,10 +76,10 @@ export function checkUdp(
   dst?: number,
 ): WireError | null {
   if (!(offset >= 0 && length >= UDP_HEADER_LENGTH && offset + length <= buf.length)) return 'truncated';
-  const ulen = u16(buf, offset + 4);
+  const ulen = u16(buf, offset + LENGTH);
   if (ulen < UDP_HEADER_LENGTH) return 'bad-length';
   if (ulen > length) return 'truncated';
-  if (src !== undefined && dst !== undefined && u16(buf, offset + 6) !== 0) {
+  if (src !== undefined && dst !== undefined && u16(buf, offset + CHECKSUM) !== 0) {
     const pseudo = pseudoHeaderSum(src, dst, IpProtocol.UDP, ulen);
     if (fold(sumBytes(buf, offset, offset + ulen, pseudo)) !== 0xffff) return 'bad-checksum';
   }
@@ -77,9 +87,9 @@ export function checkUdp(
 }
 
 function fillDatagramChecksum(buf: Uint8Array, offset: number, ulen: number, src: number, dst: number): void {
-  put16(buf, offset + 6, 0);
+  put16(buf, offset + CHECKSUM, 0);
   const pseudo = pseudoHeaderSum(src, dst, IpProtocol.UDP, ulen);
-  put16(buf, offset + 6, udpWireChecksum(internetChecksum(buf, offset, offset + ulen, pseudo)));
+  put16(buf, offset + CHECKSUM, udpWireChecksum(internetChecksum(buf, offset, offset + ulen, pseudo)));
 }
 
 /**
@@ -99,17 +109,17 @@ export class UdpView extends HeaderView {
   }
 
   get srcPort(): number {
-    return u16(this.buf, this.offset);
+    return u16(this.buf, this.offset + SRC_PORT);
   }
   get dstPort(): number {
-    return u16(this.buf, this.offset + 2);
+    return u16(this.buf, this.offset + DST_PORT);
   }
   /** The Length field: header plus data. */
   get datagramLength(): number {
-    return u16(this.buf, this.offset + 4);
+    return u16(this.buf, this.offset + LENGTH);
   }
   get checksum(): number {
-    return u16(this.buf, this.offset + 6);
+    return u16(this.buf, this.offset + CHECKSUM);
   }
   get hasChecksum(): boolean {
     return this.checksum !== 0;
@@ -123,14 +133,14 @@ export class UdpView extends HeaderView {
 
   setSrcPort(port: number): void {
     this.setChecksum(updateUdpChecksum16(this.checksum, this.srcPort, port));
-    put16(this.buf, this.offset, port);
+    put16(this.buf, this.offset + SRC_PORT, port);
   }
   setDstPort(port: number): void {
     this.setChecksum(updateUdpChecksum16(this.checksum, this.dstPort, port));
-    put16(this.buf, this.offset + 2, port);
+    put16(this.buf, this.offset + DST_PORT, port);
   }
   setChecksum(checksum: number): void {
-    put16(this.buf, this.offset + 6, checksum);
+    put16(this.buf, this.offset + CHECKSUM, checksum);
   }
   /** Computes the checksum from scratch (never leaves 0x0000, which would mean "none"). */
   fillChecksum(src: number, dst: number): void {
@@ -149,10 +159,10 @@ export function parseUdp(
   const err = checkUdp(buf, offset, length, src, dst);
   if (err !== null) return fail(err);
   return ok({
-    srcPort: u16(buf, offset),
-    dstPort: u16(buf, offset + 2),
-    hasChecksum: u16(buf, offset + 6) !== 0,
-    payload: buf.subarray(offset + UDP_HEADER_LENGTH, offset + u16(buf, offset + 4)),
+    srcPort: u16(buf, offset + SRC_PORT),
+    dstPort: u16(buf, offset + DST_PORT),
+    hasChecksum: u16(buf, offset + CHECKSUM) !== 0,
+    payload: buf.subarray(offset + UDP_HEADER_LENGTH, offset + u16(buf, offset + LENGTH)),
   });
 }
 
@@ -166,11 +176,11 @@ export function emitUdp(h: UdpHeader, buf: Uint8Array, offset: number, src: numb
   const ulen = UDP_HEADER_LENGTH + h.payload.length;
   if (ulen > 0xffff) throw new RangeError('UDP datagram exceeds 65535 octets');
   if (offset < 0 || offset + ulen > buf.length) throw new RangeError('buffer too short for the UDP datagram');
-  put16(buf, offset, h.srcPort);
-  put16(buf, offset + 2, h.dstPort);
-  put16(buf, offset + 4, ulen);
+  put16(buf, offset + SRC_PORT, h.srcPort);
+  put16(buf, offset + DST_PORT, h.dstPort);
+  put16(buf, offset + LENGTH, ulen);
   copyUnlessInPlace(h.payload, buf, offset + UDP_HEADER_LENGTH);
   if (h.hasChecksum) fillDatagramChecksum(buf, offset, ulen, src, dst);
-  else put16(buf, offset + 6, 0);
+  else put16(buf, offset + CHECKSUM, 0);
   return ulen;
 }

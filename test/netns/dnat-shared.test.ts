@@ -199,8 +199,8 @@ describe('two hosts share 198.51.100.30, unmodified programs, at the same time',
     ])
       expect(metric(after, k), k).toBeGreaterThan(metric(before, k));
     // Every datagram was someone's: nothing dropped as spoofed or ownerless.
-    expect(metric(after, 'distnat_router_drops_total{reason="spoofed-port"}')).toBe(0);
-    expect(metric(after, 'distnat_router_drops_total{reason="no-owner"}')).toBe(0);
+    expect(metric(after, 'distnat_router_dropped_packets_total{reason="spoofed-port"}')).toBe(0);
+    expect(metric(after, 'distnat_router_dropped_packets_total{reason="no-owner"}')).toBe(0);
     expect(metric(after, 'distnat_router_hosts')).toBe(2);
     expect(metric(after, 'distnat_router_flows')).toBeGreaterThan(0);
 

@@ -95,7 +95,7 @@ describe("h1 sending from h2's ports", () => {
     expect(counter(cli, 'drop.not-shared-source') - counter(before, 'drop.not-shared-source')).toBe(1);
     expect(counter(cli, 'traffic.outbound-packets') - counter(before, 'traffic.outbound-packets')).toBe(1);
     const metrics = await scrapeMetrics(b, 'router');
-    expect(metric(metrics, 'distnat_router_drops_total{reason="spoofed-port"}')).toBe(
+    expect(metric(metrics, 'distnat_router_dropped_packets_total{reason="spoofed-port"}')).toBe(
       counter(cli, 'drop.spoofed-port'),
     );
     // h2's block is still h2's alone.

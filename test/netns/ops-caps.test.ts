@@ -41,7 +41,7 @@ beforeAll(() => {
       'netns',
       'exec',
       ns,
-      join(ROOT, 'native-setup', script),
+      join(ROOT, 'native-setup', 'linux', script),
       'up',
       '--quiet',
       ...extra,

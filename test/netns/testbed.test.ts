@@ -1,5 +1,5 @@
 /**
- * scripts/testbed and native-setup/: the topology of DESIGN.md is built,
+ * scripts/testbed and native-setup/: the reference topology (docs/design.md) is built,
  * reachable where it should be, configured as docs/testbed.md says, survives
  * repeated and interrupted runs, and goes away completely.
  */

@@ -4,7 +4,14 @@
  */
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
-import { CertificateAuthority, KEY_TYPES, describeCertificate, type KeyType } from '../../pki/index.ts';
+import {
+  CertificateAuthority,
+  KEY_TYPES,
+  PKI_HTTP_PORT,
+  describeCertificate,
+  type KeyType,
+} from '../../pki/index.ts';
+import { ipv4Flags } from '../usage.ts';
 import { guard, out } from './ca-common.ts';
 
 export function createCaCommands(y: Argv) {
@@ -75,13 +82,39 @@ export function createCaCommands(y: Argv) {
           })
           .option('key-type', { choices: KEY_TYPES, default: 'ec-p256' as KeyType })
           .option('days', { type: 'number', default: 365, describe: 'validity (never past the root)' })
+          .option('crl-address', {
+            type: 'string',
+            describe:
+              "the router's WAN address, where it serves the CRL (router --crl-address): " +
+              'certificates name http://<crl-address>:<ca-port>/crl',
+          })
+          .option('ca-port', {
+            type: 'number',
+            default: PKI_HTTP_PORT,
+            describe: "the router's CA port (router --ca-port, pki.port), with --crl-address",
+          })
           .option('crl-url', {
             type: 'string',
-            describe: 'where the router serves its CRL (default http://<shared address>/distnat/crl)',
+            describe:
+              'the CRL URL to write into certificates, when something other than the router serves it',
           })
+          // Required rather than guessed: the only address this command knows, the shared one, is where the
+          // hosts' traffic goes, not the router's CA endpoint, and remote peers cannot reach the LAN address.
+          .check((argv) => {
+            if ((argv['crl-address'] === undefined) === (argv['crl-url'] === undefined))
+              return (
+                "give --crl-address with the router's WAN address (where `distnat router --crl-address` " +
+                'serves the CRL), or --crl-url, but not both'
+              );
+            const port = argv['ca-port'];
+            if (!Number.isInteger(port) || port < 1 || port > 65535)
+              return `--ca-port: got ${port}; expected a TCP port, 1-65535`;
+            return true;
+          })
+          .check(ipv4Flags('shared-address', 'crl-address'))
           .example(
-            '$0 ca issue-local --shared-address 198.51.100.30 --root root --out /var/lib/distnat/router/ca',
-            'the testbed router',
+            '$0 ca issue-local --shared-address 198.51.100.30 --crl-address 203.0.113.1 --root root --out /var/lib/distnat/router/ca',
+            'the testbed router: certificates name http://203.0.113.1:7033/crl, which the router serves when started with --crl-address 203.0.113.1',
           ),
       (argv) =>
         guard(async () => {
@@ -90,7 +123,7 @@ export function createCaCommands(y: Argv) {
             sharedAddress: argv['shared-address'],
             keyType: argv['key-type'],
             days: argv.days,
-            crlUrl: argv['crl-url'],
+            crlUrl: argv['crl-url'] ?? `http://${argv['crl-address']}:${argv['ca-port']}/crl`,
           });
           out(`local CA created in ${argv.out}; its certificates name the CRL at ${local.settings.crlUrl}\n`);
           out(describeCertificate(local.certificate));

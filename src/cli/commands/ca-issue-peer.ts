@@ -10,6 +10,7 @@ import {
 } from '../../pki/index.ts';
 import { KEY_MODE, writeFileAtomic, writeNewFile } from '../../pki/files.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import { ipv4Flags } from '../usage.ts';
 
 /**
  * `distnat ca issue-peer`: the root certifies an IKE peer with an address of
@@ -31,6 +32,7 @@ export function issuePeerCommand(y: Argv) {
         .option('out', { type: 'string', demandOption: true, describe: 'directory for key.pem and cert.pem' })
         .option('key-type', { choices: KEY_TYPES, default: 'ec-p256' as const, describe: 'key algorithm' })
         .option('days', { type: 'number', default: 365, describe: 'validity (never past the root)' })
+        .check(ipv4Flags('address'))
         .example(
           '$0 ca issue-peer --root root --address 203.0.113.3 --out server',
           'then: distnat peer --ike FILE with certificate: server/cert.pem and key: server/key.pem',

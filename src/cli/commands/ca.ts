@@ -20,7 +20,7 @@ export function caCommand(y: Argv, meta: CommandMeta) {
       .demandCommand(1, 'Name a ca command: init, issue-local, issue-host, request, show, revoke or crl.')
       .example(
         '$0 ca init --dir root',
-        'then: distnat ca issue-local --shared-address 198.51.100.30 --root root --out ca',
+        'then: distnat ca issue-local --shared-address 198.51.100.30 --crl-address 203.0.113.1 --root root --out ca',
       ),
   );
 }

@@ -4,13 +4,17 @@ import type { CommandMeta } from './command-meta.ts';
 import { HostConfigSchema } from '../../config/host-config.ts';
 import type { HostConfig } from '../../config/host-config.ts';
 import { ConfigError } from '../../config/config-error.ts';
-import { readConfigFile, validateConfig } from '../../config/load.ts';
+import { readIkeConfig } from '../../config/ike-config.ts';
+import { readConfigFile } from '../../config/load.ts';
+import { readManualKeying } from '../../ipsec/manual-config.ts';
 import { startHost } from '../../host/daemon/start.ts';
 import type { HostAgent } from '../../host/daemon/start.ts';
 import { addressOf } from '../../io/interfaces.ts';
 import { NativeAddonError } from '../../io/native.ts';
 import { createLogger } from '../../util/log.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import { validateWithFlags, type FlagField } from '../flag-config.ts';
+import { usageError } from '../usage.ts';
 
 /** CAP_NET_ADMIN (12): the TUN device and sysctls; CAP_NET_RAW (13): the raw sockets. */
 const CAP_NET_ADMIN = 12n;
@@ -66,54 +70,63 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
   if (typeof data !== 'object' || data === null || Array.isArray(data))
     throw new ConfigError(source, ['expected a mapping of fields at the top level']);
   const pap = { ...((data.pap as Record<string, unknown> | undefined) ?? {}) };
-  const set = (key: string, value: unknown, into: Record<string, unknown> = data): void => {
-    if (value !== undefined) into[key] = value;
-  };
-  set('router', argv.router);
-  set('lanAddress', argv['lan-address']);
-  set('sharedAddress', argv['shared-address']);
-  set('tun', argv.tun);
-  set('mode', argv.mode);
-  set('datapath', argv.datapath);
-  set('stateDir', argv['state-dir']);
-  set('runDir', argv['run-dir']);
-  set('metrics', argv.metrics);
-  set('pcap', argv.pcap);
-  set('ipsec', argv.ipsec);
-  set('ike', argv.ike);
-  set('spis', argv.spis, pap);
-  set('logLevel', argv['log-level']);
-  set('transport', argv['pap-transport'], pap);
-  set('blockSize', argv['block-size'], pap);
+  const given = givenHostFlags(argv);
+  for (const { path, value } of given) {
+    if (path.length === 1) data[path[0]!] = value;
+    else pap[path[1]!] = value;
+  }
   if (Object.keys(pap).length > 0) data.pap = pap;
   if (data.lanAddress === undefined && argv['lan-if'] !== undefined) {
     const a = addressOf(argv['lan-if']);
     if (a === undefined)
-      throw new ConfigError(source, [
-        `--lan-if ${argv['lan-if']}: no such interface, or it has no IPv4 address`,
-      ]);
+      throw usageError(
+        `--lan-if: got ${JSON.stringify(argv['lan-if'])}; no such interface, or it has no IPv4 address`,
+        'distnat host',
+      );
     data.lanAddress = a;
   }
   if (data.sharedAddress === undefined) {
     const a = addressOf(typeof data.tun === 'string' ? data.tun : 'dn0');
     if (a !== undefined) data.sharedAddress = a;
   }
-  const missing = [
-    ...(data.router === undefined
-      ? ['field `router`: missing; give --router with the router LAN address']
-      : []),
-    ...(data.lanAddress === undefined
-      ? ['field `lanAddress`: missing; give --lan-address, or --lan-if with the LAN interface']
-      : []),
-    ...(data.sharedAddress === undefined
-      ? [
-          'field `sharedAddress`: missing; give --shared-address, or run native-setup/linux/host-setup.sh up ' +
-            'so that the TUN device carries it',
-        ]
-      : []),
-  ];
-  if (missing.length > 0) throw new ConfigError(source, missing);
-  return validateConfig(HostConfigSchema, data, source);
+  return validateWithFlags(HostConfigSchema, data, given, source, 'distnat host');
+}
+
+/** Flags that override the file, by configuration field (`pap.*` inside the pap section). */
+const HOST_FLAGS = {
+  router: ['router'],
+  'lan-address': ['lanAddress'],
+  'shared-address': ['sharedAddress'],
+  tun: ['tun'],
+  mode: ['mode'],
+  datapath: ['datapath'],
+  'state-dir': ['stateDir'],
+  'run-dir': ['runDir'],
+  metrics: ['metrics'],
+  pcap: ['pcap'],
+  ipsec: ['ipsec'],
+  ike: ['ike'],
+  'log-level': ['logLevel'],
+  spis: ['pap', 'spis'],
+  'pap-transport': ['pap', 'transport'],
+  'block-size': ['pap', 'blockSize'],
+} as const satisfies Record<string, readonly string[]>;
+
+/** The override flags on the command line, each with the field it sets and its value. */
+export function givenHostFlags(argv: HostArgs): (FlagField & { value: unknown })[] {
+  return Object.entries(HOST_FLAGS)
+    .map(([flag, path]) => ({ flag, path, value: argv[flag as keyof HostArgs] }))
+    .filter((g) => g.value !== undefined);
+}
+
+/**
+ * The manual keying and IKE files the configuration names, checked as
+ * `distnat check` checks them and before anything is opened (startHost
+ * reads them again once the devices are up).
+ */
+export function checkNamedFiles(config: HostConfig): void {
+  if (config.ipsec !== undefined) readManualKeying(config.ipsec);
+  if (config.ike !== undefined) readIkeConfig(config.ike);
 }
 
 /** Turns start-up failures into messages a person can act on. */
@@ -221,6 +234,7 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
         ),
     async (argv) => {
       const config = hostConfigFrom(argv);
+      checkNamedFiles(config);
       const lacking = missingPrivilege();
       if (lacking !== undefined)
         throw new UserError(

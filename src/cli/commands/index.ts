@@ -38,6 +38,13 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import('./host.ts')).hostCommand,
   },
   {
+    name: 'check',
+    usage: 'check',
+    describe:
+      'validate router, host, manual keying and IKE files as the daemons do at start, without starting anything',
+    load: async () => (await import('./check.ts')).checkCommand,
+  },
+  {
     name: 'ca',
     usage: 'ca <command>',
     describe: 'root CA, local CA and host certificates (the router as local CA)',
@@ -67,7 +74,15 @@ export async function registerCommands<T>(cli: Argv<T>, word: string | undefined
   let out: Argv<T> = cli;
   for (const entry of COMMANDS) {
     const meta = { usage: entry.usage, describe: entry.describe };
-    out = entry.name === word ? (await entry.load())(out, meta) : out.command(meta.usage, meta.describe);
+    if (entry.name !== word) {
+      out = out.command(meta.usage, meta.describe);
+      continue;
+    }
+    // Stack traces from a command (a daemon's above all) point into src/. Turned on only now: Node reads
+    // and parses the source map of every module loaded after this, and the command line's own bundle,
+    // yargs included, would cost more to map than to run.
+    process.setSourceMapsEnabled(true);
+    out = (await entry.load())(out, meta);
   }
   return out;
 }

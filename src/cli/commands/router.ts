@@ -6,6 +6,7 @@ import { startRouter } from '../../router/daemon/start.ts';
 import { createLogger } from '../../util/log.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { missingPrivilege } from './host.ts';
+import { validateWithFlags, type FlagField } from '../flag-config.ts';
 
 const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two addresses has a default):
 
@@ -23,8 +24,8 @@ const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two add
 The local CA directory comes from the root CA, once:
 
   distnat ca init --dir root
-  distnat ca issue-local --shared-address 198.51.100.30 --root root \
-      --out /var/lib/distnat/router/ca --crl-url http://203.0.113.1:7033/crl
+  distnat ca issue-local --shared-address 198.51.100.30 --root root \\
+      --out /var/lib/distnat/router/ca --crl-address 203.0.113.1
 
 Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing, 73 another
 router holds the state directory, the control socket, UDP lanAddress:7032 or
@@ -73,8 +74,17 @@ export function mergeRouterFlags(
   return merged;
 }
 
-const anyFlag = (argv: Record<string, unknown>): boolean =>
-  [...Object.keys(OVERRIDES), ...Object.keys(PKI_OVERRIDES)].some((flag) => argv[flag] !== undefined);
+/** The override flags on the command line, each with the field it sets and its value. */
+export function givenRouterFlags(argv: Record<string, unknown>): (FlagField & { value: unknown })[] {
+  return [
+    ...Object.entries(OVERRIDES).map(([flag, field]) => ({ flag, path: [field], value: argv[flag] })),
+    ...Object.entries(PKI_OVERRIDES).map(([flag, field]) => ({
+      flag,
+      path: ['pki', field],
+      value: argv[flag],
+    })),
+  ].filter((g) => g.value !== undefined);
+}
 
 export function routerCommand(y: Argv, meta: CommandMeta) {
   return y.command(
@@ -137,11 +147,12 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
       if (data === null || typeof data !== 'object' || Array.isArray(data)) {
         validateConfig(RouterConfigSchema, data, file ?? 'command line');
       }
-      const merged = mergeRouterFlags(data, argv);
-      const config = validateConfig(
+      const config = validateWithFlags(
         RouterConfigSchema,
-        merged,
-        file === undefined ? 'command line' : anyFlag(argv) ? `${file} (with command-line overrides)` : file,
+        mergeRouterFlags(data, argv),
+        givenRouterFlags(argv),
+        file ?? 'command line',
+        'distnat router',
       );
       // Checked before anything is created, so that the refusal names the privilege, not a file.
       const lacking = missingPrivilege();

@@ -2,7 +2,8 @@ import type { Argv } from 'yargs';
 import type { CommandMeta } from './command-meta.ts';
 import { controlRequest } from '../../control/client.ts';
 import { controlSocketPath } from '../../control/protocol.ts';
-import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import { UserError } from '../../util/exit-codes.ts';
+import { controlUnreachable, typedCommand } from '../control-access.ts';
 import type { DaemonStatus } from '../../control/status.ts';
 import { formatCounters, formatTable } from '../table.ts';
 
@@ -35,10 +36,12 @@ export function statusCommand(y: Argv, meta: CommandMeta) {
       try {
         reply = await controlRequest(path, { command: 'status' });
       } catch (e) {
-        throw new UserError(
-          `cannot reach a running ${argv.role} at ${path}: ${(e as Error).message}\n` +
-            `Is \`distnat ${argv.role}\` running with --run-dir ${argv['run-dir']}?`,
-          ExitCode.UNAVAILABLE,
+        throw controlUnreachable(
+          argv.role,
+          path,
+          argv['run-dir'],
+          typedCommand(process.argv.slice(2)),
+          e as NodeJS.ErrnoException,
         );
       }
       if (!reply.ok) throw new UserError(`the ${argv.role} answered with an error: ${reply.error}`);

@@ -4,6 +4,8 @@ import { controlRequest } from '../../control/client.ts';
 import { controlSocketPath, WITHDRAW_KINDS } from '../../control/protocol.ts';
 import type { WithdrawKind, WithdrawOutcome } from '../../control/protocol.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import { controlUnreachable, typedCommand } from '../control-access.ts';
+import { ipv4Flags } from '../usage.ts';
 
 /**
  * `distnat withdraw HOST`: the router takes the host's blocks back (the
@@ -47,6 +49,7 @@ export function withdrawCommand(y: Argv, meta: CommandMeta) {
           describe: "the router's run directory (its control socket router.sock)",
         })
         .option('json', { type: 'boolean', default: false, describe: 'print the outcome as JSON' })
+        .check(ipv4Flags('<host>'))
         .example('$0 withdraw 10.0.0.1', 'every block of 10.0.0.1; the CRL lists its certificate at once')
         .example(
           '$0 withdraw 10.0.0.3 --kind spi --run-dir run/dn-/router',
@@ -64,10 +67,12 @@ export function withdrawCommand(y: Argv, meta: CommandMeta) {
       try {
         reply = await controlRequest(path, { command: 'withdraw', host, kind: argv.kind }, 10_000);
       } catch (e) {
-        throw new UserError(
-          `cannot reach a running router at ${path}: ${(e as Error).message}\n` +
-            `Is \`distnat router\` running with --run-dir ${argv['run-dir']}?`,
-          ExitCode.UNAVAILABLE,
+        throw controlUnreachable(
+          'router',
+          path,
+          argv['run-dir'],
+          typedCommand(process.argv.slice(2)),
+          e as NodeJS.ErrnoException,
         );
       }
       if (!reply.ok) throw new UserError(`the router refused: ${reply.error}`);

@@ -41,7 +41,7 @@ export function registerHostMetrics(registry: Registry, s: HostMetricSources): v
     },
   });
   new Counter({
-    name: 'distnat_host_drops_total',
+    name: 'distnat_host_dropped_packets_total',
     help: 'Packets dropped by the host agent, by direction and reason',
     labelNames: ['direction', 'reason'],
     registers,
@@ -140,7 +140,7 @@ export async function serveAgentMetrics(
   p: HostAgentParts,
   listen: string,
 ): Promise<{ server: HttpServer; address: string }> {
-  const registry = newRegistry('distnat_host');
+  const registry = newRegistry();
   const keyedStep = p.engineStep ?? p.ike?.step;
   registerHostMetrics(registry, {
     forwarder: p.forwarder,

@@ -13,12 +13,13 @@ import { SpanList } from '../../io/slots.ts';
 import type { PacketSink, PacketSource } from '../../io/types.ts';
 import type { CounterSet } from '../../metrics/counters.ts';
 import type { Clock } from '../../util/clock.ts';
+import { PacketSpan } from '../../ipsec/types.ts';
 import { u16, u32 } from '../../wire/bytes.ts';
 import { decapsulate, IpipInner } from '../../wire/ipip.ts';
-import { checkIpv4 } from '../../wire/ipv4.ts';
+import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../../wire/ipv4.ts';
+import { PortField, PORTS_LENGTH } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import type { ForwarderEvent, InboundDrop } from './drops.ts';
-import { PacketSpan } from './ipsec-step.ts';
 import type { IpsecStep } from './ipsec-step.ts';
 import { clampSynMss, icmpNeedsTranslation, passes, TCP_IP_HEADERS, type HostMode } from './shared-steps.ts';
 import type { PortTranslator } from './translation/translator.ts';
@@ -41,6 +42,14 @@ export interface HostInboundOptions {
   readonly events: CounterSet<ForwarderEvent>;
 }
 
+// The fields read, as module constants (see wire/bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_DST = Ipv4Field.DST;
+const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
+const DST_PORT = PortField.DST_PORT;
+const PORTS = PORTS_LENGTH;
 const TCP = IpProtocol.TCP;
 const UDP = IpProtocol.UDP;
 const ICMP = IpProtocol.ICMP;
@@ -81,8 +90,8 @@ export class HostInbound {
     let start = inner.offset;
     let total = inner.length;
     if (checkIpv4(buf, start, total, true) !== null) return 'inner-malformed';
-    if (u32(buf, start + 16) !== o.sharedAddress) return 'not-for-us';
-    let protocol = buf[start + 9]!;
+    if (u32(buf, start + IP_DST) !== o.sharedAddress) return 'not-for-us';
+    let protocol = buf[start + IP_PROTOCOL]!;
 
     if (o.ipsec !== undefined) {
       const span = this.#span;
@@ -92,25 +101,25 @@ export class HostInbound {
       if (refused !== null) return refused;
       start = span.offset;
       total = span.length;
-      protocol = buf[start + 9]!;
+      protocol = buf[start + IP_PROTOCOL]!;
     } else if (protocol === IpProtocol.ESP || protocol === IpProtocol.AH) {
       o.events.inc('ipsec-passthrough-inbound');
     }
 
     const end = start + total;
-    const l4 = start + ((buf[start]! & 0x0f) << 2);
+    const l4 = start + ((buf[start + IP_VERSION_IHL]! & 0x0f) << 2);
     const toService =
       protocol === UDP &&
-      l4 + 4 <= end &&
-      (u16(buf, start + 6) & 0x1fff) === 0 &&
-      o.servicePorts?.has(u16(buf, l4 + 2)) === true;
+      l4 + PORTS <= end &&
+      (u16(buf, start + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) === 0 &&
+      o.servicePorts?.has(u16(buf, l4 + DST_PORT)) === true;
     if (!toService && (o.mode === 'translate' || (protocol === ICMP && icmpNeedsTranslation(buf, l4, end)))) {
       const outcome = o.translator.inbound(buf, start, l4, end, now);
       if (!passes(outcome)) return outcome === 'no-mapping' ? 'no-mapping' : 'not-translatable';
     }
     if (
       protocol === TCP &&
-      (u16(buf, start + 6) & 0x1fff) === 0 &&
+      (u16(buf, start + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) === 0 &&
       clampSynMss(buf, l4, end, o.tunMtu - TCP_IP_HEADERS)
     )
       o.events.inc('mss-clamped-inbound');

@@ -15,9 +15,9 @@
  * not yet known to be complete) is dropped as 'ipsec-no-sa'.
  */
 import type { HeldBlock } from '../../pap/held-block.ts';
-import { buildManualKeying, IpsecEngine, PacketSpan as EngineSpan } from '../../ipsec/index.ts';
+import { buildManualKeying, IpsecEngine, PacketSpan } from '../../ipsec/index.ts';
 import type { InboundVerdict, ManualKeyingConfig, OutboundVerdict } from '../../ipsec/index.ts';
-import type { IpsecDropReason, IpsecStep, PacketSpan } from './ipsec-step.ts';
+import type { IpsecDropReason, IpsecStep } from './ipsec-step.ts';
 
 /** How the engine's verdicts fold into the forwarder's four drop reasons (the engine keeps the detail). */
 export function ipsecDropOf(v: OutboundVerdict | InboundVerdict): IpsecDropReason | null {
@@ -57,7 +57,8 @@ export function inSpiBlocks(spi: number, blocks: readonly HeldBlock[]): boolean 
 export class EngineIpsecStep implements IpsecStep {
   #engine: IpsecEngine | null = null;
   #maxOverhead: number;
-  readonly #span = new EngineSpan();
+  /** The engine's view of the packet: the forwarder's span with the room around it, and untouched on a refusal. */
+  readonly #span = new PacketSpan();
   readonly #config: ManualKeyingConfig;
   readonly #source: string;
   /** Packets refused because the SAs were not installed yet (also counted as 'ipsec-no-sa'). */

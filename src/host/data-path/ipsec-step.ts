@@ -10,14 +10,11 @@
  * The forwarder calls these in place on a packet in a slot. A step may move
  * the packet's start back into the headroom (an ESP header inserted after
  * the IPv4 header) or grow it into the slot's tail (trailer and ICV), and
- * reports where it now is in `PacketSpan`. Neither call may throw or
- * allocate per packet; a packet the step refuses is dropped and counted
- * under the step's own reason.
+ * reports where it now is in the span's offset and length. Neither call may
+ * throw or allocate per packet; a packet the step refuses is dropped and
+ * counted under the step's own reason.
  */
-export class PacketSpan {
-  offset = 0;
-  length = 0;
-}
+import type { PacketSpan } from '../../ipsec/types.ts';
 
 /** Why the IPsec step refused a packet (counted as drop reasons by the forwarder). */
 export type IpsecDropReason = 'ipsec-no-sa' | 'ipsec-auth-failed' | 'ipsec-replay' | 'ipsec-policy';

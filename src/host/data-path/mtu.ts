@@ -19,16 +19,25 @@
  * Both write into a scratch SlotBuffer the forwarder owns: nothing is
  * allocated per packet.
  */
-import { put16, put32, u16 } from '../../wire/bytes.ts';
+import { put16, put32 } from '../../wire/bytes.ts';
 import { internetChecksum } from '../../wire/checksum.ts';
-import { IcmpType, IcmpUnreachableCode } from '../../wire/icmp.ts';
+import { ICMP_HEADER_LENGTH, IcmpField, IcmpType, IcmpUnreachableCode } from '../../wire/icmp.ts';
 import { nextIpv4Id } from '../../wire/ipip.ts';
+import {
+  IPV4_DEFAULT_TTL,
+  IPV4_MIN_HEADER_LENGTH,
+  IPV4_OPTION_COPIED,
+  Ipv4Field,
+  Ipv4FragmentWord,
+  ipv4FragmentOffset,
+  ipv4HeaderLengthAt,
+  ipv4MoreFragments,
+} from '../../wire/ipv4.ts';
+import { OPTION_EOL, OPTION_NOP } from '../../wire/option-list.ts';
 import { IpProtocol } from '../../wire/result.ts';
 
 /** RFC 1812 4.3.2.3: an ICMP error holds as much of the original as fits in 576 octets. */
 export const ICMP_ERROR_MAX_LENGTH = 576;
-const IP_HEADER = 20;
-const ICMP_HEADER = 8;
 
 /**
  * Writes an IPv4 datagram carrying ICMP type 3 code 4 (fragmentation needed
@@ -47,29 +56,30 @@ export function writeFragmentationNeeded(
   qOff: number,
   qLen: number,
 ): number {
-  const quote = Math.min(qLen, ICMP_ERROR_MAX_LENGTH - IP_HEADER - ICMP_HEADER);
-  const total = IP_HEADER + ICMP_HEADER + quote;
+  const quote = Math.min(qLen, ICMP_ERROR_MAX_LENGTH - IPV4_MIN_HEADER_LENGTH - ICMP_HEADER_LENGTH);
+  const total = IPV4_MIN_HEADER_LENGTH + ICMP_HEADER_LENGTH + quote;
   if (at < 0 || at + total > end || end > out.length) return 0;
-  out[at] = 0x45;
+  out[at + Ipv4Field.VERSION_IHL] = 0x45;
   // RFC 1812 4.3.2.5 (precedence "internetwork control"), as Linux sends its own errors.
-  out[at + 1] = 0xc0;
-  put16(out, at + 2, total);
-  put16(out, at + 4, nextIpv4Id());
-  put16(out, at + 6, 0);
-  out[at + 8] = 64;
-  out[at + 9] = IpProtocol.ICMP;
-  put16(out, at + 10, 0);
-  put32(out, at + 12, src);
-  put32(out, at + 16, dst);
-  put16(out, at + 10, internetChecksum(out, at, at + IP_HEADER));
-  const m = at + IP_HEADER;
-  out[m] = IcmpType.DestinationUnreachable;
-  out[m + 1] = IcmpUnreachableCode.FragmentationNeeded;
-  put16(out, m + 2, 0);
-  put16(out, m + 4, 0);
-  put16(out, m + 6, mtu);
-  out.set(quoted.subarray(qOff, qOff + quote), m + ICMP_HEADER);
-  put16(out, m + 2, internetChecksum(out, m, m + ICMP_HEADER + quote));
+  out[at + Ipv4Field.TOS] = 0xc0;
+  put16(out, at + Ipv4Field.TOTAL_LENGTH, total);
+  put16(out, at + Ipv4Field.IDENTIFICATION, nextIpv4Id());
+  put16(out, at + Ipv4Field.FLAGS_FRAGMENT, 0);
+  out[at + Ipv4Field.TTL] = IPV4_DEFAULT_TTL;
+  out[at + Ipv4Field.PROTOCOL] = IpProtocol.ICMP;
+  put16(out, at + Ipv4Field.CHECKSUM, 0);
+  put32(out, at + Ipv4Field.SRC, src);
+  put32(out, at + Ipv4Field.DST, dst);
+  put16(out, at + Ipv4Field.CHECKSUM, internetChecksum(out, at, at + IPV4_MIN_HEADER_LENGTH));
+  const m = at + IPV4_MIN_HEADER_LENGTH;
+  out[m + IcmpField.TYPE] = IcmpType.DestinationUnreachable;
+  out[m + IcmpField.CODE] = IcmpUnreachableCode.FragmentationNeeded;
+  put16(out, m + IcmpField.CHECKSUM, 0);
+  // The second word: unused, then the next-hop MTU (RFC 1191).
+  put16(out, m + IcmpField.REST_OF_HEADER, 0);
+  put16(out, m + IcmpField.NEXT_HOP_MTU, mtu);
+  out.set(quoted.subarray(qOff, qOff + quote), m + IcmpField.DATA);
+  put16(out, m + IcmpField.CHECKSUM, internetChecksum(out, m, m + ICMP_HEADER_LENGTH + quote));
   return total;
 }
 
@@ -85,22 +95,22 @@ function copyOptionsForLaterFragment(
   out: Uint8Array,
   at: number,
 ): void {
-  let i = IP_HEADER;
+  let i = Ipv4Field.OPTIONS;
   while (i < hl) {
     const type = buf[ip + i]!;
-    if (type === 0) {
+    if (type === OPTION_EOL) {
       out.fill(0, at + i, at + hl);
       return;
     }
-    if (type === 1) {
-      out[at + i] = 1;
+    if (type === OPTION_NOP) {
+      out[at + i] = OPTION_NOP;
       i++;
       continue;
     }
     const len = i + 1 < hl ? buf[ip + i + 1]! : 0;
     const n = len >= 2 && i + len <= hl ? len : hl - i;
-    if ((type & 0x80) !== 0 && len >= 2) out.set(buf.subarray(ip + i, ip + i + n), at + i);
-    else out.fill(1, at + i, at + i + n);
+    if ((type & IPV4_OPTION_COPIED) !== 0 && len >= 2) out.set(buf.subarray(ip + i, ip + i + n), at + i);
+    else out.fill(OPTION_NOP, at + i, at + i + n);
     i += n;
   }
 }
@@ -122,29 +132,28 @@ export function fragmentDatagram(
   room: number,
   maxFragments: number,
 ): number {
-  const hl = (buf[ip]! & 0x0f) << 2;
+  const hl = ipv4HeaderLengthAt(buf, ip);
   const step = ((maxLength - hl) >> 3) << 3;
   if (step < 8 || room < hl + step) return 0;
   const data = total - hl;
   const n = Math.ceil(data / step);
   if (n > maxFragments) return 0;
-  const flagsFrag = u16(buf, ip + 6);
-  const moreAfter = (flagsFrag & 0x2000) !== 0;
-  const baseOffset = flagsFrag & 0x1fff;
+  const moreAfter = ipv4MoreFragments(buf, ip);
+  const baseOffset = ipv4FragmentOffset(buf, ip);
   for (let k = 0; k < n; k++) {
     const o = at(k);
     const chunk = Math.min(step, data - k * step);
-    out.set(buf.subarray(ip, ip + IP_HEADER), o);
-    if (hl > IP_HEADER) {
-      if (k === 0) out.set(buf.subarray(ip + IP_HEADER, ip + hl), o + IP_HEADER);
+    out.set(buf.subarray(ip, ip + IPV4_MIN_HEADER_LENGTH), o);
+    if (hl > IPV4_MIN_HEADER_LENGTH) {
+      if (k === 0) out.set(buf.subarray(ip + IPV4_MIN_HEADER_LENGTH, ip + hl), o + IPV4_MIN_HEADER_LENGTH);
       else copyOptionsForLaterFragment(buf, ip, hl, out, o);
     }
     out.set(buf.subarray(ip + hl + k * step, ip + hl + k * step + chunk), o + hl);
-    put16(out, o + 2, hl + chunk);
-    const mf = k < n - 1 || moreAfter ? 0x2000 : 0;
-    put16(out, o + 6, mf | (baseOffset + ((k * step) >> 3)));
-    put16(out, o + 10, 0);
-    put16(out, o + 10, internetChecksum(out, o, o + hl));
+    put16(out, o + Ipv4Field.TOTAL_LENGTH, hl + chunk);
+    const mf = k < n - 1 || moreAfter ? Ipv4FragmentWord.MF : 0;
+    put16(out, o + Ipv4Field.FLAGS_FRAGMENT, mf | (baseOffset + ((k * step) >> 3)));
+    put16(out, o + Ipv4Field.CHECKSUM, 0);
+    put16(out, o + Ipv4Field.CHECKSUM, internetChecksum(out, o, o + hl));
   }
   return n;
 }

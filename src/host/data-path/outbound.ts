@@ -17,12 +17,13 @@ import { SlotBuffer, SpanList } from '../../io/slots.ts';
 import type { PacketSink, PacketSource } from '../../io/types.ts';
 import type { CounterSet } from '../../metrics/counters.ts';
 import type { Clock } from '../../util/clock.ts';
+import { PacketSpan } from '../../ipsec/types.ts';
 import { u16, u32 } from '../../wire/bytes.ts';
 import { encapsulate, IPIP_OUTER_LENGTH } from '../../wire/ipip.ts';
-import { checkIpv4 } from '../../wire/ipv4.ts';
+import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../../wire/ipv4.ts';
+import { PortField, PORTS_LENGTH } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import type { ForwarderEvent, OutboundDrop } from './drops.ts';
-import { PacketSpan } from './ipsec-step.ts';
 import type { IpsecStep } from './ipsec-step.ts';
 import { fragmentDatagram, writeFragmentationNeeded } from './mtu.ts';
 import {
@@ -64,6 +65,17 @@ export interface HostOutboundOptions {
   readonly events: CounterSet<ForwarderEvent>;
 }
 
+// The fields read, as module constants (see wire/bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
+const IP_DF_OCTET = Ipv4FragmentWord.DF >> 8;
+const SRC_PORT = PortField.SRC_PORT;
+const PORTS = PORTS_LENGTH;
 const TCP = IpProtocol.TCP;
 const UDP = IpProtocol.UDP;
 const ICMP = IpProtocol.ICMP;
@@ -138,29 +150,34 @@ export class HostOutbound {
     slotEnd: number,
   ): OutboundDrop | null {
     const o = this.#o;
-    if (len < 1 || buf[off]! >> 4 !== 4) return 'not-ipv4';
+    if (len < 1 || buf[off + IP_VERSION_IHL]! >> 4 !== 4) return 'not-ipv4';
     if (checkIpv4(buf, off, len, true) !== null) return 'malformed';
-    if (u32(buf, off + 12) !== o.sharedAddress) return 'wrong-source';
-    const hl = (buf[off]! & 0x0f) << 2;
-    const total = u16(buf, off + 2);
+    if (u32(buf, off + IP_SRC) !== o.sharedAddress) return 'wrong-source';
+    const hl = (buf[off + IP_VERSION_IHL]! & 0x0f) << 2;
+    const total = u16(buf, off + IP_TOTAL_LENGTH);
     const end = off + total;
     const l4 = off + hl;
-    const protocol = buf[off + 9]!;
-    const firstFragment = (u16(buf, off + 6) & 0x1fff) === 0;
+    const protocol = buf[off + IP_PROTOCOL]!;
+    const firstFragment = (u16(buf, off + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) === 0;
     const innerMtu = this.innerMtu;
-    if (total > innerMtu && (buf[off + 6]! & 0x40) !== 0) {
+    if (total > innerMtu && (buf[off + IP_FLAGS_FRAGMENT]! & IP_DF_OCTET) !== 0) {
       this.#fragmentationNeeded(buf, off, total, innerMtu);
       return 'too-big';
     }
 
     if (o.mode === 'translate') {
-      if (!(protocol === UDP && firstFragment && l4 + 4 <= end && o.servicePorts?.has(u16(buf, l4)))) {
+      if (!(
+        protocol === UDP &&
+        firstFragment &&
+        l4 + PORTS <= end &&
+        o.servicePorts?.has(u16(buf, l4 + SRC_PORT))
+      )) {
         const outcome = o.translator.outbound(buf, off, l4, end, now);
         if (!passes(outcome)) return dropOf(outcome);
       }
     } else if (firstFragment && (protocol === TCP || protocol === UDP)) {
-      if (l4 + 4 > end) return 'not-translatable';
-      if (!o.leases.isLeased(u16(buf, l4))) return 'unleased-port';
+      if (l4 + PORTS > end) return 'not-translatable';
+      if (!o.leases.isLeased(u16(buf, l4 + SRC_PORT))) return 'unleased-port';
     } else if (protocol === ICMP && icmpNeedsTranslation(buf, l4, end)) {
       const outcome = o.translator.outbound(buf, off, l4, end, now);
       if (!passes(outcome)) return dropOf(outcome);
@@ -194,7 +211,7 @@ export class HostOutbound {
   #fragmentationNeeded(buf: Uint8Array, off: number, total: number, mtu: number): void {
     // The stack keeps one path MTU per destination: a burst of big segments to
     // one destination needs one error per batch, not one per segment.
-    const dst = u32(buf, off + 16);
+    const dst = u32(buf, off + IP_DST);
     if (dst === this.#tooBigFor || this.#scratchUsed >= this.#scratch.slotCount) return;
     this.#tooBigFor = dst;
     const s = this.#scratch;
@@ -205,7 +222,7 @@ export class HostOutbound {
       at,
       at + s.capacity,
       o.routerAddress,
-      u32(buf, off + 12),
+      u32(buf, off + IP_SRC),
       mtu,
       buf,
       off,
@@ -234,7 +251,7 @@ export class HostOutbound {
     if (n === 0) return 'no-room';
     for (let k = 0; k < n; k++) {
       const at = this.#fragmentAt(k);
-      const fragLength = u16(s.bytes, at + 2);
+      const fragLength = u16(s.bytes, at + IP_TOTAL_LENGTH);
       const outer = encapsulate(s.bytes, at, fragLength, o.lanAddress, o.routerAddress);
       if (typeof outer === 'number') this.#scratchToRouter.push(outer, fragLength + IPIP_OUTER_LENGTH);
     }

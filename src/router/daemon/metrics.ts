@@ -4,28 +4,30 @@
  * counters when scraped (`collect`), so a scrape costs the work and a packet
  * costs nothing extra.
  *
- * | metric                                  | type    | labels            |
- * |-----------------------------------------|---------|-------------------|
- * | distnat_router_packets_total            | counter | direction         |
- * | distnat_router_bytes_total              | counter | direction         |
- * | distnat_router_drops_total              | counter | reason            |
- * | distnat_router_leases                   | gauge   | kind              |
- * | distnat_router_free                     | gauge   | kind (ports, SPIs free to lease) |
- * | distnat_router_hosts                    | gauge   |                   |
- * | distnat_router_flows                    | gauge   | (IAPTT rows)      |
- * | distnat_router_pap_messages_total       | counter | kind (answered)   |
- * | distnat_router_pap_dropped_total        | counter | reason            |
- * | distnat_router_io_packets_total         | counter | device, direction |
- * | distnat_router_io_errors_total          | counter | device, kind      |
- * | distnat_router_pki_certificates         | gauge   | state (issued, valid, revoked) |
- * | distnat_router_pki_crl_number           | gauge   |                   |
- * | distnat_router_pki_crl_next_update_seconds | gauge | (Unix time)      |
- * | distnat_router_fastpath_pass_total      | counter | direction, reason (eBPF: left to the TUN path) |
- * | distnat_router_fastpath_active          | gauge   | (eBPF attached and fed: 1) |
- * | distnat_router_fastpath_map_bytes       | gauge   | (kernel memory of its maps) |
+ * | metric                                               | type    | labels            |
+ * |------------------------------------------------------|---------|-------------------|
+ * | distnat_router_packets_total                         | counter | direction         |
+ * | distnat_router_bytes_total                           | counter | direction         |
+ * | distnat_router_dropped_packets_total                 | counter | reason            |
+ * | distnat_router_leased_blocks                         | gauge   | kind              |
+ * | distnat_router_free_values                           | gauge   | kind (ports, SPIs free to lease) |
+ * | distnat_router_hosts                                 | gauge   |                   |
+ * | distnat_router_flows                                 | gauge   | (IAPTT rows)      |
+ * | distnat_router_pap_messages_total                    | counter | kind (answered)   |
+ * | distnat_router_pap_dropped_messages_total            | counter | reason            |
+ * | distnat_router_io_packets_total                      | counter | device, direction |
+ * | distnat_router_io_errors_total                       | counter | device, kind      |
+ * | distnat_router_pki_certificates                      | gauge   | state (issued, valid, revoked) |
+ * | distnat_router_pki_crl_number                        | gauge   |                   |
+ * | distnat_router_pki_crl_next_update_timestamp_seconds | gauge   | (Unix time)       |
+ * | distnat_router_fastpath_passed_packets_total        | counter | direction, reason (eBPF: left to the TUN path) |
+ * | distnat_router_fastpath_active                       | gauge   | (eBPF attached and fed: 1) |
+ * | distnat_router_fastpath_map_bytes                    | gauge   | (kernel memory of its maps) |
  *
  * Packets, bytes and drops count both data paths, the eBPF fast path's and
  * the TUN path's, under the same labels; io counts the TUN path's devices.
+ * docs/metrics.md lists them with their meaning; the process metrics
+ * (process_*, nodejs_*) come with the registry (src/metrics/server.ts).
  *
  * Directions: `lan_in` (read from hosts' tunnels), `outbound` (written to
  * the TUN), `wan_in` (read from the TUN), `inbound` (tunnelled to hosts),
@@ -89,7 +91,7 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     },
   });
   new Counter({
-    name: 'distnat_router_drops_total',
+    name: 'distnat_router_dropped_packets_total',
     help: 'Packets dropped, by reason (docs/router.md)',
     labelNames: ['reason'],
     registers,
@@ -102,7 +104,7 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     },
   });
   new Gauge({
-    name: 'distnat_router_leases',
+    name: 'distnat_router_leased_blocks',
     help: 'Blocks leased now, by kind',
     labelNames: ['kind'],
     registers,
@@ -113,7 +115,7 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     },
   });
   new Gauge({
-    name: 'distnat_router_free',
+    name: 'distnat_router_free_values',
     help: 'Values free to lease now (not leased, not in quarantine), by kind',
     labelNames: ['kind'],
     registers,
@@ -149,7 +151,7 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     },
   });
   new Counter({
-    name: 'distnat_router_pap_dropped_total',
+    name: 'distnat_router_pap_dropped_messages_total',
     help: 'PAP messages dropped unanswered, by reason',
     labelNames: ['reason'],
     registers,
@@ -192,7 +194,7 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
   const fast = s.fastPath;
   if (fast !== undefined) {
     new Counter({
-      name: 'distnat_router_fastpath_pass_total',
+      name: 'distnat_router_fastpath_passed_packets_total',
       help: 'Packets the eBPF fast path left to the kernel and the TUN path unchanged, by direction (lan, wan) and reason',
       labelNames: ['direction', 'reason'],
       registers,
@@ -244,7 +246,7 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     },
   });
   new Gauge({
-    name: 'distnat_router_pki_crl_next_update_seconds',
+    name: 'distnat_router_pki_crl_next_update_timestamp_seconds',
     help: 'nextUpdate of the CRL the router serves now, Unix time in seconds',
     registers,
     collect() {
@@ -258,7 +260,7 @@ export async function serveRouterMetrics(
   sources: RouterMetricSources,
   listen: string,
 ): Promise<{ address: string; close: () => Promise<void> }> {
-  const registry = newRegistry('distnat_router');
+  const registry = newRegistry();
   registerRouterMetrics(registry, sources);
   let server: HttpServer;
   try {

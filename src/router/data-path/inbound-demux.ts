@@ -14,21 +14,39 @@
  * | later fragment                     | (src, dst, proto, id)      | FragmentTable,   |
  * |                                    |                            | else held        |
  */
+import { AhField } from '../../wire/ah.ts';
 import { u16, u32 } from '../../wire/bytes.ts';
-import { IcmpView, isIcmpErrorType } from '../../wire/icmp.ts';
+import { EspField, MIN_SPI } from '../../wire/esp.ts';
+import { IcmpField, IcmpView, isIcmpErrorType, isIcmpQueryType } from '../../wire/icmp.ts';
 import { QuotedIpv4View } from '../../wire/icmp-quoted.ts';
-import { checkIpv4 } from '../../wire/ipv4.ts';
+import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../../wire/ipv4.ts';
+import { PortField } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import type { DropReason } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
 import type { RouterTables } from './tables/router-tables.ts';
-import { isIcmpQuery, transportMinimum } from './transport-rules.ts';
+import { transportMinimum } from './transport-rules.ts';
 
 /** `owner()` kept the datagram (an early fragment): neither forward nor count it as dropped. */
 export const HELD = -1;
 
-/** SPIs 1-255 are reserved by IANA and 0 means "no SA" (RFC 4303 2.1): no host ever owns one. */
-const FIRST_LEASABLE_SPI = 256;
+// The fields read, as module constants (see wire/bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_IDENTIFICATION = Ipv4Field.IDENTIFICATION;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
+const IP_MF = Ipv4FragmentWord.MF;
+const DST_PORT = PortField.DST_PORT;
+const ICMP_TYPE = IcmpField.TYPE;
+const ICMP_IDENTIFIER = IcmpField.IDENTIFIER;
+const ESP_SPI = EspField.SPI;
+const AH_SPI = AhField.SPI;
+/** SPIs below it are reserved (RFC 4303 2.1): no host ever owns one. */
+const LOWEST_SPI = MIN_SPI;
 
 export class InboundDemux {
   /** Why the last `owner()` returned 0. */
@@ -64,13 +82,13 @@ export class InboundDemux {
   owner(buf: Uint8Array, off: number, len: number, now: number): number {
     this.firstFragment = false;
     if (checkIpv4(buf, off, len, true) !== null) return this.#drop('ip-malformed');
-    if (u32(buf, off + 16) !== this.#shared) return this.#drop('not-shared-destination');
-    const hl = (buf[off]! & 0x0f) << 2;
-    const total = u16(buf, off + 2);
-    const protocol = buf[off + 9]!;
-    const frag = u16(buf, off + 6);
-    const fragmentOffset = frag & 0x1fff;
-    const moreFragments = (frag & 0x2000) !== 0;
+    if (u32(buf, off + IP_DST) !== this.#shared) return this.#drop('not-shared-destination');
+    const hl = (buf[off + IP_VERSION_IHL]! & 0x0f) << 2;
+    const total = u16(buf, off + IP_TOTAL_LENGTH);
+    const protocol = buf[off + IP_PROTOCOL]!;
+    const frag = u16(buf, off + IP_FLAGS_FRAGMENT);
+    const fragmentOffset = frag & IP_FRAGMENT_OFFSET;
+    const moreFragments = (frag & IP_MF) !== 0;
     const t = off + hl;
     const tlen = total - hl;
 
@@ -80,10 +98,10 @@ export class InboundDemux {
 
     const owner = this.#transportOwner(buf, t, tlen, protocol, now);
     if (owner !== 0 && moreFragments) {
-      this.src = u32(buf, off + 12);
+      this.src = u32(buf, off + IP_SRC);
       this.dst = this.#shared;
       this.protocol = protocol;
-      this.id = u16(buf, off + 4);
+      this.id = u16(buf, off + IP_IDENTIFICATION);
       this.#tables.fragments.record(this.src, this.dst, protocol, this.id, owner, now);
       this.firstFragment = true;
     }
@@ -101,8 +119,8 @@ export class InboundDemux {
     // RFC 1858 3.2: a TCP fragment at offset 1 (8 bytes) can only serve to
     // rewrite the flags of the first one at reassembly.
     if (fragmentOffset === 1 && protocol === IpProtocol.TCP) return this.#drop('overlapping-fragment');
-    const src = u32(buf, off + 12);
-    const id = u16(buf, off + 4);
+    const src = u32(buf, off + IP_SRC);
+    const id = u16(buf, off + IP_IDENTIFICATION);
     const owner = this.#tables.fragments.lookup(src, this.#shared, protocol, id, now);
     if (owner !== 0) return owner;
     if (this.#tables.held.hold(src, this.#shared, protocol, id, buf, off, total, now)) return HELD;
@@ -114,7 +132,7 @@ export class InboundDemux {
     switch (protocol) {
       case IpProtocol.TCP:
       case IpProtocol.UDP: {
-        const port = u16(buf, t + 2);
+        const port = u16(buf, t + DST_PORT);
         const owner = tables.ownership.portOwner(port);
         if (owner === 0) return this.#drop('no-owner');
         tables.iaptt.touch(protocol, port, owner, now);
@@ -123,27 +141,27 @@ export class InboundDemux {
       case IpProtocol.ICMP:
         return this.#icmpOwner(buf, t, tlen, now);
       case IpProtocol.ESP:
-        return this.#spiOwner(u32(buf, t));
+        return this.#spiOwner(u32(buf, t + ESP_SPI));
       case IpProtocol.AH:
-        return this.#spiOwner(u32(buf, t + 4));
+        return this.#spiOwner(u32(buf, t + AH_SPI));
       default:
         return this.#drop('unsupported-protocol');
     }
   }
 
   #spiOwner(spi: number): number {
-    if (spi < FIRST_LEASABLE_SPI) return this.#drop('reserved-spi');
+    if (spi < LOWEST_SPI) return this.#drop('reserved-spi');
     const owner = this.#tables.ownership.spiOwner(spi);
     return owner === 0 ? this.#drop('no-owner') : owner;
   }
 
   #icmpOwner(buf: Uint8Array, t: number, tlen: number, now: number): number {
-    const type = buf[t]!;
+    const type = buf[t + ICMP_TYPE]!;
     const tables = this.#tables;
-    if (isIcmpQuery(type)) {
+    if (isIcmpQueryType(type)) {
       // Requests from outside are demultiplexed by identifier too: the host
       // that owns it answers, keeping the identifier (docs/tables.md).
-      const id = u16(buf, t + 4);
+      const id = u16(buf, t + ICMP_IDENTIFIER);
       const owner = tables.ownership.icmpIdOwner(id);
       if (owner === 0) return this.#drop('no-owner');
       tables.iaptt.touch(IpProtocol.ICMP, id, owner, now);
@@ -164,7 +182,7 @@ export class InboundDemux {
         owner = tables.ownership.portOwner(q.sourcePort);
         break;
       case IpProtocol.ICMP:
-        if (isIcmpQuery(q.icmpType)) owner = tables.ownership.icmpIdOwner(q.icmpIdentifier);
+        if (isIcmpQueryType(q.icmpType)) owner = tables.ownership.icmpIdOwner(q.icmpIdentifier);
         break;
       case IpProtocol.ESP:
         owner = this.#sas.ownerOf(q.dst, IpProtocol.ESP, q.espSpi, now);

@@ -18,6 +18,7 @@ import type { PacketSink } from '../../io/types.ts';
 import type { CounterSet } from '../../metrics/counters.ts';
 import { u32 } from '../../wire/bytes.ts';
 import { encapsulate, IPIP_OUTER_LENGTH } from '../../wire/ipip.ts';
+import { IPV4_MIN_HEADER_LENGTH, Ipv4Field } from '../../wire/ipv4.ts';
 import type { DropReason, TrafficCounter } from './counters.ts';
 import { HELD, InboundDemux } from './inbound-demux.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
@@ -40,6 +41,9 @@ export interface RouterInboundOptions {
 export const MAX_BATCH = 1024;
 /** Released fragments gathered before a send; more in one batch are sent in several. */
 const RELEASE_SLOTS = 16;
+// wire's constants as module constants (see wire/bytes.ts).
+const IP_HEADER = IPV4_MIN_HEADER_LENGTH;
+const IP_SRC = Ipv4Field.SRC;
 
 export class RouterInbound {
   /** Tunnelled datagrams of the batch in progress, sent to the LAN by `flush`. */
@@ -81,7 +85,7 @@ export class RouterInbound {
       const off = slots.offset(i);
       const len = slots.lengths[i]!;
       rxBytes += len;
-      if (len >= 20 && u32(bytes, off + 12) === this.#shared) {
+      if (len >= IP_HEADER && u32(bytes, off + IP_SRC) === this.#shared) {
         this.#o.drops.inc('wan-shared-source');
         continue;
       }

@@ -26,16 +26,34 @@
  * (src, dst, protocol, id) reassembly key, all of which an attacker on the
  * LAN would have to guess for someone else's datagram in flight.
  */
+import { AhField } from '../../wire/ah.ts';
 import { u16, u32 } from '../../wire/bytes.ts';
-import { IcmpView, isIcmpErrorType } from '../../wire/icmp.ts';
+import { EspField } from '../../wire/esp.ts';
+import { IcmpField, IcmpView, isIcmpErrorType, isIcmpQueryType } from '../../wire/icmp.ts';
 import { QuotedIpv4View } from '../../wire/icmp-quoted.ts';
-import { checkIpv4 } from '../../wire/ipv4.ts';
+import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../../wire/ipv4.ts';
+import { PortField } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import type { DropReason } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
 import type { LeaseOwnership } from './tables/lease-ownership.ts';
 import type { RouterTables } from './tables/router-tables.ts';
-import { isIcmpQuery, transportMinimum } from './transport-rules.ts';
+import { transportMinimum } from './transport-rules.ts';
+
+// The fields read, as module constants (see wire/bytes.ts).
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_TOTAL_LENGTH = Ipv4Field.TOTAL_LENGTH;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
+const IP_MF = Ipv4FragmentWord.MF;
+const SRC_PORT = PortField.SRC_PORT;
+const ICMP_TYPE = IcmpField.TYPE;
+const ICMP_IDENTIFIER = IcmpField.IDENTIFIER;
+const ESP_SPI = EspField.SPI;
+const AH_SPI = AhField.SPI;
 
 export class OutboundCheck {
   readonly #shared: number;
@@ -59,24 +77,24 @@ export class OutboundCheck {
    */
   check(buf: Uint8Array, off: number, len: number, host: number, now: number): DropReason | null {
     if (checkIpv4(buf, off, len, true) !== null) return 'inner-malformed';
-    if (u32(buf, off + 12) !== this.#shared) return 'not-shared-source';
-    const hl = (buf[off]! & 0x0f) << 2;
-    const tlen = u16(buf, off + 2) - hl;
+    if (u32(buf, off + IP_SRC) !== this.#shared) return 'not-shared-source';
+    const hl = (buf[off + IP_VERSION_IHL]! & 0x0f) << 2;
+    const tlen = u16(buf, off + IP_TOTAL_LENGTH) - hl;
     const t = off + hl;
-    const protocol = buf[off + 9]!;
-    const frag = u16(buf, off + 6);
-    const fragmentOffset = frag & 0x1fff;
+    const protocol = buf[off + IP_PROTOCOL]!;
+    const frag = u16(buf, off + IP_FLAGS_FRAGMENT);
+    const fragmentOffset = frag & IP_FRAGMENT_OFFSET;
     if (fragmentOffset !== 0) {
       if (fragmentOffset === 1 && protocol === IpProtocol.TCP) return 'overlapping-fragment';
       return this.#owners.holds(host) ? null : 'no-lease';
     }
     if (tlen < transportMinimum(protocol))
-      return (frag & 0x2000) !== 0 ? 'tiny-fragment' : 'transport-truncated';
+      return (frag & IP_MF) !== 0 ? 'tiny-fragment' : 'transport-truncated';
     const tables = this.#tables;
     switch (protocol) {
       case IpProtocol.TCP:
       case IpProtocol.UDP: {
-        const port = u16(buf, t);
+        const port = u16(buf, t + SRC_PORT);
         if (!this.#owners.owns(host, port)) return 'spoofed-port';
         tables.iaptt.touch(protocol, port, host, now);
         return null;
@@ -86,8 +104,8 @@ export class OutboundCheck {
       case IpProtocol.ESP:
       case IpProtocol.AH: {
         if (!this.#owners.holds(host)) return 'no-lease';
-        const spi = u32(buf, protocol === IpProtocol.ESP ? t : t + 4);
-        this.#sas.learn(u32(buf, off + 16), protocol, spi, host, now);
+        const spi = u32(buf, t + (protocol === IpProtocol.ESP ? ESP_SPI : AH_SPI));
+        this.#sas.learn(u32(buf, off + IP_DST), protocol, spi, host, now);
         return null;
       }
       default:
@@ -96,10 +114,10 @@ export class OutboundCheck {
   }
 
   #icmpCheck(buf: Uint8Array, t: number, tlen: number, host: number, now: number): DropReason | null {
-    const type = buf[t]!;
+    const type = buf[t + ICMP_TYPE]!;
     const tables = this.#tables;
-    if (isIcmpQuery(type)) {
-      const id = u16(buf, t + 4);
+    if (isIcmpQueryType(type)) {
+      const id = u16(buf, t + ICMP_IDENTIFIER);
       if (!this.#owners.owns(host, id)) return 'spoofed-port';
       tables.iaptt.touch(IpProtocol.ICMP, id, host, now);
       return null;
@@ -116,7 +134,8 @@ export class OutboundCheck {
       case IpProtocol.UDP:
         return this.#owners.owns(host, q.destinationPort) ? null : 'spoofed-port';
       case IpProtocol.ICMP:
-        if (isIcmpQuery(q.icmpType)) return this.#owners.owns(host, q.icmpIdentifier) ? null : 'spoofed-port';
+        if (isIcmpQueryType(q.icmpType))
+          return this.#owners.owns(host, q.icmpIdentifier) ? null : 'spoofed-port';
         return this.#owners.holds(host) ? null : 'no-lease';
       case IpProtocol.ESP:
         return this.#owners.spiOwner(q.espSpi) === host ? null : 'spoofed-port';

@@ -1,10 +1,20 @@
 /**
- * The few facts about transport headers both directions of the router use:
- * how many bytes a first fragment must hold, and which ICMP messages carry a
- * query identifier.
+ * How many bytes of transport header a first fragment must hold: a fact
+ * both directions of the router use.
  */
-import { IcmpType } from '../../wire/icmp.ts';
+import { AH_FIXED_LENGTH } from '../../wire/ah.ts';
+import { ESP_HEADER_LENGTH } from '../../wire/esp.ts';
+import { ICMP_HEADER_LENGTH } from '../../wire/icmp.ts';
 import { IpProtocol } from '../../wire/result.ts';
+import { TCP_MIN_HEADER_LENGTH } from '../../wire/tcp.ts';
+import { UDP_HEADER_LENGTH } from '../../wire/udp.ts';
+
+// wire's header lengths as module constants (see wire/bytes.ts).
+const TCP_HEADER = TCP_MIN_HEADER_LENGTH;
+const UDP_HEADER = UDP_HEADER_LENGTH;
+const ICMP_HEADER = ICMP_HEADER_LENGTH;
+const ESP_HEADER = ESP_HEADER_LENGTH;
+const AH_HEADER = AH_FIXED_LENGTH;
 
 /**
  * Bytes of transport header a datagram (or its first fragment) must hold
@@ -23,31 +33,16 @@ import { IpProtocol } from '../../wire/result.ts';
 export function transportMinimum(protocol: number): number {
   switch (protocol) {
     case IpProtocol.TCP:
-      return 20;
+      return TCP_HEADER;
     case IpProtocol.UDP:
+      return UDP_HEADER;
     case IpProtocol.ICMP:
+      return ICMP_HEADER;
     case IpProtocol.ESP:
-      return 8;
+      return ESP_HEADER;
     case IpProtocol.AH:
-      return 12;
+      return AH_HEADER;
     default:
       return 0;
   }
-}
-
-/** Timestamp request and reply (RFC 792); the codec names only the types it shapes. */
-export const ICMP_TIMESTAMP = 13;
-export const ICMP_TIMESTAMP_REPLY = 14;
-
-/**
- * ICMP messages with an identifier at offset 4 that the hosts translate like
- * a port (RFC 5508 3): echo and timestamp, requests and replies.
- */
-export function isIcmpQuery(type: number): boolean {
-  return (
-    type === IcmpType.EchoRequest ||
-    type === IcmpType.EchoReply ||
-    type === ICMP_TIMESTAMP ||
-    type === ICMP_TIMESTAMP_REPLY
-  );
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { internetChecksum } from '../../../src/wire/checksum.ts';
 import { parseIcmp } from '../../../src/wire/icmp.ts';
 import { parseIpv4 } from '../../../src/wire/ipv4.ts';
-import { readTcpMss } from '../../../src/wire/tcp-options.ts';
+import { readTcpMss } from '../../../src/wire/tcp.ts';
 import { LAN, LEASE_FIRST, ROUTER, buildOuter, buildTcp, rig } from './forwarder-rig.ts';
 import {
   ESP,

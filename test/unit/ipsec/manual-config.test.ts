@@ -2,10 +2,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../src/config/config-error.ts';
+import { ConfigError, formatProblem } from '../../../src/config/config-error.ts';
+import { checkConfig } from '../../../src/config/load.ts';
 import { IpsecEngine } from '../../../src/ipsec/engine.ts';
 import { buildManualKeying } from '../../../src/ipsec/manual-build.ts';
-import { parseManualKeying, readManualKeying } from '../../../src/ipsec/manual-config.ts';
+import { ManualKeyingSchema, parseManualKeying, readManualKeying } from '../../../src/ipsec/manual-config.ts';
 import { EspSa } from '../../../src/ipsec/sa.ts';
 import { hex, place, SERVER, SHARED, taken, udpPacket } from './helpers.ts';
 
@@ -205,7 +206,7 @@ sas:
     // A bare YAML null names the null algorithm: no complaint about sas.2.encryption.
     expect(text).not.toMatch(/sas.2.encryption/);
     expect(text).toMatch(/^field `sas.2.integrity.key`: got 4660; write keys as quoted hex strings/m);
-    expect(text).toMatch(/^field `sas.3`: .*colour/m);
+    expect(text).toMatch(/^field `sas.3.colour`: got "blue"; unknown field; expected one of name, spi, /m);
     expect(problems).toHaveLength(8);
   });
 
@@ -302,5 +303,26 @@ describe('the example in docs/ipsec.md', () => {
     expect(spd.policies.map((p) => p.name)).toEqual(['ike', 'dns', 'gateway']);
     expect(spd.get('gateway')!.outbound[0]!.name).toBe('gw-out');
     expect(sad.inboundEsp(0x100)!.name).toBe('dns-in');
+  });
+});
+
+describe('manual keying file: every problem at once', () => {
+  it("an SA's own problems are reported beside another SA's wrong field", () => {
+    const problems = checkConfig(ManualKeyingSchema, {
+      sas: [
+        {
+          spi: 300,
+          direction: 'outbound',
+          protocol: 'esp',
+          encryption: { algorithm: 'aes-cbc', key: '0x00' },
+        },
+        { spi: true, direction: 'inbound', protocol: 'esp', encryption: { algorithm: 'null' } },
+      ],
+    }).problems.map(formatProblem);
+    expect(problems).toEqual([
+      'field `sas.0.encryption.key`: got "0x00"; aes-cbc takes 128, 192, 256-bit keys, got 8 bits',
+      'field `sas.0.integrity`: got nothing; aes-cbc needs an integrity algorithm (RFC 4303 3.2)',
+      'field `sas.1.spi`: got true; Invalid input',
+    ]);
   });
 });

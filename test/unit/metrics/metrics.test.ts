@@ -16,7 +16,7 @@ describe('CounterSet', () => {
 
 describe('metrics endpoint', () => {
   it('serves the registry in the Prometheus text format on /metrics only', async () => {
-    const registry = newRegistry('distnat_test');
+    const registry = newRegistry();
     const packets = new Counter({
       name: 'distnat_test_packets_total',
       help: 'packets',

@@ -6,9 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { EngineIpsecStep } from '../../../src/host/data-path/ipsec-engine-step.ts';
-import { PacketSpan as StepSpan } from '../../../src/host/data-path/ipsec-step.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
-import { buildManualKeying, IpsecEngine, parseManualKeying } from '../../../src/ipsec/index.ts';
+import { buildManualKeying, IpsecEngine, PacketSpan, parseManualKeying } from '../../../src/ipsec/index.ts';
 import { PeerForwarder } from '../../../src/peer/data-path/forwarder.ts';
 import { mirrorManualKeying } from '../../../src/peer/daemon/mirror.ts';
 import { buildTcp } from '../host/forwarder-rig.ts';
@@ -51,7 +50,7 @@ function setup() {
   const hostSeal = (p: Uint8Array): Uint8Array => {
     const buf = new Uint8Array(p.length + 256);
     buf.set(p, 128);
-    const span = new StepSpan();
+    const span = new PacketSpan();
     span.offset = 128;
     span.length = p.length;
     expect(host.protect(buf, span, 128, 128)).toBeNull();
@@ -59,7 +58,7 @@ function setup() {
   };
   const hostOpen = (p: Uint8Array): Uint8Array | string => {
     const buf = p.slice();
-    const span = new StepSpan();
+    const span = new PacketSpan();
     span.length = p.length;
     return host.verify(buf, span) ?? buf.slice(span.offset, span.offset + span.length);
   };

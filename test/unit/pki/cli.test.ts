@@ -91,8 +91,11 @@ describe('distnat ca', { timeout: 60_000 }, () => {
       'root',
       '--out',
       'ca',
+      '--crl-address',
+      '203.0.113.1',
     );
     expect(local.status).toBe(0);
+    expect(local.stdout).toContain('its certificates name the CRL at http://203.0.113.1:7033/crl');
     expect(local.stdout).toContain('may sign host certificates but no further CA (pathLen 0)');
 
     const req = await distnat('ca', 'request', '--key', 'h1.key', '--out', 'h1.csr', '--csr-only');
@@ -176,6 +179,8 @@ describe('distnat ca', { timeout: 60_000 }, () => {
       'nowhere',
       '--out',
       'x',
+      '--crl-address',
+      '203.0.113.1',
     );
     expect(missing.status).toBe(64);
     const notRoot = await distnat(
@@ -187,6 +192,8 @@ describe('distnat ca', { timeout: 60_000 }, () => {
       'ca',
       '--out',
       'x',
+      '--crl-address',
+      '203.0.113.1',
     );
     expect([notRoot.status, notRoot.stderr]).toEqual([1, 'distnat: ca is not a root CA\n']);
     expect((await distnat('ca', 'revoke', '--ca', 'ca')).status).toBe(64);

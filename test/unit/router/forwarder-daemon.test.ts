@@ -198,10 +198,10 @@ describe('startRouter', () => {
     bed.lanRx.inject(tunnel(HOST, udp(SHARED, lease.lowest + 100, SERVER, 53), HOST));
     await bed.scheduler.idle();
     const text = await (await fetch(`http://${bed.router.metricsAddress}/metrics`)).text();
-    expect(text).toMatch(/^distnat_router_drops_total\{reason="spoofed-port"\} 1$/m);
-    expect(text).toMatch(/^distnat_router_leases\{kind="port"\} 1$/m);
+    expect(text).toMatch(/^distnat_router_dropped_packets_total\{reason="spoofed-port"\} 1$/m);
+    expect(text).toMatch(/^distnat_router_leased_blocks\{kind="port"\} 1$/m);
     expect(text).toMatch(/^distnat_router_packets_total\{direction="lan_in"\} 1$/m);
     expect(text).toMatch(/^distnat_router_pap_messages_total\{kind="port-request"\} 1$/m);
-    expect(text).toMatch(/^distnat_router_free\{kind="port"\} \d+$/m);
+    expect(text).toMatch(/^distnat_router_free_values\{kind="port"\} \d+$/m);
   });
 });

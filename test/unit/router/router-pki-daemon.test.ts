@@ -117,7 +117,7 @@ describe('router daemon with a local CA', () => {
     expect(metrics).toMatch(
       new RegExp(`distnat_router_pki_crl_number ${after.status.counters['pki.crl_number']}\\b`),
     );
-    expect(metrics).toMatch(/distnat_router_pki_crl_next_update_seconds \d{10}/);
+    expect(metrics).toMatch(/distnat_router_pki_crl_next_update_timestamp_seconds \d{10}/);
 
     const endpoint = pki.lanEndpoint;
     await router.stop();

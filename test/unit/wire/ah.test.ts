@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   AH_FIXED_LENGTH,
   AH_MAX_ICV_LENGTH,
+  AhField,
   ahIcvInput,
   ahLength,
   AhView,
@@ -13,6 +14,7 @@ import {
   parseAh,
   type AhHeader,
 } from '../../../src/wire/ah.ts';
+import { u16 as read16, u32 as read32 } from '../../../src/wire/bytes.ts';
 import { internetChecksum } from '../../../src/wire/checksum.ts';
 import type { WireError } from '../../../src/wire/result.ts';
 import { guarded, mulberry32 } from './hostile.ts';
@@ -50,6 +52,17 @@ describe('AH against scapy', () => {
       expect(view.headerLength).toBe((f.payloadlen + 2) * 4);
       expect(view.reserved).toBe(f.reserved);
       expect(view.spi).toBe(f.spi);
+      const at = (field: number): number => c.ah_offset + field;
+      expect([
+        pkt[at(AhField.NEXT_HEADER)],
+        pkt[at(AhField.PAYLOAD_LEN)],
+        read16(pkt, at(AhField.RESERVED)),
+      ]).toEqual([f.nh, f.payloadlen, f.reserved]);
+      expect([read32(pkt, at(AhField.SPI)), read32(pkt, at(AhField.SEQUENCE)), at(AhField.ICV)]).toEqual([
+        f.spi,
+        f.seq,
+        view.icvOffset,
+      ]);
       expect(view.sequence).toBe(f.seq);
       expect(view.icvOffset).toBe(c.ah_offset + 12);
       expect(Buffer.from(view.icv).toString('hex')).toBe(f.icv);

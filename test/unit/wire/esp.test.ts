@@ -6,6 +6,7 @@ import {
   checkEsp,
   emitEsp,
   emitEspPlaintext,
+  EspField,
   ESP_HEADER_LENGTH,
   espLength,
   espPadLength,
@@ -18,6 +19,7 @@ import {
   type EspHeader,
   type EspPlaintext,
 } from '../../../src/wire/esp.ts';
+import { u32 as read32 } from '../../../src/wire/bytes.ts';
 import type { WireError } from '../../../src/wire/result.ts';
 import { guarded, mulberry32 } from './hostile.ts';
 
@@ -65,6 +67,11 @@ describe('ESP against scapy', () => {
       expect(view.check()).toBeNull();
       expect(view.spi).toBe(c.fields.spi);
       expect(view.sequence).toBe(c.fields.seq);
+      expect([
+        read32(pkt, c.esp_offset + EspField.SPI),
+        read32(pkt, c.esp_offset + EspField.SEQUENCE),
+      ]).toEqual([c.fields.spi, c.fields.seq]);
+      expect(c.esp_offset + EspField.PAYLOAD).toBe(view.payloadOffset);
       expect(view.payloadOffset).toBe(c.esp_offset + 8);
       expect(hex(pkt.subarray(view.icvOffset(c.icv_length), espEnd))).toBe(c.fields.icv);
       const ivLength = c.iv.length / 2;

@@ -1,14 +1,17 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { u16 as read16 } from '../../../src/wire/bytes.ts';
 import { internetChecksum } from '../../../src/wire/checksum.ts';
 import {
   checkIcmp,
   emitIcmp,
+  IcmpField,
   IcmpType,
   IcmpView,
   icmpLength,
   isIcmpErrorType,
+  isIcmpQueryType,
   parseIcmp,
   type IcmpMessage,
 } from '../../../src/wire/icmp.ts';
@@ -101,6 +104,12 @@ describe('ICMP against scapy', () => {
       expect(view.code).toBe(c.fields.code);
       expect(view.checksum).toBe(c.fields.chksum);
       expect(view.isError).toBe(c.quoted !== undefined);
+      const at = (field: number): number => c.icmp_offset + field;
+      expect([pkt[at(IcmpField.TYPE)], pkt[at(IcmpField.CODE)], read16(pkt, at(IcmpField.CHECKSUM))]).toEqual(
+        [c.fields.type, c.fields.code, c.fields.chksum],
+      );
+      if (isIcmpQueryType(c.fields.type as number))
+        expect(read16(pkt, at(IcmpField.IDENTIFIER))).toBe(c.fields.id);
 
       const parsed = parseIcmp(pkt, c.icmp_offset, c.icmp_length);
       expect(parsed.ok).toBe(true);
@@ -221,6 +230,10 @@ describe('ICMP types', () => {
   it('classifies exactly the RFC 792 errors as errors', () => {
     const errors = [3, 4, 5, 11, 12];
     for (let t = 0; t < 256; t++) expect(isIcmpErrorType(t)).toBe(errors.includes(t));
+  });
+  it('classifies echo and timestamp, requests and replies, as queries with an identifier', () => {
+    const queries = [0, 8, 13, 14];
+    for (let t = 0; t < 256; t++) expect(isIcmpQueryType(t)).toBe(queries.includes(t));
   });
   it('keeps unknown types as values, with their second word', () => {
     const out = new Uint8Array(12);

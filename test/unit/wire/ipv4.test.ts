@@ -1,12 +1,22 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { u16, u32 as u32at } from '../../../src/wire/bytes.ts';
 import { internetChecksum } from '../../../src/wire/checksum.ts';
 import {
   checkIpv4,
   emitIpv4,
+  Ipv4Field,
+  Ipv4FragmentWord,
   Ipv4Flag,
+  ipv4Dst,
+  ipv4FragmentOffset,
   ipv4FromString,
   ipv4HeaderLength,
+  ipv4HeaderLengthAt,
+  ipv4MoreFragments,
+  ipv4Protocol,
+  ipv4Src,
+  ipv4TotalLength,
   Ipv4View,
   ipv4ToString,
   parseIpv4,
@@ -129,6 +139,60 @@ function withOptions(opts: number[]): Uint8Array {
   b[11] = c & 0xff;
   return b;
 }
+
+describe('IPv4 field offsets and readers', () => {
+  it("name where scapy's SYN keeps each field", () => {
+    const F = Ipv4Field;
+    const W = Ipv4FragmentWord;
+    expect([SYN[F.VERSION_IHL], SYN[F.TOS], u16(SYN, F.TOTAL_LENGTH), u16(SYN, F.IDENTIFICATION)]).toEqual([
+      0x45, 0, 44, 0x1c46,
+    ]);
+    const word = u16(SYN, F.FLAGS_FRAGMENT);
+    expect([word & W.DF, word & W.MF, word & W.OFFSET, word & W.FRAGMENT]).toEqual([W.DF, 0, 0, 0]);
+    expect([SYN[F.TTL], SYN[F.PROTOCOL], u16(SYN, F.CHECKSUM), F.OPTIONS]).toEqual([64, 6, 0xb830, 20]);
+    expect([ipv4ToString(u32at(SYN, F.SRC)), ipv4ToString(u32at(SYN, F.DST))]).toEqual([
+      '198.51.100.30',
+      '203.0.113.3',
+    ]);
+  });
+
+  /** Every reader at `off`. */
+  const readAll = (b: Uint8Array, off: number): unknown[] => [
+    ipv4HeaderLengthAt(b, off),
+    ipv4TotalLength(b, off),
+    ipv4MoreFragments(b, off),
+    ipv4FragmentOffset(b, off),
+    ipv4Protocol(b, off),
+    ipv4Src(b, off),
+    ipv4Dst(b, off),
+  ];
+
+  it("read scapy's SYN at an offset inside a larger buffer", () => {
+    const b = new Uint8Array(7 + SYN.length + 5).fill(0xa5);
+    b.set(SYN, 7);
+    expect(readAll(b, 7)).toEqual([20, 44, false, 0, 6, 0xc633641e, 0xcb007103]);
+  });
+
+  it('agree with the parser on every header, fragments and options included', () => {
+    fc.assert(
+      fc.property(arbIpv4Header(), fc.nat(40), (h, off) => {
+        const e = emitted(h);
+        const b = new Uint8Array(off + e.length);
+        b.set(e, off);
+        expect(readAll(b, off)).toEqual([
+          ipv4HeaderLength(h),
+          ipv4HeaderLength(h) + h.payloadLength,
+          (h.flags & Ipv4Flag.MF) !== 0,
+          h.fragmentOffset,
+          h.protocol,
+          h.src,
+          h.dst,
+        ]);
+      }),
+      fcOpts,
+    );
+  });
+});
 
 describe('IPv4 options', () => {
   it('decodes record route, NOP and EOL, and stops at EOL', () => {

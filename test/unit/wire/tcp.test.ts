@@ -1,16 +1,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { WireError } from '../../../src/wire/result.ts';
+import { u16 as read16, u32 as read32 } from '../../../src/wire/bytes.ts';
+import { PortField } from '../../../src/wire/ports.ts';
+import type { TcpOption } from '../../../src/wire/tcp-options.ts';
 import {
   clampTcpMss,
+  emitTcp,
   findTcpMss,
+  parseTcp,
   readTcpMss,
   rewriteTcpMss,
-  type TcpOption,
-} from '../../../src/wire/tcp-options.ts';
-import {
-  emitTcp,
-  parseTcp,
+  TcpField,
   TcpFlag,
   tcpHeaderLength,
   TcpView,
@@ -103,6 +104,26 @@ describe('TCP header fields', () => {
   it('verifies the checksum only when given the pseudo-header addresses', () => {
     expect(new TcpView(SYN).check(SRC, DST + 1)).toBe('bad-checksum');
     expect(new TcpView(SYN).check()).toBeNull();
+  });
+});
+
+describe('TCP field offsets', () => {
+  it("name where scapy's SYN keeps each field", () => {
+    const F = TcpField;
+    expect([read16(SYN, PortField.SRC_PORT), read16(SYN, PortField.DST_PORT)]).toEqual([40000, 443]);
+    expect([F.SRC_PORT, F.DST_PORT]).toEqual([PortField.SRC_PORT, PortField.DST_PORT]);
+    expect([read32(SYN, F.SEQ), read32(SYN, F.ACK), SYN[F.DATA_OFFSET]! >> 4, SYN[F.FLAGS]]).toEqual([
+      0x12345678,
+      0,
+      6,
+      TcpFlag.SYN,
+    ]);
+    expect([
+      read16(SYN, F.WINDOW),
+      read16(SYN, F.CHECKSUM),
+      read16(SYN, F.URGENT_POINTER),
+      SYN[F.OPTIONS],
+    ]).toEqual([0xfaf0, 0x3038, 0, 2]);
   });
 });
 

@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { internetChecksum, pseudoHeaderSum } from '../../../src/wire/checksum.ts';
 import type { WireError } from '../../../src/wire/result.ts';
-import { emitUdp, parseUdp, UdpView, type UdpHeader } from '../../../src/wire/udp.ts';
+import { u16 as read16 } from '../../../src/wire/bytes.ts';
+import { PortField } from '../../../src/wire/ports.ts';
+import { emitUdp, parseUdp, UdpField, UdpView, type UdpHeader } from '../../../src/wire/udp.ts';
 import { arbUdpHeader, fromHex, mutate, prng, sameBytes, SEED, toHex, u16, u32 } from './ip-arbitraries.ts';
 
 const fcOpts = { seed: SEED, numRuns: 300 };
@@ -38,6 +40,11 @@ describe('UDP header fields', () => {
       true,
     ]);
     expect([v.payloadOffset, v.payloadLength]).toEqual([8, 5]);
+    const F = UdpField;
+    expect([F.SRC_PORT, F.DST_PORT]).toEqual([PortField.SRC_PORT, PortField.DST_PORT]);
+    expect([F.SRC_PORT, F.DST_PORT, F.LENGTH, F.CHECKSUM].map((at) => read16(HELLO, at))).toEqual([
+      1024, 53, 13, 0x5177,
+    ]);
     expect(parseUdp(HELLO, 0, HELLO.length, SRC, DST)).toEqual({
       ok: true,
       value: { srcPort: 1024, dstPort: 53, hasChecksum: true, payload: new TextEncoder().encode('hello') },

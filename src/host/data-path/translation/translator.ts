@@ -1,7 +1,12 @@
 import { put16, u16, u32 } from '../../../wire/bytes.ts';
 import { updateChecksum16, updateUdpChecksum16, verifiesTo0 } from '../../../wire/checksum.ts';
-import { isIcmpErrorType } from '../../../wire/icmp.ts';
+import { ICMP_HEADER_LENGTH, IcmpField, IcmpType, isIcmpErrorType } from '../../../wire/icmp.ts';
 import { checkQuotedIpv4 } from '../../../wire/icmp-quoted.ts';
+import { IPV4_MIN_HEADER_LENGTH, Ipv4Field, Ipv4FragmentWord } from '../../../wire/ipv4.ts';
+import { PortField } from '../../../wire/ports.ts';
+import { IpProtocol } from '../../../wire/result.ts';
+import { TCP_MIN_HEADER_LENGTH, TcpField } from '../../../wire/tcp.ts';
+import { UDP_HEADER_LENGTH, UdpField } from '../../../wire/udp.ts';
 import type { SourcePortTranslationTable } from './sptt.ts';
 
 /**
@@ -54,14 +59,33 @@ export type TranslateOutcome =
 
 export type TranslateCounters = Record<TranslateOutcome, number>;
 
-const TCP = 6;
-const UDP = 17;
-const ICMP = 1;
-
-const ECHO_REPLY = 0;
-const ECHO_REQUEST = 8;
-const TIMESTAMP = 13;
-const TIMESTAMP_REPLY = 14;
+// What the translation reads and writes, as module constants (see
+// wire/bytes.ts).
+const TCP = IpProtocol.TCP;
+const UDP = IpProtocol.UDP;
+const ICMP = IpProtocol.ICMP;
+const ECHO_REPLY = IcmpType.EchoReply;
+const ECHO_REQUEST = IcmpType.EchoRequest;
+const TIMESTAMP = IcmpType.Timestamp;
+const TIMESTAMP_REPLY = IcmpType.TimestampReply;
+const IP_VERSION_IHL = Ipv4Field.VERSION_IHL;
+const IP_FLAGS_FRAGMENT = Ipv4Field.FLAGS_FRAGMENT;
+const IP_PROTOCOL = Ipv4Field.PROTOCOL;
+const IP_SRC = Ipv4Field.SRC;
+const IP_DST = Ipv4Field.DST;
+const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
+const SRC_PORT = PortField.SRC_PORT;
+const DST_PORT = PortField.DST_PORT;
+const TCP_FLAGS = TcpField.FLAGS;
+const TCP_CHECKSUM = TcpField.CHECKSUM;
+const UDP_CHECKSUM = UdpField.CHECKSUM;
+const ICMP_TYPE = IcmpField.TYPE;
+const ICMP_CHECKSUM = IcmpField.CHECKSUM;
+const ICMP_IDENTIFIER = IcmpField.IDENTIFIER;
+const TCP_HEADER = TCP_MIN_HEADER_LENGTH;
+const UDP_HEADER = UDP_HEADER_LENGTH;
+const ICMP_HEADER = ICMP_HEADER_LENGTH;
+const IP_HEADER = IPV4_MIN_HEADER_LENGTH;
 
 // Outcomes travel as small integers inside the translator and are counted
 // in typed arrays: a keyed property increment per packet costs more than
@@ -127,25 +151,25 @@ export class PortTranslator {
     inbound: boolean,
   ): number {
     if (this.table.native) return UNCHANGED;
-    if (!(ip >= 0 && l4 >= ip + 20 && l4 <= end && end <= buf.length)) return NOT_TRANSLATABLE;
-    if ((u16(buf, ip + 6) & 0x1fff) !== 0) return UNCHANGED;
-    const protocol = buf[ip + 9]!;
+    if (!(ip >= 0 && l4 >= ip + IP_HEADER && l4 <= end && end <= buf.length)) return NOT_TRANSLATABLE;
+    if ((u16(buf, ip + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) !== 0) return UNCHANGED;
+    const protocol = buf[ip + IP_PROTOCOL]!;
     const table = this.table;
 
     if (protocol === TCP || protocol === UDP) {
       const isTcp = protocol === TCP;
-      if (l4 + (isTcp ? 20 : 8) > end) return NOT_TRANSLATABLE;
-      const portAt = inbound ? l4 + 2 : l4;
+      if (l4 + (isTcp ? TCP_HEADER : UDP_HEADER) > end) return NOT_TRANSLATABLE;
+      const portAt = l4 + (inbound ? DST_PORT : SRC_PORT);
       const from = u16(buf, portAt);
       if (from === 0) return NOT_TRANSLATABLE;
-      const flags = isTcp ? buf[l4 + 13]! : 0;
+      const flags = isTcp ? buf[l4 + TCP_FLAGS]! : 0;
       const to = inbound
         ? table.inbound(protocol, from, flags, now)
         : table.outbound(protocol, from, flags, now);
       if (to < 0) return inbound ? NO_MAPPING : NO_FREE_PORT;
       if (to !== from) {
         put16(buf, portAt, to);
-        const ckAt = l4 + (isTcp ? 16 : 6);
+        const ckAt = l4 + (isTcp ? TCP_CHECKSUM : UDP_CHECKSUM);
         const ck = u16(buf, ckAt);
         put16(buf, ckAt, isTcp ? updateChecksum16(ck, from, to) : updateUdpChecksum16(ck, from, to));
       }
@@ -153,8 +177,8 @@ export class PortTranslator {
     }
 
     if (protocol !== ICMP) return UNCHANGED;
-    if (l4 + 8 > end) return NOT_TRANSLATABLE;
-    const type = buf[l4]!;
+    if (l4 + ICMP_HEADER > end) return NOT_TRANSLATABLE;
+    const type = buf[l4 + ICMP_TYPE]!;
     if (isIcmpErrorType(type)) return this.translateQuoted(buf, ip, l4, end, now, inbound);
     // Our queries go out and their replies come back; queries from outside
     // (and our replies to them) carry the remote's identifier: untouched.
@@ -162,12 +186,12 @@ export class PortTranslator {
       ? type === ECHO_REPLY || type === TIMESTAMP_REPLY
       : type === ECHO_REQUEST || type === TIMESTAMP;
     if (!ours) return UNCHANGED;
-    const from = u16(buf, l4 + 4);
+    const from = u16(buf, l4 + ICMP_IDENTIFIER);
     const to = inbound ? table.inbound(ICMP, from, 0, now) : table.outbound(ICMP, from, 0, now);
     if (to < 0) return inbound ? NO_MAPPING : NO_FREE_PORT;
     if (to !== from) {
-      put16(buf, l4 + 4, to);
-      put16(buf, l4 + 2, updateChecksum16(u16(buf, l4 + 2), from, to));
+      put16(buf, l4 + ICMP_IDENTIFIER, to);
+      put16(buf, l4 + ICMP_CHECKSUM, updateChecksum16(u16(buf, l4 + ICMP_CHECKSUM), from, to));
     }
     return TRANSLATED;
   }
@@ -188,29 +212,29 @@ export class PortTranslator {
   ): number {
     // RFC 5508 REQ-3: an error whose ICMP checksum fails is dropped, not translated.
     if (!verifiesTo0(buf, l4, end)) return NOT_TRANSLATABLE;
-    const q = l4 + 8;
+    const q = l4 + ICMP_HEADER;
     if (checkQuotedIpv4(buf, q, end - q) !== null) return NOT_TRANSLATABLE;
-    if ((u16(buf, q + 6) & 0x1fff) !== 0) return UNCHANGED;
-    if (u32(buf, inbound ? q + 12 : q + 16) !== u32(buf, inbound ? ip + 16 : ip + 12))
+    if ((u16(buf, q + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) !== 0) return UNCHANGED;
+    if (u32(buf, inbound ? q + IP_SRC : q + IP_DST) !== u32(buf, inbound ? ip + IP_DST : ip + IP_SRC))
       return NOT_TRANSLATABLE;
-    const qt = q + (buf[q]! & 0x0f) * 4;
-    const protocol = buf[q + 9]!;
+    const qt = q + (buf[q + IP_VERSION_IHL]! & 0x0f) * 4;
+    const protocol = buf[q + IP_PROTOCOL]!;
 
     let portAt: number;
     let ckAt: number; // -1 when the quote stops before the transport checksum
     let udp = false;
     if (protocol === TCP || protocol === UDP) {
-      portAt = inbound ? qt : qt + 2;
+      portAt = qt + (inbound ? SRC_PORT : DST_PORT);
       udp = protocol === UDP;
-      ckAt = udp ? qt + 6 : qt + 18 <= end ? qt + 16 : -1;
+      ckAt = udp ? qt + UDP_CHECKSUM : qt + TCP_CHECKSUM + 2 <= end ? qt + TCP_CHECKSUM : -1;
     } else if (protocol === ICMP) {
-      const qtype = buf[qt]!;
+      const qtype = buf[qt + ICMP_TYPE]!;
       const translatedQuery = inbound
         ? qtype === ECHO_REQUEST || qtype === TIMESTAMP
         : qtype === ECHO_REPLY || qtype === TIMESTAMP_REPLY;
       if (!translatedQuery) return UNCHANGED;
-      portAt = qt + 4;
-      ckAt = qt + 2;
+      portAt = qt + ICMP_IDENTIFIER;
+      ckAt = qt + ICMP_CHECKSUM;
     } else {
       return UNCHANGED;
     }
@@ -222,14 +246,14 @@ export class PortTranslator {
     if (to < 0) return NO_MAPPING;
     if (to === from) return TRANSLATED;
     put16(buf, portAt, to);
-    let icmpCk = updateChecksum16(u16(buf, l4 + 2), from, to);
+    let icmpCk = updateChecksum16(u16(buf, l4 + ICMP_CHECKSUM), from, to);
     if (ckAt >= 0) {
       const oldCk = u16(buf, ckAt);
       const newCk = udp ? updateUdpChecksum16(oldCk, from, to) : updateChecksum16(oldCk, from, to);
       put16(buf, ckAt, newCk);
       icmpCk = updateChecksum16(icmpCk, oldCk, newCk);
     }
-    put16(buf, l4 + 2, icmpCk);
+    put16(buf, l4 + ICMP_CHECKSUM, icmpCk);
     return TRANSLATED;
   }
 }
