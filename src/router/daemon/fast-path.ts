@@ -165,6 +165,8 @@ function granuleShift(blockSize: number): number {
 export interface RouterCounts {
   readonly drops: Record<string, number>;
   readonly traffic: Record<string, number>;
+  /** The fast path's own share of `traffic` (what it carried without the TUN); undefined on the TUN path alone. */
+  readonly fastTraffic: Record<string, number> | undefined;
   /** By direction (lan, wan) and reason; undefined on the TUN path alone. */
   readonly pass:
     { readonly lan: Record<FastPass, number>; readonly wan: Record<FastPass, number> } | undefined;
@@ -174,17 +176,17 @@ export interface RouterCounts {
 export function routerCounts(forwarder: RouterForwarder, fast: RouterFastPath | undefined): RouterCounts {
   const drops: Record<string, number> = forwarder.drops.snapshot();
   const traffic: Record<string, number> = forwarder.traffic.snapshot();
-  if (fast === undefined) return { drops, traffic, pass: undefined };
+  if (fast === undefined) return { drops, traffic, fastTraffic: undefined, pass: undefined };
   let c;
   try {
     c = fast.counters.read();
   } catch {
     // closed while stopping: the slow path's own counts are still true
-    return { drops, traffic, pass: undefined };
+    return { drops, traffic, fastTraffic: undefined, pass: undefined };
   }
   for (const [k, v] of Object.entries(c.traffic)) traffic[k] = (traffic[k] ?? 0) + v;
   for (const [k, v] of Object.entries(c.drops)) drops[k] = (drops[k] ?? 0) + v;
-  return { drops, traffic, pass: c.pass };
+  return { drops, traffic, fastTraffic: c.traffic, pass: c.pass };
 }
 
 /** Carries the fast path's FIG. 12 stamps into the IAPTT (a full pass: a few hundred microseconds). */

@@ -113,6 +113,8 @@ export function routerCounters(s: RouterStatusSources): Record<string, number> {
   const counts = routerCounts(f, fast);
   put('drop', counts.drops);
   put('traffic', counts.traffic);
+  // Its own share too, so that whether it carried the traffic can be seen.
+  if (counts.fastTraffic !== undefined) put('fastpath.traffic', counts.fastTraffic);
   if (counts.pass !== undefined) {
     put('fastpath.pass.lan', counts.pass.lan);
     put('fastpath.pass.wan', counts.pass.wan);
