@@ -36,7 +36,8 @@ Usage: native-setup/install.sh router|host|server [options]   (as root)
 Installs distnat from this checkout:
   1. Node.js >= $NODE_MAJOR.$NODE_MINOR from the NodeSource apt repository, unless a
      recent enough node is on PATH; g++, make and python3 for the native addon,
-     clang, llvm and libbpf-dev for its BPF programs, libbpf1 to load them
+     clang, llvm and libbpf-dev for its BPF programs; and (also with
+     --no-node) libbpf1 to load them and iproute2
   2. /opt/distnat: a copy of the checkout (without .git, node_modules and
      build output) or, with --link, a symbolic link to it
   3. scripts/setup in /opt/distnat: Debian packages, npm dependencies, the
@@ -170,6 +171,8 @@ apt_install() {
   done
   ((${#missing[@]})) || return 0
   say "installing Debian packages: ${missing[*]}"
+  # A fresh machine may have no package lists yet.
+  if [ -z "${APT_UPDATED:-}" ]; then apt-get update -q && APT_UPDATED=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
@@ -191,8 +194,15 @@ install_node() {
     node_recent_enough || die "node $(node --version 2>/dev/null) is still older than $NODE_MAJOR.$NODE_MINOR"
   fi
   # node-gyp builds native-setup/addon during npm ci, and with it the BPF
-  # programs of the eBPF data path (clang, libbpf-dev); libbpf1 loads them.
-  apt_install g++ make python3 clang llvm libbpf-dev libbpf1
+  # programs of the eBPF data path (clang, libbpf-dev).
+  apt_install g++ make python3 clang llvm libbpf-dev
+}
+
+# What the daemons need at run time, also with --no-node: libbpf1 loads the
+# eBPF data path (without it the router forwards on the TUN path and says
+# so), iproute2 is what the set-up scripts and the units call.
+install_runtime() {
+  apt_install libbpf1 iproute2
 }
 
 # --- 2. /opt/distnat -----------------------------------------------------------
@@ -303,6 +313,7 @@ install_unit() {
 # --- main ------------------------------------------------------------------
 
 if [ -z "$ROOT" ] && [ "$WITH_NODE" = 1 ]; then install_node; fi
+[ -n "$ROOT" ] || install_runtime
 install_tree
 if [ -z "$ROOT" ] && [ "$WITH_DEPS" = 1 ]; then
   say "running scripts/setup in $OPT"
