@@ -177,7 +177,7 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
         .option('datapath', {
           choices: ['ebpf', 'tun'] as const,
           describe:
-            'ebpf: established flows in the kernel, the rest here (default; tun when BPF is unavailable); tun: all here',
+            'ebpf: established flows in the kernel, the rest here (default; not wired in yet: all here for now); tun: all here',
         })
         .option('pap-transport', {
           choices: ['udp', 'icmp'] as const,
