@@ -44,7 +44,7 @@ const RouterFields = z
       .max(64)
       .default(1)
       .describe(
-        'forwarding threads of the TUN path, one TUN queue each (more than 1 needs a multi-queue TUN)',
+        'forwarding threads of the TUN path, one TUN queue each (more than 1 needs a multi-queue TUN; not supported yet: one thread)',
       ),
     pap: z
       .object({

@@ -111,7 +111,7 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
         .option('workers', {
           type: 'number',
           describe:
-            'forwarding threads of the TUN path, one TUN queue each (needs a multi-queue TUN above 1) [1]',
+            'forwarding threads of the TUN path, one TUN queue each (not supported yet: one thread, and a warning above 1) [1]',
         })
         .option('state-dir', { type: 'string', describe: 'lease journal and lock [/var/lib/distnat/router]' })
         .option('run-dir', { type: 'string', describe: 'control socket for `distnat status` [/run/distnat]' })

@@ -121,6 +121,10 @@ export async function startRouter(
 
     const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
 
+    // The TUN path has one forwarding loop so far: say so rather than take the setting in silence.
+    if (config.workers > 1)
+      log.warn(`workers: ${config.workers} is not supported yet; the TUN path forwards on one thread`);
+
     // 4b. the eBPF fast path beside the TUN path (fast-path.ts), before the leases it is programmed from.
     const tables = new RouterTables();
     const dataPath = openRouterDataPath({
