@@ -47,7 +47,7 @@ const ADDR = {
   routerLan: TOPOLOGY.router.lan,
   h1: TOPOLOGY.h1.lan,
   server: TOPOLOGY.server.wan,
-  wanNet: `${TOPOLOGY.wanNet}/${TOPOLOGY.wanPrefixLen}`,
+  wanNet: TOPOLOGY.wanNet,
 } as const;
 
 const { values } = parseArgs({
