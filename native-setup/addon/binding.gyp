@@ -2,14 +2,20 @@
   "targets": [
     {
       "target_name": "distnat_native",
-      "sources": ["src/addon.cc", "src/util.cc", "src/fds.cc", "src/tun.cc", "src/raw.cc", "src/poller.cc", "src/batch.cc", "src/gso.cc", "src/coalesce.cc", "src/aead.cc", "src/layout.cc", "src/bpf.cc", "src/notify.cc"],
+      "sources": ["src/addon.cc", "src/util.cc", "src/fds.cc", "src/tun.cc", "src/raw.cc", "src/poller.cc", "src/batch.cc", "src/gso.cc", "src/coalesce.cc", "src/aead.cc", "src/layout.cc", "src/notify.cc"],
       "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wextra"],
-      "defines": ["NAPI_VERSION=8"],
-      "libraries": ["-lbpf"],
-      "dependencies": ["distnat_bpf"]
+      "defines": ["NAPI_VERSION=8"]
     },
     {
       "target_name": "distnat_bpf",
+      "sources": ["src/bpf-addon.cc", "src/bpf.cc", "src/util.cc", "src/fds.cc"],
+      "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wextra"],
+      "defines": ["NAPI_VERSION=8"],
+      "libraries": ["-lbpf"],
+      "dependencies": ["distnat_bpf_programs"]
+    },
+    {
+      "target_name": "distnat_bpf_programs",
       "type": "none",
       "actions": [
         {

@@ -6,7 +6,7 @@
  *
  *   npm run bench:dnat -- [--seconds 5] [--generators 2] [--loads max,200k,100k] [--size 64]
  *                         [--tun-txqueuelen N] [--tun-offload on|off] [--veth-offload off|on]
- *                         [--wan-gro off|on] [--no-native]
+ *                         [--wan-gro off|on] [--no-native] [--datapath ebpf|tun]
  *                         [--bridge-netfilter] [--profile 100k] [--json]
  *
  * Paths, all from a host to the server:
@@ -51,8 +51,12 @@ const { values } = parseArgs({
     'tun-offload': { type: 'string', default: 'on' },
     'veth-offload': { type: 'string', default: 'off' },
     'wan-gro': { type: 'string', default: 'off' },
+    // The router's data path: its default (the eBPF fast path) or the TUN path alone.
+    datapath: { type: 'string', default: 'ebpf' },
   },
 });
+if (values.datapath !== 'ebpf' && values.datapath !== 'tun')
+  throw new Error(`--datapath ${values.datapath}: ebpf or tun`);
 const {
   bridgeNetfilter: BRIDGE_NF,
   profile: PROFILE,
@@ -76,7 +80,7 @@ const DISTNAT = join(ROOT, 'bin', 'distnat');
 function daemonTable(): string {
   const env = values['tun-offload'] === 'off' ? 'env DISTNAT_TUN_OFFLOAD=off ' : '';
   return [
-    `router router ${env}${distnatCommand(routerArgs(bed.layout))}`,
+    `router router ${env}${distnatCommand(routerArgs(bed.layout, ['--datapath', values.datapath!]))}`,
     `h1 h1 ${env}${distnatCommand(hostArgs(bed.layout, 'h1'))}`,
     `h2 h2 ${env}${distnatCommand(hostArgs(bed.layout, 'h2', ['--mode', 'native']))}`,
     '',
@@ -313,6 +317,7 @@ async function main(): Promise<void> {
         tunOffload: values['tun-offload'],
         vethOffload: values['veth-offload'],
         wanGro: values['wan-gro'],
+        datapath: values.datapath,
         results: results.map((r) => ({
           path: r.path,
           udp: r.floods.map((f) => ({
@@ -336,7 +341,7 @@ async function main(): Promise<void> {
   console.log(
     `\nbench:dnat  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
       `UDP: ${GENERATORS} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; ` +
-      `TCP: one stream, ${SECONDS} s;\nveth offload ${values['veth-offload']}; GRO on the router's WAN ${values['wan-gro']}; daemons' TUN offloads ${values['tun-offload']}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; daemons' nice ${NICE ?? 0}; ` +
+      `TCP: one stream, ${SECONDS} s;\nveth offload ${values['veth-offload']}; GRO on the router's WAN ${values['wan-gro']}; daemons' TUN offloads ${values['tun-offload']}; router data path ${values.datapath}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; daemons' nice ${NICE ?? 0}; ` +
       `TUN txqueuelen ${Object.entries(txqueuelen)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}\n`,

@@ -47,7 +47,7 @@ const ADDR = {
   routerLan: TOPOLOGY.router.lan,
   h1: TOPOLOGY.h1.lan,
   server: TOPOLOGY.server.wan,
-  wanNet: `${TOPOLOGY.wanNet}/${TOPOLOGY.wanPrefixLen}`,
+  wanNet: TOPOLOGY.wanNet,
 } as const;
 
 const { values } = parseArgs({
@@ -411,9 +411,9 @@ async function memory(): Promise<Memory> {
     const host = (i: number) => `10.1.${i >> 7}.${(i & 127) + 1}`;
     // 64512 ports (1024-65535) in blocks of 32, 1M SPIs (from 256) in blocks of 64.
     for (let b = 0; b < (65536 - 1024) / 32; b++)
-      await agent.ask({ cmd: 'add', host: host(b % hosts), kind: 'port', first: 1024 + b * 32, count: 32 });
+      await agent.ask({ cmd: 'add', host: host(b % hosts), kind: 'port', lowest: 1024 + b * 32, count: 32 });
     for (let b = 0; b < (1 << 20) / 64; b++)
-      await agent.ask({ cmd: 'add', host: host(b % hosts), kind: 'spi', first: 256 + b * 64, count: 64 });
+      await agent.ask({ cmd: 'add', host: host(b % hosts), kind: 'spi', lowest: 256 + b * 64, count: 64 });
     const after = await agent.ask<{
       rssBytes: number;
       heapBytes: number;
@@ -430,12 +430,13 @@ async function memory(): Promise<Memory> {
         '--input-type=module',
         '-e',
         `
-import { RouterTables } from '${ROOT}src/router/tables/router-tables.ts';
+import { RouterTables } from '${ROOT}src/router/data-path/tables/router-tables.ts';
 const t = new RouterTables();
-for (let b = 0; b < 2016; b++) t.onLeaseAdded({ host: 0x0a010001 + (b % 1000), kind: 'port', first: 1024 + b * 32, count: 32 });
-for (let b = 0; b < 16384; b++) t.onLeaseAdded({ host: 0x0a010001 + (b % 1000), kind: 'spi', first: 256 + b * 64, count: 64 });
+const host = (i) => '10.1.' + (i >> 7) + '.' + ((i & 127) + 1);
+for (let b = 0; b < 2016; b++) t.onLeaseAdded({ host: host(b % 1000), kind: 'port', lowest: 1024 + b * 32, count: 32 });
+for (let b = 0; b < 16384; b++) t.onLeaseAdded({ host: host(b % 1000), kind: 'spi', lowest: 256 + b * 64, count: 64 });
 globalThis.gc?.();
-console.log(JSON.stringify({ rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers, spis: t.spis.spiCount }));
+console.log(JSON.stringify({ rss: process.memoryUsage().rss, heap: process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers, spis: t.ownership.spiCount }));
 `,
       ],
       { timeoutMs: 120_000, cwd: ROOT },

@@ -21,6 +21,14 @@ const HostFields = z
     ).describe('the public address the router shares'),
     tun: interfaceName.default('dn0'),
     mode: z.enum(['translate', 'native']).default('translate'),
+    // The data path (docs/ebpf.md): established flows in the kernel, or everything in user space.
+    // The agent does not drive the host's BPF programs yet, so both forward through it for now.
+    datapath: z
+      .enum(['ebpf', 'tun'])
+      .default('ebpf')
+      .describe(
+        'ebpf: BPF programs carry established flows, the agent the rest (not wired into the agent yet: all in the agent for now); tun: all in the agent',
+      ),
     pap: z
       .object({
         transport: z.enum(['udp', 'icmp']).default('udp'),

@@ -25,6 +25,27 @@ const RouterFields = z
       .boolean()
       .default(true)
       .describe('TCP offloads on the TUN: segment super-packets from the WAN, coalesce segments to it'),
+    // The data path (docs/ebpf.md): the kernel fast path beside the TUN path, or the TUN path alone.
+    datapath: z
+      .enum(['ebpf', 'tun'])
+      .default('ebpf')
+      .describe(
+        'ebpf: BPF programs forward the common case, the TUN path the rest (falls back to tun); tun: all in user space',
+      ),
+    wanInterface: interfaceName
+      .optional()
+      .describe(
+        "where the shared address is reached from (eBPF data path); default: the default route's interface",
+      ),
+    workers: z
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .default(1)
+      .describe(
+        'forwarding threads of the TUN path, one TUN queue each (more than 1 needs a multi-queue TUN; not supported yet: one thread)',
+      ),
     pap: z
       .object({
         udpPort: port.default(7032),

@@ -1,23 +1,25 @@
 /**
- * BPF objects through the native addon's libbpf binding
- * (native-setup/addon/src/bpf.cc): load an object built by
+ * BPF objects through distnat's libbpf binding, an addon of its own
+ * (distnat_bpf.node: native-setup/addon/src/bpf.cc), loaded on first use so
+ * that a machine without libbpf1 keeps the packet I/O addon and the TUN
+ * path (docs/ebpf.md, "libbpf at run time"): load an object built by
  * native-setup/bpf/build.sh, attach its programs to an interface (tc clsact
  * or XDP), and work its maps (one element, batches, a dump, a shared
  * mapping). Only the control plane calls this; packets never pass here.
  *
  * Anything that keeps the object from loading (the addon or the object not
- * built, no privilege, a kernel without BPF or without a helper the
+ * built, libbpf missing, no privilege, a kernel without BPF or without a helper the
  * programs use, the verifier saying no) is a BpfUnavailableError: a daemon
  * asked for the eBPF data path turns it into one log line and runs on the
  * TUN path instead. Failures of a loaded object are BpfError.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { loadNative, NativeAddonError } from './native.ts';
+import { createRequire } from 'node:module';
+import { addonDir } from './native.ts';
 
 /** Why the eBPF data path cannot be had here. */
 export type BpfUnavailableReason =
-  'no-addon' | 'not-built' | 'no-privilege' | 'no-kernel-support' | 'rejected' | 'no-interface';
+  'no-addon' | 'no-libbpf' | 'not-built' | 'no-privilege' | 'no-kernel-support' | 'rejected' | 'no-interface';
 
 export class BpfUnavailableError extends Error {
   override name = 'BpfUnavailableError';
@@ -109,6 +111,7 @@ export interface BpfObject {
 }
 
 interface BpfBinding {
+  version(): number;
   bpfObjectOpen(path: string, maxEntries: Record<string, number>): object;
   bpfObjectClose(handle: object): void;
   bpfProgramFd(handle: object, name: string): number;
@@ -130,34 +133,55 @@ interface BpfBinding {
   bpfXdpAttach(ifindex: number, progFd: number, flags: number): void;
   bpfXdpDetach(ifindex: number, flags: number): void;
   bpfXdpQuery(ifindex: number, flags: number): number;
-  closeFd(fd: number): void;
+  bpfCloseFd(fd: number): void;
 }
 
-const OBJECT_DIR = fileURLToPath(new URL('../../native-setup/addon/build/Release/bpf/', import.meta.url));
+/** native-setup/addon/src/bpf-addon.cc's kBpfBindingVersion. */
+export const BPF_BINDING_VERSION = 1;
 
 /** Where native-setup/bpf/build.sh put `<name>.bpf.o` (DISTNAT_BPF_DIR overrides). */
 export function bpfObjectPath(name: string): string {
-  const dir = process.env['DISTNAT_BPF_DIR'] ?? OBJECT_DIR;
+  const dir = process.env['DISTNAT_BPF_DIR'] ?? `${addonDir()}build/Release/bpf/`;
   return `${dir.endsWith('/') ? dir : `${dir}/`}${name}.bpf.o`;
+}
+
+/** The BPF addon's file (DISTNAT_BPF_ADDON overrides). */
+export function bpfAddonPath(): string {
+  return process.env['DISTNAT_BPF_ADDON'] ?? `${addonDir()}build/Release/distnat_bpf.node`;
 }
 
 let binding: BpfBinding | undefined;
 
 function bpfBinding(): BpfBinding {
   if (binding !== undefined) return binding;
-  let native: unknown;
+  const path = bpfAddonPath();
+  let loaded: BpfBinding;
   try {
-    native = loadNative();
+    loaded = createRequire(import.meta.url)(path) as BpfBinding;
   } catch (e) {
-    if (e instanceof NativeAddonError) throw new BpfUnavailableError('no-addon', e.message, { cause: e });
-    throw e;
-  }
-  if (typeof (native as Partial<BpfBinding>).bpfObjectOpen !== 'function')
+    const message = (e as Error).message;
+    // The dynamic loader names the library it could not find.
+    if (/libbpf\.so/.test(message))
+      throw new BpfUnavailableError(
+        'no-libbpf',
+        `libbpf is not installed (apt-get install libbpf1): ${message}`,
+        { cause: e },
+      );
     throw new BpfUnavailableError(
       'no-addon',
-      'the native addon was built without BPF support: rebuild it (`npx node-gyp rebuild --directory native-setup/addon`, needs libbpf-dev)',
+      `the BPF addon is not built (${path}): \`npx node-gyp rebuild --directory native-setup/addon\` ` +
+        `(needs libbpf-dev and clang). Cause: ${message}`,
+      { cause: e },
     );
-  binding = native as BpfBinding;
+  }
+  const version = typeof loaded.version === 'function' ? loaded.version() : 0;
+  if (version !== BPF_BINDING_VERSION)
+    throw new BpfUnavailableError(
+      'no-addon',
+      `the BPF addon at ${path} is version ${version}, this code needs ${BPF_BINDING_VERSION}: ` +
+        'rebuild it with `npx node-gyp rebuild --directory native-setup/addon`',
+    );
+  binding = loaded;
   return binding;
 }
 
@@ -456,6 +480,6 @@ export function enableBpfStats(): () => void {
   return () => {
     if (!on) return;
     on = false;
-    b.closeFd(fd);
+    b.bpfCloseFd(fd);
   };
 }

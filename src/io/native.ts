@@ -105,7 +105,7 @@ export interface NativeBinding {
   sdNotify(socket: string, message: string): void;
 }
 
-export const BINDING_VERSION = 8;
+export const BINDING_VERSION = 9;
 
 /**
  * The numbers this code shares with the addon: tunOpen flags, poller and
@@ -150,7 +150,7 @@ export function layoutDifferences(reported: unknown): string[] {
  * walking up from this module, which may be src/io/native.ts (tests, tsx) or
  * a chunk of dist/ (the built command).
  */
-function addonDir(): string {
+export function addonDir(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     if (existsSync(join(dir, 'native-setup', 'addon', 'binding.gyp')))

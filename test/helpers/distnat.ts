@@ -15,6 +15,7 @@ import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HOSTS, TOPOLOGY, type HostNode } from '../../scripts/lib/topology.ts';
 import { DISTNAT, PYTHON } from '../../scripts/lib/testbed/layout.ts';
+import { defaultProcessTable } from '../../scripts/lib/testbed/process-table.ts';
 import {
   readStatus as readDaemonStatus,
   type DaemonStatus,
@@ -173,6 +174,27 @@ export function daemonAlive(bed: Testbed, name: DaemonNode): boolean {
 /** The testbed's pid for a daemon of its process table (`<run-dir>/<prefix>/<name>.pid`); NaN without one. */
 export function daemonPid(bed: Testbed, name: DaemonNode): number {
   return readPidFile(bed.layout.pidFile(name))?.pid ?? NaN;
+}
+
+/**
+ * Stops the testbed's router (SIGTERM) and starts it again with `datapath`,
+ * keeping its state: the agents keep their leases and carry on. The tests of
+ * the whole path run on the default (ebpf) and, through this, on the TUN path.
+ */
+export async function restartRouterOn(bed: Testbed, datapath: 'ebpf' | 'tun'): Promise<void> {
+  const pid = daemonPid(bed, 'router');
+  if (!Number.isNaN(pid)) {
+    process.kill(pid, 'SIGTERM');
+    await waitUntil('the router to stop', () => !isRunning(pid), { timeoutMs: 15_000, intervalMs: 100 });
+  }
+  const table = defaultProcessTable(bed.layout).map((p) =>
+    p.name === 'router' ? { ...p, command: `${p.command} --datapath ${datapath}` } : p,
+  );
+  await bed.reconfigure({
+    ...bed.current,
+    daemons: true,
+    daemonTable: table.map((p) => `${p.name} ${p.node} ${p.command}`).join('\n'),
+  });
 }
 
 export function daemonLog(bed: Testbed, name: DaemonNode): string {

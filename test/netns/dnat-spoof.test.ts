@@ -5,6 +5,10 @@
  * and `distnat status router` counts each as `drop.spoofed-port`. A marker
  * datagram from h1's own block, sent after them, does leave: once it is on
  * the WAN the spoofed ones have been decided.
+ *
+ * Shown on both data paths in one testbed: first with the eBPF fast path
+ * (the default; its own counters show it took all five tunnels), then with
+ * the router restarted on `datapath: tun`.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus, Leases } from '../helpers/distnat.ts';
@@ -14,6 +18,7 @@ import {
   metric,
   readStatus,
   readStatusCli,
+  restartRouterOn,
   routerPortBlocks,
   scrapeMetrics,
   waitForLeases,
@@ -41,16 +46,20 @@ send([
 ])
 `;
 
-describe("h1 sending from h2's ports", () => {
+describe.for(['ebpf', 'tun'] as const)("h1 sending from h2's ports, datapath: %s", (datapath) => {
   let leases: Leases;
 
   beforeAll(async () => {
+    if (datapath === 'tun') await restartRouterOn(bed(), 'tun');
     leases = await waitForLeases(bed());
-  });
+  }, 120_000);
 
   it('reaches nothing on the WAN and is counted as drop.spoofed-port', async () => {
     const b = bed();
     const before: DaemonStatus = await readStatus(b, 'router');
+    const dataPath = String(before.summary['data path']);
+    if (datapath === 'ebpf') expect(dataPath).toMatch(/^eBPF \(/);
+    else expect(dataPath).toBe('TUN (datapath: tun)');
     const wan = await b.capture('server', TOPOLOGY.wanIf, { filter: `src host ${TOPOLOGY.shared}` });
     const theirs = leases.h2[0]!.first;
     const mine = leases.h1[0]!.last;
@@ -94,6 +103,12 @@ describe("h1 sending from h2's ports", () => {
     expect(counter(cli, 'drop.spoofed-port') - counter(before, 'drop.spoofed-port')).toBe(3);
     expect(counter(cli, 'drop.not-shared-source') - counter(before, 'drop.not-shared-source')).toBe(1);
     expect(counter(cli, 'traffic.outbound-packets') - counter(before, 'traffic.outbound-packets')).toBe(1);
+    const fast = (s: DaemonStatus, name: string): number => s.counters[`fastpath.traffic.${name}`] ?? NaN;
+    if (datapath === 'ebpf') {
+      // The fast path took all five tunnels and forwarded the marker: the TUN path saw none of them.
+      expect(fast(cli, 'lan-rx-packets') - fast(before, 'lan-rx-packets')).toBe(5);
+      expect(fast(cli, 'outbound-packets') - fast(before, 'outbound-packets')).toBe(1);
+    } else expect(Object.keys(cli.counters).filter((k) => k.startsWith('fastpath.'))).toEqual([]);
     const metrics = await scrapeMetrics(b, 'router');
     expect(metric(metrics, 'distnat_router_dropped_packets_total{reason="spoofed-port"}')).toBe(
       counter(cli, 'drop.spoofed-port'),

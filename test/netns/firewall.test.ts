@@ -8,7 +8,8 @@
  * own traffic is still masqueraded. Then the router's complete ruleset is
  * replaced by an existing one plus the additions, and the same holds.
  * Control: without distnat's notrack table, the masquerade rewrites the
- * hosts' packets, which is what the table is for.
+ * hosts' packets, which is what the table is for. The router runs on the
+ * TUN path (`datapath: tun`), whose forwarding netfilter sees.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -150,8 +151,13 @@ describe('docs/firewall.md on routers and hosts that drop everything else', { ti
       'h2',
       `ip rule add from ${T.h2.lan} lookup 100; ip route replace ${T.wanNet} via ${T.router.lan} table 100`,
     );
+    // The router on the TUN path: the eBPF fast path forwards before netfilter, which the rules here are about.
     const processes = defaultProcessTable(b.layout).map((p) =>
-      p.name === 'h2' ? { ...p, command: `${p.command} --pap-transport icmp` } : p,
+      p.name === 'h2'
+        ? { ...p, command: `${p.command} --pap-transport icmp` }
+        : p.name === 'router'
+          ? { ...p, command: `${p.command} --datapath tun` }
+          : p,
     );
     await b.reconfigure({
       daemons: true,

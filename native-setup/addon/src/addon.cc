@@ -10,7 +10,7 @@ namespace {
 
 // Bumped whenever a function's contract changes, so src/io/native.ts can
 // refuse a stale build instead of misbehaving.
-constexpr int32_t kBindingVersion = 8;
+constexpr int32_t kBindingVersion = 9;
 
 napi_value Version(napi_env env, napi_callback_info) { return distnat::Int(env, kBindingVersion); }
 
@@ -25,7 +25,6 @@ napi_value Init(napi_env env, napi_value exports) {
   distnat::InitCoalesce(env, exports);
   distnat::InitAead(env, exports);
   distnat::InitLayout(env, exports);
-  distnat::InitBpf(env, exports);
   distnat::InitNotify(env, exports);
   return exports;
 }

@@ -552,10 +552,24 @@ napi_value XdpQuery(napi_env env, napi_callback_info info) {
   return Int(env, static_cast<int32_t>(id));
 }
 
+// bpfCloseFd(fd): the statistics fd of bpfEnableStats (fds are tracked per
+// addon, so this addon closes its own).
+napi_value CloseFd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  DN_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t fd = -1;
+  if (argc < 1 || !ArgInt32(env, argv[0], "fd", &fd)) return nullptr;
+  if (!UntrackFd(env, fd)) return ThrowErrno(env, "close (not an fd this binding opened)", EBADF);
+  if (close(fd) < 0 && errno != EINTR) return ThrowErrno(env, "close", errno);
+  return Undefined(env);
+}
+
 }  // namespace
 
 void InitBpf(napi_env env, napi_value exports) {
   libbpf_set_print(CollectLog);
+  SetMethod(env, exports, "bpfCloseFd", CloseFd);
   SetMethod(env, exports, "bpfObjectOpen", ObjectOpen);
   SetMethod(env, exports, "bpfObjectClose", ObjectClose);
   SetMethod(env, exports, "bpfProgramFd", ProgramFd);

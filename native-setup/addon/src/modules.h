@@ -13,6 +13,7 @@ void InitGso(napi_env env, napi_value exports);
 void InitCoalesce(napi_env env, napi_value exports);
 void InitAead(napi_env env, napi_value exports);
 void InitLayout(napi_env env, napi_value exports);
+// In distnat_bpf.node only (bpf-addon.cc), which links libbpf.
 void InitBpf(napi_env env, napi_value exports);
 void InitNotify(napi_env env, napi_value exports);
 

@@ -48,6 +48,7 @@ interface HostArgs {
   'shared-address'?: string | undefined;
   tun?: string | undefined;
   mode?: string | undefined;
+  datapath?: string | undefined;
   'pap-transport'?: string | undefined;
   'block-size'?: number | undefined;
   'state-dir'?: string | undefined;
@@ -100,6 +101,7 @@ const HOST_FLAGS = {
   'shared-address': ['sharedAddress'],
   tun: ['tun'],
   mode: ['mode'],
+  datapath: ['datapath'],
   'state-dir': ['stateDir'],
   'run-dir': ['runDir'],
   metrics: ['metrics'],
@@ -173,6 +175,11 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
           choices: ['translate', 'native'] as const,
           describe:
             'translate ports (Method 170/184, default) or set the kernel ephemeral range (Method 130)',
+        })
+        .option('datapath', {
+          choices: ['ebpf', 'tun'] as const,
+          describe:
+            'ebpf: established flows in the kernel, the rest here (default; not wired in yet: all here for now); tun: all here',
         })
         .option('pap-transport', {
           choices: ['udp', 'icmp'] as const,

@@ -45,6 +45,9 @@ const OVERRIDES = {
   'shared-address': 'sharedAddress',
   'lan-address': 'lanAddress',
   tun: 'tun',
+  datapath: 'datapath',
+  'wan-interface': 'wanInterface',
+  workers: 'workers',
   'state-dir': 'stateDir',
   'run-dir': 'runDir',
   metrics: 'metrics',
@@ -103,6 +106,20 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
         .option('shared-address', { type: 'string', describe: 'the public IPv4 address all hosts share' })
         .option('lan-address', { type: 'string', describe: "the router's LAN address (PAP and IP-in-IP)" })
         .option('tun', { type: 'string', describe: 'TUN device the shared address is routed into [dn0]' })
+        .option('datapath', {
+          choices: ['ebpf', 'tun'] as const,
+          describe:
+            'ebpf: BPF programs forward the common case, the TUN path the rest (tun when BPF is unavailable); tun: all through the TUN [ebpf]',
+        })
+        .option('wan-interface', {
+          type: 'string',
+          describe: "where the shared address is reached from (eBPF) [the default route's interface]",
+        })
+        .option('workers', {
+          type: 'number',
+          describe:
+            'forwarding threads of the TUN path, one TUN queue each (not supported yet: one thread, and a warning above 1) [1]',
+        })
         .option('state-dir', { type: 'string', describe: 'lease journal and lock [/var/lib/distnat/router]' })
         .option('run-dir', { type: 'string', describe: 'control socket for `distnat status` [/run/distnat]' })
         .option('metrics', { type: 'string', describe: 'serve Prometheus metrics on host:port' })

@@ -7,7 +7,6 @@ import type { PapTransport } from '../../pap/transport.ts';
 import type { Logger } from '../../util/log.ts';
 import type { DropReason } from '../data-path/counters.ts';
 import { DROP_REASONS } from '../data-path/counters.ts';
-import type { RouterForwarder } from '../data-path/forwarder.ts';
 
 /** A PAP transport whose handlers cannot take the process down: a failed request is logged. */
 export function guarded(t: PapTransport, log: Logger, name: string): PapTransport {
@@ -44,12 +43,20 @@ export function leaseLogger(log: Logger): LeaseListener {
   };
 }
 
-/** One log line with the drops of the last window, by reason; nothing when there were none. */
-export function logDrops(log: Logger, f: RouterForwarder, last: Float64Array, windowMs: number): void {
+/**
+ * One log line with the drops of the last window, by reason (both data
+ * paths' counts, by the slow path's names); nothing when there were none.
+ */
+export function logDrops(
+  log: Logger,
+  drops: Readonly<Record<string, number>>,
+  last: Float64Array,
+  windowMs: number,
+): void {
   const delta: Partial<Record<DropReason, number>> = {};
   let total = 0;
   DROP_REASONS.forEach((reason, i) => {
-    const v = f.drops.get(reason);
+    const v = drops[reason] ?? 0;
     const d = v - last[i]!;
     last[i] = v;
     if (d > 0) {

@@ -20,7 +20,12 @@
  * | distnat_router_pki_certificates                      | gauge   | state (issued, valid, revoked) |
  * | distnat_router_pki_crl_number                        | gauge   |                   |
  * | distnat_router_pki_crl_next_update_timestamp_seconds | gauge   | (Unix time)       |
+ * | distnat_router_fastpath_passed_packets_total        | counter | direction, reason (eBPF: left to the TUN path) |
+ * | distnat_router_fastpath_active                       | gauge   | (eBPF attached and fed: 1) |
+ * | distnat_router_fastpath_map_bytes                    | gauge   | (kernel memory of its maps) |
  *
+ * Packets, bytes and drops count both data paths, the eBPF fast path's and
+ * the TUN path's, under the same labels; io counts the TUN path's devices.
  * docs/metrics.md lists them with their meaning; the process metrics
  * (process_*, nodejs_*) come with the registry (src/metrics/server.ts).
  *
@@ -38,6 +43,9 @@ import type { PapServer } from '../../pap/pap-server.ts';
 import { DROP_REASONS } from '../data-path/counters.ts';
 import type { RouterForwarder } from '../data-path/forwarder.ts';
 import type { LocalCaStats } from './local-ca-service.ts';
+import type { RouterFastPath } from '../data-path/ebpf/fast-path.ts';
+import { FAST_DIRECTIONS, FAST_PASSES } from '../data-path/ebpf/layout.ts';
+import { routerCounts } from './fast-path.ts';
 
 export interface RouterMetricSources {
   readonly forwarder: RouterForwarder;
@@ -46,6 +54,8 @@ export interface RouterMetricSources {
   readonly devices: Readonly<Record<string, { stats(): IoStats }>>;
   /** The local CA, when the router runs one; its metrics exist only then. */
   readonly pki?: { stats(): LocalCaStats } | undefined;
+  /** The eBPF fast path, when it runs. */
+  readonly fastPath?: RouterFastPath | undefined;
 }
 
 export function registerRouterMetrics(registry: Registry, s: RouterMetricSources): void {
@@ -57,13 +67,13 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     labelNames: ['direction'],
     registers,
     collect() {
-      const t = f.traffic;
+      const t = routerCounts(f, s.fastPath).traffic;
       this.reset();
-      this.inc({ direction: 'lan_in' }, t.get('lan-rx-packets'));
-      this.inc({ direction: 'outbound' }, t.get('outbound-packets'));
-      this.inc({ direction: 'wan_in' }, t.get('wan-rx-packets'));
-      this.inc({ direction: 'inbound' }, t.get('inbound-packets'));
-      this.inc({ direction: 'hairpin' }, t.get('hairpin-packets'));
+      this.inc({ direction: 'lan_in' }, t['lan-rx-packets'] ?? 0);
+      this.inc({ direction: 'outbound' }, t['outbound-packets'] ?? 0);
+      this.inc({ direction: 'wan_in' }, t['wan-rx-packets'] ?? 0);
+      this.inc({ direction: 'inbound' }, t['inbound-packets'] ?? 0);
+      this.inc({ direction: 'hairpin' }, t['hairpin-packets'] ?? 0);
     },
   });
   new Counter({
@@ -72,12 +82,12 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     labelNames: ['direction'],
     registers,
     collect() {
-      const t = f.traffic;
+      const t = routerCounts(f, s.fastPath).traffic;
       this.reset();
-      this.inc({ direction: 'lan_in' }, t.get('lan-rx-bytes'));
-      this.inc({ direction: 'outbound' }, t.get('outbound-bytes'));
-      this.inc({ direction: 'wan_in' }, t.get('wan-rx-bytes'));
-      this.inc({ direction: 'inbound' }, t.get('inbound-bytes'));
+      this.inc({ direction: 'lan_in' }, t['lan-rx-bytes'] ?? 0);
+      this.inc({ direction: 'outbound' }, t['outbound-bytes'] ?? 0);
+      this.inc({ direction: 'wan_in' }, t['wan-rx-bytes'] ?? 0);
+      this.inc({ direction: 'inbound' }, t['inbound-bytes'] ?? 0);
     },
   });
   new Counter({
@@ -87,7 +97,10 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     registers,
     collect() {
       this.reset();
-      for (const reason of DROP_REASONS) this.inc({ reason }, f.drops.get(reason));
+      const drops = routerCounts(f, s.fastPath).drops;
+      for (const reason of DROP_REASONS) this.inc({ reason }, drops[reason] ?? 0);
+      // The fast path's own failure, which the slow path cannot have.
+      if (s.fastPath !== undefined) this.inc({ reason: 'fastpath-error' }, drops['fastpath-error'] ?? 0);
     },
   });
   new Gauge({
@@ -178,6 +191,38 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
       }
     },
   });
+  const fast = s.fastPath;
+  if (fast !== undefined) {
+    new Counter({
+      name: 'distnat_router_fastpath_passed_packets_total',
+      help: 'Packets the eBPF fast path left to the kernel and the TUN path unchanged, by direction (lan, wan) and reason',
+      labelNames: ['direction', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        const pass = routerCounts(f, fast).pass;
+        if (pass === undefined) return;
+        for (const direction of FAST_DIRECTIONS)
+          for (const reason of FAST_PASSES) this.inc({ direction, reason }, pass[direction][reason]);
+      },
+    });
+    new Gauge({
+      name: 'distnat_router_fastpath_active',
+      help: '1 while the eBPF fast path is attached and fed, 0 after it detached itself',
+      registers,
+      collect() {
+        this.set(fast.active ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'distnat_router_fastpath_map_bytes',
+      help: "Kernel memory of the eBPF fast path's maps",
+      registers,
+      collect() {
+        this.set(fast.mapMemory().total);
+      },
+    });
+  }
   const pki = s.pki;
   if (pki === undefined) return;
   new Gauge({

@@ -40,6 +40,8 @@ import { answerLanProbes, openPapIcmp, openPapUdp, refuseOtherRouterOnLan } from
 import { routerStatus, type RouterStatusSources } from './status.ts';
 import { StateLock } from './state-lock.ts';
 import { RouterTables } from '../data-path/tables/router-tables.ts';
+import { OutboundSaTable } from '../data-path/outbound-sa.ts';
+import { fastPathSas, openRouterDataPath } from './fast-path.ts';
 
 export type { RouterDevices } from './devices.ts';
 
@@ -124,9 +126,25 @@ export async function startRouter(
 
     const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
 
+    // The TUN path has one forwarding loop so far: say so rather than take the setting in silence.
+    if (config.workers > 1)
+      log.warn(`workers: ${config.workers} is not supported yet; the TUN path forwards on one thread`);
+
+    // 4b. the eBPF fast path beside the TUN path (fast-path.ts), before the leases it is programmed from.
+    const tables = new RouterTables();
+    const dataPath = openRouterDataPath({
+      config,
+      sharedAddress: shared,
+      lanAddress: lan,
+      lanInterface,
+      lanMtu,
+      tables,
+      log,
+      closers,
+    });
+
     // Leases, recovered from the journal; the forwarding tables follow them.
     const table = openLeaseTable(config, clock, log, closers, opts.fresh);
-    const tables = new RouterTables();
     followLeases(table, tables, log);
 
     const forwarder = new RouterForwarder({
@@ -137,6 +155,7 @@ export async function startRouter(
       lan: lanTx,
       clock,
       lanMtu,
+      outboundSas: new OutboundSaTable({ fallback: fastPathSas(dataPath) }),
     });
     forwarder.attach(lanRx, tun);
     closers.push(() => forwarder.detach());
@@ -191,6 +210,7 @@ export async function startRouter(
       transports,
       devices,
       pki,
+      dataPath,
     };
     const status = () => routerStatus(sources);
 
@@ -199,7 +219,7 @@ export async function startRouter(
     let metricsAddress: string | undefined;
     if (config.metrics !== undefined) {
       const metrics = await serveRouterMetrics(
-        { forwarder, leases: table, pap, devices, pki },
+        { forwarder, leases: table, pap, devices, pki, fastPath: dataPath.fast },
         config.metrics,
       );
       closers.push(metrics.close);
@@ -212,6 +232,7 @@ export async function startRouter(
         log,
         tables,
         forwarder,
+        fastPath: dataPath.fast,
         startedAt,
         tickMs: opts.tickMs ?? 1000,
         dropLogMs: opts.dropLogMs ?? 10_000,

@@ -12,6 +12,8 @@ import type { PapServer } from '../../pap/pap-server.ts';
 import type { Clock } from '../../util/clock.ts';
 import type { RouterForwarder } from '../data-path/forwarder.ts';
 import type { LocalCaService } from './local-ca-service.ts';
+import type { RouterDataPath } from './fast-path.ts';
+import { feedIaptt, routerCounts } from './fast-path.ts';
 
 /** IAPTT rows printed at most; the rest are counted. */
 export const MAX_FLOW_ROWS = 500;
@@ -29,6 +31,8 @@ export interface RouterStatusSources {
   readonly devices: Readonly<Record<string, { stats(): IoStats }>>;
   /** The local CA, when the router runs one. */
   readonly pki?: Pick<LocalCaService, 'stats' | 'summary' | 'statusTable'>;
+  /** Which data path forwards; the eBPF fast path's counters and stamps when it runs. */
+  readonly dataPath?: RouterDataPath;
 }
 
 const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP' };
@@ -45,6 +49,8 @@ function blockRows(leases: LeaseTable, kind: 'port' | 'spi', now: number): (stri
 export function routerStatus(s: RouterStatusSources): DaemonStatus {
   const now = s.clock.now();
   const tables = s.forwarder.tables;
+  // FIG. 12 as of now, what the fast path forwarded included.
+  feedIaptt(s.dataPath?.fast, tables, now);
   const ports: StatusTable = {
     title: 'FIG. 8  PORT-TO-INTERNAL-NETWORK ADDRESS TABLE (leased ports, also ICMP query ids)',
     columns: ['INTERNAL NETWORK ADDRESS', 'LOWEST PORT', 'NUMBER OF PORTS', 'LEASE LEFT'],
@@ -82,6 +88,7 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
     role: 'router',
     summary: {
       ...s.summary,
+      ...(s.dataPath === undefined ? {} : { 'data path': s.dataPath.describe() }),
       epoch: s.leases.epoch,
       'hold-off': holdOffText(s.leases.holdOffUntil, now),
       uptime: `${Math.round((now - s.startedAt) / 1000)}s`,
@@ -108,8 +115,21 @@ export function routerCounters(s: RouterStatusSources): Record<string, number> {
   };
   const f = s.forwarder;
   const tables = f.tables;
-  put('drop', f.drops.snapshot());
-  put('traffic', f.traffic.snapshot());
+  // Both data paths under the slow path's names; what the fast path left to the slow one apart.
+  const fast = s.dataPath?.fast;
+  const counts = routerCounts(f, fast);
+  put('drop', counts.drops);
+  put('traffic', counts.traffic);
+  // Its own share too, so that whether it carried the traffic can be seen.
+  if (counts.fastTraffic !== undefined) put('fastpath.traffic', counts.fastTraffic);
+  if (counts.pass !== undefined) {
+    put('fastpath.pass.lan', counts.pass.lan);
+    put('fastpath.pass.wan', counts.pass.wan);
+  }
+  if (fast !== undefined) {
+    out['fastpath.active'] = fast.active ? 1 : 0;
+    out['fastpath.map_bytes'] = fast.mapMemory().total;
+  }
   put('pap.answered', s.pap.counters.answered);
   put('pap.dropped', s.pap.counters.dropped);
   put('pap.refused', s.pap.counters.refused);

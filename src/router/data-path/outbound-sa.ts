@@ -1,5 +1,10 @@
 import { FragmentTable } from './tables/fragment-table.ts';
 
+/** Another record of outbound SAs: the host that last sent on (remote, protocol, SPI), or 0. */
+export interface OutboundSaSource {
+  ownerOf(remote: number, protocol: number, spi: number): number;
+}
+
 /**
  * Which host sends on an outbound IPsec SA, learned from the packets
  * themselves, so that an ICMP error quoting one of them can be tunnelled to
@@ -20,11 +25,19 @@ import { FragmentTable } from './tables/fragment-table.ts';
  * `timeoutMs` from when it was learned and is learned again by the first
  * packet after that; an ICMP error answers a packet that has just gone out,
  * so it finds a fresh entry. A full ring evicts the oldest SA.
+ *
+ * What another data path forwarded (the eBPF fast path, which keeps its own
+ * record of outbound SAs) this table never sees: `fallback` is asked when
+ * it has no answer.
  */
 export class OutboundSaTable {
   readonly #table: FragmentTable;
+  readonly #fallback: OutboundSaSource | undefined;
 
-  constructor(options: { capacity?: number; timeoutMs?: number; seed?: number } = {}) {
+  constructor(
+    options: { capacity?: number; timeoutMs?: number; seed?: number; fallback?: OutboundSaSource } = {},
+  ) {
+    this.#fallback = options.fallback;
     this.#table = new FragmentTable({
       capacity: options.capacity ?? 4096,
       timeoutMs: options.timeoutMs ?? 600_000,
@@ -40,7 +53,8 @@ export class OutboundSaTable {
 
   /** The host that last sent on the SA, or 0. */
   ownerOf(remote: number, protocol: number, spi: number, now: number): number {
-    return this.#table.lookup(remote, spi, protocol, 0, now);
+    const host = this.#table.lookup(remote, spi, protocol, 0, now);
+    return host !== 0 || this.#fallback === undefined ? host : this.#fallback.ownerOf(remote, protocol, spi);
   }
 
   expire(now: number): void {

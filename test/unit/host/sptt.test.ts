@@ -227,4 +227,37 @@ describe('SourcePortTranslationTable (FIG. 11)', () => {
       { seed: 0x5977, numRuns: 200 },
     );
   });
+
+  it('hands a TCP or UDP row used both ways to the observer once, counts its use there, and takes it back before the port is freed', () => {
+    const source = new BlockPortSource(4000, 4);
+    const events: string[] = [];
+    const otherUse = new Map<number, number>();
+    const t = new SourcePortTranslationTable(source, {
+      observer: {
+        established: (p, local, leased) => events.push(`+${p}:${local}:${leased}`),
+        removed: (p, local, leased) => {
+          // Before the port goes back to the source.
+          events.push(`-${p}:${local}:${leased}:${source.taken.has(leased) ? 'held' : 'freed'}`);
+        },
+        lastUse: (_p, leased) => otherUse.get(leased) ?? -Infinity,
+      },
+    });
+    const udp = t.outbound(UDP, 5000, 0, 0);
+    const tcp = t.outbound(TCP, 5001, SYN, 0);
+    const icmp = t.outbound(ICMP, 7, 0, 0);
+    expect(events).toEqual([]);
+    t.inbound(UDP, udp, 0, 10);
+    t.inbound(UDP, udp, 0, 11);
+    t.inbound(TCP, tcp, SYN_ACK, 12);
+    t.inbound(ICMP, icmp, 0, 13); // the fast path carries no ICMP
+    expect(events).toEqual([`+${UDP}:5000:${udp}`, `+${TCP}:5001:${tcp}`]);
+    // Used on the other path only: not idle.
+    otherUse.set(udp, DEFAULT_TRANSLATION_TIMEOUTS.udpMs + 5);
+    expect(t.sweep(DEFAULT_TRANSLATION_TIMEOUTS.udpMs + 100)).toBe(1); // the ICMP row only
+    expect(t.peekLocal(UDP, udp, DEFAULT_TRANSLATION_TIMEOUTS.udpMs + 100)).toBe(5000);
+    // A TCP row ending is still handed; a lost lease takes both back first.
+    t.outbound(TCP, 5001, FIN_ACK, 20);
+    expect(t.dropLease(4000, 4)).toBe(2);
+    expect(events.slice(2).sort()).toEqual([`-${TCP}:5001:${tcp}:held`, `-${UDP}:5000:${udp}:held`].sort());
+  });
 });

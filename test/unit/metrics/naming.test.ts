@@ -15,7 +15,7 @@ import { emptyStats } from '../../../src/io/types.ts';
 import { newRegistry } from '../../../src/metrics/server.ts';
 import { registerRouterMetrics, type RouterMetricSources } from '../../../src/router/daemon/metrics.ts';
 
-const zero = { get: () => 0 };
+const zero = { get: () => 0, snapshot: () => ({}) };
 
 function routerRegistry(): Registry {
   const registry = newRegistry();
@@ -25,6 +25,12 @@ function routerRegistry(): Registry {
     pap: { counters: { answered: { 'port-request': 0 }, dropped: { malformed: 0 } } },
     devices: { tun: { stats: emptyStats } },
     pki: { stats: () => ({ issued: 0, valid: 0, revoked: 0, crlNumber: 1, crlNextUpdate: Date.now() }) },
+    // The eBPF fast path's metrics are held to the same rules.
+    fastPath: {
+      active: true,
+      counters: { read: () => ({ traffic: {}, drops: {}, pass: { lan: {}, wan: {} } }) },
+      mapMemory: () => ({ total: 0 }),
+    },
   } as unknown as RouterMetricSources);
   return registry;
 }

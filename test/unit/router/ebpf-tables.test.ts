@@ -12,6 +12,7 @@ import { MemoryBpfObject } from '../../../src/io/bpf-memory.ts';
 import { FastPathTables } from '../../../src/router/data-path/ebpf/fast-path-tables.ts';
 import type { LeaseBlockEvent } from '../../../src/router/data-path/ebpf/fast-path-tables.ts';
 import { LeaseOwnership } from '../../../src/router/data-path/tables/lease-ownership.ts';
+import { RouterTables } from '../../../src/router/data-path/tables/router-tables.ts';
 
 const ip = (d: number) => ((10 << 24) | d) >>> 0;
 const H1 = ip(1);
@@ -83,6 +84,9 @@ describe('FastPathTables', () => {
     expect(t.onLeaseAdded({ host: H1, kind: 'port', first: 1024, count: 32 })).toBe('added');
     expect(t.onLeaseAdded({ host: H1, kind: 'port', first: 1024, count: 32 })).toBe('exists');
     expect(t.onLeaseAdded({ host: H2, kind: 'port', first: 1050, count: 32 })).toBe('overlap');
+    // Values the host holds already count as its own, as LeaseOwnership counts them.
+    expect(t.onLeaseAdded({ host: H1, kind: 'port', first: 1040, count: 32 })).toBe('added');
+    expect(t.onLeaseRemoved({ host: H1, kind: 'port', first: 1056, count: 16 })).toBe('removed');
     expect([view.port(1023), view.port(1024), view.port(1055), view.port(1056)]).toEqual([0, H1, H1, 0]);
     // One granule entry per 64 aligned SPIs, per-SPI entries at the ragged ends.
     expect(t.onLeaseAdded({ host: H2, kind: 'spi', first: 256 + 60, count: 64 * 3 + 8 })).toBe('added');
@@ -195,6 +199,57 @@ describe('FastPathTables', () => {
         }
       }),
       { numRuns: 100 },
+    );
+  });
+
+  it('fed by RouterTables, never knows an owner the slow path’s index does not, at any element change', () => {
+    const hosts = [H1, H2, ip(5)];
+    const event = fc.record({
+      add: fc.boolean(),
+      host: fc.constantFrom(...hosts),
+      kind: fc.constantFrom<'port' | 'spi'>('port', 'spi'),
+      slot: fc.integer({ min: 0, max: 6 }),
+      // Blocks of two sizes: some adds cover another block of the same host in part.
+      size: fc.constantFrom(24, 40),
+    });
+    fc.assert(
+      fc.property(fc.array(event, { maxLength: 25 }), fc.integer({ min: 0, max: 5 }), (events, shift) => {
+        const o = routerMaps();
+        const view = new ProgramView(o, shift);
+        const tables = new RouterTables({ maxSpis: 4096 });
+        const slow = tables.ownership;
+        const SPACE = 400;
+        // Only values in the event's granules can change while it is applied.
+        let from = 1;
+        let to = SPACE;
+        const check = (): void => {
+          for (let v = from; v < to; v++) {
+            const p = view.port(v);
+            if (p !== 0 && p !== slow.portOwner(v))
+              throw new Error(`port ${v}: fast ${p}, slow ${slow.portOwner(v)}`);
+            const s = view.spi(v);
+            if (s !== 0 && s !== slow.spiOwner(v))
+              throw new Error(`spi ${v}: fast ${s}, slow ${slow.spiOwner(v)}`);
+          }
+        };
+        // Leases that exist before the mirror is attached reach it too.
+        tables.onLeaseAdded({ host: '10.0.0.9', kind: 'port', lowest: 390, count: 5 });
+        tables.setMirror(tablesOn(o, shift));
+        for (const name of ['port_owner', 'spi_blocks', 'spi_exact']) o.map(name).onElementChange = check;
+        for (const e of events) {
+          const b = { host: `10.0.0.${e.host & 0xff}`, kind: e.kind, lowest: 1 + e.slot * 32, count: e.size };
+          const per = 2 ** shift;
+          from = Math.max(1, Math.floor(b.lowest / per) * per);
+          to = Math.min(SPACE, Math.ceil((b.lowest + b.count) / per) * per);
+          if (e.add) tables.onLeaseAdded(b);
+          else tables.onLeaseRemoved(b);
+          for (let v = 1; v < SPACE; v++)
+            if (view.port(v) !== slow.portOwner(v) || view.spi(v) !== slow.spiOwner(v))
+              throw new Error(`value ${v} differs after the event`);
+          for (const h of hosts) expect(view.holds(h)).toBe(slow.holds(h));
+        }
+      }),
+      { numRuns: 60 },
     );
   });
 });

@@ -1,14 +1,15 @@
 /**
  * The host agent's eBPF fast path (native-setup/bpf/host.bpf.c), a
- * prototype of what the agent will drive: loads the object, attaches the
+ * prototype the agent does not drive yet: loads the object, attaches the
  * outbound program to the TUN's egress and the inbound one to the LAN
  * interface's ingress, keeps the heartbeat, and programs its maps:
  *
  * - native mode: the leased ports (lease events), so the kernel's own
  *   datagrams from them are tunnelled without crossing the TUN;
- * - translate mode: the established FIG. 11 rows the agent hands over
- *   (addTranslation once a row is in use both ways, removeTranslation when
- *   it goes), so only a flow's first packets and its control segments
+ * - translate mode: the established FIG. 11 rows handed over (the
+ *   SourcePortTranslationTable's observer: addTranslation once a row is in
+ *   use both ways, removeTranslation before it goes), so only a flow's
+ *   first packets and its control segments
  *   reach the agent; lastUseNs() gives the agent the rows' last use for
  *   its idle timers.
  *
@@ -72,6 +73,11 @@ export class HostFastPath {
   readonly #lastUse: Uint32Array;
   readonly #keys = new Uint8Array(PORTS * 4);
   readonly #flags = new Uint8Array(PORTS);
+  // Reused: translations change once per flow, from the agent's packet path.
+  readonly #value2 = new Uint8Array(2);
+  readonly #value2View = new DataView(this.#value2.buffer);
+  readonly #counterValue: Uint8Array;
+  readonly #sums = new Float64Array(HOST_COUNTER_SLOTS);
   #attachments: Attachment[] = [];
   #timer: NodeJS.Timeout | undefined;
   #failure: Error | undefined;
@@ -84,6 +90,7 @@ export class HostFastPath {
     this.#graceMs = Math.max(o.graceMs ?? 10_000, 2 * this.#heartbeatMs);
     this.#onFailure = o.onFailure;
     this.#lastUse = new Uint32Array(object.map(HostMap.lastUse).mmap(false));
+    this.#counterValue = new Uint8Array(object.map(HostMap.counters).valueBytes);
   }
 
   static open(o: HostFastPathOptions): HostFastPath {
@@ -144,7 +151,7 @@ export class HostFastPath {
       // Translations of ports that are no longer ours stop at once, both ways.
       for (const plane of [0, 1])
         for (let p = lease.first; p < lease.first + lease.count && p < PORTS; p++) {
-          const local = this.#read(HostMap.inPort, plane * PORTS + p, 2);
+          const local = this.#read(HostMap.inPort, plane * PORTS + p);
           if (local !== 0) this.#dropTranslation(plane, local, p);
         }
     });
@@ -156,8 +163,8 @@ export class HostFastPath {
     if (plane === undefined) return;
     this.#guard(() => {
       // Inbound first: a reply may come as soon as the first translated datagram leaves.
-      this.#write(HostMap.inPort, plane * PORTS + leased, leased === 0 ? 0 : local, 2);
-      this.#write(HostMap.outPort, plane * PORTS + local, leased, 2);
+      this.#write(HostMap.inPort, plane * PORTS + leased, leased === 0 ? 0 : local);
+      this.#write(HostMap.outPort, plane * PORTS + local, leased);
     });
   }
 
@@ -177,8 +184,9 @@ export class HostFastPath {
   /** Counters summed over CPUs: `packets.outbound|inbound` as the agent names them, and the passes. */
   counters(): Record<string, number> {
     const map = this.#object.map(HostMap.counters);
-    const value = new Uint8Array(map.valueBytes);
-    const sums = new Float64Array(HOST_COUNTER_SLOTS);
+    const value = this.#counterValue;
+    const sums = this.#sums;
+    sums.fill(0);
     this.#keyView.setUint32(0, 0, true);
     if (map.lookup(this.#key, value)) {
       const v = new DataView(value.buffer);
@@ -215,10 +223,10 @@ export class HostFastPath {
 
   #dropTranslation(plane: number, local: number, leased: number): void {
     // Outbound first: the leased port stops being sent from before replies stop being let in.
-    if (this.#read(HostMap.outPort, plane * PORTS + local, 2) === leased)
-      this.#write(HostMap.outPort, plane * PORTS + local, 0, 2);
-    if (this.#read(HostMap.inPort, plane * PORTS + leased, 2) === local)
-      this.#write(HostMap.inPort, plane * PORTS + leased, 0, 2);
+    if (this.#read(HostMap.outPort, plane * PORTS + local) === leased)
+      this.#write(HostMap.outPort, plane * PORTS + local, 0);
+    if (this.#read(HostMap.inPort, plane * PORTS + leased) === local)
+      this.#write(HostMap.inPort, plane * PORTS + leased, 0);
   }
 
   #setLeased(first: number, count: number, value: 0 | 1): void {
@@ -229,19 +237,17 @@ export class HostFastPath {
     this.#object.map(HostMap.leased).updateBatch(this.#keys, this.#flags, n);
   }
 
-  #read(map: string, slot: number, bytes: number): number {
+  /** A u16 of out_port or in_port. */
+  #read(map: string, slot: number): number {
     this.#keyView.setUint32(0, slot, true);
-    const value = new Uint8Array(bytes);
-    if (!this.#object.map(map).lookup(this.#key, value)) return 0;
-    return bytes === 2 ? new DataView(value.buffer).getUint16(0, true) : value[0]!;
+    if (!this.#object.map(map).lookup(this.#key, this.#value2)) return 0;
+    return this.#value2View.getUint16(0, true);
   }
 
-  #write(map: string, slot: number, v: number, bytes: number): void {
+  #write(map: string, slot: number, v: number): void {
     this.#keyView.setUint32(0, slot, true);
-    const value = new Uint8Array(bytes);
-    if (bytes === 2) new DataView(value.buffer).setUint16(0, v, true);
-    else value[0] = v;
-    this.#object.map(map).update(this.#key, value);
+    this.#value2View.setUint16(0, v, true);
+    this.#object.map(map).update(this.#key, this.#value2);
   }
 
   #guard(f: () => void): void {

@@ -42,15 +42,23 @@ import type { TranslationTimeouts } from './timeouts.ts';
  *
  * All methods take `now` from the caller: the forwarding loop reads its
  * Clock once per batch of packets rather than once per lookup.
+ *
+ * Another data path may carry a row's packets once it is established (the
+ * eBPF fast path, docs/ebpf.md): a TCP or UDP row seen both ways is handed
+ * to `observer.established` once, its idle timer then counts the later of
+ * the two paths' last use (`observer.lastUse`), and `observer.removed`
+ * hears of it before the row goes and its leased port can serve another.
  */
 
 const PLANE = 65536;
 const NONE = -1;
 
-// Row TCP state bits.
+// Row state bits: TCP's (and SEEN_* for UDP too, to know when it is used both ways).
 const SEEN_OUT = 1;
 const SEEN_IN = 2;
 const ENDING = 4;
+/** Handed to the observer. */
+const HANDED = 8;
 
 // TCP header flag bits (offset 13).
 const FIN = 0x01;
@@ -91,12 +99,23 @@ export interface SpttCounters {
   removed: number;
 }
 
+/** Told of the rows another data path may carry (see above); each call is once per row, never per packet. */
+export interface SpttObserver {
+  /** A TCP or UDP row now used both ways: (protocol, local port) <-> leased port. */
+  established(protocol: number, localPort: number, leasedPort: number): void;
+  /** A row handed over goes (expiry, removal, lease lost): called before its port is freed. */
+  removed(protocol: number, localPort: number, leasedPort: number): void;
+  /** Last use of a handed-over row on the other path, in the table's clock, or -Infinity. */
+  lastUse(protocol: number, leasedPort: number): number;
+}
+
 export interface SpttOptions {
   readonly timeouts?: Partial<TranslationTimeouts>;
   /** Let `timeouts` go below the RFC floors (tests only). */
   readonly allowTimeoutsBelowRfc?: boolean;
   /** Start in native mode (patent Method 130): no translation. */
   readonly native?: boolean;
+  readonly observer?: SpttObserver;
 }
 
 export class SourcePortTranslationTable {
@@ -121,12 +140,15 @@ export class SourcePortTranslationTable {
   private readonly active = new Uint16Array(PLANE);
   private live = 0;
   private cursor = 0;
+  /** Set by the agent once it knows whether another data path runs. */
+  observer: SpttObserver | undefined;
 
   constructor(
     private readonly source: LeasedPortSource,
     options: SpttOptions = {},
   ) {
     this.native = options.native ?? false;
+    this.observer = options.observer;
     this.timeouts = resolveTimeouts(options.timeouts, options.allowTimeoutsBelowRfc ?? false);
   }
 
@@ -163,9 +185,11 @@ export class SourcePortTranslationTable {
     this.lastUseOf[leased] = now;
     if (plane === 0) {
       let s = this.tcpStateOf[leased]!;
-      s = (tcpFlags & (SYN | ACK)) === SYN ? SEEN_OUT : s | SEEN_OUT;
+      s = (tcpFlags & (SYN | ACK)) === SYN ? SEEN_OUT | (s & HANDED) : s | SEEN_OUT;
       if ((tcpFlags & (FIN | RST)) !== 0) s |= ENDING;
       this.tcpStateOf[leased] = s;
+    } else {
+      this.tcpStateOf[leased] = this.tcpStateOf[leased]! | SEEN_OUT;
     }
     return leased;
   }
@@ -184,12 +208,23 @@ export class SourcePortTranslationTable {
       return NONE;
     }
     this.lastUseOf[leasedPort] = now;
+    let s = this.tcpStateOf[leasedPort]!;
     if (protocol === 6) {
-      let s = this.tcpStateOf[leasedPort]!;
-      s = (tcpFlags & (SYN | ACK)) === SYN ? SEEN_IN : s | SEEN_IN;
+      s = (tcpFlags & (SYN | ACK)) === SYN ? SEEN_IN | (s & HANDED) : s | SEEN_IN;
       if ((tcpFlags & (FIN | RST)) !== 0) s |= ENDING;
-      this.tcpStateOf[leasedPort] = s;
+    } else {
+      s |= SEEN_IN;
     }
+    if (
+      (s & (SEEN_OUT | SEEN_IN | ENDING | HANDED)) === (SEEN_OUT | SEEN_IN) &&
+      protocol !== 1 &&
+      this.observer !== undefined
+    ) {
+      s |= HANDED;
+      this.tcpStateOf[leasedPort] = s;
+      this.observer.established(protocol, this.localOf[leasedPort]!, leasedPort);
+    }
+    this.tcpStateOf[leasedPort] = s;
     return this.localOf[leasedPort]!;
   }
 
@@ -261,7 +296,7 @@ export class SourcePortTranslationTable {
     const out: SpttRow[] = [];
     for (let i = 0; i < this.live; i++) {
       const p = this.active[i]!;
-      const lastUse = this.lastUseOf[p]!;
+      const lastUse = this.lastUse(p);
       out.push({
         localPort: this.localOf[p]!,
         leasedPort: p,
@@ -301,10 +336,22 @@ export class SourcePortTranslationTable {
   }
 
   private isExpired(leased: number, now: number): boolean {
-    return now - this.lastUseOf[leased]! > this.timeoutOf(leased);
+    return now - this.lastUse(leased) > this.timeoutOf(leased);
+  }
+
+  /** The row's last use on either data path. */
+  private lastUse(leased: number): number {
+    const own = this.lastUseOf[leased]!;
+    if ((this.tcpStateOf[leased]! & HANDED) === 0 || this.observer === undefined) return own;
+    return Math.max(own, this.observer.lastUse(this.protocolOf[leased]!, leased));
   }
 
   private drop(leased: number, returnPort: boolean): void {
+    // The other data path lets go first: the leased port may serve another row at once.
+    if ((this.tcpStateOf[leased]! & HANDED) !== 0) {
+      this.tcpStateOf[leased] = 0;
+      this.observer?.removed(this.protocolOf[leased]!, this.localOf[leased]!, leased);
+    }
     const plane = translatedProtocolPlane(this.protocolOf[leased]!);
     this.leasedOf[plane * PLANE + this.localOf[leased]!] = NONE;
     this.protocolOf[leased] = 0;

@@ -23,12 +23,17 @@
  * (the packet goes to the slow path, which still has it) but never routed
  * to a host that no longer owns it.
  *
- * Adds are all-or-nothing with RouterTables' rules, so the two agree on
- * what is leased. A failed system call throws BpfError: the caller must then
- * stop the fast path (RouterFastPath does), since the maps may be behind.
+ * It mirrors LeaseOwnership, value by value and with its rules: an add
+ * that finds a value of another host changes nothing ('overlap'), one whose
+ * values are all the host's already is 'exists', a removal takes only the
+ * host's own values. RouterTables feeds it in the order that keeps the
+ * no-window rule: a block enters here only after the slow path's index
+ * accepted it, and leaves here before it leaves that index, so while both
+ * change the fast path never knows an owner the slow path does not. A
+ * failed system call throws BpfError: the caller must then stop the fast
+ * path (RouterFastPath does), since the maps may be behind.
  */
 import type { BpfMap } from '../../../io/bpf.ts';
-import { BlockLedger, isHost } from './block-rows.ts';
 import { PLANES } from './layout.ts';
 import { RangeOwners } from './range-owners.ts';
 
@@ -54,15 +59,15 @@ export type FastPathRemove = 'removed' | 'not-owned' | 'out-of-range';
 const PORTS = 65536;
 const SPI_SPACE = 0x1_0000_0000;
 
+/** A usable owner: a non-zero unsigned 32-bit integer (0 means "no owner" in every map). */
+const isHost = (host: number): boolean => Number.isInteger(host) && host > 0 && host <= 0xffffffff;
+
 export class FastPathTables {
   readonly spiShift: number;
   readonly #maps: FastPathMaps;
   /** The port_owner map as last written. */
   readonly #ports = new Uint32Array(PORTS);
   readonly #spis = new RangeOwners();
-  /** The rows as leased, only to tell 'exists' from 'overlap' as RouterTables does. */
-  readonly #portRows = new BlockLedger();
-  readonly #spiRows = new BlockLedger();
   /** Granules in spi_blocks, with their owner. */
   readonly #granules = new Map<number, number>();
   /** Granules with entries in spi_exact. */
@@ -143,17 +148,19 @@ export class FastPathTables {
   #addPorts(host: number, first: number, count: number): FastPathAdd {
     const end = first + count;
     if (end > PORTS) return 'out-of-range';
-    const row = this.#portRows.rowAt(first);
-    if (row !== undefined && row.host === host && row.count === count) return 'exists';
-    for (let p = first; p < end; p++) if (this.#ports[p] !== 0) return 'overlap';
-    for (let i = 0; i < count; i++) {
-      this.#keyView.setUint32(i * 4, first + i, true);
-      this.#valueView.setUint32(i * 4, host, false);
+    let n = 0;
+    for (let p = first; p < end; p++) {
+      const o = this.#ports[p]!;
+      if (o === host) continue;
+      if (o !== 0) return 'overlap';
+      this.#keyView.setUint32(n * 4, p, true);
+      this.#valueView.setUint32(n * 4, host, false);
+      n++;
     }
-    this.#maps.portOwner.updateBatch(this.#keys, this.#values, count);
+    if (n === 0) return 'exists';
+    this.#maps.portOwner.updateBatch(this.#keys, this.#values, n);
     this.#ports.fill(host, first, end);
-    this.#portRows.add(host, first, count);
-    this.#gain(host, count);
+    this.#gain(host, n);
     return 'added';
   }
 
@@ -169,7 +176,6 @@ export class FastPathTables {
     }
     if (n === 0) return 'not-owned';
     this.#maps.portOwner.updateBatch(this.#keys, this.#values, n);
-    this.#portRows.removeRange(host, first, count);
     for (let i = 0; i < n; i++) {
       const p = this.#keyView.getUint32(i * 4, true);
       this.#ports[p] = 0;
@@ -187,13 +193,16 @@ export class FastPathTables {
   #addSpis(host: number, first: number, count: number): FastPathAdd {
     const end = first + count;
     if (end > SPI_SPACE) return 'out-of-range';
-    const row = this.#spiRows.rowAt(first);
-    if (row !== undefined && row.host === host && row.count === count) return 'exists';
-    if (this.#spis.overlaps(first, end)) return 'overlap';
-    this.#spis.add(host, first, end);
-    this.#spiRows.add(host, first, count);
-    this.#gain(host, count);
-    this.#syncGranules([{ first, end }]);
+    const gaps = this.#spis.gapsFor(host, first, end);
+    if (gaps === undefined) return 'overlap';
+    if (gaps.length === 0) return 'exists';
+    let n = 0;
+    for (const g of gaps) {
+      this.#spis.add(host, g.first, g.end);
+      n += g.end - g.first;
+    }
+    this.#gain(host, n);
+    this.#syncGranules(gaps);
     return 'added';
   }
 
@@ -201,7 +210,6 @@ export class FastPathTables {
     const end = Math.min(first + count, SPI_SPACE);
     const pieces = this.#spis.remove(host, first, end);
     if (pieces.length === 0) return 'not-owned';
-    this.#spiRows.removeRange(host, first, count);
     let n = 0;
     for (const p of pieces) n += p.end - p.first;
     this.#syncGranules(pieces);

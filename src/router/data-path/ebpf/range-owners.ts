@@ -61,6 +61,26 @@ export class RangeOwners {
     return true;
   }
 
+  /**
+   * The parts of [first, end) nobody owns, lowest first, or undefined when
+   * some value of it belongs to a host other than `host`.
+   */
+  gapsFor(host: number, first: number, end: number): { first: number; end: number }[] | undefined {
+    const gaps: { first: number; end: number }[] = [];
+    let v = first;
+    let i = Math.max(0, this.#at(first));
+    for (; i < this.#first.length && this.#first[i]! < end; i++) {
+      const s = this.#first[i]!;
+      const e = this.#end[i]!;
+      if (e <= v) continue;
+      if (this.#host[i] !== host) return undefined;
+      if (s > v) gaps.push({ first: v, end: s });
+      v = e;
+    }
+    if (v < end) gaps.push({ first: v, end });
+    return gaps;
+  }
+
   /** Adds [first, end) for `host`; the caller has checked overlaps() is false. */
   add(host: number, first: number, end: number): void {
     const i = this.#at(first) + 1;

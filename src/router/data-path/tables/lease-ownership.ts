@@ -109,6 +109,38 @@ export class LeaseOwnership {
     return this.#spis.size;
   }
 
+  /**
+   * What the index holds, as runs of consecutive values of one host (a run
+   * may join two adjacent blocks of the host), lowest first within each
+   * kind. For a mirror that starts late; not for the packet path.
+   */
+  blocks(): { host: number; kind: ResourceKind; first: number; count: number }[] {
+    const out: { host: number; kind: ResourceKind; first: number; count: number }[] = [];
+    const ports = this.#ports;
+    for (let p = 1; p < ports.length; p++) {
+      const host = ports[p]!;
+      if (host === 0) continue;
+      let end = p + 1;
+      while (end < ports.length && ports[end] === host) end++;
+      out.push({ host, kind: 'port', first: p, count: end - p });
+      p = end - 1;
+    }
+    const spis = new Uint32Array(this.#spis.size);
+    let n = 0;
+    this.#spis.forEach((spi) => {
+      spis[n++] = spi;
+    });
+    spis.sort();
+    for (let i = 0; i < n;) {
+      const host = this.#spis.get(spis[i]!);
+      let j = i + 1;
+      while (j < n && spis[j] === spis[j - 1]! + 1 && this.#spis.get(spis[j]!) === host) j++;
+      out.push({ host, kind: 'spi', first: spis[i]!, count: j - i });
+      i = j;
+    }
+    return out;
+  }
+
   /** A lease event from the lease table. Hosts that are not IPv4 addresses cannot be tunnelled to. */
   onLeaseAdded(lease: LeasedBlock): OwnershipChange {
     return this.#count(this.add(ipv4FromString(lease.host) ?? 0, lease.kind, lease.lowest, lease.count));

@@ -8,6 +8,24 @@ import type { IapttIdle } from './iaptt.ts';
 import { LeaseOwnership } from './lease-ownership.ts';
 import type { LeasedBlock, OwnershipChange } from './lease-ownership.ts';
 
+/** A leased block with its host as a number, as the second index takes it. */
+export interface OwnedBlock {
+  readonly host: number;
+  readonly kind: 'port' | 'spi';
+  readonly first: number;
+  readonly count: number;
+}
+
+/**
+ * A second per-value index that must never know an owner LeaseOwnership
+ * does not (the eBPF fast path's maps). It hears a block after the index
+ * accepted it and before the index lets it go.
+ */
+export interface OwnershipMirror {
+  onLeaseAdded(block: OwnedBlock): unknown;
+  onLeaseRemoved(block: OwnedBlock): unknown;
+}
+
 export interface RouterTablesOptions {
   readonly maxSpis?: number;
   readonly idle?: IapttIdle;
@@ -21,13 +39,15 @@ export interface RouterTablesOptions {
  * and the fragment tables. This is the lease table's one listener on the
  * data path (register it with LeaseTable.addListener): a lease event enters
  * the ownership index, and a block that ends also leaves the IAPTT and, when
- * its host holds nothing more, the fragment table.
+ * its host holds nothing more, the fragment table. A mirror (the fast
+ * path's maps) follows the index: adds after it, removals before it.
  */
 export class RouterTables {
   readonly ownership: LeaseOwnership;
   readonly iaptt: Iaptt;
   readonly fragments: FragmentTable;
   readonly held: FragmentHold;
+  #mirror: OwnershipMirror | undefined;
 
   constructor(options: RouterTablesOptions = {}) {
     this.ownership = new LeaseOwnership(options.maxSpis);
@@ -36,13 +56,27 @@ export class RouterTables {
     this.held = new FragmentHold(options.hold);
   }
 
+  /**
+   * Makes `mirror` follow the index from now on; it is told every block the
+   * index holds now first. undefined detaches it.
+   */
+  setMirror(mirror: OwnershipMirror | undefined): void {
+    this.#mirror = mirror;
+    if (mirror === undefined) return;
+    for (const block of this.ownership.blocks()) mirror.onLeaseAdded(block);
+  }
+
   /** Enters a leased block. Returns what happened (the listener contract ignores it; the log and tests use it). */
   onLeaseAdded(lease: LeasedBlock): OwnershipChange {
-    return this.ownership.onLeaseAdded(lease);
+    const change = this.ownership.onLeaseAdded(lease);
+    if (change === 'added' && this.#mirror !== undefined) this.#mirror.onLeaseAdded(owned(lease));
+    return change;
   }
 
   /** Withdraws a block, and for ports also the IAPTT rows the host had in it. */
   onLeaseRemoved(lease: LeasedBlock): OwnershipChange {
+    // The mirror lets go first: it must not route what the index no longer does.
+    if (this.#mirror !== undefined) this.#mirror.onLeaseRemoved(owned(lease));
     const change = this.ownership.onLeaseRemoved(lease);
     if (change !== 'removed') return change;
     const own = this.ownership;
@@ -54,4 +88,8 @@ export class RouterTables {
     if (!own.holds(host)) this.fragments.forgetOwner(host);
     return change;
   }
+}
+
+function owned(lease: LeasedBlock): OwnedBlock {
+  return { host: ipv4FromString(lease.host) ?? 0, kind: lease.kind, first: lease.lowest, count: lease.count };
 }
