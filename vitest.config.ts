@@ -1,12 +1,16 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects: `unit` runs anywhere without privileges; `package` packs the
+// Four projects: `unit` runs anywhere without privileges; `package` packs the
 // working tree and installs the package as a machine would (no privileges, no
 // namespaces, slow: it builds the native addon once per package); `netns`
-// builds network namespaces and needs root. The namespace tests run one file
+// builds network namespaces and needs root, as does `netns-clock` (below),
+// which runs beside it. The namespace tests run one file
 // at a time because they share the testbed's fixed names; those that run
 // distnat as an unprivileged user run the installed package, as a unit does
 // (test/helpers/package.ts, a global set-up of both projects).
+/** Namespace tests that mostly wait on real lease clocks (see the netns-clock project). */
+const CLOCK_TESTS = ['test/netns/pap-lease-timers.test.ts', 'test/netns/pap-state-loss.test.ts'];
+
 export default defineConfig({
   test: {
     projects: [
@@ -30,7 +34,22 @@ export default defineConfig({
           name: 'netns',
           globalSetup: ['test/helpers/package.ts'],
           include: ['test/netns/**/*.test.ts'],
+          exclude: CLOCK_TESTS,
           testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+          pool: 'forks',
+        },
+      },
+      {
+        // The lease timers with real clocks spend minutes waiting out leases,
+        // hold-offs and RFC 6888's 120 s quarantine, with little to do. They
+        // build testbeds under names of their own, so they wait beside the
+        // other namespace tests instead of after them (projects run in parallel).
+        test: {
+          name: 'netns-clock',
+          include: CLOCK_TESTS,
+          testTimeout: 300_000,
           hookTimeout: 120_000,
           fileParallelism: false,
           pool: 'forks',

@@ -316,6 +316,21 @@ install_config() {
   fi
 }
 
+# A router that finds no lease state holds off new grants for minutes, in
+# case hosts still use blocks it has forgotten (docs/pap.md 6.3). On a new
+# installation there are none: the file 'fresh' says so to its first start,
+# which removes it. Never written beside existing state.
+mark_first_start() {
+  [ "$ROLE" = router ] || return 0
+  local state=$ROOT/var/lib/distnat/router
+  if [ -d "$state" ] && [ -n "$(ls -A "$state" 2>/dev/null)" ]; then return 0; fi
+  mkdir -p "$state"
+  chmod 0750 "$state"
+  : >"$state/fresh"
+  [ -n "$ROOT" ] || chown -R "$USER_NAME:$USER_NAME" "$state"
+  say "first installation: $state/fresh lets the router grant leases at its first start"
+}
+
 # --- 6. the unit -----------------------------------------------------------
 
 install_unit() {
@@ -359,6 +374,7 @@ for f in man/man1/distnat.1 bash-completion/completions/distnat zsh/vendor-compl
 done
 [ -n "$ROOT" ] || install_user
 install_config
+mark_first_start
 install_unit
 if [ -z "$ROOT" ] && ! distnat --help >/dev/null 2>&1; then
   die "/usr/local/bin/distnat does not run: see 'distnat --help'"

@@ -114,6 +114,8 @@ beforeAll(async () => {
     join(b.scratchDir, 'state'),
     '--run-dir',
     join(b.scratchDir, 'run'),
+    // A new LAN: grant at once instead of holding off for hosts of an earlier life.
+    '--fresh',
   ]);
   await router.waitForOutput(/router started/, { timeoutMs: 20_000 });
   const r = await b.exec('h1', ['node', '--import', 'tsx', writeScript(b, 'pap.mts', PAP_CLIENT)], {

@@ -165,6 +165,8 @@ beforeAll(async () => {
     join(b.scratchDir, 'state'),
     '--run-dir',
     join(b.scratchDir, 'run'),
+    // A new LAN: grant at once instead of holding off for hosts of an earlier life.
+    '--fresh',
   ]);
   await router.waitForOutput(/router started/, { timeoutMs: 20_000 });
   // The server's own kernel stays quiet (no RST, echo reply or port unreachable for

@@ -11,7 +11,7 @@
  * test/netns/units-nspawn.test.ts has real systemd run them.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -134,6 +134,8 @@ function startDaemon(role: Role): Background {
     mkdirSync(d, { recursive: true });
     chownSync(d, NOBODY, NOBODY);
   }
+  // What install.sh leaves in a new router's state directory: grant at the first start, no hold-off.
+  if (role === 'router') writeFileSync(join(state, 'fresh'), '');
   const argv = [
     ...asUnitUser(role),
     ...u.ExecStart!.split(' ').map(localPath),

@@ -103,6 +103,13 @@ describe('native-setup/install.sh --root', () => {
       sharedAddress: TOPOLOGY.shared,
     });
     expect(existsSync(join(router.root, 'etc/systemd/system/distnat-router.service'))).toBe(true);
+    // A new router grants at its first start (the 'fresh' file); one with lease state keeps holding off.
+    const state = join(router.root, 'var/lib/distnat/router');
+    expect(existsSync(join(state, 'fresh'))).toBe(true);
+    rmSync(join(state, 'fresh'));
+    writeFileSync(join(state, 'leases.journal'), '');
+    expect(install(['router'], router.root).status).toBe(0);
+    expect(existsSync(join(state, 'fresh'))).toBe(false);
 
     const server = install(['server']);
     expect(server.status, server.stderr).toBe(0);
