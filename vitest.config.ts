@@ -3,13 +3,22 @@ import { defineConfig } from 'vitest/config';
 // Four projects: `unit` runs anywhere without privileges; `package` packs the
 // working tree and installs the package as a machine would (no privileges, no
 // namespaces, slow: it builds the native addon once per package); `netns`
-// builds network namespaces and needs root, as does `netns-clock` (below),
-// which runs beside it. The namespace tests run one file
+// builds network namespaces and needs root, as does `netns-clock` (below).
+// The namespace tests run one file
 // at a time because they share the testbed's fixed names; those that run
 // distnat as an unprivileged user run the installed package, as a unit does
 // (test/helpers/package.ts, a global set-up of both projects).
 /** Namespace tests that mostly wait on real lease clocks (see the netns-clock project). */
 const CLOCK_TESTS = ['test/netns/pap-lease-timers.test.ts', 'test/netns/pap-state-loss.test.ts'];
+
+/**
+ * Vitest queues the files of every project that runs one file at a time
+ * (maxWorkers 1: the default on a 2-core machine, and `netns`) in one
+ * sequential queue, after the projects with more workers. `unit` and
+ * `netns-clock` share a pool of this many: the clock files mostly sleep, so
+ * the unit tests run meanwhile, and both are done before the namespace tests.
+ */
+const SHARED_WORKERS = 3;
 
 export default defineConfig({
   test: {
@@ -18,6 +27,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          maxWorkers: SHARED_WORKERS,
           testTimeout: 20_000,
         },
       },
@@ -45,13 +55,13 @@ export default defineConfig({
         // The lease timers with real clocks spend minutes waiting out leases,
         // hold-offs and RFC 6888's 120 s quarantine, with little to do. They
         // build testbeds under names of their own, so they wait beside the
-        // other namespace tests instead of after them (projects run in parallel).
+        // unit tests (SHARED_WORKERS) instead of among the namespace tests.
         test: {
           name: 'netns-clock',
           include: CLOCK_TESTS,
           testTimeout: 300_000,
           hookTimeout: 120_000,
-          fileParallelism: false,
+          maxWorkers: SHARED_WORKERS,
           pool: 'forks',
         },
       },
