@@ -4,11 +4,11 @@
  * The in-process cases call checkFiles; the end-to-end ones spawn the built
  * bin/distnat (npm run build) for the exit codes and the exact output.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runDistnat, type CliRun } from '../../helpers/cli.ts';
 import { parse as parseYaml, stringify } from 'yaml';
 import { checkFile, checkFiles } from '../../../src/cli/commands/check-file.ts';
 import { hostConfigFrom } from '../../../src/cli/commands/host.ts';
@@ -19,7 +19,6 @@ import { RouterConfigSchema } from '../../../src/config/router-config.ts';
 import { H1_KEYS, H2_KEYS, hostKeying } from '../../netns/ipsec-keys.ts';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
-const DISTNAT = join(ROOT, 'bin/distnat');
 const CONFIG_DIR = join(ROOT, 'native-setup/config');
 const dir = mkdtempSync(join(tmpdir(), 'distnat-check-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -253,27 +252,7 @@ describe('the examples pass', () => {
   });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function distnat(args: string[]): Promise<Run> {
-  return new Promise((done, reject) => {
-    const p = spawn(DISTNAT, args, { cwd: dir, env: { ...process.env, COLUMNS: '100' } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
-}
+const distnat = (args: string[]): Promise<CliRun> => runDistnat(args, dir);
 
 const BAD_ROUTER = [
   'sharedAddress: 198.51.100.30',

@@ -4,37 +4,16 @@
  * code, and `--help` with an example. Nothing here needs root or a network;
  * the privilege, port and daemon cases are in test/netns/cli-*.test.ts.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runDistnat, type CliRun } from '../../helpers/cli.ts';
 
-const DISTNAT = resolve(import.meta.dirname, '../../../bin/distnat');
 const dir = mkdtempSync(join(tmpdir(), 'distnat-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function distnat(args: string[]): Promise<Run> {
-  return new Promise((done, reject) => {
-    const p = spawn(DISTNAT, args, { cwd: dir, env: { ...process.env, COLUMNS: '100' } });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
-}
+const distnat = (args: string[]): Promise<CliRun> => runDistnat(args, dir);
 
 function file(name: string, text: string): string {
   const path = join(dir, name);
