@@ -37,6 +37,9 @@ export default defineConfig({
           include: ['test/package/**/*.test.ts'],
           globalSetup: ['test/helpers/package.ts'],
           testTimeout: 60_000,
+          // One worker: with the namespace tests in the sequential queue, not
+          // in SHARED_WORKERS's group (vitest refuses one group of two sizes).
+          fileParallelism: false,
         },
       },
       {
