@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import type { Clock, Timer } from '../util/clock.ts';
 import type { PapMessage } from '../wire/pap.ts';
-import { PAP_MESSAGE_LENGTH, PapStatus, emitPap, parsePap } from '../wire/pap.ts';
+import { PAP_MESSAGE_LENGTH, papStatusName, emitPap, parsePap, type PapStatusName } from '../wire/pap.ts';
 import type { ResourceKind } from '../util/block.ts';
 import type { PortPreference } from './block.ts';
 import { MAX_BLOCK } from './block.ts';
@@ -10,18 +10,7 @@ import type { HostLeases, HostLeasesListener } from './host-leases.ts';
 import type { PapPeer, PapTransport } from './transport.ts';
 
 /** How an exchange ended: the router's status, or no answer at all. */
-export type PapOutcomeStatus =
-  | 'ok'
-  | 'quota-exceeded'
-  | 'pool-exhausted'
-  | 'unknown-lease'
-  | 'stale-epoch'
-  | 'malformed'
-  | 'try-later'
-  | 'unknown-status'
-  | 'timeout'
-  | 'abandoned'
-  | 'stopped';
+export type PapOutcomeStatus = PapStatusName | 'unknown-status' | 'timeout' | 'abandoned' | 'stopped';
 
 export interface PapOutcome {
   readonly status: PapOutcomeStatus;
@@ -74,16 +63,6 @@ export interface PapClientCounters {
   malformed: number;
   withdrawals: number;
 }
-
-const STATUS_NAMES: Readonly<Record<number, PapOutcomeStatus>> = {
-  [PapStatus.Ok]: 'ok',
-  [PapStatus.QuotaExceeded]: 'quota-exceeded',
-  [PapStatus.PoolExhausted]: 'pool-exhausted',
-  [PapStatus.UnknownLease]: 'unknown-lease',
-  [PapStatus.StaleEpoch]: 'stale-epoch',
-  [PapStatus.Malformed]: 'malformed',
-  [PapStatus.TryLater]: 'try-later',
-};
 
 interface Exchange {
   readonly txid: number;
@@ -242,7 +221,7 @@ export class PapClient {
     }
     const [lowest, count] =
       msg.kind === 'port-response' ? [msg.lowestPort, msg.portCount] : [msg.lowestSpi, msg.spiCount];
-    const status: PapOutcomeStatus = msg.success ? 'ok' : (STATUS_NAMES[msg.status] ?? 'unknown-status');
+    const status: PapOutcomeStatus = msg.success ? 'ok' : (papStatusName(msg.status) ?? 'unknown-status');
     // Settle first, so that HostLeases asking for more from inside grant() starts a new exchange.
     this.#finish(ex, { status, response: msg });
     switch (ex.op) {

@@ -1,6 +1,7 @@
 import type { PapMessage } from '../wire/pap.ts';
 import {
   PAP_MESSAGE_LENGTH,
+  papStatusName,
   PAP_TYPE_PORTS,
   PAP_TYPE_SPI,
   PAP_VERSION,
@@ -23,16 +24,6 @@ export const STATUS_CODE: Readonly<Record<LeaseStatus, number>> = {
   'pool-exhausted': PapStatus.PoolExhausted,
   'unknown-lease': PapStatus.UnknownLease,
   'try-later': PapStatus.TryLater,
-};
-
-/** Names of the statuses in counters and logs. */
-const STATUS_NAME: Readonly<Record<number, string>> = {
-  [PapStatus.QuotaExceeded]: 'quota-exceeded',
-  [PapStatus.PoolExhausted]: 'pool-exhausted',
-  [PapStatus.UnknownLease]: 'unknown-lease',
-  [PapStatus.StaleEpoch]: 'stale-epoch',
-  [PapStatus.Malformed]: 'malformed',
-  [PapStatus.TryLater]: 'try-later',
 };
 
 export interface PapServerCounters {
@@ -204,7 +195,7 @@ export class PapServer {
 
   /** A failure decided here, not by the lease table: the body as docs/pap.md 3 gives it, lease time 0. */
   #refuse(kind: ResourceKind, lowest: number, count: number, status: number, txid: number): PapMessage {
-    this.#count(this.counters.refused, STATUS_NAME[status] ?? String(status));
+    this.#count(this.counters.refused, papStatusName(status) ?? String(status));
     return failureOf(kind, lowest, count, status, txid, this.#table.epoch);
   }
 

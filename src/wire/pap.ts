@@ -124,6 +124,23 @@ export const PapStatus = {
 } as const;
 export type PapStatus = (typeof PapStatus)[keyof typeof PapStatus];
 
+/** Each status's name, as docs/pap.md section 4 and the counters and logs of both ends give it. */
+export const PAP_STATUS_NAME = {
+  [PapStatus.Ok]: 'ok',
+  [PapStatus.QuotaExceeded]: 'quota-exceeded',
+  [PapStatus.PoolExhausted]: 'pool-exhausted',
+  [PapStatus.UnknownLease]: 'unknown-lease',
+  [PapStatus.StaleEpoch]: 'stale-epoch',
+  [PapStatus.Malformed]: 'malformed',
+  [PapStatus.TryLater]: 'try-later',
+} as const satisfies Record<PapStatus, string>;
+export type PapStatusName = (typeof PAP_STATUS_NAME)[PapStatus];
+
+/** The name of a status read off the wire; undefined for one this version does not define. */
+export function papStatusName(status: number): PapStatusName | undefined {
+  return (PAP_STATUS_NAME as Readonly<Record<number, PapStatusName>>)[status];
+}
+
 /** Whether `code` is defined for this type and direction. */
 export function isPapCodeValid(type: number, response: boolean, code: number): boolean {
   if (type === PAP_TYPE_PORTS) return response ? code <= 2 : code <= 3;
