@@ -113,21 +113,32 @@ describe('IKEv2 between distnat hosts and distnat peer, certificates from the ro
     http = await b.httpServer('server', { files: { 'file.bin': FILE } });
     const wan = await b.capture('router', TOPOLOGY.wanIf, { filter: `host ${TOPOLOGY.server.wan}` });
     const before = { h1: await readStatus(b, 'h1'), h2: await readStatus(b, 'h2') };
-    try {
-      await Promise.all(
-        (['h1', 'h2'] as const).map(async (node) => {
-          const file = join(b.scratchDir, `${node}.bin`);
-          const r = await b.exec(
-            node,
-            ['curl', '-sS', '--max-time', '30', '-o', file, http.url(SERVER, 'file.bin')],
-            {
-              timeoutMs: 40_000,
-            },
-          );
-          expect(r.code, `curl on ${node}: ${r.stderr}`).toBe(0);
-          expect(await sha256File(file), node).toBe(sha256(FILE));
-        }),
+    const download = async (node: 'h1' | 'h2'): Promise<void> => {
+      const file = join(b.scratchDir, `${node}.bin`);
+      const r = await b.exec(
+        node,
+        ['curl', '-sS', '--max-time', '30', '-o', file, http.url(SERVER, 'file.bin')],
+        {
+          timeoutMs: 40_000,
+        },
       );
+      expect(r.code, `curl on ${node}: ${r.stderr}`).toBe(0);
+      expect(await sha256File(file), node).toBe(sha256(FILE));
+    };
+    const h2Rekeys = async (): Promise<number> =>
+      ((await readStatus(b, 'h2')).counters['ike.child-rekey-by-volume'] ?? 0) -
+      (before.h2.counters['ike.child-rekey-by-volume'] ?? 0);
+    try {
+      await Promise.all([download('h1'), download('h2')]);
+      // A rekey is an exchange with the peer: on a busy machine the 2 MB can all pass on the old
+      // SA before the first one ends, so the SA that replaces it may not reach the limit in the
+      // same download. h2 then downloads again, after the rekey is done, until a second one.
+      for (let more = 0; more < 2 && (await h2Rekeys()) < 2; more++) {
+        await waitUntil('h2 back to one child SA', async () => {
+          return tableRows(await readStatus(b, 'h2'), 'Child SAs (ESP)').length === 1;
+        });
+        await download('h2');
+      }
     } finally {
       await wan.stop();
     }
@@ -139,13 +150,10 @@ describe('IKEv2 between distnat hosts and distnat peer, certificates from the ro
       for (const bad of ['no-sa', 'replay', 'auth-failed', 'policy-mismatch'])
         expect(grew(`ipsec.inbound.${bad}`), `${node} ${bad}`).toBe(0);
     }
-    // 2 MB through SAs that h2 rekeys every 700 kB: at least twice, mid-transfer, and the data
-    // kept flowing (intact above, nothing dropped for want of an SA). h1 has no limit.
+    // 2 MB downloads through SAs that h2 rekeys every 700 kB: rekeyed at least twice, mid-transfer,
+    // and the data kept flowing (intact above, nothing dropped for want of an SA). h1 has no limit.
     const h2 = await readStatus(b, 'h2');
-    const rekeys =
-      (h2.counters['ike.child-rekey-by-volume'] ?? 0) -
-      (before.h2.counters['ike.child-rekey-by-volume'] ?? 0);
-    expect(rekeys).toBeGreaterThanOrEqual(Math.floor(FILE.length / VOLUME));
+    expect(await h2Rekeys()).toBeGreaterThanOrEqual(2);
     expect((await readStatus(b, 'h1')).counters['ike.child-rekey-by-volume'] ?? 0).toBe(0);
     // One pair left each time (the leased SPIs come round again, so the SPI may be the old one).
     expect(tableRows(h2, 'Child SAs (ESP)')).toHaveLength(1);
