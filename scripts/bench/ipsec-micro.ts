@@ -16,8 +16,9 @@
  * HMAC per packet, which costs about as much as forwarding the packet
  * (docs/design.md, "Where the time goes").
  *
- * AES-GCM runs in the native addon when it is built; the '-node' suites
- * run it on node:crypto (DISTNAT_ESP_CRYPTO=node) for comparison.
+ * AES-GCM, AES-CBC + HMAC and the HMAC of NULL and AH run in the native
+ * addon when it is built; the '-node' suites run them on node:crypto
+ * (DISTNAT_ESP_CRYPTO=node) for comparison.
  *
  * BENCH_SECONDS (default 1) per case; ONLY=<substring> to run some cases.
  * Other benches import `sealOpenCost` (scripts/bench/ipsec.ts).
@@ -65,10 +66,12 @@ function datagram(total: number, seed: number): Uint8Array {
   return b;
 }
 
-export type Suite = 'gcm128' | 'gcm256' | 'cbc128' | 'cbc256' | 'null' | 'ah' | 'gcm128-node' | 'gcm256-node';
+type NativeSuite = 'gcm128' | 'gcm256' | 'cbc128' | 'cbc256' | 'null' | 'ah';
+/** '<suite>-node': the same suite on node:crypto instead of the addon. */
+export type Suite = NativeSuite | `${NativeSuite}-node`;
 
 function saParams(
-  s: Exclude<Suite, 'ah' | 'gcm128-node' | 'gcm256-node'>,
+  s: Exclude<NativeSuite, 'ah'>,
 ): Pick<EspSaParams, 'encryption' | 'encryptionKey' | 'integrity' | 'integrityKey'> {
   const sha = { integrity: 'hmac-sha256-128' as const, integrityKey: randomBytes(32) };
   switch (s) {
@@ -87,8 +90,7 @@ function saParams(
 
 /** A sender and a receiver engine sharing one SA pair (same keys), protect-everything policies. */
 function pair(suite: Suite): { sender: IpsecEngine; receiver: IpsecEngine } {
-  // 'gcm128-node': the same suite on node:crypto instead of the addon.
-  const s = suite.replace('-node', '') as Exclude<Suite, 'gcm128-node' | 'gcm256-node'>;
+  const s = suite.replace('-node', '') as NativeSuite;
   const saved = process.env.DISTNAT_ESP_CRYPTO;
   process.env.DISTNAT_ESP_CRYPTO = suite.endsWith('-node') ? 'node' : (saved ?? '');
   const protocol: IpsecProtocol = s === 'ah' ? 'ah' : 'esp';
@@ -182,7 +184,20 @@ export function openCase(s: Suite, size: number): BenchCase {
 }
 
 const SIZES = [64, 1400];
-const SUITES: Suite[] = ['gcm128', 'gcm128-node', 'gcm256', 'gcm256-node', 'cbc128', 'cbc256', 'null', 'ah'];
+const SUITES: Suite[] = [
+  'gcm128',
+  'gcm128-node',
+  'gcm256',
+  'gcm256-node',
+  'cbc128',
+  'cbc128-node',
+  'cbc256',
+  'cbc256-node',
+  'null',
+  'null-node',
+  'ah',
+  'ah-node',
+];
 
 const cases: BenchCase[] = [
   ...SIZES.map((size): BenchCase => ({

@@ -33,6 +33,31 @@ export interface NativeAesGcmContext {
   close(): void;
 }
 
+/**
+ * ESP AES-CBC + HMAC context of one SA (native-setup/addon/src/cbc-hmac.cc),
+ * built from the AES key, the integrity algorithm's name and its key, and
+ * whether seal draws the 16-byte IV itself (else the caller wrote it at
+ * ivEnd - 16). seal encrypts buf[ivEnd, end) in place and writes the ICV of
+ * buf[esp, end) (+ seqHigh when not -1) at end; open verifies the ICV at
+ * icvAt, then decrypts. Status codes as NativeAesGcmContext's; never throw.
+ */
+export interface NativeAesCbcHmacContext {
+  seal(buf: Uint8Array, esp: number, ivEnd: number, end: number, seqHigh: number): number;
+  open(buf: Uint8Array, esp: number, ivEnd: number, icvAt: number, seqHigh: number): number;
+  close(): void;
+}
+
+/**
+ * A keyed IPsec HMAC (native-setup/addon/src/hmac.cc): mac writes the ICV of
+ * buf[start, end), followed by the 32-bit `tail` unless it is -1, at
+ * out[at]. Returns 1, or -1 for out-of-range offsets or a closed context,
+ * -2 when OpenSSL fails; never throws.
+ */
+export interface NativeHmacContext {
+  mac(buf: Uint8Array, start: number, end: number, tail: number, out: Uint8Array, at: number): number;
+  close(): void;
+}
+
 export interface NativeBinding {
   version(): number;
   tunOpen(name: string, flags: number): { fd: number; name: string };
@@ -99,6 +124,15 @@ export interface NativeBinding {
   ): number;
   /** Absent in builds older than aead.cc. */
   AesGcmContext?: new (keyAndSalt: Uint8Array) => NativeAesGcmContext;
+  /** Absent in builds older than cbc-hmac.cc. */
+  AesCbcHmacContext?: new (
+    key: Uint8Array,
+    integrity: string,
+    integrityKey: Uint8Array,
+    randomIv: boolean,
+  ) => NativeAesCbcHmacContext;
+  /** Absent in builds older than hmac.cc. */
+  HmacContext?: new (integrity: string, key: Uint8Array) => NativeHmacContext;
   /** The shared numbers as the binding was built with them (see NATIVE_LAYOUT). */
   layout(): unknown;
   /** One datagram to a service manager's notification socket (a path, or '@' + an abstract name). */

@@ -20,7 +20,9 @@
  * re-IV an AES-GCM context, so each GCM packet creates one, and that set-up
  * is most of the cost; that is why createEspTransform prefers the addon's
  * AES-GCM (native-gcm.ts) and keeps this one as reference and fallback.
- * CBC contexts are kept per SA: OpenSSL's CBC state after an update is the
+ * AES-CBC + HMAC here costs a Cipher.update and two hash calls per packet,
+ * each allocating its output, so the addon's (native-cbc.ts) is preferred
+ * for it too. CBC contexts are kept per SA: OpenSSL's CBC state after an update is the
  * last cipher block, so a packet with IV `iv` is encrypted by XORing its
  * first plaintext block with iv ^ lastBlock before the update (and
  * decrypted by the same XOR after it): same bytes as a fresh context with
@@ -34,10 +36,12 @@ import {
   type Decipher,
 } from 'node:crypto';
 import { gcmKeyBits, MaskedSequenceIv } from './gcm-iv.ts';
-import { Hmac, icvEqual } from './hmac.ts';
+import { useNative, type CryptoImplementation } from './crypto-choice.ts';
+import { checkIntegrityKey, Hmac, icvEqual } from './hmac.ts';
 import { put32 } from '../wire/bytes.ts';
 import { EspField } from '../wire/esp.ts';
 import { fillRandom } from './iv-pool.ts';
+import { NativeCbcHmacTransform, nativeCbcAvailable } from './native-cbc.ts';
 import { NativeGcmTransform, nativeGcmAvailable } from './native-gcm.ts';
 import type { EspEncryption, EspTransform, IntegrityAlgorithm, IvSource } from './types.ts';
 
@@ -53,9 +57,10 @@ export interface EspTransformParams {
    * Where the cryptography runs: 'native' (the addon's reused OpenSSL
    * contexts; throws if the addon lacks them) or 'node' (node:crypto, the
    * reference). Default: native when available, unless the environment sets
-   * DISTNAT_ESP_CRYPTO=node.
+   * DISTNAT_ESP_CRYPTO=node. AES-GCM and AES-CBC have native contexts; NULL
+   * encryption's HMAC follows the same choice (hmac.ts).
    */
-  readonly implementation?: 'native' | 'node';
+  readonly implementation?: CryptoImplementation;
 }
 
 class AesGcm16 implements EspTransform {
@@ -227,11 +232,6 @@ class NullHmac implements EspTransform {
   }
 }
 
-function useNative(implementation: 'native' | 'node' | undefined, available: () => boolean): boolean {
-  if (implementation !== undefined) return implementation === 'native';
-  return process.env.DISTNAT_ESP_CRYPTO !== 'node' && available();
-}
-
 /** Builds a suite; throws RangeError for a combination or key length that cannot work (configuration errors). */
 export function createEspTransform(p: EspTransformParams): EspTransform {
   if (p.encryption === 'aes-gcm-16') {
@@ -246,11 +246,16 @@ export function createEspTransform(p: EspTransformParams): EspTransform {
     // RFC 4303 3.2: confidentiality without integrity invites cut-and-paste attacks.
     throw new RangeError(`${p.encryption} needs an integrity algorithm and key`);
   }
-  const hmac = new Hmac(p.integrity, p.integrityKey);
   if (p.encryption === 'aes-cbc') {
     if (p.encryptionKey === undefined) throw new RangeError('aes-cbc needs a key');
-    return new AesCbcHmac(p.encryptionKey, hmac, p.iv);
+    if (useNative(p.implementation, nativeCbcAvailable)) {
+      // Checked here so that both paths refuse a bad key with the same words.
+      checkIntegrityKey(p.integrity, p.integrityKey);
+      return new NativeCbcHmacTransform(p.encryptionKey, p.integrity, p.integrityKey, p.iv);
+    }
+    return new AesCbcHmac(p.encryptionKey, new Hmac(p.integrity, p.integrityKey, 'node'), p.iv);
   }
+  const hmac = new Hmac(p.integrity, p.integrityKey, p.implementation);
   if (p.encryption === 'null') {
     if (p.encryptionKey !== undefined && p.encryptionKey.length > 0) {
       throw new RangeError('null encryption takes no key');

@@ -13,8 +13,17 @@
  * the message out in `HMAC_SCRATCH` after the first `blockSize` bytes (AH
  * writes its ICV input straight there); `macOf` copies a region there for
  * callers whose message lies in the packet.
+ *
+ * When the addon has HmacContext (native-setup/addon/src/hmac.cc) both
+ * entry points go to it instead: the two padded hash states are kept in
+ * OpenSSL per SA, and a packet costs one call, its own bytes and two final
+ * blocks, with nothing allocated and no copy into HMAC_SCRATCH for macOf.
+ * AH and ESP with NULL encryption take that path; AES-CBC has its own
+ * context that also holds the cipher (native-cbc.ts).
  */
 import { hash } from 'node:crypto';
+import { AeadResult, loadNative, nativeAvailable, type NativeHmacContext } from '../io/native.ts';
+import { useNative, type CryptoImplementation } from './crypto-choice.ts';
 import type { IntegrityAlgorithm } from './types.ts';
 
 interface HmacShape {
@@ -42,6 +51,23 @@ export function integrityIcvLength(algorithm: IntegrityAlgorithm): number {
   return SHAPES[algorithm].icvLength;
 }
 
+/** Throws RangeError unless `key` suits `algorithm` (a configuration error, not input). */
+export function checkIntegrityKey(algorithm: IntegrityAlgorithm, key: Uint8Array): void {
+  const shape = SHAPES[algorithm];
+  if (shape === undefined) throw new RangeError(`unknown integrity algorithm ${String(algorithm)}`);
+  if (key.length !== shape.digestLength) {
+    throw new RangeError(`${algorithm} needs a ${shape.digestLength}-byte key, got ${key.length}`);
+  }
+}
+
+let available: boolean | undefined;
+
+/** Whether the loaded addon has HmacContext (an older build does not). */
+export function nativeHmacAvailable(): boolean {
+  available ??= nativeAvailable() && typeof loadNative().HmacContext === 'function';
+  return available;
+}
+
 /** Largest block size of the supported hashes. */
 export const MAX_HMAC_BLOCK = 128;
 
@@ -61,13 +87,20 @@ export class Hmac {
   private readonly ipad: Uint8Array;
   /** K^opad followed by room for the inner digest. */
   private readonly outer: Uint8Array;
+  /** The addon's keyed states, when used; the pads above then stay unused. */
+  private readonly native: NativeHmacContext | null = null;
 
-  /** Throws RangeError for a key of the wrong length: a configuration error, not input. */
-  constructor(algorithm: IntegrityAlgorithm, key: Uint8Array) {
+  /**
+   * Throws RangeError for a key of the wrong length (a configuration error,
+   * not input), or for 'native' when the addon lacks HmacContext.
+   */
+  constructor(algorithm: IntegrityAlgorithm, key: Uint8Array, implementation?: CryptoImplementation) {
+    checkIntegrityKey(algorithm, key);
     const shape = SHAPES[algorithm];
-    if (shape === undefined) throw new RangeError(`unknown integrity algorithm ${String(algorithm)}`);
-    if (key.length !== shape.digestLength) {
-      throw new RangeError(`${algorithm} needs a ${shape.digestLength}-byte key, got ${key.length}`);
+    if (useNative(implementation, nativeHmacAvailable)) {
+      const Context = loadNative().HmacContext;
+      if (Context === undefined) throw new RangeError('the native addon has no HmacContext: rebuild it');
+      this.native = new Context(algorithm, key);
     }
     this.algorithm = algorithm;
     this.hash = shape.hash;
@@ -86,6 +119,7 @@ export class Hmac {
    * has laid the message out there; this writes the pad in front of it.
    */
   macScratch(end: number, out: Uint8Array, at: number): void {
+    if (this.native !== null) return this.nativeMac(HMAC_SCRATCH, this.blockSize, end, -1, out, at);
     HMAC_SCRATCH.set(this.ipad, 0);
     const inner = hash(this.hash, HMAC_SCRATCH.subarray(0, end), 'buffer');
     this.outer.set(inner, this.blockSize);
@@ -98,6 +132,7 @@ export class Hmac {
    * not negative (the ESN high half, RFC 4303 2.2.1), written to out[at].
    */
   macOf(buf: Uint8Array, start: number, end: number, tail: number, out: Uint8Array, at: number): void {
+    if (this.native !== null) return this.nativeMac(buf, start, end, tail, out, at);
     let n = this.blockSize + (end - start);
     HMAC_SCRATCH.set(buf.subarray(start, end), this.blockSize);
     if (tail >= 0) {
@@ -108,6 +143,25 @@ export class Hmac {
       n += 4;
     }
     this.macScratch(n, out, at);
+  }
+
+  /** Whether the addon computes this HMAC. */
+  get isNative(): boolean {
+    return this.native !== null;
+  }
+
+  private nativeMac(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    tail: number,
+    out: Uint8Array,
+    at: number,
+  ): void {
+    const status = this.native!.mac(buf, start, end, tail, out, at);
+    // Callers hand in regions inside their own buffers, so a failure is a
+    // broken invariant, not a bad packet: a wrong ICV must not go out.
+    if (status !== AeadResult.Done) throw new Error(`native HMAC failed with status ${status}`);
   }
 }
 

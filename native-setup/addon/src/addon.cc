@@ -24,6 +24,8 @@ napi_value Init(napi_env env, napi_value exports) {
   distnat::InitGso(env, exports);
   distnat::InitCoalesce(env, exports);
   distnat::InitAead(env, exports);
+  distnat::InitCbcHmac(env, exports);
+  distnat::InitHmac(env, exports);
   distnat::InitLayout(env, exports);
   distnat::InitNotify(env, exports);
   return exports;

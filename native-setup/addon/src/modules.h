@@ -12,6 +12,8 @@ void InitBatch(napi_env env, napi_value exports);
 void InitGso(napi_env env, napi_value exports);
 void InitCoalesce(napi_env env, napi_value exports);
 void InitAead(napi_env env, napi_value exports);
+void InitCbcHmac(napi_env env, napi_value exports);
+void InitHmac(napi_env env, napi_value exports);
 void InitLayout(napi_env env, napi_value exports);
 // In distnat_bpf.node only (bpf-addon.cc), which links libbpf.
 void InitBpf(napi_env env, napi_value exports);
