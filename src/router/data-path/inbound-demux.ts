@@ -152,7 +152,8 @@ export class InboundDemux {
   #spiOwner(spi: number): number {
     if (spi < LOWEST_SPI) return this.#drop('reserved-spi');
     const owner = this.#tables.ownership.spiOwner(spi);
-    return owner === 0 ? this.#drop('no-owner') : owner;
+    if (owner !== 0) return owner;
+    return this.#drop(this.#tables.withdrawnSpis.has(spi) ? 'spi-withdrawn' : 'no-owner');
   }
 
   #icmpOwner(buf: Uint8Array, t: number, tlen: number, now: number): number {

@@ -186,6 +186,29 @@ describe('RouterForwarder, from the WAN', () => {
     expect(r.drops()).toEqual({ 'reserved-spi': 1, 'no-owner': 1 });
   });
 
+  it('stops tunnelling ESP and AH for a withdrawn SPI block at once, counted as spi-withdrawn until leased again', () => {
+    const r = rig();
+    const block = { host: '10.0.0.1', kind: 'spi' as const, lowest: 256, count: 64 };
+    r.fromWan(esp(SERVER, SHARED, 300));
+    expect(r.lan.sent).toHaveLength(1);
+    expect(r.tables.onLeaseRemoved(block, true)).toBe('removed');
+    r.fromWan(esp(SERVER, SHARED, 300), ah(SERVER, SHARED, 319), esp(SERVER, SHARED, 320));
+    expect(r.lan.sent).toHaveLength(1);
+    expect(r.drops()).toEqual({ 'spi-withdrawn': 2, 'no-owner': 1 });
+    // Leased again (to anyone): ordinary ownership again.
+    expect(r.tables.onLeaseAdded({ ...block, host: '10.0.0.3', count: 32 })).toBe('added');
+    r.fromWan(esp(SERVER, SHARED, 260), esp(SERVER, SHARED, 300));
+    expect(r.lan.sent.map((x) => u32at(x, 16)).slice(1)).toEqual([H2]);
+    expect(r.drops()).toEqual({ 'spi-withdrawn': 2, 'no-owner': 2 });
+  });
+
+  it('counts an SPI block that expired or was given back as no-owner, not as withdrawn', () => {
+    const r = rig();
+    r.tables.onLeaseRemoved({ host: '10.0.0.1', kind: 'spi', lowest: 256, count: 64 });
+    r.fromWan(esp(SERVER, SHARED, 300));
+    expect(r.drops()).toEqual({ 'no-owner': 1 });
+  });
+
   it('drops what is not for the shared address and protocols it cannot demultiplex', () => {
     const r = rig();
     const gre = ip(SERVER, SHARED, 47, new Uint8Array(24));
