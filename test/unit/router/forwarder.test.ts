@@ -202,6 +202,21 @@ describe('RouterForwarder, from the WAN', () => {
     expect(r.drops()).toEqual({ 'spi-withdrawn': 2, 'no-owner': 2 });
   });
 
+  it('drops ESP in UDP from port 4500 on a withdrawn SPI, and passes IKE (non-ESP marker) and other ports', () => {
+    const r = rig();
+    /** UDP to H1's port 1030 whose payload starts with `word` (checksum off: the router reads no checksum). */
+    const natt = (sport: number, word: number): Uint8Array => {
+      const p = udp(SERVER, sport, SHARED, 1030, 16);
+      new DataView(p.buffer, p.byteOffset).setUint32(28, word);
+      p[26] = p[27] = 0;
+      return p;
+    };
+    r.tables.onLeaseRemoved({ host: '10.0.0.1', kind: 'spi', lowest: 256, count: 64 }, true);
+    r.fromWan(natt(4500, 300), natt(4500, 0), natt(4500, 5000), natt(4501, 300));
+    expect(r.lan.sent).toHaveLength(3);
+    expect(r.drops()).toEqual({ 'spi-withdrawn': 1 });
+  });
+
   it('counts an SPI block that expired or was given back as no-owner, not as withdrawn', () => {
     const r = rig();
     r.tables.onLeaseRemoved({ host: '10.0.0.1', kind: 'spi', lowest: 256, count: 64 });
