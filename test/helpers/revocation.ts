@@ -43,27 +43,34 @@ export function trafficLoop(bed: Testbed, node: HostNode, url: string): Backgrou
 
 const SEND_PY = `
 import socket, struct, sys
-dst, kind, spi, port = sys.argv[1], sys.argv[2], int(sys.argv[3], 0), int(sys.argv[4])
+dst, kind, spi, port, mark = sys.argv[1], sys.argv[2], int(sys.argv[3], 0), int(sys.argv[4]), int(sys.argv[5], 0)
 esp = struct.pack('!II', spi, 1) + bytes(32)
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50 if kind == 'esp' else socket.IPPROTO_UDP)
+if mark:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
 if kind == 'esp':
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
     s.sendto(esp, (dst, 0))
 else:
     # ESP in UDP from 4500 (RFC 3948), by hand: charon holds the port. Checksum 0: none.
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
     s.sendto(struct.pack('!HHHH', 4500, port, 8 + len(esp), 0) + esp, (dst, 0))
 print('sent', flush=True)
 `;
 
-/** Sends one ESP packet (or ESP in UDP from port 4500 to `port`) with `spi` from the server to the shared address. */
+/**
+ * Sends one ESP packet (or ESP in UDP from port 4500 to `port`) with `spi`
+ * from the server to the shared address. `mark`: the packet's fwmark (a
+ * charon with routes: 'fwmark' routes unmarked traffic to the shared
+ * address into its TUN device).
+ */
 export async function sendEspFromServer(
   bed: Testbed,
   kind: 'esp' | 'udp',
   spi: number,
-  port = 0,
+  o: { port?: number; mark?: number } = {},
 ): Promise<void> {
   const script = writeScript(bed, 'send-esp.py', SEND_PY);
-  const r = await bed.exec('server', [PYTHON, script, TOPOLOGY.shared, kind, String(spi), String(port)], {
+  const argv = [PYTHON, script, TOPOLOGY.shared, kind, String(spi), String(o.port ?? 0), String(o.mark ?? 0)];
+  const r = await bed.exec('server', argv, {
     timeoutMs: 20_000,
   });
   if (r.code !== 0) throw new Error(`send-esp.py: ${describeResult(r)}`);
