@@ -38,6 +38,8 @@ export class KeptConnections {
   readonly #entries: Entry[] = [];
   readonly #log: (level: 'info' | 'warn', message: string) => void;
   #closed = false;
+  /** Held: attempts wait for resume() (a host whose certificate was just revoked waits for its next). */
+  #held = false;
 
   constructor(
     daemon: IkeDaemon,
@@ -87,6 +89,27 @@ export class KeptConnections {
     }));
   }
 
+  /** Holds every new attempt until resume(); SAs up now stay up. */
+  hold(): void {
+    this.#held = true;
+  }
+
+  /** Lets attempts go again: connections that are down start at once. */
+  resume(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    for (const e of this.#entries)
+      if (e.state === 'waiting' && e.sa === undefined) {
+        e.timer?.cancel();
+        e.delayMs = this.#firstDelayMs;
+        this.#start(e);
+      }
+  }
+
+  get held(): boolean {
+    return this.#held;
+  }
+
   close(): void {
     this.#closed = true;
     for (const e of this.#entries) e.timer?.cancel();
@@ -101,6 +124,10 @@ export class KeptConnections {
 
   #start(entry: Entry): void {
     if (this.#closed) return;
+    if (this.#held) {
+      entry.state = 'waiting';
+      return;
+    }
     entry.state = 'connecting';
     entry.attempts++;
     const child = typeof entry.want.child === 'function' ? entry.want.child() : entry.want.child;

@@ -52,6 +52,7 @@ function ourAuthPayloads(sa: IkeSa, idType: typeof PayloadType.IDi | typeof Payl
     emitPayloadBody(id),
   );
   const auth = createAuth(cfg.identity.privateKey, octets, sa.peerHashes, { rsaPss: cfg.rsaPss });
+  sa.ownCertificate = cfg.identity.certificate;
   return [
     id,
     certPayload(cfg.identity.certificate),

@@ -246,6 +246,8 @@ function successorOf(
   s.ni = Buffer.from(ni);
   s.nr = Buffer.from(nr);
   s.peer = old.peer;
+  // A rekeyed SA rests on the authentication of the one it replaces.
+  s.ownCertificate = old.ownCertificate;
   s.peerHashes = old.peerHashes;
   s.nat = old.nat;
   const suite = ikeSuiteOf(chosen);

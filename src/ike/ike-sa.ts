@@ -70,6 +70,12 @@ export class IkeSa implements WindowedSa {
         readonly scheme: string;
       }
     | undefined;
+  /**
+   * The certificate we authenticated this SA with: a distnat host's
+   * certificate is revoked when its blocks are withdrawn, and the SAs it
+   * vouched for must go with it (docs/ike.md "Revocation").
+   */
+  ownCertificate: X509Certificate | undefined;
   readonly children: ChildSa[] = [];
   readonly createdAt: number;
   establishedAt: number | undefined;

@@ -15,18 +15,21 @@ export function registerIkeMetrics(
   registry: Registry,
   role: 'host' | 'router',
   service: () => IkeService | undefined,
+  /** Events the daemon around the service counts itself (the host agent's revocation-*). */
+  events?: () => ReadonlyMap<string, number>,
 ): void {
   const prefix = `distnat_${role}_ike`;
   const registers = [registry];
   new Counter({
     name: `${prefix}_events_total`,
-    help: 'IKE events and drops by name (rekeys-started, rekey-deferred, liveness-checks-started, liveness-deferred, fragments-received, fragment-*, rekey-collision-*, malformed-*, ...)',
+    help: 'IKE events and drops by name (rekeys-started, revocation-*, rekey-deferred, liveness-checks-started, liveness-deferred, fragments-received, fragment-*, rekey-collision-*, malformed-*, ...)',
     labelNames: ['event'],
     registers,
     collect() {
       this.reset();
       const s = service();
       if (s !== undefined) for (const [event, v] of s.daemon.counters) this.inc({ event }, v);
+      for (const [event, v] of events?.() ?? []) this.inc({ event }, v);
     },
   });
   new Gauge({

@@ -16,7 +16,11 @@
  *   refuses any other;
  * - its side of every child SA is the ports it holds less IKE's own port
  *   (as initiator it offers that, as responder it narrows to it), and the
- *   peer's side is the peer's IKE address.
+ *   peer's side is the peer's IKE address;
+ * - when the router withdraws a block, the SAs resting on it are deleted
+ *   and the peers told (revocation.ts says which), and the peers it keeps
+ *   SAs with are not tried again until a certificate for the blocks held
+ *   after the withdrawal is in hand.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -30,17 +34,36 @@ import {
   withoutUdpPort,
   type Ipv4Selector,
 } from '../../ike/selectors.ts';
-import { spiAllocatorFromBlocks, type ChildPolicy } from '../../ike/policy.ts';
+import { bindingOf, spiAllocatorFromBlocks, type ChildPolicy } from '../../ike/policy.ts';
+import type { ChildSa } from '../../ike/child-sa.ts';
+import type { IkeSa } from '../../ike/ike-sa.ts';
 import { UdpTransport } from '../../ike/udp-transport.ts';
 import { IpsecEngine, SecurityAssociationDatabase, SecurityPolicyDatabase } from '../../ipsec/index.ts';
 import type { HeldBlock } from '../../pap/held-block.ts';
-import type { HostLeases, HostLeasesListener } from '../../pap/host-leases.ts';
+import type { BlockLossReason, HostLeases, HostLeasesListener } from '../../pap/host-leases.ts';
 import { createCertificateRequest, requestHostCertificate } from '../../pki/client.ts';
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../../pki/keys.ts';
+import type { Block } from '../../util/block.ts';
 import type { Clock, Timer } from '../../util/clock.ts';
 import type { Logger } from '../../util/log.ts';
 import { EngineIpsecStep, inSpiBlocks } from '../data-path/ipsec-engine-step.ts';
 import type { LeasedPortPool } from '../data-path/leased-ports.ts';
+import { planRevocation } from './revocation.ts';
+
+/** What the agent did about withdrawn blocks, for status (`ike.<name>`) and metrics. */
+export const REVOCATION_EVENTS = [
+  /** Blocks the router withdrew while IKE ran. */
+  'revocation-withdrawals',
+  /** IKE SAs deleted because the certificate they were authenticated with names a withdrawn block. */
+  'revocation-ike-sas-deleted',
+  /** Child SAs deleted because their inbound SPI lies in a withdrawn SPI block. */
+  'revocation-child-sas-deleted',
+  /** IKE SAs being set up with a revoked certificate, dropped unfinished. */
+  'revocation-abandoned',
+  /** Times the agent went back to its peers with a certificate for the blocks it holds now. */
+  'revocation-resumed',
+] as const;
+export type RevocationEvent = (typeof REVOCATION_EVENTS)[number];
 
 /**
  * The most ESP can add in tunnel mode with the transforms offered by
@@ -118,6 +141,9 @@ export class HostIke {
   #starting = false;
   #chosenPort: number | undefined;
   #stopped = false;
+  /** Serial of the certificate a withdrawal revoked, while the kept peers wait for a new one. */
+  #revokedSerial: string | undefined;
+  readonly revocation = new Map<RevocationEvent, number>(REVOCATION_EVENTS.map((e) => [e, 0]));
   readonly #o: HostIkeOptions;
   readonly #listener: HostLeasesListener;
 
@@ -134,7 +160,10 @@ export class HostIke {
     this.step = EngineIpsecStep.forEngine(this.engine, IKE_MAX_ESP_OVERHEAD);
     this.#listener = {
       onBlockAdded: () => this.#leasesChanged(),
-      onBlockLost: () => this.#leasesChanged(),
+      onBlockLost: (b, reason) => {
+        this.#blockLost(b, reason);
+        this.#leasesChanged();
+      },
     };
     o.leases.addListener(this.#listener);
   }
@@ -152,6 +181,73 @@ export class HostIke {
     if (this.#service === undefined) return 'waiting for a port block and an SPI block';
     const cert = this.#certificate;
     return `UDP ${this.#o.sharedAddress}:${this.port}, certificate ${cert ? `${cert.serial.slice(0, 16)}… until ${cert.notAfter.toISOString()}` : 'none'}`;
+  }
+
+  /** Counters for status, `ike.`-prefixed as the service's are. */
+  counters(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of this.revocation) out[`ike.${k}`] = v;
+    return out;
+  }
+
+  #count(e: RevocationEvent, n = 1): void {
+    this.revocation.set(e, (this.revocation.get(e) ?? 0) + n);
+  }
+
+  /**
+   * A withdrawn block: its certificate is on the CRL and, for SPIs, the
+   * router forwards nothing for it any more. The SAs resting on either are
+   * taken out of the engine at once (nothing more is sealed with them) and
+   * deleted with the peer (RFC 7296 1.4.1); peers kept up wait for a new
+   * certificate. A block that lapsed or was given back revokes nothing.
+   */
+  #blockLost(b: HeldBlock, reason: BlockLossReason): void {
+    if (this.#stopped || reason !== 'withdrawn') return;
+    this.#count('revocation-withdrawals');
+    const service = this.#service;
+    if (service === undefined) return;
+    const { daemon, sad, kept } = service;
+    kept.hold();
+    this.#revokedSerial = this.#certificate?.serial;
+    const views = daemon.sas.map((sa) => ({
+      sa,
+      state: sa.state,
+      ownBlocks: ownBlocks(sa),
+      children: sa.children,
+    }));
+    const plan = planRevocation<ChildSa, (typeof views)[number]>(b.kind, b, views);
+    for (const v of plan.abandon) v.sa.die('our certificate was revoked');
+    for (const { sa } of plan.deleteIke) {
+      for (const c of sa.children) sad.remove(c.negotiated);
+      daemon.deleteIke(sa).catch(() => undefined);
+    }
+    for (const { sa, child } of plan.deleteChildren) {
+      sad.remove(child.negotiated);
+      daemon.deleteChild(sa.sa, child).catch(() => undefined);
+    }
+    this.#count('revocation-abandoned', plan.abandon.length);
+    this.#count('revocation-ike-sas-deleted', plan.deleteIke.length);
+    this.#count('revocation-child-sas-deleted', plan.deleteChildren.length);
+    this.#o.log.warn(`${b.kind === 'port' ? 'ports' : 'SPIs'} withdrawn: deleting the SAs resting on them`, {
+      block: `${b.lowest}-${b.lowest + b.count - 1}`,
+      ikeSas: plan.deleteIke.length,
+      childSas: plan.deleteChildren.length,
+      abandoned: plan.abandon.length,
+    });
+  }
+
+  /** After a new certificate: peers kept up may be tried again once it covers an SPI block held now. */
+  #maybeResume(): void {
+    const kept = this.#service?.kept;
+    if (kept === undefined || !kept.held) return;
+    if (this.#certificate?.serial === this.#revokedSerial) return;
+    if (this.#o.leases.blocks('spi').length === 0 || this.#o.leases.blocks('port').length === 0) return;
+    this.#revokedSerial = undefined;
+    this.#count('revocation-resumed');
+    this.#o.log.info('new certificate after the withdrawal: going back to the peers kept up', {
+      serial: this.#certificate?.serial,
+    });
+    kept.resume();
   }
 
   async #restart(): Promise<void> {
@@ -276,6 +372,7 @@ export class HostIke {
     try {
       const identity = await this.#requestCertificate();
       this.#service?.daemon.setIdentity(identity);
+      this.#maybeResume();
     } catch (e) {
       this.#o.log.warn('cannot renew the host certificate; trying again in 5 s', {
         error: (e as Error).message,
@@ -283,4 +380,10 @@ export class HostIke {
       this.#scheduleRenewal(5000);
     }
   }
+}
+
+/** The blocks named by the certificate we authenticated an IKE SA with. */
+function ownBlocks(sa: IkeSa): { ports: readonly Block[]; spis: readonly Block[] } | undefined {
+  const b = sa.ownCertificate === undefined ? undefined : bindingOf(sa.ownCertificate);
+  return b === undefined ? undefined : { ports: b.ports, spis: b.spis };
 }

@@ -155,7 +155,13 @@ export async function serveAgentMetrics(
       ipsecSas: () => keyedStep.engine?.sad.all().length ?? 0,
     }),
   });
-  if (p.ike !== undefined) registerIkeMetrics(registry, 'host', () => p.ike?.service);
+  if (p.ike !== undefined)
+    registerIkeMetrics(
+      registry,
+      'host',
+      () => p.ike?.service,
+      () => p.ike?.revocation ?? new Map(),
+    );
   const server = await startMetricsServer(registry, listen);
   const a = server.address();
   return { server, address: a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : listen };

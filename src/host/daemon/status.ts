@@ -153,7 +153,7 @@ export function agentStatus(p: HostAgentParts): DaemonStatus {
   if (ike !== undefined) {
     st.summary.ike = ike.summary();
     st.tables.push(...(ike.service?.tables() ?? []));
-    Object.assign(st.counters, ike.step.counters(), ike.service?.counters() ?? {});
+    Object.assign(st.counters, ike.step.counters(), ike.service?.counters() ?? {}, ike.counters());
   }
   return st;
 }

@@ -117,8 +117,8 @@ export function followLeases(table: LeaseTable, tables: RouterTables, log: Logge
           change,
         });
     },
-    onLeaseRemoved: (lease) => {
-      const change = tables.onLeaseRemoved(lease);
+    onLeaseRemoved: (lease, reason) => {
+      const change = tables.onLeaseRemoved(lease, reason === 'withdrawn');
       if (change !== 'removed')
         log.warn('lease not found in the tables on removal', {
           host: lease.host,

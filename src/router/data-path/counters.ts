@@ -34,6 +34,8 @@ export const INBOUND_DROPS = [
   'no-owner',
   /** A WAN packet whose source is the shared address itself (spoofed). */
   'wan-shared-source',
+  /** ESP/AH whose SPI lies in a block the router withdrew from its host (and has not leased since). */
+  'spi-withdrawn',
   /** SPI 0-255: reserved (RFC 4303 2.1), never leased. */
   'reserved-spi',
   /** A non-first fragment whose first fragment was not seen and which could not be held. */

@@ -41,6 +41,11 @@ const IP_DST = Ipv4Field.DST;
 const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
 const IP_MF = Ipv4FragmentWord.MF;
 const DST_PORT = PortField.DST_PORT;
+const SRC_PORT = PortField.SRC_PORT;
+/** UDP-encapsulated ESP (RFC 3948): from this port, the SPI right after the UDP header. */
+const NATT_PORT = 4500;
+const UDP_HEADER = 8;
+const UDP_ESP_MINIMUM = UDP_HEADER + 8;
 const ICMP_TYPE = IcmpField.TYPE;
 const ICMP_IDENTIFIER = IcmpField.IDENTIFIER;
 const ESP_SPI = EspField.SPI;
@@ -135,6 +140,12 @@ export class InboundDemux {
         const port = u16(buf, t + DST_PORT);
         const owner = tables.ownership.portOwner(port);
         if (owner === 0) return this.#drop('no-owner');
+        if (
+          protocol === IpProtocol.UDP &&
+          tables.withdrawnSpis.size > 0 &&
+          this.#withdrawnInUdp(buf, t, tlen)
+        )
+          return this.#drop('spi-withdrawn');
         tables.iaptt.touch(protocol, port, owner, now);
         return owner;
       }
@@ -149,10 +160,22 @@ export class InboundDemux {
     }
   }
 
+  /**
+   * ESP in UDP (RFC 3948) from port 4500 on an SA of a withdrawn SPI block:
+   * demultiplexed by the host's port, it would reach the host all the same.
+   * Zero where the SPI would be is the non-ESP marker (IKE), which passes.
+   */
+  #withdrawnInUdp(buf: Uint8Array, t: number, tlen: number): boolean {
+    if (u16(buf, t + SRC_PORT) !== NATT_PORT || tlen < UDP_ESP_MINIMUM) return false;
+    const spi = u32(buf, t + UDP_HEADER);
+    return spi !== 0 && this.#tables.withdrawnSpis.has(spi);
+  }
+
   #spiOwner(spi: number): number {
     if (spi < LOWEST_SPI) return this.#drop('reserved-spi');
     const owner = this.#tables.ownership.spiOwner(spi);
-    return owner === 0 ? this.#drop('no-owner') : owner;
+    if (owner !== 0) return owner;
+    return this.#drop(this.#tables.withdrawnSpis.has(spi) ? 'spi-withdrawn' : 'no-owner');
   }
 
   #icmpOwner(buf: Uint8Array, t: number, tlen: number, now: number): number {

@@ -36,4 +36,28 @@ describe('KeptConnections: SAs kept up on our own initiative', () => {
     await host.daemon.close();
     await peer.daemon.close();
   }, 30_000);
+
+  it('held, it starts nothing after its SA goes, and starts at once on resume', async () => {
+    const { host, peer } = hostAndPeer(pki);
+    const kept = new KeptConnections(host.daemon, new SystemClock(), { firstDelayMs: 20 });
+    kept.add({ remote: { address: PEER, port: 500 }, child: () => ({ mode: 'tunnel' }) });
+    await until(() => kept.describe()[0]!.state === 'up', 10_000);
+    const ours = host.daemon.sas.find((s) => s.state === 'established')!;
+    // The certificate it signed with is kept on the SA, for revocation to find.
+    expect(ours.ownCertificate?.serialNumber).toBe(host.daemon.config.identity.certificate.serialNumber);
+    expect(peer.daemon.sas[0]!.ownCertificate).toBeDefined();
+
+    kept.hold();
+    await host.daemon.deleteIke(ours);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(kept.describe()[0]).toMatchObject({ state: 'waiting', attempts: 1 });
+    expect(host.daemon.sas).toHaveLength(0);
+
+    kept.resume();
+    await until(() => kept.describe()[0]!.state === 'up', 10_000);
+    expect(kept.describe()[0]!.attempts).toBe(2);
+    kept.close();
+    await host.daemon.close();
+    await peer.daemon.close();
+  }, 30_000);
 });

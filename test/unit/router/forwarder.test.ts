@@ -186,6 +186,44 @@ describe('RouterForwarder, from the WAN', () => {
     expect(r.drops()).toEqual({ 'reserved-spi': 1, 'no-owner': 1 });
   });
 
+  it('stops tunnelling ESP and AH for a withdrawn SPI block at once, counted as spi-withdrawn until leased again', () => {
+    const r = rig();
+    const block = { host: '10.0.0.1', kind: 'spi' as const, lowest: 256, count: 64 };
+    r.fromWan(esp(SERVER, SHARED, 300));
+    expect(r.lan.sent).toHaveLength(1);
+    expect(r.tables.onLeaseRemoved(block, true)).toBe('removed');
+    r.fromWan(esp(SERVER, SHARED, 300), ah(SERVER, SHARED, 319), esp(SERVER, SHARED, 320));
+    expect(r.lan.sent).toHaveLength(1);
+    expect(r.drops()).toEqual({ 'spi-withdrawn': 2, 'no-owner': 1 });
+    // Leased again (to anyone): ordinary ownership again.
+    expect(r.tables.onLeaseAdded({ ...block, host: '10.0.0.3', count: 32 })).toBe('added');
+    r.fromWan(esp(SERVER, SHARED, 260), esp(SERVER, SHARED, 300));
+    expect(r.lan.sent.map((x) => u32at(x, 16)).slice(1)).toEqual([H2]);
+    expect(r.drops()).toEqual({ 'spi-withdrawn': 2, 'no-owner': 2 });
+  });
+
+  it('drops ESP in UDP from port 4500 on a withdrawn SPI, and passes IKE (non-ESP marker) and other ports', () => {
+    const r = rig();
+    /** UDP to H1's port 1030 whose payload starts with `word` (checksum off: the router reads no checksum). */
+    const natt = (sport: number, word: number): Uint8Array => {
+      const p = udp(SERVER, sport, SHARED, 1030, 16);
+      new DataView(p.buffer, p.byteOffset).setUint32(28, word);
+      p[26] = p[27] = 0;
+      return p;
+    };
+    r.tables.onLeaseRemoved({ host: '10.0.0.1', kind: 'spi', lowest: 256, count: 64 }, true);
+    r.fromWan(natt(4500, 300), natt(4500, 0), natt(4500, 5000), natt(4501, 300));
+    expect(r.lan.sent).toHaveLength(3);
+    expect(r.drops()).toEqual({ 'spi-withdrawn': 1 });
+  });
+
+  it('counts an SPI block that expired or was given back as no-owner, not as withdrawn', () => {
+    const r = rig();
+    r.tables.onLeaseRemoved({ host: '10.0.0.1', kind: 'spi', lowest: 256, count: 64 });
+    r.fromWan(esp(SERVER, SHARED, 300));
+    expect(r.drops()).toEqual({ 'no-owner': 1 });
+  });
+
   it('drops what is not for the shared address and protocols it cannot demultiplex', () => {
     const r = rig();
     const gre = ip(SERVER, SHARED, 47, new Uint8Array(24));

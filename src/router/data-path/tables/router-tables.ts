@@ -7,6 +7,7 @@ import { Iaptt, DEFAULT_IAPTT_IDLE } from './iaptt.ts';
 import type { IapttIdle } from './iaptt.ts';
 import { LeaseOwnership } from './lease-ownership.ts';
 import type { LeasedBlock, OwnershipChange } from './lease-ownership.ts';
+import { WithdrawnSpis } from './withdrawn-spis.ts';
 
 /** A leased block with its host as a number, as the second index takes it. */
 export interface OwnedBlock {
@@ -47,6 +48,8 @@ export class RouterTables {
   readonly iaptt: Iaptt;
   readonly fragments: FragmentTable;
   readonly held: FragmentHold;
+  /** SPI blocks taken back from their hosts and not leased since: ESP/AH for them is `spi-withdrawn`. */
+  readonly withdrawnSpis = new WithdrawnSpis();
   #mirror: OwnershipMirror | undefined;
 
   constructor(options: RouterTablesOptions = {}) {
@@ -69,16 +72,21 @@ export class RouterTables {
   /** Enters a leased block. Returns what happened (the listener contract ignores it; the log and tests use it). */
   onLeaseAdded(lease: LeasedBlock): OwnershipChange {
     const change = this.ownership.onLeaseAdded(lease);
+    if (change === 'added' && lease.kind === 'spi') this.withdrawnSpis.clear(lease);
     if (change === 'added' && this.#mirror !== undefined) this.#mirror.onLeaseAdded(owned(lease));
     return change;
   }
 
-  /** Withdraws a block, and for ports also the IAPTT rows the host had in it. */
-  onLeaseRemoved(lease: LeasedBlock): OwnershipChange {
+  /**
+   * Withdraws a block, and for ports also the IAPTT rows the host had in it.
+   * `withdrawn`: the router took it back (rather than it ending or being given back).
+   */
+  onLeaseRemoved(lease: LeasedBlock, withdrawn = false): OwnershipChange {
     // The mirror lets go first: it must not route what the index no longer does.
     if (this.#mirror !== undefined) this.#mirror.onLeaseRemoved(owned(lease));
     const change = this.ownership.onLeaseRemoved(lease);
     if (change !== 'removed') return change;
+    if (withdrawn && lease.kind === 'spi') this.withdrawnSpis.add(lease);
     const own = this.ownership;
     // The event names the host as text; the tables key it as a number, which
     // a removal that took something away proves it has.

@@ -1,0 +1,132 @@
+/**
+ * What the revocation tests share (test/netns/ike-revocation*.test.ts): the
+ * SPIs of a host's child SAs and SPI block from status, a curl loop that
+ * keeps traffic on the SA while the block is withdrawn, ESP sent from the
+ * server with a chosen SPI, and the ESP a router capture holds, by SPI and
+ * time.
+ */
+import { PYTHON, readPcapng, ipv4Of, writeScript } from './distnat.ts';
+import type { DaemonStatus, HostNode } from './distnat.ts';
+import { describe as describeResult } from './process.ts';
+import type { Background } from './process.ts';
+import { tableRows } from './ike.ts';
+import { TOPOLOGY } from './testbed.ts';
+import type { Testbed } from './testbed.ts';
+
+export interface Block {
+  first: number;
+  count: number;
+}
+
+export const inBlock = (spi: number, b: Block): boolean => spi >= b.first && spi < b.first + b.count;
+
+/** The SPI block the router leased `host` (FIG. 21), or undefined. */
+export function spiBlockOf(router: DaemonStatus, host: string): Block | undefined {
+  const fig21 = router.tables.find((t) => t.title.startsWith('FIG. 21'));
+  const row = fig21?.rows.find((r) => String(r[0]) === host);
+  return row === undefined ? undefined : { first: Number(row[1]), count: Number(row[2]) };
+}
+
+/** A daemon's child SAs: its inbound and outbound SPI. */
+export function childSpis(s: DaemonStatus): { in: number; out: number }[] {
+  return tableRows(s, 'Child SAs (ESP)').map((r) => ({ in: Number(r[0]), out: Number(r[1]) }));
+}
+
+/** curl from `node` to `url` every 50 ms until stopped: traffic on whatever SA covers it. */
+export function trafficLoop(bed: Testbed, node: HostNode, url: string): Background {
+  return bed.spawn(node, [
+    'sh',
+    '-c',
+    `while :; do curl -s -o /dev/null --max-time 1 '${url}'; sleep 0.05; done`,
+  ]);
+}
+
+const SEND_PY = `
+import socket, struct, sys
+dst, kind, spi, port, mark = sys.argv[1], sys.argv[2], int(sys.argv[3], 0), int(sys.argv[4]), int(sys.argv[5], 0)
+esp = struct.pack('!II', spi, 1) + bytes(32)
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50 if kind == 'esp' else socket.IPPROTO_UDP)
+if mark:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
+if kind == 'esp':
+    s.sendto(esp, (dst, 0))
+else:
+    # ESP in UDP from 4500 (RFC 3948), by hand: charon holds the port. Checksum 0: none.
+    s.sendto(struct.pack('!HHHH', 4500, port, 8 + len(esp), 0) + esp, (dst, 0))
+print('sent', flush=True)
+`;
+
+/**
+ * Sends one ESP packet (or ESP in UDP from port 4500 to `port`) with `spi`
+ * from the server to the shared address. `mark`: the packet's fwmark (a
+ * charon with routes: 'fwmark' routes unmarked traffic to the shared
+ * address into its TUN device).
+ */
+export async function sendEspFromServer(
+  bed: Testbed,
+  kind: 'esp' | 'udp',
+  spi: number,
+  o: { port?: number; mark?: number } = {},
+): Promise<void> {
+  const script = writeScript(bed, 'send-esp.py', SEND_PY);
+  const argv = [PYTHON, script, TOPOLOGY.shared, kind, String(spi), String(o.port ?? 0), String(o.mark ?? 0)];
+  const r = await bed.exec('server', argv, {
+    timeoutMs: 20_000,
+  });
+  if (r.code !== 0) throw new Error(`send-esp.py: ${describeResult(r)}`);
+}
+
+/** One ESP packet seen in a capture: when, which way, its SPI, and whether it was in UDP. */
+export interface SeenEsp {
+  time: number;
+  src: string;
+  dst: string;
+  spi: number;
+  udp: boolean;
+}
+
+const dotted = (b: Buffer, at: number): string => [...b.subarray(at, at + 4)].join('.');
+
+/** ESP of an IPv4 datagram: plain (protocol 50) or in UDP from or to port 4500 (non-zero marker). */
+function espOf(ip: Buffer): { spi: number; udp: boolean } | undefined {
+  const hl = (ip[0]! & 0x0f) * 4;
+  if ((ip.readUInt16BE(6) & 0x1fff) !== 0) return undefined;
+  if (ip[9] === 50 && ip.length >= hl + 8) return { spi: ip.readUInt32BE(hl), udp: false };
+  if (ip[9] === 17 && ip.length >= hl + 16) {
+    const sport = ip.readUInt16BE(hl);
+    const dport = ip.readUInt16BE(hl + 2);
+    const spi = ip.readUInt32BE(hl + 8);
+    if ((sport === 4500 || dport === 4500) && spi !== 0) return { spi, udp: true };
+  }
+  return undefined;
+}
+
+/**
+ * The ESP a capture holds, unwrapping IP-in-IP (the router's LAN side):
+ * src and dst are those of the datagram that carries the ESP.
+ */
+export function espInCapture(file: string): SeenEsp[] {
+  const out: SeenEsp[] = [];
+  for (const frame of readPcapng(file)) {
+    let ip = ipv4Of(frame);
+    if (ip === undefined) continue;
+    if (ip[9] === 4) ip = ip.subarray((ip[0]! & 0x0f) * 4);
+    if (ip.length < 20 || ip[0]! >> 4 !== 4) continue;
+    const esp = espOf(ip);
+    if (esp !== undefined) out.push({ time: frame.time, src: dotted(ip, 12), dst: dotted(ip, 16), ...esp });
+  }
+  return out;
+}
+
+/** "0x00001234 x12 (last 12.345)" for failure messages. */
+export function describeSeen(seen: readonly SeenEsp[]): string {
+  const by = new Map<string, { n: number; last: number }>();
+  for (const s of seen) {
+    const k = `${s.src}->${s.dst} 0x${s.spi.toString(16)}${s.udp ? ' udp' : ''}`;
+    const e = by.get(k) ?? { n: 0, last: 0 };
+    e.n++;
+    e.last = Math.max(e.last, s.time);
+    by.set(k, e);
+  }
+  return [...by].map(([k, e]) => `${k} x${e.n} (last ${e.last.toFixed(3)})`).join('; ');
+}

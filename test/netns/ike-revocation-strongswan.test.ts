@@ -1,0 +1,238 @@
+/**
+ * Revocation reaches live SAs, against strongSwan (charon 5.9.8 with
+ * kernel-libipsec, started as ike-testbed-strongswan.test.ts starts it: ESP
+ * in UDP, routes by fwmark), the router on its TUN data path:
+ *
+ *   dn-h1      distnat host --ike, initiates to charon; curl every 50 ms through the SA
+ *   dn-router  distnat router --datapath tun, the local CA; captures on its WAN and LAN
+ *   dn-server  charon, an HTTP server
+ *
+ * With traffic on the SA, `distnat withdraw h1 --kind spi`. Then:
+ * (a) charon receives the Delete for its IKE SA and lists the old SA no more;
+ * (b) no ESP of the old SA crosses the router afterwards: none with h1's old
+ *     outbound SPI leaves on the WAN, none with an SPI of the withdrawn block
+ *     is tunnelled to h1 (charon's own late packets included: ESP in UDP is
+ *     demultiplexed by h1's port, and the router drops it by SPI), and ESP,
+ *     plain or in UDP, sent to a withdrawn SPI afterwards is `spi-withdrawn`;
+ * (c) h1 makes a new SA with charon, its inbound SPI from the new block,
+ *     and the traffic goes over that.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { daemonLogs, pseudoRandomBytes, readStatus, sha256, sha256File } from '../helpers/distnat.ts';
+import type { DaemonStatus } from '../helpers/distnat.ts';
+import { HAVE_CHARON, startCharon } from '../helpers/charon.ts';
+import type { Charon } from '../helpers/charon.ts';
+import {
+  hostIkePort,
+  issueServerIdentity,
+  saveHostIdentity,
+  startIkeHost,
+  testbedPki,
+  waitForChildSas,
+  withdraw,
+} from '../helpers/ike.ts';
+import { startRouter } from '../helpers/ipsec.ts';
+import { waitUntil } from '../helpers/process.ts';
+import {
+  childSpis,
+  describeSeen,
+  espInCapture,
+  inBlock,
+  sendEspFromServer,
+  spiBlockOf,
+  trafficLoop,
+} from '../helpers/revocation.ts';
+import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
+
+const bed = useTestbed({ daemons: false });
+const SERVER = TOPOLOGY.server.wan;
+const SHARED = TOPOLOGY.shared;
+const H1 = TOPOLOGY.h1.lan;
+const FILE = pseudoRandomBytes(200_000, 0x5e8);
+
+let swan: Charon | undefined;
+
+// Registered after useTestbed's hooks, so it runs before the testbed goes down; also when a test failed.
+afterAll(async () => {
+  await swan?.stop();
+}, 20_000);
+
+const CONF = `connections {
+  from-h1 {
+    version = 2
+    local_addrs = ${SERVER}
+    remote_addrs = ${SHARED}
+    encap = yes
+    proposals = aes128gcm16-prfsha256-x25519
+    local {
+      auth = pubkey
+      certs = server.pem
+      id = ${SERVER}
+    }
+    remote {
+      auth = pubkey
+      cacerts = root.pem
+    }
+    children {
+      from-h1 {
+        mode = tunnel
+        esp_proposals = aes128gcm16
+        local_ts = dynamic
+        remote_ts = dynamic
+        start_action = none
+      }
+    }
+  }
+}
+`;
+
+const c = (s: DaemonStatus, name: string): number => s.counters[name] ?? 0;
+const hex8 = (spi: number): string => spi.toString(16).padStart(8, '0');
+
+describe.skipIf(!HAVE_CHARON)(
+  'distnat withdraw reaches the SAs that are up (strongSwan, TUN data path)',
+  () => {
+    it('charon hears the Delete, no ESP of the old SA crosses the router afterwards, and a new SA carries the traffic', async () => {
+      const b = bed();
+      try {
+        await startRouter(b, [
+          '--ca-dir',
+          testbedPki(b).localCa,
+          '--crl-address',
+          TOPOLOGY.router.wan,
+          '--datapath',
+          'tun',
+        ]);
+        const identity = await issueServerIdentity(b);
+        const dir = join(b.scratchDir, 'swan');
+        mkdirSync(dir, { recursive: true });
+        swan = await startCharon(b.ns('server'), { dir, routes: 'fwmark', ikeLogLevel: 1 });
+        swan.writeCredential('x509', 'server.pem', readFileSync(identity.cert, 'utf8'));
+        swan.writeCredential('private', 'server.key', readFileSync(identity.key, 'utf8'));
+        swan.writeCredential('x509ca', 'root.pem', readFileSync(testbedPki(b).root, 'utf8'));
+        swan.writeSwanctlConf(CONF);
+        swan.loadAll();
+
+        await startIkeHost(b, 'h1', { peers: [{ address: SERVER, initiate: true }] });
+        const h1 = await waitForChildSas('h1 with a child SA', () => readStatus(b, 'h1'), 1);
+        const [old] = childSpis(h1);
+        const oldBlock = spiBlockOf(await readStatus(b, 'router'), H1)!;
+        expect(inBlock(old!.in, oldBlock)).toBe(true);
+        expect(swan.swanctl('--list-sas')).toMatch(new RegExp(`out\\s+${hex8(old!.in)},`));
+        const ikePort = await hostIkePort(b, 'h1');
+        const cert = saveHostIdentity(b, 'h1');
+
+        const http = await b.httpServer('server', { files: { 'file.bin': FILE } });
+        const wan = await b.capture('router', TOPOLOGY.wanIf, { filter: `host ${SERVER}` });
+        const lan = await b.capture('router', TOPOLOGY.lanIf, { filter: `host ${H1}` });
+        const loop = trafficLoop(b, 'h1', http.url(SERVER, 'file.bin'));
+        const start = await readStatus(b, 'h1');
+        await waitUntil(
+          'traffic on the SA',
+          async () =>
+            c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') > c(start, 'ipsec.inbound.accepted') + 100,
+          { timeoutMs: 20_000, intervalMs: 100 },
+        );
+
+        expect(await withdraw(b, H1, 'spi')).toContain(cert.serial);
+        const withdrawnAt = Date.now() / 1000;
+
+        // (a) charon was told, and its old SA is gone.
+        await waitUntil(
+          'charon receiving the Delete',
+          () => /received DELETE for IKE_SA from-h1/.test(swan!.log()),
+          {
+            timeoutMs: 10_000,
+            intervalMs: 100,
+          },
+        );
+        expect(c(await readStatus(b, 'h1'), 'ike.revocation-ike-sas-deleted')).toBe(1);
+
+        // (c) a new SA on the new block, charon's side of it too, and the traffic on it.
+        let fresh: { in: number; out: number } | undefined;
+        await waitUntil(
+          'a new child SA on h1 with an SPI of its new block',
+          async () => {
+            const block = spiBlockOf(await readStatus(b, 'router'), H1);
+            fresh = childSpis(await readStatus(b, 'h1')).find(
+              (s) => block !== undefined && inBlock(s.in, block) && !inBlock(s.in, oldBlock),
+            );
+            return fresh !== undefined;
+          },
+          { timeoutMs: 30_000, intervalMs: 200 },
+        );
+        const list = swan.swanctl('--list-sas');
+        expect(list).toMatch(new RegExp(`out\\s+${hex8(fresh!.in)},`));
+        expect(list).not.toContain(hex8(old!.in));
+        expect(list).not.toContain(hex8(old!.out));
+        const resumed = await readStatus(b, 'h1');
+        await waitUntil(
+          'traffic on the new SA',
+          async () =>
+            c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') >
+            c(resumed, 'ipsec.inbound.accepted') + 100,
+          { timeoutMs: 20_000, intervalMs: 100 },
+        );
+        const file = join(b.scratchDir, 'after.bin');
+        const r = await b.exec('h1', [
+          'curl',
+          '-sS',
+          '--max-time',
+          '10',
+          '-o',
+          file,
+          http.url(SERVER, 'file.bin'),
+        ]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(await sha256File(file)).toBe(sha256(FILE));
+
+        // ESP to the withdrawn SPI now, plain and in UDP to h1's IKE port: dropped by SPI.
+        const router = await readStatus(b, 'router');
+        // Marked as charon marks its own, or its routes would take them into its TUN device.
+        await sendEspFromServer(b, 'esp', old!.in, { mark: 0x2a });
+        await sendEspFromServer(b, 'udp', old!.in, { port: ikePort, mark: 0x2a });
+        await waitUntil(
+          'the router counting spi-withdrawn',
+          async () =>
+            c(await readStatus(b, 'router'), 'drop.spi-withdrawn') >= c(router, 'drop.spi-withdrawn') + 2,
+          { timeoutMs: 10_000, intervalMs: 100 },
+        );
+        await loop.stop();
+        await wan.stop();
+        await lan.stop();
+
+        // (b) on the wire.
+        const wanEsp = espInCapture(wan.file);
+        const lanEsp = espInCapture(lan.file);
+        const oldOut = wanEsp.filter((s) => s.src === SHARED && s.spi === old!.out);
+        const oldIn = lanEsp.filter((s) => s.dst === SHARED && inBlock(s.spi, oldBlock));
+        const seen = `WAN: ${describeSeen(wanEsp)}\nLAN: ${describeSeen(lanEsp)}\nwithdrawn at ${withdrawnAt.toFixed(3)}`;
+        expect(oldOut.filter((s) => s.time < withdrawnAt).length, seen).toBeGreaterThan(10);
+        expect(oldIn.filter((s) => s.time < withdrawnAt).length, seen).toBeGreaterThan(10);
+        expect(
+          oldOut.filter((s) => s.time >= withdrawnAt),
+          seen,
+        ).toEqual([]);
+        expect(
+          oldIn.filter((s) => s.time >= withdrawnAt),
+          seen,
+        ).toEqual([]);
+        expect(
+          wanEsp.filter((s) => s.dst === SHARED && s.spi === old!.in && s.time >= withdrawnAt).length,
+          seen,
+        ).toBeGreaterThanOrEqual(2);
+        expect(wanEsp.filter((s) => s.src === SHARED && s.spi === fresh!.out).length, seen).toBeGreaterThan(
+          10,
+        );
+        expect(lanEsp.filter((s) => s.spi === fresh!.in).length, seen).toBeGreaterThan(10);
+      } catch (e) {
+        const log = swan?.log() ?? '';
+        throw new Error(
+          `${(e as Error).message}\n--- charon\n${log.split('\n').slice(-30).join('\n')}\n${daemonLogs(b, 30)}`,
+        );
+      }
+    }, 150_000);
+  },
+);

@@ -1,0 +1,180 @@
+/**
+ * Revocation reaches live SAs, against `distnat peer` (plain ESP, the
+ * router on its default eBPF data path):
+ *
+ *   dn-h1      distnat host --ike, initiates to the server; curl every 50 ms through the SA
+ *   dn-router  distnat router, the local CA; captures on its WAN and LAN
+ *   dn-server  distnat peer --ike (CRLs from the router), an HTTP server
+ *
+ * With traffic on the SA, `distnat withdraw h1 --kind spi`. Then:
+ * (a) the peer is told: its IKE SA with h1 goes, "deleted by the peer";
+ * (b) no ESP of the old SA crosses the router after the withdrawal: none
+ *     with h1's old outbound SPI leaves on the WAN, none with an SPI of the
+ *     withdrawn block is tunnelled to h1, and ESP sent to a withdrawn SPI
+ *     afterwards is dropped and counted as `spi-withdrawn`;
+ * (c) h1 makes a new SA, its inbound SPI from the new block, with its new
+ *     certificate, and the traffic goes over that.
+ * Without the host's part, the old SA stays up at the peer and no new one is
+ * made; without the router's, the injected ESP is not `spi-withdrawn`.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { daemonLogs, pseudoRandomBytes, readStatus, sha256, sha256File } from '../helpers/distnat.ts';
+import type { DaemonStatus } from '../helpers/distnat.ts';
+import {
+  readPeerStatus,
+  saveHostIdentity,
+  startIkeHost,
+  startIkePeer,
+  startIkeRouter,
+  tableRows,
+  waitForChildSas,
+  withdraw,
+} from '../helpers/ike.ts';
+import { waitUntil } from '../helpers/process.ts';
+import {
+  childSpis,
+  describeSeen,
+  espInCapture,
+  inBlock,
+  sendEspFromServer,
+  spiBlockOf,
+  trafficLoop,
+} from '../helpers/revocation.ts';
+import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
+
+const bed = useTestbed({ daemons: false });
+const SERVER = TOPOLOGY.server.wan;
+const SHARED = TOPOLOGY.shared;
+const H1 = TOPOLOGY.h1.lan;
+const FILE = pseudoRandomBytes(200_000, 0x5e7);
+
+const c = (s: DaemonStatus, name: string): number => s.counters[name] ?? 0;
+
+describe('distnat withdraw reaches the SAs that are up (distnat peer, eBPF data path)', () => {
+  it('the peer is told, no ESP of the old SA crosses the router afterwards, and a new SA carries the traffic', async () => {
+    const b = bed();
+    let peerLog = (): string => '';
+    try {
+      await startIkeRouter(b);
+      const peer = await startIkePeer(b);
+      peerLog = () => peer.proc.stdout() + peer.proc.stderr();
+      const peerStatus = (): Promise<DaemonStatus> => readPeerStatus(peer.runDir);
+      await startIkeHost(b, 'h1', { peers: [{ address: SERVER, initiate: true }] });
+      const h1 = await waitForChildSas('h1 with a child SA', () => readStatus(b, 'h1'), 1);
+      await waitForChildSas('the peer with a child SA', peerStatus, 1);
+      const [old] = childSpis(h1);
+      const oldBlock = spiBlockOf(await readStatus(b, 'router'), H1)!;
+      expect(inBlock(old!.in, oldBlock)).toBe(true);
+      const identity = saveHostIdentity(b, 'h1');
+
+      const http = await b.httpServer('server', { files: { 'file.bin': FILE } });
+      const wan = await b.capture('router', TOPOLOGY.wanIf, { filter: `host ${SERVER}` });
+      const lan = await b.capture('router', TOPOLOGY.lanIf, { filter: `host ${H1}` });
+      const loop = trafficLoop(b, 'h1', http.url(SERVER, 'file.bin'));
+      const start = await readStatus(b, 'h1');
+      await waitUntil(
+        'traffic on the SA',
+        async () =>
+          c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') > c(start, 'ipsec.inbound.accepted') + 100,
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+
+      expect(await withdraw(b, H1, 'spi')).toContain(identity.serial);
+      const withdrawnAt = Date.now() / 1000;
+
+      // (a) h1 deleted its IKE SA with the peer, and said so.
+      await waitUntil(
+        'the peer hearing the Delete',
+        () => /IKE SA down.*deleted by the peer/.test(peerLog()),
+        {
+          timeoutMs: 10_000,
+          intervalMs: 100,
+        },
+      );
+      const after = await readStatus(b, 'h1');
+      expect(c(after, 'ike.revocation-withdrawals')).toBe(1);
+      expect(c(after, 'ike.revocation-ike-sas-deleted')).toBe(1);
+
+      // (c) a new SA on the new block, with the new certificate, and the traffic on it.
+      let fresh: { in: number; out: number } | undefined;
+      await waitUntil(
+        'a new child SA on h1 with an SPI of its new block',
+        async () => {
+          const block = spiBlockOf(await readStatus(b, 'router'), H1);
+          fresh = childSpis(await readStatus(b, 'h1')).find(
+            (s) => block !== undefined && inBlock(s.in, block) && !inBlock(s.in, oldBlock),
+          );
+          return fresh !== undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+      const p = await peerStatus();
+      expect(childSpis(p).map((s) => s.out)).toEqual([fresh!.in]);
+      expect(tableRows(p, 'IKE SAs')).toHaveLength(1);
+      expect(String((await readStatus(b, 'h1')).summary['ike'])).not.toContain(identity.serial.slice(0, 16));
+      expect(c(await readStatus(b, 'h1'), 'ike.revocation-resumed')).toBe(1);
+      const resumed = await readStatus(b, 'h1');
+      await waitUntil(
+        'traffic on the new SA',
+        async () =>
+          c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') > c(resumed, 'ipsec.inbound.accepted') + 100,
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+      const file = join(b.scratchDir, 'after.bin');
+      const r = await b.exec('h1', [
+        'curl',
+        '-sS',
+        '--max-time',
+        '10',
+        '-o',
+        file,
+        http.url(SERVER, 'file.bin'),
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(await sha256File(file)).toBe(sha256(FILE));
+
+      // ESP to the withdrawn SPI now: the eBPF fast path leaves it to the slow path, which drops it.
+      const router = await readStatus(b, 'router');
+      for (let i = 0; i < 3; i++) await sendEspFromServer(b, 'esp', old!.in);
+      await waitUntil(
+        'the router counting spi-withdrawn',
+        async () =>
+          c(await readStatus(b, 'router'), 'drop.spi-withdrawn') >= c(router, 'drop.spi-withdrawn') + 3,
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
+      await loop.stop();
+      await wan.stop();
+      await lan.stop();
+
+      // (b) on the wire.
+      const wanEsp = espInCapture(wan.file);
+      const lanEsp = espInCapture(lan.file);
+      const oldOut = wanEsp.filter((s) => s.src === SHARED && s.spi === old!.out);
+      const oldIn = lanEsp.filter((s) => s.dst === SHARED && inBlock(s.spi, oldBlock));
+      const seen = `WAN: ${describeSeen(wanEsp)}\nLAN: ${describeSeen(lanEsp)}\nwithdrawn at ${withdrawnAt.toFixed(3)}`;
+      // The captures saw the old SA at work, so their silence afterwards means something.
+      expect(oldOut.filter((s) => s.time < withdrawnAt).length, seen).toBeGreaterThan(10);
+      expect(oldIn.filter((s) => s.time < withdrawnAt).length, seen).toBeGreaterThan(10);
+      expect(
+        oldOut.filter((s) => s.time >= withdrawnAt),
+        seen,
+      ).toEqual([]);
+      expect(
+        oldIn.filter((s) => s.time >= withdrawnAt),
+        seen,
+      ).toEqual([]);
+      // The injected ESP reached the router's WAN and went no further.
+      expect(
+        wanEsp.filter((s) => s.dst === SHARED && s.spi === old!.in && s.time >= withdrawnAt).length,
+        seen,
+      ).toBeGreaterThanOrEqual(3);
+      expect(wanEsp.filter((s) => s.src === SHARED && s.spi === fresh!.out).length, seen).toBeGreaterThan(10);
+      expect(lanEsp.filter((s) => s.spi === fresh!.in).length, seen).toBeGreaterThan(10);
+    } catch (e) {
+      throw new Error(
+        `${(e as Error).message}\n--- peer\n${peerLog().split('\n').slice(-20).join('\n')}\n${daemonLogs(b, 30)}`,
+      );
+    }
+  }, 150_000);
+});
