@@ -36,6 +36,7 @@ import {
   LAN_OF,
   PYTHON,
   addr,
+  counter,
   ipv4Of,
   readPcapng,
   readStatus,
@@ -160,6 +161,7 @@ describe('plain ESP and AH of two hosts through the shared address, answered by 
   const allSas: SaInfo[] = [];
   const espKeys: EspKey[] = [];
   const before: Partial<Record<HostNode, DaemonStatus>> = {};
+  let routerBefore: DaemonStatus;
   let responder: Background;
   let lan: Capture;
   let wan: Capture;
@@ -186,6 +188,7 @@ describe('plain ESP and AH of two hosts through the shared address, answered by 
     // In this order: a fresh router leases h1 SPIs 256-319, then h2 320-383.
     for (const node of HOSTS) await startHostAgent(b, node, files[node]);
     for (const node of HOSTS) before[node] = await readStatus(b, node);
+    routerBefore = await readStatus(b, 'router');
     responder = b.spawn('server', [
       PYTHON,
       RESPONDER,
@@ -381,8 +384,9 @@ describe('plain ESP and AH of two hosts through the shared address, answered by 
     expect(ahSeen.size).toBe(8);
   });
 
-  it("the router tunnels each inbound datagram to the host owning its SPI, and each outbound one came from the SA's host", () => {
+  it("the router tunnels each inbound datagram to the host owning its SPI, and each outbound one came from the SA's host", async () => {
     const seen = new Set<string>();
+    let tunnelled = 0;
     for (const frame of readPcapng(lan.file)) {
       const outer = ipv4Of(frame);
       if (outer === undefined || outer[9] !== 4) continue;
@@ -397,8 +401,15 @@ describe('plain ESP and AH of two hosts through the shared address, answered by 
       expect(toHost ? 'inbound' : 'outbound', `SPI ${spi}`).toBe(sa!.direction);
       expect(addr(outer, toHost ? 16 : 12), `SPI ${spi}`).toBe(LAN_OF[sa!.node]);
       seen.add(`${sa!.node} ${sa!.policy} ${sa!.direction}`);
+      if (toHost) tunnelled++;
     }
     expect(seen.size).toBe(allSas.length);
+    // The router's own account: it tunnelled at least these, and dropped no SPI as nobody's.
+    const router = await readStatus(bed(), 'router');
+    const grew = (name: string): number => counter(router, name) - counter(routerBefore, name);
+    expect(grew('traffic.inbound-packets')).toBeGreaterThanOrEqual(tunnelled);
+    expect(grew('drop.no-owner')).toBe(0);
+    expect(grew('drop.reserved-spi')).toBe(0);
   });
 
   it('the server sent the shared address nothing in the clear: its kernel neither answered nor refused', () => {
