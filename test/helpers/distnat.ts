@@ -11,7 +11,7 @@
  *   const r = await udpExchange(bed(), 'h1', { dst: TOPOLOGY.server.wan, port: 7000, tag: 'h1' });
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HOSTS, TOPOLOGY, type HostNode } from '../../scripts/lib/topology.ts';
 import { DISTNAT, PYTHON } from '../../scripts/lib/testbed/layout.ts';
@@ -373,10 +373,18 @@ export function ipv4HeaderSum(ip: Buffer): number {
 
 // --- traffic programs ----------------------------------------------------------
 
-/** Writes a helper program into the testbed's scratch directory and returns its path. */
+let scriptWrites = 0;
+
+/**
+ * Writes a helper program into the testbed's scratch directory and returns its path.
+ * Renamed into place, so a program of the same name started a moment earlier
+ * (several clients at once) never reads a file truncated by the rewrite.
+ */
 export function writeScript(bed: Testbed, name: string, text: string): string {
   const path = join(bed.scratchDir, name);
-  writeFileSync(path, text);
+  const staging = `${path}.${process.pid}.${scriptWrites++}`;
+  writeFileSync(staging, text);
+  renameSync(staging, path);
   return path;
 }
 

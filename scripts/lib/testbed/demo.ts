@@ -55,7 +55,7 @@ async function statusSections(
 
 const sha16 = (data: Buffer): string => createHash('sha256').update(data).digest('hex').slice(0, 16);
 
-async function throughDistnat(layout: TestbedLayout, ike: boolean): Promise<number> {
+async function throughDistnat(layout: TestbedLayout, ike: boolean, ipsec: boolean): Promise<number> {
   const t = TOPOLOGY;
   let fails = 0;
   for (const host of t.hosts) {
@@ -78,6 +78,17 @@ async function throughDistnat(layout: TestbedLayout, ike: boolean): Promise<numb
         );
         fails++;
         break;
+      }
+    }
+  }
+  if (ipsec) {
+    for (const host of t.hosts) {
+      const s = await readStatus(layout.nodeDir(host), 'host').catch(() => undefined);
+      const state = String(s?.summary['ipsec'] ?? 'no status');
+      if (state.includes('SAs installed')) ok(`${host} manual keying`, state);
+      else {
+        fail(`${host} manual keying`, `${state}; see ${layout.logFile(host)}`);
+        fails++;
       }
     }
   }
@@ -139,6 +150,23 @@ async function throughDistnat(layout: TestbedLayout, ike: boolean): Promise<numb
     }
     process.stdout.write(await statusSections(['router', '--run-dir', routerDir], ['FIG. 21'], '  '));
   }
+  if (ipsec) {
+    console.log(
+      'Manual keying (--ipsec): the downloads above travelled as ESP (TCP to port 8443 would be AH;',
+    );
+    console.log(
+      `ICMP stays clear), keyed by ${layout.ipsecFile('h1')} and its twin for h2, demultiplexed by SPI (FIG. 21):`,
+    );
+    process.stdout.write(await statusSections(['router', '--run-dir', routerDir], ['FIG. 21'], '  '));
+    for (const host of t.hosts) {
+      const s = await readStatus(layout.nodeDir(host), 'host').catch(() => undefined);
+      const n = (name: string): number => s?.counters[name] ?? 0;
+      console.log(
+        `  ${host}: ${n('ipsec.outbound.protected')} datagrams protected, ${n('ipsec.inbound.accepted')} accepted`,
+      );
+    }
+    console.log();
+  }
   return fails;
 }
 
@@ -147,6 +175,7 @@ export async function demo(
   layout: TestbedLayout,
   table: readonly ProcessSpec[],
   ike: boolean,
+  ipsec = false,
 ): Promise<number> {
   const t = TOPOLOGY;
   let fails = 0;
@@ -163,7 +192,7 @@ export async function demo(
   ok("h1's route to the internet", (internet.stdout.split('\n')[0] ?? '').replace(/ uid \d+/, '').trim());
   console.log();
   console.log(`Through the shared address ${t.shared}:`);
-  if (table.length > 0) fails += await throughDistnat(layout, ike);
+  if (table.length > 0) fails += await throughDistnat(layout, ike, ipsec);
   else console.log('  not yet: this testbed runs no distnat process (--no-daemons).');
   console.log();
   console.log(

@@ -79,6 +79,16 @@ export class TestbedLayout {
     return join(this.runDir, 'ike');
   }
 
+  /** Present while the testbed runs manual keying (`up --ipsec` until `down`). */
+  get ipsecMarker(): string {
+    return join(this.runDir, 'ipsec');
+  }
+
+  /** A host's manual keying file (`distnat host --ipsec`), which the server's peer mirrors. */
+  ipsecFile(host: string): string {
+    return join(this.nodeDir(host), 'ipsec.yaml');
+  }
+
   ikeFile(node: string): string {
     return join(this.nodeDir(node), 'ike.yaml');
   }

@@ -2,8 +2,8 @@
  * The TypeScript half of scripts/testbed, which runs it for the work that is
  * not namespace plumbing:
  *
- *   main.ts up      --prefix P --run-dir R [--ike] [--no-daemons] [--daemons-file F] [-q]
- *                   certificates (and IKE files), then the processes of the table;
+ *   main.ts up      --prefix P --run-dir R [--ike | --ipsec] [--no-daemons] [--daemons-file F] [-q]
+ *                   certificates (and IKE or manual keying files), then the processes of the table;
  *                   exit 1 naming each problem if one does not run
  *   main.ts down    --prefix P --run-dir R [-q]
  *                   stops the processes and whatever else runs in the namespaces,
@@ -22,11 +22,13 @@ import { NODES } from '../topology.ts';
 import { demo } from './demo.ts';
 import { TestbedLayout } from './layout.ts';
 import { processTable } from './process-table.ts';
-import { ensureIke, ensurePki, pkiProblems, removePki } from './provision.ts';
+import { ensureIke, ensureIpsec, ensurePki, pkiProblems, removePki } from './provision.ts';
+import { readStatus, waitForStatus } from './status.ts';
 import {
   describeProcesses,
   processProblems,
   removeStalePidFiles,
+  startProcess,
   startProcesses,
   stopLeftovers,
   stopProcesses,
@@ -38,6 +40,7 @@ const { positionals, values } = parseArgs({
     prefix: { type: 'string' },
     'run-dir': { type: 'string' },
     ike: { type: 'boolean', default: false },
+    ipsec: { type: 'boolean', default: false },
     'no-daemons': { type: 'boolean', default: false },
     'daemons-file': { type: 'string' },
     quiet: { type: 'boolean', short: 'q', default: false },
@@ -52,8 +55,17 @@ const note = (line: string): void => {
 };
 // A testbed brought up with IKE stays so until it is taken down.
 const ike = values.ike || existsSync(layout.ikeMarker);
+const ipsec = values.ipsec || existsSync(layout.ipsecMarker);
+if (ike && ipsec) {
+  const what = (flag: string, mode: string, given: boolean): string =>
+    given ? flag : `this testbed's ${mode} (up ${flag})`;
+  process.stderr.write(
+    `testbed: ${what('--ike', 'IKE', values.ike)} and ${what('--ipsec', 'manual keying', values.ipsec)} exclude each other; take it down first\n`,
+  );
+  process.exit(1);
+}
 const daemons = !values['no-daemons'];
-const table = processTable(layout, { ike, daemonsFile: values['daemons-file'] });
+const table = processTable(layout, { ike, ipsec, daemonsFile: values['daemons-file'] });
 /** The processes that should run: none with --no-daemons. */
 const expected = daemons ? table : [];
 
@@ -68,11 +80,36 @@ async function up(): Promise<number> {
     writeFileSync(layout.ikeMarker, '');
     await ensureIke(layout, note);
   }
+  if (ipsec) {
+    writeFileSync(layout.ipsecMarker, '');
+    ensureIpsec(layout, note);
+  }
   removeStalePidFiles(layout, note);
-  await startProcesses(layout, expected, note);
+  if (ipsec && values['daemons-file'] === undefined) await startInLeaseOrder();
+  else await startProcesses(layout, expected, note);
   const found = problems();
   for (const p of found) process.stderr.write(`  problem: ${p}\n`);
   return found.length === 0 ? 0 : 1;
+}
+
+/**
+ * The keying files assume h1 leases its ports and SPIs first, then h2
+ * (IPSEC_LEASES): each host is started once the one before has installed its
+ * SAs. A host already running (up again) is not waited for.
+ */
+async function startInLeaseOrder(): Promise<void> {
+  for (const spec of expected) {
+    await startProcess(layout, spec, note);
+    if (!spec.command.includes(' --ipsec ')) continue;
+    await waitForStatus(
+      `${spec.name} to install the SAs of its keying file`,
+      () => readStatus(layout.nodeDir(spec.name), 'host'),
+      (s) => String(s.summary['ipsec']).includes('SAs installed'),
+      30_000,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}; see ${layout.logFile(spec.name)}`);
+    });
+  }
 }
 
 async function down(): Promise<number> {
@@ -103,7 +140,7 @@ async function main(): Promise<number> {
     case 'status':
       return status();
     case 'demo': {
-      const fails = await demo(layout, expected, ike);
+      const fails = await demo(layout, expected, ike, ipsec);
       if (fails > 0) process.stderr.write(`testbed: ${fails} check(s) failed\n`);
       return fails === 0 ? 0 : 1;
     }

@@ -97,11 +97,14 @@ export const distnatCommand = (args: readonly string[]): string =>
 
 /**
  * The built-in table: the router (with the local CA) and both host agents,
- * and with IKE the server's peer. Each daemon keeps its state and control
- * socket under the testbed's run directory, so testbeds of different
- * prefixes never share either.
+ * and with IKE or manual keying the server's peer. Each daemon keeps its
+ * state and control socket under the testbed's run directory, so testbeds of
+ * different prefixes never share either.
  */
-export function defaultProcessTable(layout: TestbedLayout, { ike = false } = {}): ProcessSpec[] {
+export function defaultProcessTable(
+  layout: TestbedLayout,
+  { ike = false, ipsec = false } = {},
+): ProcessSpec[] {
   const t = TOPOLOGY;
   const table: ProcessSpec[] = [
     {
@@ -116,7 +119,13 @@ export function defaultProcessTable(layout: TestbedLayout, { ike = false } = {})
     table.push({
       name: host,
       node: host,
-      command: distnatCommand(hostArgs(layout, host, ike ? ['--ike', layout.ikeFile(host)] : [])),
+      command: distnatCommand(
+        hostArgs(
+          layout,
+          host,
+          ike ? ['--ike', layout.ikeFile(host)] : ipsec ? ['--ipsec', layout.ipsecFile(host)] : [],
+        ),
+      ),
     });
   // The far end of the hosts' SAs: IKEv2 on the server's WAN address, with a certificate from the root.
   if (ike)
@@ -124,6 +133,18 @@ export function defaultProcessTable(layout: TestbedLayout, { ike = false } = {})
       name: 'peer',
       node: 'server',
       command: distnatCommand(peerArgs(['--ike', layout.ikeFile('server')], layout.nodeDir('server'))),
+    });
+  // Manual keying: the peer takes the other side of every host's file.
+  else if (ipsec)
+    table.push({
+      name: 'peer',
+      node: 'server',
+      command: distnatCommand(
+        peerArgs(
+          t.hosts.flatMap((h) => ['--mirror', layout.ipsecFile(h)]),
+          layout.nodeDir('server'),
+        ),
+      ),
     });
   return table;
 }
@@ -142,7 +163,7 @@ export function parseProcessTable(text: string, file = 'process table'): Process
 
 export function processTable(
   layout: TestbedLayout,
-  options: { ike?: boolean; daemonsFile?: string | undefined },
+  options: { ike?: boolean; ipsec?: boolean; daemonsFile?: string | undefined },
 ): ProcessSpec[] {
   if (options.daemonsFile !== undefined)
     return parseProcessTable(readFileSync(options.daemonsFile, 'utf8'), options.daemonsFile);

@@ -9,12 +9,15 @@
  * - with IKE: the server's certificate from the root, and the IKE files of
  *   the hosts (keep an SA with the server up) and of the server (answer
  *   them).
+ * - with manual keying: each host's keying file (docs/ipsec.md), fresh
+ *   random keys, which the server's `distnat peer --mirror` reads as well.
  *
  * A CA directory without its certificate is what an interrupted command
  * leaves, so it is made again; a new root means a new local CA under it.
  * The `distnat ca` commands write to <run>/pki.log.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { TOPOLOGY } from '../topology.ts';
@@ -92,6 +95,63 @@ export async function ensureIke(layout: TestbedLayout, note: Note): Promise<void
   );
 }
 
+/**
+ * What the manual keying files assume each host leases: a fresh router
+ * leases the first host that asks ports 1024-1055 and SPIs 256-319, the
+ * second the next 32 ports and 64 SPIs, which is why `up --ipsec` starts the
+ * hosts one after the other. Inbound SPIs must lie in the host's SPI block
+ * (the router demultiplexes by SPI, FIG. 21). The port block is the
+ * selector: both hosts send from the same shared address, so the server's
+ * peer, holding both files, tells their traffic apart only by port; ICMP
+ * has no ports and stays in the clear (a peer can have one ICMP policy per
+ * remote address, not one per host). Outbound SPIs are the server's choice
+ * and only have to differ between the hosts.
+ */
+export const IPSEC_LEASES: Record<string, { ports: string; inbound: number; outbound: number }> = {
+  h1: { ports: '1024-1055', inbound: 0x100, outbound: 0x9000 },
+  h2: { ports: '1056-1087', inbound: 0x140, outbound: 0xa000 },
+};
+
+/**
+ * A manual keying file: from the host's leased ports, TCP to port 8443 of
+ * the server under AH, all other TCP and UDP to it under ESP AES-GCM.
+ */
+export function ipsecKeying(host: string): string {
+  const t = TOPOLOGY;
+  const lease = IPSEC_LEASES[host];
+  if (lease === undefined) throw new Error(`no leases for ${host} in IPSEC_LEASES`);
+  const key = (bytes: number): string => `"0x${randomBytes(bytes).toString('hex')}"`;
+  const sa = (name: string, direction: string, spi: number, policy: string, body: string): string =>
+    `  - { name: ${name}, spi: 0x${spi.toString(16)}, direction: ${direction}, policy: ${policy}, ${body} }`;
+  const esp = (): string => `protocol: esp, encryption: { algorithm: aes-gcm-16, key: ${key(20)} }`;
+  const ah = (): string => `protocol: ah, integrity: { algorithm: hmac-sha256-128, key: ${key(32)} }`;
+  const ends = `local: ${t.shared}, localPort: ${lease.ports}, remote: ${t.server.wan}`;
+  return [
+    `# distnat host --ipsec: made by scripts/testbed up --ipsec for ${host}, mirrored by the server's peer.`,
+    'defaultAction: bypass',
+    'policies:',
+    `  - { name: ah, ${ends}, protocol: tcp, remotePort: 8443, action: protect, protect: [ah] }`,
+    `  - { name: server, ${ends}, action: protect, protect: [esp] }`,
+    'sas:',
+    sa('ah-out', 'outbound', lease.outbound, 'ah', ah()),
+    sa('ah-in', 'inbound', lease.inbound, 'ah', ah()),
+    sa('server-out', 'outbound', lease.outbound + 1, 'server', esp()),
+    sa('server-in', 'inbound', lease.inbound + 1, 'server', esp()),
+    '',
+  ].join('\n');
+}
+
+/** Each host's manual keying file, unless it exists (a restarted agent keeps its keys). */
+export function ensureIpsec(layout: TestbedLayout, note: Note): void {
+  for (const host of TOPOLOGY.hosts) {
+    const file = layout.ipsecFile(host);
+    if (existsSync(file)) continue;
+    mkdirSync(layout.nodeDir(host), { recursive: true });
+    writeFileSync(file, ipsecKeying(host), { mode: 0o600 });
+    note(`wrote ${host}'s manual keying file ${file}`);
+  }
+}
+
 /** What is missing for the router's --ca-dir. */
 export function pkiProblems(layout: TestbedLayout): string[] {
   return existsSync(join(layout.routerCa, 'ca.pem'))
@@ -104,4 +164,5 @@ export function removePki(layout: TestbedLayout): void {
   rmSync(join(layout.runDir, 'pki'), { recursive: true, force: true });
   rmSync(layout.pkiLog, { force: true });
   rmSync(layout.ikeMarker, { force: true });
+  rmSync(layout.ipsecMarker, { force: true });
 }

@@ -213,7 +213,7 @@ describe('the examples pass', () => {
     const reports = checkFiles(files.map((f) => ({ kind: 'ipsec' as const, file: f })));
     expect(reports.flatMap((r) => r.problems.map(formatProblem))).toEqual([]);
     expect(reports.map((r) => r.summary)).toEqual([
-      'manual keying: 3 SAs, 3 policies, default bypass',
+      'manual keying: 5 SAs, 4 policies, default bypass',
       expect.stringMatching(/^manual keying: \d+ SAs/),
       expect.stringMatching(/^manual keying: \d+ SAs/),
     ]);

@@ -300,9 +300,13 @@ describe('the example in docs/ipsec.md', () => {
     expect(yaml).toBeDefined();
     const cfg = readManualKeying(file('doc.yaml', yaml!));
     const { spd, sad } = buildManualKeying(cfg, { isLeasedSpi: (spi) => spi >= 0x100 && spi < 0x120 });
-    expect(spd.policies.map((p) => p.name)).toEqual(['ike', 'dns', 'gateway']);
+    expect(spd.policies.map((p) => p.name)).toEqual(['ike', 'dns', 'web', 'gateway']);
     expect(spd.get('gateway')!.outbound[0]!.name).toBe('gw-out');
+    expect(spd.get('gateway')!.outbound[0]!.mode).toBe('tunnel');
+    expect(spd.get('dns')!.outbound[0]!.mode).toBe('transport');
     expect(sad.inboundEsp(0x100)!.name).toBe('dns-in');
+    expect(sad.inboundAh(0x101)!.name).toBe('web-in');
+    expect(spd.get('web')!.outbound[0]!.name).toBe('web-out');
   });
 });
 

@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { TestbedLayout } from '../../../scripts/lib/testbed/layout.ts';
 import {
   defaultProcessTable,
@@ -26,7 +27,9 @@ import {
   runningPid,
   startTime,
 } from '../../../scripts/lib/testbed/supervisor.ts';
+import { IPSEC_LEASES, ipsecKeying } from '../../../scripts/lib/testbed/provision.ts';
 import { TOPOLOGY } from '../../../scripts/lib/topology.ts';
+import { parseManualKeying } from '../../../src/ipsec/manual-config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'distnat supervisor '));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,6 +67,33 @@ describe('the process table', () => {
     expect(ike[1]!.command).toMatch(/ --ike \/srv\/run\/dq-\/h1\/ike\.yaml$/);
     expect(ike.at(-1)).toMatchObject({ node: 'server' });
     expect(ike.at(-1)!.command).toContain(`--remote ${TOPOLOGY.shared} --via ${TOPOLOGY.router.wan}`);
+
+    // Manual keying: each host its own file, the peer mirroring all of them.
+    const ipsec = defaultProcessTable(layout, { ipsec: true });
+    expect(ipsec.map((p) => p.name)).toEqual(['router', ...TOPOLOGY.hosts, 'peer']);
+    expect(ipsec[1]!.command).toMatch(/ --ipsec \/srv\/run\/dq-\/h1\/ipsec\.yaml$/);
+    expect(ipsec.at(-1)!.command).toContain(
+      TOPOLOGY.hosts.map((h) => `--mirror /srv/run/dq-/${h}/ipsec.yaml`).join(' '),
+    );
+  });
+
+  it('writes manual keying files the host agent accepts, with inbound SPIs in the block a fresh router leases', () => {
+    const seen = new Set<number>();
+    for (const host of TOPOLOGY.hosts) {
+      const config = parseManualKeying(parseYaml(ipsecKeying(host)), `${host}.yaml`);
+      const lease = IPSEC_LEASES[host]!;
+      expect(config.policies.map((p) => [p.name, p.localPort, p.protect])).toEqual([
+        ['ah', lease.ports, ['ah']],
+        ['server', lease.ports, ['esp']],
+      ]);
+      for (const sa of config.sas) {
+        expect(seen.has(sa.spi), `SPI ${sa.spi} used twice`).toBe(false);
+        seen.add(sa.spi);
+        if (sa.direction === 'inbound') expect(sa.spi - lease.inbound).toBeLessThan(64);
+      }
+    }
+    // Random keys: two files for one host differ.
+    expect(ipsecKeying('h1')).not.toBe(ipsecKeying('h1'));
   });
 
   it('quotes a run directory with spaces and quotes so that sh passes it as one word', () => {
