@@ -13,7 +13,7 @@ import type { PolicyRouting, RoutingChange } from './policy-routing.ts';
 export interface Hairpin {
   /** Sets the rules for the blocks held now (nothing when they have not changed). */
   apply(): void;
-  /** Removes the agent's rules and route, and puts the local table's rule back as the kernel had it. */
+  /** Removes the agent's rules and route, puts the local table's rule back as the kernel had it; apply() does nothing after. */
   remove(): void;
   /** For status: what is installed. */
   describe(): string;
@@ -33,6 +33,7 @@ const rangesText = (ranges: readonly [number, number][]): string =>
 export function beginHairpin(o: HairpinOptions): Hairpin {
   const { routing, spec, log } = o;
   let installed: string | undefined;
+  let removed = false;
   let state = 'not yet (no port block held)';
 
   const removeNow = (): number => {
@@ -63,6 +64,7 @@ export function beginHairpin(o: HairpinOptions): Hairpin {
 
   return {
     apply() {
+      if (removed) return;
       const ranges = ownPortRanges(o.blocks());
       const key = rangesText(ranges);
       if (key === installed) return;
@@ -87,9 +89,10 @@ export function beginHairpin(o: HairpinOptions): Hairpin {
       }
     },
     remove() {
+      if (removed) return;
+      removed = true;
       try {
         removeNow();
-        installed = undefined;
         state = 'removed';
       } catch (e) {
         log.error('cannot remove the hairpin rules', { error: (e as Error).message });

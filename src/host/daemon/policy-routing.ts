@@ -79,7 +79,7 @@ const MODELLED = new Set([
   'protocol',
 ]);
 
-/** `ip -details -numeric -json rule show` (iproute2 5.x/6.x) as PolicyRules. */
+/** `ip -4 -d -N -j rule show` (iproute2 5.x and 6.x) as PolicyRules. */
 export function parseRuleList(json: string): PolicyRule[] {
   const parsed = JSON.parse(json) as unknown;
   if (!Array.isArray(parsed)) throw new Error('ip rule show: expected a JSON array');
@@ -109,7 +109,7 @@ export function parseRuleList(json: string): PolicyRule[] {
 export class IpPolicyRouting implements PolicyRouting {
   rules(): PolicyRule[] {
     return parseRuleList(
-      execFileSync('ip', ['-4', '-details', '-numeric', '-json', 'rule', 'show'], {
+      execFileSync('ip', ['-4', '-d', '-N', '-j', 'rule', 'show'], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
       }),

@@ -309,6 +309,8 @@ export async function startHost(
         // (No await without IKE: the release below starts in the same turn as stop().)
         if (ike !== undefined) await ike.stop();
         forwarder.stop();
+        // Before the blocks go: their release would only set the rules once more.
+        hairpin?.remove();
         housekeeping.cancel();
         const held = leases.blocks();
         if (held.length > 0)

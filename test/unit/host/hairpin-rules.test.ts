@@ -77,7 +77,7 @@ describe('ip command lines', () => {
     ).toBe(`route replace ${SHARED}/32 dev dn0 src ${SHARED} table 7032 protocol ${A}`);
   });
 
-  it('reads `ip -4 -details -numeric -json rule show` as iproute2 6.1 prints it', () => {
+  it('reads `ip -4 -d -N -j rule show` as iproute2 6.1 prints it', () => {
     // Captured in a namespace with the agent's set, a foreign fwmark rule and the kernel's defaults.
     const json =
       '[{"priority":0,"src":"all","dst":"198.51.100.30","iif":"lo","dport_start":1088,"dport_end":1119,"table":"255","protocol":"100"},' +
