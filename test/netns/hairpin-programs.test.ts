@@ -14,6 +14,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { UdpEcho } from '../helpers/distnat.ts';
+import { startUdpEcho, udpExchange } from '../helpers/distnat.ts';
 import type { Background } from '../helpers/process.ts';
 import { ROOT, TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
@@ -112,6 +114,7 @@ describe('hairpin: curl on h1 to a server on h2 through the shared address', () 
   let h1: Background | undefined;
   let server: Background;
   let serverPort = 0;
+  let echo: UdpEcho;
   let pristine: { rules: string; table: string };
 
   beforeAll(async () => {
@@ -140,6 +143,8 @@ describe('hairpin: curl on h1 to a server on h2 through the shared address', () 
       files: { 'hello.txt': HELLO, 'big.bin': BIG },
     });
     server = http;
+    // And a UDP echo on the port below it.
+    echo = await startUdpEcho(b, 'h2', serverPort - 1);
   });
 
   afterAll(async () => {
@@ -155,6 +160,15 @@ describe('hairpin: curl on h1 to a server on h2 through the shared address', () 
     const before = await routerHairpins();
     const r = await curl('h1', `http://${SHARED}:${serverPort}/hello.txt`);
     expect(r.code, r.stderr).toBe(7); // could not connect: nothing listens on h1's own port
+    const udp = await udpExchange(bed(), 'h1', {
+      dst: SHARED,
+      port: echo.port,
+      tag: 'h1-off',
+      flows: 1,
+      count: 1,
+    });
+    expect(udp.answered).toBe(0);
+    expect(echo.seen().filter((d) => d.data.startsWith('h1-off '))).toEqual([]);
     expect(await routerHairpins()).toBe(before);
     await h1.stop();
     h1 = undefined;
@@ -231,6 +245,21 @@ describe('hairpin: curl on h1 to a server on h2 through the shared address', () 
           expect(big.localPort).toBeLessThanOrEqual(hi);
         }
         expect(s.counters['drop.inbound.no-mapping']).toBe(0);
+      });
+
+      it('a UDP program on h1 gets its answers from h2 the same way', async () => {
+        const tag = `h1-${mode}`;
+        const r = await udpExchange(bed(), 'h1', { dst: SHARED, port: echo.port, tag, flows: 2, count: 3 });
+        expect(r.answered).toBe(6);
+        const seen = echo.seen().filter((d) => d.data.startsWith(`${tag} `));
+        expect(seen.length).toBeGreaterThanOrEqual(6);
+        // h2 saw the shared address and one of h1's leased ports (translated, or the kernel's own in native mode).
+        const [lo, hi] = h1Block;
+        for (const d of seen) {
+          expect(d.src).toBe(SHARED);
+          expect(d.port).toBeGreaterThanOrEqual(lo);
+          expect(d.port).toBeLessThanOrEqual(hi);
+        }
       });
 
       it('stopping the agent removes its rules and route', async () => {
