@@ -38,6 +38,26 @@ const HostFields = z
       })
       .strict()
       .prefault({}),
+    // docs/host.md, "Hairpin": policy routing sends other hosts' ports of the shared address into the tunnel.
+    hairpin: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(true)
+          .describe("route other hosts' TCP/UDP ports of the shared address into the tunnel"),
+        table: z
+          .number()
+          .int()
+          .min(1)
+          .max(0xffffffff)
+          .refine((t) => t < 253 || t > 255, {
+            message: 'expected a table of its own, not main (254), local (255) or default (253)',
+          })
+          .default(7032)
+          .describe('routing table for the route into the TUN device'),
+      })
+      .strict()
+      .prefault({}),
     stateDir: z.string().min(1).default('/var/lib/distnat/host'),
     runDir: z.string().min(1).default('/run/distnat'),
     metrics: listenAddress.optional(),

@@ -1,11 +1,12 @@
 /**
- * Hairpin: one host reaching another through the shared address. An
- * unmodified program cannot do this here: every host owns 198.51.100.30, so
- * its own kernel delivers a datagram for it locally and it never reaches the
- * agent. The sender is therefore built by hand (scapy on h2: IP-in-IP to the
- * router, inner 198.51.100.30:<h2's leased port> -> 198.51.100.30:<h1's
- * leased port>); the receiver is an unmodified socket program on h1 whose
- * port the agent leased when it first talked to the server.
+ * Hairpin: one host reaching another through the shared address, the
+ * router's part byte by byte. The sender is built by hand (scapy on h2:
+ * IP-in-IP to the router, inner 198.51.100.30:<h2's leased port> ->
+ * 198.51.100.30:<h1's leased port>), so that the test sees exactly what
+ * enters and leaves the router; the receiver is an unmodified socket program
+ * on h1 whose port the agent leased when it first talked to the server.
+ * Unmodified programs on both ends (the agents' policy routing, docs/host.md
+ * "Hairpin") are test/netns/hairpin-programs.test.ts.
  *
  * The router turns the datagram around itself (docs/router.md, "TTL, and
  * the hairpin"): TTL down by one, checksum patched, tunnelled to h1. h1's

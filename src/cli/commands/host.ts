@@ -58,6 +58,8 @@ interface HostArgs {
   ipsec?: string | undefined;
   ike?: string | undefined;
   spis?: number | undefined;
+  hairpin?: boolean | undefined;
+  'hairpin-table'?: number | undefined;
   'log-level'?: string | undefined;
 }
 
@@ -71,13 +73,19 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
   const data = (argv.config !== undefined ? readConfigFile(argv.config) : {}) as Record<string, unknown>;
   if (typeof data !== 'object' || data === null || Array.isArray(data))
     throw new ConfigError(source, ['expected a mapping of fields at the top level']);
-  const pap = { ...((data.pap as Record<string, unknown> | undefined) ?? {}) };
   const given = givenHostFlags(argv);
   for (const { path, value } of given) {
-    if (path.length === 1) data[path[0]!] = value;
-    else pap[path[1]!] = value;
+    if (path.length === 1) {
+      data[path[0]!] = value;
+      continue;
+    }
+    // A flag inside a section (pap.*, hairpin.*): the file's other fields of the section stay.
+    const section = data[path[0]!];
+    data[path[0]!] = {
+      ...(typeof section === 'object' && section !== null ? section : {}),
+      [path[1]!]: value,
+    };
   }
-  if (Object.keys(pap).length > 0) data.pap = pap;
   if (data.lanAddress === undefined && argv['lan-if'] !== undefined) {
     const a = addressOf(argv['lan-if']);
     if (a === undefined)
@@ -112,6 +120,8 @@ const HOST_FLAGS = {
   spis: ['pap', 'spis'],
   'pap-transport': ['pap', 'transport'],
   'block-size': ['pap', 'blockSize'],
+  hairpin: ['hairpin', 'enabled'],
+  'hairpin-table': ['hairpin', 'table'],
 } as const satisfies Record<string, readonly string[]>;
 
 /** The override flags on the command line, each with the field it sets and its value. */
@@ -212,6 +222,15 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
         .option('spis', {
           type: 'number',
           describe: 'SPIs to lease at start (default 64 with --ipsec or --ike, else 0)',
+        })
+        .option('hairpin', {
+          type: 'boolean',
+          describe:
+            "route other hosts' TCP/UDP ports of the shared address into the tunnel (default on; --no-hairpin: off)",
+        })
+        .option('hairpin-table', {
+          type: 'number',
+          describe: 'routing table for the hairpin route into the TUN device (default 7032)',
         })
         .option('log-level', { choices: ['error', 'warn', 'info', 'debug'] as const })
         .option('wait-seconds', {

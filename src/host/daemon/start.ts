@@ -36,6 +36,10 @@ import { leaseEventListener } from './lease-events.ts';
 import { LeaseWaiters } from './lease-waiters.ts';
 import { LeasedPortPool } from '../data-path/leased-ports.ts';
 import { manualKeying, spisToLease } from './manual-keying.ts';
+import { beginHairpin } from './hairpin.ts';
+import type { Hairpin } from './hairpin.ts';
+import { IpPolicyRouting } from './policy-routing.ts';
+import type { PolicyRouting } from './policy-routing.ts';
 import { beginNativeMode } from './native-mode.ts';
 import type { NativeMode } from './native-mode.ts';
 import { openHostPapTransport } from './pap-link.ts';
@@ -54,6 +58,8 @@ export interface StartHostOptions {
   readonly papTransport?: PapTransport & { close?(): void };
   /** Kernel settings for native mode; default /proc/sys. */
   readonly sysctl?: SysctlAccess;
+  /** Policy routing for the hairpin; default `ip` in this network namespace. */
+  readonly policyRouting?: PolicyRouting;
   /** Default: the TUN device's MTU, else 1480. */
   readonly tunMtu?: number;
   /** Default: the MTU of the interface holding the LAN address, else 1500. */
@@ -200,6 +206,18 @@ export async function startHost(
       undo.push(() => n.restore());
     }
 
+    let hairpin: Hairpin | undefined;
+    if (config.hairpin.enabled) {
+      hairpin = beginHairpin({
+        routing: opts.policyRouting ?? new IpPolicyRouting(),
+        spec: { sharedAddress: config.sharedAddress, tun: config.tun, table: config.hairpin.table },
+        blocks: () => ports.blocks(),
+        log,
+      });
+      const h = hairpin;
+      undo.push(() => h.remove());
+    }
+
     const transport =
       opts.papTransport ??
       (await openHostPapTransport(config, (err) => log.warn('PAP transport error', { error: err.message })));
@@ -224,7 +242,10 @@ export async function startHost(
       sptt,
       routerText,
       spiBlockAdded: keying.onSpiBlockAdded,
-      portsChanged: () => native?.apply(),
+      portsChanged: () => {
+        native?.apply();
+        hairpin?.apply();
+      },
       portBlockAdded: () => waiters.notify(),
     });
     leases.addListener(listener);
@@ -262,6 +283,7 @@ export async function startHost(
       io,
       engineStep,
       ike,
+      hairpin,
     };
     const status = (): DaemonStatus => agentStatus(parts);
 
@@ -287,6 +309,8 @@ export async function startHost(
         // (No await without IKE: the release below starts in the same turn as stop().)
         if (ike !== undefined) await ike.stop();
         forwarder.stop();
+        // Before the blocks go: their release would only set the rules once more.
+        hairpin?.remove();
         housekeeping.cancel();
         const held = leases.blocks();
         if (held.length > 0)

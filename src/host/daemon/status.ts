@@ -17,6 +17,7 @@ import type { HostLeases } from '../../pap/host-leases.ts';
 import type { PapClient } from '../../pap/pap-client.ts';
 import type { Clock } from '../../util/clock.ts';
 import type { HostIke } from './host-ike.ts';
+import type { Hairpin } from './hairpin.ts';
 import type { EngineIpsecStep } from '../data-path/ipsec-engine-step.ts';
 import type { LeasedPortPool } from '../data-path/leased-ports.ts';
 
@@ -119,6 +120,8 @@ export interface HostAgentParts {
   /** The manual keying step, when `config.ipsec` made one. */
   readonly engineStep: EngineIpsecStep | undefined;
   readonly ike: HostIke | undefined;
+  /** The hairpin's policy routing, unless configured off. */
+  readonly hairpin: Hairpin | undefined;
 }
 
 export function agentStatus(p: HostAgentParts): DaemonStatus {
@@ -137,6 +140,7 @@ export function agentStatus(p: HostAgentParts): DaemonStatus {
       'ports held': ports.held,
       'ports unused': ports.unused,
       forwarding: ports.held > 0 ? 'yes' : 'no (waiting for a lease)',
+      hairpin: p.hairpin?.describe() ?? 'off (hairpin.enabled: false)',
       'up for': `${Math.round((now - p.started) / 1000)}s`,
     },
     blocks: leases.blocks(),

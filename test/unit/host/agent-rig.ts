@@ -7,6 +7,7 @@ import winston from 'winston';
 import { HostConfigSchema } from '../../../src/config/host-config.ts';
 import type { HostConfig } from '../../../src/config/host-config.ts';
 import { startHost } from '../../../src/host/daemon/start.ts';
+import { MemoryPolicyRouting } from '../../../src/host/daemon/policy-routing.ts';
 import type { StartHostOptions } from '../../../src/host/daemon/start.ts';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
 import { LeaseStore, MemoryFiles } from '../../../src/pap/lease-store.ts';
@@ -63,6 +64,8 @@ export interface AgentRigOptions {
   /** No PAP server answers. */
   silentRouter?: boolean;
   leaseSeconds?: number;
+  /** The kernel's rule list as the agent finds it; default the three rules of a fresh namespace. */
+  routing?: MemoryPolicyRouting;
 }
 
 export async function agentRig(o: AgentRigOptions = {}) {
@@ -96,12 +99,15 @@ export async function agentRig(o: AgentRigOptions = {}) {
   const tunnelIn = new MemoryDevice({ name: 'raw:4', scheduler });
   const tunnelOut = new MemoryDevice({ name: 'raw:255', record: true, scheduler });
   const { log, lines } = memoryLogger();
+  // Never the machine's own rules: the agent's hairpin routing goes into a model of the kernel's list.
+  const routing = o.routing ?? new MemoryPolicyRouting();
   const agent = await startHost(hostConfig(o.config), log, {
     clock,
     devices: { tun, tunnelIn, tunnelOut },
     papTransport: net.endpoint(HOST_PEER),
     control: false,
     random: () => 0.5,
+    policyRouting: routing,
     ...o.start,
   });
   const sentByHost = () =>
@@ -126,6 +132,7 @@ export async function agentRig(o: AgentRigOptions = {}) {
     log,
     lines,
     agent,
+    routing,
     sentByHost,
   };
 }

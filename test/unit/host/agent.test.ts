@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PORT_RANGE_KEY, RESERVED_PORTS_KEY } from '../../../src/host/daemon/native-ports.ts';
 import { MemorySysctl } from '../../../src/host/daemon/sysctl.ts';
+import { MemoryPolicyRouting } from '../../../src/host/daemon/policy-routing.ts';
 import { HOST_PEER, agentRig } from './agent-rig.ts';
 import { buildOuter, buildTcp } from './forwarder-rig.ts';
 import { SERVER, SHARED, addr, get16, udp } from './packets.ts';
@@ -211,5 +212,56 @@ describe('host agent native mode (Method 130)', () => {
     await stopping;
     expect(sysctl.values.get(PORT_RANGE_KEY)).toBe('32768 60999');
     expect(r.lines.some((l) => l.note !== undefined && /previous run/.test(String(l.note)))).toBe(true);
+  });
+});
+
+describe('host agent hairpin routing', () => {
+  const ours = (r: { protocol: number }): boolean => r.protocol === 0x64 || r.protocol === 0x65;
+
+  it('sets the rules when a block is leased, follows the blocks, and removes them on stop', async () => {
+    const r = await agentRig();
+    const found = r.routing.rules();
+    expect(r.routing.applied).toEqual([]);
+    r.clock.advance(10);
+    const [block] = r.agent.leases.blocks('port');
+    expect(r.routing.list.filter(ours)).toEqual([
+      expect.objectContaining({ dport: [block!.lowest, block!.lowest + 31], table: 255 }),
+      expect.objectContaining({ ipproto: 6, table: 7032 }),
+      expect.objectContaining({ ipproto: 17, table: 7032 }),
+      expect.objectContaining({ priority: 0, table: 255 }),
+    ]);
+    expect(r.routing.routes).toEqual([
+      { to: '198.51.100.30', dev: 'dn0', src: '198.51.100.30', table: 7032, protocol: 0x64 },
+    ]);
+    expect(String(r.agent.status().summary['hairpin'])).toContain(`own ports ${block!.lowest}-`);
+    // A renewal changes nothing.
+    const changes = r.routing.applied.length;
+    r.clock.advance(151_000);
+    expect(r.routing.applied.length).toBe(changes);
+    await r.stop();
+    expect(r.routing.rules()).toEqual(found);
+    expect(r.routing.routes).toEqual([]);
+  });
+
+  it('clears the rules an earlier agent left behind before it starts', async () => {
+    const crashed = await agentRig();
+    crashed.clock.advance(10);
+    const fresh = new MemoryPolicyRouting().rules();
+    const routing = new MemoryPolicyRouting(crashed.routing.rules());
+    const r = await agentRig({ routing });
+    expect(r.lines.some((l) => l.message === 'removed the hairpin rules an earlier agent left behind')).toBe(
+      true,
+    );
+    expect(routing.rules()).toEqual(fresh);
+    await r.stop();
+    await crashed.stop();
+  });
+
+  it('installs nothing with hairpin.enabled false', async () => {
+    const r = await agentRig({ config: { hairpin: { enabled: false } } });
+    r.clock.advance(10);
+    expect(r.routing.applied).toEqual([]);
+    expect(r.agent.status().summary['hairpin']).toBe('off (hairpin.enabled: false)');
+    await r.stop();
   });
 });
