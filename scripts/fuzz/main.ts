@@ -23,7 +23,8 @@ const { values } = parseArgs({
 });
 const packets = Number(values.packets);
 const pps = Number(values.pps);
-if (!Number.isInteger(packets) || packets < 10) throw new Error(`--packets ${values.packets}: a whole number >= 10`);
+if (!Number.isInteger(packets) || packets < 10)
+  throw new Error(`--packets ${values.packets}: a whole number >= 10`);
 if (!Number.isInteger(pps) || pps < 1) throw new Error(`--pps ${values.pps}: a whole number`);
 if (values.datapath !== 'ebpf' && values.datapath !== 'tun')
   throw new Error(`--datapath ${values.datapath}: ebpf or tun`);

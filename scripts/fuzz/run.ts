@@ -204,7 +204,12 @@ export class MalformedVolume {
       srcMac: macOf(src),
       dstMac: macOf(dst),
     });
-    const fromHost = { innerSrc: t.shared, innerDst: t.server.wan, otherDst: t.router.lan, ownPorts: h1Ports };
+    const fromHost = {
+      innerSrc: t.shared,
+      innerDst: t.server.wan,
+      otherDst: t.router.lan,
+      ownPorts: h1Ports,
+    };
     return [
       {
         name: 'wan',
@@ -320,7 +325,9 @@ export class MalformedVolume {
         const now = JSON.stringify(s.counters, (k, v: unknown) => (k.startsWith('pap.') ? undefined : v));
         still = now === last ? still + 1 : 0;
         last = now;
-        return still >= 2 && Date.now() - start >= SETTLE_MIN_MS && (s.counters['fragments.held_now'] ?? 0) === 0;
+        return (
+          still >= 2 && Date.now() - start >= SETTLE_MIN_MS && (s.counters['fragments.held_now'] ?? 0) === 0
+        );
       },
       { timeoutMs: 60_000, intervalMs: 500 },
     );
@@ -396,7 +403,9 @@ export class MalformedVolume {
       const after = await this.#snapshot();
       const r = account(s, sent, failed, before, after, seconds);
       results.push(r);
-      log(`  ${s.name}: sent ${sent}, forwarded ${r.forwarded}, dropped ${r.dropped}: ${r.balanced ? 'balanced' : 'NOT BALANCED'}`);
+      log(
+        `  ${s.name}: sent ${sent}, forwarded ${r.forwarded}, dropped ${r.dropped}: ${r.balanced ? 'balanced' : 'NOT BALANCED'}`,
+      );
     }
     await this.#quiet(false);
 
@@ -444,7 +453,10 @@ export class MalformedVolume {
     const table = defaultProcessTable(this.bed.layout).map((p) =>
       p.name === 'router' ? { ...p, command: `${p.command} --datapath tun` } : p,
     );
-    await this.bed.up({ daemons: true, daemonTable: table.map((p) => `${p.name} ${p.node} ${p.command}`).join('\n') });
+    await this.bed.up({
+      daemons: true,
+      daemonTable: table.map((p) => `${p.name} ${p.node} ${p.command}`).join('\n'),
+    });
   }
 
   /** One UDP datagram from an unmodified socket on h1 to an echo on the server, and back. */
@@ -505,8 +517,12 @@ export function account(
     if (n !== undefined && n !== 0) drops[name] = (drops[name] ?? 0) + n;
   };
   let forwarded: number;
-  const deltas = delta(s.target === 'router' ? before.router : before.h1, s.target === 'router' ? after.router : after.h1);
-  let fast: Pick<StreamResult, 'fastSeen' | 'fastPassed' | 'slowRead' | 'kernelDropped' | 'fastBalanced'> = {};
+  const deltas = delta(
+    s.target === 'router' ? before.router : before.h1,
+    s.target === 'router' ? after.router : after.h1,
+  );
+  let fast: Pick<StreamResult, 'fastSeen' | 'fastPassed' | 'slowRead' | 'kernelDropped' | 'fastBalanced'> =
+    {};
   if (s.target === 'router') {
     const d = delta(before.router, after.router);
     const refused = (d['traffic.tun-tx-refused'] ?? 0) + (d['traffic.lan-tx-refused'] ?? 0);
@@ -532,7 +548,10 @@ export function account(
     const dir = s.side === 'wan' ? 'wan' : 'lan';
     if (after.router['fastpath.active'] !== undefined) {
       const taken = d[`fastpath.traffic.${dir}-rx-packets`] ?? 0;
-      const passed = sumOf(d, (k) => k.startsWith(`fastpath.pass.${dir}.`) && k !== `fastpath.pass.${dir}.other`);
+      const passed = sumOf(
+        d,
+        (k) => k.startsWith(`fastpath.pass.${dir}.`) && k !== `fastpath.pass.${dir}.other`,
+      );
       const rx = `traffic.${dir}-rx-packets`;
       const slowRead = (d[rx] ?? 0) - (d[`fastpath.${rx}`] ?? 0);
       const overflow = dir === 'wan' ? (d['io.tun.rxDropped'] ?? 0) : (d['io.lan-rx.rxDropped'] ?? 0);
@@ -552,7 +571,8 @@ export function account(
       add('tunnel-socket-full', d['io.tunnel-in.rxDropped']);
     } else {
       // A datagram split into n fragments is n packets sent for one read.
-      forwarded = (d['packets.outbound'] ?? 0) - (d['packets.fragments'] ?? 0) + (d['packets.fragmented'] ?? 0);
+      forwarded =
+        (d['packets.outbound'] ?? 0) - (d['packets.fragments'] ?? 0) + (d['packets.fragmented'] ?? 0);
       for (const [k, v] of Object.entries(d)) if (k.startsWith('drop.outbound.')) add(k.slice(14), v);
       add('tun-queue-full', d['io.tun.rxDropped']);
     }
