@@ -48,7 +48,7 @@ function report(r: FuzzResult): string {
     );
     if (s.fastSeen !== undefined)
       lines.push(
-        `  fast path: saw ${s.fastSeen}, passed ${s.fastPassed} = slow path read ${s.slowRead} + kernel dropped ${s.kernelDropped}: ${s.fastBalanced ? 'ok' : 'MISMATCH'}`,
+        `  fast path: saw ${s.fastSeen}, passed ${s.fastPassed} = slow path read ${s.slowRead} + kernel dropped ${s.kernelDropped} + lost in a full queue ${s.queueDropped}: ${s.fastBalanced ? 'ok' : 'MISMATCH'}`,
       );
   }
   lines.push('');

@@ -36,9 +36,11 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { defaultProcessTable } from '../lib/testbed/process-table.ts';
 import { readStatus, type DaemonStatus } from '../lib/testbed/status.ts';
+import { isRunning } from '../lib/testbed/supervisor.ts';
 import { macOf, TOPOLOGY } from '../lib/topology.ts';
-import { sleep, waitUntil } from '../../test/helpers/process.ts';
+import { run, waitUntil } from '../../test/helpers/process.ts';
 import { BenchTestbed, ROOT, sweepStale, type Node } from '../bench/lib/testbed.ts';
 
 const PYTHON = '/usr/bin/python3';
@@ -83,6 +85,8 @@ export interface StreamResult {
   readonly fastPassed?: number;
   readonly slowRead?: number;
   readonly kernelDropped?: number;
+  /** Passed on, then lost in the TUN queue or the raw socket's buffer before the slow path read them. */
+  readonly queueDropped?: number;
   readonly fastBalanced?: boolean;
   readonly seconds: number;
   /** Every counter of the target that moved (for --json). */
@@ -388,7 +392,7 @@ export class MalformedVolume {
     };
     writeFileSync(join(dir, 'spec.json'), JSON.stringify(spec, null, 1));
     const made = Date.now();
-    const gen = await bed.try('server', [PYTHON, CORPUS, join(dir, 'spec.json')], { timeoutMs: 1_800_000 });
+    const gen = await run([PYTHON, CORPUS, join(dir, 'spec.json')], { timeoutMs: 1_800_000 });
     if (gen.code !== 0) throw new Error(`corpus.py: ${gen.stderr || gen.stdout}`);
     log(`  corpus: ${this.#o.packets} packets in ${((Date.now() - made) / 1000).toFixed(1)} s`);
 
@@ -445,11 +449,11 @@ export class MalformedVolume {
     };
   }
 
+  /** The testbed's router again, on the TUN path alone (its state kept: the agents keep their leases). */
   async #restartRouterOnTun(): Promise<void> {
-    const { defaultProcessTable } = await import('../lib/testbed/process-table.ts');
     const pid = this.bed.daemonPid('router');
     process.kill(pid, 'SIGTERM');
-    await sleep(1000);
+    await waitUntil('the router to stop', () => !isRunning(pid), { timeoutMs: 15_000, intervalMs: 100 });
     const table = defaultProcessTable(this.bed.layout).map((p) =>
       p.name === 'router' ? { ...p, command: `${p.command} --datapath tun` } : p,
     );
@@ -521,8 +525,10 @@ export function account(
     s.target === 'router' ? before.router : before.h1,
     s.target === 'router' ? after.router : after.h1,
   );
-  let fast: Pick<StreamResult, 'fastSeen' | 'fastPassed' | 'slowRead' | 'kernelDropped' | 'fastBalanced'> =
-    {};
+  let fast: Pick<
+    StreamResult,
+    'fastSeen' | 'fastPassed' | 'slowRead' | 'kernelDropped' | 'queueDropped' | 'fastBalanced'
+  > = {};
   if (s.target === 'router') {
     const d = delta(before.router, after.router);
     const refused = (d['traffic.tun-tx-refused'] ?? 0) + (d['traffic.lan-tx-refused'] ?? 0);
@@ -560,6 +566,7 @@ export function account(
         fastPassed: passed,
         slowRead,
         kernelDropped: kernel,
+        queueDropped: overflow,
         fastBalanced: taken + passed === sent && passed === slowRead + kernel + overflow,
       };
     }
