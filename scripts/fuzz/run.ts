@@ -76,6 +76,8 @@ export interface StreamResult {
   /** tcpreplay's own failures (never reached the wire). */
   readonly failed: number;
   readonly forwarded: number;
+  /** Packets the target itself read from the device the stream arrives on (the slow path's, for the router). */
+  readonly read: number;
   readonly drops: Record<string, number>;
   readonly dropped: number;
   /** sent == forwarded + dropped */
@@ -521,6 +523,7 @@ export function account(
     if (n !== undefined && n !== 0) drops[name] = (drops[name] ?? 0) + n;
   };
   let forwarded: number;
+  let read: number;
   const deltas = delta(
     s.target === 'router' ? before.router : before.h1,
     s.target === 'router' ? after.router : after.h1,
@@ -552,6 +555,7 @@ export function account(
       }
     }
     const dir = s.side === 'wan' ? 'wan' : 'lan';
+    read = (d[`traffic.${dir}-rx-packets`] ?? 0) - (d[`fastpath.traffic.${dir}-rx-packets`] ?? 0);
     if (after.router['fastpath.active'] !== undefined) {
       const taken = d[`fastpath.traffic.${dir}-rx-packets`] ?? 0;
       const passed = sumOf(
@@ -574,12 +578,14 @@ export function account(
     const d = delta(before.h1, after.h1);
     if (s.side === 'tunnel') {
       forwarded = d['packets.inbound'] ?? 0;
+      read = d['io.tunnel-in.rxPackets'] ?? 0;
       for (const [k, v] of Object.entries(d)) if (k.startsWith('drop.inbound.')) add(k.slice(13), v);
       add('tunnel-socket-full', d['io.tunnel-in.rxDropped']);
     } else {
       // A datagram split into n fragments is n packets sent for one read.
       forwarded =
         (d['packets.outbound'] ?? 0) - (d['packets.fragments'] ?? 0) + (d['packets.fragmented'] ?? 0);
+      read = d['io.tun.rxPackets'] ?? 0;
       for (const [k, v] of Object.entries(d)) if (k.startsWith('drop.outbound.')) add(k.slice(14), v);
       add('tun-queue-full', d['io.tun.rxDropped']);
     }
@@ -592,6 +598,7 @@ export function account(
     sent,
     failed,
     forwarded,
+    read,
     drops,
     dropped,
     balanced: sent === forwarded + dropped,
