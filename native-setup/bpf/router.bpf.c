@@ -542,15 +542,21 @@ int dn_router_wan(struct __sk_buff *skb)
 	if (v != V_FORWARD)
 		return TC_ACT_OK;
 
+	/* Ethernet padding (every datagram under 46 bytes from a real NIC) or
+	 * bytes past the total length go first, as the kernel trims them before
+	 * forwarding: bpf_skb_change_tail() refuses an skb marked encapsulated,
+	 * which the adjustment below does, so trimming after it dropped them. */
+	__u32 end = DN_ETH_HLEN + f.inner_len;
+	if (skb->len > end && bpf_skb_change_tail(skb, end, 0)) {
+		pass(c, DN_FROM_WAN, DN_PASS_ADJUST_FAILED);
+		return TC_ACT_OK;
+	}
 	/* Marked as encapsulated, so a checksum still to be completed by the
 	 * device (CHECKSUM_PARTIAL) is completed for the inner datagram. */
 	if (bpf_skb_adjust_room(skb, DN_IPV4_HLEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4)) {
 		pass(c, DN_FROM_WAN, DN_PASS_ADJUST_FAILED);
 		return TC_ACT_OK;
 	}
-	__u32 end = DN_ETH_HLEN + DN_IPV4_HLEN + f.inner_len;
-	if (skb->len > end && bpf_skb_change_tail(skb, end, 0))
-		return fastpath_error(c);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	struct iphdr *outer = data + DN_ETH_HLEN;

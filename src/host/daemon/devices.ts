@@ -41,6 +41,15 @@ export interface HostDeviceOptions {
    * true, unless the environment has DISTNAT_TUN_OFFLOAD=off.
    */
   readonly offload?: boolean;
+  /**
+   * The interface of the LAN address: the tunnel socket receives only what
+   * arrives on it. Linux hands a protocol-4 datagram for any local address
+   * to every protocol-4 raw socket, whatever the interface, and the shared
+   * address is local here: an IP-in-IP datagram the agent itself wrote into
+   * the TUN (a remote's datagram that carries one) would come back to the
+   * agent as if the router had sent it.
+   */
+  readonly lanInterface?: string | undefined;
 }
 
 /**
@@ -66,7 +75,10 @@ export function openHostDevices(
   let tunnelIn: PacketDevice | undefined;
   try {
     if (offload) tun = new OffloadTun(device);
-    tunnelIn = openRawSocket(IpProtocol.IPIP, { onError });
+    tunnelIn = openRawSocket(IpProtocol.IPIP, {
+      onError,
+      ...(options.lanInterface === undefined ? {} : { device: options.lanInterface }),
+    });
     const tunnelOut = openRawSender({ onError });
     return { tun, tunnelIn, tunnelOut, createdTun, tunMtu: interfaceMtu(tun.name) ?? DEFAULT_TUN_MTU };
   } catch (err) {
@@ -102,11 +114,14 @@ export function openAgentDevices(
 ): AgentDevices {
   let devices: HostDevices;
   let tunMtu = opts.tunMtu ?? DEFAULT_TUN_MTU;
+  const lanIf = interfaceOf(config.lanAddress);
   if (opts.devices !== undefined) {
     devices = opts.devices;
   } else {
-    const opened = openHostDevices(config.tun, (err) =>
-      log.error('packet device failed', { error: err.message }),
+    const opened = openHostDevices(
+      config.tun,
+      (err) => log.error('packet device failed', { error: err.message }),
+      { lanInterface: lanIf },
     );
     if (opened.createdTun)
       log.warn(
@@ -123,7 +138,6 @@ export function openAgentDevices(
     devices.tunnelIn.close();
     devices.tunnelOut.close();
   });
-  const lanIf = interfaceOf(config.lanAddress);
   const lanMtu = opts.lanMtu ?? (lanIf !== undefined ? interfaceMtu(lanIf) : undefined) ?? DEFAULT_LAN_MTU;
   if (tunMtu + 20 > lanMtu)
     log.warn(
