@@ -26,7 +26,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { pseudoRandomBytes, readStatus } from '../../test/helpers/distnat.ts';
+import { findTable, pseudoRandomBytes, readStatus } from '../../test/helpers/distnat.ts';
 import type { HostNode } from '../../test/helpers/distnat.ts';
 import {
   readPeerStatus,
@@ -114,7 +114,7 @@ async function leaseChurn(bed: BenchTestbed, churn: Churn, stop: () => boolean):
  */
 function recovered(s: DaemonStatus, oldIkePort: string | undefined): boolean {
   const port = /^UDP [\d.]+:(\d+)/.exec(String(s.summary['ike']))?.[1];
-  const kinds = new Set(tableRows(s, 'Leased blocks').map((r) => r[0]));
+  const kinds = new Set(findTable(s, 'Leased blocks').rows.map((r) => r[0]));
   return (
     s.summary['forwarding'] === 'yes' &&
     kinds.has('port') &&
@@ -258,6 +258,7 @@ async function main(): Promise<number> {
             .take(() => withdrawAndRecover(b, host))
             .catch((e: Error) => {
               problems.push(`${host} at ${elapsed().toFixed(0)} s: ${e.message}`);
+              log(`PROBLEM: ${problems.at(-1)!}`);
               return undefined;
             });
           if (w === undefined) continue;
@@ -269,7 +270,7 @@ async function main(): Promise<number> {
             recoverySeconds: w.recoverySeconds,
           });
           log(
-            `withdrew ${host}'s ${KIND} blocks (${w.revoked} certificates revoked); new IKE port and child SA after ${w.recoverySeconds.toFixed(1)} s`,
+            `withdrew ${host}'s ${KIND} blocks (${w.revoked} certificates revoked); recovered after ${w.recoverySeconds.toFixed(1)} s`,
           );
         }
       }
