@@ -3,7 +3,8 @@
  * every daemon for growth (docs/soak.md). Root; makes its own testbed
  * `bn<pid>-` and always removes it.
  *
- *   npm run soak -- [--minutes 30] [--interval 10] [--withdraw-kind port|spi|all] [--out DIR]
+ *   npm run soak -- [--minutes 30] [--interval 10] [--withdraw-kind spi|port|all] [--out DIR]
+ *   npm run soak -- --report DIR     verdicts and picture again from DIR's CSV
  *
  * Daemons: the router with its local CA, both host agents with IKE (each
  * initiates a child SA with the server, rekeyed by volume every few rounds),
@@ -22,7 +23,7 @@
  * directory under /tmp), prints the summary as JSON on stdout, and exits 1
  * when a daemon grew, a TCP transfer failed, or a daemon stopped.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -43,7 +44,7 @@ import type { Background } from '../../test/helpers/process.ts';
 import type { Testbed } from '../../test/helpers/testbed.ts';
 import { waitForStatus, type DaemonStatus } from '../lib/testbed/status.ts';
 import { TOPOLOGY } from '../lib/topology.ts';
-import { growth, plot, writeCsv, type Growth, type Sample } from './lib/soak-report.ts';
+import { growth, plot, readCsv, writeCsv, type Growth, type Sample } from './lib/soak-report.ts';
 import { probeEnv, sampleDaemon, type SoakDaemon } from './lib/soak-sample.ts';
 import { newTally, runTraffic, Turns, type TrafficTally } from './lib/soak-traffic.ts';
 import { BenchTestbed, sweepStale } from './lib/testbed.ts';
@@ -54,6 +55,7 @@ const { values } = parseArgs({
     interval: { type: 'string', default: '10' },
     'withdraw-kind': { type: 'string', default: 'spi' },
     out: { type: 'string' },
+    report: { type: 'string' },
   },
 });
 const MINUTES = Number(values.minutes);
@@ -64,7 +66,6 @@ if (!(INTERVAL_S >= 1)) throw new Error(`--interval ${values.interval}: at least
 if (KIND !== 'port' && KIND !== 'spi' && KIND !== 'all')
   throw new Error(`--withdraw-kind ${KIND}: port, spi or all`);
 const OUT = values.out ?? join(tmpdir(), `distnat-soak-${new Date().toISOString().replace(/[:.]/g, '-')}`);
-mkdirSync(OUT, { recursive: true });
 
 const log = (line: string): void => console.error(`[soak ${new Date().toISOString().slice(11, 19)}] ${line}`);
 const HOSTS: readonly HostNode[] = ['h1', 'h2'];
@@ -146,7 +147,33 @@ async function withdrawAndRecover(
   return { t: t0 / 1000, revoked: revoked.length, recoverySeconds: (Date.now() - t0) / 1000 };
 }
 
+/** --report DIR: the verdicts and the picture again, from a run's CSV and summary (after a change of limits or plot). */
+async function report(dir: string): Promise<number> {
+  const summary = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as {
+    minutes: number;
+    withdrawals: { t: number }[];
+    growth: unknown;
+    grew: string[];
+  };
+  const samples = readCsv(join(dir, 'soak.csv'));
+  const grew = growth(samples, summary.minutes * 60);
+  await plot(
+    dir,
+    samples,
+    summary.withdrawals.map((w) => w.t),
+  );
+  summary.growth = grew.map((g) => ({ ...g, slopePerMinute: Number(g.slopePerMinute.toFixed(3)) }));
+  summary.grew = grew.filter((g) => g.grew).map((g) => `${g.daemon} ${g.metric}`);
+  writeFileSync(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  for (const g of grew)
+    log(
+      `${g.daemon.padEnd(6)} ${g.metric.padEnd(13)} ${g.slopePerMinute.toFixed(1).padStart(12)}/min (limit ${g.limit}) ${g.grew ? 'GREW' : 'flat'}`,
+    );
+  return summary.grew.length === 0 ? 0 : 1;
+}
+
 async function main(): Promise<number> {
+  mkdirSync(OUT, { recursive: true });
   const swept = await sweepStale();
   if (swept.length > 0) log(`removed testbeds left by killed runs: ${swept.join(' ')}`);
   const bed = new BenchTestbed();
@@ -306,7 +333,7 @@ async function main(): Promise<number> {
       samples,
       withdrawals.map((w) => w.t),
     );
-    const grew = growth(samples);
+    const grew = growth(samples, MINUTES * 60);
     const tcpFailures = HOSTS.reduce((n, h) => n + tallies[h].tcpFailures + tallies[h].curlFailures, 0);
     const summary = {
       minutes: MINUTES,
@@ -346,4 +373,4 @@ async function main(): Promise<number> {
   }
 }
 
-process.exitCode = await main();
+process.exitCode = values.report !== undefined ? await report(values.report) : await main();

@@ -9,7 +9,7 @@
  * SHORT_RUN_LIMITS for a short run; their reasons are written there and in
  * docs/soak.md).
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe as describeResult, run } from '../../../test/helpers/process.ts';
 import { isDropCounter, type DaemonSample } from './soak-sample.ts';
@@ -90,10 +90,16 @@ export function slope(points: readonly { x: number; y: number }[]): number {
   return den === 0 ? 0 : num / den;
 }
 
-export function growth(samples: readonly Sample[]): Growth[] {
-  if (samples.length === 0) return [];
-  const end = samples.at(-1)!.t;
-  const half = samples.filter((s) => s.t >= end / 2);
+/**
+ * The verdicts for a run of `seconds`. Samples after it (the last one, once
+ * the traffic has stopped) are left out: a quiet daemon is smaller, and the
+ * line would tilt down.
+ */
+export function growth(samples: readonly Sample[], seconds: number): Growth[] {
+  const during = samples.filter((s) => s.t <= seconds);
+  if (during.length === 0) return [];
+  const end = during.at(-1)!.t;
+  const half = during.filter((s) => s.t >= end / 2);
   const limits = end >= STEADY_MINUTES * 60 ? GROWTH_LIMITS : SHORT_RUN_LIMITS;
   const out: Growth[] = [];
   for (const daemon of Object.keys(samples[0]!.daemons))
@@ -132,6 +138,39 @@ export function writeCsv(file: string, samples: readonly Sample[]): void {
     for (const [e, v] of Object.entries(s.events)) rows.push(`${t},traffic,${e},${v}`);
   }
   writeFileSync(file, `${rows.join('\n')}\n`);
+}
+
+/** The samples of a CSV that writeCsv wrote. */
+export function readCsv(file: string): Sample[] {
+  const byTime = new Map<string, Sample>();
+  const fields: Record<string, keyof DaemonSample> = {
+    rss_bytes: 'rssBytes',
+    heap_used_bytes: 'heapUsedBytes',
+    heap_total_bytes: 'heapTotalBytes',
+    external_bytes: 'externalBytes',
+    open_fds: 'openFds',
+  };
+  for (const line of readFileSync(file, 'utf8').trim().split('\n').slice(1)) {
+    const [t, source, metric, text] = line.split(',') as [string, string, string, string];
+    const value = Number(text);
+    let s = byTime.get(t);
+    if (s === undefined) byTime.set(t, (s = { t: Number(t), daemons: {}, events: {} }));
+    if (source === 'traffic') {
+      s.events[metric] = value;
+      continue;
+    }
+    const d = (s.daemons[source] ??= {
+      rssBytes: 0,
+      heapUsedBytes: 0,
+      heapTotalBytes: 0,
+      externalBytes: 0,
+      openFds: 0,
+      counters: {},
+    });
+    if (metric.startsWith('counter:')) d.counters[metric.slice('counter:'.length)] = value;
+    else if (fields[metric] !== undefined) (d[fields[metric]] as number) = value;
+  }
+  return [...byTime.values()];
 }
 
 const MIB = 1024 * 1024;
@@ -174,7 +213,8 @@ export async function plot(
     `set output '${svg}'`,
     `set multiplot layout 2,2 title 'distnat soak (dashed lines: withdrawals)'`,
     `set xlabel 'minutes'`,
-    `set key top left`,
+    `set key top left horizontal`,
+    `set offsets 0, 0, graph 0.15, 0`,
     `set grid`,
     ...marks,
     ...panel('resident set (MiB)', 2),
