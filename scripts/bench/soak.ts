@@ -110,19 +110,26 @@ async function leaseChurn(bed: BenchTestbed, churn: Churn, stop: () => boolean):
 /**
  * Whether the host has recovered from a withdrawal: it holds blocks of both
  * kinds again and forwards, IKE runs (on a new port, when its port went with
- * the withdrawn blocks) and has a child SA. That its traffic flows again is
- * shown by its next rounds, which the TCP failure count covers.
+ * the withdrawn blocks), and it has child SAs, every one of whose inbound
+ * SPIs lies in an SPI block it holds now: the router forwards ESP only to
+ * the SPIs of a leased block, so until then ESP to the host is dropped. That
+ * its traffic flows again is shown by its next rounds, which the TCP failure
+ * count covers.
  */
 function recovered(s: DaemonStatus, oldIkePort: string | undefined): boolean {
   const port = /^UDP [\d.]+:(\d+)/.exec(String(s.summary['ike']))?.[1];
-  const kinds = new Set(findTable(s, 'Leased blocks').rows.map((r) => r[0]));
+  const leased = findTable(s, 'Leased blocks').rows;
+  const spiBlocks = leased
+    .filter((r) => r[0] === 'spi')
+    .map((r) => String(r[1]).split('-').map(Number) as [number, number]);
+  const children = tableRows(s, 'Child SAs (ESP)').map((r) => Number(r[0]));
   return (
     s.summary['forwarding'] === 'yes' &&
-    kinds.has('port') &&
-    kinds.has('spi') &&
+    leased.some((r) => r[0] === 'port') &&
     port !== undefined &&
     (KIND === 'spi' || port !== oldIkePort) &&
-    tableRows(s, 'Child SAs (ESP)').length > 0
+    children.length > 0 &&
+    children.every((spi) => spiBlocks.some(([first, last]) => spi >= first && spi <= last))
   );
 }
 
@@ -139,7 +146,7 @@ async function withdrawAndRecover(
   const t0 = Date.now();
   const revoked = await withdraw(b, TOPOLOGY[host].lan, KIND as 'port' | 'spi' | 'all');
   await waitForStatus(
-    `${host} to recover from the withdrawal (blocks, IKE and a child SA again)`,
+    `${host} to recover from the withdrawal (blocks, IKE, child SAs on SPIs it holds)`,
     () => readStatus(b, host),
     (s) => recovered(s, oldIkePort),
     RECOVERY_LIMIT_S * 1000,
