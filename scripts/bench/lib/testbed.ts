@@ -71,6 +71,11 @@ export class BenchTestbed {
     return this.bed.layout;
   }
 
+  /** The tests' testbed underneath, for the test helpers that take one (test/helpers/ike.ts, pap.ts). */
+  get testbed(): Testbed {
+    return this.bed;
+  }
+
   /** A directory for this run's files, removed by down(). */
   get scratchDir(): string {
     return this.bed.scratchDir;
