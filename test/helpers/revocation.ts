@@ -5,6 +5,7 @@
  * server with a chosen SPI, and the ESP a router capture holds, by SPI and
  * time.
  */
+import { expect } from 'vitest';
 import { PYTHON, readPcapng, ipv4Of, writeScript } from './distnat.ts';
 import type { DaemonStatus, HostNode } from './distnat.ts';
 import { describe as describeResult } from './process.ts';
@@ -129,4 +130,43 @@ export function describeSeen(seen: readonly SeenEsp[]): string {
     by.set(k, e);
   }
   return [...by].map(([k, e]) => `${k} x${e.n} (last ${e.last.toFixed(3)})`).join('; ');
+}
+
+/**
+ * What the router's captures must show around a withdrawal of `oldBlock`:
+ * the old SA at work before (so the silence after means something), none of
+ * its ESP after, neither out on the WAN nor tunnelled to the host, the ESP
+ * injected to the old SPI seen on the WAN (`injected` datagrams at least)
+ * and no further, and the new SA carrying the traffic both ways.
+ */
+export function expectWithdrawnSaSilent(
+  captures: { wan: string; lan: string },
+  sas: { old: { in: number; out: number }; fresh: { in: number; out: number } },
+  oldBlock: Block,
+  withdrawnAt: number,
+  injected: number,
+): void {
+  const shared = TOPOLOGY.shared;
+  const { old, fresh } = sas;
+  const wanEsp = espInCapture(captures.wan);
+  const lanEsp = espInCapture(captures.lan);
+  const oldOut = wanEsp.filter((s) => s.src === shared && s.spi === old.out);
+  const oldIn = lanEsp.filter((s) => s.dst === shared && inBlock(s.spi, oldBlock));
+  const seen = `WAN: ${describeSeen(wanEsp)}\nLAN: ${describeSeen(lanEsp)}\nwithdrawn at ${withdrawnAt.toFixed(3)}`;
+  expect(oldOut.filter((s) => s.time < withdrawnAt).length, seen).toBeGreaterThan(10);
+  expect(oldIn.filter((s) => s.time < withdrawnAt).length, seen).toBeGreaterThan(10);
+  expect(
+    oldOut.filter((s) => s.time >= withdrawnAt),
+    seen,
+  ).toEqual([]);
+  expect(
+    oldIn.filter((s) => s.time >= withdrawnAt),
+    seen,
+  ).toEqual([]);
+  expect(
+    wanEsp.filter((s) => s.dst === shared && s.spi === old.in && s.time >= withdrawnAt).length,
+    seen,
+  ).toBeGreaterThanOrEqual(injected);
+  expect(wanEsp.filter((s) => s.src === shared && s.spi === fresh.out).length, seen).toBeGreaterThan(10);
+  expect(lanEsp.filter((s) => s.spi === fresh.in).length, seen).toBeGreaterThan(10);
 }

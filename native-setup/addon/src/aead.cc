@@ -26,6 +26,7 @@
 
 #include <cstring>
 
+#include "esp-call.h"
 #include "layout.h"
 #include "modules.h"
 #include "util.h"
@@ -113,36 +114,17 @@ struct Packet {
 };
 
 bool ReadPacket(napi_env env, napi_callback_info info, Packet* p) {
-  size_t argc = 5;
-  napi_value argv[5], self;
-  if (napi_get_cb_info(env, info, &argc, argv, &self, nullptr) != napi_ok || argc < 5) return false;
-  void* g = nullptr;
-  if (napi_unwrap(env, self, &g) != napi_ok || g == nullptr) return false;
-  p->g = static_cast<Gcm*>(g);
+  EspCallArgs a;
+  if (!ReadEspCallArgs(env, info, &a)) return false;
+  p->g = static_cast<Gcm*>(a.context);
   if (p->g->enc == nullptr) return false;  // closed
-  size_t len = 0;
-  void* data = nullptr;
-  bool is_typed = false;
-  napi_is_typedarray(env, argv[0], &is_typed);
-  if (is_typed) {
-    napi_typedarray_type type;
-    if (napi_get_typedarray_info(env, argv[0], &type, &len, &data, nullptr, nullptr) != napi_ok ||
-        type != napi_uint8_array)
-      return false;
-  } else if (napi_get_arraybuffer_info(env, argv[0], &data, &len) != napi_ok) {
-    return false;
-  }
-  int32_t esp, iv_end, end;
-  if (napi_get_value_int32(env, argv[1], &esp) != napi_ok ||
-      napi_get_value_int32(env, argv[2], &iv_end) != napi_ok ||
-      napi_get_value_int32(env, argv[3], &end) != napi_ok ||
-      napi_get_value_int64(env, argv[4], &p->seq_high) != napi_ok)
-    return false;
+  const int32_t esp = a.esp, iv_end = a.iv_end, end = a.end;
+  p->seq_high = a.seq_high;
   // SPI + Seq + IV before ivEnd, the ICV after end, all inside the buffer.
   if (esp < 0 || static_cast<int64_t>(iv_end) < static_cast<int64_t>(esp) + 8 + static_cast<int64_t>(kIvLen) || end < iv_end ||
-      static_cast<size_t>(end) + kIcvLen > len || p->seq_high > 0xffffffffLL)
+      static_cast<size_t>(end) + kIcvLen > a.length || p->seq_high > 0xffffffffLL)
     return false;
-  p->buf = static_cast<uint8_t*>(data);
+  p->buf = a.buf;
   p->esp = static_cast<size_t>(esp);
   p->iv_end = static_cast<size_t>(iv_end);
   p->end = static_cast<size_t>(end);

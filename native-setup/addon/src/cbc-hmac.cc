@@ -35,6 +35,7 @@
 
 #include <cstring>
 
+#include "esp-call.h"
 #include "hmac-state.h"
 #include "layout.h"
 #include "modules.h"
@@ -136,37 +137,19 @@ struct Packet {
 };
 
 bool ReadPacket(napi_env env, napi_callback_info info, Packet* p) {
-  size_t argc = 5;
-  napi_value argv[5], self;
-  if (napi_get_cb_info(env, info, &argc, argv, &self, nullptr) != napi_ok || argc < 5) return false;
-  void* c = nullptr;
-  if (napi_unwrap(env, self, &c) != napi_ok || c == nullptr) return false;
-  p->c = static_cast<CbcHmac*>(c);
+  EspCallArgs a;
+  if (!ReadEspCallArgs(env, info, &a)) return false;
+  p->c = static_cast<CbcHmac*>(a.context);
   if (p->c->enc == nullptr) return false;  // closed
-  size_t len = 0;
-  void* data = nullptr;
-  bool is_typed = false;
-  napi_is_typedarray(env, argv[0], &is_typed);
-  if (is_typed) {
-    napi_typedarray_type type;
-    if (napi_get_typedarray_info(env, argv[0], &type, &len, &data, nullptr, nullptr) != napi_ok ||
-        type != napi_uint8_array)
-      return false;
-  } else if (napi_get_arraybuffer_info(env, argv[0], &data, &len) != napi_ok) {
-    return false;
-  }
-  int32_t esp, iv_end, end;
-  if (napi_get_value_int32(env, argv[1], &esp) != napi_ok || napi_get_value_int32(env, argv[2], &iv_end) != napi_ok ||
-      napi_get_value_int32(env, argv[3], &end) != napi_ok ||
-      napi_get_value_int64(env, argv[4], &p->seq_high) != napi_ok)
-    return false;
+  const int32_t esp = a.esp, iv_end = a.iv_end, end = a.end;
+  p->seq_high = a.seq_high;
   // SPI + Seq + IV before ivEnd, whole blocks after it, the ICV after end,
   // all inside the buffer.
   if (esp < 0 || static_cast<int64_t>(iv_end) < static_cast<int64_t>(esp) + 8 + static_cast<int64_t>(kIvLen) ||
-      end <= iv_end || (end - iv_end) % kIvLen != 0 || static_cast<size_t>(end) + p->c->mac.icv_len() > len ||
+      end <= iv_end || (end - iv_end) % kIvLen != 0 || static_cast<size_t>(end) + p->c->mac.icv_len() > a.length ||
       p->seq_high > 0xffffffffLL)
     return false;
-  p->buf = static_cast<uint8_t*>(data);
+  p->buf = a.buf;
   p->esp = static_cast<size_t>(esp);
   p->iv_end = static_cast<size_t>(iv_end);
   p->end = static_cast<size_t>(end);
