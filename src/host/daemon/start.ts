@@ -139,7 +139,8 @@ export async function startHost(
 
   // Everything opened so far, closed in reverse if a later step fails.
   const undo: (() => void)[] = [];
-  const unwind = (): void => runUndo(undo);
+  const unwind = (): void =>
+    runUndo(undo, (e) => log.warn('a step of the set-up could not be undone', { error: e.message }));
   try {
     const { tun, tunnelIn, tunnelOut, tunMtu, lanMtu, io } = openAgentDevices(config, opts, log, undo);
 

@@ -125,7 +125,8 @@ export async function startPeer(o: PeerOptions, log: Logger): Promise<Peer> {
   const { engine, source } = initialEngine(o);
   const spd = engine.spd;
   const undo: (() => void)[] = [];
-  const unwind = (): void => runUndo(undo);
+  const unwind = (): void =>
+    runUndo(undo, (e) => log.warn('a step of the set-up could not be undone', { error: e.message }));
   try {
     let devices = o.devices;
     if (devices === undefined) {
