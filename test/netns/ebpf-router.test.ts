@@ -268,7 +268,8 @@ wan([
       'server',
       `wan([IP(src=SERVER, dst=S, ttl=50, tos=0x10)/UDP(sport=9, dport=${h1Port})/Raw(b'back to h1, seen')])`,
     );
-    await out.stop({ packets: 6 });
+    // On the server's WAN: h1's four forwarded, and the server's own three.
+    await out.stop({ packets: 7 });
     await sent.stop({ packets: 4 });
     await back.stop({ packets: 1 });
 
