@@ -109,14 +109,20 @@ export function growth(samples: readonly Sample[], seconds: number): Growth[] {
         .map((s) => ({ x: s.t / 60, y: s.daemons[daemon]![metric] }));
       const perMinute = slope(points);
       const limit = limits[metric];
+      const first = points[0]?.y ?? NaN;
+      const last = points.at(-1)?.y ?? NaN;
       out.push({
         daemon,
         metric,
         slopePerMinute: perMinute,
         limit,
-        first: points[0]?.y ?? NaN,
-        last: points.at(-1)?.y ?? NaN,
-        grew: perMinute > limit,
+        first,
+        last,
+        // Descriptors come and go with control connections and traffic: a
+        // sample taken during a withdrawal tilts a short run's line without
+        // any leak. A lost descriptor stays, so the window must also end above
+        // where it began.
+        grew: perMinute > limit && (metric !== 'openFds' || last > first),
       });
     }
   return out;
