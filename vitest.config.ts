@@ -11,14 +11,13 @@ import { defineConfig } from 'vitest/config';
 /**
  * Long namespace tests whose testbeds have names of their own (see the
  * netns-beside project): the lease timers and state loss, which mostly wait
- * on real lease clocks, and the malformed-packet run, which makes its own
- * `bn<pid>-` testbed through scripts/bench. The soak stays in the namespace
- * queue: it judges the daemons' memory, which the unit tests' load beside it
- * tilts.
+ * on real lease clocks, and the soak and the malformed-packet run, which make
+ * their own `bn<pid>-` testbed through scripts/bench.
  */
 const BESIDE_TESTS = [
   'test/netns/pap-lease-timers.test.ts',
   'test/netns/pap-state-loss.test.ts',
+  'test/netns/soak.test.ts',
   'test/netns/malformed-volume.test.ts',
 ];
 
@@ -67,10 +66,10 @@ export default defineConfig({
       },
       {
         // The lease timers with real clocks spend minutes waiting out leases,
-        // hold-offs and RFC 6888's 120 s quarantine, with little to do. They
-        // build testbeds under names of their own, so they run beside the unit
-        // tests (SHARED_WORKERS) instead of adding their minutes to the
-        // one-at-a-time namespace queue.
+        // hold-offs and RFC 6888's 120 s quarantine, with little to do; the
+        // soak runs for two minutes. They build testbeds under names of their
+        // own, so they run beside the unit tests (SHARED_WORKERS) instead of
+        // adding their minutes to the one-at-a-time namespace queue.
         test: {
           name: 'netns-beside',
           include: BESIDE_TESTS,
