@@ -6,11 +6,13 @@
  * time.
  */
 import { expect } from 'vitest';
-import { PYTHON, readPcapng, ipv4Of, writeScript } from './distnat.ts';
+import { PYTHON, readPcapng, ipv4Of, readStatus, writeScript } from './distnat.ts';
 import type { DaemonStatus, HostNode } from './distnat.ts';
-import { describe as describeResult } from './process.ts';
+import { describe as describeResult, waitUntil } from './process.ts';
 import type { Background } from './process.ts';
-import { tableRows } from './ike.ts';
+import type { Capture } from './capture.ts';
+import type { HttpServer } from './servers.ts';
+import { tableRows, withdraw } from './ike.ts';
 import { TOPOLOGY } from './testbed.ts';
 import type { Testbed } from './testbed.ts';
 
@@ -169,4 +171,32 @@ export function expectWithdrawnSaSilent(
   ).toBeGreaterThanOrEqual(injected);
   expect(wanEsp.filter((s) => s.src === shared && s.spi === fresh.out).length, seen).toBeGreaterThan(10);
   expect(lanEsp.filter((s) => s.spi === fresh.in).length, seen).toBeGreaterThan(10);
+}
+
+/**
+ * h1 downloads `file` from the server in a loop through its SA while the
+ * router's WAN and LAN are captured; once the SA has carried traffic, h1's
+ * SPI block is withdrawn (the CRL names `serial`). The caller stops the loop
+ * and the captures.
+ */
+export async function withdrawUnderTraffic(
+  bed: Testbed,
+  file: Buffer,
+  serial: string,
+): Promise<{ http: HttpServer; loop: Background; wan: Capture; lan: Capture; withdrawnAt: number }> {
+  const server = TOPOLOGY.server.wan;
+  const h1 = TOPOLOGY.h1.lan;
+  const http = await bed.httpServer('server', { files: { 'file.bin': file } });
+  const wan = await bed.capture('router', TOPOLOGY.wanIf, { filter: `host ${server}` });
+  const lan = await bed.capture('router', TOPOLOGY.lanIf, { filter: `host ${h1}` });
+  const loop = trafficLoop(bed, 'h1', http.url(server, 'file.bin'));
+  const accepted = async (): Promise<number> =>
+    (await readStatus(bed, 'h1')).counters['ipsec.inbound.accepted'] ?? 0;
+  const start = await accepted();
+  await waitUntil('traffic on the SA', async () => (await accepted()) > start + 100, {
+    timeoutMs: 20_000,
+    intervalMs: 100,
+  });
+  expect(await withdraw(bed, h1, 'spi')).toContain(serial);
+  return { http, loop, wan, lan, withdrawnAt: Date.now() / 1000 };
 }

@@ -31,7 +31,6 @@ import {
   startIkeHost,
   testbedPki,
   waitForChildSas,
-  withdraw,
 } from '../helpers/ike.ts';
 import { startRouter } from '../helpers/ipsec.ts';
 import { waitUntil } from '../helpers/process.ts';
@@ -41,7 +40,7 @@ import {
   sendEspFromServer,
   expectWithdrawnSaSilent,
   spiBlockOf,
-  trafficLoop,
+  withdrawUnderTraffic,
 } from '../helpers/revocation.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
@@ -123,20 +122,7 @@ describe.skipIf(!HAVE_CHARON)(
         const ikePort = await hostIkePort(b, 'h1');
         const cert = saveHostIdentity(b, 'h1');
 
-        const http = await b.httpServer('server', { files: { 'file.bin': FILE } });
-        const wan = await b.capture('router', TOPOLOGY.wanIf, { filter: `host ${SERVER}` });
-        const lan = await b.capture('router', TOPOLOGY.lanIf, { filter: `host ${H1}` });
-        const loop = trafficLoop(b, 'h1', http.url(SERVER, 'file.bin'));
-        const start = await readStatus(b, 'h1');
-        await waitUntil(
-          'traffic on the SA',
-          async () =>
-            c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') > c(start, 'ipsec.inbound.accepted') + 100,
-          { timeoutMs: 20_000, intervalMs: 100 },
-        );
-
-        expect(await withdraw(b, H1, 'spi')).toContain(cert.serial);
-        const withdrawnAt = Date.now() / 1000;
+        const { http, loop, wan, lan, withdrawnAt } = await withdrawUnderTraffic(b, FILE, cert.serial);
 
         // (a) charon was told, and its old SA is gone.
         await waitUntil(

@@ -29,7 +29,6 @@ import {
   startIkeRouter,
   tableRows,
   waitForChildSas,
-  withdraw,
 } from '../helpers/ike.ts';
 import { waitUntil } from '../helpers/process.ts';
 import {
@@ -38,7 +37,7 @@ import {
   sendEspFromServer,
   expectWithdrawnSaSilent,
   spiBlockOf,
-  trafficLoop,
+  withdrawUnderTraffic,
 } from '../helpers/revocation.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
@@ -66,20 +65,7 @@ describe('distnat withdraw reaches the SAs that are up (distnat peer, eBPF data 
       expect(inBlock(old!.in, oldBlock)).toBe(true);
       const identity = saveHostIdentity(b, 'h1');
 
-      const http = await b.httpServer('server', { files: { 'file.bin': FILE } });
-      const wan = await b.capture('router', TOPOLOGY.wanIf, { filter: `host ${SERVER}` });
-      const lan = await b.capture('router', TOPOLOGY.lanIf, { filter: `host ${H1}` });
-      const loop = trafficLoop(b, 'h1', http.url(SERVER, 'file.bin'));
-      const start = await readStatus(b, 'h1');
-      await waitUntil(
-        'traffic on the SA',
-        async () =>
-          c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') > c(start, 'ipsec.inbound.accepted') + 100,
-        { timeoutMs: 20_000, intervalMs: 100 },
-      );
-
-      expect(await withdraw(b, H1, 'spi')).toContain(identity.serial);
-      const withdrawnAt = Date.now() / 1000;
+      const { http, loop, wan, lan, withdrawnAt } = await withdrawUnderTraffic(b, FILE, identity.serial);
 
       // (a) h1 deleted its IKE SA with the peer, and said so.
       await waitUntil(
