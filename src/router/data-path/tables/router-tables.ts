@@ -20,11 +20,13 @@ export interface OwnedBlock {
 /**
  * A second per-value index that must never know an owner LeaseOwnership
  * does not (the eBPF fast path's maps). It hears a block after the index
- * accepted it and before the index lets it go.
+ * accepted it and before the index lets it go, and is given the withdrawn
+ * SPI ranges whole after every change to them, before the change returns.
  */
 export interface OwnershipMirror {
   onLeaseAdded(block: OwnedBlock): unknown;
   onLeaseRemoved(block: OwnedBlock): unknown;
+  onSpisWithdrawn?(ranges: readonly { first: number; end: number }[]): unknown;
 }
 
 export interface RouterTablesOptions {
@@ -67,12 +69,14 @@ export class RouterTables {
     this.#mirror = mirror;
     if (mirror === undefined) return;
     for (const block of this.ownership.blocks()) mirror.onLeaseAdded(block);
+    if (this.withdrawnSpis.size > 0) mirror.onSpisWithdrawn?.(this.withdrawnSpis.ranges());
   }
 
   /** Enters a leased block. Returns what happened (the listener contract ignores it; the log and tests use it). */
   onLeaseAdded(lease: LeasedBlock): OwnershipChange {
     const change = this.ownership.onLeaseAdded(lease);
-    if (change === 'added' && lease.kind === 'spi') this.withdrawnSpis.clear(lease);
+    if (change === 'added' && lease.kind === 'spi' && this.withdrawnSpis.clear(lease))
+      this.#withdrawnChanged();
     if (change === 'added' && this.#mirror !== undefined) this.#mirror.onLeaseAdded(owned(lease));
     return change;
   }
@@ -86,7 +90,10 @@ export class RouterTables {
     if (this.#mirror !== undefined) this.#mirror.onLeaseRemoved(owned(lease));
     const change = this.ownership.onLeaseRemoved(lease);
     if (change !== 'removed') return change;
-    if (withdrawn && lease.kind === 'spi') this.withdrawnSpis.add(lease);
+    if (withdrawn && lease.kind === 'spi') {
+      this.withdrawnSpis.add(lease);
+      this.#withdrawnChanged();
+    }
     const own = this.ownership;
     // The event names the host as text; the tables key it as a number, which
     // a removal that took something away proves it has.
@@ -95,6 +102,10 @@ export class RouterTables {
     // A host with nothing left has no datagram in flight worth finishing.
     if (!own.holds(host)) this.fragments.forgetOwner(host);
     return change;
+  }
+
+  #withdrawnChanged(): void {
+    this.#mirror?.onSpisWithdrawn?.(this.withdrawnSpis.ranges());
   }
 }
 
