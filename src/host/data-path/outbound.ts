@@ -177,7 +177,9 @@ export class HostOutbound {
       }
     } else if (firstFragment && (protocol === TCP || protocol === UDP)) {
       if (l4 + PORTS > end) return 'not-translatable';
-      if (!o.leases.isLeased(u16(buf, l4 + SRC_PORT))) return 'unleased-port';
+      // A service port outlives its lease briefly: IKE's Deletes after a withdrawal (host-ike.ts).
+      const port = u16(buf, l4 + SRC_PORT);
+      if (!o.leases.isLeased(port) && o.servicePorts?.has(port) !== true) return 'unleased-port';
     } else if (protocol === ICMP && icmpNeedsTranslation(buf, l4, end)) {
       const outcome = o.translator.outbound(buf, off, l4, end, now);
       if (!passes(outcome)) return dropOf(outcome);
