@@ -18,13 +18,18 @@
  *     ESP sent to a withdrawn SPI afterwards is `spi-withdrawn`;
  * (c) h1 starts IKE over on a port of its new blocks, makes a new SA, its
  *     inbound SPI from the new SPI block, and the traffic goes over that.
+ * Then, on the new SA, `--kind port`: h1 keeps its SPI block, loses its
+ * ports; the peer hears the Delete from the old IKE port all the same, h1
+ * starts over from a new port with a child SA from the SPI block it kept,
+ * and none of the old SA's ESP leaves on the WAN afterwards.
+ *
  * Without the router's drain the Delete is `spoofed-port` and (a) fails;
  * without the host keeping its old IKE socket (and port) a moment, it never
  * reaches the router.
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { daemonLogs, pseudoRandomBytes, readStatus, sha256, sha256File } from '../helpers/distnat.ts';
+import { pseudoRandomBytes, readStatus, sha256, sha256File } from '../helpers/distnat.ts';
 import type { DaemonStatus } from '../helpers/distnat.ts';
 import {
   hostIkePort,
@@ -40,6 +45,8 @@ import { startRouter } from '../helpers/ipsec.ts';
 import { waitUntil } from '../helpers/process.ts';
 import {
   childSpis,
+  describeSeen,
+  espInCapture,
   expectWithdrawnSaSilent,
   inBlock,
   sendEspFromServer,
@@ -47,6 +54,7 @@ import {
   udpInCapture,
   withdrawUnderTraffic,
 } from '../helpers/revocation.ts';
+import type { SeenEsp } from '../helpers/revocation.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
 const bed = useTestbed({ daemons: false });
@@ -59,10 +67,15 @@ const PEER_DPD_SECONDS = 60;
 
 const c = (s: DaemonStatus, name: string): number => s.counters[name] ?? 0;
 
+// The peer, for the second case (which goes on from where the first left h1).
+let peerLog = (): string => '';
+let peerRunDir: string | undefined;
+let h1Log = (): string => '';
+const peerDeletes = (): number => peerLog().match(/IKE SA down.*deleted by the peer/g)?.length ?? 0;
+
 describe('distnat withdraw --kind all reaches the SAs that are up (distnat peer, TUN data path)', () => {
   it("the peer hears the Delete from h1's withdrawn IKE port, no ESP of the old SA crosses afterwards, and a new SA carries the traffic", async () => {
     const b = bed();
-    let peerLog = (): string => '';
     try {
       await startRouter(b, [
         '--ca-dir',
@@ -74,8 +87,10 @@ describe('distnat withdraw --kind all reaches the SAs that are up (distnat peer,
       ]);
       const peer = await startIkePeer(b, { dpdSeconds: PEER_DPD_SECONDS });
       peerLog = () => peer.proc.stdout() + peer.proc.stderr();
+      peerRunDir = peer.runDir;
       const peerStatus = (): Promise<DaemonStatus> => readPeerStatus(peer.runDir);
-      await startIkeHost(b, 'h1', { peers: [{ address: SERVER, initiate: true }] });
+      const agent = await startIkeHost(b, 'h1', { peers: [{ address: SERVER, initiate: true }] });
+      h1Log = () => agent.stdout() + agent.stderr();
       const h1 = await waitForChildSas('h1 with a child SA', () => readStatus(b, 'h1'), 1);
       await waitForChildSas('the peer with a child SA', peerStatus, 1);
       const [old] = childSpis(h1);
@@ -152,6 +167,7 @@ describe('distnat withdraw --kind all reaches the SAs that are up (distnat peer,
       await loop.stop();
       await wan.stop();
       await lan.stop();
+      await http.stop();
 
       // (a) on the wire: after the withdrawal, IKE from the old port left on the WAN, and only IKE.
       const fromOldPort = udpInCapture(wan.file).filter(
@@ -173,7 +189,94 @@ describe('distnat withdraw --kind all reaches the SAs that are up (distnat peer,
       );
     } catch (e) {
       throw new Error(
-        `${(e as Error).message}\n--- peer\n${peerLog().split('\n').slice(-20).join('\n')}\n${daemonLogs(b, 30)}`,
+        `${(e as Error).message}\n--- peer\n${peerLog().split('\n').slice(-20).join('\n')}\n--- h1\n${h1Log().split('\n').slice(-40).join('\n')}`,
+      );
+    }
+  }, 150_000);
+  it('with --kind port (the SPI block kept), the peer hears the Delete from the withdrawn IKE port too, and h1 carries on from a new port', async () => {
+    const b = bed();
+    try {
+      if (peerRunDir === undefined) throw new Error('the peer is not running (the case before failed early)');
+      const runDir = peerRunDir;
+      const peerStatus = (): Promise<DaemonStatus> => readPeerStatus(runDir);
+      const h1 = await waitForChildSas('h1 with a child SA', () => readStatus(b, 'h1'), 1);
+      const [old] = childSpis(h1);
+      const router = await readStatus(b, 'router');
+      const spiBlock = spiBlockOf(router, H1)!;
+      const oldIkePort = await hostIkePort(b, 'h1');
+      const identity = saveHostIdentity(b, 'h1');
+      const deletesBefore = peerDeletes();
+
+      const { http, loop, wan, lan, withdrawnAt } = await withdrawUnderTraffic(
+        b,
+        FILE,
+        identity.serial,
+        'port',
+      );
+
+      await waitUntil('the peer hearing the Delete', () => peerDeletes() > deletesBefore, {
+        timeoutMs: 15_000,
+        intervalMs: 100,
+      });
+      expect(peerLog()).not.toMatch(/peer did not answer/);
+      expect(c(await readStatus(b, 'h1'), 'ike.revocation-ike-sas-deleted')).toBe(
+        c(h1, 'ike.revocation-ike-sas-deleted') + 1,
+      );
+      expect(c(await readStatus(b, 'router'), 'traffic.withdrawn-ike-drain')).toBeGreaterThan(
+        c(router, 'traffic.withdrawn-ike-drain'),
+      );
+
+      // A new IKE SA from a port of the new port block; its child SA's SPI from the SPI block h1 kept
+      // (the first free one of it, which may be the old SA's again: told apart by the peer's SPI).
+      let fresh: { in: number; out: number } | undefined;
+      await waitUntil(
+        'a new child SA on h1',
+        async () => {
+          fresh = childSpis(await readStatus(b, 'h1')).find((s) => s.out !== old!.out);
+          return fresh !== undefined;
+        },
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+      expect(spiBlockOf(await readStatus(b, 'router'), H1)).toEqual(spiBlock);
+      expect(inBlock(fresh!.in, spiBlock)).toBe(true);
+      expect(await hostIkePort(b, 'h1')).not.toBe(oldIkePort);
+      const p = await peerStatus();
+      expect(childSpis(p).map((s) => s.out)).toEqual([fresh!.in]);
+      expect(tableRows(p, 'IKE SAs')).toHaveLength(1);
+      const resumed = await readStatus(b, 'h1');
+      await waitUntil(
+        'traffic on the new SA',
+        async () =>
+          c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') > c(resumed, 'ipsec.inbound.accepted') + 100,
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
+      await loop.stop();
+      await wan.stop();
+      await lan.stop();
+      await http.stop();
+
+      // On the WAN after the withdrawal: only IKE from the old port, none of the old SA's ESP, the new SA's.
+      const fromOldPort = udpInCapture(wan.file).filter(
+        (u) => u.src === SHARED && u.sport === oldIkePort && u.time >= withdrawnAt,
+      );
+      const seen = `${JSON.stringify(fromOldPort)}\nwithdrawn at ${withdrawnAt.toFixed(3)}`;
+      expect(fromOldPort.length, seen).toBeGreaterThanOrEqual(1);
+      for (const u of fromOldPort) {
+        expect(u.dst, seen).toBe(SERVER);
+        expect(u.dport === 500 || (u.dport === 4500 && u.firstWord === 0), seen).toBe(true);
+      }
+      const wanEsp = espInCapture(wan.file);
+      const out = (spi: number): SeenEsp[] => wanEsp.filter((e) => e.src === SHARED && e.spi === spi);
+      const esp = describeSeen(wanEsp);
+      expect(out(old!.out).filter((e) => e.time < withdrawnAt).length, esp).toBeGreaterThan(10);
+      expect(
+        out(old!.out).filter((e) => e.time >= withdrawnAt),
+        esp,
+      ).toEqual([]);
+      expect(out(fresh!.out).length, esp).toBeGreaterThan(10);
+    } catch (e) {
+      throw new Error(
+        `${(e as Error).message}\n--- peer\n${peerLog().split('\n').slice(-20).join('\n')}\n--- h1\n${h1Log().split('\n').slice(-40).join('\n')}`,
       );
     }
   }, 150_000);
