@@ -216,7 +216,16 @@ export async function withdrawUnderTraffic(
   file: Buffer,
   serial: string,
   kind: 'spi' | 'port' | 'all' = 'spi',
-): Promise<{ http: HttpServer; loop: Background; wan: Capture; lan: Capture; withdrawnAt: number }> {
+): Promise<{
+  http: HttpServer;
+  loop: Background;
+  wan: Capture;
+  lan: Capture;
+  /** Just before `distnat withdraw` ran: what the host sends in answer can only come after it. */
+  withdrawStartedAt: number;
+  /** Once `distnat withdraw` has returned: the router forwards nothing of the blocks after it. */
+  withdrawnAt: number;
+}> {
   const server = TOPOLOGY.server.wan;
   const h1 = TOPOLOGY.h1.lan;
   const http = await bed.httpServer('server', { files: { 'file.bin': file } });
@@ -230,6 +239,7 @@ export async function withdrawUnderTraffic(
     timeoutMs: 20_000,
     intervalMs: 100,
   });
+  const withdrawStartedAt = Date.now() / 1000;
   expect(await withdraw(bed, h1, kind)).toContain(serial);
-  return { http, loop, wan, lan, withdrawnAt: Date.now() / 1000 };
+  return { http, loop, wan, lan, withdrawStartedAt, withdrawnAt: Date.now() / 1000 };
 }
