@@ -85,6 +85,8 @@ describe('the systemd units', () => {
       expect(one(d, 'EnvironmentFile')).toBe(`/etc/distnat/${role}.env`);
       expect(one(d, 'Restart')).toBe('on-failure');
       expect(one(d, 'KillSignal')).toBe('SIGTERM');
+      // SIGTERM to the daemon alone: systemd would also kill the ip(8) it runs while putting things back.
+      expect(one(d, 'KillMode')).toBe('mixed');
       expect(one(d, 'RestartPreventExitStatus')).toBe('64 78'); // sysexits: usage, config (src/cli/exit-codes.ts)
     });
 
@@ -152,6 +154,11 @@ describe('the systemd units', () => {
       expect(one(d, 'NoNewPrivileges')).toBe('yes');
       // Nothing to re-read: its flags and keying files are read at start.
       expect(d.has('ExecReload')).toBe(false);
+    });
+
+    it('stops by SIGTERM to the daemon alone, which puts its routes back with ip(8)', () => {
+      expect(one(d, 'KillSignal')).toBe('SIGTERM');
+      expect(one(d, 'KillMode')).toBe('mixed');
     });
   });
 
