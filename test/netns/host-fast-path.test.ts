@@ -5,7 +5,8 @@
  *
  * HTTP and UDP through the shared address work, the programs carried most
  * of the packets (their `fastpath.packets.*`) while the agent's own devices
- * read few of them (`io.*`); after `distnat withdraw` nothing from the old
+ * read few of them (`io.*`), and a translated row's timestamp follows what
+ * only the kernel carried; after `distnat withdraw` nothing from the old
  * block is carried by the programs (native: what the stack still sends
  * from it is left to the agent, which drops it; translate: the flow goes
  * on from a port of the new block); SIGTERM leaves no tc filter; with
@@ -17,9 +18,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus, UdpEcho } from '../helpers/distnat.ts';
-import { DISTNAT, hostPortBlocks, PYTHON, startUdpEcho, writeScript } from '../helpers/distnat.ts';
+import { DISTNAT, findTable, hostPortBlocks, PYTHON, startUdpEcho, writeScript } from '../helpers/distnat.ts';
 import type { Background } from '../helpers/process.ts';
-import { waitUntil } from '../helpers/process.ts';
+import { sleep, waitUntil } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
@@ -220,6 +221,19 @@ describe('distnat host with its eBPF fast path', () => {
       expect(delta(before, after, 'io.tunnel-in.rxPackets')).toBeLessThan(r.sent / 10);
       // packets.* counts both paths.
       expect(delta(before, after, 'packets.outbound')).toBeGreaterThanOrEqual(r.sent);
+      if (MODE[node] !== 'translate') return;
+      // The row's idle timer counts what only the kernel carried: a second exchange a while
+      // later, none of it seen by the agent, moves the row's FIG. 11 timestamp.
+      const t0 = Date.now();
+      await sleep(1200);
+      const again = await send(node, port, 5, `${node}-later`);
+      expect(again.answered).toBeGreaterThanOrEqual(4);
+      const later = await status(node);
+      expect(delta(after, later, 'io.tun.rxPackets')).toBe(0);
+      const row = findTable(later, 'Source port translation table').rows.find(
+        (x) => x[0] === port && x[2] === '17 (UDP)',
+      );
+      expect(Number(row?.[3])).toBeGreaterThanOrEqual(t0 + 1000);
     });
 
     it(`${MODE[node]} mode: a 3 MB download over TCP is intact and mostly carried by the programs`, async () => {
