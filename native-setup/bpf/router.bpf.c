@@ -16,7 +16,8 @@
  * fail a check) and everything that is not the tunnel's (PAP, ARP, the
  * router's own traffic). The fast path drops only what the slow path would
  * drop for the same reason without a doubt (not-shared-source,
- * spoofed-port, no-lease), and counts every packet it refuses, by reason.
+ * spoofed-port, no-lease, spi-withdrawn), and counts every packet it
+ * refuses, by reason.
  *
  * tc (clsact) programs are what the router attaches; the XDP pair does the
  * same on a frame and serves the comparison in docs/ebpf.md.
@@ -100,6 +101,18 @@ struct {
 	__type(value, __u64);
 } last_seen SEC(".maps");
 
+/* Withdrawn SPIs (router.h), a copy of the slow path's record kept by the
+ * control plane: ESP in UDP is demultiplexed by the host's port, so without
+ * it an SA the router cut would still reach the host. Empty but for the
+ * rare withdrawal; looked up only for UDP from port 4500. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, __u64);
+} withdrawn_spis SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -153,6 +166,15 @@ static __always_inline __u32 spi_owner(__u32 spi, const struct dn_router_config 
 		return *owner;
 	owner = bpf_map_lookup_elem(&spi_exact, &spi);
 	return owner ? *owner : 0;
+}
+
+/* True when `spi` lies in a block the router withdrew and has not leased again. */
+static __always_inline int spi_withdrawn(__u32 spi)
+{
+	__u32 granule = spi >> DN_WITHDRAWN_SHIFT;
+	__u64 *bits = bpf_map_lookup_elem(&withdrawn_spis, &granule);
+
+	return bits && ((*bits >> (spi & 63)) & 1);
 }
 
 static __always_inline void learn_sa(__u32 remote, __u32 spi, __u32 proto, __u32 host, __u64 now)
@@ -254,8 +276,17 @@ static __always_inline int lan_decide(void *ctx, void *data, void *data_end, __u
 			return pass(c, DN_FROM_LAN, DN_PASS_TRUNCATED);
 		port = bpf_ntohs(*(__u16 *)t);
 		owner = bpf_map_lookup_elem(&port_owner, &(__u32){ port });
-		if (!owner || *owner != host)
+		if (!owner || *owner != host) {
+			/* IKE from a port nobody owns may be a host's Delete from a block
+			 * withdrawn from it moments ago, which the slow path lets out for a
+			 * few seconds (src/router/data-path/outbound-check.ts, the drain):
+			 * it decides, and counts what it refuses as spoofed-port. */
+			__u16 dport = bpf_ntohs(*(__u16 *)(t + 2));
+			if (ip->protocol == IPPROTO_UDP && (!owner || *owner == 0) &&
+			    (dport == 500 || dport == 4500))
+				return pass(c, DN_FROM_LAN, DN_PASS_NO_OWNER);
 			drop = DN_DROP_SPOOFED_PORT;
+		}
 		plane = ip->protocol == IPPROTO_TCP ? DN_PLANE_TCP : DN_PLANE_UDP;
 		break;
 	case IPPROTO_ICMP:
@@ -326,8 +357,8 @@ static __always_inline int lan_decide(void *ctx, void *data, void *data_end, __u
 	return V_FORWARD;
 }
 
-/* A frame from the WAN: tunnel it to its owner or leave it to the kernel.
- * Changes nothing. */
+/* A frame from the WAN: tunnel it to its owner, drop it, or leave it to the
+ * kernel. Changes nothing. */
 static __always_inline int wan_decide(void *ctx, void *data, void *data_end, __u32 wire_len, int for_us, int gso,
 				      const struct dn_router_config *cfg, struct dn_router_counters *c,
 				      struct forward *out)
@@ -377,6 +408,23 @@ static __always_inline int wan_decide(void *ctx, void *data, void *data_end, __u
 		found = bpf_map_lookup_elem(&port_owner, &(__u32){ port });
 		owner = found ? *found : 0;
 		plane = ip->protocol == IPPROTO_TCP ? DN_PLANE_TCP : DN_PLANE_UDP;
+		/* ESP in UDP (RFC 3948) on an SA of a withdrawn SPI block: the slow
+		 * path drops it as spi-withdrawn (src/router/data-path/inbound-demux.ts),
+		 * in the same order (an owned port first), so this drops it too
+		 * rather than handing a peer's flood to the TUN. A zero SPI is the
+		 * non-ESP marker (IKE), which passes. */
+		if (owner != 0 && ip->protocol == IPPROTO_UDP && *(__u16 *)t == bpf_htons(DN_NATT_PORT) &&
+		    tlen >= 16) {
+			if ((void *)(t + 12) > data_end)
+				return pass(c, DN_FROM_WAN, DN_PASS_TRUNCATED);
+			__u32 spi = bpf_ntohl(*(__u32 *)(t + 8));
+			if (spi != 0 && spi_withdrawn(spi)) {
+				c->traffic[DN_WAN_RX_PACKETS]++;
+				c->traffic[DN_WAN_RX_BYTES] += len;
+				c->drop[DN_DROP_SPI_WITHDRAWN]++;
+				return V_DROP;
+			}
+		}
 		break;
 	case IPPROTO_ICMP:
 		if (tlen < 8 || (void *)(t + 8) > data_end)
@@ -539,8 +587,10 @@ int dn_router_wan(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	int v = wan_decide(skb, data, data_end, skb->len, skb->pkt_type == PACKET_HOST, skb->gso_segs > 1, cfg, c,
 			   &f);
-	if (v != V_FORWARD)
+	if (v == V_PASS)
 		return TC_ACT_OK;
+	if (v == V_DROP)
+		return TC_ACT_SHOT;
 
 	/* Ethernet padding (every datagram under 46 bytes from a real NIC) or
 	 * bytes past the total length go first, as the kernel trims them before
@@ -633,8 +683,10 @@ int dn_router_wan_xdp(struct xdp_md *ctx)
 		return pass(c, DN_FROM_WAN, DN_PASS_OTHER), XDP_PASS;
 	int v = wan_decide(ctx, data, data_end, data_end - data, dn_mac_equal(eth->h_dest, cfg->wan_mac), 0, cfg,
 			   c, &f);
-	if (v != V_FORWARD)
+	if (v == V_PASS)
 		return XDP_PASS;
+	if (v == V_DROP)
+		return XDP_DROP;
 	if (f.neigh)
 		return pass(c, DN_FROM_WAN, DN_PASS_NO_NEIGHBOUR), XDP_PASS;
 

@@ -47,6 +47,7 @@ enum dn_drop {
 	DN_DROP_NOT_SHARED_SOURCE,
 	DN_DROP_SPOOFED_PORT,
 	DN_DROP_NO_LEASE,
+	DN_DROP_SPI_WITHDRAWN,  /* ESP in UDP (RFC 3948) on an SA of a withdrawn SPI block */
 	DN_DROP_FASTPATH_ERROR, /* a helper failed after the packet was changed */
 	DN_DROP_COUNT,
 };
@@ -100,6 +101,16 @@ struct dn_router_counters {
 /* Stamps closer together than this are not rewritten: fewer cache lines
  * bounced between CPUs, and FIG. 12 keeps milliseconds anyway. */
 #define DN_STAMP_GRANULE_NS (1ULL << 24)
+
+/* withdrawn_spis: SPI blocks the router took back and has not leased again,
+ * as the slow path remembers them (src/router/data-path/tables/withdrawn-spis.ts).
+ * key = spi >> DN_WITHDRAWN_SHIFT; value = bit (spi & 63) set for each
+ * withdrawn SPI of those 64. A fixed granule rather than spi_shift: a
+ * bit per SPI takes any block, aligned or not, in one lookup. */
+#define DN_WITHDRAWN_SHIFT 6
+/* UDP from this source port carries ESP (RFC 3948), a zero SPI being the
+ * non-ESP marker (IKE). */
+#define DN_NATT_PORT 4500
 
 /* outbound_sa: who sent the last ESP/AH packet of an SA to a remote, for the
  * slow path's ICMP errors that quote such packets. */

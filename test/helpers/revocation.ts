@@ -121,6 +121,38 @@ export function espInCapture(file: string): SeenEsp[] {
   return out;
 }
 
+/** One UDP datagram seen in a capture (IP-in-IP unwrapped), with the first word of its payload. */
+export interface SeenUdp {
+  time: number;
+  src: string;
+  sport: number;
+  dst: string;
+  dport: number;
+  firstWord: number | undefined;
+}
+
+/** The UDP datagrams a capture holds (first fragments and whole ones), unwrapping IP-in-IP. */
+export function udpInCapture(file: string): SeenUdp[] {
+  const out: SeenUdp[] = [];
+  for (const frame of readPcapng(file)) {
+    let ip = ipv4Of(frame);
+    if (ip === undefined) continue;
+    if (ip[9] === 4) ip = ip.subarray((ip[0]! & 0x0f) * 4);
+    if (ip.length < 20 || ip[0]! >> 4 !== 4 || ip[9] !== 17 || (ip.readUInt16BE(6) & 0x1fff) !== 0) continue;
+    const hl = (ip[0]! & 0x0f) * 4;
+    if (ip.length < hl + 8) continue;
+    out.push({
+      time: frame.time,
+      src: dotted(ip, 12),
+      sport: ip.readUInt16BE(hl),
+      dst: dotted(ip, 16),
+      dport: ip.readUInt16BE(hl + 2),
+      firstWord: ip.length >= hl + 12 ? ip.readUInt32BE(hl + 8) : undefined,
+    });
+  }
+  return out;
+}
+
 /** "0x00001234 x12 (last 12.345)" for failure messages. */
 export function describeSeen(seen: readonly SeenEsp[]): string {
   const by = new Map<string, { n: number; last: number }>();
@@ -176,14 +208,24 @@ export function expectWithdrawnSaSilent(
 /**
  * h1 downloads `file` from the server in a loop through its SA while the
  * router's WAN and LAN are captured; once the SA has carried traffic, h1's
- * SPI block is withdrawn (the CRL names `serial`). The caller stops the loop
- * and the captures.
+ * blocks of `kind` (default its SPI block) are withdrawn (the CRL names
+ * `serial`). The caller stops the loop and the captures.
  */
 export async function withdrawUnderTraffic(
   bed: Testbed,
   file: Buffer,
   serial: string,
-): Promise<{ http: HttpServer; loop: Background; wan: Capture; lan: Capture; withdrawnAt: number }> {
+  kind: 'spi' | 'port' | 'all' = 'spi',
+): Promise<{
+  http: HttpServer;
+  loop: Background;
+  wan: Capture;
+  lan: Capture;
+  /** Just before `distnat withdraw` ran: what the host sends in answer can only come after it. */
+  withdrawStartedAt: number;
+  /** Once `distnat withdraw` has returned: the router forwards nothing of the blocks after it. */
+  withdrawnAt: number;
+}> {
   const server = TOPOLOGY.server.wan;
   const h1 = TOPOLOGY.h1.lan;
   const http = await bed.httpServer('server', { files: { 'file.bin': file } });
@@ -197,6 +239,7 @@ export async function withdrawUnderTraffic(
     timeoutMs: 20_000,
     intervalMs: 100,
   });
-  expect(await withdraw(bed, h1, 'spi')).toContain(serial);
-  return { http, loop, wan, lan, withdrawnAt: Date.now() / 1000 };
+  const withdrawStartedAt = Date.now() / 1000;
+  expect(await withdraw(bed, h1, kind)).toContain(serial);
+  return { http, loop, wan, lan, withdrawStartedAt, withdrawnAt: Date.now() / 1000 };
 }

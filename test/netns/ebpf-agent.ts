@@ -8,6 +8,7 @@
  *        --lan-if lan0 --wan-if wan0 --tun dn0 [--hook tc|xdp] [--heartbeat-ms 1000] [--grace-ms 10000]
  *
  *   {"cmd":"add"|"remove","host":"10.0.0.1","kind":"port"|"spi","first":N,"count":N} -> {"result":...}
+ *   {"cmd":"withdrawn","ranges":[{"first":N,"end":N},...]} -> {"result":"synced"}   the withdrawn SPIs, whole
  *   {"cmd":"counters"} -> {"counters":{...}}   flat names (FastPathCounters.flat)
  *   {"cmd":"stamp","protocol":17,"port":N}    -> {"ns":N}
  *   {"cmd":"sa","remote":"203.0.113.3","protocol":50,"spi":N} -> {"host":N}
@@ -74,6 +75,7 @@ interface Command {
   port?: number;
   remote?: string;
   spi?: number;
+  ranges?: { first: number; end: number }[];
 }
 
 function handle(c: Command): unknown {
@@ -83,6 +85,8 @@ function handle(c: Command): unknown {
       const block = { host: addr(c.host), kind: c.kind ?? 'port', first: c.first ?? 0, count: c.count ?? 0 };
       return { result: c.cmd === 'add' ? fast.onLeaseAdded(block) : fast.onLeaseRemoved(block) };
     }
+    case 'withdrawn':
+      return { result: fast.onSpisWithdrawn(c.ranges ?? []) };
     case 'counters':
       return { counters: fast.counters.flat() };
     case 'stamp':

@@ -11,7 +11,9 @@
  * spoof check counts exactly; unknown owners, fragments, hairpin, ICMP
  * errors, TTL 1, too big, PAP and malformed datagrams reach the slow path
  * unchanged and are counted there as they always were, each also counted
- * by the fast path by reason; a block taken out of the maps stops
+ * by the fast path by reason; ESP in UDP on a withdrawn SPI is dropped as
+ * `spi-withdrawn` by the fast path itself, and nothing else on port 4500
+ * is; a block taken out of the maps stops
  * forwarding with the next packet while a flood runs; a fast path whose
  * process was killed stops forwarding by itself (heartbeat).
  */
@@ -526,6 +528,76 @@ wan([
       'drop.unsupported-icmp': 1,
       'traffic.wan-rx-packets': 0,
     });
+  });
+
+  it('drops ESP in UDP from port 4500 on a withdrawn SPI as spi-withdrawn, and passes all else on that port', async () => {
+    const b = bed();
+    // A withdrawn range of the fast path's own (the router's slow path knows none):
+    // what is dropped is dropped by the programs.
+    const W = 0x70000000;
+    expect(await ask({ cmd: 'withdrawn', ranges: [{ first: W, end: W + 64 }] })).toEqual({
+      result: 'synced',
+    });
+    const fast0 = await fastCounters();
+    const slow0 = await slowCounters();
+    const h1in = await b.capture('h1', TOPOLOGY.lanIf, { filter: 'ip proto 4 and src host 10.0.0.7' });
+    const natt = (sport: number, dport: number, spi: number, tail: number) =>
+      `IP(src=SERVER, dst=S)/UDP(sport=${sport}, dport=${dport})/Raw(struct.pack('!II', ${spi}, 1)[:${tail}] + b'p' * ${tail >= 8 ? 16 : 0})`;
+    const send = (spi: number) => scapy('server', `import struct\nwan([${natt(4500, h1Port, spi, 8)}])`);
+    await scapy(
+      'server',
+      `
+import struct
+wan([
+  ${natt(4500, h1Port, W + 5, 8)},
+  ${natt(4501, h1Port, W + 5, 8)},
+  ${natt(4500, h1Port, 0, 8)},
+  ${natt(4500, h1Port, W + 64, 8)},
+  ${natt(4500, h1Port, W + 63, 7)},
+  ${natt(4500, h1Port + 1000, W + 5, 8)},
+])
+`,
+    );
+    await h1in.stop({ packets: 4 });
+    await settled();
+    const fast = delta(fast0, await fastCounters());
+    expect(
+      pick(fast, [
+        'drop.spi-withdrawn',
+        'traffic.wan-rx-packets',
+        'traffic.inbound-packets',
+        'fastpath.pass.wan.no-owner',
+      ]),
+    ).toEqual({
+      'drop.spi-withdrawn': 1,
+      'traffic.wan-rx-packets': 5,
+      'traffic.inbound-packets': 4,
+      'fastpath.pass.wan.no-owner': 1,
+    });
+    // Only the datagram for nobody reached the slow path.
+    const slow = delta(slow0, await slowCounters());
+    expect(pick(slow, ['traffic.wan-rx-packets', 'drop.no-owner', 'drop.spi-withdrawn'])).toEqual({
+      'traffic.wan-rx-packets': 1,
+      'drop.no-owner': 1,
+      'drop.spi-withdrawn': 0,
+    });
+    // Tunnelled to h1: another source port, the non-ESP marker, the SPI past the range, a datagram too short to hold an SPI.
+    const toH1 = datagrams(h1in.file).map((d) => innerOf(d.ip));
+    expect(toH1.map((ip) => [ip.readUInt16BE(20), ip.readUInt32BE(28)])).toEqual([
+      [4501, W + 5],
+      [4500, 0],
+      [4500, W + 64],
+      [4500, W + 63],
+    ]);
+
+    // Cleared (the block granted again): the same datagram is forwarded.
+    expect(await ask({ cmd: 'withdrawn', ranges: [] })).toEqual({ result: 'synced' });
+    const fast1 = await fastCounters();
+    await send(W + 5);
+    await settled();
+    expect(
+      pick(delta(fast1, await fastCounters()), ['drop.spi-withdrawn', 'traffic.inbound-packets']),
+    ).toEqual({ 'drop.spi-withdrawn': 0, 'traffic.inbound-packets': 1 });
   });
 
   it('stops forwarding by itself when its process dies (heartbeat), and the slow path takes over', async () => {

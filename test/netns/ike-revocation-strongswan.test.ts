@@ -16,6 +16,13 @@
  *     plain or in UDP, sent to a withdrawn SPI afterwards is `spi-withdrawn`;
  * (c) h1 makes a new SA with charon, its inbound SPI from the new block,
  *     and the traffic goes over that.
+ *
+ * Then, on the new SA, `distnat withdraw h1 --kind all`, which takes h1's IKE
+ * port too: charon (which runs no liveness check here) still receives the
+ * Delete, from h1's old IKE port, let out by the router's drain of a
+ * withdrawn port block (only IKE leaves from that port), and h1 starts over
+ * from a port of its new blocks, as above. Without the drain charon keeps
+ * the old SA.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,6 +47,7 @@ import {
   sendEspFromServer,
   expectWithdrawnSaSilent,
   spiBlockOf,
+  udpInCapture,
   withdrawUnderTraffic,
 } from '../helpers/revocation.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
@@ -187,8 +195,102 @@ describe.skipIf(!HAVE_CHARON)(
         await loop.stop();
         await wan.stop();
         await lan.stop();
+        await http.stop();
 
         // (b) on the wire.
+        expectWithdrawnSaSilent(
+          { wan: wan.file, lan: lan.file },
+          { old: old!, fresh: fresh! },
+          oldBlock,
+          withdrawnAt,
+          2,
+        );
+      } catch (e) {
+        const log = swan?.log() ?? '';
+        throw new Error(
+          `${(e as Error).message}\n--- charon\n${log.split('\n').slice(-30).join('\n')}\n${daemonLogs(b, 30)}`,
+        );
+      }
+    }, 150_000);
+
+    it("with --kind all, charon hears the Delete from h1's withdrawn IKE port, and a new SA from a port of the new blocks carries the traffic", async () => {
+      const b = bed();
+      try {
+        if (swan === undefined) throw new Error('charon is not running (the case before failed early)');
+        const deletes = (): number => swan!.log().match(/received DELETE for IKE_SA from-h1/g)?.length ?? 0;
+        const h1 = await waitForChildSas('h1 with a child SA', () => readStatus(b, 'h1'), 1);
+        const [old] = childSpis(h1);
+        const router = await readStatus(b, 'router');
+        const oldBlock = spiBlockOf(router, H1)!;
+        expect(inBlock(old!.in, oldBlock)).toBe(true);
+        const oldIkePort = await hostIkePort(b, 'h1');
+        const cert = saveHostIdentity(b, 'h1');
+        const deletesBefore = deletes();
+
+        const { http, loop, wan, lan, withdrawnAt } = await withdrawUnderTraffic(b, FILE, cert.serial, 'all');
+
+        // (a) charon was told; it runs no liveness check, so only the Delete can have done it.
+        await waitUntil('charon receiving the Delete', () => deletes() > deletesBefore, {
+          timeoutMs: 10_000,
+          intervalMs: 100,
+        });
+        expect(c(await readStatus(b, 'h1'), 'ike.revocation-ike-sas-deleted')).toBe(
+          c(h1, 'ike.revocation-ike-sas-deleted') + 1,
+        );
+        expect(c(await readStatus(b, 'router'), 'traffic.withdrawn-ike-drain')).toBeGreaterThan(
+          c(router, 'traffic.withdrawn-ike-drain'),
+        );
+
+        // (c) IKE from a port of the new blocks, a new SA on the new SPI block, the traffic on it.
+        let fresh: { in: number; out: number } | undefined;
+        await waitUntil(
+          'a new child SA on h1 with an SPI of its new block',
+          async () => {
+            const block = spiBlockOf(await readStatus(b, 'router'), H1);
+            fresh = childSpis(await readStatus(b, 'h1')).find(
+              (s) => block !== undefined && inBlock(s.in, block) && !inBlock(s.in, oldBlock),
+            );
+            return fresh !== undefined;
+          },
+          { timeoutMs: 30_000, intervalMs: 200 },
+        );
+        const ikePort = await hostIkePort(b, 'h1');
+        expect(ikePort).not.toBe(oldIkePort);
+        const list = swan.swanctl('--list-sas');
+        expect(list).toMatch(new RegExp(`out\\s+${hex8(fresh!.in)},`));
+        expect(list).not.toContain(hex8(old!.in));
+        const resumed = await readStatus(b, 'h1');
+        await waitUntil(
+          'traffic on the new SA',
+          async () =>
+            c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') >
+            c(resumed, 'ipsec.inbound.accepted') + 100,
+          { timeoutMs: 20_000, intervalMs: 100 },
+        );
+
+        // ESP to the withdrawn SPI, plain and in UDP to h1's new IKE port: dropped by SPI.
+        const routerNow = await readStatus(b, 'router');
+        await sendEspFromServer(b, 'esp', old!.in, { mark: 0x2a });
+        await sendEspFromServer(b, 'udp', old!.in, { port: ikePort, mark: 0x2a });
+        await waitUntil(
+          'the router counting spi-withdrawn',
+          async () =>
+            c(await readStatus(b, 'router'), 'drop.spi-withdrawn') >= c(routerNow, 'drop.spi-withdrawn') + 2,
+          { timeoutMs: 10_000, intervalMs: 100 },
+        );
+        await loop.stop();
+        await wan.stop();
+        await lan.stop();
+        await http.stop();
+
+        // (a) on the wire: after the withdrawal only IKE left from the old port (to 4500, marked).
+        const fromOldPort = udpInCapture(wan.file).filter(
+          (u) => u.src === SHARED && u.sport === oldIkePort && u.time >= withdrawnAt,
+        );
+        const seen = `${JSON.stringify(fromOldPort)}\nwithdrawn at ${withdrawnAt.toFixed(3)}`;
+        expect(fromOldPort.length, seen).toBeGreaterThanOrEqual(1);
+        for (const u of fromOldPort) expect(u.dport === 4500 && u.firstWord === 0, seen).toBe(true);
+        // (b)
         expectWithdrawnSaSilent(
           { wan: wan.file, lan: lan.file },
           { old: old!, fresh: fresh! },

@@ -70,6 +70,10 @@ function failed(t: TrafficTally, what: string): void {
   if (t.failures.length > 20) t.failures.shift();
 }
 
+/** iperf3's refusal while it still serves another run, and how often to ask before counting it. */
+const SERVER_BUSY = /server is busy/;
+const BUSY_ATTEMPTS = 5;
+
 async function iperf3(
   bed: Testbed,
   node: HostNode,
@@ -79,14 +83,23 @@ async function iperf3(
 ): Promise<{ ok: boolean; json: Iperf3Json; text: string }> {
   const argv = ['iperf3', '-c', TOPOLOGY.server.wan, '-p', String(port), '-t', String(seconds), '-J'];
   argv.push('--connect-timeout', '5000');
-  const r = await bed.exec(node, [...argv, ...extra], { timeoutMs: (seconds + 30) * 1000 });
-  let json: Iperf3Json = {};
-  try {
-    json = JSON.parse(r.stdout) as Iperf3Json;
-  } catch {
-    // no JSON: the run did not get that far; the exit status says so too
+  for (let attempt = 1; ; attempt++) {
+    const r = await bed.exec(node, [...argv, ...extra], { timeoutMs: (seconds + 30) * 1000 });
+    let json: Iperf3Json = {};
+    try {
+      json = JSON.parse(r.stdout) as Iperf3Json;
+    } catch {
+      // no JSON: the run did not get that far; the exit status says so too
+    }
+    // The server answers "busy" while it still winds up this host's previous
+    // run (its closing exchange can outlast the client's): the path carried
+    // that answer, so it is no failure of distnat; ask again.
+    if (json.error !== undefined && SERVER_BUSY.test(json.error) && attempt < BUSY_ATTEMPTS) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      continue;
+    }
+    return { ok: r.code === 0 && json.error === undefined, json, text: describeResult(r).slice(0, 300) };
   }
-  return { ok: r.code === 0 && json.error === undefined, json, text: describeResult(r).slice(0, 300) };
 }
 
 /** One round of every kind of traffic from `node`. */

@@ -103,6 +103,13 @@ async function hostKey(
   return made;
 }
 
+/**
+ * How long a restart keeps the old IKE socket open for the Deletes of a
+ * withdrawal: the first send and the retransmissions at 1 s and 3 s (IKE's
+ * default schedule), inside the router's 5 s drain (IKE_DRAIN_MS).
+ */
+const DELETE_GRACE_MS = 4000;
+
 /** What a host offers for its side of a child SA: its leased ports, less the one IKE runs on. */
 function offeredSelectors(shared: string, blocks: readonly HeldBlock[], ikePort: number): Ipv4Selector[] {
   return withoutUdpPort(bindingSelectors(shared, blocks), ikePort);
@@ -144,6 +151,10 @@ export class HostIke {
   /** Serial of the certificate a withdrawal revoked, while the kept peers wait for a new one. */
   #revokedSerial: string | undefined;
   readonly revocation = new Map<RevocationEvent, number>(REVOCATION_EVENTS.map((e) => [e, 0]));
+  /** Deletes a withdrawal started that have not been answered (or given up) yet. */
+  readonly #deletes = new Set<Promise<void>>();
+  /** Services left behind by a restart, open while their Deletes drain (#restart). */
+  readonly #draining = new Set<IkeService>();
   readonly #o: HostIkeOptions;
   readonly #listener: HostLeasesListener;
 
@@ -219,11 +230,11 @@ export class HostIke {
     for (const v of plan.abandon) v.sa.die('our certificate was revoked');
     for (const { sa } of plan.deleteIke) {
       for (const c of sa.children) sad.remove(c.negotiated);
-      daemon.deleteIke(sa).catch(() => undefined);
+      this.#track(daemon.deleteIke(sa));
     }
     for (const { sa, child } of plan.deleteChildren) {
       sad.remove(child.negotiated);
-      daemon.deleteChild(sa.sa, child).catch(() => undefined);
+      this.#track(daemon.deleteChild(sa.sa, child));
     }
     this.#count('revocation-abandoned', plan.abandon.length);
     this.#count('revocation-ike-sas-deleted', plan.deleteIke.length);
@@ -234,6 +245,12 @@ export class HostIke {
       childSas: plan.deleteChildren.length,
       abandoned: plan.abandon.length,
     });
+  }
+
+  #track(deleting: Promise<void>): void {
+    const settled = deleting.catch(() => undefined);
+    this.#deletes.add(settled);
+    void settled.then(() => this.#deletes.delete(settled));
   }
 
   /** After a new certificate: peers kept up may be tried again once it covers an SPI block held now. */
@@ -250,24 +267,46 @@ export class HostIke {
     kept.resume();
   }
 
+  /**
+   * IKE starts over on a port held now. When the old port went in a
+   * withdrawal, the Deletes telling the peers leave from it (the port the
+   * peers know): the old service stays open, its port untranslated and
+   * bypassing IPsec, for up to DELETE_GRACE_MS while they are retransmitted.
+   * The router lets them out for a few seconds after the withdrawal and
+   * drops the answers (tables/withdrawn-ports.ts), so the wait ends by the
+   * grace rather than by an answer; the new service does not wait for it.
+   */
   async #restart(): Promise<void> {
     const service = this.#service;
     const port = this.port;
     this.#service = undefined;
     this.#transport = undefined;
     this.#renewTimer?.cancel();
+    this.#chosenPort = undefined;
+    void this.#start();
+    if (service === undefined) return;
+    this.#draining.add(service);
+    if (this.#deletes.size > 0) {
+      let timer: Timer | undefined;
+      await Promise.race([
+        Promise.all([...this.#deletes]),
+        new Promise<void>((r) => (timer = this.#o.clock.setTimeout(r, DELETE_GRACE_MS))),
+      ]);
+      timer?.cancel();
+    }
+    this.#draining.delete(service);
+    await service.close();
+    // Started again on the same port (held again by now): it is the new service's.
+    if (port === this.port) return;
     this.servicePorts.delete(port);
     this.engine.spd.remove(`ike-${port}`);
-    this.#chosenPort = undefined;
-    await service?.close();
-    void this.#start();
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#renewTimer?.cancel();
     this.#o.leases.removeListener(this.#listener);
-    await this.#service?.close();
+    await Promise.all([this.#service?.close(), ...[...this.#draining].map((s) => s.close())]);
   }
 
   #leasesChanged(): void {

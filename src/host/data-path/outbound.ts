@@ -110,7 +110,9 @@ export class HostOutbound {
   /** Handles the packets in slots 0..count-1 of the TUN device. */
   readonly onBatch = (count: number): void => {
     const o = this.#o;
-    if (o.leases.held === 0) {
+    // With no port held only a service port's datagrams may leave: IKE's Deletes after a withdrawal took them all.
+    const noLease = o.leases.held === 0;
+    if (noLease && o.servicePorts === undefined) {
       o.drops.inc('no-lease', count);
       return;
     }
@@ -124,6 +126,10 @@ export class HostOutbound {
     this.#tooBigFor = -1;
     for (let i = 0; i < count; i++) {
       const off = slots.offset(i);
+      if (noLease && !this.#fromServicePort(buf, off, slots.lengths[i]!)) {
+        o.drops.inc('no-lease');
+        continue;
+      }
       const slotStart = off - slots.headroom;
       const reason = this.#packet(buf, off, slots.lengths[i]!, now, slotStart, slotStart + slots.slotSize);
       if (reason !== null) o.drops.inc(reason);
@@ -132,6 +138,15 @@ export class HostOutbound {
     this.#flush(o.tunnelOut, this.#scratch.bytes, this.#scratchToRouter, 'outbound');
     this.#flush(o.tun, this.#scratch.bytes, this.#scratchToTun, 'fragmentation-needed');
   };
+
+  /** A whole UDP datagram or first fragment from the shared address and a service port (its header checked later). */
+  #fromServicePort(buf: Uint8Array, off: number, len: number): boolean {
+    if (len < 20 || buf[off + IP_VERSION_IHL]! >> 4 !== 4 || buf[off + IP_PROTOCOL] !== UDP) return false;
+    const l4 = off + ((buf[off + IP_VERSION_IHL]! & 0x0f) << 2);
+    if ((u16(buf, off + IP_FLAGS_FRAGMENT) & IP_FRAGMENT_OFFSET) !== 0 || l4 + PORTS > off + len)
+      return false;
+    return this.#o.servicePorts?.has(u16(buf, l4 + SRC_PORT)) === true;
+  }
 
   #flush(sink: PacketSink, bytes: Uint8Array, spans: SpanList, event: ForwarderEvent): void {
     if (spans.count === 0) return;
@@ -177,7 +192,9 @@ export class HostOutbound {
       }
     } else if (firstFragment && (protocol === TCP || protocol === UDP)) {
       if (l4 + PORTS > end) return 'not-translatable';
-      if (!o.leases.isLeased(u16(buf, l4 + SRC_PORT))) return 'unleased-port';
+      // A service port outlives its lease briefly: IKE's Deletes after a withdrawal (host-ike.ts).
+      const port = u16(buf, l4 + SRC_PORT);
+      if (!o.leases.isLeased(port) && o.servicePorts?.has(port) !== true) return 'unleased-port';
     } else if (protocol === ICMP && icmpNeedsTranslation(buf, l4, end)) {
       const outcome = o.translator.outbound(buf, off, l4, end, now);
       if (!passes(outcome)) return dropOf(outcome);

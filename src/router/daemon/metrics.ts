@@ -91,6 +91,15 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     },
   });
   new Counter({
+    name: 'distnat_router_withdrawn_ike_drain_packets_total',
+    help: 'IKE let out from a port block just withdrawn from its host: its Deletes (docs/router.md)',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(f.traffic.get('withdrawn-ike-drain'));
+    },
+  });
+  new Counter({
     name: 'distnat_router_dropped_packets_total',
     help: 'Packets dropped, by reason (docs/router.md)',
     labelNames: ['reason'],

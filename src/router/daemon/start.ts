@@ -131,7 +131,7 @@ export async function startRouter(
       log.warn(`workers: ${config.workers} is not supported yet; the TUN path forwards on one thread`);
 
     // 4b. the eBPF fast path beside the TUN path (fast-path.ts), before the leases it is programmed from.
-    const tables = new RouterTables();
+    const tables = new RouterTables({ clock });
     const dataPath = openRouterDataPath({
       config,
       sharedAddress: shared,

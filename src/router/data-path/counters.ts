@@ -80,6 +80,11 @@ export const TRAFFIC_COUNTERS = [
   'inbound-bytes',
   /** Host-to-shared-address datagrams turned around inside the router. */
   'hairpin-packets',
+  /**
+   * IKE a host sent from a port block just withdrawn from it, let out for the
+   * drain (tables/withdrawn-ports.ts): the Delete telling its peers.
+   */
+  'withdrawn-ike-drain',
   /** Non-first fragments held until their first fragment, and released to its owner. */
   'fragments-held',
   'fragments-released',

@@ -74,7 +74,7 @@ export class RouterForwarder {
     this.#outbound = new RouterOutbound({
       sharedAddress: shared,
       lanAddress: o.lanAddress,
-      check: new OutboundCheck(shared, o.tables, this.outboundSas),
+      check: new OutboundCheck(shared, o.tables, this.outboundSas, this.traffic),
       inbound: this.#inbound,
       tun: o.tun,
       ...counters,

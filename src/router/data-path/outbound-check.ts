@@ -12,6 +12,19 @@
  * | datagram it received)              | destination port / id / SPI         |
  * | ESP, AH                            | hold some lease                     |
  * | non-first fragment                 | hold some lease                     |
+ * | UDP to 500, or to 4500 with the    | own the source port, or have held   |
+ * | non-ESP marker (IKE)               | it until a withdrawal moments ago   |
+ *
+ * The last row is the drain (tables/withdrawn-ports.ts): when the router
+ * withdraws the port block that holds a host's IKE port, the host's Delete
+ * for the SAs resting on it (docs/ike.md, "Revocation reaches the SAs that
+ * are up") leaves from that port just after the withdrawal. It goes out for
+ * IKE_DRAIN_MS, from the former owner only, and only IKE: ESP in UDP (a
+ * non-zero SPI after the UDP header), other UDP, TCP and ICMP from the
+ * block are `spoofed-port` at once, and nothing is let in (the block has no
+ * owner on the way in). The block is in quarantine meanwhile, so no other
+ * host owns those ports. Passed packets are counted as
+ * `withdrawn-ike-drain`; they stamp no IAPTT row (the ports are nobody's).
  *
  * ESP and AH going out carry the remote peer's SPI, not one the host leased,
  * so there is nothing of the host's to check beyond its lease; their
@@ -34,7 +47,9 @@ import { QuotedIpv4View } from '../../wire/icmp-quoted.ts';
 import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../../wire/ipv4.ts';
 import { PortField } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
-import type { DropReason } from './counters.ts';
+import { UDP_HEADER_LENGTH } from '../../wire/udp.ts';
+import type { CounterSet } from '../../metrics/counters.ts';
+import type { DropReason, TrafficCounter } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
 import type { LeaseOwnership } from './tables/lease-ownership.ts';
 import type { RouterTables } from './tables/router-tables.ts';
@@ -50,6 +65,12 @@ const IP_DST = Ipv4Field.DST;
 const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
 const IP_MF = Ipv4FragmentWord.MF;
 const SRC_PORT = PortField.SRC_PORT;
+const DST_PORT = PortField.DST_PORT;
+/** IKE's ports (RFC 7296 2.23); on 4500 a non-ESP marker, four zero bytes, precedes the IKE header (RFC 3948 2.2). */
+const IKE_PORT = 500;
+const NATT_PORT = 4500;
+const UDP_HEADER = UDP_HEADER_LENGTH;
+const NON_ESP_MARKER_END = UDP_HEADER + 4;
 const ICMP_TYPE = IcmpField.TYPE;
 const ICMP_IDENTIFIER = IcmpField.IDENTIFIER;
 const ESP_SPI = EspField.SPI;
@@ -60,14 +81,22 @@ export class OutboundCheck {
   readonly #tables: RouterTables;
   readonly #owners: LeaseOwnership;
   readonly #sas: OutboundSaTable;
+  readonly #traffic: CounterSet<TrafficCounter> | undefined;
   readonly #icmpView = new IcmpView();
   readonly #quoted = new QuotedIpv4View();
 
-  constructor(sharedAddress: number, tables: RouterTables, sas: OutboundSaTable) {
+  /** `traffic`: where IKE let out by the drain is counted (`withdrawn-ike-drain`). */
+  constructor(
+    sharedAddress: number,
+    tables: RouterTables,
+    sas: OutboundSaTable,
+    traffic?: CounterSet<TrafficCounter>,
+  ) {
     this.#shared = sharedAddress >>> 0;
     this.#tables = tables;
     this.#owners = tables.ownership;
     this.#sas = sas;
+    this.#traffic = traffic;
   }
 
   /**
@@ -95,7 +124,12 @@ export class OutboundCheck {
       case IpProtocol.TCP:
       case IpProtocol.UDP: {
         const port = u16(buf, t + SRC_PORT);
-        if (!this.#owners.owns(host, port)) return 'spoofed-port';
+        if (!this.#owners.owns(host, port)) {
+          if (protocol !== IpProtocol.UDP || !this.#drainsIke(buf, t, tlen, host, port, now))
+            return 'spoofed-port';
+          this.#traffic?.inc('withdrawn-ike-drain');
+          return null;
+        }
         tables.iaptt.touch(protocol, port, host, now);
         return null;
       }
@@ -111,6 +145,17 @@ export class OutboundCheck {
       default:
         return 'unsupported-protocol';
     }
+  }
+
+  /** The UDP datagram at t is IKE from a port block withdrawn from `host` within the drain. */
+  #drainsIke(buf: Uint8Array, t: number, tlen: number, host: number, port: number, now: number): boolean {
+    const withdrawn = this.#tables.withdrawnPorts;
+    if (withdrawn.size === 0) return false;
+    const dport = u16(buf, t + DST_PORT);
+    if (dport === NATT_PORT) {
+      if (tlen < NON_ESP_MARKER_END || u32(buf, t + UDP_HEADER) !== 0) return false;
+    } else if (dport !== IKE_PORT) return false;
+    return withdrawn.drains(host, port, now);
   }
 
   #icmpCheck(buf: Uint8Array, t: number, tlen: number, host: number, now: number): DropReason | null {

@@ -28,6 +28,8 @@ export interface RigOptions {
   lanMtu?: number;
   tunMtu?: number;
   ipsec?: IpsecStep;
+  /** Ports the forwarder leaves untranslated (IKE's). */
+  servicePorts?: Set<number>;
 }
 
 export function rig(o: RigOptions = {}) {
@@ -57,6 +59,7 @@ export function rig(o: RigOptions = {}) {
     ...(o.lanMtu !== undefined ? { lanMtu: o.lanMtu } : {}),
     ...(o.tunMtu !== undefined ? { tunMtu: o.tunMtu } : {}),
     ...(o.ipsec !== undefined ? { ipsec: o.ipsec } : {}),
+    ...(o.servicePorts !== undefined ? { servicePorts: o.servicePorts } : {}),
   };
   const fwd = new HostForwarder(options);
   fwd.start();

@@ -15,6 +15,7 @@ import {
   icmpError,
   icmpQuery,
   ipv4,
+  tcp,
   udp,
 } from './packets.ts';
 
@@ -67,6 +68,22 @@ describe('HostForwarder outbound (Method 170)', () => {
     expect(r.send(udp(SHARED, 5353, SERVER, 53), udp(SHARED, 5354, SERVER, 53))).toEqual([]);
     expect(r.fwd.outboundDrops.get('no-lease')).toBe(2);
     expect(r.table.size).toBe(0);
+  });
+
+  it("while no lease is held lets out only a service port's UDP (IKE's Delete after a withdrawal), untranslated", () => {
+    const ike = new Set([1020]);
+    for (const mode of ['translate', 'native'] as const) {
+      const r = rig({ held: 0, mode, servicePorts: ike });
+      const sent = r.send(
+        udp(SHARED, 1020, SERVER, 500),
+        udp(SHARED, 5353, SERVER, 53),
+        tcp(SHARED, 1020, SERVER, 500, SYN),
+        udp(SHARED, 1021, SERVER, 500),
+      );
+      expect(sent.map((s) => (s[20 + 20]! << 8) | s[20 + 21]!)).toEqual([1020]);
+      expect(r.fwd.outboundDrops.get('no-lease')).toBe(3);
+      expect(r.table.size).toBe(0);
+    }
   });
 
   it('drops a packet from another source address, and IPv6', () => {

@@ -20,6 +20,7 @@ import {
   RouterProgram,
   SA_KEY_BYTES,
   SA_VALUE_BYTES,
+  WITHDRAWN_SHIFT,
 } from '../../../src/router/data-path/ebpf/layout.ts';
 
 const HEADER = fileURLToPath(new URL('../../../native-setup/bpf/router.h', import.meta.url));
@@ -52,6 +53,10 @@ describe('the fast path layout', () => {
     expect(enumNames(header, 'dn_drop', 'DN_DROP_')).toEqual([...FAST_DROPS, 'count']);
     expect(enumNames(header, 'dn_pass', 'DN_PASS_')).toEqual([...FAST_PASSES, 'count']);
     expect(enumNames(header, 'dn_direction', 'DN_FROM_')).toEqual(['lan', 'wan']);
+  });
+
+  it('keys withdrawn_spis by the granule of router.h', () => {
+    expect(Number(/#define DN_WITHDRAWN_SHIFT (\d+)/.exec(header)?.[1])).toBe(WITHDRAWN_SHIFT);
   });
 
   it.skipIf(!existsSync(OBJECT))('matches the compiled object (BTF)', () => {

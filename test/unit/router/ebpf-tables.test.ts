@@ -200,7 +200,8 @@ describe('FastPathTables', () => {
       }),
       { numRuns: 100 },
     );
-  });
+    // A hundred sequences, each checked over the whole port space: ~10 s alone, more beside the other files.
+  }, 60_000);
 
   it('fed by RouterTables, never knows an owner the slow path’s index does not, at any element change', () => {
     const hosts = [H1, H2, ip(5)];

@@ -205,6 +205,7 @@ describe('startRouter', () => {
     expect(text).toMatch(/^distnat_router_dropped_packets_total\{reason="spoofed-port"\} 1$/m);
     expect(text).toMatch(/^distnat_router_leased_blocks\{kind="port"\} 1$/m);
     expect(text).toMatch(/^distnat_router_packets_total\{direction="lan_in"\} 1$/m);
+    expect(text).toMatch(/^distnat_router_withdrawn_ike_drain_packets_total 0$/m);
     expect(text).toMatch(/^distnat_router_pap_messages_total\{kind="port-request"\} 1$/m);
     expect(text).toMatch(/^distnat_router_free_values\{kind="port"\} \d+$/m);
   });

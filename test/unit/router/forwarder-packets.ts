@@ -219,13 +219,13 @@ export interface Rig {
 
 /** H1 leases ports 1024-1055 and SPIs 256-319; H2 ports 1056-1087; H9 nothing. */
 export function rig(): Rig {
-  const tables = new RouterTables({ fragments: { seed: 11 } });
+  const clock = new FakeClock();
+  const tables = new RouterTables({ fragments: { seed: 11 }, clock });
   tables.ownership.add(H1, 'port', 1024, 32);
   tables.ownership.add(H2, 'port', 1056, 32);
   tables.ownership.add(H1, 'spi', 256, 64);
   const tun = new MemoryDevice({ name: 'tun', record: true });
   const lan = new MemoryDevice({ name: 'lan', record: true });
-  const clock = new FakeClock();
   const fwd = new RouterForwarder({
     sharedAddress: SHARED,
     lanAddress: LAN,

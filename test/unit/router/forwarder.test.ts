@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryDevice, MemoryScheduler } from '../../../src/io/memory.ts';
 import { verifiesTo0 } from '../../../src/wire/checksum.ts';
 import { IpProtocol } from '../../../src/wire/result.ts';
+import { IKE_DRAIN_MS } from '../../../src/router/data-path/tables/withdrawn-ports.ts';
 import {
   H1,
   H2,
@@ -121,6 +122,83 @@ describe('RouterForwarder, from the LAN', () => {
     expect(r.tables.iaptt.lastUse(IpProtocol.TCP, 1030)).toBe(first + 5000);
     r.fromLan(tunnel(H1, echo(SHARED, SERVER, 'echo-request', 1041)));
     expect(r.tables.iaptt.hostOf(IpProtocol.ICMP, 1041)).toBe(H1);
+  });
+});
+
+describe('RouterForwarder, the drain of a withdrawn port block', () => {
+  const WITHDRAWN = { host: '10.0.0.1', kind: 'port' as const, lowest: 1024, count: 32 };
+  /** UDP from SHARED:sport to SERVER:dport whose payload (16 bytes, or `size`) starts with `word`; no checksum. */
+  const udpWord = (sport: number, dport: number, word: number, size = 16): Uint8Array => {
+    const p = udp(SHARED, sport, SERVER, dport, size);
+    if (size >= 4) new DataView(p.buffer, p.byteOffset).setUint32(28, word);
+    p[26] = p[27] = 0;
+    return p;
+  };
+  const ike500 = udpWord(1030, 500, 0x1234abcd);
+  const ike4500 = udpWord(1030, 4500, 0);
+  const drained = (r: ReturnType<typeof rig>): number => r.fwd.traffic.snapshot()['withdrawn-ike-drain'];
+
+  it('lets the former owner send IKE (to 500, or to 4500 with the non-ESP marker) from the block, and nothing else', () => {
+    const r = rig();
+    expect(r.tables.onLeaseRemoved(WITHDRAWN, true)).toBe('removed');
+    const espInUdp = udpWord(1030, 4500, 300);
+    const markerCut = udpWord(1030, 4500, 0, 2);
+    const dns = udpWord(1030, 53, 0);
+    const fromOtherPort = udpWord(1030, 501, 0);
+    const tcp500 = tcp(SHARED, 1030, SERVER, 500);
+    const ping = echo(SHARED, SERVER, 'echo-request', 1030);
+    r.fromLan(
+      tunnel(H1, ike500),
+      tunnel(H1, ike4500),
+      tunnel(H1, espInUdp),
+      tunnel(H1, markerCut),
+      tunnel(H1, dns),
+      tunnel(H1, fromOtherPort),
+      tunnel(H1, tcp500),
+      tunnel(H1, ping),
+      // Not the former owner: H2 holds ports, but not these.
+      tunnel(H2, ike500),
+      tunnel(H9, ike4500),
+    );
+    expect(r.tun.sent.map(hex)).toEqual([ike500, ike4500].map(hex));
+    expect(drained(r)).toBe(2);
+    expect(r.drops()).toEqual({ 'spoofed-port': 8 });
+    // The ports are nobody's: no IAPTT row, and nothing comes back in (the peer's answer has no owner).
+    expect(r.tables.iaptt.hostOf(IpProtocol.UDP, 1030)).toBe(0);
+    r.fromWan(udp(SERVER, 500, SHARED, 1030), udp(SERVER, 4500, SHARED, 1030));
+    expect(r.lan.sent).toHaveLength(0);
+    expect(r.drops()).toEqual({ 'spoofed-port': 8, 'no-owner': 2 });
+  });
+
+  it('ends IKE_DRAIN_MS after the withdrawal', () => {
+    const r = rig();
+    r.tables.onLeaseRemoved(WITHDRAWN, true);
+    r.clock.advance(IKE_DRAIN_MS - 1);
+    r.fromLan(tunnel(H1, ike500));
+    r.clock.advance(1);
+    r.fromLan(tunnel(H1, ike500), tunnel(H1, ike4500));
+    expect(r.tun.sent).toHaveLength(1);
+    expect(drained(r)).toBe(1);
+    expect(r.drops()).toEqual({ 'spoofed-port': 2 });
+  });
+
+  it('drains only what the router took back: a block that ended or was given back is spoofed-port at once', () => {
+    const r = rig();
+    r.tables.onLeaseRemoved(WITHDRAWN);
+    r.fromLan(tunnel(H1, ike500), tunnel(H1, ike4500));
+    expect(r.tun.sent).toHaveLength(0);
+    expect(r.drops()).toEqual({ 'spoofed-port': 2 });
+  });
+
+  it('ends when the block is leased again: the new owner sends as owner, the former one is spoofed-port', () => {
+    const r = rig();
+    r.tables.onLeaseRemoved(WITHDRAWN, true);
+    expect(r.tables.onLeaseAdded({ ...WITHDRAWN, host: '10.0.0.3' })).toBe('added');
+    r.fromLan(tunnel(H1, ike500), tunnel(H2, ike500));
+    expect(r.tun.sent.map(hex)).toEqual([hex(ike500)]);
+    expect(drained(r)).toBe(0);
+    expect(r.drops()).toEqual({ 'spoofed-port': 1 });
+    expect(r.tables.iaptt.hostOf(IpProtocol.UDP, 1030)).toBe(H2);
   });
 });
 

@@ -35,6 +35,8 @@ import type { MonotonicNs } from './fast-path-last-seen.ts';
 import { FastPathSas } from './fast-path-sas.ts';
 import type { FastPathAdd, FastPathRemove, LeaseBlockEvent } from './fast-path-tables.ts';
 import { FastPathTables } from './fast-path-tables.ts';
+import { FastPathWithdrawn } from './fast-path-withdrawn.ts';
+import type { SpiRange } from './fast-path-withdrawn.ts';
 import { CONFIG_BYTES, encodeConfig, ROUTER_OBJECT, RouterMap, RouterProgram } from './layout.ts';
 import type { FastPathConfig } from './layout.ts';
 
@@ -62,6 +64,8 @@ export interface RouterFastPathOptions {
   readonly maxExactSpis?: number;
   readonly maxHosts?: number;
   readonly maxOutboundSas?: number;
+  /** 64-SPI granules of withdrawn SPIs (default 65536; they take memory as they fill). */
+  readonly maxWithdrawnGranules?: number;
   /** How often the heartbeat is written (default 1000 ms)... */
   readonly heartbeatMs?: number;
   /** ...and how long the programs trust the last one (default 10 s). */
@@ -87,6 +91,7 @@ export class RouterFastPath {
   readonly counters: FastPathCounters;
   readonly lastSeen: FastPathLastSeen;
   readonly sas: FastPathSas;
+  readonly withdrawn: FastPathWithdrawn;
   readonly hook: 'tc' | 'xdp';
   readonly #object: BpfObject;
   readonly #config: FastPathConfig;
@@ -122,6 +127,7 @@ export class RouterFastPath {
     this.counters = new FastPathCounters(object.map(RouterMap.counters));
     this.lastSeen = new FastPathLastSeen(object.map(RouterMap.lastSeen), this.#mono);
     this.sas = new FastPathSas(object.map(RouterMap.outboundSa), this.#mono);
+    this.withdrawn = new FastPathWithdrawn(object.map(RouterMap.withdrawnSpis));
   }
 
   /**
@@ -148,6 +154,7 @@ export class RouterFastPath {
         [RouterMap.spiExact]: o.maxExactSpis ?? 65536,
         [RouterMap.holders]: o.maxHosts ?? 65536,
         [RouterMap.outboundSa]: o.maxOutboundSas ?? 16384,
+        [RouterMap.withdrawnSpis]: o.maxWithdrawnGranules ?? 65536,
       },
     });
     let fast: RouterFastPath | undefined;
@@ -210,6 +217,18 @@ export class RouterFastPath {
     if (this.#failure !== undefined) return 'failed';
     try {
       return this.tables.onLeaseRemoved(lease);
+    } catch (e) {
+      this.#fail(e as Error);
+      return 'failed';
+    }
+  }
+
+  /** The withdrawn SPI ranges whole, after every change (RouterTables' mirror): programs the map before it returns. */
+  onSpisWithdrawn(ranges: readonly SpiRange[]): 'synced' | 'failed' {
+    if (this.#failure !== undefined) return 'failed';
+    try {
+      this.withdrawn.sync(ranges);
+      return 'synced';
     } catch (e) {
       this.#fail(e as Error);
       return 'failed';

@@ -23,6 +23,7 @@ export const RouterMap = {
   holders: 'holders',
   lastSeen: 'last_seen',
   outboundSa: 'outbound_sa',
+  withdrawnSpis: 'withdrawn_spis',
 } as const;
 
 /** struct dn_router_config: byte offsets of its fields, and its size. */
@@ -89,7 +90,13 @@ export const FAST_TRAFFIC = [
 export type FastTraffic = (typeof FAST_TRAFFIC)[number];
 
 /** enum dn_drop: the slow path's drop reasons the fast path decides too, and its own failure. */
-export const FAST_DROPS = ['not-shared-source', 'spoofed-port', 'no-lease', 'fastpath-error'] as const;
+export const FAST_DROPS = [
+  'not-shared-source',
+  'spoofed-port',
+  'no-lease',
+  'spi-withdrawn',
+  'fastpath-error',
+] as const;
 export type FastDrop = (typeof FAST_DROPS)[number];
 
 /** enum dn_pass: why a packet went on to the kernel (and the slow path) unchanged. */
@@ -130,6 +137,10 @@ export const COUNTERS_BYTES = COUNTER_SLOTS * 8;
 export const PLANE_OF_PROTOCOL: Readonly<Record<number, number>> = { 6: 0, 17: 1, 1: 2 };
 export const PROTOCOL_OF_PLANE = [6, 17, 1] as const;
 export const PLANES = 3;
+
+/** withdrawn_spis: key spi >> WITHDRAWN_SHIFT (u32), value a u64 with bit (spi & 63) per withdrawn SPI. */
+export const WITHDRAWN_SHIFT = 6;
+export const WITHDRAWN_VALUE_BYTES = 8;
 
 /** struct dn_sa_key / dn_sa_value. */
 export const SA_KEY_BYTES = 12;

@@ -7,6 +7,7 @@ import { Iaptt, DEFAULT_IAPTT_IDLE } from './iaptt.ts';
 import type { IapttIdle } from './iaptt.ts';
 import { LeaseOwnership } from './lease-ownership.ts';
 import type { LeasedBlock, OwnershipChange } from './lease-ownership.ts';
+import { WithdrawnPorts } from './withdrawn-ports.ts';
 import { WithdrawnSpis } from './withdrawn-spis.ts';
 
 /** A leased block with its host as a number, as the second index takes it. */
@@ -20,11 +21,13 @@ export interface OwnedBlock {
 /**
  * A second per-value index that must never know an owner LeaseOwnership
  * does not (the eBPF fast path's maps). It hears a block after the index
- * accepted it and before the index lets it go.
+ * accepted it and before the index lets it go, and is given the withdrawn
+ * SPI ranges whole after every change to them, before the change returns.
  */
 export interface OwnershipMirror {
   onLeaseAdded(block: OwnedBlock): unknown;
   onLeaseRemoved(block: OwnedBlock): unknown;
+  onSpisWithdrawn?(ranges: readonly { first: number; end: number }[]): unknown;
 }
 
 export interface RouterTablesOptions {
@@ -32,6 +35,8 @@ export interface RouterTablesOptions {
   readonly idle?: IapttIdle;
   readonly fragments?: FragmentTableOptions;
   readonly hold?: FragmentHoldOptions;
+  /** When a withdrawal happened, for the drain of withdrawn ports (the data path's clock). Default Date. */
+  readonly clock?: { now(): number };
 }
 
 /**
@@ -50,6 +55,9 @@ export class RouterTables {
   readonly held: FragmentHold;
   /** SPI blocks taken back from their hosts and not leased since: ESP/AH for them is `spi-withdrawn`. */
   readonly withdrawnSpis = new WithdrawnSpis();
+  /** Port blocks taken back from their hosts, draining: the former owner's IKE from them still goes out. */
+  readonly withdrawnPorts = new WithdrawnPorts();
+  readonly #clock: { now(): number };
   #mirror: OwnershipMirror | undefined;
 
   constructor(options: RouterTablesOptions = {}) {
@@ -57,6 +65,7 @@ export class RouterTables {
     this.iaptt = new Iaptt(options.idle ?? DEFAULT_IAPTT_IDLE);
     this.fragments = new FragmentTable(options.fragments);
     this.held = new FragmentHold(options.hold);
+    this.#clock = options.clock ?? Date;
   }
 
   /**
@@ -67,12 +76,15 @@ export class RouterTables {
     this.#mirror = mirror;
     if (mirror === undefined) return;
     for (const block of this.ownership.blocks()) mirror.onLeaseAdded(block);
+    if (this.withdrawnSpis.size > 0) mirror.onSpisWithdrawn?.(this.withdrawnSpis.ranges());
   }
 
   /** Enters a leased block. Returns what happened (the listener contract ignores it; the log and tests use it). */
   onLeaseAdded(lease: LeasedBlock): OwnershipChange {
     const change = this.ownership.onLeaseAdded(lease);
-    if (change === 'added' && lease.kind === 'spi') this.withdrawnSpis.clear(lease);
+    if (change === 'added' && lease.kind === 'spi' && this.withdrawnSpis.clear(lease))
+      this.#withdrawnChanged();
+    if (change === 'added' && lease.kind === 'port') this.withdrawnPorts.clear(lease);
     if (change === 'added' && this.#mirror !== undefined) this.#mirror.onLeaseAdded(owned(lease));
     return change;
   }
@@ -86,15 +98,23 @@ export class RouterTables {
     if (this.#mirror !== undefined) this.#mirror.onLeaseRemoved(owned(lease));
     const change = this.ownership.onLeaseRemoved(lease);
     if (change !== 'removed') return change;
-    if (withdrawn && lease.kind === 'spi') this.withdrawnSpis.add(lease);
+    if (withdrawn && lease.kind === 'spi') {
+      this.withdrawnSpis.add(lease);
+      this.#withdrawnChanged();
+    }
     const own = this.ownership;
     // The event names the host as text; the tables key it as a number, which
     // a removal that took something away proves it has.
     const host = ipv4FromString(lease.host)!;
     if (lease.kind === 'port') this.iaptt.clearPorts(lease.lowest, lease.count, host);
+    if (withdrawn && lease.kind === 'port') this.withdrawnPorts.add(lease, host, this.#clock.now());
     // A host with nothing left has no datagram in flight worth finishing.
     if (!own.holds(host)) this.fragments.forgetOwner(host);
     return change;
+  }
+
+  #withdrawnChanged(): void {
+    this.#mirror?.onSpisWithdrawn?.(this.withdrawnSpis.ranges());
   }
 }
 

@@ -12,7 +12,9 @@
  * A fixed ring of `capacity` ranges, the oldest forgotten first: a
  * withdrawal is rare, and a range that fell out of the ring only makes the
  * count fall back to `no-owner`. The lookup is a scan of at most `capacity`
- * pairs of numbers, only for ESP/AH that found no owner.
+ * pairs of numbers, only for ESP/AH that found no owner (and ESP in UDP).
+ * The eBPF fast path keeps a copy, rewritten from `ranges()` after every
+ * change (src/router/data-path/ebpf/fast-path-withdrawn.ts).
  */
 import type { Block } from '../../../util/block.ts';
 
@@ -40,12 +42,28 @@ export class WithdrawnSpis {
     this.#size = Math.min(this.#size + 1, this.capacity);
   }
 
-  /** Values of `block` are leased again: a range they touch is forgotten whole (the count falls back to `no-owner`). */
-  clear(block: Block): void {
+  /**
+   * Values of `block` are leased again: a range they touch is forgotten whole
+   * (the count falls back to `no-owner`). True when one was.
+   */
+  clear(block: Block): boolean {
     const lo = block.lowest;
     const hi = block.lowest + block.count;
+    let cleared = false;
     for (let i = 0; i < this.#size; i++)
-      if (this.#first[i]! < hi && lo < this.#end[i]!) this.#first[i] = this.#end[i] = 0;
+      if (this.#first[i]! < hi && lo < this.#end[i]!) {
+        this.#first[i] = this.#end[i] = 0;
+        cleared = true;
+      }
+    return cleared;
+  }
+
+  /** The ranges remembered now, [first, end), in no particular order. */
+  ranges(): { first: number; end: number }[] {
+    const out: { first: number; end: number }[] = [];
+    for (let i = 0; i < this.#size; i++)
+      if (this.#end[i]! > this.#first[i]!) out.push({ first: this.#first[i]!, end: this.#end[i]! });
+    return out;
   }
 
   /** True when `spi` lies in a block withdrawn and not leased since. */
