@@ -21,13 +21,15 @@ const HostFields = z
     ).describe('the public address the router shares'),
     tun: interfaceName.default('dn0'),
     mode: z.enum(['translate', 'native']).default('translate'),
-    // The data path (docs/ebpf.md): established flows in the kernel, or everything in user space.
-    // The agent does not drive the host's BPF programs yet, so both forward through it for now.
+    // The data path (docs/ebpf.md, "The host"): established flows in the kernel, or everything in user space.
     datapath: z
       .enum(['ebpf', 'tun'])
       .default('ebpf')
       .describe(
-        'ebpf: BPF programs carry established flows, the agent the rest (not wired into the agent yet: all in the agent for now); tun: all in the agent',
+        'ebpf: BPF programs on the TUN and LAN interfaces carry established TCP/UDP flows (leased ports in native ' +
+          'mode, FIG. 11 rows in use both ways when translating), the agent the rest (first packets, TCP ' +
+          'control segments, ICMP, fragments, IPsec); a kernel or build without BPF: one warning, all in the ' +
+          'agent; tun: all in the agent',
       ),
     pap: z
       .object({

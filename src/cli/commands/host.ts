@@ -189,7 +189,7 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
         .option('datapath', {
           choices: ['ebpf', 'tun'] as const,
           describe:
-            'ebpf: established flows in the kernel, the rest here (default; not wired in yet: all here for now); tun: all here',
+            'ebpf: established TCP/UDP flows in the kernel, the rest here (default; without BPF, all here); tun: all here',
         })
         .option('pap-transport', {
           choices: ['udp', 'icmp'] as const,

@@ -94,6 +94,8 @@ export interface AgentDevices {
   readonly tunnelOut: PacketDevice;
   readonly tunMtu: number;
   readonly lanMtu: number;
+  /** The LAN interface the tunnel arrives on; undefined with devices given by the caller. */
+  readonly lanInterface: string | undefined;
   /** The devices' counters, by the names status and metrics show. */
   io(): Record<string, IoStats>;
 }
@@ -161,6 +163,7 @@ export function openAgentDevices(
     tunnelOut,
     tunMtu,
     lanMtu,
+    lanInterface: opts.devices === undefined ? lanIf : undefined,
     io: () => ({
       tun: tun.stats(),
       'tunnel-in': tunnelIn.stats(),

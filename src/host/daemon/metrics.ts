@@ -15,6 +15,8 @@ import type { SourcePortTranslationTable } from '../data-path/translation/sptt.t
 import type { PortTranslator } from '../data-path/translation/translator.ts';
 import type { PapClientCounters } from '../../pap/pap-client.ts';
 import { registerIkeMetrics } from '../../ike/metrics.ts';
+import type { FastPathCounts } from './fast-path.ts';
+import { fastPathCounts } from './fast-path.ts';
 
 export interface HostMetricSources {
   readonly forwarder: HostForwarder;
@@ -27,6 +29,8 @@ export interface HostMetricSources {
   readonly ipsec?: () => Record<string, number>;
   /** Security associations installed, when the agent runs IPsec. */
   readonly ipsecSas?: () => number;
+  /** The eBPF fast path's counters, when it runs (undefined once it is closed). */
+  readonly fast?: () => FastPathCounts | undefined;
 }
 
 export function registerHostMetrics(registry: Registry, s: HostMetricSources): void {
@@ -38,9 +42,17 @@ export function registerHostMetrics(registry: Registry, s: HostMetricSources): v
     registers,
     collect() {
       this.reset();
-      for (const [event, v] of Object.entries(s.forwarder.events.snapshot())) this.inc({ event }, v);
+      const events: Record<string, number> = s.forwarder.events.snapshot();
+      // Both data paths, as the router counts its two.
+      const f = s.fast?.();
+      if (f !== undefined) {
+        events['outbound'] = (events['outbound'] ?? 0) + f.packets.outbound;
+        events['inbound'] = (events['inbound'] ?? 0) + f.packets.inbound;
+      }
+      for (const [event, v] of Object.entries(events)) this.inc({ event }, v);
     },
   });
+  if (s.fast !== undefined) registerFastPathMetrics(registers, s.fast);
   new Counter({
     name: 'distnat_host_dropped_packets_total',
     help: 'Packets dropped by the host agent, by direction and reason',
@@ -136,6 +148,66 @@ export function registerHostMetrics(registry: Registry, s: HostMetricSources): v
   });
 }
 
+/** The fast path's own share and what it left to the agent, beside the agent's metrics. */
+function registerFastPathMetrics(registers: Registry[], read: () => FastPathCounts | undefined): void {
+  new Counter({
+    name: 'distnat_host_fastpath_packets_total',
+    help: "Packets the eBPF fast path carried without the agent (its share of distnat_host_packets_total's outbound and inbound)",
+    labelNames: ['event'],
+    registers,
+    collect() {
+      this.reset();
+      const f = read();
+      if (f === undefined) return;
+      this.inc({ event: 'outbound' }, f.packets.outbound);
+      this.inc({ event: 'inbound' }, f.packets.inbound);
+    },
+  });
+  new Counter({
+    name: 'distnat_host_fastpath_bytes_total',
+    help: 'Bytes the eBPF fast path carried: outbound with the outer header, inbound the inner datagram',
+    labelNames: ['direction'],
+    registers,
+    collect() {
+      this.reset();
+      const f = read();
+      if (f === undefined) return;
+      this.inc({ direction: 'outbound' }, f.bytes.outbound);
+      this.inc({ direction: 'inbound' }, f.bytes.inbound);
+    },
+  });
+  new Counter({
+    name: 'distnat_host_fastpath_passed_packets_total',
+    help: 'Packets the eBPF fast path left to the agent unchanged, by direction (out, in) and reason',
+    labelNames: ['direction', 'reason'],
+    registers,
+    collect() {
+      this.reset();
+      const f = read();
+      if (f === undefined) return;
+      for (const direction of ['out', 'in'] as const)
+        for (const [reason, v] of Object.entries(f.pass[direction])) this.inc({ direction, reason }, v);
+    },
+  });
+  new Counter({
+    name: 'distnat_host_fastpath_dropped_packets_total',
+    help: 'Packets the eBPF fast path dropped: a helper failed after it had changed them (fastpath.error)',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read()?.error ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'distnat_host_fastpath_active',
+    help: '1 while the eBPF fast path is attached and programmed, 0 after it detached itself',
+    registers,
+    collect() {
+      this.set(read()?.active === true ? 1 : 0);
+    },
+  });
+}
+
 /** Serves the agent's metrics on `listen` (host:port); resolves with the server and the address it took. */
 export async function serveAgentMetrics(
   p: HostAgentParts,
@@ -150,6 +222,7 @@ export async function serveAgentMetrics(
     ports: p.ports,
     pap: () => p.client.counters,
     io: p.io,
+    ...(p.dataPath?.fast !== undefined && { fast: () => fastPathCounts(p.dataPath?.fast) }),
     ...(keyedStep !== undefined && {
       ipsec: () => keyedStep.counters(),
       ipsecSas: () => keyedStep.engine?.sad.all().length ?? 0,

@@ -23,6 +23,7 @@ import type { Logger } from '../../util/log.ts';
 import { ipv4FromString } from '../../wire/ipv4.ts';
 import { refuseSecondAgent, serveAgentControl } from './control.ts';
 import { openAgentDevices } from './devices.ts';
+import { openHostDataPath } from './fast-path.ts';
 import { agentStatus } from './status.ts';
 import { serveAgentMetrics } from './metrics.ts';
 import type { HostAgentParts } from './status.ts';
@@ -142,7 +143,12 @@ export async function startHost(
   const unwind = (): void =>
     runUndo(undo, (e) => log.warn('a step of the set-up could not be undone', { error: e.message }));
   try {
-    const { tun, tunnelIn, tunnelOut, tunMtu, lanMtu, io } = openAgentDevices(config, opts, log, undo);
+    const { tun, tunnelIn, tunnelOut, tunMtu, lanMtu, lanInterface, io } = openAgentDevices(
+      config,
+      opts,
+      log,
+      undo,
+    );
 
     // --ipsec FILE: the engine step, its inbound SAs installed once their SPIs are leased.
     const engineStep =
@@ -159,8 +165,26 @@ export async function startHost(
       lowWater: { port: lowWater },
     });
     undo.push(() => leases.close());
+    // The eBPF fast path beside the agent's own (fast-path.ts): its lease listener first of all.
+    const dataPath = openHostDataPath({
+      config,
+      sharedAddress: shared,
+      lanAddress: lan,
+      routerAddress: router,
+      lanInterface,
+      tunMtu,
+      lanMtu,
+      ipsec: opts.ipsec !== undefined || engineStep !== undefined || ikeConfig !== undefined,
+      leases,
+      clock,
+      log,
+    });
+    undo.push(() => dataPath.close());
     const ports = new LeasedPortPool(leases, lowWater);
-    const sptt = new SourcePortTranslationTable(ports, { timeouts: opts.timeouts ?? {} });
+    const sptt = new SourcePortTranslationTable(ports, {
+      timeouts: opts.timeouts ?? {},
+      ...(dataPath.observer !== undefined ? { observer: dataPath.observer } : {}),
+    });
     const translator = new PortTranslator(sptt);
     const ike =
       ikeConfig === undefined
@@ -285,6 +309,7 @@ export async function startHost(
       engineStep,
       ike,
       hairpin,
+      dataPath,
     };
     const status = (): DaemonStatus => agentStatus(parts);
 
@@ -309,6 +334,8 @@ export async function startHost(
         // IKE first: its Delete notifications still have a data path to leave by.
         // (No await without IKE: the release below starts in the same turn as stop().)
         if (ike !== undefined) await ike.stop();
+        // The programs go with the agent's loop: nothing is forwarded past this point, by either.
+        dataPath.close();
         forwarder.stop();
         // Before the blocks go: their release would only set the rules once more.
         hairpin?.remove();

@@ -20,6 +20,8 @@ import type { HostIke } from './host-ike.ts';
 import type { Hairpin } from './hairpin.ts';
 import type { EngineIpsecStep } from '../data-path/ipsec-engine-step.ts';
 import type { LeasedPortPool } from '../data-path/leased-ports.ts';
+import type { FastPathCounts, HostDataPath } from './fast-path.ts';
+import { fastPathCounts } from './fast-path.ts';
 
 /** Rows of FIG. 11 printed at most; the JSON form has the count. */
 export const MAX_STATUS_ROWS = 2000;
@@ -33,6 +35,8 @@ export interface HostStatusSources {
   readonly forwarder: HostForwarder;
   readonly pap: PapClientCounters;
   readonly io: Readonly<Record<string, IoStats>>;
+  /** The eBPF fast path's counters, when it runs. */
+  readonly fast?: FastPathCounts | undefined;
 }
 
 const PROTOCOLS: Readonly<Record<number, string>> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP' };
@@ -82,6 +86,18 @@ export function hostCounters(s: HostStatusSources): Record<string, number> {
   };
   const c = s.forwarder.counters();
   put('packets', c.events);
+  // Both data paths under the agent's names, as the router adds its two; the fast path's own share beside them.
+  const f = s.fast;
+  if (f !== undefined) {
+    out['packets.outbound'] = (out['packets.outbound'] ?? 0) + f.packets.outbound;
+    out['packets.inbound'] = (out['packets.inbound'] ?? 0) + f.packets.inbound;
+    put('fastpath.packets', f.packets);
+    put('fastpath.bytes', f.bytes);
+    out['fastpath.error'] = f.error;
+    put('fastpath.pass.out', f.pass.out);
+    put('fastpath.pass.in', f.pass.in);
+    out['fastpath.active'] = f.active ? 1 : 0;
+  }
   put('drop.outbound', c.outboundDrops);
   put('drop.inbound', c.inboundDrops);
   const t = s.translator.counters;
@@ -122,6 +138,8 @@ export interface HostAgentParts {
   readonly ike: HostIke | undefined;
   /** The hairpin's policy routing, unless configured off. */
   readonly hairpin: Hairpin | undefined;
+  /** Which data path forwards (the eBPF fast path beside the agent, or the agent alone). */
+  readonly dataPath?: HostDataPath | undefined;
 }
 
 export function agentStatus(p: HostAgentParts): DaemonStatus {
@@ -141,6 +159,7 @@ export function agentStatus(p: HostAgentParts): DaemonStatus {
       'ports unused': ports.unused,
       forwarding: ports.held > 0 ? 'yes' : 'no (waiting for a lease)',
       hairpin: p.hairpin?.describe() ?? 'off (hairpin.enabled: false)',
+      datapath: p.dataPath?.describe() ?? 'TUN',
       'up for': `${Math.round((now - p.started) / 1000)}s`,
     },
     blocks: leases.blocks(),
@@ -149,6 +168,7 @@ export function agentStatus(p: HostAgentParts): DaemonStatus {
     forwarder: p.forwarder,
     pap: p.client.counters,
     io: p.io(),
+    fast: fastPathCounts(p.dataPath?.fast),
   });
   if (engineStep !== undefined) {
     st.summary.ipsec = `${config.ipsec} (${engineStep.installed ? 'SAs installed' : 'waiting for SPI leases'})`;

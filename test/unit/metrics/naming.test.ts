@@ -49,6 +49,14 @@ function hostRegistry(): Registry {
     io: () => ({ tun: emptyStats() }),
     ipsec: () => ({ 'ipsec.outbound.protected': 0 }),
     ipsecSas: () => 0,
+    // The eBPF fast path's metrics are held to the same rules.
+    fast: () => ({
+      packets: { outbound: 0, inbound: 0 },
+      bytes: { outbound: 0, inbound: 0 },
+      error: 0,
+      pass: { out: { unleased: 0 }, in: { other: 0 } },
+      active: true,
+    }),
   } as unknown as HostMetricSources);
   registerIkeMetrics(registry, 'host', () => undefined);
   return registry;

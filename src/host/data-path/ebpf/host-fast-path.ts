@@ -1,17 +1,17 @@
 /**
- * The host agent's eBPF fast path (native-setup/bpf/host.bpf.c), a
- * prototype the agent does not drive yet: loads the object, attaches the
- * outbound program to the TUN's egress and the inbound one to the LAN
- * interface's ingress, keeps the heartbeat, and programs its maps:
+ * The host agent's eBPF fast path (native-setup/bpf/host.bpf.c), opened by
+ * the agent with `datapath: ebpf` (src/host/daemon/fast-path.ts): loads the
+ * object, attaches the outbound program to the TUN's egress and the inbound
+ * one to the LAN interface's ingress, keeps the heartbeat, and programs its
+ * maps:
  *
  * - native mode: the leased ports (lease events), so the kernel's own
  *   datagrams from them are tunnelled without crossing the TUN;
  * - translate mode: the established FIG. 11 rows handed over (the
  *   SourcePortTranslationTable's observer: addTranslation once a row is in
  *   use both ways, removeTranslation before it goes), so only a flow's
- *   first packets and its control segments
- *   reach the agent; lastUseNs() gives the agent the rows' last use for
- *   its idle timers.
+ *   first packets and its control segments reach the agent; lastUseNs()
+ *   gives the agent the rows' last use for its idle timers.
  *
  * The agent stays in charge: everything the programs do not take reaches
  * the TUN and the raw socket unchanged. Failures follow RouterFastPath:
@@ -81,6 +81,7 @@ export class HostFastPath {
   #attachments: Attachment[] = [];
   #timer: NodeJS.Timeout | undefined;
   #failure: Error | undefined;
+  #closed = false;
 
   private constructor(object: BpfObject, config: HostFastPathConfig, o: HostFastPathOptions) {
     this.#object = object;
@@ -137,6 +138,11 @@ export class HostFastPath {
 
   get failure(): Error | undefined {
     return this.#failure;
+  }
+
+  /** Attached and programmed: neither closed nor detached after a failure. */
+  get active(): boolean {
+    return !this.#closed && this.#failure === undefined;
   }
 
   /** Native mode: a leased port block, which the kernel's own sockets use as they are. */
@@ -209,6 +215,7 @@ export class HostFastPath {
   }
 
   close(): void {
+    this.#closed = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     for (const a of this.#attachments.splice(0)) {
@@ -251,7 +258,7 @@ export class HostFastPath {
   }
 
   #guard(f: () => void): void {
-    if (this.#failure !== undefined) return;
+    if (this.#failure !== undefined || this.#closed) return;
     try {
       f();
     } catch (e) {
