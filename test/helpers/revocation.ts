@@ -6,7 +6,8 @@
  * time.
  */
 import { expect } from 'vitest';
-import { PYTHON, readPcapng, ipv4Of, readStatus, writeScript } from './distnat.ts';
+import { join } from 'node:path';
+import { PYTHON, readPcapng, ipv4Of, readStatus, sha256, sha256File, writeScript } from './distnat.ts';
 import type { DaemonStatus, HostNode } from './distnat.ts';
 import { describe as describeResult, waitUntil } from './process.ts';
 import type { Background } from './process.ts';
@@ -242,4 +243,58 @@ export async function withdrawUnderTraffic(
   const withdrawStartedAt = Date.now() / 1000;
   expect(await withdraw(bed, h1, kind)).toContain(serial);
   return { http, loop, wan, lan, withdrawStartedAt, withdrawnAt: Date.now() / 1000 };
+}
+
+/** Waits until h1's new SA has opened another hundred packets: the traffic loop moved onto it. */
+export async function waitForTrafficOnNewSa(bed: Testbed): Promise<void> {
+  const accepted = async (): Promise<number> =>
+    (await readStatus(bed, 'h1')).counters['ipsec.inbound.accepted'] ?? 0;
+  const resumed = await accepted();
+  await waitUntil('traffic on the new SA', async () => (await accepted()) > resumed + 100, {
+    timeoutMs: 20_000,
+    intervalMs: 100,
+  });
+}
+
+/** h1 fetches the server's file once more and it arrives intact. */
+export async function expectDownloadIntact(bed: Testbed, http: HttpServer, file: Buffer): Promise<void> {
+  const out = join(bed.scratchDir, 'after.bin');
+  const r = await bed.exec('h1', [
+    'curl',
+    '-sS',
+    '--max-time',
+    '10',
+    '-o',
+    out,
+    http.url(TOPOLOGY.server.wan, 'file.bin'),
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+  expect(await sha256File(out)).toBe(sha256(file));
+}
+
+/**
+ * What left h1's withdrawn IKE port on the WAN: its Delete (IKE: to 500, or
+ * to 4500 with the non-ESP marker) at some time after the withdrawal began,
+ * and after the router had applied it (`withdrawnAt`) nothing but IKE. ESP in
+ * UDP from that port may still cross until then.
+ */
+export function expectOnlyIkeFromOldPort(
+  wanCapture: string,
+  oldIkePort: number,
+  withdrawal: { startedAt: number; doneAt: number },
+  context = '',
+): void {
+  const shared = TOPOLOGY.shared;
+  const isIke = (u: SeenUdp): boolean => u.dport === 500 || (u.dport === 4500 && u.firstWord === 0);
+  const fromOldPort = udpInCapture(wanCapture).filter(
+    (u) => u.src === shared && u.sport === oldIkePort && u.time >= withdrawal.startedAt,
+  );
+  const seen =
+    `${JSON.stringify(fromOldPort)}\nwithdrawal from ${withdrawal.startedAt.toFixed(3)} ` +
+    `to ${withdrawal.doneAt.toFixed(3)}${context}`;
+  expect(fromOldPort.filter(isIke).length, seen).toBeGreaterThanOrEqual(1);
+  for (const u of fromOldPort) {
+    expect(u.dst, seen).toBe(TOPOLOGY.server.wan);
+    if (u.time >= withdrawal.doneAt) expect(isIke(u), seen).toBe(true);
+  }
 }

@@ -27,7 +27,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { daemonLogs, pseudoRandomBytes, readStatus, sha256, sha256File } from '../helpers/distnat.ts';
+import { daemonLogs, pseudoRandomBytes, readStatus } from '../helpers/distnat.ts';
 import type { DaemonStatus } from '../helpers/distnat.ts';
 import { HAVE_CHARON, startCharon } from '../helpers/charon.ts';
 import type { Charon } from '../helpers/charon.ts';
@@ -43,11 +43,13 @@ import { startRouter } from '../helpers/ipsec.ts';
 import { waitUntil } from '../helpers/process.ts';
 import {
   childSpis,
+  expectDownloadIntact,
+  expectOnlyIkeFromOldPort,
+  expectWithdrawnSaSilent,
   inBlock,
   sendEspFromServer,
-  expectWithdrawnSaSilent,
   spiBlockOf,
-  udpInCapture,
+  waitForTrafficOnNewSa,
   withdrawUnderTraffic,
 } from '../helpers/revocation.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
@@ -160,26 +162,8 @@ describe.skipIf(!HAVE_CHARON)(
         expect(list).toMatch(new RegExp(`out\\s+${hex8(fresh!.in)},`));
         expect(list).not.toContain(hex8(old!.in));
         expect(list).not.toContain(hex8(old!.out));
-        const resumed = await readStatus(b, 'h1');
-        await waitUntil(
-          'traffic on the new SA',
-          async () =>
-            c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') >
-            c(resumed, 'ipsec.inbound.accepted') + 100,
-          { timeoutMs: 20_000, intervalMs: 100 },
-        );
-        const file = join(b.scratchDir, 'after.bin');
-        const r = await b.exec('h1', [
-          'curl',
-          '-sS',
-          '--max-time',
-          '10',
-          '-o',
-          file,
-          http.url(SERVER, 'file.bin'),
-        ]);
-        expect(r.code, r.stderr).toBe(0);
-        expect(await sha256File(file)).toBe(sha256(FILE));
+        await waitForTrafficOnNewSa(b);
+        await expectDownloadIntact(b, http, FILE);
 
         // ESP to the withdrawn SPI now, plain and in UDP to h1's IKE port: dropped by SPI.
         const router = await readStatus(b, 'router');
@@ -227,7 +211,12 @@ describe.skipIf(!HAVE_CHARON)(
         const cert = saveHostIdentity(b, 'h1');
         const deletesBefore = deletes();
 
-        const { http, loop, wan, lan, withdrawnAt } = await withdrawUnderTraffic(b, FILE, cert.serial, 'all');
+        const { http, loop, wan, lan, withdrawStartedAt, withdrawnAt } = await withdrawUnderTraffic(
+          b,
+          FILE,
+          cert.serial,
+          'all',
+        );
 
         // (a) charon was told; it runs no liveness check, so only the Delete can have done it.
         await waitUntil('charon receiving the Delete', () => deletes() > deletesBefore, {
@@ -259,14 +248,7 @@ describe.skipIf(!HAVE_CHARON)(
         const list = swan.swanctl('--list-sas');
         expect(list).toMatch(new RegExp(`out\\s+${hex8(fresh!.in)},`));
         expect(list).not.toContain(hex8(old!.in));
-        const resumed = await readStatus(b, 'h1');
-        await waitUntil(
-          'traffic on the new SA',
-          async () =>
-            c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') >
-            c(resumed, 'ipsec.inbound.accepted') + 100,
-          { timeoutMs: 20_000, intervalMs: 100 },
-        );
+        await waitForTrafficOnNewSa(b);
 
         // ESP to the withdrawn SPI, plain and in UDP to h1's new IKE port: dropped by SPI.
         const routerNow = await readStatus(b, 'router');
@@ -284,12 +266,7 @@ describe.skipIf(!HAVE_CHARON)(
         await http.stop();
 
         // (a) on the wire: after the withdrawal only IKE left from the old port (to 4500, marked).
-        const fromOldPort = udpInCapture(wan.file).filter(
-          (u) => u.src === SHARED && u.sport === oldIkePort && u.time >= withdrawnAt,
-        );
-        const seen = `${JSON.stringify(fromOldPort)}\nwithdrawn at ${withdrawnAt.toFixed(3)}`;
-        expect(fromOldPort.length, seen).toBeGreaterThanOrEqual(1);
-        for (const u of fromOldPort) expect(u.dport === 4500 && u.firstWord === 0, seen).toBe(true);
+        expectOnlyIkeFromOldPort(wan.file, oldIkePort, { startedAt: withdrawStartedAt, doneAt: withdrawnAt });
         // (b)
         expectWithdrawnSaSilent(
           { wan: wan.file, lan: lan.file },

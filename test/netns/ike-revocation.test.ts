@@ -21,17 +21,8 @@
  * made; without the router's, the injected ESP is not `spi-withdrawn`, and
  * without the fast path's withdrawn_spis the ESP in UDP reaches h1.
  */
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  daemonLogs,
-  ipv4Of,
-  pseudoRandomBytes,
-  readPcapng,
-  readStatus,
-  sha256,
-  sha256File,
-} from '../helpers/distnat.ts';
+import { daemonLogs, ipv4Of, pseudoRandomBytes, readPcapng, readStatus } from '../helpers/distnat.ts';
 import type { DaemonStatus } from '../helpers/distnat.ts';
 import {
   hostIkePort,
@@ -46,10 +37,12 @@ import {
 import { waitUntil } from '../helpers/process.ts';
 import {
   childSpis,
+  expectDownloadIntact,
+  expectWithdrawnSaSilent,
   inBlock,
   sendEspFromServer,
-  expectWithdrawnSaSilent,
   spiBlockOf,
+  waitForTrafficOnNewSa,
   withdrawUnderTraffic,
 } from '../helpers/revocation.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
@@ -129,25 +122,8 @@ describe('distnat withdraw reaches the SAs that are up (distnat peer, eBPF data 
       expect(tableRows(p, 'IKE SAs')).toHaveLength(1);
       expect(String((await readStatus(b, 'h1')).summary['ike'])).not.toContain(identity.serial.slice(0, 16));
       expect(c(await readStatus(b, 'h1'), 'ike.revocation-resumed')).toBe(1);
-      const resumed = await readStatus(b, 'h1');
-      await waitUntil(
-        'traffic on the new SA',
-        async () =>
-          c(await readStatus(b, 'h1'), 'ipsec.inbound.accepted') > c(resumed, 'ipsec.inbound.accepted') + 100,
-        { timeoutMs: 20_000, intervalMs: 100 },
-      );
-      const file = join(b.scratchDir, 'after.bin');
-      const r = await b.exec('h1', [
-        'curl',
-        '-sS',
-        '--max-time',
-        '10',
-        '-o',
-        file,
-        http.url(SERVER, 'file.bin'),
-      ]);
-      expect(r.code, r.stderr).toBe(0);
-      expect(await sha256File(file)).toBe(sha256(FILE));
+      await waitForTrafficOnNewSa(b);
+      await expectDownloadIntact(b, http, FILE);
 
       // ESP to the withdrawn SPI now: plain, the eBPF fast path finds no owner and leaves it
       // to the slow path, which drops it; in UDP to h1's port, the fast path drops it itself.
