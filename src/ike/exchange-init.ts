@@ -27,6 +27,7 @@ import { MAX_COOKIE_LENGTH, type CookieJar } from './cookie.ts';
 import { createDh } from './dh.ts';
 import { startAuth } from './exchange-auth.ts';
 import { IkeSa } from './ike-sa.ts';
+import { IKE_PORT, NATT_PORT } from './header.ts';
 import { deriveIkeKeys, skeyseed } from './keys.ts';
 import { emitIkeMessage, type IkeMessage } from './message.ts';
 import { detectNat, errorNotifies, natDetectionPayloads, type Endpoint } from './nat.ts';
@@ -38,7 +39,6 @@ import { NONCE_LENGTH } from './exchange-child.ts';
 
 const MAX_COOKIE_ROUNDS = 3;
 const MAX_GROUP_SWITCHES = 2;
-export const NATT_PORT = 4500;
 
 function natPayloads(sa: IkeSa, spiR: bigint, local: Endpoint): Payload[] {
   const n = natDetectionPayloads(sa.spiI, spiR, local, sa.remote);
@@ -56,7 +56,7 @@ const fragmentationNotify = (): Payload => notify(NotifyType.IKEV2_FRAGMENTATION
 
 /** Where the peer's NAT-T path is: port 4500 if it listened on 500, otherwise the same (shared) port. */
 export const nattEndpoint = (e: Endpoint): Endpoint =>
-  e.port === 500 ? { address: e.address, port: NATT_PORT } : e;
+  e.port === IKE_PORT ? { address: e.address, port: NATT_PORT } : e;
 
 /** Starts an IKE SA as initiator: sends IKE_SA_INIT and carries on through IKE_AUTH. */
 export function startInitiator(sa: IkeSa): void {

@@ -40,6 +40,9 @@ export const IKE_HEADER_LENGTH = 28;
 /** Bigger than any UDP payload over IPv4: lengths beyond it are lies. */
 export const MAX_IKE_MESSAGE = 65_507;
 export const NON_ESP_MARKER_LENGTH = 4;
+/** IKE's ports (RFC 7296 2.23): plain IKE on 500; on 4500 (NAT-T, RFC 3948) IKE after a non-ESP marker, ESP without. */
+export const IKE_PORT = 500;
+export const NATT_PORT = 4500;
 
 export interface IkeHeader {
   readonly spiI: bigint;

@@ -22,6 +22,8 @@ import { QuotedIpv4View } from '../../wire/icmp-quoted.ts';
 import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../../wire/ipv4.ts';
 import { PortField } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
+import { UDP_HEADER_LENGTH } from '../../wire/udp.ts';
+import { NATT_PORT } from '../../ike/header.ts';
 import type { DropReason } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
 import type { RouterTables } from './tables/router-tables.ts';
@@ -43,8 +45,9 @@ const IP_MF = Ipv4FragmentWord.MF;
 const DST_PORT = PortField.DST_PORT;
 const SRC_PORT = PortField.SRC_PORT;
 /** UDP-encapsulated ESP (RFC 3948): from this port, the SPI right after the UDP header. */
-const NATT_PORT = 4500;
-const UDP_HEADER = 8;
+const NATT = NATT_PORT;
+const UDP_HEADER = UDP_HEADER_LENGTH;
+/** The UDP header, then the SPI and sequence number of ESP's header. */
 const UDP_ESP_MINIMUM = UDP_HEADER + 8;
 const ICMP_TYPE = IcmpField.TYPE;
 const ICMP_IDENTIFIER = IcmpField.IDENTIFIER;
@@ -166,7 +169,7 @@ export class InboundDemux {
    * Zero where the SPI would be is the non-ESP marker (IKE), which passes.
    */
   #withdrawnInUdp(buf: Uint8Array, t: number, tlen: number): boolean {
-    if (u16(buf, t + SRC_PORT) !== NATT_PORT || tlen < UDP_ESP_MINIMUM) return false;
+    if (u16(buf, t + SRC_PORT) !== NATT || tlen < UDP_ESP_MINIMUM) return false;
     const spi = u32(buf, t + UDP_HEADER);
     return spi !== 0 && this.#tables.withdrawnSpis.has(spi);
   }

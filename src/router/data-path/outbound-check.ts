@@ -48,6 +48,7 @@ import { checkIpv4, Ipv4Field, Ipv4FragmentWord } from '../../wire/ipv4.ts';
 import { PortField } from '../../wire/ports.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import { UDP_HEADER_LENGTH } from '../../wire/udp.ts';
+import { IKE_PORT, NATT_PORT, NON_ESP_MARKER_LENGTH } from '../../ike/header.ts';
 import type { CounterSet } from '../../metrics/counters.ts';
 import type { DropReason, TrafficCounter } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
@@ -66,11 +67,11 @@ const IP_FRAGMENT_OFFSET = Ipv4FragmentWord.OFFSET;
 const IP_MF = Ipv4FragmentWord.MF;
 const SRC_PORT = PortField.SRC_PORT;
 const DST_PORT = PortField.DST_PORT;
-/** IKE's ports (RFC 7296 2.23); on 4500 a non-ESP marker, four zero bytes, precedes the IKE header (RFC 3948 2.2). */
-const IKE_PORT = 500;
-const NATT_PORT = 4500;
+// IKE's ports; on 4500 a non-ESP marker, four zero bytes, precedes the IKE header (RFC 3948 2.2).
+const IKE = IKE_PORT;
+const NATT = NATT_PORT;
 const UDP_HEADER = UDP_HEADER_LENGTH;
-const NON_ESP_MARKER_END = UDP_HEADER + 4;
+const NON_ESP_MARKER_END = UDP_HEADER + NON_ESP_MARKER_LENGTH;
 const ICMP_TYPE = IcmpField.TYPE;
 const ICMP_IDENTIFIER = IcmpField.IDENTIFIER;
 const ESP_SPI = EspField.SPI;
@@ -152,9 +153,9 @@ export class OutboundCheck {
     const withdrawn = this.#tables.withdrawnPorts;
     if (withdrawn.size === 0) return false;
     const dport = u16(buf, t + DST_PORT);
-    if (dport === NATT_PORT) {
+    if (dport === NATT) {
       if (tlen < NON_ESP_MARKER_END || u32(buf, t + UDP_HEADER) !== 0) return false;
-    } else if (dport !== IKE_PORT) return false;
+    } else if (dport !== IKE) return false;
     return withdrawn.drains(host, port, now);
   }
 
