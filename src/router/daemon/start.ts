@@ -185,7 +185,10 @@ export async function startRouter(
         log,
       });
       const pool = workers;
-      closers.push(() => pool.stop());
+      closers.push(async () => {
+        await pool.stop();
+        log.info('forwarding workers stopped', { workers: pool.count });
+      });
       // The workers' queues are attached: this one would take a share of the WAN's flows that nobody reads,
       // and the workers' filtered sockets take the LAN's.
       tun.close();
