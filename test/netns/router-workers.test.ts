@@ -193,6 +193,10 @@ describe('router TUN path on two workers', () => {
       const p = await b.ping(node, TOPOLOGY.server.wan, { count: 3, waitS: 2 });
       expect(p.received, p.output).toBe(3);
     }
+    // The server saw the shared address only.
+    const seen = echo.seen();
+    expect(seen.length).toBeGreaterThanOrEqual(48);
+    for (const d of seen) expect(d.src).toBe(TOPOLOGY.shared);
     const after = await status('router');
     for (const w of [0, 1]) {
       expect(delta(before, after, `worker.${w}.lan-rx-packets`), `worker ${w} from the LAN`).toBeGreaterThan(
