@@ -50,6 +50,29 @@ send(pkts)
 `;
 
 let router: Background;
+
+function routerArgv(): string[] {
+  const b = bed();
+  return [
+    DISTNAT,
+    'router',
+    '--shared-address',
+    TOPOLOGY.shared,
+    '--lan-address',
+    TOPOLOGY.router.lan,
+    '--tun',
+    TOPOLOGY.tun,
+    '--datapath',
+    'tun',
+    '--workers',
+    '2',
+    '--state-dir',
+    join(b.scratchDir, 'router-state'),
+    '--run-dir',
+    runDir('router'),
+    '--fresh',
+  ];
+}
 const agents: Partial<Record<HostNode, Background>> = {};
 let http: HttpServer;
 let echo: UdpEcho;
@@ -138,25 +161,7 @@ beforeAll(async () => {
     join(b.scratchDir, 'router-setup'),
   ]);
   expect(setup.code, setup.stderr).toBe(0);
-  router = b.spawn('router', [
-    DISTNAT,
-    'router',
-    '--shared-address',
-    TOPOLOGY.shared,
-    '--lan-address',
-    TOPOLOGY.router.lan,
-    '--tun',
-    TOPOLOGY.tun,
-    '--datapath',
-    'tun',
-    '--workers',
-    '2',
-    '--state-dir',
-    join(b.scratchDir, 'router-state'),
-    '--run-dir',
-    runDir('router'),
-    '--fresh',
-  ]);
+  router = b.spawn('router', routerArgv());
   await router.waitForOutput(/router started/, { timeoutMs: 30_000 });
   await Promise.all([startAgent('h1'), startAgent('h2')]);
   http = await b.httpServer('server', { bind: TOPOLOGY.server.wan, files: { 'big.bin': BIG } });
@@ -275,6 +280,24 @@ describe('router TUN path on two workers', () => {
     expect(log).toMatch(/forwarding workers stopped/);
     expect(log).toMatch(/router stopped/);
     expect(log).not.toMatch(/forwarding worker \d+ (failed|exited)/);
+  });
+
+  it('a worker whose queue fails stops the router with exit 70 (for systemd to restart it)', async () => {
+    const b = bed();
+    router = b.spawn('router', routerArgv());
+    await router.waitForOutput(/forwarding on 2 workers/, { timeoutMs: 30_000 });
+    // The device going away under the workers' queues: their reads fail.
+    const del = await b.exec('router', ['ip', 'link', 'del', 'dev', TOPOLOGY.tun]);
+    expect(del.code, del.stderr).toBe(0);
+    const exit = await Promise.race([
+      router.exited,
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 20_000)),
+    ]);
+    expect(exit, router.stdout() + router.stderr()).toBeDefined();
+    expect(exit!.code).toBe(70);
+    const log = router.stdout() + router.stderr();
+    expect(log).toMatch(/forwarding worker \d+ failed/);
+    expect(log).toMatch(/router stopped/);
   });
 });
 
