@@ -18,8 +18,21 @@ export interface ReaderRun {
   readonly churn: { portBase: number; spiBase: number; hostBase: number; counts: number[] };
 }
 
+/** One lookup, announced first: for the test of a reader caught inside a delete. */
+export interface OneLookup {
+  readonly one: true;
+  readonly memory: OwnershipMemory;
+  readonly spi: number;
+}
+
 const port = parentPort!;
-port.on('message', (run: ReaderRun) => {
+port.on('message', (run: ReaderRun | OneLookup) => {
+  if ('one' in run) {
+    const own = LeaseOwnership.reader(run.memory);
+    port.postMessage({ probing: true });
+    port.postMessage({ owner: own.spiOwner(run.spi) });
+    return;
+  }
   const own = LeaseOwnership.reader(run.memory);
   const ctl = new Int32Array(run.control);
   const { stable, churn } = run;
