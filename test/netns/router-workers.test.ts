@@ -10,7 +10,8 @@
  * kernel running the share filters: no packet twice, none lost, both
  * shares used); after `distnat withdraw` returns, the same datagrams are
  * refused on every worker at once; FIG. 12 shows the workers' rows; SIGTERM
- * stops the workers and the router exits cleanly.
+ * stops the workers and the router exits cleanly, a worker whose queue fails
+ * stops the router with exit 70, and --pcap is refused with workers.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -174,6 +175,22 @@ afterAll(async () => {
 });
 
 describe('router TUN path on two workers', () => {
+  it('refuses --pcap with workers above 1, saying why', async () => {
+    const b = bed();
+    const argv = routerArgv().map((a) =>
+      a === runDir('router')
+        ? join(b.scratchDir, 'pcap-run')
+        : a.endsWith('router-state')
+          ? join(b.scratchDir, 'pcap-state')
+          : a,
+    );
+    const r = await b.exec('router', [...argv, '--pcap', join(b.scratchDir, 'x.pcap')], {
+      timeoutMs: 30_000,
+    });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toMatch(/--pcap records the TUN path of one thread: run with workers: 1/);
+  });
+
   it('says it forwards on 2 workers, on the TUN path', async () => {
     await router.waitForOutput(/forwarding on 2 workers/, { timeoutMs: 1000 });
     const s = await status('router');

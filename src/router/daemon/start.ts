@@ -104,6 +104,15 @@ export async function startRouter(
   const lan = ipv4FromString(config.lanAddress);
   if (shared === undefined || lan === undefined)
     throw new UserError('sharedAddress and lanAddress must be IPv4 addresses', ExitCode.CONFIG);
+  const workerCount = config.workers;
+  if (workerCount > 1 && opts.devices !== undefined)
+    throw new UserError('workers above 1 open their own devices: not with given devices', ExitCode.USAGE);
+  // Each worker would need its own capture file, and one file from several threads would interleave.
+  if (workerCount > 1 && config.pcap !== undefined)
+    throw new UserError(
+      `--pcap records the TUN path of one thread: run with workers: 1 to capture (workers: ${workerCount})`,
+      ExitCode.USAGE,
+    );
   const closers: Closer[] = [];
   const unwind = async () => {
     for (const c of closers.splice(0).reverse()) {
@@ -136,15 +145,6 @@ export async function startRouter(
     const broadcast = opts.devices === undefined ? lanBroadcastOf(config.lanAddress) : undefined;
     if (broadcast !== undefined) await refuseOtherRouterOnLan(config.lanAddress, broadcast, udpPort);
 
-    const workerCount = config.workers;
-    if (workerCount > 1 && opts.devices !== undefined)
-      throw new UserError('workers above 1 open their own devices: not with given devices', ExitCode.USAGE);
-    // Each worker would need its own capture file, and one file from several threads would interleave.
-    if (workerCount > 1 && config.pcap !== undefined)
-      throw new UserError(
-        `--pcap records the TUN path of one thread: run with workers: 1 to capture (workers: ${workerCount})`,
-        ExitCode.USAGE,
-      );
     const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
 
     // 4b. the eBPF fast path beside the TUN path (fast-path.ts), before the leases it is programmed from.
