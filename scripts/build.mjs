@@ -79,7 +79,8 @@ const startupPlugin = {
 
 const result = await build({
   absWorkingDir: ROOT,
-  entryPoints: ['src/cli/main.ts'],
+  // The router's forwarding workers run in threads of their own, started from this file (workers.ts).
+  entryPoints: { main: 'src/cli/main.ts', 'router-worker': 'src/router/daemon/worker-main.ts' },
   outdir: 'dist',
   bundle: true,
   splitting: true,

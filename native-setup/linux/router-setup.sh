@@ -31,8 +31,9 @@ Flags (environment variable in brackets, default after '='):
   --mtu N             TUN MTU [DN_MTU=$TUN_MTU]: 1500 of the LAN minus the
                       20-byte outer IPv4 header the router prepends
   --shared ADDR       the shared public address [DN_SHARED_ADDR=$SHARED_ADDR]
-  --multi-queue       make the device multi-queue, for a distnat built to
-                      attach several queues [DN_TUN_MULTI_QUEUE=0]
+  --multi-queue       make the device multi-queue, for a router with
+                      'workers: N' above 1 (one queue per forwarding worker);
+                      'workers: 1' needs it without [DN_TUN_MULTI_QUEUE=0]
   --state-dir DIR     where original settings are kept [DN_STATE_DIR=/run/distnat/setup]
   --quiet             print only errors
 

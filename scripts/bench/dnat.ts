@@ -6,8 +6,16 @@
  *
  *   npm run bench:dnat -- [--seconds 5] [--generators 2] [--loads max,200k,100k] [--size 64]
  *                         [--tun-txqueuelen N] [--tun-offload on|off] [--veth-offload off|on]
- *                         [--wan-gro off|on] [--no-native] [--datapath ebpf|tun]
+ *                         [--wan-gro off|on] [--no-native] [--native]
+ *                         [--datapaths tun:1,tun:2,ebpf] [--datapath ebpf|tun [--workers N]]
  *                         [--bridge-netfilter] [--profile 100k] [--json]
+ *
+ * The router's data paths, each measured in turn in the same run (the router
+ * restarted between them, the agents and their leases kept): `tun:N` is the
+ * TUN path alone on N forwarding workers (N > 1 on a multi-queue TUN), `ebpf`
+ * the eBPF fast path (`ebpf:N`: its slow path on N workers). Default: tun:1,
+ * tun:2 and ebpf; `--datapath X --workers N` measures X:N alone. With more
+ * than one data path only h1 (translate) is measured unless --native.
  *
  * Paths, all from a host to the server:
  *   kernel NAT         h1 routes the server's network via the router (10.0.0.1 as source);
@@ -20,6 +28,7 @@
  * router and of the host agent per packet: /proc/<pid>/stat deltas divided by the packets
  * each forwarded by its own counters (`distnat status ... --json`).
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { run, sleep, waitUntil } from '../../test/helpers/process.ts';
@@ -51,12 +60,38 @@ const { values } = parseArgs({
     'tun-offload': { type: 'string', default: 'on' },
     'veth-offload': { type: 'string', default: 'off' },
     'wan-gro': { type: 'string', default: 'off' },
-    // The router's data path: its default (the eBPF fast path) or the TUN path alone.
-    datapath: { type: 'string', default: 'ebpf' },
+    native: { type: 'boolean', default: false },
+    // The router's data paths, each measured in turn (module doc).
+    datapaths: { type: 'string' },
+    datapath: { type: 'string' },
+    workers: { type: 'string' },
   },
 });
-if (values.datapath !== 'ebpf' && values.datapath !== 'tun')
-  throw new Error(`--datapath ${values.datapath}: ebpf or tun`);
+
+interface DataPath {
+  readonly kind: 'ebpf' | 'tun';
+  readonly workers: number;
+  readonly label: string;
+}
+
+function parseDataPath(text: string): DataPath {
+  const m = /^(ebpf|tun)(?::(\d+))?$/.exec(text.trim());
+  if (m === null) throw new Error(`data path ${text}: ebpf, tun, ebpf:N or tun:N`);
+  const kind = m[1] as 'ebpf' | 'tun';
+  const workers = m[2] === undefined ? 1 : Number(m[2]);
+  if (!(workers >= 1 && workers <= 64)) throw new Error(`data path ${text}: 1 to 64 workers`);
+  const label =
+    kind === 'ebpf'
+      ? `eBPF${workers > 1 ? `, slow path on ${workers} workers` : ''}`
+      : `TUN, ${workers} worker${workers > 1 ? 's' : ''}`;
+  return { kind, workers, label };
+}
+
+const DATAPATHS: DataPath[] =
+  values.datapath !== undefined || values.workers !== undefined
+    ? [parseDataPath(`${values.datapath ?? 'tun'}:${values.workers ?? '1'}`)]
+    : (values.datapaths ?? 'tun:1,tun:2,ebpf').split(',').map(parseDataPath);
+const MEASURE_NATIVE = !values['no-native'] && (DATAPATHS.length === 1 || values.native === true);
 const {
   bridgeNetfilter: BRIDGE_NF,
   profile: PROFILE,
@@ -75,12 +110,34 @@ const DISTNAT = join(ROOT, 'bin', 'distnat');
 
 /**
  * scripts/testbed's built-in table, with h2's agent in native mode (and,
- * with --tun-offload off, the daemons' TUN offloads turned off).
+ * with --tun-offload off, the daemons' TUN offloads turned off). With
+ * workers the router's TUN is made multi-queue first: the testbed's own
+ * set-up makes it single-queue on every up.
  */
-function daemonTable(): string {
+function daemonTable(dp: DataPath): string {
   const env = values['tun-offload'] === 'off' ? 'env DISTNAT_TUN_OFFLOAD=off ' : '';
+  let router = `${env}${distnatCommand(
+    routerArgs(bed.layout, ['--datapath', dp.kind, '--workers', String(dp.workers)]),
+  )}`;
+  if (dp.workers > 1) {
+    const setup = [
+      join(ROOT, 'native-setup/linux/router-setup.sh'),
+      'up',
+      '--quiet',
+      '--tun',
+      TOPOLOGY.tun,
+      '--mtu',
+      String(TOPOLOGY.tunMtu),
+      '--shared',
+      TOPOLOGY.shared,
+      '--multi-queue',
+      '--state-dir',
+      join(bed.scratchDir, 'router-setup-mq'),
+    ].join(' ');
+    router = `sh -c '${setup} && exec ${router.replace(/'/g, `'"'"'`)}'`;
+  }
   return [
-    `router router ${env}${distnatCommand(routerArgs(bed.layout, ['--datapath', values.datapath!]))}`,
+    `router router ${router}`,
     `h1 h1 ${env}${distnatCommand(hostArgs(bed.layout, 'h1'))}`,
     `h2 h2 ${env}${distnatCommand(hostArgs(bed.layout, 'h2', ['--mode', 'native']))}`,
     '',
@@ -186,12 +243,13 @@ async function main(): Promise<void> {
   const swept = await sweepStale();
   if (swept.length > 0) log(`removed testbeds of killed benchmarks: ${swept.join(' ')}`);
   log(`bench:dnat: testbed ${bed.prefix}, load average ${loadBefore}`);
-  await bed.up({
+  const bedOptions = (dp: DataPath) => ({
     daemons: true,
-    daemonTable: daemonTable(),
+    daemonTable: daemonTable(dp),
     bridgeNetfilter: BRIDGE_NF,
     offload: values['veth-offload'] === 'on',
   });
+  await bed.up(bedOptions(DATAPATHS[0]!));
   // GRO on the router's WAN veth (a real NIC's default; a veth's is off):
   // the server's segments reach the router's TUN as super-packets.
   if (values['wan-gro'] === 'on') await bed.exec('router', ['ethtool', '-K', TOPOLOGY.wanIf, 'gro', 'on']);
@@ -246,34 +304,41 @@ async function main(): Promise<void> {
   await bed.exec('h1', ['ip', 'route', 'del', TOPOLOGY.wanNet]);
 
   const runs: DistnatRun[] = [];
-  await sleep(200);
-  runs.push({
-    host: 'h1',
-    result: await measurePath(
-      bed,
-      'distnat translate (h1)',
-      suite('h1', TOPOLOGY.shared, range(40000), watchFor('h1')),
-    ),
-  });
-  if (PROFILE !== undefined && (await perfAvailable())) {
-    profiles.push(
-      ...(await profileFlood(bed, suite('h1', TOPOLOGY.shared, range(40000)), PROFILE, {
-        router: bed.daemonPid('router'),
-        'host agent h1': bed.daemonPid('h1'),
-      })),
-    );
-  }
-  if (!values['no-native']) {
-    // Native mode forwards only datagrams from the leased ports.
-    const ports = range(blocks.h2.high - GENERATORS + 1);
+  const rss: { path: string; kib: number | undefined }[] = [];
+  for (const [i, dp] of DATAPATHS.entries()) {
+    if (i > 0) await restartRouter(dp, bedOptions(dp));
+    await sleep(200);
+    log(`  router data path: ${dp.label}`);
+    const name = (what: string) => (DATAPATHS.length > 1 ? `${what}, ${dp.label}` : what);
     runs.push({
-      host: 'h2',
+      host: 'h1',
       result: await measurePath(
         bed,
-        'distnat native (h2)',
-        suite('h2', TOPOLOGY.shared, ports, watchFor('h2')),
+        name('distnat translate (h1)'),
+        suite('h1', TOPOLOGY.shared, range(40000), watchFor('h1')),
       ),
     });
+    if (PROFILE !== undefined && (await perfAvailable())) {
+      profiles.push(
+        ...(await profileFlood(bed, suite('h1', TOPOLOGY.shared, range(40000)), PROFILE, {
+          router: bed.daemonPid('router'),
+          'host agent h1': bed.daemonPid('h1'),
+        })),
+      );
+    }
+    if (MEASURE_NATIVE) {
+      // Native mode forwards only datagrams from the leased ports.
+      const ports = range(blocks.h2.high - GENERATORS + 1);
+      runs.push({
+        host: 'h2',
+        result: await measurePath(
+          bed,
+          name('distnat native (h2)'),
+          suite('h2', TOPOLOGY.shared, ports, watchFor('h2')),
+        ),
+      });
+    }
+    rss.push({ path: dp.label, kib: routerRssKib(bed.daemonPid('router')) });
   }
   const drops = await status('router', 'router');
   const loadAfter = loadAverage();
@@ -317,7 +382,8 @@ async function main(): Promise<void> {
         tunOffload: values['tun-offload'],
         vethOffload: values['veth-offload'],
         wanGro: values['wan-gro'],
-        datapath: values.datapath,
+        datapaths: DATAPATHS.map((d) => d.label),
+        routerRssKib: rss,
         results: results.map((r) => ({
           path: r.path,
           udp: r.floods.map((f) => ({
@@ -341,7 +407,7 @@ async function main(): Promise<void> {
   console.log(
     `\nbench:dnat  ${new Date().toISOString()}  load average ${loadBefore} -> ${loadAfter}\n` +
       `UDP: ${GENERATORS} generators, ${SIZE}-byte datagrams, offered ${loads}, ${SECONDS} s each; ` +
-      `TCP: one stream, ${SECONDS} s;\nveth offload ${values['veth-offload']}; GRO on the router's WAN ${values['wan-gro']}; daemons' TUN offloads ${values['tun-offload']}; router data path ${values.datapath}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; daemons' nice ${NICE ?? 0}; ` +
+      `TCP: one stream, ${SECONDS} s;\nveth offload ${values['veth-offload']}; GRO on the router's WAN ${values['wan-gro']}; daemons' TUN offloads ${values['tun-offload']}; router data paths ${DATAPATHS.map((d) => d.label).join(' / ')}; netfilter on the LAN bridge ${BRIDGE_NF ? 'on' : 'off'}; daemons' nice ${NICE ?? 0}; ` +
       `TUN txqueuelen ${Object.entries(txqueuelen)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}\n`,
@@ -368,6 +434,9 @@ async function main(): Promise<void> {
         `the router spends ${pct(rh)} of the host's CPU per packet (${rh !== undefined && rh < 1 ? 'less' : 'not less'})`,
     );
   }
+  console.log(
+    `\nrouter RSS after each data path's runs: ${rss.map((r) => `${r.path} ${r.kib === undefined ? '?' : `${(r.kib / 1024).toFixed(1)} MiB`}`).join('; ')}`,
+  );
   for (const r of runs) {
     console.log(`\nwhere ${r.result.path} spends its time:`);
     console.log(whereTimeGoes(r.result, LOADS, forwarders(r.host), txqueuelen));
@@ -389,6 +458,40 @@ async function main(): Promise<void> {
       '  the TUN device counted fewer (TCP super-packets with offloads), that count follows.\n' +
       '~ in the kernel: the stime share of utime + stime, which the kernel splits by sampling ticks (rough;\n' +
       '  --profile LOAD gives a perf breakdown). waited for a CPU: runnable but not running (schedstat).',
+  );
+}
+
+/** The router's resident memory (VmRSS), KiB. */
+function routerRssKib(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Stops the router and starts it on another data path; the agents keep their leases (its state is kept). */
+async function restartRouter(dp: DataPath, options: Parameters<BenchTestbed['up']>[0]): Promise<void> {
+  const pid = bed.daemonPid('router');
+  process.kill(pid, 'SIGTERM');
+  await waitUntil('the router to stop', () => !existsSync(`/proc/${pid}`), {
+    timeoutMs: 20_000,
+    intervalMs: 100,
+  });
+  await bed.up(options);
+  await waitUntil(
+    `the router on ${dp.label} to list both hosts`,
+    async () => {
+      try {
+        const s = await status('router', 'router');
+        const hosts = s.tables.find((t) => t.title.startsWith('FIG. 8'))?.rows.map((r) => r[0]) ?? [];
+        return hosts.includes(TOPOLOGY.h1.lan) && hosts.includes(TOPOLOGY.h2.lan);
+      } catch {
+        return false;
+      }
+    },
+    { timeoutMs: 40_000, intervalMs: 500 },
   );
 }
 

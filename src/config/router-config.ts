@@ -44,7 +44,7 @@ const RouterFields = z
       .max(64)
       .default(1)
       .describe(
-        'forwarding threads of the TUN path, one TUN queue each (more than 1 needs a multi-queue TUN; not supported yet: one thread)',
+        'forwarding threads of the TUN path, one queue of a multi-queue TUN and a share of the LAN each (more than 1 needs router-setup.sh up --multi-queue; 1 forwards on the main thread; not with pcap)',
       ),
     pap: z
       .object({

@@ -71,6 +71,8 @@ export interface NativeBinding {
   rawOpen(protocol: number, rcvbuf: number, sndbuf: number, device: string): number;
   socketBuffers(fd: number): [number, number];
   socketDrops(fd: number): number;
+  /** SO_ATTACH_FILTER: classic BPF, 8 bytes per instruction (struct sock_filter, host order). */
+  socketAttachFilter(fd: number, program: Uint8Array): void;
   Poller: new (
     fd: number,
     mode: number,
@@ -139,7 +141,7 @@ export interface NativeBinding {
   sdNotify(socket: string, message: string): void;
 }
 
-export const BINDING_VERSION = 9;
+export const BINDING_VERSION = 10;
 
 /**
  * The numbers this code shares with the addon: tunOpen flags, poller and

@@ -2,6 +2,7 @@
 // implied for it), and SOCK_RAW with a protocol (4 for IP-in-IP, 1 for ICMP)
 // to receive every packet of that protocol addressed to this namespace, outer
 // header included.
+#include <linux/filter.h>
 #include <linux/sock_diag.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -96,12 +97,37 @@ napi_value SocketDrops(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// socketAttachFilter(fd, program: Uint8Array): a classic BPF socket filter
+// (SO_ATTACH_FILTER), 8 bytes per instruction as struct sock_filter lays
+// them out (code u16, jt u8, jf u8, k u32, host order). How the router's
+// forwarding workers each take their share of the LAN's IP-in-IP.
+napi_value SocketAttachFilter(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  DN_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t fd = -1;
+  void* data = nullptr;
+  size_t length = 0;
+  if (argc < 2 || !ArgInt32(env, argv[0], "fd", &fd) ||
+      !ArgTyped(env, argv[1], napi_uint8_array, "program", &data, &length))
+    return nullptr;
+  if (length == 0 || length % sizeof(struct sock_filter) != 0 || length / sizeof(struct sock_filter) > BPF_MAXINSNS)
+    return ThrowRange(env, "program must be 1..4096 instructions of 8 bytes");
+  struct sock_fprog prog;
+  prog.len = static_cast<unsigned short>(length / sizeof(struct sock_filter));
+  prog.filter = static_cast<struct sock_filter*>(data);
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+    return ThrowErrno(env, "SO_ATTACH_FILTER", errno);
+  return Undefined(env);
+}
+
 }  // namespace
 
 void InitRaw(napi_env env, napi_value exports) {
   SetMethod(env, exports, "rawOpen", RawOpen);
   SetMethod(env, exports, "socketBuffers", SocketBuffers);
   SetMethod(env, exports, "socketDrops", SocketDrops);
+  SetMethod(env, exports, "socketAttachFilter", SocketAttachFilter);
 }
 
 }  // namespace distnat

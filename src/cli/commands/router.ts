@@ -118,7 +118,7 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
         .option('workers', {
           type: 'number',
           describe:
-            'forwarding threads of the TUN path, one TUN queue each (not supported yet: one thread, and a warning above 1) [1]',
+            'forwarding threads of the TUN path, each with one queue of a multi-queue TUN and a share of the LAN (router-setup.sh up --multi-queue); 1 forwards on the main thread [1]',
         })
         .option('state-dir', { type: 'string', describe: 'lease journal and lock [/var/lib/distnat/router]' })
         .option('run-dir', { type: 'string', describe: 'control socket for `distnat status` [/run/distnat]' })
@@ -198,8 +198,18 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
         status: `routing ${config.sharedAddress} for the hosts of ${config.lanAddress} (TUN ${config.tun})`,
         reload: configReloader({ log, file, running: config, read }),
       });
+      let failure: Error | undefined;
       await new Promise<void>((resolve) => {
         let signalled = false;
+        // A forwarding worker that failed (docs/router.md, "Workers"): stop, and exit with an error for
+        // the service manager to start the router again.
+        void router.failed.then((e) => {
+          if (signalled) return;
+          signalled = true;
+          failure = e;
+          service.stopping();
+          router.stop().then(resolve, resolve);
+        });
         const onSignal = (signal: NodeJS.Signals) => {
           if (signalled) {
             log.warn(`second ${signal}: exiting without a clean stop`);
@@ -216,6 +226,8 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
         process.on('SIGTERM', onSignal);
         process.on('SIGINT', onSignal);
       });
+      if (failure !== undefined)
+        throw new UserError(`the router stopped: ${failure.message}`, ExitCode.SOFTWARE);
       // Whatever a library left running must not keep a stopped router alive.
       setTimeout(() => process.exit(0), 2000).unref();
     },

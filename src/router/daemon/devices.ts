@@ -35,6 +35,11 @@ export interface RouterDeviceConfig {
    * in the environment turns them off whatever this says.
    */
   readonly tunOffload?: boolean;
+  /**
+   * Forwarding workers (workers.ts): above 1 the TUN is opened multi-queue,
+   * and this queue only stands until the workers have attached theirs.
+   */
+  readonly workers?: number;
 }
 
 export interface OpenedDevices {
@@ -98,14 +103,26 @@ export function openRouterDevices(config: RouterDeviceConfig, log: Logger): Open
     const offload = (config.tunOffload ?? true) && offloadByDefault();
     let device: TunDevice;
     let tun: PacketDevice;
+    const multiQueue = (config.workers ?? 1) > 1;
     try {
       device = openTun({
         name: config.tun,
+        multiQueue,
         up: true,
         ...(existed ? {} : { mtu: ROUTER_TUN_MTU }),
         ...(offload ? { vnetHdr: true, offload: { csum: true, tso4: true }, slotCount: 64 } : {}),
       });
     } catch (e) {
+      if (existed && (e as NodeJS.ErrnoException).code === 'EINVAL')
+        throw new UserError(
+          `cannot open the TUN device ${config.tun} ${multiQueue ? 'multi-queue' : 'single-queue'}: ` +
+            `it exists with the other queue mode. ${
+              multiQueue
+                ? `workers: ${config.workers} needs \`native-setup/linux/router-setup.sh up --multi-queue\``
+                : 'workers: 1 needs it made without --multi-queue'
+            } (or remove it and let the router create its own)`,
+          ExitCode.CONFIG,
+        );
       throw explainOpenError(`the TUN device ${config.tun}`, e);
     }
     opened.push(device);

@@ -12,7 +12,7 @@ import type { Logger } from '../../util/log.ts';
 import { RouterFastPath } from '../data-path/ebpf/fast-path.ts';
 import type { OutboundSaSource } from '../data-path/outbound-sa.ts';
 import type { RouterTables } from '../data-path/tables/router-tables.ts';
-import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { RouterForwarding } from '../data-path/forwarder.ts';
 import type { FastPass } from '../data-path/ebpf/layout.ts';
 import { PLANES } from '../data-path/ebpf/layout.ts';
 
@@ -173,7 +173,7 @@ export interface RouterCounts {
 }
 
 /** Reads both paths' counters now (one system call for the fast path's per-CPU record). */
-export function routerCounts(forwarder: RouterForwarder, fast: RouterFastPath | undefined): RouterCounts {
+export function routerCounts(forwarder: RouterForwarding, fast: RouterFastPath | undefined): RouterCounts {
   const drops: Record<string, number> = forwarder.drops.snapshot();
   const traffic: Record<string, number> = forwarder.traffic.snapshot();
   if (fast === undefined) return { drops, traffic, fastTraffic: undefined, pass: undefined };

@@ -9,17 +9,20 @@ import type { Logger } from '../../util/log.ts';
 import { DROP_REASONS } from '../data-path/counters.ts';
 import { logDrops } from './log.ts';
 import { feedIaptt, routerCounts } from './fast-path.ts';
-import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { RouterForwarding } from '../data-path/forwarder.ts';
 import type { RouterTables } from '../data-path/tables/router-tables.ts';
 import type { RouterFastPath } from '../data-path/ebpf/fast-path.ts';
+import type { ForwardingWorkers } from './workers.ts';
 
 export interface MaintenanceOptions {
   readonly clock: Clock;
   readonly log: Logger;
   readonly tables: RouterTables;
-  readonly forwarder: RouterForwarder;
+  readonly forwarder: RouterForwarding;
   /** The eBPF fast path, when it runs: its drops join the summary, its stamps the IAPTT. */
   readonly fastPath?: RouterFastPath | undefined;
+  /** The forwarding workers, when they run: their FIG. 12 rows join the main thread's IAPTT before its sweep. */
+  readonly workers?: ForwardingWorkers | undefined;
   /** When the router started, by `clock`: the first drop summary's window begins there. */
   readonly startedAt: number;
   readonly tickMs: number;
@@ -37,6 +40,7 @@ export function startMaintenance(o: MaintenanceOptions): () => void {
     const fast = o.fastPath;
     // Before the sweep, so a row the fast path keeps busy is not swept as idle.
     feedIaptt(fast, tables, now);
+    o.workers?.mergeIaptt();
     tables.iaptt.sweep(now, 8192);
     tables.fragments.expireHead(now);
     tables.held.expire(now);

@@ -41,14 +41,15 @@ import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { LeaseTable } from '../../pap/lease-table.ts';
 import type { PapServer } from '../../pap/pap-server.ts';
 import { DROP_REASONS } from '../data-path/counters.ts';
-import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { RouterForwarding } from '../data-path/forwarder.ts';
 import type { LocalCaStats } from './local-ca-service.ts';
 import type { RouterFastPath } from '../data-path/ebpf/fast-path.ts';
 import { FAST_DIRECTIONS, FAST_PASSES } from '../data-path/ebpf/layout.ts';
 import { routerCounts } from './fast-path.ts';
+import type { ForwardingWorkers } from './workers.ts';
 
 export interface RouterMetricSources {
-  readonly forwarder: RouterForwarder;
+  readonly forwarder: RouterForwarding;
   readonly leases: LeaseTable;
   readonly pap: PapServer;
   readonly devices: Readonly<Record<string, { stats(): IoStats }>>;
@@ -56,6 +57,8 @@ export interface RouterMetricSources {
   readonly pki?: { stats(): LocalCaStats } | undefined;
   /** The eBPF fast path, when it runs. */
   readonly fastPath?: RouterFastPath | undefined;
+  /** The forwarding workers, when they run: per-worker packet counts. */
+  readonly workers?: ForwardingWorkers | undefined;
 }
 
 export function registerRouterMetrics(registry: Registry, s: RouterMetricSources): void {
@@ -141,6 +144,22 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
       this.set(s.forwarder.tables.ownership.hostCount);
     },
   });
+  if (s.workers !== undefined) {
+    const workers = s.workers;
+    new Counter({
+      name: 'distnat_router_worker_packets_total',
+      help: 'Packets each forwarding worker of the TUN path read, by worker and direction (lan_in, wan_in)',
+      labelNames: ['worker', 'direction'],
+      registers,
+      collect() {
+        this.reset();
+        workers.perWorker().forEach((t, i) => {
+          this.inc({ worker: String(i), direction: 'lan_in' }, t['lan-rx-packets']);
+          this.inc({ worker: String(i), direction: 'wan_in' }, t['wan-rx-packets']);
+        });
+      },
+    });
+  }
   new Gauge({
     name: 'distnat_router_flows',
     help: 'IAPTT rows (FIG. 12): ports and ICMP ids in use',

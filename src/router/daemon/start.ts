@@ -32,7 +32,7 @@ import { serveRouterControl } from './control.ts';
 import { serveRouterMetrics } from './metrics.ts';
 import { openDaemonDevices } from './devices.ts';
 import type { RouterDevices } from './devices.ts';
-import { RouterForwarder } from '../data-path/forwarder.ts';
+import { RouterForwarder, type RouterForwarding } from '../data-path/forwarder.ts';
 import { lanBroadcastOf } from './lan-probe.ts';
 import { LocalCaService } from './local-ca-service.ts';
 import { startMaintenance } from './maintenance.ts';
@@ -42,6 +42,10 @@ import { StateLock } from './state-lock.ts';
 import { RouterTables } from '../data-path/tables/router-tables.ts';
 import { OutboundSaTable } from '../data-path/outbound-sa.ts';
 import { fastPathSas, openRouterDataPath } from './fast-path.ts';
+import { LeaseOwnership } from '../data-path/tables/lease-ownership.ts';
+import { DEFAULT_IAPTT_IDLE } from '../data-path/tables/iaptt.ts';
+import { offloadByDefault } from '../../io/offload-tun.ts';
+import { ForwardingWorkers } from './workers.ts';
 
 export type { RouterDevices } from './devices.ts';
 
@@ -67,7 +71,15 @@ export interface RouterHandle {
   /** Stops everything, flushes the lease journal into a snapshot, removes the control socket and the lock. */
   stop(): Promise<void>;
   status(): DaemonStatus;
-  readonly forwarder: RouterForwarder;
+  /** The forwarding loop, or with `workers` above 1 the workers' sum. */
+  readonly forwarder: RouterForwarding;
+  /** The forwarding workers, when `workers` is above 1. */
+  readonly workers: ForwardingWorkers | undefined;
+  /**
+   * Settles when the router cannot go on (a forwarding worker failed): the
+   * caller stops it and exits with an error. Never settles otherwise.
+   */
+  readonly failed: Promise<Error>;
   readonly leases: LeaseTable;
   readonly pap: PapServer;
   /** Where PAP over UDP listens. */
@@ -92,6 +104,15 @@ export async function startRouter(
   const lan = ipv4FromString(config.lanAddress);
   if (shared === undefined || lan === undefined)
     throw new UserError('sharedAddress and lanAddress must be IPv4 addresses', ExitCode.CONFIG);
+  const workerCount = config.workers;
+  if (workerCount > 1 && opts.devices !== undefined)
+    throw new UserError('workers above 1 open their own devices: not with given devices', ExitCode.USAGE);
+  // Each worker would need its own capture file, and one file from several threads would interleave.
+  if (workerCount > 1 && config.pcap !== undefined)
+    throw new UserError(
+      `--pcap records the TUN path of one thread: run with workers: 1 to capture (workers: ${workerCount})`,
+      ExitCode.USAGE,
+    );
   const closers: Closer[] = [];
   const unwind = async () => {
     for (const c of closers.splice(0).reverse()) {
@@ -126,12 +147,12 @@ export async function startRouter(
 
     const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
 
-    // The TUN path has one forwarding loop so far: say so rather than take the setting in silence.
-    if (config.workers > 1)
-      log.warn(`workers: ${config.workers} is not supported yet; the TUN path forwards on one thread`);
-
     // 4b. the eBPF fast path beside the TUN path (fast-path.ts), before the leases it is programmed from.
-    const tables = new RouterTables({ clock });
+    // With workers the index lives in shared memory, which they read (workers.ts).
+    const tables = new RouterTables({
+      clock,
+      ...(workerCount > 1 ? { ownership: LeaseOwnership.shared() } : {}),
+    });
     const dataPath = openRouterDataPath({
       config,
       sharedAddress: shared,
@@ -147,18 +168,48 @@ export async function startRouter(
     const table = openLeaseTable(config, clock, log, closers, opts.fresh);
     followLeases(table, tables, log);
 
-    const forwarder = new RouterForwarder({
-      sharedAddress: shared,
-      lanAddress: lan,
-      tables,
-      tun,
-      lan: lanTx,
-      clock,
-      lanMtu,
-      outboundSas: new OutboundSaTable({ fallback: fastPathSas(dataPath) }),
-    });
-    forwarder.attach(lanRx, tun);
-    closers.push(() => forwarder.detach());
+    let forwarder: RouterForwarding;
+    let workers: ForwardingWorkers | undefined;
+    if (workerCount > 1) {
+      workers = await ForwardingWorkers.start({
+        count: workerCount,
+        tun: tun.name,
+        offload: (config.tunOffload ?? true) && offloadByDefault(),
+        lanInterface: lanInterface!,
+        sharedAddress: shared,
+        lanAddress: lan,
+        lanMtu,
+        tables,
+        idle: DEFAULT_IAPTT_IDLE,
+        tickMs: opts.tickMs ?? 1000,
+        log,
+      });
+      const pool = workers;
+      closers.push(async () => {
+        await pool.stop();
+        log.info('forwarding workers stopped', { workers: pool.count });
+      });
+      // The workers' queues are attached: this one would take a share of the WAN's flows that nobody reads,
+      // and the workers' filtered sockets take the LAN's.
+      tun.close();
+      lanRx.close();
+      forwarder = workers;
+      log.info(`forwarding on ${workerCount} workers`, { tun: tun.name });
+    } else {
+      const one = new RouterForwarder({
+        sharedAddress: shared,
+        lanAddress: lan,
+        tables,
+        tun,
+        lan: lanTx,
+        clock,
+        lanMtu,
+        outboundSas: new OutboundSaTable({ fallback: fastPathSas(dataPath) }),
+      });
+      one.attach(lanRx, tun);
+      closers.push(() => one.detach());
+      forwarder = one;
+    }
 
     // PAP.
     const pap = new PapServer(table);
@@ -189,7 +240,8 @@ export async function startRouter(
       pki = service;
     }
 
-    const devices = { tun, 'lan-rx': lanRx, 'lan-tx': lanTx };
+    // With workers the forwarding devices are theirs: their stats come with the workers' gauges.
+    const devices = workers === undefined ? { tun, 'lan-rx': lanRx, 'lan-tx': lanTx } : workers.devices();
     const startedAt = clock.now();
     const sources: RouterStatusSources = {
       summary: {
@@ -198,6 +250,7 @@ export async function startRouter(
         'shared address': config.sharedAddress,
         'LAN address': config.lanAddress + (lanInterface ? ` (${lanInterface})` : ''),
         tun: tun.name,
+        workers: workers === undefined ? 1 : workers.count,
         PAP: `udp ${udp.local.address}:${udp.local.port}${icmp ? ', icmp types 32/33' : ''}`,
         'state dir': config.stateDir,
         recovered: table.recovered ? 'yes' : 'no (new epoch)',
@@ -211,6 +264,7 @@ export async function startRouter(
       devices,
       pki,
       dataPath,
+      workers,
     };
     const status = () => routerStatus(sources);
 
@@ -219,7 +273,7 @@ export async function startRouter(
     let metricsAddress: string | undefined;
     if (config.metrics !== undefined) {
       const metrics = await serveRouterMetrics(
-        { forwarder, leases: table, pap, devices, pki, fastPath: dataPath.fast },
+        { forwarder, leases: table, pap, devices, pki, fastPath: dataPath.fast, workers },
         config.metrics,
       );
       closers.push(metrics.close);
@@ -233,6 +287,7 @@ export async function startRouter(
         tables,
         forwarder,
         fastPath: dataPath.fast,
+        workers,
         startedAt,
         tickMs: opts.tickMs ?? 1000,
         dropLogMs: opts.dropLogMs ?? 10_000,
@@ -262,6 +317,8 @@ export async function startRouter(
       },
       status,
       forwarder,
+      workers,
+      failed: workers?.failed ?? new Promise<Error>(() => {}),
       leases: table,
       pap,
       papAddress: udp.local,

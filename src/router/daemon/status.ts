@@ -10,10 +10,11 @@ import type { IoStats } from '../../io/types.ts';
 import type { LeaseTable } from '../../pap/lease-table.ts';
 import type { PapServer } from '../../pap/pap-server.ts';
 import type { Clock } from '../../util/clock.ts';
-import type { RouterForwarder } from '../data-path/forwarder.ts';
+import type { RouterForwarding } from '../data-path/forwarder.ts';
 import type { LocalCaService } from './local-ca-service.ts';
 import type { RouterDataPath } from './fast-path.ts';
 import { feedIaptt, routerCounts } from './fast-path.ts';
+import type { ForwardingWorkers } from './workers.ts';
 
 /** IAPTT rows printed at most; the rest are counted. */
 export const MAX_FLOW_ROWS = 500;
@@ -22,7 +23,7 @@ export interface RouterStatusSources {
   readonly summary: Readonly<Record<string, string | number>>;
   readonly clock: Clock;
   readonly startedAt: number;
-  readonly forwarder: RouterForwarder;
+  readonly forwarder: RouterForwarding;
   readonly leases: LeaseTable;
   readonly pap: PapServer;
   /** Counters of each PAP transport, by name (udp, icmp). */
@@ -33,6 +34,8 @@ export interface RouterStatusSources {
   readonly pki?: Pick<LocalCaService, 'stats' | 'summary' | 'statusTable'>;
   /** Which data path forwards; the eBPF fast path's counters and stamps when it runs. */
   readonly dataPath?: RouterDataPath;
+  /** The forwarding workers, when they run: FIG. 12 merges their rows, the counters add their tables'. */
+  readonly workers?: ForwardingWorkers | undefined;
 }
 
 const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP' };
@@ -51,6 +54,7 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
   const tables = s.forwarder.tables;
   // FIG. 12 as of now, what the fast path forwarded included.
   feedIaptt(s.dataPath?.fast, tables, now);
+  s.workers?.mergeIaptt();
   const ports: StatusTable = {
     title: 'FIG. 8  PORT-TO-INTERNAL-NETWORK ADDRESS TABLE (leased ports, also ICMP query ids)',
     columns: ['INTERNAL NETWORK ADDRESS', 'LOWEST PORT', 'NUMBER OF PORTS', 'LEASE LEFT'],
@@ -144,6 +148,14 @@ export function routerCounters(s: RouterStatusSources): Record<string, number> {
   out['fragments.held_now'] = tables.held.size;
   out['tables.lease_rejected'] = tables.ownership.counters.rejected;
   out['tables.outbound_sas'] = f.outboundSas.size;
+  if (s.workers !== undefined) {
+    // Their fragment tables and SA tables, under the same names (as of each worker's last tick).
+    for (const [k, v] of Object.entries(s.workers.gauges())) if (!k.startsWith('io.')) out[k] = v;
+    s.workers.perWorker().forEach((t, i) => {
+      for (const k of ['lan-rx-packets', 'wan-rx-packets', 'outbound-packets', 'inbound-packets'] as const)
+        out[`worker.${i}.${k}`] = t[k];
+    });
+  }
   for (const [name, d] of Object.entries(s.devices)) put(`io.${name}`, d.stats());
   if (s.pki !== undefined) {
     const p = s.pki.stats();

@@ -16,7 +16,7 @@
  * throws for any input bytes, and the per-packet path allocates nothing: the
  * views, span lists and the arena for released fragments are made once.
  */
-import { CounterSet } from '../../metrics/counters.ts';
+import { CounterSet, type CounterReader } from '../../metrics/counters.ts';
 import type { SlotBuffer } from '../../io/slots.ts';
 import type { PacketSink, PacketSource } from '../../io/types.ts';
 import { IPIP_OUTER_LENGTH } from '../../wire/ipip.ts';
@@ -43,11 +43,24 @@ export interface RouterForwarderOptions {
   readonly outboundSas?: OutboundSaTable;
   /** Largest IP-in-IP datagram the LAN carries (its MTU). Default 1500. */
   readonly lanMtu?: number;
+  /** Where to count drops and traffic (one element per name): a worker's shared memory. Default: arrays of its own. */
+  readonly counterMemory?: { readonly drops: Float64Array; readonly traffic: Float64Array };
 }
 
-export class RouterForwarder {
-  readonly drops = new CounterSet<DropReason>(DROP_REASONS);
-  readonly traffic = new CounterSet<TrafficCounter>(TRAFFIC_COUNTERS);
+/**
+ * What the daemon's status, metrics and maintenance read of the forwarding:
+ * one RouterForwarder, or the sum of the workers' (daemon/workers.ts).
+ */
+export interface RouterForwarding {
+  readonly drops: CounterReader<DropReason>;
+  readonly traffic: CounterReader<TrafficCounter>;
+  readonly tables: RouterTables;
+  readonly outboundSas: { readonly size: number; expire(now: number): void };
+}
+
+export class RouterForwarder implements RouterForwarding {
+  readonly drops: CounterSet<DropReason>;
+  readonly traffic: CounterSet<TrafficCounter>;
   readonly outboundSas: OutboundSaTable;
   readonly tables: RouterTables;
 
@@ -58,6 +71,8 @@ export class RouterForwarder {
 
   constructor(o: RouterForwarderOptions) {
     const shared = o.sharedAddress >>> 0;
+    this.drops = new CounterSet<DropReason>(DROP_REASONS, o.counterMemory?.drops);
+    this.traffic = new CounterSet<TrafficCounter>(TRAFFIC_COUNTERS, o.counterMemory?.traffic);
     this.#clock = o.clock;
     this.tables = o.tables;
     this.outboundSas = o.outboundSas ?? new OutboundSaTable();

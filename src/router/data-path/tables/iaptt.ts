@@ -62,15 +62,62 @@ export interface IapttRow {
   readonly lastUse: number;
 }
 
+/** A worker's IAPTT arrays, which the main thread merges into its own for `distnat status`. */
+export interface IapttMemory {
+  readonly hosts: SharedArrayBuffer;
+  readonly stamps: SharedArrayBuffer;
+}
+
 export class Iaptt {
-  private readonly hosts = new Uint32Array(PLANES * PLANE);
-  private readonly stamps = new Float64Array(PLANES * PLANE);
+  private readonly hosts: Uint32Array;
+  private readonly stamps: Float64Array;
   private readonly idleBySlot: Float64Array;
   private cursor = 0;
   private live = 0;
 
-  constructor(idle: IapttIdle = DEFAULT_IAPTT_IDLE) {
+  /** `memory`: arrays in shared memory (Iaptt.shared in a worker, the same memory to read it from the main thread). */
+  constructor(idle: IapttIdle = DEFAULT_IAPTT_IDLE, memory?: IapttMemory) {
     this.idleBySlot = Float64Array.of(idle.tcpMs, idle.udpMs, idle.icmpMs);
+    this.hosts = memory === undefined ? new Uint32Array(PLANES * PLANE) : new Uint32Array(memory.hosts);
+    this.stamps = memory === undefined ? new Float64Array(PLANES * PLANE) : new Float64Array(memory.stamps);
+    if (this.hosts.length !== PLANES * PLANE || this.stamps.length !== PLANES * PLANE)
+      throw new RangeError('IAPTT memory of the wrong size');
+    if (memory !== undefined) for (const h of this.hosts) if (h !== 0) this.live++;
+  }
+
+  /** An IAPTT in shared memory, for a worker whose rows the main thread reads. */
+  static shared(idle: IapttIdle = DEFAULT_IAPTT_IDLE): Iaptt {
+    return new Iaptt(idle, {
+      hosts: new SharedArrayBuffer(PLANES * PLANE * 4),
+      stamps: new SharedArrayBuffer(PLANES * PLANE * 8),
+    });
+  }
+
+  get memory(): IapttMemory | undefined {
+    if (!(this.hosts.buffer instanceof SharedArrayBuffer)) return undefined;
+    return { hosts: this.hosts.buffer, stamps: this.stamps.buffer as SharedArrayBuffer };
+  }
+
+  /**
+   * Takes the rows of another thread's IAPTT (a worker's, read through its
+   * memory) that are newer than this one's, keeping only those whose host
+   * `owns` the port now: a worker clears a withdrawn block's rows when its
+   * message arrives, and until then they must not come back here. Walks all
+   * slots: for status and the maintenance tick, not per packet.
+   */
+  mergeFrom(other: Iaptt, owns: (port: number, host: number) => boolean): void {
+    const oh = other.hosts;
+    const os = other.stamps;
+    for (let i = 0; i < oh.length; i++) {
+      const host = oh[i]!;
+      if (host === 0) continue;
+      const stamp = os[i]!;
+      if (this.hosts[i] === host && this.stamps[i]! >= stamp) continue;
+      if (!owns(i % PLANE, host)) continue;
+      if (this.hosts[i] === 0) this.live++;
+      this.hosts[i] = host;
+      this.stamps[i] = stamp;
+    }
   }
 
   /**

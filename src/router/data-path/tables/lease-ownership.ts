@@ -25,13 +25,30 @@
  * - Whether a host holds anything at all (for packets without a port to
  *   check: ESP/AH sent out, later fragments) is a count of values per host,
  *   kept with the same events.
+ * - With forwarding workers (docs/router.md, "Workers") the arrays live in
+ *   SharedArrayBuffers: the main thread is the one writer (lease events
+ *   come only there) and each worker reads through LeaseOwnership.reader,
+ *   with no lock on the packet path. A port is one word, written with
+ *   Atomics.store; the SPI and host maps are U32Maps whose readers retry
+ *   across a delete (u32-map.ts). So a block is unreachable on every worker
+ *   as soon as the removal returns, and a value that stays is never missed.
  * - Changes are all-or-nothing per block: a block that would overlap another
  *   host's values changes nothing and is counted as rejected, which the lease
  *   table's own checks make impossible unless the two disagree.
  */
 import type { Block, ResourceKind } from '../../../util/block.ts';
 import { ipv4FromString } from '../../../wire/ipv4.ts';
-import { U32Map } from './u32-map.ts';
+import { U32Map, type U32MapMemory } from './u32-map.ts';
+
+/** The shared arrays of a LeaseOwnership, as posted to the workers that read it. */
+export interface OwnershipMemory {
+  readonly ports: SharedArrayBuffer;
+  readonly spis: U32MapMemory;
+  readonly held: U32MapMemory;
+}
+
+/** Most hosts a shared index holds (the host map cannot grow once shared). */
+const SHARED_HOSTS = 1 << 16;
 
 /** A leased block as the lease table reports it (pap's Lease has these fields). */
 export interface LeasedBlock extends Block {
@@ -55,20 +72,53 @@ const LIMIT: Readonly<Record<ResourceKind, number>> = { port: 0x1_0000, spi: 0x1
 
 export class LeaseOwnership {
   readonly counters = { added: 0, removed: 0, rejected: 0 };
-  readonly #ports = new Uint32Array(0x1_0000);
+  readonly #ports: Uint32Array;
   readonly #spis: U32Map;
   /** Values (ports + SPIs) each host owns; a host with none is absent. */
-  readonly #held = new Map<number, number>();
+  readonly #held: U32Map;
   #portCount = 0;
 
-  /** `maxSpis`: most SPIs the index will hold across all hosts. */
-  constructor(maxSpis = 1 << 21) {
-    this.#spis = new U32Map(256, maxSpis * 2);
+  /** `maxSpis`: most SPIs the index will hold across all hosts. `memory`: a shared index's arrays. */
+  constructor(maxSpis = 1 << 21, memory?: OwnershipMemory) {
+    if (memory === undefined) {
+      this.#ports = new Uint32Array(0x1_0000);
+      this.#spis = new U32Map(256, maxSpis * 2);
+      this.#held = new U32Map(64, SHARED_HOSTS * 2);
+    } else {
+      this.#ports = new Uint32Array(memory.ports);
+      this.#spis = U32Map.reader(memory.spis);
+      this.#held = U32Map.reader(memory.held);
+      for (let p = 0; p < this.#ports.length; p++) if (this.#ports[p] !== 0) this.#portCount++;
+    }
+  }
+
+  /**
+   * An index whose arrays other threads read (LeaseOwnership.reader on
+   * `memory`). Its SPI map takes its largest size at once; the pages the
+   * kernel never had to touch cost no memory until SPIs are leased.
+   */
+  static shared(maxSpis = 1 << 21): LeaseOwnership {
+    const spis = U32Map.shared(maxSpis * 2).memory!;
+    const held = U32Map.shared(SHARED_HOSTS * 2).memory!;
+    return new LeaseOwnership(maxSpis, { ports: new SharedArrayBuffer(0x1_0000 * 4), spis, held });
+  }
+
+  /** A worker's view of a shared index: lookups only; it must never be changed (the main thread writes). */
+  static reader(memory: OwnershipMemory): LeaseOwnership {
+    return new LeaseOwnership(memory.spis.keys.byteLength / 8, memory);
+  }
+
+  /** The shared arrays, to post to the readers; undefined for an index of this thread alone. */
+  get memory(): OwnershipMemory | undefined {
+    const spis = this.#spis.memory;
+    const held = this.#held.memory;
+    if (spis === undefined || held === undefined) return undefined;
+    return { ports: this.#ports.buffer as SharedArrayBuffer, spis, held };
   }
 
   /** Owner of a destination (inbound) or source (outbound) port, or 0. */
   portOwner(port: number): number {
-    return this.#ports[port & 0xffff]!;
+    return Atomics.load(this.#ports, port & 0xffff);
   }
 
   /**
@@ -78,12 +128,12 @@ export class LeaseOwnership {
    * port, RFC 5508 3), so one lease covers TCP, UDP and ICMP alike.
    */
   icmpIdOwner(id: number): number {
-    return this.#ports[id & 0xffff]!;
+    return Atomics.load(this.#ports, id & 0xffff);
   }
 
   /** Whether `host` may use `port` as a source: the router's outbound check (patent, after Table 8). */
   owns(host: number, port: number): boolean {
-    return host !== 0 && this.#ports[port & 0xffff] === host;
+    return host !== 0 && Atomics.load(this.#ports, port & 0xffff) === host;
   }
 
   /** Owner of a SPI taken from an inbound ESP/AH header, or 0. */
@@ -93,7 +143,7 @@ export class LeaseOwnership {
 
   /** True when `host` owns at least one port or SPI. */
   holds(host: number): boolean {
-    return this.#held.has(host);
+    return host !== 0 && this.#held.get(host) !== 0;
   }
 
   /** Hosts owning anything. */
@@ -163,7 +213,7 @@ export class LeaseOwnership {
         else if (o !== 0) return 'overlap';
       }
       if (own === count) return 'exists';
-      ports.fill(host, first, end);
+      for (let p = first; p < end; p++) Atomics.store(ports, p, host);
       this.#portCount += count - own;
     } else {
       const spis = this.#spis;
@@ -176,7 +226,7 @@ export class LeaseOwnership {
       if (!spis.hasRoomFor(count - own)) return 'full';
       for (let s = first; s < end; s++) spis.set(s, host);
     }
-    this.#held.set(host, (this.#held.get(host) ?? 0) + count - own);
+    this.#held.set(host, this.#held.get(host) + count - own);
     return 'added';
   }
 
@@ -184,14 +234,14 @@ export class LeaseOwnership {
   remove(host: number, kind: ResourceKind, first: number, count: number): OwnershipChange {
     if (!validRange(host, kind, first, count)) return 'out-of-range';
     const had = this.#held.get(host);
-    if (had === undefined) return 'not-owned';
+    if (had === 0) return 'not-owned';
     let freed = 0;
     if (kind === 'port') {
       const ports = this.#ports;
       const end = first + count;
       for (let p = first; p < end; p++) {
         if (ports[p] === host) {
-          ports[p] = 0;
+          Atomics.store(ports, p, 0);
           freed++;
         }
       }

@@ -30,6 +30,16 @@ export interface OwnershipMirror {
   onSpisWithdrawn?(ranges: readonly { first: number; end: number }[]): unknown;
 }
 
+/**
+ * Who hears what the index did with each event after this thread's own
+ * tables did (the forwarding workers, whose tables beside the index follow
+ * by message: daemon/workers.ts).
+ */
+export interface TablesFollower {
+  onAdded(lease: LeasedBlock, change: OwnershipChange): void;
+  onRemoved(lease: LeasedBlock, withdrawn: boolean, change: OwnershipChange, at: number): void;
+}
+
 export interface RouterTablesOptions {
   readonly maxSpis?: number;
   readonly idle?: IapttIdle;
@@ -37,6 +47,14 @@ export interface RouterTablesOptions {
   readonly hold?: FragmentHoldOptions;
   /** When a withdrawal happened, for the drain of withdrawn ports (the data path's clock). Default Date. */
   readonly clock?: { now(): number };
+  /**
+   * The ownership index to use: LeaseOwnership.shared() on a main thread
+   * whose workers read it, LeaseOwnership.reader() in a worker. Default: one
+   * of this thread alone.
+   */
+  readonly ownership?: LeaseOwnership;
+  /** The IAPTT to use (Iaptt.shared in a worker, whose rows the main thread merges). */
+  readonly iaptt?: Iaptt;
 }
 
 /**
@@ -59,10 +77,11 @@ export class RouterTables {
   readonly withdrawnPorts = new WithdrawnPorts();
   readonly #clock: { now(): number };
   #mirror: OwnershipMirror | undefined;
+  #follower: TablesFollower | undefined;
 
   constructor(options: RouterTablesOptions = {}) {
-    this.ownership = new LeaseOwnership(options.maxSpis);
-    this.iaptt = new Iaptt(options.idle ?? DEFAULT_IAPTT_IDLE);
+    this.ownership = options.ownership ?? new LeaseOwnership(options.maxSpis);
+    this.iaptt = options.iaptt ?? new Iaptt(options.idle ?? DEFAULT_IAPTT_IDLE);
     this.fragments = new FragmentTable(options.fragments);
     this.held = new FragmentHold(options.hold);
     this.#clock = options.clock ?? Date;
@@ -79,14 +98,29 @@ export class RouterTables {
     if (this.withdrawnSpis.size > 0) mirror.onSpisWithdrawn?.(this.withdrawnSpis.ranges());
   }
 
+  /** Makes `follower` hear every event's outcome from now on; undefined detaches it. */
+  setFollower(follower: TablesFollower | undefined): void {
+    this.#follower = follower;
+  }
+
   /** Enters a leased block. Returns what happened (the listener contract ignores it; the log and tests use it). */
   onLeaseAdded(lease: LeasedBlock): OwnershipChange {
     const change = this.ownership.onLeaseAdded(lease);
-    if (change === 'added' && lease.kind === 'spi' && this.withdrawnSpis.clear(lease))
-      this.#withdrawnChanged();
-    if (change === 'added' && lease.kind === 'port') this.withdrawnPorts.clear(lease);
-    if (change === 'added' && this.#mirror !== undefined) this.#mirror.onLeaseAdded(owned(lease));
+    this.afterAdded(lease, change);
+    this.#follower?.onAdded(lease, change);
     return change;
+  }
+
+  /**
+   * What follows an add in the tables beside the index. A worker, whose
+   * index the main thread changes, hears the main thread's result and calls
+   * this for its own tables.
+   */
+  afterAdded(lease: LeasedBlock, change: OwnershipChange): void {
+    if (change !== 'added') return;
+    if (lease.kind === 'spi' && this.withdrawnSpis.clear(lease)) this.#withdrawnChanged();
+    if (lease.kind === 'port') this.withdrawnPorts.clear(lease);
+    if (this.#mirror !== undefined) this.#mirror.onLeaseAdded(owned(lease));
   }
 
   /**
@@ -97,20 +131,26 @@ export class RouterTables {
     // The mirror lets go first: it must not route what the index no longer does.
     if (this.#mirror !== undefined) this.#mirror.onLeaseRemoved(owned(lease));
     const change = this.ownership.onLeaseRemoved(lease);
-    if (change !== 'removed') return change;
+    const at = this.#clock.now();
+    this.afterRemoved(lease, withdrawn, change, at);
+    this.#follower?.onRemoved(lease, withdrawn, change, at);
+    return change;
+  }
+
+  /** What follows a removal beside the index (see afterAdded); `at`: when it happened. */
+  afterRemoved(lease: LeasedBlock, withdrawn: boolean, change: OwnershipChange, at: number): void {
+    if (change !== 'removed') return;
     if (withdrawn && lease.kind === 'spi') {
       this.withdrawnSpis.add(lease);
       this.#withdrawnChanged();
     }
-    const own = this.ownership;
     // The event names the host as text; the tables key it as a number, which
     // a removal that took something away proves it has.
     const host = ipv4FromString(lease.host)!;
     if (lease.kind === 'port') this.iaptt.clearPorts(lease.lowest, lease.count, host);
-    if (withdrawn && lease.kind === 'port') this.withdrawnPorts.add(lease, host, this.#clock.now());
+    if (withdrawn && lease.kind === 'port') this.withdrawnPorts.add(lease, host, at);
     // A host with nothing left has no datagram in flight worth finishing.
-    if (!own.holds(host)) this.fragments.forgetOwner(host);
-    return change;
+    if (!this.ownership.holds(host)) this.fragments.forgetOwner(host);
   }
 
   #withdrawnChanged(): void {
