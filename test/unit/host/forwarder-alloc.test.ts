@@ -147,7 +147,9 @@ describe('allocation on the packet path', () => {
     const c = fwd.counters();
     expect(c.events.outbound).toBe(64 * (2 * batches + 1));
     expect(c.events.inbound).toBe(64 * 2 * batches);
-    expect(r.collections).toBeLessThanOrEqual(1);
+    // Two of the runner's own collections happen on a busy machine; a view or
+    // a closure per packet (40 bytes or more) would make five or more here.
+    expect(r.collections).toBeLessThanOrEqual(2);
     expect(r.grown / (batches * 128)).toBeLessThan(1);
     // Two million packets: ~6 s alone, three to four times that beside the other unit files on a busy machine.
   }, 60_000);
