@@ -50,7 +50,7 @@ export interface LeaseBook {
   stats(): Record<string, number>;
 }
 
-/** Applies f to a value that may still be on its way, without making a promise of one that is not. */
-export function then<T, U>(v: MaybePromise<T>, f: (t: T) => U): MaybePromise<U> {
+/** Applies f to a value that may still be on its way, without making a promise of one that is not (not named `then`: a module exporting `then` is taken for a promise by import()). */
+export function andThen<T, U>(v: MaybePromise<T>, f: (t: T) => U): MaybePromise<U> {
   return v instanceof Promise ? v.then(f) : f(v);
 }

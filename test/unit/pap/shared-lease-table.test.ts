@@ -13,6 +13,8 @@ import type { SharedLeaseTableOptions } from '../../../src/pap/shared-lease-tabl
 import { parseBlock, parseKey } from '../../../src/pap/shared-lease-layout.ts';
 import type { Lease, LeaseEndReason, LeaseListener } from '../../../src/pap/lease.ts';
 import { SystemClock } from '../../../src/util/clock.ts';
+import { PapServer } from '../../../src/pap/pap-server.ts';
+import { PAP_MESSAGE_LENGTH, PapStatus, emitPap, parsePap } from '../../../src/wire/pap.ts';
 import { waitUntil } from '../../helpers/process.ts';
 import type { EtcdCluster } from '../../helpers/etcd.ts';
 import { freePort, startEtcd } from '../../helpers/etcd.ts';
@@ -259,12 +261,51 @@ describe('SharedLeaseTable on etcd', () => {
     await t.close();
   }, 30_000);
 
-  it('an etcd that does not answer: open fails; one that goes away: requests get try-later, leases stay', async () => {
+  it('an etcd that does not answer: open fails', async () => {
     const nobody = new Client({ hosts: `http://127.0.0.1:${await freePort()}`, dialTimeout: 500 });
     const opening = open(nobody, prefix()).catch((e: Error) => e);
     expect(await opening).toBeInstanceOf(Error);
     nobody.close();
   }, 30_000);
+
+  it('PAP answers a grant once etcd has it; cut off from etcd: try-later, counted, known leases kept', async () => {
+    // A member of its own, to be killed.
+    const own = await startEtcd(1);
+    try {
+      const t = await open(own.client(), prefix());
+      const server = new PapServer(t);
+      const req = new Uint8Array(PAP_MESSAGE_LENGTH);
+      const ext = { status: 0, epoch: 0, leaseTime: 0 };
+      emitPap(
+        { kind: 'port-request', highPorts: false, portsRequested: 32, ...ext, transactionId: 9 },
+        req,
+        0,
+      );
+      const reply = await server.receiveAsync(req, { address: '10.0.0.5', port: 40000 });
+      const parsed = parsePap(reply!, 0, reply!.length);
+      expect(parsed.ok && parsed.value).toMatchObject({
+        kind: 'port-response',
+        success: true,
+        portCount: 32,
+      });
+      // The synchronous path refuses a table that answers later, rather than answering wrongly.
+      expect(() => server.receive(req, { address: '10.0.0.5' })).toThrow(/asynchronously/);
+
+      await own.kill(0);
+      const later = await server.answer(
+        { kind: 'port-request', highPorts: false, portsRequested: 32, ...ext, transactionId: 10 },
+        '10.0.0.6',
+      );
+      expect(later).toMatchObject({ success: false, status: PapStatus.TryLater });
+      expect(t.available).toBe(false);
+      expect(t.stats()).toMatchObject({ etcd_available: 0, etcd_unavailable_refusals: 1 });
+      // Still forwarded: the lease it knows has not expired.
+      expect(t.ownerOf('port', 1024)).toBe('10.0.0.5');
+      await t.close();
+    } finally {
+      await own.stop();
+    }
+  }, 60_000);
 });
 
 describe('SharedLeaseTable on a three-member cluster', () => {
