@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import type { Background } from './process.ts';
-import { onExitCleanup, spawnBackground, waitUntil } from './process.ts';
+import { execIn, onExitCleanup, spawnBackground, waitUntil } from './process.ts';
 
 export interface EtcdMember {
   readonly name: string;
@@ -44,14 +44,24 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startEtcd(size = 1): Promise<EtcdCluster> {
+export interface EtcdOptions {
+  /** Run the members in this network namespace (then `address` is one of its addresses). */
+  readonly ns?: string;
+  /** Where the members listen; default 127.0.0.1 with ports the kernel hands out. */
+  readonly address?: string;
+}
+
+export async function startEtcd(size = 1, o: EtcdOptions = {}): Promise<EtcdCluster> {
   const members: EtcdMember[] = [];
+  const address = o.address ?? '127.0.0.1';
   for (let i = 0; i < size; i++) {
-    const [client, peer] = [await freePort(), await freePort()];
+    // Inside a namespace of the test's own nothing else listens: etcd's own ports.
+    const [client, peer] =
+      o.ns === undefined ? [await freePort(), await freePort()] : [2379 + 2 * i, 2380 + 2 * i];
     members.push({
       name: `m${i + 1}`,
-      clientUrl: `http://127.0.0.1:${client}`,
-      peerUrl: `http://127.0.0.1:${peer}`,
+      clientUrl: `http://${address}:${client}`,
+      peerUrl: `http://${address}:${peer}`,
       dataDir: mkdtempSync(join(tmpdir(), 'distnat-etcd-')),
       process: undefined,
     });
@@ -74,7 +84,7 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
   };
   try {
     for (const m of members) {
-      m.process = spawnBackground(undefined, [
+      m.process = spawnBackground(o.ns, [
         'etcd',
         '--name',
         m.name,
@@ -106,6 +116,10 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
         async () => {
           if (!m.process?.running())
             throw new Error(`etcd ${m.name} exited: ${m.process?.stderr().slice(-2000)}`);
+          if (o.ns !== undefined)
+            return (
+              (await execIn(o.ns, ['etcdctl', '--endpoints', m.clientUrl, 'endpoint', 'health'])).code === 0
+            );
           try {
             const res = await fetch(`${m.clientUrl}/health`);
             return res.ok && ((await res.json()) as { health?: string }).health === 'true';
