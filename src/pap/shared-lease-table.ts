@@ -647,7 +647,12 @@ export class SharedLeaseTable implements LeaseBook {
     });
     w.on('connected', () => this.#setAvailable(true));
     w.on('disconnected', (err) => this.#setAvailable(false, err.message));
-    w.on('error', (err) => this.#setAvailable(false, err.message));
+    w.on('error', (err) => {
+      // The watch cannot go on (etcd's history compacted past it, say): read afresh at the next tick.
+      this.#setAvailable(false, err.message);
+      if (this.#watcher === w) this.#watcher = undefined;
+      void w.cancel().catch(() => undefined);
+    });
   }
 
   #advance(rev: number): void {
@@ -885,9 +890,35 @@ export class SharedLeaseTable implements LeaseBook {
         this.#setAvailable(false, (e as Error).message);
       }
     }
+    if (this.#watcher === undefined && !this.#closed) await this.#resync().catch(() => undefined);
     // Leases expire in the view by this router's clock even while etcd is away.
     await this.sweep().catch(() => undefined);
     this.#arm();
+  }
+
+  /** Reads the whole prefix again and watches from there: the view is etcd's as of that read. */
+  async #resync(): Promise<void> {
+    const all = await this.#client.kv.range({
+      key: Buffer.from(this.prefix),
+      range_end: prefixEnd(this.prefix),
+    });
+    const revision = Number(all.header.revision);
+    const seen = new Set<string>();
+    for (const kv of all.kvs) {
+      seen.add(kv.key.toString());
+      this.#apply(kv, true);
+    }
+    for (const [key, e] of [...this.#entries])
+      if (!seen.has(key) && e.mod < revision) {
+        this.#tombstones.set(key, revision);
+        this.#removeEntry(key, e, 'withdrawn');
+      }
+    for (const key of [...this.#skipped.keys()]) if (!seen.has(key)) this.#skipped.delete(key);
+    this.#pools = undefined;
+    this.#advance(revision);
+    if (this.#closed) return;
+    await this.#watch();
+    this.#setAvailable(true);
   }
 }
 
