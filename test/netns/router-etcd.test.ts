@@ -141,6 +141,64 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Every host asks both routers (those still given) at once: 24 hosts x routers x 5 requests. */
+async function askAll(
+  targets: readonly { lan: string }[],
+  onStarted?: () => void,
+): Promise<{ host: string; via: string; answer: PapAnswer }[]> {
+  const script = join(dir, 'pap-client.py');
+  writeFileSync(script, PAP_CLIENT_PY);
+  const asks = [8, 16, 24, 32, 8].map((count) => JSON.stringify({ op: 'request', kind: 'port', count }));
+  const runs = HOSTS.flatMap((h) =>
+    targets.map(async (r) => {
+      const res = await execIn(LAN, [PYTHON, script, h, r.lan, ...asks], { timeoutMs: 60_000 });
+      if (res.code !== 0) throw new Error(`PAP client ${h}: ${describeResult(res)}`);
+      return res.stdout
+        .trim()
+        .split('\n')
+        .map((l) => ({ host: h, via: r.lan, answer: (JSON.parse(l) as PapReply).answer }));
+    }),
+  );
+  onStarted?.();
+  const answers = (await Promise.all(runs)).flat();
+  return answers.filter(
+    (a): a is { host: string; via: string; answer: PapAnswer } => a.answer?.success === true,
+  );
+}
+
+/** No two blocks overlap in etcd, and every success a host was told is there as told; the leases, as text. */
+async function checkEtcd(granted: readonly { host: string; answer: PapAnswer }[]): Promise<string[]> {
+  const stored = (await etcdBlocks()).sort((a, b) => a.lowest - b.lowest);
+  for (let i = 1; i < stored.length; i++)
+    expect(
+      stored[i - 1]!.lowest + stored[i - 1]!.count,
+      `${stored[i - 1]!.key} and ${stored[i]!.key}`,
+    ).toBeLessThanOrEqual(stored[i]!.lowest);
+  for (const g of granted)
+    expect(stored).toContainEqual(
+      expect.objectContaining({
+        lowest: g.answer.lowest,
+        count: g.answer.count,
+        host: g.host,
+        state: 'leased',
+      }),
+    );
+  return stored
+    .filter((s) => s.state === 'leased')
+    .map((s) => `${s.host} ${s.lowest}+${s.count}`)
+    .sort();
+}
+
+async function waitForListing(i: number, leased: readonly string[]): Promise<void> {
+  await waitUntil(`router ${i + 1} lists every lease`, async () => {
+    const status = await readStatus(join(dir, `r${i}`, 'run'), 'router');
+    const rows = findTable(status, 'FIG. 8').rows.map(
+      ([h, l, c]) => `${String(h)} ${Number(l)}+${Number(c)}`,
+    );
+    return JSON.stringify(rows.sort()) === JSON.stringify(leased);
+  });
+}
+
 describe('routers sharing leases on etcd', () => {
   it('no etcd member answering: exit 69, naming the endpoints tried', async () => {
     const r = await execIn(
@@ -177,54 +235,23 @@ describe('routers sharing leases on etcd', () => {
       routers.push(r);
       await r.waitForOutput(/router started/, { timeoutMs: 30_000 });
     }
-    const script = join(dir, 'pap-client.py');
-    writeFileSync(script, PAP_CLIENT_PY);
-    // Every host asks both routers, all hosts at once: 24 hosts x 2 routers x 5 requests.
-    const asks = [8, 16, 24, 32, 8].map((count) => JSON.stringify({ op: 'request', kind: 'port', count }));
-    const runs = HOSTS.flatMap((h) =>
-      ROUTERS.map(async (r) => {
-        const res = await execIn(LAN, [PYTHON, script, h, r.lan, ...asks], { timeoutMs: 60_000 });
-        if (res.code !== 0) throw new Error(`PAP client ${h}: ${describeResult(res)}`);
-        return res.stdout
-          .trim()
-          .split('\n')
-          .map((l) => ({ host: h, answer: (JSON.parse(l) as PapReply).answer }));
-      }),
-    );
-    const answers = (await Promise.all(runs)).flat();
-    const granted = answers.filter(
-      (a): a is { host: string; answer: PapAnswer } => a.answer?.success === true,
-    );
+    const granted = await askAll(ROUTERS);
     expect(granted.length).toBeGreaterThanOrEqual(230);
-
-    const stored = (await etcdBlocks()).sort((a, b) => a.lowest - b.lowest);
-    for (let i = 1; i < stored.length; i++)
-      expect(
-        stored[i - 1]!.lowest + stored[i - 1]!.count,
-        `${stored[i - 1]!.key} and ${stored[i]!.key}`,
-      ).toBeLessThanOrEqual(stored[i]!.lowest);
-    for (const g of granted)
-      expect(stored).toContainEqual(
-        expect.objectContaining({
-          lowest: g.answer.lowest,
-          count: g.answer.count,
-          host: g.host,
-          state: 'leased',
-        }),
-      );
-
+    const leased = await checkEtcd(granted);
     // Each router forwards for every lease, whichever router granted it.
-    const leased = stored
-      .filter((s) => s.state === 'leased')
-      .map((s) => `${s.host} ${s.lowest}+${s.count}`)
-      .sort();
-    for (const i of [0, 1])
-      await waitUntil(`router ${i + 1} lists every lease`, async () => {
-        const status = await readStatus(join(dir, `r${i}`, 'run'), 'router');
-        const rows = findTable(status, 'FIG. 8').rows.map(
-          ([h, l, c]) => `${String(h)} ${Number(l)}+${Number(c)}`,
-        );
-        return JSON.stringify(rows.sort()) === JSON.stringify(leased);
-      });
+    for (const i of [0, 1]) await waitForListing(i, leased);
+  }, 180_000);
+
+  it('router 1 SIGKILLed while both grant: still no overlap, and router 2 goes on', async () => {
+    let killed: Promise<unknown> | undefined;
+    const granted = await askAll(ROUTERS, () => {
+      killed = new Promise((r) => setTimeout(r, 300)).then(() => routers[0]!.stop({ signal: 'SIGKILL' }));
+    });
+    await killed;
+    expect(routers[0]!.running()).toBe(false);
+    // Router 2 answered every one of its requests: 24 hosts x 5.
+    expect(granted.filter((g) => g.via === ROUTERS[1]!.lan)).toHaveLength(HOSTS.length * 5);
+    const leased = await checkEtcd(granted);
+    await waitForListing(1, leased);
   }, 180_000);
 });
