@@ -20,7 +20,7 @@ import { PYTHON, findTable, writeScript } from './distnat.ts';
 import { describe as describeResult, run } from './process.ts';
 import type { Testbed } from './testbed.ts';
 
-const PAP_CLIENT_PY = String.raw`
+export const PAP_CLIENT_PY = String.raw`
 """A PAP client from docs/pap.md: one exchange per line of JSON on argv, answers as JSON lines."""
 import json, select, socket, struct, sys, time
 

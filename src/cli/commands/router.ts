@@ -22,6 +22,8 @@ const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two add
     dir: /var/lib/distnat/router/ca   # made by 'distnat ca issue-local'
     port: 7033                     # POST /csr, GET /ca, GET /crl on lanAddress
     wanAddress: 203.0.113.1        # also GET /crl (and /ca) here, for remote peers
+  etcd:                            # optional: leases shared with other routers (docs/multi-router.md)
+    endpoints: [http://10.0.0.21:2379, http://10.0.0.22:2379, http://10.0.0.23:2379]
 
 The local CA directory comes from the root CA, once:
 
@@ -34,7 +36,8 @@ A router that finds no lease state in its state directory assumes it lost it
 quarantine: hosts reclaim the blocks they hold, new requests are told to try
 later. On the very first start, when no host can hold a lease yet, add --fresh.
 
-Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing, 73 another
+Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing or no etcd member
+answering (etcd.endpoints), 73 another
 router holds the state directory, the control socket, UDP lanAddress:7032 or
 TCP lanAddress:7033 (or a file could not be created), 77 missing privilege
 (root, or CAP_NET_ADMIN and CAP_NET_RAW), 78 invalid configuration (also a
@@ -62,6 +65,12 @@ const PKI_OVERRIDES = {
   'crl-address': 'wanAddress',
 } as const;
 
+/** Flags that override fields of the etcd section. */
+const ETCD_OVERRIDES = {
+  'etcd-endpoints': 'endpoints',
+  'etcd-prefix': 'prefix',
+} as const;
+
 /** The file's data with the flags applied; the result is validated by the schema. */
 export function mergeRouterFlags(
   data: Record<string, unknown>,
@@ -78,6 +87,24 @@ export function mergeRouterFlags(
     const base = pki !== null && typeof pki === 'object' && !Array.isArray(pki) ? pki : {};
     merged.pki = { ...base, ...Object.fromEntries(pkiFlags.map(([flag, field]) => [field, argv[flag]])) };
   }
+  const etcdFlags = Object.entries(ETCD_OVERRIDES).filter(([flag]) => argv[flag] !== undefined);
+  if (etcdFlags.length > 0) {
+    const etcd = data.etcd;
+    const base = etcd !== null && typeof etcd === 'object' && !Array.isArray(etcd) ? etcd : {};
+    merged.etcd = {
+      ...base,
+      ...Object.fromEntries(
+        etcdFlags.map(([flag, field]) => {
+          const v = argv[flag];
+          // One flag, several members: comma-separated.
+          return [
+            field,
+            field === 'endpoints' && typeof v === 'string' ? v.split(',').filter((e) => e !== '') : v,
+          ];
+        }),
+      ),
+    };
+  }
   return merged;
 }
 
@@ -88,6 +115,11 @@ export function givenRouterFlags(argv: Record<string, unknown>): (FlagField & { 
     ...Object.entries(PKI_OVERRIDES).map(([flag, field]) => ({
       flag,
       path: ['pki', field],
+      value: argv[flag],
+    })),
+    ...Object.entries(ETCD_OVERRIDES).map(([flag, field]) => ({
+      flag,
+      path: ['etcd', field],
       value: argv[flag],
     })),
   ].filter((g) => g.value !== undefined);
@@ -134,6 +166,12 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
             'first start: no host holds a lease of an earlier router on this LAN, so with no saved ' +
             'lease state grant at once instead of holding off (docs/pap.md 6.3); ignored when state is recovered',
         })
+        .option('etcd-endpoints', {
+          type: 'string',
+          describe:
+            'keep the leases in etcd, shared with other routers: client URLs, comma-separated (http://10.0.0.21:2379,...)',
+        })
+        .option('etcd-prefix', { type: 'string', describe: 'key prefix of the leases in etcd [/distnat/]' })
         .option('ca-dir', {
           type: 'string',
           describe:

@@ -9,6 +9,7 @@ import type { RouterConfig } from '../../config/router-config.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { FileStateDir, LeaseStore } from '../../pap/lease-store.ts';
 import { LeaseTable } from '../../pap/lease-table.ts';
+import type { LeaseBook } from '../../pap/lease-book.ts';
 import type { Clock } from '../../util/clock.ts';
 import type { Logger } from '../../util/log.ts';
 import { leaseLogger } from './log.ts';
@@ -104,7 +105,7 @@ function logHoldOff(
  * lease routed, a lease ended is one no longer routed) and logs each lease
  * event.
  */
-export function followLeases(table: LeaseTable, tables: RouterTables, log: Logger): void {
+export function followLeases(table: LeaseBook, tables: RouterTables, log: Logger): void {
   table.addListener({
     onLeaseAdded: (lease) => {
       const change = tables.onLeaseAdded(lease);

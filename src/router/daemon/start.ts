@@ -8,7 +8,9 @@
  *   1. the control socket must not answer already (another router, same run dir)
  *   2. the state directory lock (another router, same state dir)
  *   3. PAP's UDP socket on lanAddress:7032 (another router, same LAN address), then a
- *      probe to the LAN broadcast address (another router on another machine: lan-probe.ts)
+ *      probe to the LAN broadcast address (another router on another machine: lan-probe.ts;
+ *      not with leases on etcd, where several routers serve one LAN), then etcd when configured
+ *      (no member answering: exit 69)
  *   4. TUN and raw sockets (privilege), the lease table (journal recovery)
  *   5. forwarding, PAP over ICMP, the local CA and its endpoint (config pki), control socket,
  *      metrics, timers
@@ -19,7 +21,7 @@ import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { RouterConfig } from '../../config/router-config.ts';
 import { controlSocketPath } from '../../control/protocol.ts';
 import { socketAnswers } from '../../control/server.ts';
-import type { LeaseTable } from '../../pap/lease-table.ts';
+import type { LeaseBook } from '../../pap/lease-book.ts';
 import { PapServer } from '../../pap/pap-server.ts';
 import type { PapPeer } from '../../pap/transport.ts';
 import type { Clock } from '../../util/clock.ts';
@@ -27,6 +29,7 @@ import { SystemClock } from '../../util/clock.ts';
 import type { Logger } from '../../util/log.ts';
 import { ipv4FromString } from '../../wire/ipv4.ts';
 import { followLeases, openLeaseTable } from './leases.ts';
+import { openSharedLeaseTable } from './etcd-leases.ts';
 import { guarded } from './log.ts';
 import { serveRouterControl } from './control.ts';
 import { serveRouterMetrics } from './metrics.ts';
@@ -80,7 +83,7 @@ export interface RouterHandle {
    * caller stops it and exits with an error. Never settles otherwise.
    */
   readonly failed: Promise<Error>;
-  readonly leases: LeaseTable;
+  readonly leases: LeaseBook;
   readonly pap: PapServer;
   /** Where PAP over UDP listens. */
   readonly papAddress: PapPeer;
@@ -143,7 +146,13 @@ export async function startRouter(
 
     // 3b. another router on the same LAN, on another machine (docs/router.md, "One router per LAN").
     const broadcast = opts.devices === undefined ? lanBroadcastOf(config.lanAddress) : undefined;
-    if (broadcast !== undefined) await refuseOtherRouterOnLan(config.lanAddress, broadcast, udpPort);
+    // Routers sharing their leases on etcd serve one LAN together; only a router on its own is refused.
+    if (broadcast !== undefined && config.etcd === undefined)
+      await refuseOtherRouterOnLan(config.lanAddress, broadcast, udpPort);
+
+    // 3c. etcd, before any device is touched: a router that cannot reach it does not start (exit 69).
+    const sharedTable =
+      config.etcd === undefined ? undefined : await openSharedLeaseTable(config, clock, log, closers);
 
     const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
 
@@ -164,8 +173,8 @@ export async function startRouter(
       closers,
     });
 
-    // Leases, recovered from the journal; the forwarding tables follow them.
-    const table = openLeaseTable(config, clock, log, closers, opts.fresh);
+    // Leases, recovered from the journal or shared on etcd; the forwarding tables follow them.
+    const table: LeaseBook = sharedTable ?? openLeaseTable(config, clock, log, closers, opts.fresh);
     followLeases(table, tables, log);
 
     let forwarder: RouterForwarding;
@@ -253,6 +262,10 @@ export async function startRouter(
         workers: workers === undefined ? 1 : workers.count,
         PAP: `udp ${udp.local.address}:${udp.local.port}${icmp ? ', icmp types 32/33' : ''}`,
         'state dir': config.stateDir,
+        leases:
+          config.etcd === undefined
+            ? `journal in ${config.stateDir}`
+            : `etcd ${config.etcd.endpoints.join(',')} ${config.etcd.prefix}${config.sharedAddress}/`,
         recovered: table.recovered ? 'yes' : 'no (new epoch)',
       },
       clock,

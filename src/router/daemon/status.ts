@@ -7,7 +7,7 @@
 import type { DaemonStatus } from '../../control/status.ts';
 import type { StatusTable } from '../../control/status.ts';
 import type { IoStats } from '../../io/types.ts';
-import type { LeaseTable } from '../../pap/lease-table.ts';
+import type { LeaseBook } from '../../pap/lease-book.ts';
 import type { PapServer } from '../../pap/pap-server.ts';
 import type { Clock } from '../../util/clock.ts';
 import type { RouterForwarding } from '../data-path/forwarder.ts';
@@ -24,7 +24,7 @@ export interface RouterStatusSources {
   readonly clock: Clock;
   readonly startedAt: number;
   readonly forwarder: RouterForwarding;
-  readonly leases: LeaseTable;
+  readonly leases: LeaseBook;
   readonly pap: PapServer;
   /** Counters of each PAP transport, by name (udp, icmp). */
   readonly transports: Readonly<Record<string, object>>;
@@ -41,7 +41,7 @@ export interface RouterStatusSources {
 const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP' };
 
 /** FIG. 8 or FIG. 21 rows, lowest value first, from the lease table itself. */
-function blockRows(leases: LeaseTable, kind: 'port' | 'spi', now: number): (string | number)[][] {
+function blockRows(leases: LeaseBook, kind: 'port' | 'spi', now: number): (string | number)[][] {
   return leases
     .leases()
     .filter((l) => l.kind === kind)

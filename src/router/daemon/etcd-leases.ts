@@ -1,0 +1,117 @@
+/**
+ * The router daemon's lease table when the configuration names etcd: the
+ * client (TLS and authentication from the configuration), the table shared
+ * with the other routers of the shared address, and what it reports in the
+ * log. A router that cannot reach any member does not start (exit 69).
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { Etcd3 } from 'etcd3';
+import type { IOptions } from 'etcd3';
+import type { RouterConfig } from '../../config/router-config.ts';
+import { SharedLeaseTable } from '../../pap/shared-lease-table.ts';
+import type { Clock } from '../../util/clock.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import type { Logger } from '../../util/log.ts';
+
+type EtcdConfig = NonNullable<RouterConfig['etcd']>;
+
+/** The prefix of one shared address's leases. */
+export function leasePrefix(etcd: EtcdConfig, sharedAddress: string): string {
+  return `${etcd.prefix}${sharedAddress}/`;
+}
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new UserError(`etcd.tls.${what}: cannot read ${path}: ${(e as Error).message}`, ExitCode.CONFIG);
+  }
+}
+
+export function etcdClientOptions(etcd: EtcdConfig): IOptions {
+  const callMs = etcd.callTimeoutSeconds * 1000;
+  const options: IOptions = {
+    hosts: etcd.endpoints,
+    dialTimeout: etcd.dialTimeoutSeconds * 1000,
+    // Watches stay open; every other call gives up in time for the host to hear try-later.
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callMs }),
+  };
+  if (etcd.tls !== undefined)
+    options.credentials = {
+      rootCertificate: readPem(etcd.tls.ca, 'ca'),
+      ...(etcd.tls.cert !== undefined && etcd.tls.key !== undefined
+        ? { certChain: readPem(etcd.tls.cert, 'cert'), privateKey: readPem(etcd.tls.key, 'key') }
+        : {}),
+    };
+  if (etcd.auth !== undefined) {
+    let password: string;
+    try {
+      password = readFileSync(etcd.auth.passwordFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      throw new UserError(
+        `etcd.auth.passwordFile: cannot read ${etcd.auth.passwordFile}: ${(e as Error).message}`,
+        ExitCode.CONFIG,
+      );
+    }
+    options.auth = { username: etcd.auth.username, password };
+  }
+  return options;
+}
+
+/** Opens the shared table; its closer (watch, client) goes onto `closers`. */
+export async function openSharedLeaseTable(
+  config: RouterConfig,
+  clock: Clock,
+  log: Logger,
+  closers: (() => void | Promise<void>)[],
+): Promise<SharedLeaseTable> {
+  const etcd = config.etcd!;
+  const client = new Etcd3(etcdClientOptions(etcd));
+  const prefix = leasePrefix(etcd, config.sharedAddress);
+  let table: SharedLeaseTable;
+  try {
+    table = await SharedLeaseTable.open({
+      client,
+      prefix,
+      clock,
+      routerId: `${hostname()} ${config.lanAddress}`,
+      clockSkewMs: etcd.clockSkewSeconds * 1000,
+      portRange: { min: config.pap.portRange[0], max: config.pap.portRange[1] },
+      spiRange: { min: config.pap.spiFirst, max: 0xffffffff },
+      blockSize: { port: config.pap.blockSize, spi: config.pap.spiBlockSize },
+      maxPerHost: { port: config.pap.maxPortsPerHost, spi: config.pap.maxSpisPerHost },
+      leaseSeconds: config.pap.leaseSeconds,
+      maxLeaseSeconds: Math.max(config.pap.maxLeaseSeconds, config.pap.leaseSeconds),
+      quarantineSeconds: config.pap.quarantineSeconds,
+      onSkip: (key, reason) => log.warn('etcd: key under the lease prefix skipped', { key, reason }),
+      onAvailability: (available, error) =>
+        available
+          ? log.info('etcd answers again: granting', { endpoints: etcd.endpoints.join(',') })
+          : log.warn(
+              'etcd does not answer: no grants (try-later), known leases forwarded until they expire',
+              {
+                endpoints: etcd.endpoints.join(','),
+                error,
+              },
+            ),
+    });
+  } catch (e) {
+    client.close();
+    throw new UserError(
+      `etcd does not answer (tried ${etcd.endpoints.join(', ')}): ${(e as Error).message}`,
+      ExitCode.UNAVAILABLE,
+    );
+  }
+  closers.push(async () => {
+    await table.close();
+    client.close();
+  });
+  log.info('leases on etcd', {
+    endpoints: etcd.endpoints.join(','),
+    prefix,
+    epoch: table.epoch,
+    leases: table.leases().length,
+  });
+  return table;
+}
