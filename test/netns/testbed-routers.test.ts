@@ -122,6 +122,14 @@ describe('scripts/testbed --routers 2', () => {
     expect(status.stdout).toContain('state: up and healthy');
   });
 
+  it('stays two routers until down: an up with one is refused and changes nothing', async () => {
+    const r = await bed().script(['--routers', '1', 'up']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`testbed ${prefix} runs 2 router(s), not 1: take it down first`);
+    expect(existsSync(`/run/netns/${prefix}router2`)).toBe(true);
+    expect((await bgpSessions(layout, 'server')).length).toBe(2);
+  });
+
   it('runs a healthy etcd cluster of three members', async () => {
     const health = await etcdHealth(layout);
     expect(health.map((h) => [h.endpoint, h.healthy])).toEqual(etcdEndpoints().map((e) => [e, true]));
