@@ -39,7 +39,7 @@ export const DEFAULT_RETRANSMIT: Required<RetransmitPolicy> = {
 
 export interface PapClientOptions {
   readonly transport: PapTransport;
-  /** The router's PAP address (LAN address, and UDP port 7032 over UDP). */
+  /** The router's PAP address (LAN address, and UDP port 7032 over UDP); switchRouter() changes it. */
   readonly router: PapPeer;
   readonly clock: Clock;
   readonly leases: HostLeases;
@@ -106,6 +106,10 @@ export class PapClient {
   readonly #pending = new Map<number, Exchange>();
   readonly #retryTimers: Record<ResourceKind, Timer | undefined> = { port: undefined, spi: undefined };
   #nextTxid: number;
+  #router: PapPeer;
+  /** When the oldest message still without any answer from the router after it went out; undefined: none. */
+  #unansweredSince: number | undefined;
+  #lastAnswerAt: number;
   #started = false;
   #stopped = false;
   readonly #driver: HostLeasesListener = {
@@ -134,6 +138,8 @@ export class PapClient {
     this.#o = options;
     this.#policy = { ...DEFAULT_RETRANSMIT, ...options.retransmit };
     this.#random = options.random ?? Math.random;
+    this.#router = options.router;
+    this.#lastAnswerAt = options.clock.now();
     this.#nextTxid = options.random
       ? Math.floor(options.random() * 0xffffffff) + 1
       : randomInt(1, 0x100000000);
@@ -189,9 +195,41 @@ export class PapClient {
     return this.#exchange(kind, 'invalidate', msg, value);
   }
 
+  /** The router messages go to now. */
+  get router(): PapPeer {
+    return this.#router;
+  }
+
+  /** When the router last sent anything that parsed. */
+  get lastAnswerAt(): number {
+    return this.#lastAnswerAt;
+  }
+
+  /** How long the router has left a message of ours without any answer (0: nothing unanswered). */
+  silentFor(now: number): number {
+    return this.#unansweredSince === undefined ? 0 : now - this.#unansweredSince;
+  }
+
+  /**
+   * Sends through another router from now on (routers sharing one lease
+   * table: it renews the blocks the last one granted). Every exchange still
+   * waiting goes to it at once, with its back-off started again, under its
+   * transaction id; the old router's late answers are ignored.
+   */
+  switchRouter(router: PapPeer): void {
+    this.#router = router;
+    this.#unansweredSince = undefined;
+    if (this.#stopped) return;
+    for (const ex of this.#pending.values()) {
+      ex.timer?.cancel();
+      ex.attempt = 0;
+      this.#send(ex);
+    }
+  }
+
   /** Handles one message from the network (the transport calls this). */
   receive(bytes: Uint8Array, peer: PapPeer): void {
-    if (peer.address !== this.#o.router.address) {
+    if (peer.address !== this.#router.address) {
       this.counters.unmatched++;
       return;
     }
@@ -200,6 +238,9 @@ export class PapClient {
       this.counters.malformed++;
       return;
     }
+    // Any answer at all says the router is alive, whatever it answers.
+    this.#lastAnswerAt = this.#o.clock.now();
+    this.#unansweredSince = undefined;
     const msg = parsed.value;
     const leases = this.#o.leases;
     if (msg.kind === 'port-withdraw' || msg.kind === 'spi-withdraw') {
@@ -318,7 +359,8 @@ export class PapClient {
   }
 
   #send(ex: Exchange): void {
-    this.#o.transport.send(ex.bytes, this.#o.router);
+    this.#o.transport.send(ex.bytes, this.#router);
+    this.#unansweredSince ??= this.#o.clock.now();
     this.counters.sent++;
     if (ex.attempt > 0) this.counters.retransmitted++;
     const p = this.#policy;
