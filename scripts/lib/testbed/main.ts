@@ -80,7 +80,7 @@ const infrastructure = routers === 2 ? [...etcdProcesses(layout), ...birdProcess
 /** down removes the namespaces of either layout, whichever was up. */
 const ALL_NODES = TOPOLOGY.multiRouter.nodes;
 const daemons = !values['no-daemons'];
-const table = processTable(layout, { ike, ipsec, daemonsFile: values['daemons-file'] });
+const table = processTable(layout, { ike, ipsec, routers, daemonsFile: values['daemons-file'] });
 /** The processes that should run: none with --no-daemons. */
 const expected = daemons ? table : [];
 
