@@ -210,12 +210,12 @@ export async function restartDaemonsOn(bed: Testbed, datapath: DataPath): Promis
 }
 
 /** The `fastpath.*` counters of a daemon's status: none at all on the TUN path alone. */
-export function fastPathCounters(status: DaemonStatus): Record<string, number> {
+export function fastPathCounters(status: Pick<DaemonStatus, 'counters'>): Record<string, number> {
   return Object.fromEntries(Object.entries(status.counters).filter(([k]) => k.startsWith('fastpath.')));
 }
 
 /** The data path a daemon's status names (the router's "data path", an agent's "datapath"). */
-export function dataPathOf(status: DaemonStatus): string {
+export function dataPathOf(status: Pick<DaemonStatus, 'summary'>): string {
   return String(status.summary['data path'] ?? status.summary['datapath']);
 }
 
