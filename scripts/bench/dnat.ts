@@ -49,7 +49,7 @@ import {
 } from './lib/suite.ts';
 import { COMMON_OPTIONS, commonSettings } from './lib/options.ts';
 import { perfAvailable } from './lib/profile.ts';
-import { distnatCommand, hostArgs, routerArgs } from '../lib/testbed/process-table.ts';
+import { distnatCommand, hostArgs, multiQueueSetupArgs, routerArgs } from '../lib/testbed/process-table.ts';
 import { TOPOLOGY } from '../lib/topology.ts';
 import { BenchTestbed, renice, ROOT, sweepStale, type Node } from './lib/testbed.ts';
 
@@ -120,20 +120,7 @@ function daemonTable(dp: DataPath): string {
     routerArgs(bed.layout, ['--datapath', dp.kind, '--workers', String(dp.workers)]),
   )}`;
   if (dp.workers > 1) {
-    const setup = [
-      join(ROOT, 'native-setup/linux/router-setup.sh'),
-      'up',
-      '--quiet',
-      '--tun',
-      TOPOLOGY.tun,
-      '--mtu',
-      String(TOPOLOGY.tunMtu),
-      '--shared',
-      TOPOLOGY.shared,
-      '--multi-queue',
-      '--state-dir',
-      join(bed.scratchDir, 'router-setup-mq'),
-    ].join(' ');
+    const setup = multiQueueSetupArgs(join(bed.scratchDir, 'router-setup-mq')).join(' ');
     router = `sh -c '${setup} && exec ${router.replace(/'/g, `'"'"'`)}'`;
   }
   return [

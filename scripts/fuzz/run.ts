@@ -28,6 +28,10 @@
  * passed to the kernel is what the slow path read plus what the kernel
  * dropped.
  *
+ * The router and the agents run on one data path at a time, the same for
+ * all three; runOn() takes the testbed through several in turn, restarting
+ * the daemons in the same namespaces instead of building another testbed.
+ *
  * While the streams run, nftables rules (a table of their own) keep the
  * kernels' answers to what was forwarded (ICMP errors, resets, PAP replies)
  * from coming back as traffic nobody sent: the server's, the router's own
@@ -95,9 +99,14 @@ export interface StreamResult {
   readonly deltas: Counters;
 }
 
+export type DataPath = 'ebpf' | 'tun';
+
 export interface FuzzResult {
   readonly prefix: string;
+  /** The router's data path, as its status names it. */
   readonly dataPath: string;
+  /** h1's data path, as its status names it. */
+  readonly hostDataPath: string;
   readonly streams: StreamResult[];
   readonly pids: { readonly before: Record<string, number>; readonly after: Record<string, number> };
   readonly restarted: string[];
@@ -114,8 +123,8 @@ export interface FuzzOptions {
   readonly pps: number;
   readonly seed: number;
   readonly log: (line: string) => void;
-  /** The router's data path (default: its own default, ebpf). */
-  readonly datapath?: 'ebpf' | 'tun';
+  /** The data path of the router and the agents (default: their own default, ebpf). */
+  readonly datapath?: DataPath;
 }
 
 type Counters = Record<string, number>;
@@ -352,13 +361,31 @@ export class MalformedVolume {
     return { sent: Number(sent[1]), failed: Number(failed?.[1] ?? 0) };
   }
 
-  /** Runs everything; the testbed is removed whatever happens. */
+  /** Runs everything on the configured data path; the testbed is removed whatever happens. */
   async run(): Promise<FuzzResult> {
+    return (await this.runOn([this.#o.datapath ?? 'ebpf']))[0]!;
+  }
+
+  /**
+   * Runs everything on each data path in turn, in one testbed (the daemons
+   * restarted on the next path, the corpus made again for the blocks the
+   * agents then hold); the testbed is removed whatever happens.
+   */
+  async runOn(datapaths: readonly DataPath[]): Promise<FuzzResult[]> {
     const { log } = this.#o;
     const swept = await sweepStale();
     if (swept.length > 0) log(`removed testbeds of killed runs: ${swept.join(' ')}`);
     try {
-      return await this.#run();
+      log(`fuzz: testbed ${this.bed.prefix}`);
+      await this.bed.up({ daemons: true });
+      const results: FuzzResult[] = [];
+      let current: DataPath = 'ebpf';
+      for (const datapath of datapaths) {
+        if (datapath !== current) await this.#restartDaemonsOn(datapath);
+        current = datapath;
+        results.push(await this.#run());
+      }
+      return results;
     } finally {
       await this.bed.down();
     }
@@ -367,13 +394,13 @@ export class MalformedVolume {
   async #run(): Promise<FuzzResult> {
     const { log } = this.#o;
     const bed = this.bed;
-    log(`fuzz: testbed ${bed.prefix}`);
-    await bed.up({ daemons: true });
-    if (this.#o.datapath === 'tun') await this.#restartRouterOnTun();
     const [h1Ports, h2Ports] = await Promise.all([this.#leasedPorts('h1'), this.#leasedPorts('h2')]);
-    const routerStatus = await this.#status('router');
+    const [routerStatus, h1Status] = await Promise.all([this.#status('router'), this.#status('h1')]);
     const dataPath = String(routerStatus.summary['data path'] ?? '?');
-    log(`  leases: h1 ${h1Ports.length} ports, h2 ${h2Ports.length}; router data path: ${dataPath}`);
+    const hostDataPath = String(h1Status.summary['datapath'] ?? '?');
+    log(
+      `  leases: h1 ${h1Ports.length} ports, h2 ${h2Ports.length}; data path: router ${dataPath}, h1 ${hostDataPath}`,
+    );
     const daemons = ['router', 'h1', 'h2'];
     const pidsBefore = Object.fromEntries(daemons.map((d) => [d, bed.daemonPid(d)]));
 
@@ -442,6 +469,7 @@ export class MalformedVolume {
     return {
       prefix: bed.prefix,
       dataPath,
+      hostDataPath,
       streams: results,
       pids: { before: pidsBefore, after: pidsAfter },
       restarted,
@@ -451,13 +479,22 @@ export class MalformedVolume {
     };
   }
 
-  /** The testbed's router again, on the TUN path alone (its state kept: the agents keep their leases). */
-  async #restartRouterOnTun(): Promise<void> {
-    const pid = this.bed.daemonPid('router');
-    process.kill(pid, 'SIGTERM');
-    await waitUntil('the router to stop', () => !isRunning(pid), { timeoutMs: 15_000, intervalMs: 100 });
+  /**
+   * The testbed's agents and router again (agents first: they give their
+   * blocks back to a router still there), all three on `datapath`; the
+   * router keeps its state, the agents lease anew.
+   */
+  async #restartDaemonsOn(datapath: DataPath): Promise<void> {
+    for (const group of [['h1', 'h2'], ['router']]) {
+      const pids = group.map((d) => this.bed.daemonPid(d));
+      for (const pid of pids) process.kill(pid, 'SIGTERM');
+      await waitUntil(`${group.join(', ')} to stop`, () => pids.every((pid) => !isRunning(pid)), {
+        timeoutMs: 15_000,
+        intervalMs: 100,
+      });
+    }
     const table = defaultProcessTable(this.bed.layout).map((p) =>
-      p.name === 'router' ? { ...p, command: `${p.command} --datapath tun` } : p,
+      ['router', 'h1', 'h2'].includes(p.name) ? { ...p, command: `${p.command} --datapath ${datapath}` } : p,
     );
     await this.bed.up({
       daemons: true,

@@ -177,24 +177,59 @@ export function daemonPid(bed: Testbed, name: DaemonNode): number {
 }
 
 /**
- * Stops the testbed's router (SIGTERM) and starts it again with `datapath`,
- * keeping its state: the agents keep their leases and carry on. The tests of
- * the whole path run on the default (ebpf) and, through this, on the TUN path.
+ * The two data paths of the router and the host agents: the eBPF fast path
+ * beside the TUN path (the default), and the TUN path alone.
  */
-export async function restartRouterOn(bed: Testbed, datapath: 'ebpf' | 'tun'): Promise<void> {
-  const pid = daemonPid(bed, 'router');
-  if (!Number.isNaN(pid)) {
-    process.kill(pid, 'SIGTERM');
-    await waitUntil('the router to stop', () => !isRunning(pid), { timeoutMs: 15_000, intervalMs: 100 });
+export const DATA_PATHS = ['ebpf', 'tun'] as const;
+export type DataPath = (typeof DATA_PATHS)[number];
+
+/**
+ * Stops the testbed's host agents and router (SIGTERM) and starts all three
+ * again with `--datapath`, in the same namespaces: each test of the whole
+ * path runs on both data paths without building a second testbed. The
+ * router keeps its state and epoch; an agent gives its blocks back when
+ * stopped and leases anew when started.
+ */
+export async function restartDaemonsOn(bed: Testbed, datapath: DataPath): Promise<void> {
+  for (const group of [['h1', 'h2'], ['router']] as const) {
+    const pids = group.map((n) => daemonPid(bed, n)).filter((pid) => isRunning(pid));
+    for (const pid of pids) process.kill(pid, 'SIGTERM');
+    await waitUntil(`${group.join(', ')} to stop`, () => pids.every((pid) => !isRunning(pid)), {
+      timeoutMs: 15_000,
+      intervalMs: 100,
+    });
   }
   const table = defaultProcessTable(bed.layout).map((p) =>
-    p.name === 'router' ? { ...p, command: `${p.command} --datapath ${datapath}` } : p,
+    ['router', ...HOSTS].includes(p.name) ? { ...p, command: `${p.command} --datapath ${datapath}` } : p,
   );
   await bed.reconfigure({
     ...bed.current,
     daemons: true,
     daemonTable: table.map((p) => `${p.name} ${p.node} ${p.command}`).join('\n'),
   });
+}
+
+/** The `fastpath.*` counters of a daemon's status: none at all on the TUN path alone. */
+export function fastPathCounters(status: Pick<DaemonStatus, 'counters'>): Record<string, number> {
+  return Object.fromEntries(Object.entries(status.counters).filter(([k]) => k.startsWith('fastpath.')));
+}
+
+/** The data path a daemon's status names (the router's "data path", an agent's "datapath"). */
+export function dataPathOf(status: Pick<DaemonStatus, 'summary'>): string {
+  return String(status.summary['data path'] ?? status.summary['datapath']);
+}
+
+/**
+ * Packets the daemon's eBPF programs forwarded themselves between two of
+ * its statuses, both ways (the router's `fastpath.traffic.*-packets`, an
+ * agent's `fastpath.packets.*`); NaN when there is no fast path.
+ */
+export function fastPathForwarded(before: DaemonStatus, after: DaemonStatus): number {
+  const names =
+    after.role === 'router'
+      ? ['fastpath.traffic.outbound-packets', 'fastpath.traffic.inbound-packets']
+      : ['fastpath.packets.outbound', 'fastpath.packets.inbound'];
+  return names.reduce((sum, n) => sum + (after.counters[n] ?? NaN) - (before.counters[n] ?? NaN), 0);
 }
 
 export function daemonLog(bed: Testbed, name: DaemonNode): string {

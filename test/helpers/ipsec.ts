@@ -11,12 +11,14 @@
  *   const bed = useTestbed({ daemons: false });
  *   const ipsec = await startIpsecDaemons(bed(), { ipsec: ['h1', 'h2'] });
  */
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostArgs, peerArgs, routerArgs } from '../../scripts/lib/testbed/process-table.ts';
 import { readStatus as readDaemonStatus } from '../../scripts/lib/testbed/status.ts';
 import { H1_KEYS, H2_KEYS, tsharkEspOptions, writeKeying } from '../netns/ipsec-keys.ts';
 import type { EspKey, HostKeys } from '../netns/ipsec-keys.ts';
 import { DISTNAT, daemonLogs, readStatus } from './distnat.ts';
+import type { DataPath } from './distnat.ts';
 import type { DaemonStatus, HostNode } from './distnat.ts';
 import { describe as describeResult, run, waitUntil } from './process.ts';
 import type { Background } from './process.ts';
@@ -31,6 +33,8 @@ export interface IpsecDaemonsOptions {
   ipsec?: readonly HostNode[];
   /** Start `distnat peer` on the server mirroring the IPsec hosts' files (default when any host has --ipsec). */
   peer?: boolean;
+  /** `--datapath` of the router and the hosts (default: theirs, ebpf). */
+  datapath?: DataPath;
 }
 
 export interface IpsecDaemons {
@@ -63,8 +67,16 @@ async function statusOr(bed: Testbed, node: 'router' | HostNode): Promise<Daemon
 }
 
 /** Starts a host agent and waits until it forwards (and, with a keying file, has installed its SAs). */
-export async function startHostAgent(bed: Testbed, node: HostNode, ipsecFile?: string): Promise<Background> {
-  const proc = bed.spawn(node, hostArgv(bed, node, ipsecFile !== undefined ? ['--ipsec', ipsecFile] : []));
+export async function startHostAgent(
+  bed: Testbed,
+  node: HostNode,
+  ipsecFile?: string,
+  extra: readonly string[] = [],
+): Promise<Background> {
+  const proc = bed.spawn(
+    node,
+    hostArgv(bed, node, [...(ipsecFile !== undefined ? ['--ipsec', ipsecFile] : []), ...extra]),
+  );
   let last = '';
   await waitUntil(
     `${node} forwarding${ipsecFile !== undefined ? ' with its IPsec SAs installed' : ''}`,
@@ -135,16 +147,29 @@ export async function startIpsecDaemons(bed: Testbed, o: IpsecDaemonsOptions = {
     files[node] = file;
   }
   const peerRunDir = join(bed.scratchDir, 'peer');
+  const datapath = o.datapath !== undefined ? ['--datapath', o.datapath] : [];
   try {
-    const router = await startRouter(bed);
+    const router = await startRouter(bed, datapath);
     const procs: Partial<Record<HostNode, Background>> = {};
-    for (const node of hosts) procs[node] = await startHostAgent(bed, node, files[node]);
+    for (const node of hosts) procs[node] = await startHostAgent(bed, node, files[node], datapath);
     const mirrored = ipsec.map((n) => files[n]!);
     const peer = (o.peer ?? mirrored.length > 0) ? await startPeer(bed, mirrored, peerRunDir) : undefined;
     return { router, hosts: procs, peer, files, esp, peerRunDir };
   } catch (e) {
     throw new Error(`${(e as Error).message}\n${daemonLogs(bed)}`);
   }
+}
+
+/**
+ * Stops what startIpsecDaemons started and removes the router's and the
+ * hosts' state, so that the next start is a fresh router granting the SPIs
+ * the keying files assume again (the same testbed on another data path).
+ */
+export async function stopIpsecDaemons(bed: Testbed, daemons: IpsecDaemons): Promise<void> {
+  await Promise.all([...Object.values(daemons.hosts), daemons.peer].map((p) => p?.stop()));
+  await daemons.router.stop();
+  for (const node of ['router', ...Object.keys(daemons.hosts)])
+    rmSync(join(bed.layout.nodeDir(node), 'state'), { recursive: true, force: true });
 }
 
 /** A host's `ipsec.*` counters (0 for those not present yet). */

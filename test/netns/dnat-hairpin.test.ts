@@ -12,18 +12,26 @@
  * the hairpin"): TTL down by one, checksum patched, tunnelled to h1. h1's
  * agent translates the destination back to the program's local port and
  * writes it into its TUN device; h1's kernel should then deliver it.
+ *
+ * Shown on both data paths in one testbed: first the default, where the
+ * router's eBPF program sees the tunnel and leaves the hairpin to the TUN
+ * path (its `fastpath.pass.lan.hairpin`), then with the router and the
+ * agents restarted on `datapath: tun`, where no fast-path counter exists.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Background } from '../helpers/process.ts';
 import type { DaemonStatus, Leases, UdpEcho } from '../helpers/distnat.ts';
 import {
+  DATA_PATHS,
   PYTHON,
   addr,
   counter,
+  fastPathCounters,
   ipv4HeaderSum,
   ipv4Of,
   readPcapng,
   readStatus,
+  restartDaemonsOn,
   startUdpEcho,
   translationRows,
   waitForLeases,
@@ -42,7 +50,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(('0.0.0.0', 0))
 s.settimeout(2)
 for attempt in range(10):
-    s.sendto(b'h1-hairpin-setup', (sys.argv[1], int(sys.argv[2])))
+    s.sendto(sys.argv[4].encode(), (sys.argv[1], int(sys.argv[2])))
     try:
         s.recvfrom(2048)
         break
@@ -77,9 +85,15 @@ async function martianSources(node: 'h1'): Promise<number> {
   return rows.reduce((sum, row) => sum + Number.parseInt(row.trim().split(/\s+/)[col]!, 16), 0);
 }
 
-describe('hairpin: h2 to h1 through 198.51.100.30', () => {
+let echo: UdpEcho;
+
+beforeAll(async () => {
+  echo = await startUdpEcho(bed(), 'server', 7000);
+});
+
+describe.for(DATA_PATHS)('hairpin: h2 to h1 through 198.51.100.30, datapath: %s', (datapath) => {
   let leases: Leases;
-  let echo: UdpEcho;
+  const setup = `h1-hairpin-setup-${datapath}`;
   let receiver: Background;
   let localPort = 0;
   let h1Port = 0;
@@ -90,10 +104,9 @@ describe('hairpin: h2 to h1 through 198.51.100.30', () => {
   let martiansBefore = 0;
 
   beforeAll(async () => {
-    const b = bed();
-    leases = await waitForLeases(b);
-    echo = await startUdpEcho(b, 'server', 7000);
-  });
+    if (datapath === 'tun') await restartDaemonsOn(bed(), 'tun');
+    leases = await waitForLeases(bed());
+  }, 120_000);
 
   it('the router turns the datagram around to the owner of the destination port, TTL 10 -> 9', async () => {
     const b = bed();
@@ -103,9 +116,10 @@ describe('hairpin: h2 to h1 through 198.51.100.30', () => {
       TOPOLOGY.server.wan,
       '7000',
       '10',
+      setup,
     ]);
     localPort = JSON.parse((await receiver.waitForOutput(/^\{"local".*$/m, { timeoutMs: 30_000 }))[0]).local;
-    h1Port = echo.seen().find((d) => d.data === 'h1-hairpin-setup')!.port;
+    h1Port = echo.seen().find((d) => d.data === setup)!.port;
     const row = translationRows(await readStatus(b, 'h1')).find(
       (r) => r.protocol === 17 && r.local === localPort,
     );
@@ -130,6 +144,12 @@ describe('hairpin: h2 to h1 through 198.51.100.30', () => {
 
     const after = await readStatus(b, 'router');
     expect(counter(after, 'traffic.hairpin-packets') - counter(before, 'traffic.hairpin-packets')).toBe(1);
+    if (datapath === 'ebpf')
+      // The program saw the tunnel and left the hairpin to the TUN path.
+      expect(counter(after, 'fastpath.pass.lan.hairpin') - counter(before, 'fastpath.pass.lan.hairpin')).toBe(
+        1,
+      );
+    else expect(fastPathCounters(after)).toEqual({});
     const tunnels = readPcapng(lan.file)
       .map(ipv4Of)
       .filter((ip): ip is Buffer => ip !== undefined)

@@ -7,15 +7,23 @@
  * program's local port, or the kernel would not find the socket. The
  * program sees ECONNREFUSED. The same for "time exceeded" made by the
  * router's own kernel for a datagram sent with TTL 1.
+ *
+ * On both data paths in one testbed: first the default, where the router's
+ * eBPF program sees each error from the WAN and leaves it to the TUN path,
+ * then with the router and the agents restarted on `datapath: tun`, with no
+ * fast-path counter.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { HostNode, Leases } from '../helpers/distnat.ts';
 import {
+  DATA_PATHS,
   HOSTS,
   PYTHON,
   counter,
+  fastPathCounters,
   inBlocks,
   readStatus,
+  restartDaemonsOn,
   waitForLeases,
   writeScript,
 } from '../helpers/distnat.ts';
@@ -83,12 +91,13 @@ interface ErrQueue {
   quoted?: string;
 }
 
-describe('ICMP errors reach the program that caused them', () => {
+describe.for(DATA_PATHS)('ICMP errors reach the program that caused them, datapath: %s', (datapath) => {
   let leases: Leases;
 
   beforeAll(async () => {
+    if (datapath === 'tun') await restartDaemonsOn(bed(), 'tun');
     leases = await waitForLeases(bed());
-  });
+  }, 120_000);
 
   async function run<T>(node: HostNode, name: string, script: string, args: string[]): Promise<T> {
     const b = bed();
@@ -125,6 +134,12 @@ describe('ICMP errors reach the program that caused them', () => {
     const after = await readStatus(b, 'router');
     expect(counter(after, 'drop.no-owner')).toBe(counter(before, 'drop.no-owner'));
     expect(counter(after, 'drop.icmp-error-not-ours')).toBe(counter(before, 'drop.icmp-error-not-ours'));
+    if (datapath === 'ebpf')
+      // The program saw both errors and left them to the TUN path, which finds the quoted port's owner.
+      expect(
+        counter(after, 'fastpath.pass.wan.icmp') - counter(before, 'fastpath.pass.wan.icmp'),
+      ).toBeGreaterThanOrEqual(2);
+    else expect(fastPathCounters(after)).toEqual({});
   });
 
   it("the error in h1's socket error queue names the server and quotes the program's own datagram", async () => {

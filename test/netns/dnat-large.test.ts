@@ -6,16 +6,25 @@
  * agent clamps the server's 1460 in the SYN-ACK to 1440, and a capture on
  * the router's LAN that takes only tunnel frames over 1514 bytes, outer or
  * inner fragments, and TCP SYNs, holds the SYNs and nothing else.
+ *
+ * On both data paths in one testbed: first the default, where the eBPF
+ * programs of the router and the agents carry part of the transfers, then
+ * with all three restarted on `datapath: tun`, with no fast-path counter.
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus, HostNode } from '../helpers/distnat.ts';
 import {
+  DATA_PATHS,
   HOSTS,
   PYTHON,
   counter,
+  dataPathOf,
+  fastPathCounters,
+  fastPathForwarded,
   pseudoRandomBytes,
   readStatus,
+  restartDaemonsOn,
   sha256,
   sha256File,
   waitForLeases,
@@ -60,27 +69,33 @@ http.server.ThreadingHTTPServer(('0.0.0.0', int(sys.argv[1])), Handler).serve_fo
 
 const mbyte = (bytesPerS: number): string => `${(bytesPerS / 1e6).toFixed(1)} MB/s`;
 
-describe('20 MB each way through the tunnel', () => {
-  let http: HttpServer;
+let http: HttpServer;
+
+beforeAll(async () => {
+  const b = bed();
+  const file = join(b.scratchDir, 'data.bin');
+  writeFileSync(file, DATA);
+  const put = b.spawn('server', [PYTHON, writeScript(b, 'put-server.py', PUT_SERVER), String(PUT_PORT)]);
+  [http] = await Promise.all([
+    b.httpServer('server', { bind: SERVER, files: { 'data.bin': DATA } }),
+    waitForListen(b.ns('server'), PUT_PORT, put),
+  ]);
+});
+
+describe.for(DATA_PATHS)('20 MB each way through the tunnel, datapath: %s', (datapath) => {
   let before: Record<'router' | HostNode, DaemonStatus>;
 
   beforeAll(async () => {
     const b = bed();
+    if (datapath === 'tun') await restartDaemonsOn(b, 'tun');
     await waitForLeases(b);
-    const file = join(b.scratchDir, 'data.bin');
-    writeFileSync(file, DATA);
-    const put = b.spawn('server', [PYTHON, writeScript(b, 'put-server.py', PUT_SERVER), String(PUT_PORT)]);
-    [http] = await Promise.all([
-      b.httpServer('server', { bind: SERVER, files: { 'data.bin': DATA } }),
-      waitForListen(b.ns('server'), PUT_PORT, put),
-    ]);
     const [router, h1, h2] = await Promise.all([
       readStatus(b, 'router'),
       readStatus(b, 'h1'),
       readStatus(b, 'h2'),
     ]);
     before = { router, h1, h2 };
-  });
+  }, 120_000);
 
   it('downloads and uploads 20 MB on h1 and h2 intact; no oversized or fragmented tunnel frame; MSS 1440', async () => {
     const b = bed();
@@ -139,7 +154,7 @@ describe('20 MB each way through the tunnel', () => {
       expect(ups[i]!.length, `${node} upload length`).toBe(SIZE);
       expect(ups[i]!.sha, `${node} upload`).toBe(DATA_SHA);
       console.log(
-        `20 MB on ${node}, both hosts at once: download ${mbyte(downs[i]!.speed)}, upload ${mbyte(ups[i]!.speed)}`,
+        `${datapath}: 20 MB on ${node}, both hosts at once: download ${mbyte(downs[i]!.speed)}, upload ${mbyte(ups[i]!.speed)}`,
       );
     }
 
@@ -172,6 +187,20 @@ describe('20 MB each way through the tunnel', () => {
     ]);
     const delta = (s: DaemonStatus, was: DaemonStatus, name: string): number =>
       counter(s, name) - counter(was, name);
+    // Which path carried it: the programs of all three forwarded some of it, or none of them exists.
+    for (const [node, s] of [
+      ['router', router],
+      ['h1', h1],
+      ['h2', h2],
+    ] as const) {
+      if (datapath === 'ebpf') {
+        expect(dataPathOf(s), node).toMatch(/^eBPF \(/);
+        expect(fastPathForwarded(before[node], s), node).toBeGreaterThan(0);
+      } else {
+        expect(dataPathOf(s), node).toBe('TUN (datapath: tun)');
+        expect(fastPathCounters(s), node).toEqual({});
+      }
+    }
     for (const name of ['drop.too-big', 'drop.tunnel-fragment', 'drop.spoofed-port', 'drop.no-owner'])
       expect(delta(router, before.router, name), name).toBe(0);
     for (const [node, s] of [

@@ -8,17 +8,18 @@
  *
  * Shown on both data paths in one testbed: first with the eBPF fast path
  * (the default; its own counters show it took all five tunnels), then with
- * the router restarted on `datapath: tun`.
+ * the router and the agents restarted on `datapath: tun`.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus, Leases } from '../helpers/distnat.ts';
 import {
+  DATA_PATHS,
   PYTHON,
   counter,
   metric,
   readStatus,
   readStatusCli,
-  restartRouterOn,
+  restartDaemonsOn,
   routerPortBlocks,
   scrapeMetrics,
   waitForLeases,
@@ -46,11 +47,11 @@ send([
 ])
 `;
 
-describe.for(['ebpf', 'tun'] as const)("h1 sending from h2's ports, datapath: %s", (datapath) => {
+describe.for(DATA_PATHS)("h1 sending from h2's ports, datapath: %s", (datapath) => {
   let leases: Leases;
 
   beforeAll(async () => {
-    if (datapath === 'tun') await restartRouterOn(bed(), 'tun');
+    if (datapath === 'tun') await restartDaemonsOn(bed(), 'tun');
     leases = await waitForLeases(bed());
   }, 120_000);
 

@@ -11,7 +11,9 @@
  * from it is left to the agent, which drops it; translate: the flow goes
  * on from a port of the new block); SIGTERM leaves no tc filter; with
  * `--datapath tun` the agent carries everything and shows no fast-path
- * counters.
+ * counters, and with the router on `datapath: tun` too a withdrawn block
+ * stops forwarding there as well (native mode: the agent drops what the
+ * stack still sends from it).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -164,7 +166,8 @@ async function withdraw(node: HostNode): Promise<void> {
   );
 }
 
-beforeAll(async () => {
+/** The router, on its default data path or the one `extra` names; a restart keeps its state and leases. */
+async function startRouter(extra: string[] = []): Promise<Background> {
   const b = bed();
   router = b.spawn('router', [
     DISTNAT,
@@ -178,8 +181,15 @@ beforeAll(async () => {
     '--run-dir',
     runDir('router'),
     '--fresh',
+    ...extra,
   ]);
   await router.waitForOutput(/router started/, { timeoutMs: 30_000 });
+  return router;
+}
+
+beforeAll(async () => {
+  const b = bed();
+  await startRouter();
   await Promise.all([startAgent('h1'), startAgent('h2')]);
   http = await b.httpServer('server', { bind: TOPOLOGY.server.wan, files: { 'big.bin': BIG } });
   echo = await startUdpEcho(b, 'server', ECHO_PORT);
@@ -337,5 +347,42 @@ describe('distnat host with its eBPF fast path', () => {
     const m = await bed().exec('h1', ['curl', '-sS', `http://${METRICS}/metrics`]);
     expect(m.stdout).toMatch(/^distnat_host_packets_total/m);
     expect(m.stdout).not.toMatch(/distnat_host_fastpath_/);
+  });
+
+  it('datapath: tun on the router and the agent (native mode): after a withdrawal nothing from the old block leaves', async () => {
+    await router.stop({ signal: 'SIGTERM', timeoutMs: 10_000 });
+    await startRouter(['--datapath', 'tun']);
+    await startAgent('h2', ['--datapath', 'tun']);
+    const r0 = await bed().exec('router', [
+      DISTNAT,
+      'status',
+      'router',
+      '--json',
+      '--run-dir',
+      runDir('router'),
+    ]);
+    const routerStatus = JSON.parse(r0.stdout) as DaemonStatus;
+    expect(routerStatus.summary['data path']).toBe('TUN (datapath: tun)');
+    expect(Object.keys(routerStatus.counters).filter((k) => k.startsWith('fastpath.'))).toEqual([]);
+    const old = hostPortBlocks(await status('h2'))[0]!;
+    const port = old.first + 5;
+    const warm = await send('h2', port, 20, 'tun-before');
+    expect(warm.answered).toBeGreaterThanOrEqual(18);
+    await withdraw('h2');
+    const seenBefore = echo.seen().length;
+    const before = await status('h2');
+    expect(before.summary['datapath']).toBe('TUN (datapath: tun)');
+    expect(hostPortBlocks(before).some((b) => b.first === old.first)).toBe(false);
+    const r = await send('h2', port, 20, 'tun-after');
+    const after = await status('h2');
+    expect(r.answered).toBe(0);
+    expect(delta(before, after, 'drop.outbound.unleased-port')).toBe(r.sent);
+    expect(Object.keys(after.counters).filter((k) => k.startsWith('fastpath.'))).toEqual([]);
+    expect(
+      echo
+        .seen()
+        .slice(seenBefore)
+        .filter((d) => d.port >= old.first && d.port <= old.last),
+    ).toEqual([]);
   });
 });

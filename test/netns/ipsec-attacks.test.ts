@@ -11,14 +11,22 @@
  * - an SPI nobody leased is dropped by the router as no-owner and reaches
  *   no host;
  * - an SPI from h2's block goes to h2 (which refuses it) and never to h1.
+ *
+ * On both data paths in the same namespaces, router and agents on the same
+ * one: the default, where the router's eBPF program takes each injected
+ * packet first (it tunnels the owned SPIs itself and leaves the unleased one
+ * to the TUN path, `fastpath.pass.wan.no-owner`), then with all of them
+ * started again on `datapath: tun`, with no fast-path counter.
  */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus, HostNode } from '../helpers/distnat.ts';
 import {
+  DATA_PATHS,
   HOSTS,
   PYTHON,
   counter,
+  fastPathCounters,
   ipv4Of,
   pseudoRandomBytes,
   readPcapng,
@@ -27,7 +35,8 @@ import {
   sha256File,
   writeScript,
 } from '../helpers/distnat.ts';
-import { KEYS, ipsecCounter, startIpsecDaemons } from '../helpers/ipsec.ts';
+import type { IpsecDaemons } from '../helpers/ipsec.ts';
+import { KEYS, ipsecCounter, startIpsecDaemons, stopIpsecDaemons } from '../helpers/ipsec.ts';
 import { describe as describeResult, sleep, waitUntil } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
@@ -63,8 +72,22 @@ function sum(s: DaemonStatus, prefix: string): number {
     .reduce((a, [, v]) => a + v, 0);
 }
 
-describe('replayed, forged and misdirected ESP through distnat', () => {
-  let http: HttpServer;
+let http: HttpServer;
+let daemons: IpsecDaemons | undefined;
+
+beforeAll(async () => {
+  http = await bed().httpServer('server', {
+    port: KEYS.h1.base + 1,
+    bind: SERVER,
+    files: { 'file.bin': FILE },
+  });
+});
+
+/** What the router's eBPF program did with the injected packets: `fastpath.*` deltas (none exist on tun). */
+const fastDelta = (before: DaemonStatus, after: DaemonStatus, name: string): number =>
+  counter(after, `fastpath.${name}`) - counter(before, `fastpath.${name}`);
+
+describe.for(DATA_PATHS)('replayed, forged and misdirected ESP through distnat, datapath: %s', (datapath) => {
   /** The last ESP frame (highest sequence number) the server sent h1 on its GCM SA. */
   let last: Buffer;
   let top: number;
@@ -126,12 +149,8 @@ describe('replayed, forged and misdirected ESP through distnat', () => {
 
   beforeAll(async () => {
     const b = bed();
-    await startIpsecDaemons(b);
-    http = await b.httpServer('server', {
-      port: KEYS.h1.base + 1,
-      bind: SERVER,
-      files: { 'file.bin': FILE },
-    });
+    if (daemons !== undefined) await stopIpsecDaemons(b, daemons);
+    daemons = await startIpsecDaemons(b, { datapath });
     const capture = await b.capture('server', TOPOLOGY.wanIf, {
       filter: `ip proto 50 and dst host ${TOPOLOGY.shared}`,
     });
@@ -209,6 +228,8 @@ describe('replayed, forged and misdirected ESP through distnat', () => {
     expect(counter(after.router, 'traffic.inbound-packets')).toBe(
       counter(before.router, 'traffic.inbound-packets'),
     );
+    if (datapath === 'ebpf') expect(fastDelta(before.router, after.router, 'pass.wan.no-owner')).toBe(1);
+    else expect(fastPathCounters(after.router)).toEqual({});
     for (const node of HOSTS)
       expect(sum(after[node], 'ipsec.inbound.'), node).toBe(sum(before[node], 'ipsec.inbound.'));
   });
@@ -231,5 +252,8 @@ describe('replayed, forged and misdirected ESP through distnat', () => {
       counter(after.router, 'traffic.inbound-packets') - counter(before.router, 'traffic.inbound-packets'),
     ).toBe(1);
     expect(counter(after.router, 'drop.no-owner')).toBe(counter(before.router, 'drop.no-owner'));
+    if (datapath === 'ebpf')
+      expect(fastDelta(before.router, after.router, 'traffic.inbound-packets')).toBe(1);
+    else expect(fastPathCounters(after.router)).toEqual({});
   });
 });

@@ -22,7 +22,8 @@ import { DISTNAT, findTable, PYTHON, startUdpEcho, udpExchange, writeScript } fr
 import type { Background } from '../helpers/process.ts';
 import { waitUntil } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
-import { ROOT, TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
+import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
+import { multiQueueSetupArgs } from '../../scripts/lib/testbed/process-table.ts';
 
 const bed = useTestbed({ daemons: false });
 const BIG = Buffer.alloc(3_000_000);
@@ -147,20 +148,7 @@ async function tunnels(first: number, count: number): Promise<void> {
 beforeAll(async () => {
   const b = bed();
   // A multi-queue TUN for the workers' queues, as an operator makes it.
-  const setup = await b.exec('router', [
-    join(ROOT, 'native-setup/linux/router-setup.sh'),
-    'up',
-    '--quiet',
-    '--tun',
-    TOPOLOGY.tun,
-    '--mtu',
-    String(TOPOLOGY.tunMtu),
-    '--shared',
-    TOPOLOGY.shared,
-    '--multi-queue',
-    '--state-dir',
-    join(b.scratchDir, 'router-setup'),
-  ]);
+  const setup = await b.exec('router', multiQueueSetupArgs(join(b.scratchDir, 'router-setup')));
   expect(setup.code, setup.stderr).toBe(0);
   router = b.spawn('router', routerArgv());
   await router.waitForOutput(/router started/, { timeoutMs: 30_000 });

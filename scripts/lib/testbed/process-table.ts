@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TOPOLOGY, type HostNode, type RouterNode } from '../topology.ts';
 import { etcdEndpoints } from './etcd.ts';
-import type { TestbedLayout } from './layout.ts';
+import { ROOT as ROOT_DIR, type TestbedLayout } from './layout.ts';
 
 export interface ProcessSpec {
   name: string;
@@ -73,6 +73,29 @@ export const routersArgs = (): string[] => [
   '--routers',
   TOPOLOGY.multiRouter.routers.map(routerLan).join(','),
 ];
+
+/**
+ * router-setup.sh's `up` making the TUN multi-queue, as an operator makes it
+ * for a router with `workers` above 1 (the queues must exist before the
+ * router attaches to the device). `stateDir` keeps what the script changed.
+ */
+export function multiQueueSetupArgs(stateDir: string): string[] {
+  const t = TOPOLOGY;
+  return [
+    join(ROOT_DIR, 'native-setup', 'linux', 'router-setup.sh'),
+    'up',
+    '--quiet',
+    '--tun',
+    t.tun,
+    '--mtu',
+    String(t.tunMtu),
+    '--shared',
+    t.shared,
+    '--multi-queue',
+    '--state-dir',
+    stateDir,
+  ];
+}
 
 /** `distnat host ...` (less the program) as the testbed runs it on a host, plus `extra`. */
 export function hostArgs(layout: TestbedLayout, host: HostNode, extra: readonly string[] = []): string[] {
