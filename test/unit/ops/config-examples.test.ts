@@ -26,7 +26,7 @@ function uncomment(text: string): string {
 }
 
 /** Optional settings without a default, shown as examples. */
-const EXAMPLES_ONLY = ['metrics', 'pcap', 'ipsec', 'ike', 'pki', 'wanInterface', 'routers'];
+const EXAMPLES_ONLY = ['metrics', 'pcap', 'ipsec', 'ike', 'pki', 'wanInterface', 'routers', 'etcd'];
 
 /** Examples that exclude another one shown (ike is the alternative to ipsec): left out of the validation. */
 const ALTERNATIVES = ['ike'];
