@@ -9,9 +9,8 @@ import type { IapttIdle, IapttMemory } from '../data-path/tables/iaptt.ts';
 import type { LeasedBlock, OwnershipChange, OwnershipMemory } from '../data-path/tables/lease-ownership.ts';
 import type { RouterTables } from '../data-path/tables/router-tables.ts';
 
-export interface WorkerSetup {
-  /** This worker's share (0-based) of `count`. */
-  readonly index: number;
+/** What the main thread and every worker agree on: the devices and the shared address. */
+export interface WorkerCommon {
   readonly count: number;
   readonly tun: string;
   /** Open the TUN queue with TCP offloads (as the main thread would). */
@@ -20,15 +19,20 @@ export interface WorkerSetup {
   readonly sharedAddress: number;
   readonly lanAddress: number;
   readonly lanMtu: number;
+  readonly idle: IapttIdle;
+  readonly tickMs: number;
+}
+
+export interface WorkerSetup extends WorkerCommon {
+  /** This worker's share (0-based) of `count`. */
+  readonly index: number;
   readonly ownership: OwnershipMemory;
   readonly iaptt: IapttMemory;
-  readonly idle: IapttIdle;
   /** Float64 per drop reason and per traffic counter (counters.ts order). */
   readonly drops: SharedArrayBuffer;
   readonly traffic: SharedArrayBuffer;
   /** Float64 per WORKER_GAUGES name. */
   readonly gauges: SharedArrayBuffer;
-  readonly tickMs: number;
 }
 
 /** Main thread -> worker. */

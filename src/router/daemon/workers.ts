@@ -24,25 +24,16 @@ import type { Logger } from '../../util/log.ts';
 import type { DropReason, TrafficCounter } from '../data-path/counters.ts';
 import { DROP_REASONS, TRAFFIC_COUNTERS } from '../data-path/counters.ts';
 import type { RouterForwarding } from '../data-path/forwarder.ts';
-import { Iaptt, type IapttIdle } from '../data-path/tables/iaptt.ts';
+import { Iaptt } from '../data-path/tables/iaptt.ts';
 import type { LeasedBlock, OwnershipChange } from '../data-path/tables/lease-ownership.ts';
 import type { RouterTables, TablesFollower } from '../data-path/tables/router-tables.ts';
-import type { WorkerMessage, WorkerReport, WorkerSetup } from './worker-protocol.ts';
+import type { WorkerCommon, WorkerMessage, WorkerReport, WorkerSetup } from './worker-protocol.ts';
 import { WORKER_DEVICES, WORKER_GAUGES } from './worker-protocol.ts';
 import { emptyStats, type IoStats } from '../../io/types.ts';
 
-export interface ForwardingWorkersOptions {
-  readonly count: number;
-  readonly tun: string;
-  readonly offload: boolean;
-  readonly lanInterface: string;
-  readonly sharedAddress: number;
-  readonly lanAddress: number;
-  readonly lanMtu: number;
+export interface ForwardingWorkersOptions extends WorkerCommon {
   /** The main thread's tables; their ownership must be LeaseOwnership.shared(). */
   readonly tables: RouterTables;
-  readonly idle: IapttIdle;
-  readonly tickMs: number;
   readonly log: Logger;
   /** How long a worker may take to open its devices. Default 10 s. */
   readonly startTimeoutMs?: number;
