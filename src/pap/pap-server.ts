@@ -12,6 +12,8 @@ import {
 } from '../wire/pap.ts';
 import type { WireError } from '../wire/result.ts';
 import type { ResourceKind } from '../util/block.ts';
+import { addressIndexOfSlot, portOfSlot, portSlot } from '../util/block.ts';
+import { ipv4FromString } from '../wire/ipv4.ts';
 import type { HostAddress, Lease, LeaseAnswer, LeaseStatus } from './lease.ts';
 import type { LeaseBook, MaybePromise } from './lease-book.ts';
 import { andThen } from './lease-book.ts';
@@ -40,6 +42,8 @@ export interface PapServerCounters {
   reclaimed: number;
   /** Withdraw messages sent. */
   withdrawn: number;
+  /** Port messages naming a shared address this router does not serve (also refused as unknown-address). */
+  unknownAddress: number;
 }
 
 /**
@@ -66,14 +70,30 @@ export class PapServer {
     staleEpoch: 0,
     reclaimed: 0,
     withdrawn: 0,
+    unknownAddress: 0,
   };
   readonly #table: LeaseBook;
   readonly #transports = new Set<PapTransport>();
   /** Where each host was last heard from, to send it a withdraw. */
   readonly #peers = new Map<HostAddress, { peer: PapPeer; transport: PapTransport }>();
 
-  constructor(table: LeaseBook) {
+  /** The router's shared addresses, first first, as unsigned 32-bit numbers. */
+  readonly #addresses: readonly number[];
+
+  /**
+   * `addresses`: the shared addresses the router serves; a port message
+   * names one of them or 0 (the first). Empty: the address field is not
+   * looked at, every port is the first address's.
+   */
+  constructor(table: LeaseBook, addresses: readonly number[] = []) {
     this.#table = table;
+    this.#addresses = addresses;
+  }
+
+  /** The index of the shared address a port message names: -1 for one not served. */
+  #addressIndex(address: number | undefined): number {
+    if (address === undefined || address === 0 || this.#addresses.length === 0) return 0;
+    return this.#addresses.indexOf(address >>> 0);
   }
 
   /** Answers every request arriving on `transport`. */
@@ -132,7 +152,22 @@ export class PapServer {
   #handle(msg: PapMessage, host: HostAddress): MaybePromise<PapMessage | undefined> {
     const t = this.#table;
     const txid = msg.transactionId;
+    const isPorts = msg.kind.startsWith('port-');
+    const address = isPorts && 'address' in msg ? msg.address : undefined;
+    const a = this.#addressIndex(address);
     let reply: MaybePromise<PapMessage>;
+    if (
+      a < 0 &&
+      (msg.kind === 'port-request' || msg.kind === 'port-renew' || msg.kind === 'port-invalidate')
+    ) {
+      this.counters.unknownAddress++;
+      const lowest =
+        msg.kind === 'port-renew' ? msg.lowestPort : msg.kind === 'port-invalidate' ? msg.port : 0;
+      const count = msg.kind === 'port-renew' ? msg.portCount : 0;
+      reply = this.#refuse('port', lowest, count, PapStatus.UnknownAddress, txid);
+      this.#count(this.counters.answered, msg.kind);
+      return { ...reply, address: address! } as PapMessage;
+    }
     switch (msg.kind) {
       case 'port-request':
         reply = this.#respond(
@@ -141,6 +176,7 @@ export class PapServer {
             preference: msg.highPorts ? 'high' : 'low',
             leaseSeconds: msg.leaseTime,
             txid,
+            ...(a === 0 ? {} : { address: a }),
           }),
           txid,
         );
@@ -152,13 +188,13 @@ export class PapServer {
         );
         break;
       case 'port-renew':
-        reply = this.#renew(msg, host, 'port', msg.lowestPort, msg.portCount);
+        reply = this.#renew(msg, host, 'port', portSlot(a, msg.lowestPort), msg.portCount);
         break;
       case 'spi-renew':
         reply = this.#renew(msg, host, 'spi', msg.lowestSpi, msg.spiCount);
         break;
       case 'port-invalidate':
-        reply = this.#invalidate(msg, host, 'port', msg.port);
+        reply = this.#invalidate(msg, host, 'port', portSlot(a, msg.port));
         break;
       case 'spi-invalidate':
         reply = this.#invalidate(msg, host, 'spi', msg.spi);
@@ -170,7 +206,9 @@ export class PapServer {
     }
     return andThen(reply, (r) => {
       this.#count(this.counters.answered, msg.kind);
-      return r;
+      // A port answer names the address the request named, or the one its block is on.
+      if (!isPorts || (r as { address?: number }).address !== undefined || address === undefined) return r;
+      return { ...r, address } as PapMessage;
     });
   }
 
@@ -187,9 +225,16 @@ export class PapServer {
     const where = this.#peers.get(lease.host);
     if (where !== undefined) {
       const common = { status: PapStatus.Ok, transactionId: 0, epoch: this.#table.epoch, leaseTime: 0 };
+      const address = kind === 'port' ? this.#addresses[addressIndexOfSlot(lease.lowest)] : undefined;
       const msg: PapMessage =
         kind === 'port'
-          ? { kind: 'port-withdraw', lowestPort: lease.lowest, portCount: lease.count, ...common }
+          ? {
+              kind: 'port-withdraw',
+              lowestPort: portOfSlot(lease.lowest),
+              portCount: lease.count,
+              ...common,
+              ...(address === undefined || this.#addresses.length < 2 ? {} : { address }),
+            }
           : { kind: 'spi-withdraw', lowestSpi: lease.lowest, spiCount: lease.count, ...common };
       const out = new Uint8Array(PAP_MESSAGE_LENGTH);
       emitPap(msg, out, 0);
@@ -305,8 +350,15 @@ export function responseOf(answer: LeaseAnswer, status: number, transactionId: n
     epoch: answer.epoch,
     leaseTime: answer.leaseSeconds,
   };
+  const address = answer.address === undefined ? undefined : ipv4FromString(answer.address);
   return answer.kind === 'port'
-    ? { kind: 'port-response', lowestPort: answer.lowest, portCount: answer.count, ...common }
+    ? {
+        kind: 'port-response',
+        lowestPort: answer.lowest,
+        portCount: answer.count,
+        ...common,
+        ...(address === undefined ? {} : { address }),
+      }
     : { kind: 'spi-response', lowestSpi: answer.lowest, spiCount: answer.count, ...common };
 }
 
