@@ -18,7 +18,17 @@ import { withRules, type Rule } from './rules.ts';
  */
 const RouterFields = z
   .object({
-    sharedAddress: ipv4Address.describe('the public IPv4 address all hosts share'),
+    sharedAddress: ipv4Address
+      .optional()
+      .describe('the public IPv4 address all hosts share (or sharedAddresses: several)'),
+    sharedAddresses: z
+      .array(ipv4Address)
+      .min(1)
+      .max(16)
+      .optional()
+      .describe(
+        'the public IPv4 addresses the hosts share, each with its own ports; a host uses one (its sharedAddress). sharedAddress: X is [X]',
+      ),
     lanAddress: ipv4Address.describe("the router's address on the LAN, where hosts send PAP and IP-in-IP"),
     tun: interfaceName.default('dn0').describe('TUN device the shared address is routed into'),
     tunOffload: z
@@ -183,7 +193,53 @@ function divisorsNear(ports: number, size: number): number[] {
     .sort((a, b) => a - b);
 }
 
+/**
+ * The router's shared addresses, first first: sharedAddresses, or
+ * sharedAddress as a list of one. The first is the one a host that names
+ * none gets, and the one a journal record without an address is of.
+ */
+export function sharedAddressesOf(c: {
+  sharedAddress?: string;
+  sharedAddresses?: readonly string[];
+}): string[] {
+  if (c.sharedAddresses !== undefined) return [...c.sharedAddresses];
+  return c.sharedAddress === undefined ? [] : [c.sharedAddress];
+}
+
 const ROUTER_RULES: readonly Rule<RouterConfig>[] = [
+  function oneWayToNameSharedAddresses(c, report) {
+    const list = c.sharedAddresses;
+    if (c.sharedAddress === undefined && list === undefined)
+      report(
+        ['sharedAddress'],
+        'expected the public IPv4 address the hosts share (or sharedAddresses: [a, b])',
+      );
+    else if (c.sharedAddress !== undefined && list !== undefined)
+      report(['sharedAddresses'], 'expected sharedAddress or sharedAddresses, not both');
+    if (list === undefined) return;
+    list.forEach((a, i) => {
+      if (a !== undefined && list.indexOf(a) !== i)
+        report(
+          ['sharedAddresses', i],
+          `expected each address once: ${a} is also at index ${list.indexOf(a)}`,
+        );
+      else if (a !== undefined && a === c.lanAddress)
+        report(
+          ['sharedAddresses', i],
+          'expected a public address, not lanAddress: the shared addresses are routed to the hosts through the TUN device',
+        );
+    });
+    if (list.length > 1 && c.datapath === 'ebpf')
+      report(
+        ['datapath'],
+        'expected datapath: tun with several sharedAddresses: the eBPF fast path serves one shared address',
+      );
+    if (list.length > 1 && c.etcd !== undefined)
+      report(
+        ['etcd'],
+        'expected no etcd section with several sharedAddresses: the shared lease table keeps one address',
+      );
+  },
   function sharedIsNotLan(c, report) {
     if (c.sharedAddress !== undefined && c.sharedAddress === c.lanAddress)
       report(

@@ -2,6 +2,7 @@ import type { Argv } from 'yargs';
 import type { CommandMeta } from './command-meta.ts';
 import { readConfigFile, validateConfig } from '../../config/load.ts';
 import { RouterConfigSchema } from '../../config/router-config.ts';
+import { sharedAddressesOf } from '../../config/router-config.ts';
 import { startRouter } from '../../router/daemon/start.ts';
 import { createLogger } from '../../util/log.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
@@ -13,6 +14,7 @@ import { announceService } from '../service.ts';
 const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two addresses has a default):
 
   sharedAddress: 198.51.100.30     # the public address the hosts share
+                                   # (or sharedAddresses: [198.51.100.30, 198.51.100.31], with datapath: tun)
   lanAddress: 10.0.0.7             # the router's LAN address (PAP, IP-in-IP)
   tun: dn0                         # made by native-setup/linux/router-setup.sh
   stateDir: /var/lib/distnat/router
@@ -46,6 +48,7 @@ pki.dir / --ca-dir that holds no local CA).`;
 /** Flags that override the file, by configuration field. */
 const OVERRIDES = {
   'shared-address': 'sharedAddress',
+  'shared-addresses': 'sharedAddresses',
   'lan-address': 'lanAddress',
   tun: 'tun',
   datapath: 'datapath',
@@ -79,7 +82,15 @@ export function mergeRouterFlags(
   const merged: Record<string, unknown> = { ...data };
   for (const [flag, field] of Object.entries(OVERRIDES)) {
     const v = argv[flag];
-    if (v !== undefined) merged[field] = v;
+    if (v === undefined) continue;
+    if (field === 'sharedAddresses') {
+      // One flag, several addresses: comma-separated; it stands for the file's sharedAddress too.
+      merged[field] = typeof v === 'string' ? v.split(',').filter((a) => a !== '') : v;
+      delete merged.sharedAddress;
+    } else {
+      merged[field] = v;
+      if (field === 'sharedAddress') delete merged.sharedAddresses;
+    }
   }
   const pkiFlags = Object.entries(PKI_OVERRIDES).filter(([flag]) => argv[flag] !== undefined);
   if (pkiFlags.length > 0) {
@@ -136,6 +147,10 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
           describe: 'YAML configuration file; the flags below override it',
         })
         .option('shared-address', { type: 'string', describe: 'the public IPv4 address all hosts share' })
+        .option('shared-addresses', {
+          type: 'string',
+          describe: 'several shared addresses, comma-separated, each with its own ports (datapath tun)',
+        })
         .option('lan-address', { type: 'string', describe: "the router's LAN address (PAP and IP-in-IP)" })
         .option('tun', { type: 'string', describe: 'TUN device the shared address is routed into [dn0]' })
         .option('datapath', {
@@ -233,7 +248,7 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
       }
       const service = announceService({
         log,
-        status: `routing ${config.sharedAddress} for the hosts of ${config.lanAddress} (TUN ${config.tun})`,
+        status: `routing ${sharedAddressesOf(config).join(', ')} for the hosts of ${config.lanAddress} (TUN ${config.tun})`,
         reload: configReloader({ log, file, running: config, read }),
       });
       let failure: Error | undefined;
