@@ -52,6 +52,12 @@ export interface PapClientOptions {
   readonly retryAfterMs?: number;
   /** Uniform [0, 1) source for jitter and the first transaction id. Default Math.random. */
   readonly random?: () => number;
+  /**
+   * The shared address this host uses (unsigned 32-bit), named in every port
+   * message so that a router with several grants ports on this one. Absent:
+   * named as 0, the router's first.
+   */
+  readonly sharedAddress?: number;
 }
 
 export interface PapClientCounters {
@@ -166,9 +172,16 @@ export class PapClient {
   request(kind: ResourceKind, count = 0): Promise<PapOutcome> {
     const n = Math.min(count, MAX_BLOCK[kind]);
     const ext = this.#ext();
+    const address = this.#address();
     const msg: PapMessage =
       kind === 'port'
-        ? { kind: 'port-request', highPorts: this.#o.portPreference === 'high', portsRequested: n, ...ext }
+        ? {
+            kind: 'port-request',
+            highPorts: this.#o.portPreference === 'high',
+            portsRequested: n,
+            ...ext,
+            ...address,
+          }
         : { kind: 'spi-request', spisRequested: n, ...ext };
     return this.#exchange(kind, 'request', msg, 0);
   }
@@ -179,7 +192,7 @@ export class PapClient {
     const ext = held === undefined ? this.#ext() : { ...this.#ext(), epoch: held.epoch };
     const msg: PapMessage =
       kind === 'port'
-        ? { kind: 'port-renew', lowestPort: lowest, portCount: count, ...ext }
+        ? { kind: 'port-renew', lowestPort: lowest, portCount: count, ...ext, ...this.#address() }
         : { kind: 'spi-renew', lowestSpi: lowest, spiCount: count, ...ext };
     return this.#exchange(kind, 'renew', msg, lowest);
   }
@@ -190,9 +203,14 @@ export class PapClient {
     const ext = { ...this.#ext(), epoch: held?.epoch ?? this.#o.leases.epoch, leaseTime: 0 };
     const msg: PapMessage =
       kind === 'port'
-        ? { kind: 'port-invalidate', port: value, ...ext }
+        ? { kind: 'port-invalidate', port: value, ...ext, ...this.#address() }
         : { kind: 'spi-invalidate', spi: value, ...ext };
     return this.#exchange(kind, 'invalidate', msg, value);
+  }
+
+  #address(): { address?: number } {
+    const a = this.#o.sharedAddress;
+    return a === undefined || a === 0 ? {} : { address: a >>> 0 };
   }
 
   /** The router messages go to now. */
@@ -245,6 +263,15 @@ export class PapClient {
     const leases = this.#o.leases;
     if (msg.kind === 'port-withdraw' || msg.kind === 'spi-withdraw') {
       if (msg.epoch !== leases.epoch) return; // a withdraw from another router life names nothing we hold
+      // Ports of another of the router's addresses are not this host's, whatever their numbers.
+      const mine = this.#o.sharedAddress;
+      if (
+        msg.kind === 'port-withdraw' &&
+        msg.address !== undefined &&
+        mine !== undefined &&
+        msg.address !== mine
+      )
+        return;
       this.counters.withdrawals++;
       const [kind, lowest] = msg.kind === 'port-withdraw' ? ['port', msg.lowestPort] : ['spi', msg.lowestSpi];
       leases.lose(kind as ResourceKind, lowest, 'withdrawn', msg.epoch);

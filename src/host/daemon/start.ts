@@ -258,6 +258,7 @@ export async function startHost(
     const client = new PapClient({
       transport,
       router: papPeer,
+      sharedAddress: shared,
       clock,
       leases,
       retransmit: opts.retransmit ?? {},

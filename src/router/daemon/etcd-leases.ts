@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { Etcd3 } from 'etcd3';
 import type { IOptions } from 'etcd3';
 import type { RouterConfig } from '../../config/router-config.ts';
+import { sharedAddressesOf } from '../../config/router-config.ts';
 import { SharedLeaseTable } from '../../pap/shared-lease-table.ts';
 import type { Clock } from '../../util/clock.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
@@ -68,7 +69,8 @@ export async function openSharedLeaseTable(
 ): Promise<SharedLeaseTable> {
   const etcd = config.etcd!;
   const client = new Etcd3(etcdClientOptions(etcd));
-  const prefix = leasePrefix(etcd, config.sharedAddress);
+  // One shared address with etcd (the configuration refuses several): the first.
+  const prefix = leasePrefix(etcd, sharedAddressesOf(config)[0]!);
   let table: SharedLeaseTable;
   try {
     table = await SharedLeaseTable.open({

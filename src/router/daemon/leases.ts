@@ -6,6 +6,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RouterConfig } from '../../config/router-config.ts';
+import { sharedAddressesOf } from '../../config/router-config.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { FileStateDir, LeaseStore } from '../../pap/lease-store.ts';
 import { LeaseTable } from '../../pap/lease-table.ts';
@@ -46,6 +47,7 @@ export function openLeaseTable(
   const table = new LeaseTable({
     clock,
     store: new LeaseStore(new FileStateDir(config.stateDir)),
+    addresses: sharedAddressesOf(config),
     portRange: { min: config.pap.portRange[0], max: config.pap.portRange[1] },
     spiRange: { min: config.pap.spiFirst, max: 0xffffffff },
     blockSize: { port: config.pap.blockSize, spi: config.pap.spiBlockSize },

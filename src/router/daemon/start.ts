@@ -19,6 +19,7 @@
 import type { DaemonStatus } from '../../control/status.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { RouterConfig } from '../../config/router-config.ts';
+import { sharedAddressesOf } from '../../config/router-config.ts';
 import { controlSocketPath } from '../../control/protocol.ts';
 import { socketAnswers } from '../../control/server.ts';
 import type { LeaseBook } from '../../pap/lease-book.ts';
@@ -103,10 +104,19 @@ export async function startRouter(
   opts: StartRouterOptions = {},
 ): Promise<RouterHandle> {
   const clock = opts.clock ?? new SystemClock();
-  const shared = ipv4FromString(config.sharedAddress);
+  const sharedList = sharedAddressesOf(config);
+  const sharedAddresses = sharedList.map((a) => ipv4FromString(a));
+  const shared = sharedAddresses[0];
   const lan = ipv4FromString(config.lanAddress);
-  if (shared === undefined || lan === undefined)
-    throw new UserError('sharedAddress and lanAddress must be IPv4 addresses', ExitCode.CONFIG);
+  if (shared === undefined || sharedAddresses.includes(undefined) || lan === undefined)
+    throw new UserError('sharedAddress(es) and lanAddress must be IPv4 addresses', ExitCode.CONFIG);
+  const addresses = sharedAddresses as number[];
+  // Only the TUN path knows several shared addresses (the configuration says so too, with its field).
+  if (addresses.length > 1 && config.datapath === 'ebpf' && opts.devices === undefined)
+    throw new UserError(
+      `datapath: ebpf serves one shared address; with sharedAddresses ${sharedList.join(', ')} use datapath: tun`,
+      ExitCode.CONFIG,
+    );
   const workerCount = config.workers;
   if (workerCount > 1 && opts.devices !== undefined)
     throw new UserError('workers above 1 open their own devices: not with given devices', ExitCode.USAGE);
@@ -160,7 +170,10 @@ export async function startRouter(
     // With workers the index lives in shared memory, which they read (workers.ts).
     const tables = new RouterTables({
       clock,
-      ...(workerCount > 1 ? { ownership: LeaseOwnership.shared() } : {}),
+      ownership:
+        workerCount > 1
+          ? LeaseOwnership.shared(undefined, addresses.length)
+          : new LeaseOwnership(undefined, undefined, addresses.length),
     });
     const dataPath = openRouterDataPath({
       config,
@@ -186,6 +199,7 @@ export async function startRouter(
         offload: (config.tunOffload ?? true) && offloadByDefault(),
         lanInterface: lanInterface!,
         sharedAddress: shared,
+        sharedAddresses: addresses,
         lanAddress: lan,
         lanMtu,
         tables,
@@ -207,6 +221,7 @@ export async function startRouter(
     } else {
       const one = new RouterForwarder({
         sharedAddress: shared,
+        sharedAddresses: addresses,
         lanAddress: lan,
         tables,
         tun,
@@ -221,7 +236,7 @@ export async function startRouter(
     }
 
     // PAP.
-    const pap = new PapServer(table);
+    const pap = new PapServer(table, addresses);
     pap.attach(guarded(udp, log, 'udp'));
     if (broadcast !== undefined) closers.push(await answerLanProbes(pap, udp, broadcast, udpPort));
     const transports: Record<string, object> = { udp: udp.counters };
@@ -256,7 +271,7 @@ export async function startRouter(
       summary: {
         role: 'router',
         pid: process.pid,
-        'shared address': config.sharedAddress,
+        [addresses.length > 1 ? 'shared addresses' : 'shared address']: sharedList.join(', '),
         'LAN address': config.lanAddress + (lanInterface ? ` (${lanInterface})` : ''),
         tun: tun.name,
         workers: workers === undefined ? 1 : workers.count,
@@ -265,7 +280,7 @@ export async function startRouter(
         leases:
           config.etcd === undefined
             ? `journal in ${config.stateDir}`
-            : `etcd ${config.etcd.endpoints.join(',')} ${config.etcd.prefix}${config.sharedAddress}/`,
+            : `etcd ${config.etcd.endpoints.join(',')} ${config.etcd.prefix}${sharedList[0]}/`,
         recovered: table.recovered ? 'yes' : 'no (new epoch)',
       },
       clock,
@@ -278,6 +293,7 @@ export async function startRouter(
       pki,
       dataPath,
       workers,
+      sharedAddresses: sharedList,
     };
     const status = () => routerStatus(sources);
 
@@ -308,7 +324,7 @@ export async function startRouter(
     );
 
     log.info('router started', {
-      shared: config.sharedAddress,
+      shared: sharedList.join(','),
       lan: config.lanAddress,
       lanInterface,
       tun: tun.name,
