@@ -209,13 +209,10 @@ export function sharedAddressesOf(c: {
 const ROUTER_RULES: readonly Rule<RouterConfig>[] = [
   function oneWayToNameSharedAddresses(c, report) {
     const list = c.sharedAddresses;
-    if (c.sharedAddress === undefined && list === undefined)
-      report(
-        ['sharedAddress'],
-        'expected the public IPv4 address the hosts share (or sharedAddresses: [a, b])',
-      );
-    else if (c.sharedAddress !== undefined && list !== undefined)
-      report(['sharedAddresses'], 'expected sharedAddress or sharedAddresses, not both');
+    // Neither at all is refused at start (startRouter): a rule cannot tell a missing field from an invalid one.
+    // Both may be given when they agree: sharedAddress is the first of the list.
+    if (c.sharedAddress !== undefined && list !== undefined && list[0] !== c.sharedAddress)
+      report(['sharedAddresses'], `expected sharedAddress ${c.sharedAddress} first, or only one of the two`);
     if (list === undefined) return;
     list.forEach((a, i) => {
       if (a !== undefined && list.indexOf(a) !== i)

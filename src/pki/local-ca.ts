@@ -1,4 +1,5 @@
 import type { Block, ResourceKind } from '../util/block.ts';
+import { PORT_SPACE } from '../util/block.ts';
 import type { Clock } from '../util/clock.ts';
 import { BACKDATE_MS, CaError, CertificateAuthority } from './authority.ts';
 import { describePublicKey, KeyPolicyError } from './keys.ts';
@@ -163,13 +164,17 @@ export class LocalCa {
 
     const now = this.#clock.now();
     const held = lease.leases.filter((l) => l.host === lease.host && l.expiresAt > now);
-    const ports = held.filter((l) => l.kind === 'port').map(({ lowest, count }) => ({ lowest, count }));
+    // The CA certifies ports of its own shared address, the router's first (slots below PORT_SPACE,
+    // util/block.ts); blocks on a router's further addresses are not certified yet.
+    const ports = held
+      .filter((l) => l.kind === 'port' && l.lowest < PORT_SPACE)
+      .map(({ lowest, count }) => ({ lowest, count }));
     const spis = held.filter((l) => l.kind === 'spi').map(({ lowest, count }) => ({ lowest, count }));
     if (ports.length === 0)
       return {
         ok: false,
         reason: 'no-lease',
-        detail: `${lease.host} holds no port block: lease one with PAP first`,
+        detail: `${lease.host} holds no port block on ${this.sharedAddress}: lease one with PAP first`,
       };
     ports.sort(byLowest);
     spis.sort(byLowest);

@@ -105,6 +105,11 @@ export async function startRouter(
 ): Promise<RouterHandle> {
   const clock = opts.clock ?? new SystemClock();
   const sharedList = sharedAddressesOf(config);
+  if (sharedList.length === 0)
+    throw new UserError(
+      'field `sharedAddress`: got nothing; expected the public IPv4 address the hosts share (or sharedAddresses: [a, b])',
+      ExitCode.CONFIG,
+    );
   const sharedAddresses = sharedList.map((a) => ipv4FromString(a));
   const shared = sharedAddresses[0];
   const lan = ipv4FromString(config.lanAddress);
