@@ -134,7 +134,7 @@ async function checkEtcd(
 /**
  * One port request from a new simulated client through `router`; its answer
  * (null: none). With `again`, a try-later (or no answer) is asked again
- * after the seconds it names, as a host does, up to 5 times; `tryLater`
+ * after the seconds it names, as a host does, up to 10 times; `tryLater`
  * counts them.
  */
 let tryLater = 0;
@@ -151,7 +151,7 @@ async function ask(
       router,
     )) as PapReply[];
     const answer = reply!.answer;
-    if (!again || i === 5 || answer?.success === true || (answer !== null && answer.status !== TRY_LATER))
+    if (!again || i === 10 || answer?.success === true || (answer !== null && answer.status !== TRY_LATER))
       return { host, answer };
     tryLater++;
     await sleep(Math.max(1, answer?.lease ?? 1) * 1000);
