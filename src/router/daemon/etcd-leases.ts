@@ -29,13 +29,27 @@ function readPem(path: string, what: string): Buffer {
   }
 }
 
-export function etcdClientOptions(etcd: EtcdConfig): IOptions {
+export function etcdClientOptions(etcd: EtcdConfig, now: () => number = Date.now): IOptions {
   const callMs = etcd.callTimeoutSeconds * 1000;
+  // The client tries a failed call up to three times, on the next member each
+  // time, and asks for the call options at every try: a deadline taken anew
+  // each time let a router cut off from every member answer only after three
+  // deadlines, longer than a host waits before it leaves the router
+  // (failover.silentSeconds). One deadline for all tries of a call, keyed by
+  // its request object, which the client passes unchanged to every try.
+  const deadlines = new WeakMap<object, number>();
+  const deadlineOf = (params: unknown): number => {
+    if (typeof params !== 'object' || params === null) return now() + callMs;
+    let at = deadlines.get(params);
+    if (at === undefined) deadlines.set(params, (at = now() + callMs));
+    return at;
+  };
   const options: IOptions = {
     hosts: etcd.endpoints,
     dialTimeout: etcd.dialTimeoutSeconds * 1000,
     // Watches stay open; every other call gives up in time for the host to hear try-later.
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callMs }),
+    defaultCallOptions: (ctx) =>
+      ctx.isStream ? {} : { deadline: deadlineOf('params' in ctx ? ctx.params : undefined) },
   };
   if (etcd.tls !== undefined)
     options.credentials = {
