@@ -62,24 +62,36 @@ Options:
 
 The table goes to standard output, progress to standard error.`;
 
-const { values } = parseArgs({
-  options: {
-    parts: { type: 'string', default: 'grants,failover,traffic' },
-    clients: { type: 'string', default: '20' },
-    requests: { type: 'string', default: '20' },
-    count: { type: 'string', default: '8' },
-    rounds: { type: 'string', default: '5' },
-    'udp-rate': { type: 'string', default: '200' },
-    'tcp-rate': { type: 'string', default: '800k' },
-    'file-mb': { type: 'string', default: '6' },
-    seconds: { type: 'string', default: '5' },
-    generators: { type: 'string', default: '1' },
-    size: { type: 'string', default: '64' },
-    datapath: { type: 'string', default: 'tun' },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
-});
+function usageError(message: string): never {
+  console.error(`bench:routers: ${message} (--help lists the options)`);
+  process.exit(64);
+}
+
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        parts: { type: 'string', default: 'grants,failover,traffic' },
+        clients: { type: 'string', default: '20' },
+        requests: { type: 'string', default: '20' },
+        count: { type: 'string', default: '8' },
+        rounds: { type: 'string', default: '5' },
+        'udp-rate': { type: 'string', default: '200' },
+        'tcp-rate': { type: 'string', default: '800k' },
+        'file-mb': { type: 'string', default: '6' },
+        seconds: { type: 'string', default: '5' },
+        generators: { type: 'string', default: '1' },
+        size: { type: 'string', default: '64' },
+        datapath: { type: 'string', default: 'tun' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+    }).values;
+  } catch (e) {
+    usageError((e as Error).message);
+  }
+}
+const values = parseOptions();
 if (values.help) {
   console.log(HELP);
   process.exit(0);
@@ -87,14 +99,13 @@ if (values.help) {
 
 function positive(name: string, text: string, max: number): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1 || n > max)
-    throw new Error(`--${name} ${text}: a whole number, 1 to ${max}`);
+  if (!Number.isInteger(n) || n < 1 || n > max) usageError(`--${name} ${text}: a whole number, 1 to ${max}`);
   return n;
 }
 const PARTS = new Set(values.parts.split(',').map((p) => p.trim()));
 for (const p of PARTS)
   if (!['grants', 'failover', 'traffic'].includes(p))
-    throw new Error(`--parts: ${p} is not one of grants, failover, traffic`);
+    usageError(`--parts: ${p} is not one of grants, failover, traffic`);
 // The clients' addresses are 10.0.0.100 and up, clear of the testbed's own.
 const CLIENTS = positive('clients', values.clients, 150);
 const REQUESTS = positive('requests', values.requests, 10_000);
@@ -105,8 +116,9 @@ const FILE_BYTES = positive('file-mb', values['file-mb'], 1000) * 1_000_000;
 const SECONDS = positive('seconds', values.seconds, 600);
 const GENERATORS = positive('generators', values.generators, 8);
 const SIZE = positive('size', values.size, 1472);
-if (values.datapath !== 'tun' && values.datapath !== 'ebpf') throw new Error('--datapath: tun or ebpf');
+if (values.datapath !== 'tun' && values.datapath !== 'ebpf') usageError('--datapath: tun or ebpf');
 const DATAPATH = values.datapath;
+const TCP_RATE_BYTES = rateBytes(values['tcp-rate']);
 
 const log = (line: string): void => console.error(line);
 const bed = new BenchTestbed();
@@ -353,7 +365,7 @@ async function measureFailover(): Promise<Round[]> {
       }
     };
     // Long enough for the download before the kill, the gap and the rest of it.
-    const udpSeconds = Math.ceil((FILE_BYTES / rateBytes(values['tcp-rate'])) * 1.2) + 10;
+    const udpSeconds = Math.ceil((FILE_BYTES / TCP_RATE_BYTES) * 1.2) + 10;
     const udp = bed.try(
       'h1',
       [
@@ -457,7 +469,7 @@ async function measureFailover(): Promise<Round[]> {
 /** curl's --limit-rate in bytes per second (k, m, g: powers of 1024). */
 function rateBytes(text: string): number {
   const m = /^(\d+(?:\.\d+)?)([kmg]?)$/i.exec(text.trim());
-  if (m === null) throw new Error(`--tcp-rate ${text}: a number with k, m or g`);
+  if (m === null) usageError(`--tcp-rate ${text}: a number with k, m or g`);
   return Number(m[1]) * 1024 ** ['', 'k', 'm', 'g'].indexOf(m[2]!.toLowerCase());
 }
 
@@ -470,8 +482,8 @@ interface TrafficResult {
   deliveredPps: number;
   tcpUpGbps: number;
   tcpDownGbps: number;
-  /** Packets each router forwarded during the phase (its own counters, both directions). */
-  perRouter: Record<string, number>;
+  /** Packets each router forwarded during the phase, by its own counters: out to the WAN, in to the hosts. */
+  perRouter: Record<string, { out: number; in: number }>;
 }
 
 const HOSTS: readonly HostNode[] = ['h1', 'h2'];
@@ -548,12 +560,9 @@ async function tcpBoth(reverse: boolean): Promise<number> {
   return gbps.reduce((a, b) => a + b, 0);
 }
 
-const ROUTER_PACKETS = ['traffic.outbound-packets', 'traffic.inbound-packets', 'traffic.hairpin-packets'];
-
-async function routerPackets(node: RouterNode): Promise<number | undefined> {
-  if (!running.has(node)) return undefined;
+async function routerPackets(node: RouterNode): Promise<{ out: number; in: number }> {
   const c = (await status('router', node)).counters;
-  return ROUTER_PACKETS.reduce((a, k) => a + (c[k] ?? 0), 0);
+  return { out: c['traffic.outbound-packets'] ?? 0, in: c['traffic.inbound-packets'] ?? 0 };
 }
 
 async function measurePhase(path: string, routers: readonly RouterNode[]): Promise<TrafficResult> {
@@ -563,8 +572,10 @@ async function measurePhase(path: string, routers: readonly RouterNode[]): Promi
   const up = await tcpBoth(false);
   const down = await tcpBoth(true);
   const after = await Promise.all(routers.map(routerPackets));
-  const perRouter: Record<string, number> = {};
-  routers.forEach((r, i) => (perRouter[r] = (after[i] ?? 0) - (before[i] ?? 0)));
+  const perRouter: Record<string, { out: number; in: number }> = {};
+  routers.forEach((r, i) => {
+    perRouter[r] = { out: after[i]!.out - before[i]!.out, in: after[i]!.in - before[i]!.in };
+  });
   const result = {
     path,
     sent: f.sent,
@@ -623,6 +634,7 @@ async function main(): Promise<void> {
     console.log(
       JSON.stringify({
         bench: 'routers',
+        testbed: bed.prefix,
         date: new Date().toISOString(),
         load: [loadBefore, loadAfter],
         uptime: [uptimeBefore, uptimeAfter],
@@ -683,8 +695,8 @@ async function main(): Promise<void> {
           t.tcpUpGbps,
           t.tcpDownGbps,
           Object.entries(t.perRouter)
-            .map(([r, n]) => `${r} ${count(n)}`)
-            .join(', '),
+            .map(([r, n]) => `${r} ${count(n.out)} out, ${count(n.in)} in`)
+            .join('; '),
         ]),
       ),
     );
