@@ -42,7 +42,11 @@ three members, BGP from both routers to the server):
             (router 2 stopped, h2 moved to router 1): a flood of
             --size-byte UDP datagrams (--generators per host, --seconds)
             counted at the server, then iperf3 up and down from both
-            hosts at once; ratios two routers / one.
+            hosts at once (--streams each); ratios two routers / one.
+            The server hashes flows over its next hops by ports too
+            (fib_multipath_hash_policy 1, set in its namespace): by
+            addresses alone every reply to the shared address would take
+            the same router.
 
 Options:
   --parts LIST        grants,failover,traffic (default: all three)
@@ -55,6 +59,7 @@ Options:
   --file-mb N         size of the download, MB                   default 6
   --seconds N         length of each flood and iperf3 run        default 5
   --generators N      flood generators per host                  default 1
+  --streams N         parallel TCP streams per host (iperf3 -P)  default 4
   --size N            IPv4 datagram size of the flood            default 64
   --datapath tun|ebpf the routers' data path                     default tun
   --json              one JSON object instead of the tables
@@ -81,6 +86,7 @@ function parseOptions() {
         'file-mb': { type: 'string', default: '6' },
         seconds: { type: 'string', default: '5' },
         generators: { type: 'string', default: '1' },
+        streams: { type: 'string', default: '4' },
         size: { type: 'string', default: '64' },
         datapath: { type: 'string', default: 'tun' },
         json: { type: 'boolean', default: false },
@@ -115,6 +121,7 @@ const UDP_RATE = positive('udp-rate', values['udp-rate'], 5000);
 const FILE_BYTES = positive('file-mb', values['file-mb'], 1000) * 1_000_000;
 const SECONDS = positive('seconds', values.seconds, 600);
 const GENERATORS = positive('generators', values.generators, 8);
+const STREAMS = positive('streams', values.streams, 32);
 const SIZE = positive('size', values.size, 1472);
 if (values.datapath !== 'tun' && values.datapath !== 'ebpf') usageError('--datapath: tun or ebpf');
 const DATAPATH = values.datapath;
@@ -245,6 +252,8 @@ interface GrantResult {
   perSecond: number;
   p50Ms: number | undefined;
   p99Ms: number | undefined;
+  /** etcd transactions whose compare failed (another router's grant in the range), both routers together. */
+  conflicts?: number;
 }
 
 const CLIENT_ADDRESSES = Array.from({ length: CLIENTS }, (_, i) => `10.0.0.${100 + i}`);
@@ -293,6 +302,14 @@ async function papLoad(path: string, routers: readonly string[]): Promise<GrantR
   return result;
 }
 
+/** The result with the routers' count of failed compares (docs/multi-router.md, "Grant"). */
+async function withConflicts(r: GrantResult, routers: readonly RouterNode[]): Promise<GrantResult> {
+  let conflicts = 0;
+  for (const node of routers)
+    conflicts += (await status('router', node)).counters['leases.etcd_conflicts'] ?? 0;
+  return { ...r, conflicts };
+}
+
 async function measureGrants(): Promise<GrantResult[]> {
   log('grants: simulated PAP clients on the LAN');
   for (const a of CLIENT_ADDRESSES)
@@ -310,7 +327,7 @@ async function measureGrants(): Promise<GrantResult[]> {
   // etcd: a prefix of each case's own, so each starts on an empty table as the journal does.
   log('  one router, etcd');
   await startRouter('router', { extra: ['--etcd-prefix', '/bench-one/'] });
-  results.push(await papLoad('one router, etcd (3 members)', [R1]));
+  results.push(await withConflicts(await papLoad('one router, etcd (3 members)', [R1]), ['router']));
   await stop('router');
 
   log('  two routers, etcd');
@@ -318,7 +335,9 @@ async function measureGrants(): Promise<GrantResult[]> {
     startRouter('router', { extra: ['--etcd-prefix', '/bench-two/'] }),
     startRouter('router2', { extra: ['--etcd-prefix', '/bench-two/'] }),
   ]);
-  results.push(await papLoad('two routers, etcd (3 members)', [R1, R2]));
+  results.push(
+    await withConflicts(await papLoad('two routers, etcd (3 members)', [R1, R2]), ['router', 'router2']),
+  );
   await stopAll();
   return results;
 }
@@ -532,7 +551,7 @@ async function flood(): Promise<{ sent: number; delivered: number; seconds: numb
   };
 }
 
-/** One iperf3 stream from each host at once (-R: to each); the sum. */
+/** iperf3 from each host at once (-R: to each), STREAMS streams each; the sum. */
 async function tcpBoth(reverse: boolean): Promise<number> {
   const gbps = await Promise.all(
     HOSTS.map(async (h) => {
@@ -544,6 +563,8 @@ async function tcpBoth(reverse: boolean): Promise<number> {
         String(IPERF_PORTS[h]),
         '-t',
         String(SECONDS),
+        '-P',
+        String(STREAMS),
         '--json',
       ];
       if (reverse) argv.push('-R');
@@ -616,6 +637,10 @@ async function main(): Promise<void> {
   const loadBefore = loadAverage();
   log(`bench:routers: testbed ${bed.prefix} (two routers, etcd, BGP); ${uptimeBefore}`);
   await bed.up({ routers: 2, daemons: false });
+  // As an upstream spreads flows: by addresses and ports. The default
+  // (policy 0, addresses only) sends every packet from the server to the
+  // shared address through one router, whatever the flow.
+  await bed.exec('server', ['sysctl', '-qw', 'net.ipv4.fib_multipath_hash_policy=1']);
   const grants = PARTS.has('grants') ? await measureGrants() : [];
   const traffic = PARTS.has('traffic') ? await measureTraffic() : [];
   const rounds = PARTS.has('failover') ? await measureFailover() : [];
@@ -666,7 +691,18 @@ async function main(): Promise<void> {
     );
     console.log(
       table(
-        ['path', 'granted', 'not granted', 'lost', 'seconds', 'grants/s', 'p50 ms', 'p99 ms', 'vs journal'],
+        [
+          'path',
+          'granted',
+          'not granted',
+          'lost',
+          'seconds',
+          'grants/s',
+          'p50 ms',
+          'p99 ms',
+          'vs journal',
+          'etcd conflicts',
+        ],
         grants.map((g) => [
           g.path,
           count(g.grants),
@@ -677,13 +713,14 @@ async function main(): Promise<void> {
           g.p50Ms,
           g.p99Ms,
           fmt(ratio(g.perSecond, journal?.perSecond)),
+          count(g.conflicts),
         ]),
       ),
     );
   }
   if (traffic.length > 0 && two !== undefined && one !== undefined) {
     console.log(
-      `\nthrough two routers against one: both hosts at once; ${GENERATORS} generator(s) per host unpaced, ${SIZE}-byte datagrams, ${SECONDS} s; one iperf3 stream per host\n`,
+      `\nthrough two routers against one: both hosts at once; ${GENERATORS} generator(s) per host unpaced, ${SIZE}-byte datagrams, ${SECONDS} s; ${STREAMS} iperf3 stream(s) per host; the server's ECMP hashes addresses and ports\n`,
     );
     console.log(
       table(
