@@ -11,15 +11,16 @@ import { defineConfig } from 'vitest/config';
 // (test/helpers/package.ts, a global set-up of both projects).
 /**
  * Long namespace tests (see the netns-beside project): the lease timers and
- * state loss, which mostly wait on real lease clocks, and the soak and the
- * malformed-packet run, which make their own `bn<pid>-` testbed through
- * scripts/bench.
+ * state loss, which mostly wait on real lease clocks, and the soak, the
+ * malformed-packet run and bench:routers' smoke run, which make their own
+ * `bn<pid>-` testbed through scripts/bench.
  */
 const BESIDE_TESTS = [
   'test/netns/pap-lease-timers.test.ts',
   'test/netns/pap-state-loss.test.ts',
   'test/netns/soak.test.ts',
   'test/netns/malformed-volume.test.ts',
+  'test/netns/bench-routers.test.ts',
 ];
 
 /**
