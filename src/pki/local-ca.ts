@@ -410,7 +410,11 @@ export class LocalCa {
     await shared.prune(now, this.#retentionMs).catch(() => 0);
     const entries = shared.entries(now);
     for (const e of this.authority.registry.revokedUnexpired(now))
-      if (!shared.has(e.serial)) entries.push({ serial: e.serial, ...e.revoked!, notAfter: e.notAfter });
+      if (!shared.has(e.serial)) {
+        entries.push({ serial: e.serial, ...e.revoked!, notAfter: e.notAfter });
+        // Revoked in the registry by `distnat ca revoke` beside the running router: offered to etcd now.
+        if (!this.#unshared.has(e.serial)) this.#share(e, e.revoked!.reason, e.revoked!.at);
+      }
     const number = shared.number;
     const crl = await this.authority.makeCrl(this.#crlMs / 1000, { number, entries });
     this.#madeNumber = number;
