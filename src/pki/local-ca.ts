@@ -100,6 +100,7 @@ export class LocalCa {
   /** Revocations of this CA that etcd has not taken yet (it did not answer), by serial. */
   readonly #unshared = new Map<string, RevocationRecord>();
   #retry: { cancel(): void } | undefined;
+  #failing = false;
   /** The shared list's number the last CRL was made with. */
   #madeNumber = -1;
 
@@ -327,10 +328,14 @@ export class LocalCa {
       ),
     ).then(
       () => {
+        this.#failing = false;
         if (this.#unshared.size > 0) this.#flush();
       },
       (e: Error) => {
-        this.#onError(new Error(`etcd did not take a revocation (offered again): ${e.message}`));
+        // Once per outage, not once a second.
+        if (!this.#failing)
+          this.#onError(new Error(`etcd did not take a revocation (offered again): ${e.message}`));
+        this.#failing = true;
         this.#retry = this.#clock.setTimeout(() => {
           this.#retry = undefined;
           this.#flush();

@@ -123,7 +123,12 @@ export class LocalCaService implements LeaseListener {
       clock,
       crlSeconds: o.crlSeconds,
       revocations: o.revocations,
-      onError: (e) => o.log.warn('the local CA could not make a CRL', { error: e.message }),
+      onError: (e) =>
+        e.message.startsWith('etcd did not take')
+          ? o.log.warn('etcd did not take a revocation: in this router’s CRL, offered again', {
+              error: e.message,
+            })
+          : o.log.warn('the local CA could not make a CRL', { error: e.message }),
     });
     const revoked = ca.reconcile(o.leases.leases());
     if (revoked.length > 0)
