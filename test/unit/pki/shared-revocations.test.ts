@@ -11,7 +11,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Etcd3 } from 'etcd3';
+import { Etcd3 } from 'etcd3';
 import { crlPrefix } from '../../../src/pap/shared-lease-layout.ts';
 import { SharedLeaseTable } from '../../../src/pap/shared-lease-table.ts';
 import { CertificateAuthority } from '../../../src/pki/authority.ts';
@@ -50,8 +50,11 @@ let prefix: string;
 let routers: Router[];
 
 /** A router as the daemon builds it: its own client, the lease view, the CRL list, the CA service. */
-async function router(caDir: string): Promise<Router> {
-  const client = etcd.client();
+async function router(
+  caDir: string,
+  client: Etcd3 = etcd.client(),
+  log: { info(m: string): unknown; warn(m: string): unknown } = quiet,
+): Promise<Router> {
   const table = await SharedLeaseTable.open({
     client,
     prefix,
@@ -73,7 +76,7 @@ async function router(caDir: string): Promise<Router> {
     port: 0,
     leases: table,
     revocations: list,
-    log: quiet,
+    log,
     clock,
   });
   return { client, table, list, service, skipped };
@@ -233,4 +236,41 @@ describe('one CRL for every router (etcd)', () => {
       await fresh.close();
     }
   });
+});
+
+describe('one CRL for every router, etcd gone', () => {
+  it('a revocation etcd does not take is in the router’s own CRL at once, counted, warned about once', async () => {
+    const own = await startEtcd(1);
+    // As the daemon configures its client: every call but the watch gives up (etcd.callTimeoutSeconds).
+    const client = new Etcd3({
+      hosts: own.endpoints,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 1000 }),
+    });
+    const warnings: string[] = [];
+    // Only what etcd's absence says (the CA's CRL URL is not served on 127.0.0.1, which it also says).
+    const log = { info: () => undefined, warn: (m: string) => void (m.includes('etcd') && warnings.push(m)) };
+    const r = await router(join(dir, 'a'), client, log);
+    try {
+      const serial = await certify(r, H1);
+      const before = await r.service.publishCrl();
+      await own.kill(0);
+      expect(r.service.ca.revoke(serial, 'keyCompromise')).toBe('revoked');
+      const crl = await r.service.publishCrl();
+      expect(serialsOf(crl)).toEqual([serial]);
+      // The number stays: only etcd moves it.
+      expect(crlNumberOf(crl)).toBe(crlNumberOf(before));
+      await waitUntil('the failed offer reported', () => warnings.length > 0, { timeoutMs: 10_000 });
+      expect(r.service.stats().shared).toMatchObject({ crl_etcd_unshared: 1, crl_etcd_entries: 0 });
+      // Offered again every second, reported once.
+      await new Promise((done) => setTimeout(done, 3500));
+      expect(warnings).toEqual(['etcd did not take a revocation: in this router’s CRL, offered again']);
+      expect(r.service.ca.unshared).toBe(1);
+    } finally {
+      await r.service.close();
+      await r.list.close();
+      await r.table.close();
+      client.close();
+      await own.stop();
+    }
+  }, 60_000);
 });
