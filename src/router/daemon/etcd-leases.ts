@@ -9,7 +9,9 @@ import { hostname } from 'node:os';
 import { Etcd3 } from 'etcd3';
 import type { IOptions } from 'etcd3';
 import type { RouterConfig } from '../../config/router-config.ts';
+import { crlPrefix } from '../../pap/shared-lease-layout.ts';
 import { SharedLeaseTable } from '../../pap/shared-lease-table.ts';
+import { SharedRevocationList } from '../../pki/index.ts';
 import type { Clock } from '../../util/clock.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { Logger } from '../../util/log.ts';
@@ -128,4 +130,41 @@ export async function openSharedLeaseTable(
     leases: table.leases().length,
   });
   return table;
+}
+
+/**
+ * The local CA's revocation list, shared on the same etcd as the leases
+ * (beside them, under <prefix><sharedAddress>/crl/): every router's CRL
+ * lists what any router revoked. Its closer goes onto `closers`.
+ */
+export async function openSharedRevocations(
+  config: RouterConfig,
+  table: SharedLeaseTable,
+  clock: Clock,
+  log: Logger,
+  closers: (() => void | Promise<void>)[],
+): Promise<SharedRevocationList> {
+  const etcd = config.etcd!;
+  let list: SharedRevocationList;
+  try {
+    list = await SharedRevocationList.open({
+      client: table.client,
+      prefix: crlPrefix(table.prefix),
+      clock,
+      routerId: `${hostname()} ${config.lanAddress}`,
+      onSkip: (key, reason) => log.warn('etcd: key under the CRL prefix skipped', { key, reason }),
+    });
+  } catch (e) {
+    throw new UserError(
+      `etcd does not answer (tried ${etcd.endpoints.join(', ')}): ${(e as Error).message}`,
+      ExitCode.UNAVAILABLE,
+    );
+  }
+  closers.push(() => list.close());
+  log.info('CRL shared on etcd', {
+    prefix: list.prefix,
+    entries: list.entries(clock.now()).length,
+    crlNumber: list.number,
+  });
+  return list;
 }
