@@ -8,6 +8,7 @@ import { MAX_BLOCK } from './block.ts';
  *     <prefix>epoch                  the routers' common epoch (decimal)
  *     <prefix>port/<8 hex digits>    one block of ports, keyed by its lowest port
  *     <prefix>spi/<8 hex digits>     one block of SPIs, keyed by its lowest SPI
+ *     <prefix>crl/...                the local CA's revocations (src/pki/shared-revocations.ts)
  *
  * A block's value says whether it is leased (to whom, until when) or in
  * quarantine (until when, and why its lease ended). Fixed-width hex keeps
@@ -54,6 +55,7 @@ export type SkipReason = 'foreign-key' | 'corrupt-value' | 'out-of-range';
 
 export type ParsedKey =
   | { readonly what: 'epoch' }
+  | { readonly what: 'crl' }
   | { readonly what: 'block'; readonly kind: ResourceKind; readonly lowest: number }
   | { readonly what: 'foreign' };
 
@@ -61,6 +63,11 @@ const hex8 = (v: number): string => v.toString(16).padStart(8, '0');
 
 export function epochKey(prefix: string): string {
   return `${prefix}epoch`;
+}
+
+/** Where the routers' common revocation list lives, beside the leases it follows. */
+export function crlPrefix(prefix: string): string {
+  return `${prefix}crl/`;
 }
 
 export function blockKey(prefix: string, kind: ResourceKind, lowest: number): string {
@@ -93,6 +100,7 @@ export function parseKey(prefix: string, key: string): ParsedKey {
   if (!key.startsWith(prefix)) return { what: 'foreign' };
   const rest = key.slice(prefix.length);
   if (rest === 'epoch') return { what: 'epoch' };
+  if (rest.startsWith('crl/')) return { what: 'crl' };
   const m = /^(port|spi)\/([0-9a-f]{8})$/.exec(rest);
   if (m === null) return { what: 'foreign' };
   return { what: 'block', kind: m[1] as ResourceKind, lowest: parseInt(m[2]!, 16) };

@@ -199,6 +199,11 @@ export class SharedLeaseTable implements LeaseBook {
     return table;
   }
 
+  /** The etcd client, for what else the routers keep beside the leases (the revocation list). */
+  get client(): Etcd3 {
+    return this.#client;
+  }
+
   /** Whether etcd answered the last call. */
   get available(): boolean {
     return this.#available;
@@ -673,7 +678,7 @@ export class SharedLeaseTable implements LeaseBook {
     const key = kv.key.toString();
     const mod = Number(kv.mod_revision);
     const parsed = parseKey(this.prefix, key);
-    if (parsed.what === 'epoch') return;
+    if (parsed.what === 'epoch' || parsed.what === 'crl') return;
     const create = Number(kv.create_revision);
     if (parsed.what === 'foreign') return this.#skip(key, 'foreign-key', create);
     const block = parseBlock(parsed.kind, parsed.lowest, kv.value);

@@ -2,18 +2,28 @@
  * A host agent listing both routers of the two-router testbed (leases on
  * its etcd cluster, BGP to the server), downloading several megabytes from
  * the server through the shared address; the router it sends through is
- * SIGKILLed in the middle. The download completes intact (sha256), the
- * agent moved to the other router (status, log, router.switches), its port
- * block is the one it had, still leased to it in etcd. The traffic gap (the
- * longest time the file did not grow) is printed, not asserted: a figure,
- * not a test of speed.
+ * SIGKILLed in the middle, while a counted UDP stream goes from the host to
+ * the server and back. The download completes intact (sha256) and was still
+ * under way when the host had moved, the UDP stream goes on through the
+ * other router, the agent moved (status, log, router.switches), its port
+ * block is the one it had, still leased to it in etcd. The traffic gaps (the
+ * longest time the file did not grow, the longest time between two UDP
+ * echoes) and the UDP loss are printed, not asserted: figures, not a test
+ * of speed.
+ *
+ * The server paces the download, not curl: curl's --limit-rate paces its
+ * reads only, so the kernel's receive buffer could already hold the rest of
+ * the file when the router dies, and the download would end before the host
+ * noticed anything.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { etcdEndpoints } from '../../scripts/lib/testbed/etcd.ts';
 import { etcdArgs, hostArgs, routerArgs, routerLan } from '../../scripts/lib/testbed/process-table.ts';
+import { PYTHON, startUdpEcho, writeScript } from '../helpers/distnat.ts';
+import type { UdpEcho } from '../helpers/distnat.ts';
 import type { Background } from '../helpers/process.ts';
 import { describe as describeResult, sleep, waitUntil } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
@@ -27,7 +37,41 @@ const BIG = Buffer.alloc(SIZE);
 for (let i = 0; i < BIG.length; i++) BIG[i] = (i * 2654435761) >>> 24;
 const BIG_SHA = createHash('sha256').update(BIG).digest('hex');
 /** Slow enough that the download is still under way seconds after the kill (the gap is a few seconds). */
-const RATE = '800k';
+const RATE = 800_000;
+const UDP_PORT = 9100;
+/** A datagram every 10 ms: a modest stream, fine enough to see a gap of tens of milliseconds. */
+const UDP_INTERVAL_S = 0.01;
+
+/**
+ * The host's end of the UDP stream: numbered datagrams to the echo on the
+ * server every UDP_INTERVAL_S until the stop file appears, then a second for
+ * stragglers; prints how many it sent and when each echo came back (Unix ms).
+ */
+const UDP_STREAM_PY = String.raw`
+import json, os, select, socket, struct, sys, time
+dst, port, interval, stop = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((dst, port))
+print('streaming', flush=True)
+sent, echoes, end = 0, {}, None
+nxt = time.monotonic()
+while end is None or time.monotonic() < end:
+    if end is None and os.path.exists(stop):
+        end = time.monotonic() + 1.0
+    now = time.monotonic()
+    if end is None and now >= nxt:
+        s.send(struct.pack('!I', sent) + bytes(60))
+        sent += 1
+        nxt += interval
+    if select.select([s], [], [], max(0.0, min(nxt - time.monotonic(), 0.05)))[0]:
+        try:
+            d = s.recv(2048)
+        except OSError:
+            continue
+        if len(d) >= 4:
+            echoes.setdefault(struct.unpack_from('!I', d)[0], time.time() * 1000)
+print(json.dumps({'sent': sent, 'echoes': sorted(echoes.items())}), flush=True)
+`;
 
 interface HostStatus {
   summary: Record<string, string | number>;
@@ -87,6 +131,7 @@ describe('a host listing two routers moves when the one it sends through is kill
   let router2: Background;
   let agent: Background;
   let http: HttpServer;
+  let echo: UdpEcho;
 
   beforeAll(async () => {
     router1 = startRouter('router');
@@ -101,13 +146,19 @@ describe('a host listing two routers moves when the one it sends through is kill
       ...withoutRouter(hostArgs(bed().layout, 'h1', ['--routers', `${R1},${R2}`])),
     ]);
     await agent.waitForOutput(/leased ports \d+-\d+/, { timeoutMs: 30_000 });
-    http = await bed().httpServer('server', { bind: TOPOLOGY.server.wan, files: { 'big.bin': BIG } });
+    http = await bed().httpServer('server', {
+      bind: TOPOLOGY.server.wan,
+      files: { 'big.bin': BIG },
+      bytesPerSecond: RATE,
+    });
+    echo = await startUdpEcho(bed(), 'server', UDP_PORT);
   }, 90_000);
 
   afterAll(async () => {
     await agent?.stop();
     await Promise.all([router1?.stop(), router2?.stop()]);
     await http?.stop();
+    await echo?.stop();
   });
 
   it('starts through the first router and says which it may move to', async () => {
@@ -117,25 +168,26 @@ describe('a host listing two routers moves when the one it sends through is kill
     expect(s.counters['router.switches']).toBe(0);
   });
 
-  it('completes a download intact across a SIGKILL of that router, on the same lease', async () => {
+  it('completes a download and a UDP stream across a SIGKILL of that router, on the same lease', async () => {
     const before = await hostStatus();
     const blocksBefore = before.tables[0]!.rows.map((r) => String(r[1]));
     expect(blocksBefore.length).toBeGreaterThan(0);
 
+    const stopFile = join(bed().scratchDir, 'udp-stream.stop');
+    const stream = bed().spawn('h1', [
+      PYTHON,
+      writeScript(bed(), 'udp-stream.py', UDP_STREAM_PY),
+      TOPOLOGY.server.wan,
+      String(UDP_PORT),
+      String(UDP_INTERVAL_S),
+      stopFile,
+    ]);
+    await stream.waitForOutput(/^streaming$/m, { timeoutMs: 15_000 });
+
     const file = join(bed().scratchDir, 'h1-big.bin');
     const download = bed().exec(
       'h1',
-      [
-        'curl',
-        '-sS',
-        '--limit-rate',
-        RATE,
-        '--max-time',
-        '90',
-        '-o',
-        file,
-        http.url(TOPOLOGY.server.wan, 'big.bin'),
-      ],
+      ['curl', '-sS', '--max-time', '90', '-o', file, http.url(TOPOLOGY.server.wan, 'big.bin')],
       { timeoutMs: 100_000 },
     );
     // The file's growth, polled: its longest standstill is the traffic gap.
@@ -166,18 +218,50 @@ describe('a host listing two routers moves when the one it sends through is kill
     })();
     await waitUntil('a quarter of the download', () => size() > SIZE / 4, { timeoutMs: 30_000 });
     sizeAtKill = size();
+    const killedAtWall = Date.now();
     killedAt = performance.now();
     await router1.stop({ signal: 'SIGKILL' });
+    // What the file held when the host was seen to have moved: below SIZE, the
+    // rest of the download crossed router 2, so the test cannot pass on bytes
+    // that were already on the host before the kill.
+    let sizeWhenMoved = -1;
+    await waitUntil(
+      'the host to move to router 2',
+      async () => {
+        const moved = (await hostStatus()).summary.router === R2;
+        if (moved) sizeWhenMoved = size();
+        return moved;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
 
     const r = await download;
     done = true;
     await watch;
+    writeFileSync(stopFile, '');
+    await stream.exited;
     expect(r.code, describeResult(r)).toBe(0);
     expect(sizeAtKill).toBeLessThan(SIZE);
+    expect(sizeWhenMoved).toBeLessThan(SIZE);
     expect(createHash('sha256').update(readFileSync(file)).digest('hex')).toBe(BIG_SHA);
+
+    const udp = JSON.parse(stream.stdout().trim().split('\n').at(-1)!) as {
+      sent: number;
+      echoes: [number, number][];
+    };
+    const times = udp.echoes.map(([, t]) => t).sort((a, b) => a - b);
+    let udpGapMs = 0;
+    for (let i = 1; i < times.length; i++)
+      if (times[i]! > killedAtWall)
+        udpGapMs = Math.max(udpGapMs, times[i]! - Math.max(times[i - 1]!, killedAtWall));
+    const lost = udp.sent - udp.echoes.length;
+    // Echoes before the kill and after it: the stream went on through router 2.
+    expect(times.some((t) => t < killedAtWall)).toBe(true);
+    expect(times.filter((t) => t > killedAtWall + udpGapMs).length).toBeGreaterThan(10);
     console.log(
-      `traffic gap at failover: ${Math.round(gapMs)} ms (router 1 SIGKILLed at ${sizeAtKill} of ${SIZE} bytes, ` +
-        `curl --limit-rate ${RATE})`,
+      `traffic gap at failover: TCP ${Math.round(gapMs)} ms (router 1 SIGKILLed at ${sizeAtKill} of ${SIZE} ` +
+        `bytes, the server sending ${RATE} B/s), UDP ${Math.round(udpGapMs)} ms, ${lost} of ${udp.sent} ` +
+        `datagrams lost (${((100 * lost) / udp.sent).toFixed(1)} %, one every ${UDP_INTERVAL_S * 1000} ms)`,
     );
 
     const after = await hostStatus();

@@ -8,6 +8,7 @@
  *     <node>/                          a daemon's state, control socket, IKE file
  *     pki/root, pki/server, pki.log    the root CA, the server's certificate
  *     router/state/ca                  the router's local CA
+ *     router2/state/ca                 router2's copy of its key and certificate (--routers 2)
  *     ike                              present while the testbed runs IKE
  *     routers                          the number of routers (--routers), while up
  *     <node>/bird/                     BIRD's configuration and control socket (--routers 2)
@@ -65,6 +66,11 @@ export class TestbedLayout {
   /** The router's local CA, under its state directory. */
   get routerCa(): string {
     return join(this.nodeDir('router'), 'state', 'ca');
+  }
+
+  /** router2's copy of the same local CA (--routers 2): one CA and one CRL for both routers. */
+  get router2Ca(): string {
+    return join(this.nodeDir('router2'), 'state', 'ca');
   }
 
   /** The server's certificate from the root, for IKE. */

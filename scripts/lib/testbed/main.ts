@@ -26,7 +26,7 @@ import { demo } from './demo.ts';
 import { describeEtcd, etcdProblems, etcdProcesses } from './etcd.ts';
 import { TestbedLayout } from './layout.ts';
 import { processTable } from './process-table.ts';
-import { ensureIke, ensureIpsec, ensurePki, pkiProblems, removePki } from './provision.ts';
+import { copyRouterCa, ensureIke, ensureIpsec, ensurePki, pkiProblems, removePki } from './provision.ts';
 import { bgpProblems, birdProcesses, describeBgp, writeBirdConfigs } from './routing.ts';
 import { readStatus, waitForStatus } from './status.ts';
 import {
@@ -116,6 +116,7 @@ async function startInfrastructure(): Promise<void> {
 async function up(): Promise<number> {
   mkdirSync(layout.runDir, { recursive: true });
   await ensurePki(layout, note);
+  if (routers === 2) copyRouterCa(layout, note);
   if (ike) {
     writeFileSync(layout.ikeMarker, '');
     await ensureIke(layout, note);

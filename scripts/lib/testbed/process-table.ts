@@ -164,12 +164,24 @@ export function defaultProcessTable(
       ),
     },
   ];
-  // The second router forwards and leases; the local CA stays with the first (its key is in one place).
+  // The second router forwards, leases and certifies with a copy of the same local CA; the CRL is one, on etcd.
   if (several)
     table.push({
       name: 'router2',
       node: 'router2',
-      command: distnatCommand(routerArgs(layout, etcdArgs(), 'router2')),
+      command: distnatCommand(
+        routerArgs(
+          layout,
+          [
+            '--ca-dir',
+            layout.router2Ca,
+            '--crl-address',
+            TOPOLOGY.multiRouter.addresses.router2!.wan!,
+            ...etcdArgs(),
+          ],
+          'router2',
+        ),
+      ),
     });
   for (const host of t.hosts)
     table.push({

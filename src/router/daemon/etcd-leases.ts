@@ -10,7 +10,9 @@ import { Etcd3 } from 'etcd3';
 import type { IOptions } from 'etcd3';
 import type { RouterConfig } from '../../config/router-config.ts';
 import { sharedAddressesOf } from '../../config/router-config.ts';
+import { crlPrefix } from '../../pap/shared-lease-layout.ts';
 import { SharedLeaseTable } from '../../pap/shared-lease-table.ts';
+import { SharedRevocationList } from '../../pki/index.ts';
 import type { Clock } from '../../util/clock.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { Logger } from '../../util/log.ts';
@@ -30,13 +32,27 @@ function readPem(path: string, what: string): Buffer {
   }
 }
 
-export function etcdClientOptions(etcd: EtcdConfig): IOptions {
+export function etcdClientOptions(etcd: EtcdConfig, now: () => number = Date.now): IOptions {
   const callMs = etcd.callTimeoutSeconds * 1000;
+  // The client tries a failed call up to three times, on the next member each
+  // time, and asks for the call options at every try: a deadline taken anew
+  // each time let a router cut off from every member answer only after three
+  // deadlines, longer than a host waits before it leaves the router
+  // (failover.silentSeconds). One deadline for all tries of a call, keyed by
+  // its request object, which the client passes unchanged to every try.
+  const deadlines = new WeakMap<object, number>();
+  const deadlineOf = (params: unknown): number => {
+    if (typeof params !== 'object' || params === null) return now() + callMs;
+    let at = deadlines.get(params);
+    if (at === undefined) deadlines.set(params, (at = now() + callMs));
+    return at;
+  };
   const options: IOptions = {
     hosts: etcd.endpoints,
     dialTimeout: etcd.dialTimeoutSeconds * 1000,
     // Watches stay open; every other call gives up in time for the host to hear try-later.
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + callMs }),
+    defaultCallOptions: (ctx) =>
+      ctx.isStream ? {} : { deadline: deadlineOf('params' in ctx ? ctx.params : undefined) },
   };
   if (etcd.tls !== undefined)
     options.credentials = {
@@ -116,4 +132,41 @@ export async function openSharedLeaseTable(
     leases: table.leases().length,
   });
   return table;
+}
+
+/**
+ * The local CA's revocation list, shared on the same etcd as the leases
+ * (beside them, under <prefix><sharedAddress>/crl/): every router's CRL
+ * lists what any router revoked. Its closer goes onto `closers`.
+ */
+export async function openSharedRevocations(
+  config: RouterConfig,
+  table: SharedLeaseTable,
+  clock: Clock,
+  log: Logger,
+  closers: (() => void | Promise<void>)[],
+): Promise<SharedRevocationList> {
+  const etcd = config.etcd!;
+  let list: SharedRevocationList;
+  try {
+    list = await SharedRevocationList.open({
+      client: table.client,
+      prefix: crlPrefix(table.prefix),
+      clock,
+      routerId: `${hostname()} ${config.lanAddress}`,
+      onSkip: (key, reason) => log.warn('etcd: key under the CRL prefix skipped', { key, reason }),
+    });
+  } catch (e) {
+    throw new UserError(
+      `etcd does not answer (tried ${etcd.endpoints.join(', ')}): ${(e as Error).message}`,
+      ExitCode.UNAVAILABLE,
+    );
+  }
+  closers.push(() => list.close());
+  log.info('CRL shared on etcd', {
+    prefix: list.prefix,
+    entries: list.entries(clock.now()).length,
+    crlNumber: list.number,
+  });
+  return list;
 }

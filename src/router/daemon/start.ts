@@ -30,7 +30,7 @@ import { SystemClock } from '../../util/clock.ts';
 import type { Logger } from '../../util/log.ts';
 import { ipv4FromString } from '../../wire/ipv4.ts';
 import { followLeases, openLeaseTable } from './leases.ts';
-import { openSharedLeaseTable } from './etcd-leases.ts';
+import { openSharedLeaseTable, openSharedRevocations } from './etcd-leases.ts';
 import { guarded } from './log.ts';
 import { serveRouterControl } from './control.ts';
 import { serveRouterMetrics } from './metrics.ts';
@@ -262,6 +262,11 @@ export async function startRouter(
         wanAddress: config.pki.wanAddress,
         crlSeconds: config.pki.crlSeconds,
         leases: table,
+        // One CRL for every router of the shared address (docs/multi-router.md, "One CA, one CRL").
+        revocations:
+          sharedTable === undefined
+            ? undefined
+            : await openSharedRevocations(config, sharedTable, clock, log, closers),
         log,
         clock,
       });

@@ -193,6 +193,7 @@ export function routerCounters(s: RouterStatusSources): Record<string, number> {
     out['pki.crl_number'] = p.crlNumber;
     // Seconds since the Unix epoch, like Prometheus timestamps.
     out['pki.crl_next_update'] = Math.floor(p.crlNextUpdate / 1000);
+    for (const [k, v] of Object.entries(p.shared ?? {})) out[`pki.${k}`] = v;
   }
   return out;
 }
