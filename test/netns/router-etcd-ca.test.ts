@@ -10,7 +10,6 @@
  * The namespaces are this file's own (prefix dc<pid>x...): a `lan` one
  * holding the switch, etcd and the host's address, and one per router.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,15 +21,12 @@ import { startEtcd } from '../helpers/etcd.ts';
 import { PAP_CLIENT_PY } from '../helpers/pap.ts';
 import type { PapReply } from '../helpers/pap.ts';
 import type { Background } from '../helpers/process.ts';
+import { RouterLan } from '../helpers/router-lan.ts';
 import { describe as describeResult, execIn, onExitCleanup, run, waitUntil } from '../helpers/process.ts';
-import { spawnBackground } from '../helpers/process.ts';
 
-const P = `dc${process.pid}x${Math.floor(Math.random() * 36 ** 3).toString(36)}-`;
-const LAN = `${P}lan`;
-const ROUTERS = [
-  { ns: `${P}r1`, lan: '10.0.0.7' },
-  { ns: `${P}r2`, lan: '10.0.0.8' },
-];
+const NET = new RouterLan('dc');
+const LAN = NET.lan;
+const ROUTERS = NET.routers;
 const ETCD = '10.0.0.21';
 const HOST = '10.0.0.100';
 const SHARED = '198.51.100.30';
@@ -40,37 +36,7 @@ const caDir = (i: number): string => join(dir, `r${i}`, 'ca');
 let etcd: EtcdCluster | undefined;
 const routers: Background[] = [];
 
-async function sh(ns: string | undefined, argv: string[]): Promise<string> {
-  const r = ns === undefined ? await run(argv, { timeoutMs: 60_000 }) : await execIn(ns, argv);
-  if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${describeResult(r)}`);
-  return r.stdout;
-}
-
-function teardown(): void {
-  for (const ns of [LAN, ...ROUTERS.map((r) => r.ns)]) {
-    try {
-      execFileSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
-    } catch {
-      // not there
-    }
-  }
-}
-
-async function setUp(): Promise<void> {
-  await sh(undefined, ['ip', 'netns', 'add', LAN]);
-  await sh(LAN, ['ip', 'link', 'set', 'lo', 'up']);
-  await sh(LAN, ['ip', 'link', 'add', 'br0', 'type', 'bridge']);
-  await sh(LAN, ['ip', 'link', 'set', 'br0', 'up']);
-  for (const a of [ETCD, HOST]) await sh(LAN, ['ip', 'addr', 'add', `${a}/24`, 'dev', 'br0']);
-  for (const [i, r] of ROUTERS.entries()) {
-    await sh(undefined, ['ip', 'netns', 'add', r.ns]);
-    await sh(r.ns, ['ip', 'link', 'set', 'lo', 'up']);
-    await sh(LAN, ['ip', 'link', 'add', `v${i}`, 'type', 'veth', 'peer', 'name', 'lan', 'netns', r.ns]);
-    await sh(LAN, ['ip', 'link', 'set', `v${i}`, 'master', 'br0', 'up']);
-    await sh(r.ns, ['ip', 'addr', 'add', `${r.lan}/24`, 'dev', 'lan']);
-    await sh(r.ns, ['ip', 'link', 'set', 'lan', 'up']);
-  }
-}
+const sh = (ns: string | undefined, argv: string[]): Promise<string> => NET.sh(ns, argv);
 
 /** The root, router 1's local CA, and router 2's copy of it (key mode 0600), as an operator makes them. */
 async function makeCa(): Promise<void> {
@@ -94,28 +60,8 @@ async function makeCa(): Promise<void> {
     await sh(undefined, ['install', '-m', f === 'ca.key' ? '0600' : '0644', join(caDir(0), f), caDir(1)]);
 }
 
-function startRouter(i: number): Background {
-  const r = ROUTERS[i]!;
-  return spawnBackground(r.ns, [
-    DISTNAT,
-    'router',
-    '--shared-address',
-    SHARED,
-    '--lan-address',
-    r.lan,
-    '--datapath',
-    'tun',
-    '--state-dir',
-    join(dir, `r${i}`, 'state'),
-    '--run-dir',
-    join(dir, `r${i}`, 'run'),
-    '--ca-dir',
-    caDir(i),
-    '--etcd-endpoints',
-    `http://${ETCD}:2379`,
-    '--fresh',
-  ]);
-}
+const startRouter = (i: number): Background =>
+  NET.startRouter(i, SHARED, dir, ['--ca-dir', caDir(i), '--etcd-endpoints', `http://${ETCD}:2379`]);
 
 /** Router i's CRL as a client on the LAN fetches it, read by `openssl crl` (signature checked with the CA certificate). */
 async function fetchCrl(i: number, name: string): Promise<{ text: string; number: number }> {
@@ -142,9 +88,9 @@ async function fetchCrl(i: number, name: string): Promise<{ text: string; number
 }
 
 beforeAll(async () => {
-  onExitCleanup(teardown);
-  teardown();
-  await setUp();
+  onExitCleanup(() => NET.teardown());
+  NET.teardown();
+  await NET.setUp([ETCD, HOST]);
   etcd = await startEtcd(1, { ns: LAN, address: ETCD });
   await makeCa();
 }, 90_000);
@@ -152,7 +98,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const r of routers) await r.stop();
   await etcd?.stop();
-  teardown();
+  NET.teardown();
   rmSync(dir, { recursive: true, force: true });
 });
 

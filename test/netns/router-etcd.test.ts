@@ -8,7 +8,6 @@
  * The namespaces are this file's own (prefix de<pid>x...): a `lan` one
  * holding the switch, etcd and the PAP clients, and one per router.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,21 +20,12 @@ import { startEtcd } from '../helpers/etcd.ts';
 import { PAP_CLIENT_PY } from '../helpers/pap.ts';
 import type { PapAnswer, PapReply } from '../helpers/pap.ts';
 import type { Background } from '../helpers/process.ts';
-import {
-  describe as describeResult,
-  execIn,
-  onExitCleanup,
-  run,
-  spawnBackground,
-  waitUntil,
-} from '../helpers/process.ts';
+import { RouterLan } from '../helpers/router-lan.ts';
+import { describe as describeResult, execIn, onExitCleanup, waitUntil } from '../helpers/process.ts';
 
-const P = `de${process.pid}x${Math.floor(Math.random() * 36 ** 3).toString(36)}-`;
-const LAN = `${P}lan`;
-const ROUTERS = [
-  { ns: `${P}r1`, lan: '10.0.0.7' },
-  { ns: `${P}r2`, lan: '10.0.0.8' },
-];
+const NET = new RouterLan('de');
+const LAN = NET.lan;
+const ROUTERS = NET.routers;
 const ETCD = '10.0.0.21';
 const SHARED = '198.51.100.30';
 const HOSTS = Array.from({ length: 24 }, (_, i) => `10.0.0.${100 + i}`);
@@ -43,58 +33,8 @@ const dir = mkdtempSync(join(tmpdir(), 'distnat-router-etcd-'));
 let etcd: EtcdCluster | undefined;
 const routers: Background[] = [];
 
-async function sh(ns: string | undefined, argv: string[]): Promise<void> {
-  const r = ns === undefined ? await run(argv) : await execIn(ns, argv);
-  if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${describeResult(r)}`);
-}
-
-function teardown(): void {
-  for (const ns of [LAN, ...ROUTERS.map((r) => r.ns)]) {
-    try {
-      // Deleting the namespace takes its veths with it.
-      execFileSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
-    } catch {
-      // not there
-    }
-  }
-}
-
-async function setUp(): Promise<void> {
-  await sh(undefined, ['ip', 'netns', 'add', LAN]);
-  await sh(LAN, ['ip', 'link', 'set', 'lo', 'up']);
-  await sh(LAN, ['ip', 'link', 'add', 'br0', 'type', 'bridge']);
-  await sh(LAN, ['ip', 'link', 'set', 'br0', 'up']);
-  for (const a of [ETCD, ...HOSTS]) await sh(LAN, ['ip', 'addr', 'add', `${a}/24`, 'dev', 'br0']);
-  for (const [i, r] of ROUTERS.entries()) {
-    await sh(undefined, ['ip', 'netns', 'add', r.ns]);
-    await sh(r.ns, ['ip', 'link', 'set', 'lo', 'up']);
-    await sh(LAN, ['ip', 'link', 'add', `v${i}`, 'type', 'veth', 'peer', 'name', 'lan', 'netns', r.ns]);
-    await sh(LAN, ['ip', 'link', 'set', `v${i}`, 'master', 'br0', 'up']);
-    await sh(r.ns, ['ip', 'addr', 'add', `${r.lan}/24`, 'dev', 'lan']);
-    await sh(r.ns, ['ip', 'link', 'set', 'lan', 'up']);
-  }
-}
-
-function startRouter(i: number, endpoints: string): Background {
-  const r = ROUTERS[i]!;
-  return spawnBackground(r.ns, [
-    DISTNAT,
-    'router',
-    '--shared-address',
-    SHARED,
-    '--lan-address',
-    r.lan,
-    '--datapath',
-    'tun',
-    '--state-dir',
-    join(dir, `r${i}`, 'state'),
-    '--run-dir',
-    join(dir, `r${i}`, 'run'),
-    '--etcd-endpoints',
-    endpoints,
-    '--fresh',
-  ]);
-}
+const startRouter = (i: number, endpoints: string): Background =>
+  NET.startRouter(i, SHARED, dir, ['--etcd-endpoints', endpoints]);
 
 /** The blocks under the prefix as etcd holds them, read with etcdctl. */
 async function etcdBlocks(): Promise<
@@ -128,16 +68,16 @@ async function etcdBlocks(): Promise<
 }
 
 beforeAll(async () => {
-  onExitCleanup(teardown);
-  teardown();
-  await setUp();
+  onExitCleanup(() => NET.teardown());
+  NET.teardown();
+  await NET.setUp([ETCD, ...HOSTS]);
   etcd = await startEtcd(1, { ns: LAN, address: ETCD });
 }, 60_000);
 
 afterAll(async () => {
   for (const r of routers) await r.stop();
   await etcd?.stop();
-  teardown();
+  NET.teardown();
   rmSync(dir, { recursive: true, force: true });
 });
 
