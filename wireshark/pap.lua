@@ -53,6 +53,7 @@ local STATUS_NAMES = {
   [4] = 'stale-epoch',
   [5] = 'malformed',
   [6] = 'try-later',
+  [7] = 'unknown-address',
 }
 local STATUS_TRY_LATER = 6
 
@@ -88,6 +89,7 @@ local f = {
   ports_lowest = ProtoField.uint16('dnpap.ports.lowest', 'Lowest port'),
   ports_count = ProtoField.uint8('dnpap.ports.count', 'Number of ports'),
   ports_last = ProtoField.uint16('dnpap.ports.last', 'Last port'),
+  address = ProtoField.ipv4('dnpap.address', 'Shared address', '0.0.0.0 = the router\'s first'),
 
   spi_requested = ProtoField.uint16('dnpap.spi.requested', 'SPIs requested', base.DEC, nil, nil,
     '0 = the router default block'),
@@ -260,7 +262,7 @@ local function add_port_block(tree, tvb)
   if count > 0 then
     generated(tree:add(f.ports_last, tvb(4, 3), lowest + count - 1))
   end
-  add_unused(tree, tvb, 7, 11)
+  add_unused(tree, tvb, 7, 7)
   if count > 0 then
     return string.format('ports %d-%d', lowest, lowest + count - 1)
   end
@@ -277,16 +279,20 @@ end
 
 -- Adds the body fields of `kind`; returns a summary for the Info column.
 local function add_body(tree, tvb, kind)
+  if kind:sub(1, 5) == 'port-' and tvb(8, 4):uint() ~= 0 then
+    -- docs/pap.md 2: a port message may name one of the router's shared addresses (0: its first).
+    tree:add(f.address, tvb(8, 4))
+  end
   if kind == 'port-request' then
     local n = tvb(4, 1):uint()
     tree:add(f.ports_requested, tvb(4, 1))
     generated(tree:add(f.ports_high, tvb(1, 1), tvb(1, 1):uint() == 1))
-    add_unused(tree, tvb, 5, 11)
+    add_unused(tree, tvb, 5, 7)
     return string.format('%s ports, %s', n == 0 and 'default' or tostring(n),
       tvb(1, 1):uint() == 1 and '10000 or above' or 'below 10000')
   elseif kind == 'port-invalidate' then
     tree:add(f.port, tvb(4, 2))
-    add_unused(tree, tvb, 6, 11)
+    add_unused(tree, tvb, 6, 7)
     return string.format('port %d', tvb(4, 2):uint())
   elseif kind:sub(1, 5) == 'port-' then
     return add_port_block(tree, tvb)

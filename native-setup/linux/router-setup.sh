@@ -30,7 +30,8 @@ Flags (environment variable in brackets, default after '='):
   --tun NAME          TUN device name [DN_TUN=$TUN_NAME]
   --mtu N             TUN MTU [DN_MTU=$TUN_MTU]: 1500 of the LAN minus the
                       20-byte outer IPv4 header the router prepends
-  --shared ADDR       the shared public address [DN_SHARED_ADDR=$SHARED_ADDR]
+  --shared ADDR       the shared public address, or several comma-separated
+                      (sharedAddresses) [DN_SHARED_ADDR=$SHARED_ADDR]
   --multi-queue       make the device multi-queue, for a router with
                       'workers: N' above 1 (one queue per forwarding worker);
                       'workers: 1' needs it without [DN_TUN_MULTI_QUEUE=0]
@@ -47,7 +48,9 @@ dn_parse_args "--tun=TUN --mtu=MTU --shared=SHARED --multi-queue=!MULTI_QUEUE --
 DN_QUIET=$QUIET
 dn_check_ifname "$TUN"
 dn_check_mtu "$MTU"
-dn_is_ipv4 "$SHARED" || dn_die "bad shared address '$SHARED'"
+# Several shared addresses (sharedAddresses) come comma-separated; each is routed into the TUN.
+IFS=, read -r -a SHARED_LIST <<<"$SHARED"
+for a in "${SHARED_LIST[@]}"; do dn_is_ipv4 "$a" || dn_die "bad shared address '$a'"; done
 dn_need_root
 dn_state_init "$STATE_DIR" "router-$TUN"
 
@@ -66,8 +69,8 @@ case $DN_ACTION in
     dn_sysctl_set net/ipv4/ip_forward 1
     dn_tun_up "$TUN" "$MTU" "$MULTI_QUEUE"
     rp_filter_off_everywhere
-    ip route replace "$SHARED/32" dev "$TUN"
-    dn_log "up: $TUN mtu $MTU, $SHARED/32 dev $TUN, forwarding on, rp_filter off"
+    for a in "${SHARED_LIST[@]}"; do ip route replace "$a/32" dev "$TUN"; done
+    dn_log "up: $TUN mtu $MTU, ${SHARED//,/\/32 and }/32 dev $TUN, forwarding on, rp_filter off"
     ;;
   down)
     dn_tun_down "$TUN"
@@ -82,7 +85,9 @@ case $DN_ACTION in
       [ "$(<"$d/rp_filter")" = 0 ] || { echo "rp_filter on for ${d##*/}" && bad=1; }
     done
     dn_tun_check "$TUN" "$MTU" || bad=1
-    ip route show "$SHARED/32" | grep -q "dev $TUN" || { echo "no route $SHARED/32 dev $TUN" && bad=1; }
+    for a in "${SHARED_LIST[@]}"; do
+      ip route show "$a/32" | grep -q "dev $TUN" || { echo "no route $a/32 dev $TUN" && bad=1; }
+    done
     exit $bad
     ;;
 esac

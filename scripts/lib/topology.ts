@@ -15,6 +15,23 @@ export type TestbedNode = 'lan' | 'router' | 'h1' | 'h2' | 'server';
 export type HostNode = 'h1' | 'h2';
 const TESTBED_NODES: readonly TestbedNode[] = ['lan', 'router', 'h1', 'h2', 'server'];
 const HOST_NODES: readonly HostNode[] = ['h1', 'h2'];
+/** The nodes `scripts/testbed --routers 2` adds: a second router and the etcd cluster. */
+export type MultiRouterNode = TestbedNode | 'router2' | EtcdMember;
+export type RouterNode = 'router' | 'router2';
+export type EtcdMember = 'etcd1' | 'etcd2' | 'etcd3';
+const MULTI_NODES: readonly MultiRouterNode[] = [
+  'lan',
+  'router',
+  'router2',
+  'h1',
+  'h2',
+  'server',
+  'etcd1',
+  'etcd2',
+  'etcd3',
+];
+const ROUTER_NODES: readonly RouterNode[] = ['router', 'router2'];
+const ETCD_MEMBERS: readonly EtcdMember[] = ['etcd1', 'etcd2', 'etcd3'];
 
 /** A node's addresses: on the LAN, on the WAN, or both. */
 export interface NodeAddresses {
@@ -45,14 +62,17 @@ export interface Topology {
   /** The testbed's namespaces (less the prefix), in the order they are made. */
   nodes: readonly TestbedNode[];
   hosts: readonly HostNode[];
-  /** The multi-router testbed's data (no testbed builds it yet). */
+  /** The multi-router testbed (scripts/testbed --routers 2). */
   multiRouter: {
-    nodes: readonly string[];
-    routers: readonly string[];
-    etcdMembers: readonly string[];
+    nodes: readonly MultiRouterNode[];
+    routers: readonly RouterNode[];
+    etcdMembers: readonly EtcdMember[];
     shared: readonly string[];
     etcdClientPort: number;
     etcdPeerPort: number;
+    /** The server's AS (it plays the routers' upstream) and the one the routers share. */
+    upstreamAs: number;
+    routersAs: number;
     /** Every node's addresses, by name. */
     addresses: Readonly<Record<string, NodeAddresses>>;
   };
@@ -135,12 +155,20 @@ export function topologyFrom(values: ReadonlyMap<string, string>, file = TOPOLOG
   };
   same('NODES', TESTBED_NODES);
   same('HOSTS', HOST_NODES);
+  same('MULTI_NODES', MULTI_NODES);
+  same('MULTI_ROUTERS', ROUTER_NODES);
+  same('ETCD_MEMBERS', ETCD_MEMBERS);
+  const asn = (key: string): number => {
+    const v = Number(get(key));
+    if (!Number.isInteger(v) || v < 1 || v > 4294967295)
+      throw new Error(`${file}: ${key} is not an AS number`);
+    return v;
+  };
   const at = (node: string, network: 'lan' | 'wan'): string => {
     const a = addressesOf(node)[network];
     if (a === undefined) throw new Error(`${file}: no ${addressKey(node, network)}`);
     return a;
   };
-  const multiNodes = list('MULTI_NODES');
   return {
     shared: ipv4('SHARED_ADDR'),
     lanNet,
@@ -162,13 +190,15 @@ export function topologyFrom(values: ReadonlyMap<string, string>, file = TOPOLOG
     nodes: TESTBED_NODES,
     hosts: HOST_NODES,
     multiRouter: {
-      nodes: multiNodes,
-      routers: list('MULTI_ROUTERS'),
-      etcdMembers: list('ETCD_MEMBERS'),
+      nodes: MULTI_NODES,
+      routers: ROUTER_NODES,
+      etcdMembers: ETCD_MEMBERS,
       shared: [ipv4('SHARED_ADDR'), ipv4('SHARED_ADDR2')],
       etcdClientPort: port('ETCD_CLIENT_PORT'),
       etcdPeerPort: port('ETCD_PEER_PORT'),
-      addresses: Object.fromEntries(multiNodes.map((n) => [n, addressesOf(n)])),
+      upstreamAs: asn('UPSTREAM_AS'),
+      routersAs: asn('ROUTERS_AS'),
+      addresses: Object.fromEntries(MULTI_NODES.map((n) => [n, addressesOf(n)])),
     },
   };
 }

@@ -1,6 +1,7 @@
 import type { ConfigProblem } from './config-error.ts';
 import type { HostConfig } from './host-config.ts';
 import type { RouterConfig } from './router-config.ts';
+import { sharedAddressesOf } from './router-config.ts';
 import type { Settled } from './schema-walk.ts';
 
 /**
@@ -25,8 +26,15 @@ export function hostAgainstRouter(
     problems.push({ field, value, expected: `${expected} (${routerFile})` });
   };
   const pap = host.pap ?? {};
-  if (host.sharedAddress !== undefined && host.sharedAddress !== router.sharedAddress)
-    blame('sharedAddress', host.sharedAddress, `expected the router's sharedAddress ${router.sharedAddress}`);
+  const shared = sharedAddressesOf(router);
+  if (host.sharedAddress !== undefined && !shared.includes(host.sharedAddress))
+    blame(
+      'sharedAddress',
+      host.sharedAddress,
+      shared.length === 1
+        ? `expected the router's sharedAddress ${shared[0]}`
+        : `expected one of the router's sharedAddresses ${shared.join(', ')}`,
+    );
   if (pap.transport === 'udp' && pap.udpPort !== undefined && pap.udpPort !== router.pap.udpPort)
     blame('pap.udpPort', pap.udpPort, `expected the router's pap.udpPort ${router.pap.udpPort}`);
   if (pap.transport === 'icmp' && !router.pap.icmp)

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { interfaceName, listenAddress, logLevel, port, requiredIpv4Address } from './fields.ts';
+import { interfaceName, ipv4Address, listenAddress, logLevel, port, requiredIpv4Address } from './fields.ts';
 import { withRules, type Rule } from './rules.ts';
 
 /**
@@ -9,9 +9,37 @@ import { withRules, type Rule } from './rules.ts';
  */
 const HostFields = z
   .object({
-    router: requiredIpv4Address("expected the router's LAN address (or give --router)").describe(
-      "the router's LAN address",
+    router: requiredIpv4Address("expected the router's LAN address (or give --router, or routers)").describe(
+      "the router's LAN address; with routers, the one to start with (default: the first)",
     ),
+    // docs/multi-router.md, "Hosts with several routers": the others the host moves to when one stops answering.
+    routers: z
+      .array(ipv4Address)
+      .min(1)
+      .max(16)
+      .optional()
+      .describe(
+        'the LAN addresses of the routers sharing the leases on etcd, in the order the host tries them',
+      ),
+    failover: z
+      .object({
+        probeSeconds: z
+          .number()
+          .min(0.1)
+          .max(60)
+          .default(1)
+          .describe('with several routers: a renewal is sent when the router has been quiet this long'),
+        silentSeconds: z
+          .number()
+          .min(0.5)
+          .max(300)
+          .default(3)
+          .describe(
+            'with several routers: move to the next after this long without an answer to a request sent',
+          ),
+      })
+      .strict()
+      .prefault({}),
     lanAddress: requiredIpv4Address(
       "expected this host's LAN address (or give --lan-address, or --lan-if with the LAN interface)",
     ).describe("this host's LAN address (the outer source of its tunnel)"),
@@ -102,6 +130,22 @@ const HOST_RULES: readonly Rule<HostConfig>[] = [
     else if (shared === c.router)
       report(['sharedAddress'], "expected the router's shared public address, not its LAN address (router)");
   },
+  function routerIsOneOfRouters(c, report) {
+    if (c.routers === undefined || c.router === undefined) return;
+    if (!c.routers.includes(c.router))
+      report(['router'], `expected one of routers (${c.routers.join(', ')}): the one the host starts with`);
+    if (new Set(c.routers).size !== c.routers.length) report(['routers'], 'expected each router once');
+    if (c.lanAddress !== undefined && c.routers.includes(c.lanAddress))
+      report(['routers'], "expected the routers' LAN addresses, not this host's (lanAddress)");
+  },
+  function quietBeforeSilent(c, report) {
+    const f = c.failover;
+    if (f?.probeSeconds !== undefined && f.silentSeconds !== undefined && f.silentSeconds <= f.probeSeconds)
+      report(
+        ['failover', 'silentSeconds'],
+        'expected more than failover.probeSeconds: a probe must have time to be answered',
+      );
+  },
   function oneKindOfKeying(c, report) {
     if (c.ipsec !== undefined && c.ike !== undefined)
       report(['ike'], 'expected either ipsec (manual keying) or ike, not both');
@@ -109,3 +153,21 @@ const HOST_RULES: readonly Rule<HostConfig>[] = [
 ];
 
 export const HostConfigSchema = withRules(HostFields, HOST_RULES);
+
+/**
+ * A host's input with `routers` and no `router`: the first of them is where
+ * it starts. Applied before validation (the file and the flags merged), so
+ * that `router` stays the one address the rest of the agent starts from.
+ */
+export function withStartingRouter(data: Record<string, unknown>): Record<string, unknown> {
+  const routers = data.routers;
+  if (data.router !== undefined || !Array.isArray(routers) || routers.length === 0) return data;
+  return { ...data, router: routers[0] as unknown };
+}
+
+/** The routers a host may send through, the one it starts with first, then the others in their order. */
+export function routersOf(c: Pick<HostConfig, 'router' | 'routers'>): string[] {
+  const all = c.routers ?? [c.router];
+  const at = Math.max(0, all.indexOf(c.router));
+  return [...all.slice(at), ...all.slice(0, at)];
+}

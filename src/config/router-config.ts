@@ -18,7 +18,17 @@ import { withRules, type Rule } from './rules.ts';
  */
 const RouterFields = z
   .object({
-    sharedAddress: ipv4Address.describe('the public IPv4 address all hosts share'),
+    sharedAddress: ipv4Address
+      .optional()
+      .describe('the public IPv4 address all hosts share (or sharedAddresses: several)'),
+    sharedAddresses: z
+      .array(ipv4Address)
+      .min(1)
+      .max(16)
+      .optional()
+      .describe(
+        'the public IPv4 addresses the hosts share, each with its own ports; a host uses one (its sharedAddress). sharedAddress: X is [X]',
+      ),
     lanAddress: ipv4Address.describe("the router's address on the LAN, where hosts send PAP and IP-in-IP"),
     tun: interfaceName.default('dn0').describe('TUN device the shared address is routed into'),
     tunOffload: z
@@ -86,6 +96,63 @@ const RouterFields = z
       .strict()
       .optional()
       .describe('serve the local certificate authority (docs/router.md, "The local CA")'),
+    etcd: z
+      .object({
+        endpoints: z
+          .array(
+            z
+              .string()
+              .regex(
+                /^https?:\/\/[^/\s]+:\d+\/?$/,
+                'expected an etcd client URL such as http://10.0.0.21:2379 (scheme, host and port)',
+              ),
+          )
+          .min(1, 'expected at least one etcd client URL')
+          .describe('client URLs of the etcd members; several routers then share the lease table'),
+        prefix: z
+          .string()
+          .regex(/^\/(.*\/)?$/, "expected a key prefix that starts and ends with '/'")
+          .default('/distnat/')
+          .describe('where the leases live: <prefix><sharedAddress>/ (docs/multi-router.md)'),
+        dialTimeoutSeconds: seconds.default(3).describe('how long to wait for a connection to a member'),
+        callTimeoutSeconds: seconds
+          .default(2)
+          .describe('how long one etcd call may take before a request gets try-later'),
+        clockSkewSeconds: z
+          .number()
+          .min(0)
+          .default(2)
+          .describe("how far the routers' clocks may disagree: expiry waits this much longer"),
+        tls: z
+          .object({
+            ca: z.string().min(1).describe("CA certificate (PEM) that signed the members' certificates"),
+            cert: z
+              .string()
+              .min(1)
+              .optional()
+              .describe('client certificate (PEM), when the members ask for one'),
+            key: z.string().min(1).optional().describe('its private key (PEM)'),
+          })
+          .strict()
+          .optional()
+          .describe('TLS to the members (https:// endpoints)'),
+        auth: z
+          .object({
+            username: z.string().min(1),
+            passwordFile: z
+              .string()
+              .min(1)
+              .describe('a file holding the password (kept out of the configuration)'),
+          })
+          .strict()
+          .optional()
+          .describe("etcd's user authentication"),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'keep the leases in etcd, shared with the other routers of the shared address (docs/multi-router.md)',
+      ),
     metrics: listenAddress.optional().describe('serve Prometheus metrics on host:port'),
     pcap: z.string().optional().describe('record every packet sent and received to this pcap file'),
     logLevel: logLevel.default('info'),
@@ -126,7 +193,50 @@ function divisorsNear(ports: number, size: number): number[] {
     .sort((a, b) => a - b);
 }
 
+/**
+ * The router's shared addresses, first first: sharedAddresses, or
+ * sharedAddress as a list of one. The first is the one a host that names
+ * none gets, and the one a journal record without an address is of.
+ */
+export function sharedAddressesOf(c: {
+  sharedAddress?: string;
+  sharedAddresses?: readonly string[];
+}): string[] {
+  if (c.sharedAddresses !== undefined) return [...c.sharedAddresses];
+  return c.sharedAddress === undefined ? [] : [c.sharedAddress];
+}
+
 const ROUTER_RULES: readonly Rule<RouterConfig>[] = [
+  function oneWayToNameSharedAddresses(c, report) {
+    const list = c.sharedAddresses;
+    // Neither at all is refused at start (startRouter): a rule cannot tell a missing field from an invalid one.
+    // Both may be given when they agree: sharedAddress is the first of the list.
+    if (c.sharedAddress !== undefined && list !== undefined && list[0] !== c.sharedAddress)
+      report(['sharedAddresses'], `expected sharedAddress ${c.sharedAddress} first, or only one of the two`);
+    if (list === undefined) return;
+    list.forEach((a, i) => {
+      if (a !== undefined && list.indexOf(a) !== i)
+        report(
+          ['sharedAddresses', i],
+          `expected each address once: ${a} is also at index ${list.indexOf(a)}`,
+        );
+      else if (a !== undefined && a === c.lanAddress)
+        report(
+          ['sharedAddresses', i],
+          'expected a public address, not lanAddress: the shared addresses are routed to the hosts through the TUN device',
+        );
+    });
+    if (list.length > 1 && c.datapath === 'ebpf')
+      report(
+        ['datapath'],
+        'expected datapath: tun with several sharedAddresses: the eBPF fast path serves one shared address',
+      );
+    if (list.length > 1 && c.etcd !== undefined)
+      report(
+        ['etcd'],
+        'expected no etcd section with several sharedAddresses: the shared lease table keeps one address',
+      );
+  },
   function sharedIsNotLan(c, report) {
     if (c.sharedAddress !== undefined && c.sharedAddress === c.lanAddress)
       report(
@@ -217,6 +327,20 @@ const ROUTER_RULES: readonly Rule<RouterConfig>[] = [
         "expected the router's own WAN address, not sharedAddress: the shared address is routed to the " +
           'hosts, the router cannot listen on it',
       );
+  },
+  function etcdTlsMatchesEndpoints(c, report) {
+    const etcd = c.etcd;
+    if (etcd?.endpoints === undefined) return;
+    const https = etcd.endpoints.filter((e) => e?.startsWith('https://') === true).length;
+    if (etcd.tls !== undefined && https < etcd.endpoints.length)
+      report(
+        ['etcd', 'endpoints'],
+        'expected https:// endpoints only: etcd.tls is set, and TLS is used for all or none',
+      );
+    else if (etcd.tls === undefined && https > 0)
+      report(['etcd', 'tls'], 'expected a tls section with the CA (ca: file) for the https:// endpoints');
+    if (etcd.tls !== undefined && (etcd.tls.cert === undefined) !== (etcd.tls.key === undefined))
+      report(['etcd', 'tls'], 'expected both cert and key, or neither');
   },
   function metricsListenable(c, report) {
     const metrics = c.metrics;

@@ -19,15 +19,22 @@ import { z } from 'zod';
  *
  * Expiry is not journaled: a lease that ran out is in quarantine from its
  * expiry time, which the grant or renewal record already holds.
+ *
+ * A port record of a router with several shared addresses names its address
+ * (`address`, dotted quad); a record without one is of the first address,
+ * which is what every record written before there could be several means.
  */
 
 const kind = z.enum(['port', 'spi']);
 const u32 = z.number().int().min(0).max(0xffffffff);
 const ms = z.number().int().min(0);
+/** The shared address of a port block; absent: the router's first. */
+const address = z.string().min(1).optional();
 
 export const LeaseRecordSchema = z.object({
   kind,
   host: z.string().min(1),
+  address,
   lowest: u32,
   count: z.number().int().min(1),
   grantedAt: ms,
@@ -39,6 +46,7 @@ export type LeaseRecord = z.infer<typeof LeaseRecordSchema>;
 export const QuarantineRecordSchema = z.object({
   kind,
   host: z.string(),
+  address,
   lowest: u32,
   count: z.number().int().min(1),
   until: ms,
@@ -48,6 +56,7 @@ export type QuarantineRecord = z.infer<typeof QuarantineRecordSchema>;
 export const LeaseAnswerSchema = z.object({
   status: z.enum(['ok', 'quota-exceeded', 'pool-exhausted', 'unknown-lease', 'try-later']),
   kind,
+  address,
   lowest: u32,
   count: z.number().int().min(0),
   leaseSeconds: u32,
@@ -83,6 +92,7 @@ export const JournalEntrySchema = z.discriminatedUnion('op', [
     op: z.literal('renew'),
     kind,
     host: z.string().min(1),
+    address,
     lowest: u32,
     count: z.number().int().min(1),
     expiresAt: ms,

@@ -9,6 +9,12 @@ export interface LeaseTableOptions {
   readonly clock: Clock;
   /** Where leases are kept across restarts. Default: in memory only. */
   readonly store?: LeaseStore;
+  /**
+   * The shared addresses, dotted quads, first first: each has its own ports
+   * (portRange on each), leases name them by index (RequestParams.address)
+   * and the journal by text. Default: one, unnamed on disk.
+   */
+  readonly addresses?: readonly string[];
   readonly portRange?: ValueRange;
   readonly spiRange?: ValueRange;
   /** Block handed out when a request asks for 0. Default 32 ports, 64 SPIs. */
@@ -50,6 +56,8 @@ export interface RequestParams {
   readonly leaseSeconds?: number;
   /** The request's transaction id: a repeat gets the same answer. */
   readonly txid?: number;
+  /** Ports only: the index of the shared address to grant on. Default 0, the first. */
+  readonly address?: number;
 }
 
 export interface RenewParams {

@@ -22,10 +22,25 @@ export interface ReplayedState {
   readonly notes: string[];
 }
 
-const key = (kind: string, lowest: number): string => `${kind}:${lowest}`;
+// A record without an address is of the first shared address (journal.ts).
+const key = (kind: string, lowest: number, address: string | undefined): string =>
+  `${kind}:${address ?? ''}:${lowest}`;
 
-const overlaps = (a: { kind: string; lowest: number; count: number }, b: typeof a): boolean =>
-  a.kind === b.kind && a.lowest < b.lowest + b.count && b.lowest < a.lowest + a.count;
+interface Placed {
+  readonly kind: string;
+  readonly address?: string | undefined;
+  readonly lowest: number;
+  readonly count: number;
+}
+
+const overlaps = (a: Placed, b: Placed): boolean =>
+  a.kind === b.kind &&
+  a.address === b.address &&
+  a.lowest < b.lowest + b.count &&
+  b.lowest < a.lowest + a.count;
+
+const withAddress = (address: string | undefined): { address?: string } =>
+  address === undefined ? {} : { address };
 
 /** The answer a successful change gave; the same function serves live answers and replayed ones. */
 export function answerOfEntry(entry: JournalChange, epoch: number): LeaseAnswer {
@@ -34,6 +49,7 @@ export function answerOfEntry(entry: JournalChange, epoch: number): LeaseAnswer 
       return {
         status: 'ok',
         kind: entry.lease.kind,
+        ...withAddress(entry.lease.address),
         lowest: entry.lease.lowest,
         count: entry.lease.count,
         leaseSeconds: entry.lease.leaseSeconds,
@@ -44,6 +60,7 @@ export function answerOfEntry(entry: JournalChange, epoch: number): LeaseAnswer 
       return {
         status: 'ok',
         kind: entry.kind,
+        ...withAddress(entry.address),
         lowest: entry.lowest,
         count: entry.count,
         leaseSeconds: entry.leaseSeconds,
@@ -54,6 +71,7 @@ export function answerOfEntry(entry: JournalChange, epoch: number): LeaseAnswer 
       return {
         status: 'ok',
         kind: entry.quarantine.kind,
+        ...withAddress(entry.quarantine.address),
         lowest: entry.quarantine.lowest,
         count: entry.quarantine.count,
         leaseSeconds: 0,
@@ -69,7 +87,7 @@ export function replay(
   quarantineMs: number,
 ): ReplayedState {
   const leases = new Map<string, LeaseRecord>();
-  for (const l of snapshot.leases) leases.set(key(l.kind, l.lowest), { ...l });
+  for (const l of snapshot.leases) leases.set(key(l.kind, l.lowest, l.address), { ...l });
   let quarantine = snapshot.quarantine.map((q) => ({ ...q }));
   const answers = snapshot.answers.map((a) => ({ ...a }));
   const notes: string[] = [];
@@ -91,11 +109,11 @@ export function replay(
           if (q.until > e.at) notes.push(`entry ${e.seq}: grant overlaps quarantined block`);
           return false;
         });
-        leases.set(key(e.lease.kind, e.lease.lowest), { ...e.lease });
+        leases.set(key(e.lease.kind, e.lease.lowest, e.lease.address), { ...e.lease });
         break;
       }
       case 'renew': {
-        const l = leases.get(key(e.kind, e.lowest));
+        const l = leases.get(key(e.kind, e.lowest, e.address));
         if (l === undefined || l.host !== e.host || l.count !== e.count) {
           notes.push(`entry ${e.seq}: renewal of a lease not held`);
           continue;
@@ -106,12 +124,12 @@ export function replay(
       }
       case 'end': {
         const q = e.quarantine;
-        const l = leases.get(key(q.kind, q.lowest));
+        const l = leases.get(key(q.kind, q.lowest, q.address));
         if (l === undefined || l.host !== q.host || l.count !== q.count) {
           notes.push(`entry ${e.seq}: end of a lease not held`);
           continue;
         }
-        leases.delete(key(q.kind, q.lowest));
+        leases.delete(key(q.kind, q.lowest, q.address));
         quarantine.push({ ...q });
         break;
       }

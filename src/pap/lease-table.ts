@@ -1,6 +1,7 @@
 import type { Clock, Timer } from '../util/clock.ts';
 import { AnswerCache } from './answer-cache.ts';
 import type { Block, ResourceKind } from '../util/block.ts';
+import { addressIndexOfSlot, PORT_SPACE, portOfSlot, portSlot } from '../util/block.ts';
 import { MAX_BLOCK } from './block.ts';
 import type { LeaseConfig, LeaseTableOptions, RenewParams, RequestParams } from './lease-config.ts';
 import { clampLease, newEpoch, resolveLeaseConfig } from './lease-config.ts';
@@ -58,7 +59,11 @@ export class LeaseTable {
 
   readonly #clock: Clock;
   readonly #store: LeaseStore;
-  readonly #pools: Record<ResourceKind, ResourcePool>;
+  /** SPIs: one pool. Ports: one per shared address, over that address's slots. */
+  readonly #spiPool: ResourcePool;
+  readonly #portPools: readonly ResourcePool[];
+  /** The shared addresses by index, as the journal names them (the first by none). */
+  readonly #addresses: readonly string[];
   readonly #leases = new LeaseIndex();
   readonly #quarantine = new Quarantine();
   readonly #answers: AnswerCache;
@@ -76,10 +81,13 @@ export class LeaseTable {
     this.#clock = options.clock;
     this.#store = options.store ?? new LeaseStore(new MemoryFiles());
     this.#config = resolveLeaseConfig(options);
-    this.#pools = {
-      port: new ResourcePool('port', this.#config.portRange),
-      spi: new ResourcePool('spi', this.#config.spiRange),
-    };
+    this.#addresses = options.addresses?.length ? [...options.addresses] : [''];
+    const ports = this.#config.portRange;
+    this.#portPools = this.#addresses.map((_, i) => {
+      const base = i * PORT_SPACE;
+      return new ResourcePool('port', { min: base + ports.min, max: base + ports.max }, 1 + 2 * i, base);
+    });
+    this.#spiPool = new ResourcePool('spi', this.#config.spiRange);
     this.#answers = new AnswerCache(options.answerCache);
 
     const loaded = this.#store.load();
@@ -117,7 +125,8 @@ export class LeaseTable {
     const count = Math.min(params.count || this.#config.blockSize[kind], MAX_BLOCK[kind]);
     const preference = kind === 'port' ? (params.preference ?? 'low') : 'low';
     const leaseSeconds = clampLease(this.#config, params.leaseSeconds);
-    const fp = `request:${kind}:${count}:${preference}:${leaseSeconds}`;
+    const address = kind === 'port' ? (params.address ?? 0) : 0;
+    const fp = `request:${kind}:${count}:${preference}:${leaseSeconds}${address === 0 ? '' : `:${address}`}`;
     return this.#answerOnce(host, params.txid, fp, () => {
       const until = this.holdOffUntil;
       if (until !== undefined) {
@@ -126,7 +135,9 @@ export class LeaseTable {
       }
       const room = this.#config.maxPerHost[kind] - this.held(host, kind);
       if (room <= 0) return this.#failure('quota-exceeded', kind, 0, 0);
-      const block = this.#pools[kind].allocate(Math.min(count, room), preference);
+      const pool = kind === 'port' ? this.#portPools[address] : this.#spiPool;
+      if (pool === undefined) return this.#failure('pool-exhausted', kind, 0, 0);
+      const block = pool.allocate(Math.min(count, room), preference);
       if (block === undefined) return this.#failure('pool-exhausted', kind, 0, 0);
       return this.#grant(host, kind, block, leaseSeconds, 'granted', params.txid, fp);
     });
@@ -172,12 +183,13 @@ export class LeaseTable {
       const held = this.#heldExactly(host, kind, lowest, count);
       if (held !== undefined) return this.#extend(held, leaseSeconds, params.txid, fp);
       const refused = this.#failure('unknown-lease', kind, lowest, count);
-      const range = kind === 'port' ? this.#config.portRange : this.#config.spiRange;
+      const pool = this.#poolOf(kind, lowest);
       if (this.holdOffUntil === undefined || count < 1 || count > MAX_BLOCK[kind]) return refused;
-      if (lowest < range.min || lowest + count - 1 > range.max) return refused;
+      if (pool === undefined || lowest < pool.range.min || lowest + count - 1 > pool.range.max)
+        return refused;
       if (this.held(host, kind) + count > this.#config.maxPerHost[kind])
         return this.#failure('quota-exceeded', kind, lowest, count);
-      if (!this.#pools[kind].reserve(lowest, count)) return refused;
+      if (!pool.reserve(lowest, count)) return refused;
       return this.#grant(host, kind, { lowest, count }, leaseSeconds, 'reclaimed', params.txid, fp);
     });
   }
@@ -235,9 +247,32 @@ export class LeaseTable {
     return this.#leases.held(host, kind);
   }
 
-  /** Values of kind free to be granted now (not leased, not in quarantine). */
+  /** Values of kind free to be granted now (not leased, not in quarantine), on every shared address. */
   free(kind: ResourceKind): number {
-    return this.#pools[kind].free;
+    if (kind === 'spi') return this.#spiPool.free;
+    let n = 0;
+    for (const p of this.#portPools) n += p.free;
+    return n;
+  }
+
+  /** The pool a value (a port slot or SPI) belongs to; undefined for a slot of no address of this table. */
+  #poolOf(kind: ResourceKind, value: number): ResourcePool | undefined {
+    return kind === 'spi' ? this.#spiPool : this.#portPools[addressIndexOfSlot(value)];
+  }
+
+  /** A port slot as the journal and the answers give it: the port, and the address unless the first. */
+  #placed(kind: ResourceKind, value: number): { lowest: number; address?: string } {
+    if (kind === 'spi') return { lowest: value };
+    const i = addressIndexOfSlot(value);
+    const address = this.#addresses[i];
+    return i === 0 || address === undefined ? { lowest: value } : { lowest: portOfSlot(value), address };
+  }
+
+  /** The slot of a record's block; undefined when it names an address this table does not have. */
+  #slotOf(kind: ResourceKind, lowest: number, address: string | undefined): number | undefined {
+    if (kind === 'spi' || address === undefined) return lowest;
+    const i = this.#addresses.indexOf(address);
+    return i < 0 ? undefined : portSlot(i, lowest);
   }
 
   /** When the hold-off after lost state ends (ms since the Unix epoch); undefined when not holding off. */
@@ -318,14 +353,14 @@ export class LeaseTable {
     const change: JournalChange = {
       op: 'grant',
       at: now,
-      lease: toRecord(lease),
+      lease: this.#record(lease),
       ...(origin === 'reclaimed' ? { reclaim: true as const } : {}),
       ...cause(txid, fp),
     };
     try {
       this.#store.append(change);
     } catch (e) {
-      this.#pools[kind].release(block.lowest, block.count);
+      this.#poolOf(kind, block.lowest)?.release(block.lowest, block.count);
       throw e;
     }
     this.#leases.add(lease);
@@ -342,7 +377,7 @@ export class LeaseTable {
       at: now,
       kind: lease.kind,
       host: lease.host,
-      lowest: lease.lowest,
+      ...this.#placed(lease.kind, lease.lowest),
       count: lease.count,
       expiresAt,
       leaseSeconds,
@@ -382,7 +417,8 @@ export class LeaseTable {
     let answer: LeaseAnswer | undefined;
     if (reason !== 'expired') {
       // Expiry needs no entry: the grant or renewal on disk already says when.
-      const change: JournalChange = { op: 'end', at: now, reason, quarantine: q, ...cause(txid, fp) };
+      const quarantine = { ...q, ...this.#placed(q.kind, q.lowest) };
+      const change: JournalChange = { op: 'end', at: now, reason, quarantine, ...cause(txid, fp) };
       this.#store.append(change);
       answer = answerOfEntry(change, this.epoch);
     }
@@ -399,7 +435,7 @@ export class LeaseTable {
       this.#end(l, 'expired', undefined, undefined);
     }
     for (let q = this.#quarantine.takeDue(now); q !== undefined; q = this.#quarantine.takeDue(now)) {
-      this.#pools[q.kind].release(q.lowest, q.count);
+      this.#poolOf(q.kind, q.lowest)?.release(q.lowest, q.count);
     }
   }
 
@@ -432,21 +468,32 @@ export class LeaseTable {
   }
 
   #restoreLease(r: LeaseRecord, notes: string[]): void {
-    if (!this.#pools[r.kind].reserve(r.lowest, r.count)) {
+    const lowest = this.#slotOf(r.kind, r.lowest, r.address);
+    if (lowest === undefined) {
+      notes.push(
+        `restored ${r.kind} lease ${r.lowest}+${r.count} of ${r.host} on ${r.address}, an address not served: dropped`,
+      );
+      return;
+    }
+    if (!this.#poolOf(r.kind, lowest)?.reserve(lowest, r.count)) {
       notes.push(`restored ${r.kind} lease ${r.lowest}+${r.count} of ${r.host} overlaps another: dropped`);
       return;
     }
     this.#leases.add(
-      new LeaseEntry(r.kind, r.host, r.lowest, r.count, r.grantedAt, r.expiresAt, r.leaseSeconds),
+      new LeaseEntry(r.kind, r.host, lowest, r.count, r.grantedAt, r.expiresAt, r.leaseSeconds),
     );
   }
 
-  #restoreQuarantine(q: QuarantineRecord, notes: string[]): void {
-    if (!this.#pools[q.kind].reserve(q.lowest, q.count)) {
-      notes.push(`restored ${q.kind} quarantine ${q.lowest}+${q.count} overlaps a lease: dropped`);
+  #restoreQuarantine(r: QuarantineRecord, notes: string[]): void {
+    const lowest = this.#slotOf(r.kind, r.lowest, r.address);
+    // A block of an address no longer served has nobody to keep it from.
+    if (lowest === undefined) return;
+    if (!this.#poolOf(r.kind, lowest)?.reserve(lowest, r.count)) {
+      notes.push(`restored ${r.kind} quarantine ${r.lowest}+${r.count} overlaps a lease: dropped`);
       return;
     }
-    this.#quarantine.add(q);
+    const { address: _, ...q } = r;
+    this.#quarantine.add({ ...q, lowest });
   }
 
   #snapshot(): Omit<Snapshot, 'seq'> {
@@ -458,14 +505,19 @@ export class LeaseTable {
       epoch: this.epoch,
       savedAt: now,
       ...(holdOffUntil === undefined ? {} : { holdOffUntil }),
-      leases: this.leases().map((l) => toRecord(l)),
-      quarantine: this.#quarantine.list(),
+      leases: this.leases().map((l) => this.#record(l)),
+      quarantine: this.#quarantine.list().map((q) => ({ ...q, ...this.#placed(q.kind, q.lowest) })),
       answers: this.#answers.live(now),
     };
   }
 
   #failure(status: LeaseStatus, kind: ResourceKind, lowest: number, count: number): LeaseAnswer {
-    return { status, kind, lowest, count, leaseSeconds: 0, expiresAt: 0, epoch: this.epoch };
+    const placed = this.#placed(kind, lowest);
+    return { status, kind, ...placed, count, leaseSeconds: 0, expiresAt: 0, epoch: this.epoch };
+  }
+
+  #record(l: Lease): LeaseRecord {
+    return { ...toRecord(l), ...this.#placed(l.kind, l.lowest) };
   }
 
   /** Counts for `distnat status`. */
@@ -480,7 +532,7 @@ export class LeaseTable {
     };
     for (const k of KINDS) {
       out[`${k}_leases`] = this.#leases.count(k);
-      out[`${k}_free`] = this.#pools[k].free;
+      out[`${k}_free`] = this.free(k);
       out[`${k}_quarantined`] = q[k];
     }
     return out;

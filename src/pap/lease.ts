@@ -6,7 +6,11 @@ import type { ResourceKind } from '../util/block.ts';
  */
 export type HostAddress = string;
 
-/** One row of FIG. 8 (ports) or FIG. 21 (SPIs), with the lease's timing. */
+/**
+ * One row of FIG. 8 (ports) or FIG. 21 (SPIs), with the lease's timing. A
+ * port lease's `lowest` is a slot (util/block.ts portSlot): the port on the
+ * router's first shared address, or address index * 65536 + port.
+ */
 export interface Lease {
   readonly kind: ResourceKind;
   readonly host: HostAddress;
@@ -44,6 +48,12 @@ export type LeaseOrigin = 'granted' | 'reclaimed';
 export interface LeaseAnswer {
   readonly status: LeaseStatus;
   readonly kind: ResourceKind;
+  /**
+   * Ports: the shared address of the block, absent for the router's first.
+   * `lowest` is then the port on that address (the table's own slots, util/block.ts,
+   * stay inside it), as the PAP message carries them.
+   */
+  readonly address?: string;
   readonly lowest: number;
   readonly count: number;
   /**

@@ -39,7 +39,7 @@ export const DEFAULT_RETRANSMIT: Required<RetransmitPolicy> = {
 
 export interface PapClientOptions {
   readonly transport: PapTransport;
-  /** The router's PAP address (LAN address, and UDP port 7032 over UDP). */
+  /** The router's PAP address (LAN address, and UDP port 7032 over UDP); switchRouter() changes it. */
   readonly router: PapPeer;
   readonly clock: Clock;
   readonly leases: HostLeases;
@@ -52,6 +52,12 @@ export interface PapClientOptions {
   readonly retryAfterMs?: number;
   /** Uniform [0, 1) source for jitter and the first transaction id. Default Math.random. */
   readonly random?: () => number;
+  /**
+   * The shared address this host uses (unsigned 32-bit), named in every port
+   * message so that a router with several grants ports on this one. Absent:
+   * named as 0, the router's first.
+   */
+  readonly sharedAddress?: number;
 }
 
 export interface PapClientCounters {
@@ -106,6 +112,10 @@ export class PapClient {
   readonly #pending = new Map<number, Exchange>();
   readonly #retryTimers: Record<ResourceKind, Timer | undefined> = { port: undefined, spi: undefined };
   #nextTxid: number;
+  #router: PapPeer;
+  /** When the oldest message still without any answer from the router after it went out; undefined: none. */
+  #unansweredSince: number | undefined;
+  #lastAnswerAt: number;
   #started = false;
   #stopped = false;
   readonly #driver: HostLeasesListener = {
@@ -134,6 +144,8 @@ export class PapClient {
     this.#o = options;
     this.#policy = { ...DEFAULT_RETRANSMIT, ...options.retransmit };
     this.#random = options.random ?? Math.random;
+    this.#router = options.router;
+    this.#lastAnswerAt = options.clock.now();
     this.#nextTxid = options.random
       ? Math.floor(options.random() * 0xffffffff) + 1
       : randomInt(1, 0x100000000);
@@ -160,9 +172,16 @@ export class PapClient {
   request(kind: ResourceKind, count = 0): Promise<PapOutcome> {
     const n = Math.min(count, MAX_BLOCK[kind]);
     const ext = this.#ext();
+    const address = this.#address();
     const msg: PapMessage =
       kind === 'port'
-        ? { kind: 'port-request', highPorts: this.#o.portPreference === 'high', portsRequested: n, ...ext }
+        ? {
+            kind: 'port-request',
+            highPorts: this.#o.portPreference === 'high',
+            portsRequested: n,
+            ...ext,
+            ...address,
+          }
         : { kind: 'spi-request', spisRequested: n, ...ext };
     return this.#exchange(kind, 'request', msg, 0);
   }
@@ -173,7 +192,7 @@ export class PapClient {
     const ext = held === undefined ? this.#ext() : { ...this.#ext(), epoch: held.epoch };
     const msg: PapMessage =
       kind === 'port'
-        ? { kind: 'port-renew', lowestPort: lowest, portCount: count, ...ext }
+        ? { kind: 'port-renew', lowestPort: lowest, portCount: count, ...ext, ...this.#address() }
         : { kind: 'spi-renew', lowestSpi: lowest, spiCount: count, ...ext };
     return this.#exchange(kind, 'renew', msg, lowest);
   }
@@ -184,14 +203,51 @@ export class PapClient {
     const ext = { ...this.#ext(), epoch: held?.epoch ?? this.#o.leases.epoch, leaseTime: 0 };
     const msg: PapMessage =
       kind === 'port'
-        ? { kind: 'port-invalidate', port: value, ...ext }
+        ? { kind: 'port-invalidate', port: value, ...ext, ...this.#address() }
         : { kind: 'spi-invalidate', spi: value, ...ext };
     return this.#exchange(kind, 'invalidate', msg, value);
   }
 
+  #address(): { address?: number } {
+    const a = this.#o.sharedAddress;
+    return a === undefined || a === 0 ? {} : { address: a >>> 0 };
+  }
+
+  /** The router messages go to now. */
+  get router(): PapPeer {
+    return this.#router;
+  }
+
+  /** When the router last sent anything that parsed. */
+  get lastAnswerAt(): number {
+    return this.#lastAnswerAt;
+  }
+
+  /** How long the router has left a message of ours without any answer (0: nothing unanswered). */
+  silentFor(now: number): number {
+    return this.#unansweredSince === undefined ? 0 : now - this.#unansweredSince;
+  }
+
+  /**
+   * Sends through another router from now on (routers sharing one lease
+   * table: it renews the blocks the last one granted). Every exchange still
+   * waiting goes to it at once, with its back-off started again, under its
+   * transaction id; the old router's late answers are ignored.
+   */
+  switchRouter(router: PapPeer): void {
+    this.#router = router;
+    this.#unansweredSince = undefined;
+    if (this.#stopped) return;
+    for (const ex of this.#pending.values()) {
+      ex.timer?.cancel();
+      ex.attempt = 0;
+      this.#send(ex);
+    }
+  }
+
   /** Handles one message from the network (the transport calls this). */
   receive(bytes: Uint8Array, peer: PapPeer): void {
-    if (peer.address !== this.#o.router.address) {
+    if (peer.address !== this.#router.address) {
       this.counters.unmatched++;
       return;
     }
@@ -200,10 +256,22 @@ export class PapClient {
       this.counters.malformed++;
       return;
     }
+    // Any answer at all says the router is alive, whatever it answers.
+    this.#lastAnswerAt = this.#o.clock.now();
+    this.#unansweredSince = undefined;
     const msg = parsed.value;
     const leases = this.#o.leases;
     if (msg.kind === 'port-withdraw' || msg.kind === 'spi-withdraw') {
       if (msg.epoch !== leases.epoch) return; // a withdraw from another router life names nothing we hold
+      // Ports of another of the router's addresses are not this host's, whatever their numbers.
+      const mine = this.#o.sharedAddress;
+      if (
+        msg.kind === 'port-withdraw' &&
+        msg.address !== undefined &&
+        mine !== undefined &&
+        msg.address !== mine
+      )
+        return;
       this.counters.withdrawals++;
       const [kind, lowest] = msg.kind === 'port-withdraw' ? ['port', msg.lowestPort] : ['spi', msg.lowestSpi];
       leases.lose(kind as ResourceKind, lowest, 'withdrawn', msg.epoch);
@@ -318,7 +386,8 @@ export class PapClient {
   }
 
   #send(ex: Exchange): void {
-    this.#o.transport.send(ex.bytes, this.#o.router);
+    this.#o.transport.send(ex.bytes, this.#router);
+    this.#unansweredSince ??= this.#o.clock.now();
     this.counters.sent++;
     if (ex.attempt > 0) this.counters.retransmitted++;
     const p = this.#policy;

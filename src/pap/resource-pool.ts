@@ -24,10 +24,11 @@ export class ResourcePool {
   readonly #low: BlockPool | undefined;
   readonly #high: BlockPool | undefined;
 
-  constructor(kind: ResourceKind, range: ValueRange, seed = 1) {
+  /** `base`: the first slot of the shared address whose ports these are (util/block.ts portSlot); `range` is in slots. */
+  constructor(kind: ResourceKind, range: ValueRange, seed = 1, base = 0) {
     this.kind = kind;
     this.range = range;
-    const split = kind === 'port' ? PORT_PREFERENCE_SPLIT : Infinity;
+    const split = kind === 'port' ? base + PORT_PREFERENCE_SPLIT : Infinity;
     this.#low =
       range.min < split
         ? new BlockPool({ min: range.min, max: Math.min(range.max, split - 1) }, seed)

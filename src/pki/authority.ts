@@ -87,6 +87,12 @@ export interface RecordDetails {
   readonly spis?: readonly Block[];
 }
 
+/** A CRL's number and entries when they come from elsewhere than the registry. */
+export interface SharedCrlContents {
+  readonly number: number;
+  readonly entries: readonly { serial: string; at: number; reason: RevocationReason }[];
+}
+
 const DAY = 86_400_000;
 /** Certificates start a little in the past so that a peer whose clock is behind accepts them. */
 export const BACKDATE_MS = 60_000;
@@ -222,21 +228,26 @@ export class CertificateAuthority {
    * Signs a CRL of every revoked certificate not yet expired, numbered one
    * above the last (the number is durable before the CRL is), and writes it to
    * crl.pem. `lifetimeSeconds` sets nextUpdate, the time by which verifiers
-   * must fetch a newer one.
+   * must fetch a newer one. `shared` replaces the registry's number and
+   * entries when the routers of a shared address keep one list on etcd
+   * (shared-revocations.ts).
    */
-  async makeCrl(lifetimeSeconds: number): Promise<x509.X509Crl> {
+  async makeCrl(lifetimeSeconds: number, shared?: SharedCrlContents): Promise<x509.X509Crl> {
     const now = this.clock.now();
-    const number = this.registry.takeCrlNumber();
+    const number = shared?.number ?? this.registry.takeCrlNumber();
+    const entries =
+      shared?.entries ??
+      this.registry.revokedUnexpired(now).map((e) => ({ serial: e.serial, ...e.revoked! }));
     const crl = await x509.X509CrlGenerator.create({
       issuer: this.certificate.subjectName,
       thisUpdate: new Date(now),
       nextUpdate: new Date(now + lifetimeSeconds * 1000),
       signingKey: this.key.privateKey,
       signingAlgorithm: this.key.algorithm,
-      entries: this.registry.revokedUnexpired(now).map((e) => ({
+      entries: entries.map((e) => ({
         serialNumber: e.serial,
-        revocationDate: new Date(e.revoked!.at),
-        reason: REVOCATION_REASONS[e.revoked!.reason] as number as x509.X509CrlReason,
+        revocationDate: new Date(e.at),
+        reason: REVOCATION_REASONS[e.reason] as number as x509.X509CrlReason,
       })),
       extensions: [
         await x509.AuthorityKeyIdentifierExtension.create(this.key.publicKey),

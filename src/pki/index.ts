@@ -34,6 +34,8 @@ export {
 export type { PortBinding, ReadBinding } from './port-binding.ts';
 export { CertificateRegistry, REVOCATION_REASONS, RegistryError } from './registry.ts';
 export type { IssuedCertificate, RevocationReason, RevokeOutcome } from './registry.ts';
+export { SharedRevocationList } from './shared-revocations.ts';
+export type { RevocationRecord, RevocationSkipReason } from './shared-revocations.ts';
 export { verifyHostCertificate } from './verify.ts';
 export type {
   CertificateInput,

@@ -1,10 +1,12 @@
 import type { Block, ResourceKind } from '../util/block.ts';
+import { PORT_SPACE } from '../util/block.ts';
 import type { Clock } from '../util/clock.ts';
 import { BACKDATE_MS, CaError, CertificateAuthority } from './authority.ts';
 import { describePublicKey, KeyPolicyError } from './keys.ts';
 import { toPem } from './pem.ts';
 import { hostExtensions, hostName, signCertificate } from './profile.ts';
 import type { IssuedCertificate, RevocationReason } from './registry.ts';
+import type { RevocationRecord, SharedRevocationList } from './shared-revocations.ts';
 import { x509 } from './x509.ts';
 
 /**
@@ -39,6 +41,13 @@ export interface LocalCaOptions {
   readonly retentionSeconds?: number;
   /** Told when a CRL made in the background (after a lease ended) could not be made. */
   readonly onError?: (e: Error) => void;
+  /**
+   * The list all routers of the shared address sign their CRL from (etcd).
+   * Without it the CRL lists what this CA's registry holds as revoked.
+   */
+  readonly revocations?: SharedRevocationList;
+  /** How long a revocation etcd did not take waits before it is offered again. Default 1 s. */
+  readonly retryMs?: number;
 }
 
 export type IssueRefusal = 'malformed-csr' | 'bad-signature' | 'key-not-allowed' | 'no-lease' | 'ca-expired';
@@ -87,6 +96,14 @@ export class LocalCa {
   #crl: x509.X509Crl | undefined;
   #crlDirty = false;
   #crlInFlight: Promise<x509.X509Crl> | undefined;
+  readonly #shared: SharedRevocationList | undefined;
+  readonly #retryMs: number;
+  /** Revocations of this CA that etcd has not taken yet (it did not answer), by serial. */
+  readonly #unshared = new Map<string, RevocationRecord>();
+  #retry: { cancel(): void } | undefined;
+  #failing = false;
+  /** The shared list's number the last CRL was made with. */
+  #madeNumber = -1;
 
   constructor(authority: CertificateAuthority, o: LocalCaOptions = {}) {
     if (authority.settings.role !== 'local' || authority.settings.sharedAddress === undefined)
@@ -98,6 +115,10 @@ export class LocalCa {
     this.#retentionMs = (o.retentionSeconds ?? 86_400) * 1000;
     this.#onError = o.onError ?? (() => {});
     this.#crl = authority.lastCrl();
+    this.#shared = o.revocations;
+    this.#retryMs = o.retryMs ?? 1000;
+    // The CRL on disk was made from this router's view of the list, maybe long ago.
+    if (this.#shared !== undefined) this.#crlDirty = true;
   }
 
   static async open(dir: string, o: LocalCaOptions = {}): Promise<LocalCa> {
@@ -163,13 +184,17 @@ export class LocalCa {
 
     const now = this.#clock.now();
     const held = lease.leases.filter((l) => l.host === lease.host && l.expiresAt > now);
-    const ports = held.filter((l) => l.kind === 'port').map(({ lowest, count }) => ({ lowest, count }));
+    // The CA certifies ports of its own shared address, the router's first (slots below PORT_SPACE,
+    // util/block.ts); blocks on a router's further addresses are not certified yet.
+    const ports = held
+      .filter((l) => l.kind === 'port' && l.lowest < PORT_SPACE)
+      .map(({ lowest, count }) => ({ lowest, count }));
     const spis = held.filter((l) => l.kind === 'spi').map(({ lowest, count }) => ({ lowest, count }));
     if (ports.length === 0)
       return {
         ok: false,
         reason: 'no-lease',
-        detail: `${lease.host} holds no port block: lease one with PAP first`,
+        detail: `${lease.host} holds no port block on ${this.sharedAddress}: lease one with PAP first`,
       };
     ports.sort(byLowest);
     spis.sort(byLowest);
@@ -255,6 +280,10 @@ export class LocalCa {
       e.role === 'host' &&
       (e.ports.some((r) => !held(e.host, 'port', r)) || e.spis.some((r) => !held(e.host, 'spi', r)));
     const revoked = this.#revokeWhere(orphan, 'privilegeWithdrawn', now);
+    // Revoked here while etcd did not take it (or before the routers shared a list): offered again.
+    if (this.#shared !== undefined)
+      for (const e of this.authority.registry.revokedUnexpired(now))
+        if (!this.#shared.has(e.serial)) this.#share(e, e.revoked!.reason, e.revoked!.at);
     if (revoked.length > 0) void this.crl().catch((e: Error) => this.#onError(e));
     return revoked;
   }
@@ -262,18 +291,78 @@ export class LocalCa {
   /** Revokes one certificate by serial (the `distnat ca revoke` path); the CRL follows on the next crl() call. */
   revoke(serial: string, reason: RevocationReason): ReturnType<CertificateAuthority['revoke']> {
     const outcome = this.authority.revoke(serial, reason);
-    if (outcome === 'revoked') this.#crlDirty = true;
+    if (outcome === 'revoked') {
+      this.#crlDirty = true;
+      const e = this.authority.registry.find(serial)!;
+      this.#share(e, reason, e.revoked!.at);
+    }
     return outcome;
   }
 
   #revokeWhere(match: (e: IssuedCertificate) => boolean, reason: RevocationReason, now: number): string[] {
-    const serials = this.authority.registry
-      .valid(now)
-      .filter(match)
-      .map((e) => e.serial);
-    for (const s of serials) this.authority.registry.revoke(s, reason, now);
-    if (serials.length > 0) this.#crlDirty = true;
-    return serials;
+    const hit = this.authority.registry.valid(now).filter(match);
+    for (const e of hit) {
+      this.authority.registry.revoke(e.serial, reason, now);
+      this.#share(e, reason, now);
+    }
+    if (hit.length > 0) this.#crlDirty = true;
+    return hit.map((e) => e.serial);
+  }
+
+  /**
+   * Hands a revocation to the routers' common list; while etcd does not
+   * take it, it stays in this router's CRL (from the registry) and is
+   * offered again every retryMs.
+   */
+  #share(e: IssuedCertificate, reason: RevocationReason, at: number): void {
+    if (this.#shared === undefined) return;
+    this.#unshared.set(e.serial, { serial: e.serial, at, reason, notAfter: e.notAfter });
+    this.#flush();
+  }
+
+  #flush(): void {
+    const shared = this.#shared;
+    if (shared === undefined || this.#retry !== undefined) return;
+    const now = this.#clock.now();
+    const batch = [...this.#unshared.values()];
+    void Promise.all(
+      batch.map((r) =>
+        r.notAfter <= now
+          ? this.#unshared.delete(r.serial)
+          : shared.add(r).then(() => this.#unshared.delete(r.serial)),
+      ),
+    ).then(
+      () => {
+        this.#failing = false;
+        if (this.#unshared.size > 0) this.#flush();
+      },
+      (e: Error) => {
+        // Once per outage, not once a second.
+        if (!this.#failing)
+          this.#onError(new Error(`etcd did not take a revocation (offered again): ${e.message}`));
+        this.#failing = true;
+        this.#retry = this.#clock.setTimeout(() => {
+          this.#retry = undefined;
+          this.#flush();
+        }, this.#retryMs);
+      },
+    );
+  }
+
+  /** Revocations etcd has not taken yet. */
+  get unshared(): number {
+    return this.#unshared.size;
+  }
+
+  /**
+   * The common list changed (another router revoked, or the number moved):
+   * the next CRL is made from it. Returns that CRL, or undefined when the
+   * one held is already made from the list as it stands.
+   */
+  revocationsChanged(): Promise<x509.X509Crl> | undefined {
+    if (this.#shared === undefined || this.#madeNumber === this.#shared.number) return undefined;
+    this.#crlDirty = true;
+    return this.crl();
   }
 
   /**
@@ -288,6 +377,8 @@ export class LocalCa {
     if (this.#crlInFlight !== undefined && !this.#crlDirty) return this.#crlInFlight;
     const fresh = c !== undefined && !this.#crlDirty && now < c.thisUpdate.getTime() + this.#crlMs / 2;
     if (fresh) return Promise.resolve(c);
+    // A CRL remade only because it ages needs a new number all the same (RFC 5280 5.2.3).
+    const aged = !this.#crlDirty;
     this.#crlDirty = false;
     // One CRL at a time, in number order: a later revocation waits for the CRL
     // being signed and then makes the next one, never an older one after a newer.
@@ -296,7 +387,9 @@ export class LocalCa {
       .catch(() => undefined)
       .then(() => {
         this.authority.registry.prune(this.#clock.now(), this.#retentionMs);
-        return this.authority.makeCrl(this.#crlMs / 1000);
+        return this.#shared === undefined
+          ? this.authority.makeCrl(this.#crlMs / 1000)
+          : this.#makeShared(aged);
       })
       .then(
         (crl) => {
@@ -312,5 +405,29 @@ export class LocalCa {
       );
     this.#crlInFlight = made;
     return made;
+  }
+
+  /**
+   * A CRL from the routers' common list, numbered by it, plus whatever this
+   * router revoked that etcd has not taken yet (listed at once rather than
+   * after etcd answers again).
+   */
+  async #makeShared(aged: boolean): Promise<x509.X509Crl> {
+    const shared = this.#shared!;
+    const now = this.#clock.now();
+    // Without etcd the number stays: the CRL is remade with the entries it had.
+    if (aged) await shared.bump().catch(() => undefined);
+    await shared.prune(now, this.#retentionMs).catch(() => 0);
+    const entries = shared.entries(now);
+    for (const e of this.authority.registry.revokedUnexpired(now))
+      if (!shared.has(e.serial)) {
+        entries.push({ serial: e.serial, ...e.revoked!, notAfter: e.notAfter });
+        // Revoked in the registry by `distnat ca revoke` beside the running router: offered to etcd now.
+        if (!this.#unshared.has(e.serial)) this.#share(e, e.revoked!.reason, e.revoked!.at);
+      }
+    const number = shared.number;
+    const crl = await this.authority.makeCrl(this.#crlMs / 1000, { number, entries });
+    this.#madeNumber = number;
+    return crl;
   }
 }

@@ -13,7 +13,7 @@
  *  0 |     Type      |     Code      |           Checksum            |
  *    +---------------+---------------+-------------------------------+
  *  4 |       patent part: fields of FIG. 4/5/6/4A/5A/6A, see below   |
- *  8 |                       (zero-filled)                           |
+ *  8 |     (shared address of a port message, SPI fields, or zero)   |
  *    +---------------+---------------+-------------------------------+
  * 12 |    Version    |R|  reserved   |            Status             |
  *    +---------------+---------------+-------------------------------+
@@ -28,16 +28,23 @@
  *
  * | type | R | code    | kind            | 4            | 6           | 8            |
  * |------|---|---------|-----------------|--------------|-------------|--------------|
- * | 32   | 0 | 0, 1    | port-request    | u8 requested | -           | -            |
- * | 32   | 0 | 2       | port-invalidate | u16 port     | -           | -            |
- * | 32   | 0 | 3       | port-renew      | u16 lowest   | u8 count    | -            |
- * | 32   | 1 | 0, 1    | port-response   | u16 lowest   | u8 count    | -            |
- * | 32   | 1 | 2       | port-withdraw   | u16 lowest   | u8 count    | -            |
+ * | 32   | 0 | 0, 1    | port-request    | u8 requested | -           | u32 address  |
+ * | 32   | 0 | 2       | port-invalidate | u16 port     | -           | u32 address  |
+ * | 32   | 0 | 3       | port-renew      | u16 lowest   | u8 count    | u32 address  |
+ * | 32   | 1 | 0, 1    | port-response   | u16 lowest   | u8 count    | u32 address  |
+ * | 32   | 1 | 2       | port-withdraw   | u16 lowest   | u8 count    | u32 address  |
  * | 33   | 0 | 0       | spi-request     | u16 requested| u16 unused  | -            |
  * | 33   | 0 | 2       | spi-invalidate  | u32 SPI      |             | -            |
  * | 33   | 0 | 3       | spi-renew       | u32 lowest   |             | u16 count    |
  * | 33   | 1 | 0, 1    | spi-response    | u16 count    | u16 unused  | u32 lowest   |
  * | 33   | 1 | 2       | spi-withdraw    | u32 lowest   |             | u16 count    |
+ *
+ * The address of a port message is the shared address whose ports it is
+ * about (a router may have several; the port space is addresses x ports).
+ * Zero means the router's first shared address, which is what a message of
+ * a host that names none says, so hosts that never name one keep working.
+ * SPIs are one space per router whatever its addresses, so SPI messages
+ * carry none.
  *
  * The checksum is RFC 1071 over all 28 bytes, as for ICMP.
  */
@@ -67,6 +74,8 @@ const PORT = 4;
 /** Port renew, response, withdraw: u16 lowest port, u8 count. */
 const LOWEST_PORT = 4;
 const PORT_COUNT = 6;
+/** Every port message: u32 shared address, 0 = the router's first. */
+const SHARED_ADDRESS = 8;
 /** SPI request (FIG. 4A): u16. */
 const SPIS_REQUESTED = 4;
 /** SPI invalidate (FIG. 6A): u32. */
@@ -92,6 +101,7 @@ export const PapField = {
   PORT,
   LOWEST_PORT,
   PORT_COUNT,
+  SHARED_ADDRESS,
   SPIS_REQUESTED,
   SPI,
   LOWEST_SPI,
@@ -121,6 +131,8 @@ export const PapStatus = {
   Malformed: 5,
   /** The router lost its lease state and grants nothing new yet; lease time = seconds until it does. */
   TryLater: 6,
+  /** A port message named a shared address the router does not serve. */
+  UnknownAddress: 7,
 } as const;
 export type PapStatus = (typeof PapStatus)[keyof typeof PapStatus];
 
@@ -133,6 +145,7 @@ export const PAP_STATUS_NAME = {
   [PapStatus.StaleEpoch]: 'stale-epoch',
   [PapStatus.Malformed]: 'malformed',
   [PapStatus.TryLater]: 'try-later',
+  [PapStatus.UnknownAddress]: 'unknown-address',
 } as const satisfies Record<PapStatus, string>;
 export type PapStatusName = (typeof PAP_STATUS_NAME)[PapStatus];
 
@@ -235,6 +248,10 @@ export class PapView extends HeaderView {
   get portCount(): number {
     return this.buf[this.offset + PORT_COUNT]!;
   }
+  /** Shared address of a port message (type 32), 0 = the router's first. */
+  get sharedAddress(): number {
+    return u32(this.buf, this.offset + SHARED_ADDRESS);
+  }
   /** FIG. 4A security-values-requested field (type 33 request). */
   get spisRequested(): number {
     return u16(this.buf, this.offset + SPIS_REQUESTED);
@@ -280,19 +297,39 @@ export interface PapExtension {
   readonly leaseTime: number;
 }
 
+/**
+ * The shared address a port message names, as an unsigned 32-bit number;
+ * absent (and parsed as absent) when zero: the router's first address.
+ */
+export interface PapAddressed {
+  readonly address?: number;
+}
+
 /** The plain representation; `kind` selects type, direction and code. */
 export type PapMessage = PapExtension &
   (
-    | { readonly kind: 'port-request'; readonly highPorts: boolean; readonly portsRequested: number }
-    | { readonly kind: 'port-invalidate'; readonly port: number }
-    | { readonly kind: 'port-renew'; readonly lowestPort: number; readonly portCount: number }
-    | {
+    | (PapAddressed & {
+        readonly kind: 'port-request';
+        readonly highPorts: boolean;
+        readonly portsRequested: number;
+      })
+    | (PapAddressed & { readonly kind: 'port-invalidate'; readonly port: number })
+    | (PapAddressed & {
+        readonly kind: 'port-renew';
+        readonly lowestPort: number;
+        readonly portCount: number;
+      })
+    | (PapAddressed & {
         readonly kind: 'port-response';
         readonly success: boolean;
         readonly lowestPort: number;
         readonly portCount: number;
-      }
-    | { readonly kind: 'port-withdraw'; readonly lowestPort: number; readonly portCount: number }
+      })
+    | (PapAddressed & {
+        readonly kind: 'port-withdraw';
+        readonly lowestPort: number;
+        readonly portCount: number;
+      })
     | { readonly kind: 'spi-request'; readonly spisRequested: number }
     | { readonly kind: 'spi-invalidate'; readonly spi: number }
     | { readonly kind: 'spi-renew'; readonly lowestSpi: number; readonly spiCount: number }
@@ -310,22 +347,24 @@ function bodyOf(v: PapView): PapMessage {
   const ext = { status: v.status, transactionId: v.transactionId, epoch: v.epoch, leaseTime: v.leaseTime };
   const code = v.code;
   if (v.type === PAP_TYPE_PORTS) {
+    const address = v.sharedAddress;
+    const px = address === 0 ? ext : { ...ext, address };
     if (!v.isResponse) {
       if (code <= PapRequestCode.RequestHighPorts) {
-        return { kind: 'port-request', highPorts: code === 1, portsRequested: v.portsRequested, ...ext };
+        return { kind: 'port-request', highPorts: code === 1, portsRequested: v.portsRequested, ...px };
       }
-      if (code === PapRequestCode.Invalidate) return { kind: 'port-invalidate', port: v.port, ...ext };
-      return { kind: 'port-renew', lowestPort: v.lowestPort, portCount: v.portCount, ...ext };
+      if (code === PapRequestCode.Invalidate) return { kind: 'port-invalidate', port: v.port, ...px };
+      return { kind: 'port-renew', lowestPort: v.lowestPort, portCount: v.portCount, ...px };
     }
     if (code === PapResponseCode.Withdraw) {
-      return { kind: 'port-withdraw', lowestPort: v.lowestPort, portCount: v.portCount, ...ext };
+      return { kind: 'port-withdraw', lowestPort: v.lowestPort, portCount: v.portCount, ...px };
     }
     return {
       kind: 'port-response',
       success: code === 1,
       lowestPort: v.lowestPort,
       portCount: v.portCount,
-      ...ext,
+      ...px,
     };
   }
   if (!v.isResponse) {
@@ -386,6 +425,7 @@ export function emitPap(msg: PapMessage, buf: Uint8Array, offset = 0): number {
   buf.fill(0, offset, offset + PAP_MESSAGE_LENGTH);
   buf[offset + TYPE] = type;
   buf[offset + CODE] = code;
+  if (type === PAP_TYPE_PORTS) put32(buf, offset + SHARED_ADDRESS, (msg as PapAddressed).address ?? 0);
   switch (msg.kind) {
     case 'port-request':
       buf[offset + PORTS_REQUESTED] = msg.portsRequested;

@@ -47,14 +47,64 @@ export function readStatus(bed: Testbed, node: DaemonNode): Promise<DaemonStatus
   return readDaemonStatus(daemonRunDir(bed, node), node === 'router' ? 'router' : 'host');
 }
 
-/** The daemon's status through the command line: `bin/distnat status <role> --run-dir ... --json` in its namespace. */
-export async function readStatusCli(bed: Testbed, node: DaemonNode): Promise<DaemonStatus> {
+/**
+ * The daemon's status through the command line: `bin/distnat status <role> --run-dir ... --json` in its
+ * namespace; the run directory is the testbed's (daemonRunDir) unless the test started the daemon itself.
+ */
+export async function readStatusCli(
+  bed: Testbed,
+  node: DaemonNode,
+  runDir = daemonRunDir(bed, node),
+): Promise<DaemonStatus> {
   const role = node === 'router' ? 'router' : 'host';
-  const r = await bed.exec(node, [DISTNAT, 'status', role, '--run-dir', daemonRunDir(bed, node), '--json'], {
+  const r = await bed.exec(node, [DISTNAT, 'status', role, '--run-dir', runDir, '--json'], {
     timeoutMs: 30_000,
   });
   if (r.code !== 0) throw new Error(`distnat status ${role} in ${bed.ns(node)}: ${describeResult(r)}`);
   return JSON.parse(r.stdout) as DaemonStatus;
+}
+
+/** Where a host agent a test starts itself (not from the testbed's process table) keeps its state and socket. */
+export interface AgentDirs {
+  stateDir: string;
+  runDir: string;
+}
+
+/**
+ * Starts `distnat host` in node toward the testbed's router, with the test's own directories and any
+ * further flags (--mode, --datapath, --metrics ...), and waits for its first port lease.
+ */
+export async function startHostAgent(
+  bed: Testbed,
+  node: HostNode,
+  dirs: AgentDirs,
+  extra: readonly string[] = [],
+): Promise<Background> {
+  const agent = bed.spawn(node, [
+    DISTNAT,
+    'host',
+    '--router',
+    TOPOLOGY.router.lan,
+    '--lan-if',
+    TOPOLOGY.lanIf,
+    '--state-dir',
+    dirs.stateDir,
+    '--run-dir',
+    dirs.runDir,
+    ...extra,
+  ]);
+  await agent.waitForOutput(/leased ports \d+-\d+/, { timeoutMs: 30_000 });
+  return agent;
+}
+
+let downloads = 0;
+
+/** curl of url in node, saved in the testbed's scratch directory: the SHA-256 of what arrived. */
+export async function downloadSha256(bed: Testbed, node: TestbedNode, url: string): Promise<string> {
+  const file = join(bed.scratchDir, `${node}-download-${++downloads}.bin`);
+  const r = await bed.exec(node, ['curl', '-sS', '--max-time', '60', '-o', file, url], { timeoutMs: 70_000 });
+  if (r.code !== 0) throw new Error(`curl ${url} in ${bed.ns(node)}: ${describeResult(r)}`);
+  return sha256File(file);
 }
 
 export function findTable(status: DaemonStatus, titleStart: string): StatusTable {

@@ -20,7 +20,7 @@ import { PYTHON, findTable, writeScript } from './distnat.ts';
 import { describe as describeResult, run } from './process.ts';
 import type { Testbed } from './testbed.ts';
 
-const PAP_CLIENT_PY = String.raw`
+export const PAP_CLIENT_PY = String.raw`
 """A PAP client from docs/pap.md: one exchange per line of JSON on argv, answers as JSON lines."""
 import json, select, socket, struct, sys, time
 
@@ -165,18 +165,17 @@ export async function addLanHosts(bed: Testbed, addresses: readonly string[]): P
   }
 }
 
-/** Runs the Python client from `src` (an address of addLanHosts) with these exchanges in turn. */
+/** Runs the Python client from `src` (an address of addLanHosts) with these exchanges in turn, with `router`. */
 export async function papExchange(
   bed: Testbed,
   src: string,
   asks: readonly PapAsk[],
+  router: string = TOPOLOGY.router.lan,
 ): Promise<(PapReply | FloodReply)[]> {
   const script = writeScript(bed, 'pap-client.py', PAP_CLIENT_PY);
-  const r = await bed.exec(
-    'lan',
-    [PYTHON, script, src, TOPOLOGY.router.lan, ...asks.map((a) => JSON.stringify(a))],
-    { timeoutMs: 60_000 },
-  );
+  const r = await bed.exec('lan', [PYTHON, script, src, router, ...asks.map((a) => JSON.stringify(a))], {
+    timeoutMs: 60_000,
+  });
   if (r.code !== 0) throw new Error(`PAP client at ${src}: ${describeResult(r)}`);
   return r.stdout
     .trim()

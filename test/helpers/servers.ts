@@ -18,7 +18,40 @@ export interface HttpServerOptions {
   bind?: string;
   /** Files to serve, by name; default { 'hello.txt': 'hello from distnat\n' }. */
   files?: Record<string, string | Buffer>;
+  /**
+   * Send each file at most this fast (bytes per second), paced by the
+   * server's writes. A client's --limit-rate paces its reads only: the
+   * kernel's receive buffer (up to tcp_rmem's megabytes) can hold much of a
+   * file already delivered, so the network may go quiet long before the
+   * client's file stops growing.
+   */
+  bytesPerSecond?: number;
 }
+
+/** http.server with every file written in slices at a fixed rate (argv: port, root, bytes per second, bind). */
+const PACED_HTTP_PY = String.raw`
+import functools, http.server, os, sys, time
+port, root, rate, bind = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+SLICE = max(1024, rate // 50)
+
+class Paced(http.server.SimpleHTTPRequestHandler):
+    def copyfile(self, src, dst):
+        start, sent = time.monotonic(), 0
+        while True:
+            b = src.read(SLICE)
+            if not b:
+                return
+            dst.write(b)
+            sent += len(b)
+            ahead = start + sent / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer((bind, port), functools.partial(Paced, directory=root)).serve_forever()
+`;
 
 export interface HttpServer extends Background {
   readonly port: number;
@@ -67,8 +100,11 @@ export async function startHttpServer(ns: string, options: HttpServerOptions = {
   for (const [name, content] of Object.entries(options.files ?? { 'hello.txt': 'hello from distnat\n' })) {
     writeFileSync(join(root, name), content);
   }
-  const argv = [PYTHON, '-m', 'http.server', String(port), '--directory', root];
-  if (options.bind !== undefined) argv.push('--bind', options.bind);
+  const argv =
+    options.bytesPerSecond === undefined
+      ? [PYTHON, '-m', 'http.server', String(port), '--directory', root]
+      : [PYTHON, '-c', PACED_HTTP_PY, String(port), root, String(options.bytesPerSecond), options.bind ?? ''];
+  if (options.bind !== undefined && options.bytesPerSecond === undefined) argv.push('--bind', options.bind);
   const proc = spawnBackground(ns, argv);
   void proc.exited.then(() => rmSync(root, { recursive: true, force: true }));
   try {

@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { NODES, TOPOLOGY, type TestbedNode } from '../../scripts/lib/topology.ts';
+import { NODES, TOPOLOGY, type MultiRouterNode, type TestbedNode } from '../../scripts/lib/topology.ts';
 import { ROOT, TESTBED_SCRIPT, TestbedLayout } from '../../scripts/lib/testbed/layout.ts';
 import { ping, type PingResult } from '../../scripts/lib/testbed/ping.ts';
 import { startCapture } from './capture.ts';
@@ -27,7 +27,7 @@ import type { HttpServer, HttpServerOptions, Iperf3Server, Iperf3ServerOptions }
 
 // The topology (native-setup/topology.env) and the testbed's paths, for the tests.
 export { NODES, ROOT, TESTBED_SCRIPT, TOPOLOGY };
-export type { PingResult, TestbedNode };
+export type { MultiRouterNode, PingResult, TestbedNode };
 
 export interface TestbedOptions {
   /** Namespace prefix; default a fresh uniquePrefix(). */
@@ -40,6 +40,8 @@ export interface TestbedOptions {
   daemonTable?: string;
   /** Transmit checksum offload on the veths (default false). */
   offload?: boolean;
+  /** 2: the layout of scripts/testbed --routers 2 (router2, the etcd cluster, BGP); default 1. */
+  routers?: 1 | 2;
 }
 
 // Test and benchmark prefixes carry the owning process's pid, so a later run
@@ -148,7 +150,7 @@ export class Testbed {
     return this.scratch;
   }
 
-  ns(node: TestbedNode): string {
+  ns(node: MultiRouterNode): string {
     return this.layout.ns(node);
   }
 
@@ -163,30 +165,31 @@ export class Testbed {
       writeFileSync(daemonsFile, this.options.daemonTable);
     }
     if (daemonsFile !== undefined) flags.push('--daemons-file', daemonsFile);
+    if (this.options.routers !== undefined) flags.push('--routers', String(this.options.routers));
     return run([TESTBED_SCRIPT, ...flags, ...args], { timeoutMs: 60_000, ...options });
   }
 
-  exec(node: TestbedNode, argv: readonly string[], options?: ExecOptions): Promise<ExecResult> {
+  exec(node: MultiRouterNode, argv: readonly string[], options?: ExecOptions): Promise<ExecResult> {
     return execIn(this.ns(node), argv, options);
   }
 
   /** Runs a shell script in the node's namespace. */
-  sh(node: TestbedNode, script: string, options?: ExecOptions): Promise<ExecResult> {
+  sh(node: MultiRouterNode, script: string, options?: ExecOptions): Promise<ExecResult> {
     return execIn(this.ns(node), ['sh', '-c', script], options);
   }
 
   /** ICMP echo from a node, with the testbed's own client (as scripts/testbed ping and the demo). */
-  ping(node: TestbedNode, address: string, { count = 3, waitS = 1 } = {}): Promise<PingResult> {
+  ping(node: MultiRouterNode, address: string, { count = 3, waitS = 1 } = {}): Promise<PingResult> {
     return ping(this.ns(node), address, { count, waitS, intervalS: 0.1 });
   }
 
   /** A background process in the node's namespace, stopped by down() at the latest. */
-  spawn(node: TestbedNode, argv: readonly string[], options?: SpawnOptions): Background {
+  spawn(node: MultiRouterNode, argv: readonly string[], options?: SpawnOptions): Background {
     return this.track(spawnBackground(this.ns(node), argv, options));
   }
 
   /** A capture on `iface` of `node`, already active; stopped by down() at the latest. */
-  async capture(node: TestbedNode, iface: string, options: CaptureOptions = {}): Promise<Capture> {
+  async capture(node: MultiRouterNode, iface: string, options: CaptureOptions = {}): Promise<Capture> {
     const capture = await startCapture(this.ns(node), iface, {
       file: join(this.scratch, `${node}-${iface}-${Date.now()}.pcapng`),
       ...options,

@@ -20,7 +20,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataPath, UdpEcho } from '../helpers/distnat.ts';
-import { DATA_PATHS, fastPathCounters, startUdpEcho, udpExchange } from '../helpers/distnat.ts';
+import {
+  DATA_PATHS,
+  fastPathCounters,
+  startHostAgent,
+  startUdpEcho,
+  udpExchange,
+} from '../helpers/distnat.ts';
 import type { Background } from '../helpers/process.ts';
 import { ROOT, TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
@@ -64,26 +70,12 @@ const blockOf = (s: Status): [number, number] => {
   return [lo!, hi!];
 };
 
-async function startAgent(node: HostNode, extra: string[]): Promise<Background> {
-  const b = bed();
-  const agent = b.spawn(node, [
-    DISTNAT,
-    'host',
-    '--router',
-    TOPOLOGY.router.lan,
-    '--lan-if',
-    TOPOLOGY.lanIf,
+const startAgent = (node: HostNode, extra: string[]): Promise<Background> =>
+  startHostAgent(bed(), node, { stateDir: dirOf(node, 'state'), runDir: runDir(node) }, [
     '--datapath',
     datapath,
-    '--state-dir',
-    dirOf(node, 'state'),
-    '--run-dir',
-    runDir(node),
     ...extra,
   ]);
-  await agent.waitForOutput(/leased ports \d+-\d+/, { timeoutMs: 30_000 });
-  return agent;
-}
 
 /** `ip rule` and the hairpin table of a node, as text. */
 async function routing(node: HostNode): Promise<{ rules: string; table: string }> {

@@ -16,11 +16,20 @@
  * stack still sends from it).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus, UdpEcho } from '../helpers/distnat.ts';
-import { DISTNAT, findTable, hostPortBlocks, PYTHON, startUdpEcho, writeScript } from '../helpers/distnat.ts';
+import {
+  DISTNAT,
+  downloadSha256,
+  findTable,
+  hostPortBlocks,
+  PYTHON,
+  readStatusCli,
+  startHostAgent,
+  startUdpEcho,
+  writeScript,
+} from '../helpers/distnat.ts';
 import type { Background } from '../helpers/process.ts';
 import { sleep, waitUntil } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
@@ -67,36 +76,19 @@ let echo: UdpEcho;
 const runDir = (node: HostNode | 'router'): string => join(bed().scratchDir, `${node}-run`);
 
 async function startAgent(node: HostNode, extra: string[] = []): Promise<Background> {
-  const b = bed();
-  const agent = b.spawn(node, [
-    DISTNAT,
-    'host',
-    '--router',
-    TOPOLOGY.router.lan,
-    '--lan-if',
-    TOPOLOGY.lanIf,
+  const dirs = { stateDir: join(bed().scratchDir, `${node}-state`), runDir: runDir(node) };
+  const agent = await startHostAgent(bed(), node, dirs, [
     '--mode',
     MODE[node],
-    '--state-dir',
-    join(b.scratchDir, `${node}-state`),
-    '--run-dir',
-    runDir(node),
     '--metrics',
     METRICS,
     ...extra,
   ]);
-  await agent.waitForOutput(/leased ports \d+-\d+/, { timeoutMs: 30_000 });
   agents[node] = agent;
   return agent;
 }
 
-async function status(node: HostNode): Promise<DaemonStatus> {
-  const r = await bed().exec(node, [DISTNAT, 'status', 'host', '--json', '--run-dir', runDir(node)], {
-    timeoutMs: 30_000,
-  });
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as DaemonStatus;
-}
+const status = (node: HostNode): Promise<DaemonStatus> => readStatusCli(bed(), node, runDir(node));
 
 const delta = (a: DaemonStatus, b: DaemonStatus, name: string): number =>
   (b.counters[name] ?? 0) - (a.counters[name] ?? 0);
@@ -114,16 +106,8 @@ async function send(node: HostNode, port: number, count: number, tag: string) {
   return JSON.parse(r.stdout.trim()) as { sent: number; answered: number };
 }
 
-async function fetchBig(node: HostNode): Promise<string> {
-  const file = join(bed().scratchDir, `${node}-big.bin`);
-  const r = await bed().exec(
-    node,
-    ['curl', '-sS', '--max-time', '60', '-o', file, http.url(TOPOLOGY.server.wan, 'big.bin')],
-    { timeoutMs: 70_000 },
-  );
-  expect(r.code, r.stderr).toBe(0);
-  return createHash('sha256').update(readFileSync(file)).digest('hex');
-}
+const fetchBig = (node: HostNode): Promise<string> =>
+  downloadSha256(bed(), node, http.url(TOPOLOGY.server.wan, 'big.bin'));
 
 async function tcFilters(node: HostNode): Promise<string> {
   const out = await bed().exec(node, ['tc', 'filter', 'show', 'dev', TOPOLOGY.tun, 'egress']);

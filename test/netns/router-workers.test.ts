@@ -14,11 +14,20 @@
  * stops the router with exit 70, and --pcap is refused with workers.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus, UdpEcho } from '../helpers/distnat.ts';
-import { DISTNAT, findTable, PYTHON, startUdpEcho, udpExchange, writeScript } from '../helpers/distnat.ts';
+import {
+  DISTNAT,
+  downloadSha256,
+  findTable,
+  PYTHON,
+  readStatusCli,
+  startHostAgent,
+  startUdpEcho,
+  udpExchange,
+  writeScript,
+} from '../helpers/distnat.ts';
 import type { Background } from '../helpers/process.ts';
 import { waitUntil } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
@@ -81,50 +90,18 @@ let echo: UdpEcho;
 
 const runDir = (node: HostNode | 'router'): string => join(bed().scratchDir, `${node}-run`);
 
-async function status(node: HostNode | 'router'): Promise<DaemonStatus> {
-  const role = node === 'router' ? 'router' : 'host';
-  const r = await bed().exec(node, [DISTNAT, 'status', role, '--json', '--run-dir', runDir(node)], {
-    timeoutMs: 30_000,
-  });
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as DaemonStatus;
-}
+const status = (node: HostNode | 'router'): Promise<DaemonStatus> => readStatusCli(bed(), node, runDir(node));
 
 const counter = (s: DaemonStatus, name: string): number => s.counters[name] ?? 0;
 const delta = (a: DaemonStatus, b: DaemonStatus, name: string): number => counter(b, name) - counter(a, name);
 
 async function startAgent(node: HostNode): Promise<void> {
-  const b = bed();
-  const agent = b.spawn(node, [
-    DISTNAT,
-    'host',
-    '--router',
-    TOPOLOGY.router.lan,
-    '--lan-if',
-    TOPOLOGY.lanIf,
-    '--mode',
-    MODE[node],
-    '--datapath',
-    'tun',
-    '--state-dir',
-    join(b.scratchDir, `${node}-state`),
-    '--run-dir',
-    runDir(node),
-  ]);
-  await agent.waitForOutput(/leased ports \d+-\d+/, { timeoutMs: 30_000 });
-  agents[node] = agent;
+  const dirs = { stateDir: join(bed().scratchDir, `${node}-state`), runDir: runDir(node) };
+  agents[node] = await startHostAgent(bed(), node, dirs, ['--mode', MODE[node], '--datapath', 'tun']);
 }
 
-async function fetchBig(node: HostNode): Promise<string> {
-  const file = join(bed().scratchDir, `${node}-big.bin`);
-  const r = await bed().exec(
-    node,
-    ['curl', '-sS', '--max-time', '60', '-o', file, `http://${TOPOLOGY.server.wan}:${http.port}/big.bin`],
-    { timeoutMs: 70_000 },
-  );
-  expect(r.code, r.stderr).toBe(0);
-  return createHash('sha256').update(readFileSync(file)).digest('hex');
-}
+const fetchBig = (node: HostNode): Promise<string> =>
+  downloadSha256(bed(), node, `http://${TOPOLOGY.server.wan}:${http.port}/big.bin`);
 
 /** h1's port block as the router lists it (FIG. 8). */
 function h1Block(s: DaemonStatus): { first: number; count: number } {

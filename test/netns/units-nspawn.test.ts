@@ -14,18 +14,10 @@
  * overlays of this file's own, removed at the end whatever happens. Several
  * minutes: install.sh builds and installs the package on each machine.
  */
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOPOLOGY } from '../../scripts/lib/topology.ts';
 import type { MachineName, Provisioner } from '../helpers/machines.ts';
-import {
-  CHECKOUT,
-  MACHINE_NAMES,
-  Machines,
-  machinesUnavailable,
-  vagrantProvisioners,
-} from '../helpers/machines.ts';
+import { MACHINE_NAMES, Machines, machinesUnavailable, vagrantProvisioners } from '../helpers/machines.ts';
 import { describe as describeResult, sleep, waitUntil } from '../helpers/process.ts';
 import { H1_KEYS, hostKeying } from './ipsec-keys.ts';
 
@@ -41,13 +33,6 @@ const SERVER = TOPOLOGY.server.wan;
 
 let machines: Machines;
 let provisioners: Record<string, Record<string, Provisioner>>;
-
-// TODO(check): `distnat check` arrives with the configuration checks of
-// another change. Until the checkout has it, the units' first ExecStartPre
-// (`distnat check ...`) would fail every start, so the machines get a
-// drop-in that leaves it out, and the test says so.
-const checkoutHasCheck = (): boolean =>
-  spawnSync(join(CHECKOUT, 'bin/distnat'), ['--help'], { encoding: 'utf8' }).stdout.includes('distnat check');
 
 interface Entry {
   MESSAGE: string;
@@ -120,16 +105,6 @@ describe('the units under systemd, in machines provisioned as the Vagrantfile do
   });
 
   it("provisions each with install.sh and the machine's arguments, then the Vagrantfile's check step", async () => {
-    if (!checkoutHasCheck()) {
-      console.warn('units-nspawn.test.ts: distnat has no `check` command yet: the units run without it');
-      for (const m of ['router', 'h1', 'h2'] as const) {
-        const role = ROLE[m];
-        await machines.sh(
-          m,
-          `mkdir -p /etc/systemd/system/distnat-${role}.service.d && printf '[Service]\\nExecStartPre=\\nExecStartPre=+/opt/distnat/native-setup/linux/${role}-setup.sh up\\n' >/etc/systemd/system/distnat-${role}.service.d/no-check.conf`,
-        );
-      }
-    }
     // Vagrant provisions one machine after the other; the result is the same at once.
     const installs = await Promise.all(
       MACHINE_NAMES.map((m) => machines.provision(m, provisioners[m]!.install!, { timeoutMs: 900_000 })),

@@ -12,11 +12,13 @@ import { loadNative } from '../../../src/io/native.ts';
 import { describe, execIn, run } from '../../../test/helpers/process.ts';
 import type { Background, ExecOptions, ExecResult } from '../../../test/helpers/process.ts';
 import { ROOT, sweepStaleTestbeds, Testbed } from '../../../test/helpers/testbed.ts';
-import type { TestbedNode } from '../../../test/helpers/testbed.ts';
+import type { MultiRouterNode, TestbedNode } from '../../../test/helpers/testbed.ts';
 import { runningPid } from '../../lib/testbed/supervisor.ts';
 
 export { ROOT };
 export type Node = TestbedNode;
+/** A node of either layout: with `routers: 2`, also router2 and the etcd members. */
+export type AnyNode = MultiRouterNode;
 
 export interface BenchTestbedOptions {
   /** Start the testbed's distnat processes (default false: the benchmark decides). */
@@ -31,6 +33,8 @@ export interface BenchTestbedOptions {
    * Default false: the benchmarks turn it off, see bridgeNetfilter().
    */
   bridgeNetfilter?: boolean;
+  /** 2: scripts/testbed --routers 2 (router2, the etcd cluster, BGP to the server). */
+  routers?: 1 | 2;
 }
 
 /**
@@ -81,7 +85,7 @@ export class BenchTestbed {
     return this.bed.scratchDir;
   }
 
-  ns(node: Node): string {
+  ns(node: AnyNode): string {
     return this.bed.ns(node);
   }
 
@@ -116,19 +120,19 @@ export class BenchTestbed {
   }
 
   /** Runs argv in the node's namespace; throws with the output unless it exits 0. */
-  async exec(node: Node, argv: readonly string[], options?: ExecOptions): Promise<string> {
+  async exec(node: AnyNode, argv: readonly string[], options?: ExecOptions): Promise<string> {
     const r = await this.bed.exec(node, argv, options);
     if (r.code !== 0) throw new Error(`${this.ns(node)}: ${argv.join(' ')}: ${describe(r)}`);
     return r.stdout;
   }
 
   /** Like exec, but returns the result whatever the exit status. */
-  try(node: Node, argv: readonly string[], options?: ExecOptions): Promise<ExecResult> {
+  try(node: AnyNode, argv: readonly string[], options?: ExecOptions): Promise<ExecResult> {
     return this.bed.exec(node, argv, options);
   }
 
   /** A background process in the node's namespace, stopped by down() at the latest. */
-  spawn(node: Node, argv: readonly string[]): Background {
+  spawn(node: AnyNode, argv: readonly string[]): Background {
     return this.bed.spawn(node, argv, { cwd: ROOT });
   }
 

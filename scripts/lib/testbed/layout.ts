@@ -8,7 +8,11 @@
  *     <node>/                          a daemon's state, control socket, IKE file
  *     pki/root, pki/server, pki.log    the root CA, the server's certificate
  *     router/state/ca                  the router's local CA
+ *     router2/state/ca                 router2's copy of its key and certificate (--routers 2)
  *     ike                              present while the testbed runs IKE
+ *     routers                          the number of routers (--routers), while up
+ *     <node>/bird/                     BIRD's configuration and control socket (--routers 2)
+ *     etcd<n>/data                     an etcd member's data (--routers 2)
  *     setup/<node>/, offload           what scripts/testbed's plumbing keeps
  */
 import { join, resolve } from 'node:path';
@@ -64,6 +68,11 @@ export class TestbedLayout {
     return join(this.nodeDir('router'), 'state', 'ca');
   }
 
+  /** router2's copy of the same local CA (--routers 2): one CA and one CRL for both routers. */
+  get router2Ca(): string {
+    return join(this.nodeDir('router2'), 'state', 'ca');
+  }
+
   /** The server's certificate from the root, for IKE. */
   get serverPki(): string {
     return join(this.runDir, 'pki', 'server');
@@ -91,6 +100,29 @@ export class TestbedLayout {
 
   ikeFile(node: string): string {
     return join(this.nodeDir(node), 'ike.yaml');
+  }
+
+  /** The number of routers the testbed was brought up with (scripts/testbed writes it). */
+  get routersFile(): string {
+    return join(this.runDir, 'routers');
+  }
+
+  /** Where BIRD's configuration and control socket are for a router or the server. */
+  birdDir(node: string): string {
+    return join(this.nodeDir(node), 'bird');
+  }
+
+  birdConfig(node: string): string {
+    return join(this.birdDir(node), 'bird.conf');
+  }
+
+  birdSocket(node: string): string {
+    return join(this.birdDir(node), 'bird.ctl');
+  }
+
+  /** An etcd member's data directory. */
+  etcdData(member: string): string {
+    return join(this.nodeDir(member), 'data');
   }
 
   /** " --prefix P" for messages that suggest a command, empty for the default prefix. */

@@ -2,27 +2,32 @@
  * The TypeScript half of scripts/testbed, which runs it for the work that is
  * not namespace plumbing:
  *
- *   main.ts up      --prefix P --run-dir R [--ike | --ipsec] [--no-daemons] [--daemons-file F] [-q]
- *                   certificates (and IKE or manual keying files), then the processes of the table;
- *                   exit 1 naming each problem if one does not run
+ *   main.ts up      --prefix P --run-dir R [--routers N] [--ike | --ipsec] [--no-daemons] [--daemons-file F] [-q]
+ *                   certificates (and IKE or manual keying files); with --routers 2 the etcd
+ *                   cluster and BIRD, waiting until both are healthy; then the processes of
+ *                   the table; exit 1 naming each problem if one does not run
  *   main.ts down    --prefix P --run-dir R [-q]
  *                   stops the processes and whatever else runs in the namespaces,
  *                   removes what `up` made here
- *   main.ts status  --prefix P --run-dir R [--no-daemons] [--daemons-file F]
- *                   the "processes:" section, then a "problem: ..." line per problem
+ *   main.ts status  --prefix P --run-dir R [--routers N] [--no-daemons] [--daemons-file F]
+ *                   the "processes:" section (with --routers 2 also etcd's health and the BGP
+ *                   sessions), then a "problem: ..." line per problem
  *   main.ts demo    --prefix P --run-dir R [--no-daemons] [--daemons-file F]
  *                   the demo's checks (after scripts/testbed's up and picture); exit 1 if any failed
  *
- * scripts/testbed has checked the options (the prefix, the files) already.
+ * scripts/testbed has checked the options (the prefix, the files, the number
+ * of routers) already.
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { NODES } from '../topology.ts';
+import { TOPOLOGY } from '../topology.ts';
 import { demo } from './demo.ts';
+import { describeEtcd, etcdProblems, etcdProcesses } from './etcd.ts';
 import { TestbedLayout } from './layout.ts';
 import { processTable } from './process-table.ts';
-import { ensureIke, ensureIpsec, ensurePki, pkiProblems, removePki } from './provision.ts';
+import { copyRouterCa, ensureIke, ensureIpsec, ensurePki, pkiProblems, removePki } from './provision.ts';
+import { bgpProblems, birdProcesses, describeBgp, writeBirdConfigs } from './routing.ts';
 import { readStatus, waitForStatus } from './status.ts';
 import {
   describeProcesses,
@@ -39,6 +44,7 @@ const { positionals, values } = parseArgs({
   options: {
     prefix: { type: 'string' },
     'run-dir': { type: 'string' },
+    routers: { type: 'string', default: '1' },
     ike: { type: 'boolean', default: false },
     ipsec: { type: 'boolean', default: false },
     'no-daemons': { type: 'boolean', default: false },
@@ -64,18 +70,53 @@ if (ike && ipsec) {
   );
   process.exit(1);
 }
+const routers = Number(values.routers);
+if (routers !== 1 && routers !== 2) throw new Error(`main.ts: --routers takes 1 or 2, not ${values.routers}`);
+/**
+ * What runs whatever the process table says (even with --no-daemons): with
+ * two routers the etcd cluster, then BIRD in the routers and the server.
+ */
+const infrastructure = routers === 2 ? [...etcdProcesses(layout), ...birdProcesses(layout)] : [];
+/** down removes the namespaces of either layout, whichever was up. */
+const ALL_NODES = TOPOLOGY.multiRouter.nodes;
 const daemons = !values['no-daemons'];
-const table = processTable(layout, { ike, ipsec, daemonsFile: values['daemons-file'] });
+const table = processTable(layout, { ike, ipsec, routers, daemonsFile: values['daemons-file'] });
 /** The processes that should run: none with --no-daemons. */
 const expected = daemons ? table : [];
 
-function problems(): string[] {
-  return [...pkiProblems(layout), ...processProblems(layout, expected)];
+/** What differs from a healthy testbed: each problem once. */
+async function problems(): Promise<string[]> {
+  const found = [...pkiProblems(layout), ...processProblems(layout, [...infrastructure, ...expected])];
+  if (routers === 2) found.push(...(await etcdProblems(layout)), ...(await bgpProblems(layout)));
+  return found;
+}
+
+/**
+ * The etcd cluster and BIRD, until etcd is healthy and every BGP session
+ * Established: the routers' lease store and the upstream's routes must be
+ * there before the routers that use them. A member waits for its peers
+ * before it is healthy, and a session needs a second or two.
+ */
+async function startInfrastructure(): Promise<void> {
+  writeBirdConfigs(layout, note);
+  await startProcesses(layout, infrastructure, note);
+  let last: string[] = [];
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline;) {
+    last = [...(await etcdProblems(layout)), ...(await bgpProblems(layout))];
+    if (last.length === 0) {
+      note('etcd is healthy (3 members), every BGP session is Established');
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  for (const p of last) process.stderr.write(`  problem: ${p}\n`);
+  throw new Error('the etcd cluster or BGP did not come up within 60 s; the logs are in ' + layout.runDir);
 }
 
 async function up(): Promise<number> {
   mkdirSync(layout.runDir, { recursive: true });
   await ensurePki(layout, note);
+  if (routers === 2) copyRouterCa(layout, note);
   if (ike) {
     writeFileSync(layout.ikeMarker, '');
     await ensureIke(layout, note);
@@ -85,9 +126,10 @@ async function up(): Promise<number> {
     ensureIpsec(layout, note);
   }
   removeStalePidFiles(layout, note);
+  if (infrastructure.length > 0) await startInfrastructure();
   if (ipsec && values['daemons-file'] === undefined) await startInLeaseOrder();
   else await startProcesses(layout, expected, note);
-  const found = problems();
+  const found = await problems();
   for (const p of found) process.stderr.write(`  problem: ${p}\n`);
   return found.length === 0 ? 0 : 1;
 }
@@ -113,21 +155,23 @@ async function startInLeaseOrder(): Promise<void> {
 }
 
 async function down(): Promise<number> {
-  if (!existsSync(layout.runDir)) return stopLeftovers(layout, NODES, note).then(() => 0);
+  if (!existsSync(layout.runDir)) return stopLeftovers(layout, ALL_NODES, note).then(() => 0);
   await stopProcesses(layout, note);
-  await stopLeftovers(layout, NODES, note);
+  await stopLeftovers(layout, ALL_NODES, note);
   for (const f of readdirSync(layout.runDir))
     if (f.endsWith('.pid') || f.endsWith('.log')) rmSync(join(layout.runDir, f), { force: true });
-  // The daemons' state and control sockets, and the certificates.
-  for (const node of NODES)
+  // The daemons' state and control sockets, etcd's data, BIRD's files, and the certificates.
+  for (const node of ALL_NODES)
     if (node !== 'lan') rmSync(layout.nodeDir(node), { recursive: true, force: true });
   removePki(layout);
   return 0;
 }
 
-function status(): number {
-  for (const line of describeProcesses(layout, table)) console.log(line);
-  for (const p of problems()) console.log(`problem: ${p}`);
+async function status(): Promise<number> {
+  for (const line of describeProcesses(layout, [...infrastructure, ...table])) console.log(line);
+  if (routers === 2)
+    for (const line of [...(await describeEtcd(layout)), ...(await describeBgp(layout))]) console.log(line);
+  for (const p of await problems()) console.log(`problem: ${p}`);
   return 0;
 }
 

@@ -11,7 +11,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TOPOLOGY, type HostNode } from '../topology.ts';
+import { TOPOLOGY, type HostNode, type RouterNode } from '../topology.ts';
+import { etcdEndpoints } from './etcd.ts';
 import { ROOT as ROOT_DIR, type TestbedLayout } from './layout.ts';
 
 export interface ProcessSpec {
@@ -38,22 +39,40 @@ const metricsArgs = (): string[] => ['--metrics', `127.0.0.1:${TOPOLOGY.metricsP
  * earlier router, so an empty state directory needs no hold-off; a restart
  * that finds the state recovers it and ignores the flag.
  */
-export function routerArgs(layout: TestbedLayout, extra: readonly string[] = []): string[] {
+export function routerArgs(
+  layout: TestbedLayout,
+  extra: readonly string[] = [],
+  node: RouterNode = 'router',
+): string[] {
   const t = TOPOLOGY;
   return [
     'router',
     '--shared-address',
     t.shared,
     '--lan-address',
-    t.router.lan,
+    routerLan(node),
     '--tun',
     t.tun,
-    ...dirArgs(layout, 'router'),
+    ...dirArgs(layout, node),
     ...metricsArgs(),
     '--fresh',
     ...extra,
   ];
 }
+
+/** A router node's LAN address (router2 exists with --routers 2). */
+export function routerLan(node: RouterNode): string {
+  return node === 'router' ? TOPOLOGY.router.lan : TOPOLOGY.multiRouter.addresses[node]!.lan!;
+}
+
+/** With --routers 2: both routers share their leases on the testbed's etcd cluster. */
+export const etcdArgs = (): string[] => ['--etcd-endpoints', etcdEndpoints().join(',')];
+
+/** With --routers 2: a host lists both routers, starting with router, and moves when one stops answering. */
+export const routersArgs = (): string[] => [
+  '--routers',
+  TOPOLOGY.multiRouter.routers.map(routerLan).join(','),
+];
 
 /**
  * router-setup.sh's `up` making the TUN multi-queue, as an operator makes it
@@ -126,28 +145,53 @@ export const distnatCommand = (args: readonly string[]): string =>
  */
 export function defaultProcessTable(
   layout: TestbedLayout,
-  { ike = false, ipsec = false } = {},
+  { ike = false, ipsec = false, routers = 1 }: { ike?: boolean; ipsec?: boolean; routers?: number } = {},
 ): ProcessSpec[] {
   const t = TOPOLOGY;
+  const several = routers === 2;
   const table: ProcessSpec[] = [
     {
       name: 'router',
       node: 'router',
       command: distnatCommand(
-        routerArgs(layout, ['--ca-dir', layout.routerCa, '--crl-address', t.router.wan]),
+        routerArgs(layout, [
+          '--ca-dir',
+          layout.routerCa,
+          '--crl-address',
+          t.router.wan,
+          ...(several ? etcdArgs() : []),
+        ]),
       ),
     },
   ];
+  // The second router forwards, leases and certifies with a copy of the same local CA; the CRL is one, on etcd.
+  if (several)
+    table.push({
+      name: 'router2',
+      node: 'router2',
+      command: distnatCommand(
+        routerArgs(
+          layout,
+          [
+            '--ca-dir',
+            layout.router2Ca,
+            '--crl-address',
+            TOPOLOGY.multiRouter.addresses.router2!.wan!,
+            ...etcdArgs(),
+          ],
+          'router2',
+        ),
+      ),
+    });
   for (const host of t.hosts)
     table.push({
       name: host,
       node: host,
       command: distnatCommand(
-        hostArgs(
-          layout,
-          host,
-          ike ? ['--ike', layout.ikeFile(host)] : ipsec ? ['--ipsec', layout.ipsecFile(host)] : [],
-        ),
+        hostArgs(layout, host, [
+          ...(several ? routersArgs() : []),
+          ...(ike ? ['--ike', layout.ikeFile(host)] : ipsec ? ['--ipsec', layout.ipsecFile(host)] : []),
+        ]),
       ),
     });
   // The far end of the hosts' SAs: IKEv2 on the server's WAN address, with a certificate from the root.
@@ -186,7 +230,7 @@ export function parseProcessTable(text: string, file = 'process table'): Process
 
 export function processTable(
   layout: TestbedLayout,
-  options: { ike?: boolean; ipsec?: boolean; daemonsFile?: string | undefined },
+  options: { ike?: boolean; ipsec?: boolean; routers?: number; daemonsFile?: string | undefined },
 ): ProcessSpec[] {
   if (options.daemonsFile !== undefined)
     return parseProcessTable(readFileSync(options.daemonsFile, 'utf8'), options.daemonsFile);

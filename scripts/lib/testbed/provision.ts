@@ -18,7 +18,17 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { TOPOLOGY } from '../topology.ts';
 import { DISTNAT, ROOT, type TestbedLayout } from './layout.ts';
@@ -63,6 +73,26 @@ export async function ensurePki(layout: TestbedLayout, note: Note): Promise<void
     ]);
     note(`created the router's local CA in ${layout.routerCa}`);
   }
+}
+
+/**
+ * With --routers 2: router2 signs with the same local CA, so it gets a copy
+ * of the key and certificate (mode 0600, as an operator copies them; docs/
+ * multi-router.md, "One CA, one CRL"). Not the registry or the CRL: each
+ * router records what it issued, and the CRL comes from etcd.
+ */
+export function copyRouterCa(layout: TestbedLayout, note: Note): void {
+  const files = ['ca.key', 'ca.pem', 'chain.pem', 'ca.json'];
+  const same = files.every((f) => {
+    const to = join(layout.router2Ca, f);
+    return existsSync(to) && readFileSync(to).equals(readFileSync(join(layout.routerCa, f)));
+  });
+  if (same) return;
+  rmSync(layout.router2Ca, { recursive: true, force: true });
+  mkdirSync(layout.router2Ca, { recursive: true, mode: 0o700 });
+  for (const f of files) copyFileSync(join(layout.routerCa, f), join(layout.router2Ca, f));
+  chmodSync(join(layout.router2Ca, 'ca.key'), 0o600);
+  note(`copied the local CA to ${layout.router2Ca} for router2`);
 }
 
 /** The server's certificate and every IKE file (rewritten each time: they only name files). */

@@ -216,14 +216,15 @@ export function processProblems(layout: TestbedLayout, table: readonly ProcessSp
 export function describeProcesses(layout: TestbedLayout, table: readonly ProcessSpec[]): string[] {
   if (table.length === 0)
     return ['processes:', '  none: no distnat process is part of the testbed (the process table is empty)'];
+  const width = Math.max(8, ...table.map((spec) => spec.name.length));
   return [
     'processes:',
     ...table.map((spec) => {
       const pid = runningPid(layout, spec.name);
       const where = `in ${layout.ns(spec.node)}: ${spec.command}`;
       return pid === undefined
-        ? `  ${spec.name.padEnd(8)} stopped  ${where}`
-        : `  ${spec.name.padEnd(8)} running  pid ${String(pid).padEnd(7)} ${where}`;
+        ? `  ${spec.name.padEnd(width)} stopped  ${where}`
+        : `  ${spec.name.padEnd(width)} running  pid ${String(pid).padEnd(7)} ${where}`;
     }),
   ];
 }

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../../config/config-error.ts';
 import { hostAgainstRouter, routerNamedByHost } from '../../config/deployment-rules.ts';
-import { HostConfigSchema, type HostConfig } from '../../config/host-config.ts';
+import { HostConfigSchema, withStartingRouter, type HostConfig } from '../../config/host-config.ts';
 import { IkeConfigSchema } from '../../config/ike-config.ts';
 import { checkConfig, readConfigFile } from '../../config/load.ts';
 import { RouterConfigSchema, type RouterConfig } from '../../config/router-config.ts';
@@ -63,7 +63,8 @@ const isRecord = (v: unknown): v is Record<string, unknown> =>
  * TUN device at start (once host-setup.sh has given it one), which a check
  * made before then cannot see. The rest of the file is checked as usual.
  */
-function checkHost(file: string, data: unknown): FileReport {
+function checkHost(file: string, input: unknown): FileReport {
+  const data = isRecord(input) ? withStartingRouter(input) : input;
   if (!isRecord(data) || data.sharedAddress !== undefined)
     return reportOf(file, 'host', HostConfigSchema, data, hostSummary).report;
   const view = settle(HostConfigSchema, data) ?? {};

@@ -2,6 +2,7 @@
 import type { HostConfig } from '../../config/host-config.ts';
 import type { IkeConfig } from '../../config/ike-config.ts';
 import type { RouterConfig } from '../../config/router-config.ts';
+import { sharedAddressesOf } from '../../config/router-config.ts';
 import type { Settled } from '../../config/schema-walk.ts';
 import type { ManualKeyingConfig } from '../../ipsec/manual-config.ts';
 
@@ -10,7 +11,7 @@ const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' 
 export function routerSummary(c: RouterConfig): string {
   const [lo, hi] = c.pap.portRange;
   return (
-    `router: shared ${c.sharedAddress}, LAN ${c.lanAddress}, ` +
+    `router: shared ${sharedAddressesOf(c).join(', ')}, LAN ${c.lanAddress}, ` +
     `ports ${lo}-${hi} in ${plural((hi - lo + 1) / c.pap.blockSize, 'block')} of ${c.pap.blockSize}, ` +
     `SPIs from ${c.pap.spiFirst} in blocks of ${c.pap.spiBlockSize}, lease ${c.pap.leaseSeconds} s` +
     (c.pki === undefined ? '' : `, local CA on port ${c.pki.port}`)

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import type { CommandMeta } from './command-meta.ts';
-import { HostConfigSchema } from '../../config/host-config.ts';
+import { HostConfigSchema, withStartingRouter } from '../../config/host-config.ts';
 import type { HostConfig } from '../../config/host-config.ts';
 import { ConfigError } from '../../config/config-error.ts';
 import { readIkeConfig } from '../../config/ike-config.ts';
@@ -43,6 +43,7 @@ export function missingPrivilege(statusText?: string): string | undefined {
 interface HostArgs {
   config?: string | undefined;
   router?: string | undefined;
+  routers?: string | undefined;
   'lan-address'?: string | undefined;
   'lan-if'?: string | undefined;
   'shared-address'?: string | undefined;
@@ -99,12 +100,13 @@ export function hostConfigFrom(argv: HostArgs): HostConfig {
     const a = addressOf(typeof data.tun === 'string' ? data.tun : 'dn0');
     if (a !== undefined) data.sharedAddress = a;
   }
-  return validateWithFlags(HostConfigSchema, data, given, source, 'distnat host');
+  return validateWithFlags(HostConfigSchema, withStartingRouter(data), given, source, 'distnat host');
 }
 
 /** Flags that override the file, by configuration field (`pap.*` inside the pap section). */
 const HOST_FLAGS = {
   router: ['router'],
+  routers: ['routers'],
   'lan-address': ['lanAddress'],
   'shared-address': ['sharedAddress'],
   tun: ['tun'],
@@ -127,7 +129,15 @@ const HOST_FLAGS = {
 /** The override flags on the command line, each with the field it sets and its value. */
 export function givenHostFlags(argv: HostArgs): (FlagField & { value: unknown })[] {
   return Object.entries(HOST_FLAGS)
-    .map(([flag, path]) => ({ flag, path, value: argv[flag as keyof HostArgs] }))
+    .map(([flag, path]) => {
+      const value = argv[flag as keyof HostArgs];
+      // --routers 10.0.0.7,10.0.0.8: one list, as in a file.
+      return {
+        flag,
+        path,
+        value: flag === 'routers' && typeof value === 'string' ? value.split(',') : value,
+      };
+    })
     .filter((g) => g.value !== undefined);
 }
 
@@ -168,6 +178,11 @@ export function hostCommand(y: Argv, meta: CommandMeta) {
       a
         .option('config', { type: 'string', describe: 'YAML or JSON configuration file (flags override it)' })
         .option('router', { type: 'string', describe: "the router's LAN address" })
+        .option('routers', {
+          type: 'string',
+          describe:
+            'routers sharing their leases on etcd, comma-separated; the host moves on when one stops answering',
+        })
         .option('lan-address', {
           type: 'string',
           describe: "this host's LAN address (outer source of the tunnel)",

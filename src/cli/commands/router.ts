@@ -2,6 +2,7 @@ import type { Argv } from 'yargs';
 import type { CommandMeta } from './command-meta.ts';
 import { readConfigFile, validateConfig } from '../../config/load.ts';
 import { RouterConfigSchema } from '../../config/router-config.ts';
+import { sharedAddressesOf } from '../../config/router-config.ts';
 import { startRouter } from '../../router/daemon/start.ts';
 import { createLogger } from '../../util/log.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
@@ -13,6 +14,7 @@ import { announceService } from '../service.ts';
 const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two addresses has a default):
 
   sharedAddress: 198.51.100.30     # the public address the hosts share
+                                   # (or sharedAddresses: [198.51.100.30, 198.51.100.31], with datapath: tun)
   lanAddress: 10.0.0.7             # the router's LAN address (PAP, IP-in-IP)
   tun: dn0                         # made by native-setup/linux/router-setup.sh
   stateDir: /var/lib/distnat/router
@@ -22,6 +24,8 @@ const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two add
     dir: /var/lib/distnat/router/ca   # made by 'distnat ca issue-local'
     port: 7033                     # POST /csr, GET /ca, GET /crl on lanAddress
     wanAddress: 203.0.113.1        # also GET /crl (and /ca) here, for remote peers
+  etcd:                            # optional: leases shared with other routers (docs/multi-router.md)
+    endpoints: [http://10.0.0.21:2379, http://10.0.0.22:2379, http://10.0.0.23:2379]
 
 The local CA directory comes from the root CA, once:
 
@@ -34,7 +38,8 @@ A router that finds no lease state in its state directory assumes it lost it
 quarantine: hosts reclaim the blocks they hold, new requests are told to try
 later. On the very first start, when no host can hold a lease yet, add --fresh.
 
-Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing, 73 another
+Exit codes: 0 stopped by SIGTERM/SIGINT, 69 native addon missing or no etcd member
+answering (etcd.endpoints), 73 another
 router holds the state directory, the control socket, UDP lanAddress:7032 or
 TCP lanAddress:7033 (or a file could not be created), 77 missing privilege
 (root, or CAP_NET_ADMIN and CAP_NET_RAW), 78 invalid configuration (also a
@@ -43,6 +48,7 @@ pki.dir / --ca-dir that holds no local CA).`;
 /** Flags that override the file, by configuration field. */
 const OVERRIDES = {
   'shared-address': 'sharedAddress',
+  'shared-addresses': 'sharedAddresses',
   'lan-address': 'lanAddress',
   tun: 'tun',
   datapath: 'datapath',
@@ -62,6 +68,12 @@ const PKI_OVERRIDES = {
   'crl-address': 'wanAddress',
 } as const;
 
+/** Flags that override fields of the etcd section. */
+const ETCD_OVERRIDES = {
+  'etcd-endpoints': 'endpoints',
+  'etcd-prefix': 'prefix',
+} as const;
+
 /** The file's data with the flags applied; the result is validated by the schema. */
 export function mergeRouterFlags(
   data: Record<string, unknown>,
@@ -70,13 +82,39 @@ export function mergeRouterFlags(
   const merged: Record<string, unknown> = { ...data };
   for (const [flag, field] of Object.entries(OVERRIDES)) {
     const v = argv[flag];
-    if (v !== undefined) merged[field] = v;
+    if (v === undefined) continue;
+    if (field === 'sharedAddresses') {
+      // One flag, several addresses: comma-separated; it stands for the file's sharedAddress too.
+      merged[field] = typeof v === 'string' ? v.split(',').filter((a) => a !== '') : v;
+      delete merged.sharedAddress;
+    } else {
+      merged[field] = v;
+      if (field === 'sharedAddress') delete merged.sharedAddresses;
+    }
   }
   const pkiFlags = Object.entries(PKI_OVERRIDES).filter(([flag]) => argv[flag] !== undefined);
   if (pkiFlags.length > 0) {
     const pki = data.pki;
     const base = pki !== null && typeof pki === 'object' && !Array.isArray(pki) ? pki : {};
     merged.pki = { ...base, ...Object.fromEntries(pkiFlags.map(([flag, field]) => [field, argv[flag]])) };
+  }
+  const etcdFlags = Object.entries(ETCD_OVERRIDES).filter(([flag]) => argv[flag] !== undefined);
+  if (etcdFlags.length > 0) {
+    const etcd = data.etcd;
+    const base = etcd !== null && typeof etcd === 'object' && !Array.isArray(etcd) ? etcd : {};
+    merged.etcd = {
+      ...base,
+      ...Object.fromEntries(
+        etcdFlags.map(([flag, field]) => {
+          const v = argv[flag];
+          // One flag, several members: comma-separated.
+          return [
+            field,
+            field === 'endpoints' && typeof v === 'string' ? v.split(',').filter((e) => e !== '') : v,
+          ];
+        }),
+      ),
+    };
   }
   return merged;
 }
@@ -88,6 +126,11 @@ export function givenRouterFlags(argv: Record<string, unknown>): (FlagField & { 
     ...Object.entries(PKI_OVERRIDES).map(([flag, field]) => ({
       flag,
       path: ['pki', field],
+      value: argv[flag],
+    })),
+    ...Object.entries(ETCD_OVERRIDES).map(([flag, field]) => ({
+      flag,
+      path: ['etcd', field],
       value: argv[flag],
     })),
   ].filter((g) => g.value !== undefined);
@@ -104,6 +147,10 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
           describe: 'YAML configuration file; the flags below override it',
         })
         .option('shared-address', { type: 'string', describe: 'the public IPv4 address all hosts share' })
+        .option('shared-addresses', {
+          type: 'string',
+          describe: 'several shared addresses, comma-separated, each with its own ports (datapath tun)',
+        })
         .option('lan-address', { type: 'string', describe: "the router's LAN address (PAP and IP-in-IP)" })
         .option('tun', { type: 'string', describe: 'TUN device the shared address is routed into [dn0]' })
         .option('datapath', {
@@ -134,6 +181,12 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
             'first start: no host holds a lease of an earlier router on this LAN, so with no saved ' +
             'lease state grant at once instead of holding off (docs/pap.md 6.3); ignored when state is recovered',
         })
+        .option('etcd-endpoints', {
+          type: 'string',
+          describe:
+            'keep the leases in etcd, shared with other routers: client URLs, comma-separated (http://10.0.0.21:2379,...)',
+        })
+        .option('etcd-prefix', { type: 'string', describe: 'key prefix of the leases in etcd [/distnat/]' })
         .option('ca-dir', {
           type: 'string',
           describe:
@@ -195,7 +248,7 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
       }
       const service = announceService({
         log,
-        status: `routing ${config.sharedAddress} for the hosts of ${config.lanAddress} (TUN ${config.tun})`,
+        status: `routing ${sharedAddressesOf(config).join(', ')} for the hosts of ${config.lanAddress} (TUN ${config.tun})`,
         reload: configReloader({ log, file, running: config, read }),
       });
       let failure: Error | undefined;

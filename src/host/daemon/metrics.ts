@@ -235,6 +235,17 @@ export async function serveAgentMetrics(
       () => p.ike?.service,
       () => p.ike?.revocation ?? new Map(),
     );
+  const failover = p.failover;
+  if (failover !== undefined)
+    new Counter({
+      name: 'distnat_host_router_switches_total',
+      help: 'Moves to the next router after the one sent through stopped answering PAP (router.switches)',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(failover.switches);
+      },
+    });
   const server = await startMetricsServer(registry, listen);
   const a = server.address();
   return { server, address: a !== null && typeof a === 'object' ? `${a.address}:${a.port}` : listen };

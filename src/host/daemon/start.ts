@@ -11,6 +11,7 @@
  */
 import type { DaemonStatus } from '../../control/status.ts';
 import type { HostConfig } from '../../config/host-config.ts';
+import { routersOf } from '../../config/host-config.ts';
 import { readIkeConfig } from '../../config/ike-config.ts';
 import { readManualKeying } from '../../ipsec/index.ts';
 import { HostLeases } from '../../pap/host-leases.ts';
@@ -45,6 +46,7 @@ import { beginNativeMode } from './native-mode.ts';
 import type { NativeMode } from './native-mode.ts';
 import { openHostPapTransport } from './pap-link.ts';
 import { releaseBlocks } from './release.ts';
+import { RouterFailover } from './router-failover.ts';
 import { ProcSysctl } from './sysctl.ts';
 import type { SysctlAccess } from './sysctl.ts';
 import { PortTranslator, SourcePortTranslationTable } from '../data-path/translation/index.ts';
@@ -92,6 +94,8 @@ export interface HostAgent {
   readonly ports: LeasedPortPool;
   readonly sptt: SourcePortTranslationTable;
   readonly client: PapClient;
+  /** With several routers: which one the host sends through, and its moves. */
+  readonly failover: RouterFailover | undefined;
   /** The engine step built from `config.ipsec`, when there is one. */
   readonly ipsec: EngineIpsecStep | undefined;
   /** IKE, when `config.ike` names a file. */
@@ -117,18 +121,20 @@ export async function startHost(
   const started = clock.now();
   const lan = address(config.lanAddress, 'lanAddress');
   const router = address(config.router, 'router');
+  const routerList = routersOf(config);
+  const routerAddresses = routerList.map((r) => address(r, 'routers'));
   const shared = address(config.sharedAddress, 'sharedAddress');
-  const papPeer =
-    config.pap.transport === 'udp'
-      ? { address: config.router, port: config.pap.udpPort }
-      : { address: config.router };
+  const papPeerOf = (a: string) =>
+    config.pap.transport === 'udp' ? { address: a, port: config.pap.udpPort } : { address: a };
+  const papPeer = papPeerOf(config.router);
   const routerText =
     config.pap.transport === 'udp'
-      ? `${config.router} (UDP port ${config.pap.udpPort})`
-      : `${config.router} (ICMP types 32/33)`;
+      ? `${routerList.join(', ')} (UDP port ${config.pap.udpPort})`
+      : `${routerList.join(', ')} (ICMP types 32/33)`;
   log.info('host agent starting', {
     mode: config.mode,
     router: config.router,
+    ...(routerList.length > 1 ? { routers: routerList.join(',') } : {}),
     lanAddress: config.lanAddress,
     sharedAddress: config.sharedAddress,
     tun: config.tun,
@@ -210,6 +216,7 @@ export async function startHost(
       mode: config.mode,
       lanAddress: lan,
       routerAddress: router,
+      ...(routerList.length > 1 ? { routerAddresses } : {}),
       sharedAddress: shared,
       tunMtu,
       lanMtu,
@@ -251,6 +258,7 @@ export async function startHost(
     const client = new PapClient({
       transport,
       router: papPeer,
+      sharedAddress: shared,
       clock,
       leases,
       retransmit: opts.retransmit ?? {},
@@ -259,6 +267,26 @@ export async function startHost(
       ...(opts.random !== undefined ? { random: opts.random } : {}),
     });
     undo.push(() => client.stop());
+
+    // One router: nothing to move to, and its renewals keep to their schedule.
+    const failover =
+      routerList.length > 1
+        ? new RouterFailover({
+            client,
+            leases,
+            clock,
+            log,
+            routers: routerList.map(papPeerOf),
+            probeMs: config.failover.probeSeconds * 1000,
+            silentMs: config.failover.silentSeconds * 1000,
+            onSwitch: (to) => {
+              const a = address(to.address, 'routers');
+              forwarder.setRouter(a);
+              dataPath.fast?.setRouter(a);
+            },
+          })
+        : undefined;
+    undo.push(() => failover?.stop());
 
     const waiters = new LeaseWaiters(clock, () => ports.held > 0);
     const listener = leaseEventListener({
@@ -279,6 +307,7 @@ export async function startHost(
     forwarder.start();
     undo.push(() => forwarder.stop());
     client.start();
+    failover?.start();
 
     const housekeeping = startHousekeeping({
       clock,
@@ -310,6 +339,7 @@ export async function startHost(
       ike,
       hairpin,
       dataPath,
+      failover,
     };
     const status = (): DaemonStatus => agentStatus(parts);
 
@@ -340,6 +370,7 @@ export async function startHost(
         // Before the blocks go: their release would only set the rules once more.
         hairpin?.remove();
         housekeeping.cancel();
+        failover?.stop();
         const held = leases.blocks();
         if (held.length > 0)
           await releaseBlocks(held, client, clock, opts.releaseTimeoutMs ?? 2000, log, routerText);
@@ -360,6 +391,7 @@ export async function startHost(
       ports,
       sptt,
       client,
+      failover,
       ipsec: engineStep,
       ike,
       controlSocket: controlPath,

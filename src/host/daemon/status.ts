@@ -22,6 +22,7 @@ import type { EngineIpsecStep } from '../data-path/ipsec-engine-step.ts';
 import type { LeasedPortPool } from '../data-path/leased-ports.ts';
 import type { FastPathCounts, HostDataPath } from './fast-path.ts';
 import { fastPathCounts } from './fast-path.ts';
+import type { RouterFailover } from './router-failover.ts';
 
 /** Rows of FIG. 11 printed at most; the JSON form has the count. */
 export const MAX_STATUS_ROWS = 2000;
@@ -140,6 +141,8 @@ export interface HostAgentParts {
   readonly hairpin: Hairpin | undefined;
   /** Which data path forwards (the eBPF fast path beside the agent, or the agent alone). */
   readonly dataPath?: HostDataPath | undefined;
+  /** With several routers: which one the host sends through, and its moves. */
+  readonly failover?: RouterFailover | undefined;
 }
 
 export function agentStatus(p: HostAgentParts): DaemonStatus {
@@ -149,7 +152,7 @@ export function agentStatus(p: HostAgentParts): DaemonStatus {
     now,
     summary: {
       mode: config.mode,
-      router: config.router,
+      router: p.failover?.current.address ?? config.router,
       'pap transport': config.pap.transport,
       'lan address': config.lanAddress,
       'shared address': config.sharedAddress,
@@ -170,6 +173,16 @@ export function agentStatus(p: HostAgentParts): DaemonStatus {
     io: p.io(),
     fast: fastPathCounts(p.dataPath?.fast),
   });
+  const f = p.failover;
+  if (f !== undefined) {
+    st.summary.routers = (config.routers ?? []).join(', ');
+    st.summary['router switches'] =
+      f.last === undefined
+        ? 0
+        : `${f.switches} (last ${f.last.from} -> ${f.last.to}, ${seconds(now - f.last.at)} ago, after ${f.last.silentMs} ms silent)`;
+    st.counters['router.switches'] = f.switches;
+    st.counters['router.probes'] = f.probes;
+  }
   if (engineStep !== undefined) {
     st.summary.ipsec = `${config.ipsec} (${engineStep.installed ? 'SAs installed' : 'waiting for SPI leases'})`;
     Object.assign(st.counters, engineStep.counters());

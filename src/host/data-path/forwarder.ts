@@ -35,6 +35,8 @@ export interface HostForwarderOptions {
   /** Addresses as u32: this host's LAN address, the router's, the shared public one. */
   readonly lanAddress: number;
   readonly routerAddress: number;
+  /** With several routers, all of them (routerAddress among them): inbound is accepted from each. */
+  readonly routerAddresses?: readonly number[];
   readonly sharedAddress: number;
   /** Default 1480 (native-setup/linux/host-setup.sh). Inbound SYNs are clamped to tunMtu - 40. */
   readonly tunMtu?: number;
@@ -95,11 +97,17 @@ export class HostForwarder {
     const inbound = new HostInbound({
       ...common,
       tunnelIn: options.tunnelIn,
+      routerAddresses: options.routerAddresses,
       tunMtu: this.tunMtu,
       drops: this.inboundDrops,
     });
     this.onOutboundBatch = this.#outbound.onBatch;
     this.onInboundBatch = inbound.onBatch;
+  }
+
+  /** Sends through another router from now on (one of routerAddresses). */
+  setRouter(address: number): void {
+    this.#outbound.setRouter(address);
   }
 
   /** Starts reading both devices. */

@@ -33,6 +33,8 @@ export interface HostInboundOptions {
   readonly clock: Clock;
   readonly mode: HostMode;
   readonly routerAddress: number;
+  /** Every router sharing the lease table: any of them may tunnel a reply (the upstream picks). */
+  readonly routerAddresses?: readonly number[] | undefined;
   readonly sharedAddress: number;
   /** Inbound SYNs are clamped to tunMtu - 40. */
   readonly tunMtu: number;
@@ -86,7 +88,8 @@ export class HostInbound {
     const o = this.#o;
     const inner = this.#inner;
     if (decapsulate(buf, off, len, inner, true) !== null) return 'malformed';
-    if (inner.outerSrc !== o.routerAddress) return 'not-from-router';
+    if (inner.outerSrc !== o.routerAddress && o.routerAddresses?.includes(inner.outerSrc) !== true)
+      return 'not-from-router';
     let start = inner.offset;
     let total = inner.length;
     if (checkIpv4(buf, start, total, true) !== null) return 'inner-malformed';

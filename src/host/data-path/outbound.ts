@@ -81,7 +81,8 @@ const UDP = IpProtocol.UDP;
 const ICMP = IpProtocol.ICMP;
 
 export class HostOutbound {
-  readonly #o: HostOutboundOptions;
+  // routerAddress changes when the host moves to another router (setRouter).
+  readonly #o: Omit<HostOutboundOptions, 'routerAddress'> & { routerAddress: number };
   readonly #toRouter: SpanList;
   readonly #scratch: SlotBuffer;
   readonly #scratchToRouter: SpanList;
@@ -95,11 +96,16 @@ export class HostOutbound {
   constructor(o: HostOutboundOptions) {
     if (o.tun.slots.headroom < IPIP_OUTER_LENGTH)
       throw new RangeError('the TUN device slots need 20 octets of headroom for the outer header');
-    this.#o = o;
+    this.#o = { ...o };
     this.#toRouter = new SpanList(o.tun.slots.slotCount);
     this.#scratch = new SlotBuffer(o.scratchSlots);
     this.#scratchToRouter = new SpanList(o.scratchSlots);
     this.#scratchToTun = new SpanList(o.scratchSlots);
+  }
+
+  /** The outer destination of every packet from now on: the router this host sends through. */
+  setRouter(address: number): void {
+    this.#o.routerAddress = address;
   }
 
   /** Largest inner packet that fits the LAN once encapsulated (and protected). */

@@ -18,6 +18,7 @@ import { openRawSender, openRawSocket, type RawSocket } from '../../io/raw.ts';
 import { openTun, type TunDevice } from '../../io/tun.ts';
 import type { PacketDevice } from '../../io/types.ts';
 import type { Logger } from '../../util/log.ts';
+import { sharedAddressesOf } from '../../config/router-config.ts';
 import { IpProtocol } from '../../wire/result.ts';
 import { offloadByDefault, OffloadTun } from '../../io/offload-tun.ts';
 
@@ -26,7 +27,9 @@ export const ROUTER_TUN_MTU = 1480;
 
 export interface RouterDeviceConfig {
   readonly tun: string;
-  readonly sharedAddress: string;
+  /** The shared address, or sharedAddresses: each is routed into the TUN. */
+  readonly sharedAddress?: string;
+  readonly sharedAddresses?: readonly string[];
   readonly lanAddress: string;
   /**
    * Open the TUN with TCP offloads (vnet header, csum, tso4): super-packets
@@ -131,25 +134,29 @@ export function openRouterDevices(config: RouterDeviceConfig, log: Logger): Open
     } catch (e) {
       throw explainOpenError(`TCP offloads on ${config.tun}`, e);
     }
+    // Every shared address reaches the router through the TUN: the kernel forwards them all into it.
+    const shared = sharedAddressesOf(config);
     if (!existed) {
-      const routed = tryIp(['route', 'replace', `${config.sharedAddress}/32`, 'dev', config.tun]);
+      const failed = shared.filter(
+        (a) => tryIp(['route', 'replace', `${a}/32`, 'dev', config.tun]) === undefined,
+      );
+      const routes = shared.map((a) => `${a}/32`).join(', ');
       log.warn(
         `TUN device ${config.tun} did not exist: created it (MTU ${ROUTER_TUN_MTU}, up, not persistent: it goes when the router stops)` +
-          (routed !== undefined
-            ? ` and routed ${config.sharedAddress}/32 into it`
-            : `; routing ${config.sharedAddress}/32 into it failed`) +
+          (failed.length === 0
+            ? ` and routed ${routes} into it`
+            : `; routing ${failed.map((a) => `${a}/32`).join(', ')} into it failed`) +
           '. `native-setup/linux/router-setup.sh up` makes it persistent and sets ip_forward and rp_filter',
         { tun: config.tun },
       );
     } else {
-      const route = tryIp(['-4', 'route', 'show', `${config.sharedAddress}/32`]);
-      if (route !== undefined && !route.includes(`dev ${config.tun}`))
-        log.warn(
-          `no route ${config.sharedAddress}/32 dev ${config.tun}: inbound packets will not reach the router`,
-          {
+      for (const a of shared) {
+        const route = tryIp(['-4', 'route', 'show', `${a}/32`]);
+        if (route !== undefined && !route.includes(`dev ${config.tun}`))
+          log.warn(`no route ${a}/32 dev ${config.tun}: inbound packets will not reach the router`, {
             fix: 'native-setup/linux/router-setup.sh up',
-          },
-        );
+          });
+      }
     }
     const tunMtu = interfaceMtu(config.tun);
     if (tunMtu !== undefined && tunMtu + 20 > lanMtu)

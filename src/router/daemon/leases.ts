@@ -6,9 +6,11 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RouterConfig } from '../../config/router-config.ts';
+import { sharedAddressesOf } from '../../config/router-config.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import { FileStateDir, LeaseStore } from '../../pap/lease-store.ts';
 import { LeaseTable } from '../../pap/lease-table.ts';
+import type { LeaseBook } from '../../pap/lease-book.ts';
 import type { Clock } from '../../util/clock.ts';
 import type { Logger } from '../../util/log.ts';
 import { leaseLogger } from './log.ts';
@@ -45,6 +47,7 @@ export function openLeaseTable(
   const table = new LeaseTable({
     clock,
     store: new LeaseStore(new FileStateDir(config.stateDir)),
+    addresses: sharedAddressesOf(config),
     portRange: { min: config.pap.portRange[0], max: config.pap.portRange[1] },
     spiRange: { min: config.pap.spiFirst, max: 0xffffffff },
     blockSize: { port: config.pap.blockSize, spi: config.pap.spiBlockSize },
@@ -104,7 +107,7 @@ function logHoldOff(
  * lease routed, a lease ended is one no longer routed) and logs each lease
  * event.
  */
-export function followLeases(table: LeaseTable, tables: RouterTables, log: Logger): void {
+export function followLeases(table: LeaseBook, tables: RouterTables, log: Logger): void {
   table.addListener({
     onLeaseAdded: (lease) => {
       const change = tables.onLeaseAdded(lease);

@@ -17,7 +17,7 @@ import type { StatusTable } from '../../control/status.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { Lease, LeaseEndReason, LeaseListener } from '../../pap/lease.ts';
 import { CaError, formatRanges, LocalCa, startPkiServer } from '../../pki/index.ts';
-import type { IssuedCertificate, LeaseLookup, x509 } from '../../pki/index.ts';
+import type { IssuedCertificate, LeaseLookup, SharedRevocationList, x509 } from '../../pki/index.ts';
 import type { Clock, Timer } from '../../util/clock.ts';
 import { SystemClock } from '../../util/clock.ts';
 
@@ -44,6 +44,8 @@ export interface LocalCaServiceOptions {
   readonly wanAddress?: string;
   readonly crlSeconds?: number;
   readonly leases: LeaseSource;
+  /** The revocation list the routers of the shared address share on etcd; without it, the registry's. */
+  readonly revocations?: SharedRevocationList;
   readonly log: ServiceLog;
   readonly clock?: Clock;
 }
@@ -60,6 +62,8 @@ export interface LocalCaStats {
   readonly crlNumber: number;
   /** nextUpdate of the CRL served now (ms since the Unix epoch); 0 before the first. */
   readonly crlNextUpdate: number;
+  /** With the list on etcd: its counters (crl_etcd_*), and revocations etcd has not taken yet. */
+  readonly shared?: Record<string, number>;
 }
 
 const isHost = (e: IssuedCertificate): boolean => e.role === 'host';
@@ -85,6 +89,7 @@ export class LocalCaService implements LeaseListener {
   readonly #clock: Clock;
   readonly #servers: Server[];
   readonly #refreshMs: number;
+  readonly #revocations: SharedRevocationList | undefined;
   #crl: x509.X509Crl | undefined;
   #timer: Timer | undefined;
   #closed = false;
@@ -102,6 +107,7 @@ export class LocalCaService implements LeaseListener {
     this.#clock = clock;
     this.#crl = crl;
     this.#refreshMs = ((o.crlSeconds ?? 600) * 1000) / 4;
+    this.#revocations = o.revocations;
     this.lanEndpoint = endpointOf(servers[0]!, o.lanAddress);
     this.wanEndpoint = servers[1] === undefined ? undefined : endpointOf(servers[1], o.wanAddress!);
   }
@@ -116,7 +122,13 @@ export class LocalCaService implements LeaseListener {
     const ca = await openLocalCa(o.dir, {
       clock,
       crlSeconds: o.crlSeconds,
-      onError: (e) => o.log.warn('the local CA could not make a CRL', { error: e.message }),
+      revocations: o.revocations,
+      onError: (e) =>
+        e.message.startsWith('etcd did not take')
+          ? o.log.warn('etcd did not take a revocation: in this router’s CRL, offered again', {
+              error: e.message,
+            })
+          : o.log.warn('the local CA could not make a CRL', { error: e.message }),
     });
     const revoked = ca.reconcile(o.leases.leases());
     if (revoked.length > 0)
@@ -135,6 +147,11 @@ export class LocalCaService implements LeaseListener {
     }
     const service = new LocalCaService(ca, servers, o, clock, crl);
     o.leases.addListener(service, false);
+    if (o.revocations !== undefined)
+      o.revocations.onChange = () => {
+        const made = ca.revocationsChanged();
+        if (made !== undefined) service.publishCrl().catch(() => undefined);
+      };
     service.#arm();
     service.#checkCrlUrl(o);
     o.log.info('local CA serving', {
@@ -193,6 +210,9 @@ export class LocalCaService implements LeaseListener {
       revoked: hosts.filter((e) => e.revoked !== undefined && e.notAfter > now).length,
       crlNumber: crl === undefined ? 0 : crlNumberOf(crl),
       crlNextUpdate: crl?.nextUpdate?.getTime() ?? 0,
+      ...(this.#revocations === undefined
+        ? {}
+        : { shared: { ...this.#revocations.stats(), crl_etcd_unshared: this.ca.unshared } }),
     };
   }
 
@@ -234,6 +254,7 @@ export class LocalCaService implements LeaseListener {
     this.#closed = true;
     this.#leases.removeListener(this);
     this.#timer?.cancel();
+    if (this.#revocations !== undefined) this.#revocations.onChange = undefined;
     await Promise.all(this.#servers.map(closeServer));
     // A CRL being signed finishes writing crl.pem before the router lets go of the directory.
     await this.ca.crl().catch(() => undefined);

@@ -38,7 +38,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { IoStats } from '../../io/types.ts';
 import { newRegistry, startMetricsServer } from '../../metrics/server.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
-import type { LeaseTable } from '../../pap/lease-table.ts';
+import type { LeaseBook } from '../../pap/lease-book.ts';
 import type { PapServer } from '../../pap/pap-server.ts';
 import { DROP_REASONS } from '../data-path/counters.ts';
 import type { RouterForwarding } from '../data-path/forwarder.ts';
@@ -50,7 +50,7 @@ import type { ForwardingWorkers } from './workers.ts';
 
 export interface RouterMetricSources {
   readonly forwarder: RouterForwarding;
-  readonly leases: LeaseTable;
+  readonly leases: LeaseBook;
   readonly pap: PapServer;
   readonly devices: Readonly<Record<string, { stats(): IoStats }>>;
   /** The local CA, when the router runs one; its metrics exist only then. */
@@ -124,6 +124,38 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
       const st = s.leases.stats();
       this.set({ kind: 'port' }, st.port_leases ?? 0);
       this.set({ kind: 'spi' }, st.spi_leases ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'distnat_router_etcd_available',
+    help: 'Leases on etcd: 1 while etcd answers (grants go on), 0 when it does not; absent with the local journal',
+    registers,
+    collect() {
+      const st = s.leases.stats();
+      if (st.etcd_available !== undefined) this.set(st.etcd_available);
+    },
+  });
+  new Counter({
+    name: 'distnat_router_etcd_events_total',
+    help:
+      'Leases on etcd, by event: requests refused (try-later) while etcd did not answer, transactions retried after ' +
+      "another router's change, expiries swept, keys under the prefix skipped (foreign, corrupt, out of range)",
+    labelNames: ['event'],
+    registers,
+    collect() {
+      this.reset();
+      const st = s.leases.stats();
+      for (const [key, event] of [
+        ['etcd_unavailable_refusals', 'unavailable-refusal'],
+        ['etcd_conflicts', 'conflict'],
+        ['etcd_swept', 'swept'],
+        ['etcd_skipped_foreign_key', 'skipped-foreign-key'],
+        ['etcd_skipped_corrupt_value', 'skipped-corrupt-value'],
+        ['etcd_skipped_out_of_range', 'skipped-out-of-range'],
+      ] as const) {
+        const v = st[key];
+        if (v !== undefined) this.inc({ event }, v);
+      }
     },
   });
   new Gauge({

@@ -65,8 +65,12 @@ export function answerLanProbes(
     broadcast,
     port,
     answer: (bytes, peer) => {
-      const reply = pap.receive(bytes, peer);
-      if (reply !== undefined) udp.send(reply, peer);
+      void pap.receiveAsync(bytes, peer).then(
+        (reply) => {
+          if (reply !== undefined) udp.send(reply, peer);
+        },
+        () => undefined,
+      );
     },
   });
 }

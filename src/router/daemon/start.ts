@@ -8,7 +8,9 @@
  *   1. the control socket must not answer already (another router, same run dir)
  *   2. the state directory lock (another router, same state dir)
  *   3. PAP's UDP socket on lanAddress:7032 (another router, same LAN address), then a
- *      probe to the LAN broadcast address (another router on another machine: lan-probe.ts)
+ *      probe to the LAN broadcast address (another router on another machine: lan-probe.ts;
+ *      not with leases on etcd, where several routers serve one LAN), then etcd when configured
+ *      (no member answering: exit 69)
  *   4. TUN and raw sockets (privilege), the lease table (journal recovery)
  *   5. forwarding, PAP over ICMP, the local CA and its endpoint (config pki), control socket,
  *      metrics, timers
@@ -17,9 +19,10 @@
 import type { DaemonStatus } from '../../control/status.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { RouterConfig } from '../../config/router-config.ts';
+import { sharedAddressesOf } from '../../config/router-config.ts';
 import { controlSocketPath } from '../../control/protocol.ts';
 import { socketAnswers } from '../../control/server.ts';
-import type { LeaseTable } from '../../pap/lease-table.ts';
+import type { LeaseBook } from '../../pap/lease-book.ts';
 import { PapServer } from '../../pap/pap-server.ts';
 import type { PapPeer } from '../../pap/transport.ts';
 import type { Clock } from '../../util/clock.ts';
@@ -27,6 +30,7 @@ import { SystemClock } from '../../util/clock.ts';
 import type { Logger } from '../../util/log.ts';
 import { ipv4FromString } from '../../wire/ipv4.ts';
 import { followLeases, openLeaseTable } from './leases.ts';
+import { openSharedLeaseTable, openSharedRevocations } from './etcd-leases.ts';
 import { guarded } from './log.ts';
 import { serveRouterControl } from './control.ts';
 import { serveRouterMetrics } from './metrics.ts';
@@ -80,7 +84,7 @@ export interface RouterHandle {
    * caller stops it and exits with an error. Never settles otherwise.
    */
   readonly failed: Promise<Error>;
-  readonly leases: LeaseTable;
+  readonly leases: LeaseBook;
   readonly pap: PapServer;
   /** Where PAP over UDP listens. */
   readonly papAddress: PapPeer;
@@ -100,10 +104,24 @@ export async function startRouter(
   opts: StartRouterOptions = {},
 ): Promise<RouterHandle> {
   const clock = opts.clock ?? new SystemClock();
-  const shared = ipv4FromString(config.sharedAddress);
+  const sharedList = sharedAddressesOf(config);
+  if (sharedList.length === 0)
+    throw new UserError(
+      'field `sharedAddress`: got nothing; expected the public IPv4 address the hosts share (or sharedAddresses: [a, b])',
+      ExitCode.CONFIG,
+    );
+  const sharedAddresses = sharedList.map((a) => ipv4FromString(a));
+  const shared = sharedAddresses[0];
   const lan = ipv4FromString(config.lanAddress);
-  if (shared === undefined || lan === undefined)
-    throw new UserError('sharedAddress and lanAddress must be IPv4 addresses', ExitCode.CONFIG);
+  if (shared === undefined || sharedAddresses.includes(undefined) || lan === undefined)
+    throw new UserError('sharedAddress(es) and lanAddress must be IPv4 addresses', ExitCode.CONFIG);
+  const addresses = sharedAddresses as number[];
+  // Only the TUN path knows several shared addresses (the configuration says so too, with its field).
+  if (addresses.length > 1 && config.datapath === 'ebpf' && opts.devices === undefined)
+    throw new UserError(
+      `datapath: ebpf serves one shared address; with sharedAddresses ${sharedList.join(', ')} use datapath: tun`,
+      ExitCode.CONFIG,
+    );
   const workerCount = config.workers;
   if (workerCount > 1 && opts.devices !== undefined)
     throw new UserError('workers above 1 open their own devices: not with given devices', ExitCode.USAGE);
@@ -143,7 +161,13 @@ export async function startRouter(
 
     // 3b. another router on the same LAN, on another machine (docs/router.md, "One router per LAN").
     const broadcast = opts.devices === undefined ? lanBroadcastOf(config.lanAddress) : undefined;
-    if (broadcast !== undefined) await refuseOtherRouterOnLan(config.lanAddress, broadcast, udpPort);
+    // Routers sharing their leases on etcd serve one LAN together; only a router on its own is refused.
+    if (broadcast !== undefined && config.etcd === undefined)
+      await refuseOtherRouterOnLan(config.lanAddress, broadcast, udpPort);
+
+    // 3c. etcd, before any device is touched: a router that cannot reach it does not start (exit 69).
+    const sharedTable =
+      config.etcd === undefined ? undefined : await openSharedLeaseTable(config, clock, log, closers);
 
     const { tun, lanRx, lanTx, lanMtu, lanInterface } = openDaemonDevices(config, opts.devices, log, closers);
 
@@ -151,7 +175,10 @@ export async function startRouter(
     // With workers the index lives in shared memory, which they read (workers.ts).
     const tables = new RouterTables({
       clock,
-      ...(workerCount > 1 ? { ownership: LeaseOwnership.shared() } : {}),
+      ownership:
+        workerCount > 1
+          ? LeaseOwnership.shared(undefined, addresses.length)
+          : new LeaseOwnership(undefined, undefined, addresses.length),
     });
     const dataPath = openRouterDataPath({
       config,
@@ -164,8 +191,8 @@ export async function startRouter(
       closers,
     });
 
-    // Leases, recovered from the journal; the forwarding tables follow them.
-    const table = openLeaseTable(config, clock, log, closers, opts.fresh);
+    // Leases, recovered from the journal or shared on etcd; the forwarding tables follow them.
+    const table: LeaseBook = sharedTable ?? openLeaseTable(config, clock, log, closers, opts.fresh);
     followLeases(table, tables, log);
 
     let forwarder: RouterForwarding;
@@ -177,6 +204,7 @@ export async function startRouter(
         offload: (config.tunOffload ?? true) && offloadByDefault(),
         lanInterface: lanInterface!,
         sharedAddress: shared,
+        sharedAddresses: addresses,
         lanAddress: lan,
         lanMtu,
         tables,
@@ -198,6 +226,7 @@ export async function startRouter(
     } else {
       const one = new RouterForwarder({
         sharedAddress: shared,
+        sharedAddresses: addresses,
         lanAddress: lan,
         tables,
         tun,
@@ -212,7 +241,7 @@ export async function startRouter(
     }
 
     // PAP.
-    const pap = new PapServer(table);
+    const pap = new PapServer(table, addresses);
     pap.attach(guarded(udp, log, 'udp'));
     if (broadcast !== undefined) closers.push(await answerLanProbes(pap, udp, broadcast, udpPort));
     const transports: Record<string, object> = { udp: udp.counters };
@@ -233,6 +262,11 @@ export async function startRouter(
         wanAddress: config.pki.wanAddress,
         crlSeconds: config.pki.crlSeconds,
         leases: table,
+        // One CRL for every router of the shared address (docs/multi-router.md, "One CA, one CRL").
+        revocations:
+          sharedTable === undefined
+            ? undefined
+            : await openSharedRevocations(config, sharedTable, clock, log, closers),
         log,
         clock,
       });
@@ -247,12 +281,16 @@ export async function startRouter(
       summary: {
         role: 'router',
         pid: process.pid,
-        'shared address': config.sharedAddress,
+        [addresses.length > 1 ? 'shared addresses' : 'shared address']: sharedList.join(', '),
         'LAN address': config.lanAddress + (lanInterface ? ` (${lanInterface})` : ''),
         tun: tun.name,
         workers: workers === undefined ? 1 : workers.count,
         PAP: `udp ${udp.local.address}:${udp.local.port}${icmp ? ', icmp types 32/33' : ''}`,
         'state dir': config.stateDir,
+        leases:
+          config.etcd === undefined
+            ? `journal in ${config.stateDir}`
+            : `etcd ${config.etcd.endpoints.join(',')} ${config.etcd.prefix}${sharedList[0]}/`,
         recovered: table.recovered ? 'yes' : 'no (new epoch)',
       },
       clock,
@@ -265,6 +303,7 @@ export async function startRouter(
       pki,
       dataPath,
       workers,
+      sharedAddresses: sharedList,
     };
     const status = () => routerStatus(sources);
 
@@ -295,7 +334,7 @@ export async function startRouter(
     );
 
     log.info('router started', {
-      shared: config.sharedAddress,
+      shared: sharedList.join(','),
       lan: config.lanAddress,
       lanInterface,
       tun: tun.name,

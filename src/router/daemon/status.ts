@@ -7,7 +7,8 @@
 import type { DaemonStatus } from '../../control/status.ts';
 import type { StatusTable } from '../../control/status.ts';
 import type { IoStats } from '../../io/types.ts';
-import type { LeaseTable } from '../../pap/lease-table.ts';
+import type { LeaseBook } from '../../pap/lease-book.ts';
+import { addressIndexOfSlot, portOfSlot } from '../../util/block.ts';
 import type { PapServer } from '../../pap/pap-server.ts';
 import type { Clock } from '../../util/clock.ts';
 import type { RouterForwarding } from '../data-path/forwarder.ts';
@@ -24,7 +25,7 @@ export interface RouterStatusSources {
   readonly clock: Clock;
   readonly startedAt: number;
   readonly forwarder: RouterForwarding;
-  readonly leases: LeaseTable;
+  readonly leases: LeaseBook;
   readonly pap: PapServer;
   /** Counters of each PAP transport, by name (udp, icmp). */
   readonly transports: Readonly<Record<string, object>>;
@@ -36,17 +37,32 @@ export interface RouterStatusSources {
   readonly dataPath?: RouterDataPath;
   /** The forwarding workers, when they run: FIG. 12 merges their rows, the counters add their tables'. */
   readonly workers?: ForwardingWorkers | undefined;
+  /**
+   * The shared addresses, first first. With several, FIG. 8 and the
+   * quarantine name each block's address (its slots, util/block.ts, made
+   * back into address and port). Default: one.
+   */
+  readonly sharedAddresses?: readonly string[];
 }
 
 const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP' };
 
-/** FIG. 8 or FIG. 21 rows, lowest value first, from the lease table itself. */
-function blockRows(leases: LeaseTable, kind: 'port' | 'spi', now: number): (string | number)[][] {
+/** FIG. 8 or FIG. 21 rows, lowest value first, from the lease table itself; `addresses` adds each port block's. */
+function blockRows(
+  leases: LeaseBook,
+  kind: 'port' | 'spi',
+  now: number,
+  addresses: readonly string[] | undefined,
+): (string | number)[][] {
   return leases
     .leases()
     .filter((l) => l.kind === kind)
     .sort((a, b) => a.lowest - b.lowest)
-    .map((l) => [l.host, l.lowest, l.count, `${Math.max(0, Math.round((l.expiresAt - now) / 1000))}s`]);
+    .map((l) => {
+      const left = `${Math.max(0, Math.round((l.expiresAt - now) / 1000))}s`;
+      if (addresses === undefined) return [l.host, l.lowest, l.count, left];
+      return [l.host, addresses[addressIndexOfSlot(l.lowest)] ?? '?', portOfSlot(l.lowest), l.count, left];
+    });
 }
 
 export function routerStatus(s: RouterStatusSources): DaemonStatus {
@@ -55,15 +71,22 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
   // FIG. 12 as of now, what the fast path forwarded included.
   feedIaptt(s.dataPath?.fast, tables, now);
   s.workers?.mergeIaptt();
+  const several = (s.sharedAddresses?.length ?? 1) > 1 ? s.sharedAddresses : undefined;
   const ports: StatusTable = {
     title: 'FIG. 8  PORT-TO-INTERNAL-NETWORK ADDRESS TABLE (leased ports, also ICMP query ids)',
-    columns: ['INTERNAL NETWORK ADDRESS', 'LOWEST PORT', 'NUMBER OF PORTS', 'LEASE LEFT'],
-    rows: blockRows(s.leases, 'port', now),
+    columns: [
+      'INTERNAL NETWORK ADDRESS',
+      ...(several === undefined ? [] : ['SHARED ADDRESS']),
+      'LOWEST PORT',
+      'NUMBER OF PORTS',
+      'LEASE LEFT',
+    ],
+    rows: blockRows(s.leases, 'port', now, several),
   };
   const spis: StatusTable = {
     title: 'FIG. 21  SPI-TO-INTERNAL-NETWORK ADDRESS TABLE',
     columns: ['INTERNAL NETWORK ADDRESS', 'LOWEST SPI', 'NUMBER OF SPIs', 'LEASE LEFT'],
-    rows: blockRows(s.leases, 'spi', now),
+    rows: blockRows(s.leases, 'spi', now, undefined),
   };
   const all = tables.iaptt.rows();
   const flowRows: (string | number)[][] = all
@@ -84,9 +107,14 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
   const quarantine: StatusTable = {
     title: 'QUARANTINE (ended blocks kept from everyone, RFC 6888 REQ-8)',
     columns: ['KIND', 'LAST HOLDER', 'LOWEST', 'COUNT', 'FREE IN'],
-    rows: s.leases
-      .quarantined()
-      .map((q) => [q.kind, q.host, q.lowest, q.count, `${Math.max(0, Math.round((q.until - now) / 1000))}s`]),
+    rows: s.leases.quarantined().map((q) => {
+      // With several shared addresses a port block's lowest is named with its address.
+      const lowest =
+        several !== undefined && q.kind === 'port'
+          ? `${several[addressIndexOfSlot(q.lowest)] ?? '?'} ${portOfSlot(q.lowest)}`
+          : q.lowest;
+      return [q.kind, q.host, lowest, q.count, `${Math.max(0, Math.round((q.until - now) / 1000))}s`];
+    }),
   };
   return {
     role: 'router',
@@ -165,6 +193,7 @@ export function routerCounters(s: RouterStatusSources): Record<string, number> {
     out['pki.crl_number'] = p.crlNumber;
     // Seconds since the Unix epoch, like Prometheus timestamps.
     out['pki.crl_next_update'] = Math.floor(p.crlNextUpdate / 1000);
+    for (const [k, v] of Object.entries(p.shared ?? {})) out[`pki.${k}`] = v;
   }
   return out;
 }

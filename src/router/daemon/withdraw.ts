@@ -16,7 +16,7 @@ import type { LocalCaService } from './local-ca-service.ts';
 
 export interface WithdrawSources {
   readonly leases: { leasesOf(host: string): readonly Lease[] };
-  readonly pap: { withdraw(kind: ResourceKind, lowest: number): boolean };
+  readonly pap: { withdraw(kind: ResourceKind, lowest: number): boolean | Promise<boolean> };
   readonly ca?: Pick<LocalCaService, 'validSerialsOf' | 'isRevoked' | 'publishCrl'>;
 }
 
@@ -30,7 +30,9 @@ export async function withdrawHost(
     .leasesOf(host)
     .filter((l) => kind === 'all' || l.kind === kind)
     .map(({ kind, lowest, count }) => ({ kind, lowest, count }));
-  const done = blocks.filter((b) => s.pap.withdraw(b.kind, b.lowest));
+  const done: typeof blocks = [];
+  // One at a time: with leases on etcd each is a transaction of its own.
+  for (const b of blocks) if (await s.pap.withdraw(b.kind, b.lowest)) done.push(b);
   if (s.ca === undefined) return { host, blocks: done, revoked: [] };
   const crl = await s.ca.publishCrl();
   return {

@@ -88,6 +88,7 @@ try {
   });
   const forwarder = new RouterForwarder({
     sharedAddress: setup.sharedAddress,
+    ...(setup.sharedAddresses === undefined ? {} : { sharedAddresses: setup.sharedAddresses }),
     lanAddress: setup.lanAddress,
     tables,
     tun,

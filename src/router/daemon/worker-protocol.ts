@@ -17,6 +17,8 @@ export interface WorkerCommon {
   readonly offload: boolean;
   readonly lanInterface: string;
   readonly sharedAddress: number;
+  /** All shared addresses, first first, when there are several. */
+  readonly sharedAddresses?: readonly number[];
   readonly lanAddress: number;
   readonly lanMtu: number;
   readonly idle: IapttIdle;

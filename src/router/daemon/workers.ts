@@ -116,6 +116,7 @@ export class ForwardingWorkers implements RouterForwarding, TablesFollower {
         offload: o.offload,
         lanInterface: o.lanInterface,
         sharedAddress: o.sharedAddress,
+        ...(o.sharedAddresses === undefined ? {} : { sharedAddresses: o.sharedAddresses }),
         lanAddress: o.lanAddress,
         lanMtu: o.lanMtu,
         ownership: memory,

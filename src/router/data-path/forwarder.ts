@@ -26,11 +26,14 @@ import { RouterInbound } from './inbound.ts';
 import { OutboundCheck } from './outbound-check.ts';
 import { OutboundSaTable } from './outbound-sa.ts';
 import { RouterOutbound } from './outbound.ts';
+import { SharedAddresses } from './shared-addresses.ts';
 import type { RouterTables } from './tables/router-tables.ts';
 
 export interface RouterForwarderOptions {
   /** The public address the hosts share, as an unsigned 32-bit number. */
   readonly sharedAddress: number;
+  /** All of them when there are several, first first (the first is sharedAddress). Default [sharedAddress]. */
+  readonly sharedAddresses?: readonly number[];
   /** The router's LAN address: outer destination of hosts' tunnels, outer source of the router's. */
   readonly lanAddress: number;
   readonly tables: RouterTables;
@@ -70,7 +73,7 @@ export class RouterForwarder implements RouterForwarding {
   #attached: PacketSource[] = [];
 
   constructor(o: RouterForwarderOptions) {
-    const shared = o.sharedAddress >>> 0;
+    const shared = new SharedAddresses(o.sharedAddresses ?? [o.sharedAddress]);
     this.drops = new CounterSet<DropReason>(DROP_REASONS, o.counterMemory?.drops);
     this.traffic = new CounterSet<TrafficCounter>(TRAFFIC_COUNTERS, o.counterMemory?.traffic);
     this.#clock = o.clock;
@@ -78,7 +81,7 @@ export class RouterForwarder implements RouterForwarding {
     this.outboundSas = o.outboundSas ?? new OutboundSaTable();
     const counters = { drops: this.drops, traffic: this.traffic };
     this.#inbound = new RouterInbound({
-      sharedAddress: shared,
+      shared,
       lanAddress: o.lanAddress,
       lanMtu: o.lanMtu ?? 1500,
       tables: o.tables,
@@ -87,7 +90,7 @@ export class RouterForwarder implements RouterForwarding {
       ...counters,
     });
     this.#outbound = new RouterOutbound({
-      sharedAddress: shared,
+      shared,
       lanAddress: o.lanAddress,
       check: new OutboundCheck(shared, o.tables, this.outboundSas, this.traffic),
       inbound: this.#inbound,

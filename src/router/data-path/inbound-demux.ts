@@ -26,6 +26,7 @@ import { UDP_HEADER_LENGTH } from '../../wire/udp.ts';
 import { NATT_PORT } from '../../ike/header.ts';
 import type { DropReason } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
+import type { SharedAddresses } from './shared-addresses.ts';
 import type { RouterTables } from './tables/router-tables.ts';
 import { transportMinimum } from './transport-rules.ts';
 
@@ -70,14 +71,17 @@ export class InboundDemux {
   protocol = 0;
   id = 0;
 
-  readonly #shared: number;
+  readonly #shared: SharedAddresses;
+  /** Where the ports of the address the datagram in hand is for start in the ownership index. */
+  #base = 0;
   readonly #tables: RouterTables;
   readonly #sas: OutboundSaTable;
   readonly #icmp = new IcmpView();
   readonly #quoted = new QuotedIpv4View();
 
-  constructor(sharedAddress: number, tables: RouterTables, sas: OutboundSaTable) {
-    this.#shared = sharedAddress >>> 0;
+  /** `shared`: the router's shared addresses; the ports of each are its own (util/block.ts). */
+  constructor(shared: SharedAddresses, tables: RouterTables, sas: OutboundSaTable) {
+    this.#shared = shared;
     this.#tables = tables;
     this.#sas = sas;
   }
@@ -90,7 +94,11 @@ export class InboundDemux {
   owner(buf: Uint8Array, off: number, len: number, now: number): number {
     this.firstFragment = false;
     if (checkIpv4(buf, off, len, true) !== null) return this.#drop('ip-malformed');
-    if (u32(buf, off + IP_DST) !== this.#shared) return this.#drop('not-shared-destination');
+    const dst = u32(buf, off + IP_DST);
+    const base = this.#shared.baseOf(dst);
+    if (base < 0) return this.#drop('not-shared-destination');
+    this.#base = base;
+    this.dst = dst;
     const hl = (buf[off + IP_VERSION_IHL]! & 0x0f) << 2;
     const total = u16(buf, off + IP_TOTAL_LENGTH);
     const protocol = buf[off + IP_PROTOCOL]!;
@@ -107,7 +115,6 @@ export class InboundDemux {
     const owner = this.#transportOwner(buf, t, tlen, protocol, now);
     if (owner !== 0 && moreFragments) {
       this.src = u32(buf, off + IP_SRC);
-      this.dst = this.#shared;
       this.protocol = protocol;
       this.id = u16(buf, off + IP_IDENTIFICATION);
       this.#tables.fragments.record(this.src, this.dst, protocol, this.id, owner, now);
@@ -129,9 +136,9 @@ export class InboundDemux {
     if (fragmentOffset === 1 && protocol === IpProtocol.TCP) return this.#drop('overlapping-fragment');
     const src = u32(buf, off + IP_SRC);
     const id = u16(buf, off + IP_IDENTIFICATION);
-    const owner = this.#tables.fragments.lookup(src, this.#shared, protocol, id, now);
+    const owner = this.#tables.fragments.lookup(src, this.dst, protocol, id, now);
     if (owner !== 0) return owner;
-    if (this.#tables.held.hold(src, this.#shared, protocol, id, buf, off, total, now)) return HELD;
+    if (this.#tables.held.hold(src, this.dst, protocol, id, buf, off, total, now)) return HELD;
     return this.#drop('fragment-too-big');
   }
 
@@ -141,7 +148,7 @@ export class InboundDemux {
       case IpProtocol.TCP:
       case IpProtocol.UDP: {
         const port = u16(buf, t + DST_PORT);
-        const owner = tables.ownership.portOwner(port);
+        const owner = tables.ownership.portOwner(this.#base + port);
         if (owner === 0) return this.#drop('no-owner');
         if (
           protocol === IpProtocol.UDP &&
@@ -188,7 +195,7 @@ export class InboundDemux {
       // Requests from outside are demultiplexed by identifier too: the host
       // that owns it answers, keeping the identifier (docs/tables.md).
       const id = u16(buf, t + ICMP_IDENTIFIER);
-      const owner = tables.ownership.icmpIdOwner(id);
+      const owner = tables.ownership.icmpIdOwner(this.#base + id);
       if (owner === 0) return this.#drop('no-owner');
       tables.iaptt.touch(IpProtocol.ICMP, id, owner, now);
       return owner;
@@ -198,17 +205,17 @@ export class InboundDemux {
     // error (RFC 5508 REQ-3); the router changes nothing it covers.
     const q = this.#quoted.wrapQuoted(this.#icmp.wrap(buf, t, tlen));
     if (q.check() !== null) return this.#drop('icmp-error-malformed');
-    // The quoted datagram is one a host sent: from the shared address.
-    if (q.src !== this.#shared) return this.#drop('icmp-error-not-ours');
+    // The quoted datagram is one a host sent: from the shared address the error came back to.
+    if (q.src !== this.dst) return this.#drop('icmp-error-not-ours');
     if (!q.isFirstFragment) return this.#drop('no-owner');
     let owner = 0;
     switch (q.protocol) {
       case IpProtocol.TCP:
       case IpProtocol.UDP:
-        owner = tables.ownership.portOwner(q.sourcePort);
+        owner = tables.ownership.portOwner(this.#base + q.sourcePort);
         break;
       case IpProtocol.ICMP:
-        if (isIcmpQueryType(q.icmpType)) owner = tables.ownership.icmpIdOwner(q.icmpIdentifier);
+        if (isIcmpQueryType(q.icmpType)) owner = tables.ownership.icmpIdOwner(this.#base + q.icmpIdentifier);
         break;
       case IpProtocol.ESP:
         owner = this.#sas.ownerOf(q.dst, IpProtocol.ESP, q.espSpi, now);

@@ -23,10 +23,12 @@ import type { DropReason, TrafficCounter } from './counters.ts';
 import { HELD, InboundDemux } from './inbound-demux.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
 import type { HeldFragmentSink } from './tables/fragment-hold.ts';
+import type { SharedAddresses } from './shared-addresses.ts';
 import type { RouterTables } from './tables/router-tables.ts';
 
 export interface RouterInboundOptions {
-  readonly sharedAddress: number;
+  /** The router's shared addresses: datagrams to any of them are demultiplexed, from any refused. */
+  readonly shared: SharedAddresses;
   readonly lanAddress: number;
   readonly lanMtu: number;
   readonly tables: RouterTables;
@@ -50,7 +52,7 @@ export class RouterInbound {
   readonly toLan = new SpanList(MAX_BATCH);
 
   readonly #o: RouterInboundOptions;
-  readonly #shared: number;
+  readonly #shared: SharedAddresses;
   readonly #demux: InboundDemux;
   /** Held fragments on their way out: copied here with headroom, since the hold's arena has none. */
   readonly #released: SlotBuffer;
@@ -63,7 +65,7 @@ export class RouterInbound {
 
   constructor(o: RouterInboundOptions) {
     this.#o = o;
-    this.#shared = o.sharedAddress >>> 0;
+    this.#shared = o.shared;
     this.#demux = new InboundDemux(this.#shared, o.tables, o.outboundSas);
     this.#released = new SlotBuffer(
       RELEASE_SLOTS,
@@ -85,7 +87,7 @@ export class RouterInbound {
       const off = slots.offset(i);
       const len = slots.lengths[i]!;
       rxBytes += len;
-      if (len >= IP_HEADER && u32(bytes, off + IP_SRC) === this.#shared) {
+      if (len >= IP_HEADER && this.#shared.has(u32(bytes, off + IP_SRC))) {
         this.#o.drops.inc('wan-shared-source');
         continue;
       }

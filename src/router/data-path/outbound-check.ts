@@ -53,6 +53,7 @@ import type { CounterSet } from '../../metrics/counters.ts';
 import type { DropReason, TrafficCounter } from './counters.ts';
 import type { OutboundSaTable } from './outbound-sa.ts';
 import type { LeaseOwnership } from './tables/lease-ownership.ts';
+import type { SharedAddresses } from './shared-addresses.ts';
 import type { RouterTables } from './tables/router-tables.ts';
 import { transportMinimum } from './transport-rules.ts';
 
@@ -78,7 +79,7 @@ const ESP_SPI = EspField.SPI;
 const AH_SPI = AhField.SPI;
 
 export class OutboundCheck {
-  readonly #shared: number;
+  readonly #shared: SharedAddresses;
   readonly #tables: RouterTables;
   readonly #owners: LeaseOwnership;
   readonly #sas: OutboundSaTable;
@@ -88,12 +89,12 @@ export class OutboundCheck {
 
   /** `traffic`: where IKE let out by the drain is counted (`withdrawn-ike-drain`). */
   constructor(
-    sharedAddress: number,
+    shared: SharedAddresses,
     tables: RouterTables,
     sas: OutboundSaTable,
     traffic?: CounterSet<TrafficCounter>,
   ) {
-    this.#shared = sharedAddress >>> 0;
+    this.#shared = shared;
     this.#tables = tables;
     this.#owners = tables.ownership;
     this.#sas = sas;
@@ -107,7 +108,10 @@ export class OutboundCheck {
    */
   check(buf: Uint8Array, off: number, len: number, host: number, now: number): DropReason | null {
     if (checkIpv4(buf, off, len, true) !== null) return 'inner-malformed';
-    if (u32(buf, off + IP_SRC) !== this.#shared) return 'not-shared-source';
+    const src = u32(buf, off + IP_SRC);
+    // The host's ports are its ports on the address it sends from (util/block.ts).
+    const base = this.#shared.baseOf(src);
+    if (base < 0) return 'not-shared-source';
     const hl = (buf[off + IP_VERSION_IHL]! & 0x0f) << 2;
     const tlen = u16(buf, off + IP_TOTAL_LENGTH) - hl;
     const t = off + hl;
@@ -125,8 +129,8 @@ export class OutboundCheck {
       case IpProtocol.TCP:
       case IpProtocol.UDP: {
         const port = u16(buf, t + SRC_PORT);
-        if (!this.#owners.owns(host, port)) {
-          if (protocol !== IpProtocol.UDP || !this.#drainsIke(buf, t, tlen, host, port, now))
+        if (!this.#owners.owns(host, base + port)) {
+          if (protocol !== IpProtocol.UDP || !this.#drainsIke(buf, t, tlen, host, base + port, now))
             return 'spoofed-port';
           this.#traffic?.inc('withdrawn-ike-drain');
           return null;
@@ -135,7 +139,7 @@ export class OutboundCheck {
         return null;
       }
       case IpProtocol.ICMP:
-        return this.#icmpCheck(buf, t, tlen, host, now);
+        return this.#icmpCheck(buf, t, tlen, host, src, base, now);
       case IpProtocol.ESP:
       case IpProtocol.AH: {
         if (!this.#owners.holds(host)) return 'no-lease';
@@ -159,12 +163,20 @@ export class OutboundCheck {
     return withdrawn.drains(host, port, now);
   }
 
-  #icmpCheck(buf: Uint8Array, t: number, tlen: number, host: number, now: number): DropReason | null {
+  #icmpCheck(
+    buf: Uint8Array,
+    t: number,
+    tlen: number,
+    host: number,
+    src: number,
+    base: number,
+    now: number,
+  ): DropReason | null {
     const type = buf[t + ICMP_TYPE]!;
     const tables = this.#tables;
     if (isIcmpQueryType(type)) {
       const id = u16(buf, t + ICMP_IDENTIFIER);
-      if (!this.#owners.owns(host, id)) return 'spoofed-port';
+      if (!this.#owners.owns(host, base + id)) return 'spoofed-port';
       tables.iaptt.touch(IpProtocol.ICMP, id, host, now);
       return null;
     }
@@ -173,15 +185,15 @@ export class OutboundCheck {
     // the shared address, at one of the host's ports.
     const q = this.#quoted.wrapQuoted(this.#icmpView.wrap(buf, t, tlen));
     if (q.check() !== null) return 'icmp-error-malformed';
-    if (q.dst !== this.#shared) return 'icmp-error-not-ours';
+    if (q.dst !== src) return 'icmp-error-not-ours';
     if (!q.isFirstFragment) return this.#owners.holds(host) ? null : 'no-lease';
     switch (q.protocol) {
       case IpProtocol.TCP:
       case IpProtocol.UDP:
-        return this.#owners.owns(host, q.destinationPort) ? null : 'spoofed-port';
+        return this.#owners.owns(host, base + q.destinationPort) ? null : 'spoofed-port';
       case IpProtocol.ICMP:
         if (isIcmpQueryType(q.icmpType))
-          return this.#owners.owns(host, q.icmpIdentifier) ? null : 'spoofed-port';
+          return this.#owners.owns(host, base + q.icmpIdentifier) ? null : 'spoofed-port';
         return this.#owners.holds(host) ? null : 'no-lease';
       case IpProtocol.ESP:
         return this.#owners.spiOwner(q.espSpi) === host ? null : 'spoofed-port';

@@ -24,9 +24,11 @@ import { Ipv4View } from '../../wire/ipv4.ts';
 import type { DropReason, TrafficCounter } from './counters.ts';
 import { MAX_BATCH, type RouterInbound } from './inbound.ts';
 import type { OutboundCheck } from './outbound-check.ts';
+import type { SharedAddresses } from './shared-addresses.ts';
 
 export interface RouterOutboundOptions {
-  readonly sharedAddress: number;
+  /** The router's shared addresses: a datagram to one of them turns around (hairpin). */
+  readonly shared: SharedAddresses;
   readonly lanAddress: number;
   readonly check: OutboundCheck;
   /** Where hairpinned datagrams are demultiplexed and tunnelled back into the LAN. */
@@ -39,7 +41,7 @@ export interface RouterOutboundOptions {
 
 export class RouterOutbound {
   readonly #o: RouterOutboundOptions;
-  readonly #shared: number;
+  readonly #shared: SharedAddresses;
   readonly #lanAddress: number;
   readonly #inner = new IpipInner();
   readonly #ip = new Ipv4View();
@@ -47,7 +49,7 @@ export class RouterOutbound {
 
   constructor(o: RouterOutboundOptions) {
     this.#o = o;
-    this.#shared = o.sharedAddress >>> 0;
+    this.#shared = o.shared;
     this.#lanAddress = o.lanAddress >>> 0;
   }
 
@@ -82,7 +84,7 @@ export class RouterOutbound {
         continue;
       }
       ip.wrap(bytes, inner.offset, inner.length);
-      if (ip.dst === this.#shared) {
+      if (this.#shared.has(ip.dst)) {
         const ttl = ip.ttl;
         if (ttl <= 1) {
           o.drops.inc('ttl-exceeded');

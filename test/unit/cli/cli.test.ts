@@ -148,7 +148,7 @@ describe.concurrent('distnat command line', { timeout: 60_000 }, () => {
     expect(r.code).toBe(78);
     expect(r.stderr).toBe(
       'distnat: the command line: invalid configuration\n' +
-        "  - field `router`: got nothing; expected the router's LAN address (or give --router)\n" +
+        "  - field `router`: got nothing; expected the router's LAN address (or give --router, or routers)\n" +
         "  - field `lanAddress`: got nothing; expected this host's LAN address (or give --lan-address, or --lan-if " +
         'with the LAN interface)\n' +
         '  - field `sharedAddress`: got nothing; expected the shared address (or give --shared-address, or run ' +

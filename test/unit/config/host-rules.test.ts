@@ -49,7 +49,7 @@ describe('host rules', () => {
   it('names the flag or the device that can stand in for each missing address', () => {
     const found = checkConfig(HostConfigSchema, {}).problems.map(formatProblem);
     expect(found).toEqual([
-      "field `router`: got nothing; expected the router's LAN address (or give --router)",
+      "field `router`: got nothing; expected the router's LAN address (or give --router, or routers)",
       "field `lanAddress`: got nothing; expected this host's LAN address (or give --lan-address, or --lan-if with the LAN interface)",
       'field `sharedAddress`: got nothing; expected the shared address (or give --shared-address, or run ' +
         'native-setup/linux/host-setup.sh up so that the TUN device carries it)',

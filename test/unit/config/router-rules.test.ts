@@ -163,3 +163,41 @@ describe('the shortest lease', () => {
     expect(window(MIN_LEASE_SECONDS - 1)).toBeLessThan(FIRST_RETRIES_SECONDS);
   });
 });
+
+describe('router etcd section', () => {
+  const etcd = (e: Record<string, unknown>) => ({ etcd: e });
+
+  it('endpoints alone pass; the defaults fill the rest', () => {
+    expect(problems(etcd({ endpoints: ['http://10.0.0.21:2379'] }))).toEqual([]);
+    const c = checkConfig(RouterConfigSchema, { ...BASE, ...etcd({ endpoints: ['http://10.0.0.21:2379'] }) });
+    expect(c.config?.etcd).toMatchObject({ prefix: '/distnat/', callTimeoutSeconds: 2, clockSkewSeconds: 2 });
+    expect(
+      problems(
+        etcd({
+          endpoints: ['https://10.0.0.21:2379', 'https://10.0.0.22:2379'],
+          tls: { ca: '/etc/ca.pem', cert: '/etc/c.pem', key: '/etc/c.key' },
+          auth: { username: 'distnat', passwordFile: '/etc/pw' },
+          prefix: '/leases/',
+        }),
+      ),
+    ).toEqual([]);
+  });
+
+  it('each refusal names its field', () => {
+    expect(problems(etcd({ endpoints: [] })).join()).toContain('etcd.endpoints');
+    expect(problems(etcd({ endpoints: ['10.0.0.21:2379'] })).join()).toMatch(/etcd\.endpoints.*client URL/);
+    expect(problems(etcd({ endpoints: ['http://10.0.0.21:2379'], prefix: 'distnat' })).join()).toContain(
+      'etcd.prefix',
+    );
+    expect(problems(etcd({ endpoints: ['https://10.0.0.21:2379'] })).join()).toContain('etcd.tls');
+    expect(problems(etcd({ endpoints: ['http://10.0.0.21:2379'], tls: { ca: '/ca.pem' } })).join()).toContain(
+      'etcd.endpoints',
+    );
+    expect(
+      problems(
+        etcd({ endpoints: ['https://10.0.0.21:2379'], tls: { ca: '/ca.pem', cert: '/c.pem' } }),
+      ).join(),
+    ).toContain('etcd.tls');
+    expect(problems(etcd({ endpoints: ['http://10.0.0.21:2379'], port: 1 })).join()).toContain('etcd');
+  });
+});

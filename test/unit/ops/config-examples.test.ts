@@ -26,7 +26,17 @@ function uncomment(text: string): string {
 }
 
 /** Optional settings without a default, shown as examples. */
-const EXAMPLES_ONLY = ['metrics', 'pcap', 'ipsec', 'ike', 'pki', 'wanInterface'];
+const EXAMPLES_ONLY = [
+  'metrics',
+  'pcap',
+  'ipsec',
+  'ike',
+  'pki',
+  'wanInterface',
+  'routers',
+  'etcd',
+  'sharedAddresses',
+];
 
 /** Examples that exclude another one shown (ike is the alternative to ipsec): left out of the validation. */
 const ALTERNATIVES = ['ike'];

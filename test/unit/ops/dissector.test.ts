@@ -43,6 +43,7 @@ const FIELD_OF: Record<string, string> = {
   spi: 'dnpap.spi',
   lowestSpi: 'dnpap.spi.lowest',
   spiCount: 'dnpap.spi.count',
+  address: 'dnpap.address',
 };
 const BODY_FIELDS = Object.values(FIELD_OF).filter((f) => !/txid|epoch|lease|status/.test(f));
 const DROP_EXPERTS = [
@@ -109,6 +110,8 @@ const bytesOf = (v: PapVector) => Uint8Array.from(Buffer.from(v.hex, 'hex'));
 /** What tshark prints for a vector's value: booleans as 1/0, numbers in any base. */
 function same(printed: string, want: number | boolean): boolean {
   if (typeof want === 'boolean') return printed === (want ? '1' : '0');
+  const quad = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(printed);
+  if (quad !== null) return quad.slice(1).reduce((a, o) => a * 256 + Number(o), 0) === want;
   return printed !== '' && Number(printed) === want;
 }
 
@@ -321,6 +324,7 @@ describe.skipIf(!hasTshark)(`Wireshark PAP dissector${hasTshark ? '' : ` (skippe
       'port-response failure stale-epoch, txid 0x0a0b0c0d',
       'port-response failure malformed, txid 0x0a0b0c0d',
       'port-response failure try-later, txid 0x0a0b0c0d, retry in 250 s',
+      'port-response failure unknown-address, txid 0x0a0b0c0d',
       'spi-response success, SPIs 0x00000100-0x0000013f, txid 0x0a0b0c0d, lease 300 s',
     ]);
   });

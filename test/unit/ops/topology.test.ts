@@ -116,13 +116,17 @@ describe('native-setup/topology.env', () => {
     expect(addressKey('router2', 'wan')).toBe('ROUTER2_WAN');
   });
 
-  it('has the multi-router testbed ready as data: router2, three etcd members, a second shared address', () => {
+  it('has the multi-router testbed: router2, three etcd members, a second shared address, BGP AS numbers', () => {
     const m = TOPOLOGY.multiRouter;
     expect(m.routers).toEqual(['router', 'router2']);
     expect(m.etcdMembers).toEqual(['etcd1', 'etcd2', 'etcd3']);
     expect(m.shared).toEqual([TOPOLOGY.shared, '198.51.100.31']);
     expect(m.addresses['router2']).toEqual({ lan: '10.0.0.8', wan: '203.0.113.2' });
     expect(m.etcdMembers.map((e) => m.addresses[e]?.lan)).toEqual(['10.0.0.21', '10.0.0.22', '10.0.0.23']);
+    // BGP: documentation AS numbers (RFC 5398), the routers' one apart from the upstream's.
+    for (const asn of [m.upstreamAs, m.routersAs])
+      expect(asn >= 64496 && asn <= 64511, String(asn)).toBe(true);
+    expect(m.routersAs).not.toBe(m.upstreamAs);
     // Every node of it has an address, and no two nodes share one.
     const all = m.nodes.filter((n) => n !== 'lan').flatMap((n) => Object.values(m.addresses[n] ?? {}));
     expect(all.length).toBeGreaterThanOrEqual(m.nodes.length - 1);

@@ -47,6 +47,7 @@ describe('PAP constants', () => {
       StaleEpoch: 4,
       Malformed: 5,
       TryLater: 6,
+      UnknownAddress: 7,
     });
   });
 });

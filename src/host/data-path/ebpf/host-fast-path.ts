@@ -63,7 +63,7 @@ const monotonicNs = (): number => Number(process.hrtime.bigint());
 export class HostFastPath {
   readonly mode: 'native' | 'translate';
   readonly #object: BpfObject;
-  readonly #config: HostFastPathConfig;
+  #config: HostFastPathConfig;
   readonly #configBytes = new Uint8Array(HOST_CONFIG_BYTES);
   readonly #key = new Uint8Array(4);
   readonly #keyView = new DataView(this.#key.buffer);
@@ -134,6 +134,15 @@ export class HostFastPath {
         },
       );
     }
+  }
+
+  /**
+   * Encapsulates to another router from now on. Inbound from any other
+   * router is passed to the agent, which accepts each of the host's routers.
+   */
+  setRouter(address: number): void {
+    this.#config = { ...this.#config, routerAddress: address };
+    this.#beat();
   }
 
   get failure(): Error | undefined {

@@ -17,7 +17,10 @@
  *   router that follows another lease table (a replica, a restart from the
  *   journal) gets the same index.
  * - Ports (and ICMP query identifiers, which share the port blocks) are a
- *   dense Uint32Array of 65,536 owners: 256 KiB, no hashing. SPIs span 2^32
+ *   dense Uint32Array of 65,536 owners per shared address: 256 KiB each, no
+ *   hashing. With several shared addresses an index is a slot, address index
+ *   * 65536 + port (util/block.ts), which the data path makes from the
+ *   datagram's shared address: the same port on two addresses is two owners. SPIs span 2^32
  *   values, so they are an open-addressing hash with one entry per leased
  *   SPI (U32Map): expected O(1), no allocation, 16 MiB at a million SPIs.
  * - Owners are IPv4 addresses as unsigned 32-bit numbers, 0 meaning "none":
@@ -37,6 +40,7 @@
  *   table's own checks make impossible unless the two disagree.
  */
 import type { Block, ResourceKind } from '../../../util/block.ts';
+import { PORT_SPACE } from '../../../util/block.ts';
 import { ipv4FromString } from '../../../wire/ipv4.ts';
 import { U32Map, type U32MapMemory } from './u32-map.ts';
 
@@ -67,8 +71,8 @@ export type OwnershipChange =
   | 'removed' // at least one value of the range was the host's and is now free
   | 'not-owned'; // no value of the range was the host's: nothing changed
 
-/** Ports and SPIs are never 0 (port 0 is no port, SPI 0 is "no SA", RFC 4303 2.1). */
-const LIMIT: Readonly<Record<ResourceKind, number>> = { port: 0x1_0000, spi: 0x1_0000_0000 };
+/** SPIs are never 0 ("no SA", RFC 4303 2.1), nor is port 0 of any address (no port). */
+const SPI_LIMIT = 0x1_0000_0000;
 
 export class LeaseOwnership {
   readonly counters = { added: 0, removed: 0, rejected: 0 };
@@ -78,10 +82,13 @@ export class LeaseOwnership {
   readonly #held: U32Map;
   #portCount = 0;
 
-  /** `maxSpis`: most SPIs the index will hold across all hosts. `memory`: a shared index's arrays. */
-  constructor(maxSpis = 1 << 21, memory?: OwnershipMemory) {
+  /**
+   * `maxSpis`: most SPIs the index will hold across all hosts. `memory`: a
+   * shared index's arrays. `addresses`: how many shared addresses' ports it holds.
+   */
+  constructor(maxSpis = 1 << 21, memory?: OwnershipMemory, addresses = 1) {
     if (memory === undefined) {
-      this.#ports = new Uint32Array(0x1_0000);
+      this.#ports = new Uint32Array(PORT_SPACE * addresses);
       this.#spis = new U32Map(256, maxSpis * 2);
       this.#held = new U32Map(64, SHARED_HOSTS * 2);
     } else {
@@ -97,10 +104,14 @@ export class LeaseOwnership {
    * `memory`). Its SPI map takes its largest size at once; the pages the
    * kernel never had to touch cost no memory until SPIs are leased.
    */
-  static shared(maxSpis = 1 << 21): LeaseOwnership {
+  static shared(maxSpis = 1 << 21, addresses = 1): LeaseOwnership {
     const spis = U32Map.shared(maxSpis * 2).memory!;
     const held = U32Map.shared(SHARED_HOSTS * 2).memory!;
-    return new LeaseOwnership(maxSpis, { ports: new SharedArrayBuffer(0x1_0000 * 4), spis, held });
+    return new LeaseOwnership(maxSpis, {
+      ports: new SharedArrayBuffer(PORT_SPACE * addresses * 4),
+      spis,
+      held,
+    });
   }
 
   /** A worker's view of a shared index: lookups only; it must never be changed (the main thread writes). */
@@ -116,9 +127,9 @@ export class LeaseOwnership {
     return { ports: this.#ports.buffer as SharedArrayBuffer, spis, held };
   }
 
-  /** Owner of a destination (inbound) or source (outbound) port, or 0. */
-  portOwner(port: number): number {
-    return Atomics.load(this.#ports, port & 0xffff);
+  /** Owner of a destination (inbound) or source (outbound) port slot, or 0 (also for a slot past the index). */
+  portOwner(slot: number): number {
+    return slot >= 0 && slot < this.#ports.length ? Atomics.load(this.#ports, slot) : 0;
   }
 
   /**
@@ -127,13 +138,18 @@ export class LeaseOwnership {
    * exactly as it translates source ports (as a NAPT maps a query id like a
    * port, RFC 5508 3), so one lease covers TCP, UDP and ICMP alike.
    */
-  icmpIdOwner(id: number): number {
-    return Atomics.load(this.#ports, id & 0xffff);
+  icmpIdOwner(slot: number): number {
+    return this.portOwner(slot);
   }
 
-  /** Whether `host` may use `port` as a source: the router's outbound check (patent, after Table 8). */
-  owns(host: number, port: number): boolean {
-    return host !== 0 && Atomics.load(this.#ports, port & 0xffff) === host;
+  /** Whether `host` may use the port slot as a source: the router's outbound check (patent, after Table 8). */
+  owns(host: number, slot: number): boolean {
+    return host !== 0 && this.portOwner(slot) === host;
+  }
+
+  /** How many shared addresses' ports the index holds. */
+  get addresses(): number {
+    return this.#ports.length / PORT_SPACE;
   }
 
   /** Owner of a SPI taken from an inbound ESP/AH header, or 0. */
@@ -202,7 +218,7 @@ export class LeaseOwnership {
 
   /** Gives [first, first + count) of `kind` to `host`: all or nothing. */
   add(host: number, kind: ResourceKind, first: number, count: number): OwnershipChange {
-    if (!validRange(host, kind, first, count)) return 'out-of-range';
+    if (!this.#validRange(host, kind, first, count)) return 'out-of-range';
     const end = first + count;
     let own = 0;
     if (kind === 'port') {
@@ -232,7 +248,7 @@ export class LeaseOwnership {
 
   /** Takes the values of [first, first + count) that `host` owns away from it; others' stay. */
   remove(host: number, kind: ResourceKind, first: number, count: number): OwnershipChange {
-    if (!validRange(host, kind, first, count)) return 'out-of-range';
+    if (!this.#validRange(host, kind, first, count)) return 'out-of-range';
     const had = this.#held.get(host);
     if (had === 0) return 'not-owned';
     let freed = 0;
@@ -280,6 +296,17 @@ export class LeaseOwnership {
     return mine.length;
   }
 
+  #validRange(host: number, kind: ResourceKind, first: number, count: number): boolean {
+    if (!validRange(host, first, count)) return false;
+    if (kind === 'spi') return first + count <= SPI_LIMIT;
+    // A block lies on one address, never on its port 0.
+    return (
+      first + count <= this.#ports.length &&
+      first % PORT_SPACE !== 0 &&
+      Math.floor(first / PORT_SPACE) === Math.floor((first + count - 1) / PORT_SPACE)
+    );
+  }
+
   #count(change: OwnershipChange): OwnershipChange {
     if (change === 'added') this.counters.added++;
     else if (change === 'removed') this.counters.removed++;
@@ -288,7 +315,7 @@ export class LeaseOwnership {
   }
 }
 
-function validRange(host: number, kind: ResourceKind, first: number, count: number): boolean {
+function validRange(host: number, first: number, count: number): boolean {
   return (
     Number.isInteger(host) &&
     host > 0 &&
@@ -296,7 +323,6 @@ function validRange(host: number, kind: ResourceKind, first: number, count: numb
     Number.isInteger(first) &&
     Number.isInteger(count) &&
     count >= 1 &&
-    first >= 1 &&
-    first + count <= LIMIT[kind]
+    first >= 1
   );
 }

@@ -1,0 +1,197 @@
+/**
+ * Two real `distnat router` daemons on one LAN sharing their leases on a
+ * real etcd (in the LAN's namespace), and PAP clients asking both at once:
+ * no two leases overlap in etcd, every success a host was told is in etcd
+ * as told, and each router's status lists the other's grants too. Also: a
+ * router whose etcd does not answer exits 69 naming the endpoints.
+ *
+ * The namespaces are this file's own (prefix de<pid>x...): a `lan` one
+ * holding the switch, etcd and the PAP clients, and one per router.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DISTNAT, PYTHON } from '../../scripts/lib/testbed/layout.ts';
+import { readStatus } from '../../scripts/lib/testbed/status.ts';
+import { findTable } from '../helpers/distnat.ts';
+import type { EtcdCluster } from '../helpers/etcd.ts';
+import { startEtcd } from '../helpers/etcd.ts';
+import { PAP_CLIENT_PY } from '../helpers/pap.ts';
+import type { PapAnswer, PapReply } from '../helpers/pap.ts';
+import type { Background } from '../helpers/process.ts';
+import { RouterLan } from '../helpers/router-lan.ts';
+import { describe as describeResult, execIn, onExitCleanup, waitUntil } from '../helpers/process.ts';
+
+const NET = new RouterLan('de');
+const LAN = NET.lan;
+const ROUTERS = NET.routers;
+const ETCD = '10.0.0.21';
+const SHARED = '198.51.100.30';
+const HOSTS = Array.from({ length: 24 }, (_, i) => `10.0.0.${100 + i}`);
+const dir = mkdtempSync(join(tmpdir(), 'distnat-router-etcd-'));
+let etcd: EtcdCluster | undefined;
+const routers: Background[] = [];
+
+const startRouter = (i: number, endpoints: string): Background =>
+  NET.startRouter(i, SHARED, dir, ['--etcd-endpoints', endpoints]);
+
+/** The blocks under the prefix as etcd holds them, read with etcdctl. */
+async function etcdBlocks(): Promise<
+  { key: string; kind: string; lowest: number; count: number; host: string; state: string }[]
+> {
+  const r = await execIn(LAN, [
+    'etcdctl',
+    '--endpoints',
+    `http://${ETCD}:2379`,
+    'get',
+    '--prefix',
+    `/distnat/${SHARED}/`,
+    '-w',
+    'json',
+  ]);
+  if (r.code !== 0) throw new Error(`etcdctl: ${describeResult(r)}`);
+  const kvs = (JSON.parse(r.stdout) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
+  const out = [];
+  for (const kv of kvs) {
+    const key = Buffer.from(kv.key, 'base64').toString();
+    const m = /\/(port|spi)\/([0-9a-f]{8})$/.exec(key);
+    if (m === null) continue;
+    const v = JSON.parse(Buffer.from(kv.value, 'base64').toString()) as {
+      count: number;
+      host: string;
+      state: string;
+    };
+    out.push({ key, kind: m[1]!, lowest: parseInt(m[2]!, 16), count: v.count, host: v.host, state: v.state });
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  onExitCleanup(() => NET.teardown());
+  NET.teardown();
+  await NET.setUp([ETCD, ...HOSTS]);
+  etcd = await startEtcd(1, { ns: LAN, address: ETCD });
+}, 60_000);
+
+afterAll(async () => {
+  for (const r of routers) await r.stop();
+  await etcd?.stop();
+  NET.teardown();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Every host asks both routers (those still given) at once: 24 hosts x routers x 5 requests. */
+async function askAll(
+  targets: readonly { lan: string }[],
+  onStarted?: () => void,
+): Promise<{ host: string; via: string; answer: PapAnswer }[]> {
+  const script = join(dir, 'pap-client.py');
+  writeFileSync(script, PAP_CLIENT_PY);
+  const asks = [8, 16, 24, 32, 8].map((count) => JSON.stringify({ op: 'request', kind: 'port', count }));
+  const runs = HOSTS.flatMap((h) =>
+    targets.map(async (r) => {
+      const res = await execIn(LAN, [PYTHON, script, h, r.lan, ...asks], { timeoutMs: 60_000 });
+      if (res.code !== 0) throw new Error(`PAP client ${h}: ${describeResult(res)}`);
+      return res.stdout
+        .trim()
+        .split('\n')
+        .map((l) => ({ host: h, via: r.lan, answer: (JSON.parse(l) as PapReply).answer }));
+    }),
+  );
+  onStarted?.();
+  const answers = (await Promise.all(runs)).flat();
+  return answers.filter(
+    (a): a is { host: string; via: string; answer: PapAnswer } => a.answer?.success === true,
+  );
+}
+
+/** No two blocks overlap in etcd, and every success a host was told is there as told; the leases, as text. */
+async function checkEtcd(granted: readonly { host: string; answer: PapAnswer }[]): Promise<string[]> {
+  const stored = (await etcdBlocks()).sort((a, b) => a.lowest - b.lowest);
+  for (let i = 1; i < stored.length; i++)
+    expect(
+      stored[i - 1]!.lowest + stored[i - 1]!.count,
+      `${stored[i - 1]!.key} and ${stored[i]!.key}`,
+    ).toBeLessThanOrEqual(stored[i]!.lowest);
+  for (const g of granted)
+    expect(stored).toContainEqual(
+      expect.objectContaining({
+        lowest: g.answer.lowest,
+        count: g.answer.count,
+        host: g.host,
+        state: 'leased',
+      }),
+    );
+  return stored
+    .filter((s) => s.state === 'leased')
+    .map((s) => `${s.host} ${s.lowest}+${s.count}`)
+    .sort();
+}
+
+async function waitForListing(i: number, leased: readonly string[]): Promise<void> {
+  await waitUntil(`router ${i + 1} lists every lease`, async () => {
+    const status = await readStatus(join(dir, `r${i}`, 'run'), 'router');
+    const rows = findTable(status, 'FIG. 8').rows.map(
+      ([h, l, c]) => `${String(h)} ${Number(l)}+${Number(c)}`,
+    );
+    return JSON.stringify(rows.sort()) === JSON.stringify(leased);
+  });
+}
+
+describe('routers sharing leases on etcd', () => {
+  it('no etcd member answering: exit 69, naming the endpoints tried', async () => {
+    const r = await execIn(
+      ROUTERS[0]!.ns,
+      [
+        DISTNAT,
+        'router',
+        '--shared-address',
+        SHARED,
+        '--lan-address',
+        ROUTERS[0]!.lan,
+        '--datapath',
+        'tun',
+        '--state-dir',
+        join(dir, 'x', 'state'),
+        '--run-dir',
+        join(dir, 'x', 'run'),
+        '--etcd-endpoints',
+        `http://${ETCD}:2999,http://10.0.0.22:2379`,
+        '--fresh',
+      ],
+      { timeoutMs: 30_000 },
+    );
+    expect(r.code, describeResult(r)).toBe(69);
+    expect(r.stderr).toContain(`tried http://${ETCD}:2999, http://10.0.0.22:2379`);
+    // Refused before any device was made.
+    expect((await execIn(ROUTERS[0]!.ns, ['ip', 'link', 'show', 'dn0'])).code).not.toBe(0);
+  }, 60_000);
+
+  it('two routers on one LAN, PAP clients asking both at once: leases consistent, from etcd and both statuses', async () => {
+    const endpoints = `http://${ETCD}:2379`;
+    for (const i of [0, 1]) {
+      const r = startRouter(i, endpoints);
+      routers.push(r);
+      await r.waitForOutput(/router started/, { timeoutMs: 30_000 });
+    }
+    const granted = await askAll(ROUTERS);
+    expect(granted.length).toBeGreaterThanOrEqual(230);
+    const leased = await checkEtcd(granted);
+    // Each router forwards for every lease, whichever router granted it.
+    for (const i of [0, 1]) await waitForListing(i, leased);
+  }, 180_000);
+
+  it('router 1 SIGKILLed while both grant: still no overlap, and router 2 goes on', async () => {
+    let killed: Promise<unknown> | undefined;
+    const granted = await askAll(ROUTERS, () => {
+      killed = new Promise((r) => setTimeout(r, 300)).then(() => routers[0]!.stop({ signal: 'SIGKILL' }));
+    });
+    await killed;
+    expect(routers[0]!.running()).toBe(false);
+    // Router 2 answered every one of its requests: 24 hosts x 5.
+    expect(granted.filter((g) => g.via === ROUTERS[1]!.lan)).toHaveLength(HOSTS.length * 5);
+    const leased = await checkEtcd(granted);
+    await waitForListing(1, leased);
+  }, 180_000);
+});
