@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { expect } from 'vitest';
 import type { Background } from './process.ts';
 import { execIn, onExitCleanup, spawnBackground, waitUntil } from './process.ts';
 
@@ -147,4 +148,59 @@ export async function startEtcd(size = 1, o: EtcdOptions = {}): Promise<EtcdClus
     },
     stop,
   };
+}
+
+/** A port or SPI block as a router keeps it in etcd: its key, the lowest value from the key, and its JSON value. */
+export interface EtcdBlock {
+  key: string;
+  kind: string;
+  lowest: number;
+  count: number;
+  host: string;
+  state: string;
+  by?: string;
+  grantedAt?: number;
+}
+
+/** The blocks in what `etcdctl get --prefix ... -w json` printed; other keys (the epoch, the CRL's) are left out. */
+export function parseEtcdBlocks(etcdctlJson: string): EtcdBlock[] {
+  const kvs = (JSON.parse(etcdctlJson) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
+  const out: EtcdBlock[] = [];
+  for (const kv of kvs) {
+    const key = Buffer.from(kv.key, 'base64').toString();
+    const m = /\/(port|spi)\/([0-9a-f]{8})$/.exec(key);
+    if (m === null) continue;
+    const v = JSON.parse(Buffer.from(kv.value, 'base64').toString()) as Omit<
+      EtcdBlock,
+      'key' | 'kind' | 'lowest'
+    >;
+    out.push({ ...v, key, kind: m[1]!, lowest: parseInt(m[2]!, 16) });
+  }
+  return out;
+}
+
+/**
+ * No two of the blocks overlap, and every grant a client was told is among them, leased to it as told:
+ * what several routers sharing etcd must never break. The blocks, lowest first.
+ */
+export function expectConsistentLeases(
+  blocks: readonly EtcdBlock[],
+  granted: readonly { host: string; answer: { lowest: number; count: number } }[],
+): EtcdBlock[] {
+  const stored = [...blocks].sort((a, b) => a.lowest - b.lowest);
+  for (let i = 1; i < stored.length; i++)
+    expect(
+      stored[i - 1]!.lowest + stored[i - 1]!.count,
+      `${stored[i - 1]!.key} and ${stored[i]!.key}`,
+    ).toBeLessThanOrEqual(stored[i]!.lowest);
+  for (const g of granted)
+    expect(stored).toContainEqual(
+      expect.objectContaining({
+        lowest: g.answer.lowest,
+        count: g.answer.count,
+        host: g.host,
+        state: 'leased',
+      }),
+    );
+  return stored;
 }

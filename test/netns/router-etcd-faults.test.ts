@@ -26,6 +26,8 @@ import { etcdArgs, hostArgs, routerArgs, routerLan } from '../../scripts/lib/tes
 import { readStatus, type DaemonStatus } from '../../scripts/lib/testbed/status.ts';
 import { runningPid } from '../../scripts/lib/testbed/supervisor.ts';
 import { DISTNAT, findTable, pseudoRandomBytes } from '../helpers/distnat.ts';
+import type { EtcdBlock } from '../helpers/etcd.ts';
+import { expectConsistentLeases, parseEtcdBlocks } from '../helpers/etcd.ts';
 import type { PapAnswer, PapReply } from '../helpers/pap.ts';
 import { addLanHosts, papExchange } from '../helpers/pap.ts';
 import type { Background } from '../helpers/process.ts';
@@ -77,16 +79,6 @@ async function listed(node: RouterNode): Promise<string[]> {
   );
 }
 
-interface EtcdBlock {
-  key: string;
-  lowest: number;
-  count: number;
-  host: string;
-  state: string;
-  by?: string;
-  grantedAt?: number;
-}
-
 /** The port blocks under the prefix as etcd holds them, read with etcdctl from `members`. */
 async function etcdBlocks(members: readonly string[] = m.etcdMembers): Promise<EtcdBlock[]> {
   const r = await bed().exec('router', [
@@ -99,12 +91,7 @@ async function etcdBlocks(members: readonly string[] = m.etcdMembers): Promise<E
     'json',
   ]);
   expect(r.code, describeResult(r)).toBe(0);
-  const kvs = (JSON.parse(r.stdout) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
-  return kvs.map((kv) => {
-    const key = Buffer.from(kv.key, 'base64').toString();
-    const v = JSON.parse(Buffer.from(kv.value, 'base64').toString()) as Omit<EtcdBlock, 'key' | 'lowest'>;
-    return { ...v, key, lowest: parseInt(key.slice(-8), 16) };
-  });
+  return parseEtcdBlocks(r.stdout);
 }
 
 /** No two blocks in etcd overlap, and every grant a client was told is there, leased to it as told. */
@@ -112,23 +99,9 @@ async function checkEtcd(
   granted: readonly { host: string; answer: PapAnswer }[],
   members?: readonly string[],
 ): Promise<EtcdBlock[]> {
-  const stored = (await etcdBlocks(members)).sort((a, b) => a.lowest - b.lowest);
+  const stored = await etcdBlocks(members);
   expect(stored.length).toBeGreaterThan(0);
-  for (let i = 1; i < stored.length; i++)
-    expect(
-      stored[i - 1]!.lowest + stored[i - 1]!.count,
-      `${stored[i - 1]!.key} and ${stored[i]!.key}`,
-    ).toBeLessThanOrEqual(stored[i]!.lowest);
-  for (const g of granted)
-    expect(stored).toContainEqual(
-      expect.objectContaining({
-        lowest: g.answer.lowest,
-        count: g.answer.count,
-        host: g.host,
-        state: 'leased',
-      }),
-    );
-  return stored;
+  return expectConsistentLeases(stored, granted);
 }
 
 /**

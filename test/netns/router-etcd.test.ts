@@ -15,8 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DISTNAT, PYTHON } from '../../scripts/lib/testbed/layout.ts';
 import { readStatus } from '../../scripts/lib/testbed/status.ts';
 import { findTable } from '../helpers/distnat.ts';
-import type { EtcdCluster } from '../helpers/etcd.ts';
-import { startEtcd } from '../helpers/etcd.ts';
+import type { EtcdBlock, EtcdCluster } from '../helpers/etcd.ts';
+import { expectConsistentLeases, parseEtcdBlocks, startEtcd } from '../helpers/etcd.ts';
 import { PAP_CLIENT_PY } from '../helpers/pap.ts';
 import type { PapAnswer, PapReply } from '../helpers/pap.ts';
 import type { Background } from '../helpers/process.ts';
@@ -37,9 +37,7 @@ const startRouter = (i: number, endpoints: string): Background =>
   NET.startRouter(i, SHARED, dir, ['--etcd-endpoints', endpoints]);
 
 /** The blocks under the prefix as etcd holds them, read with etcdctl. */
-async function etcdBlocks(): Promise<
-  { key: string; kind: string; lowest: number; count: number; host: string; state: string }[]
-> {
+async function etcdBlocks(): Promise<EtcdBlock[]> {
   const r = await execIn(LAN, [
     'etcdctl',
     '--endpoints',
@@ -51,20 +49,7 @@ async function etcdBlocks(): Promise<
     'json',
   ]);
   if (r.code !== 0) throw new Error(`etcdctl: ${describeResult(r)}`);
-  const kvs = (JSON.parse(r.stdout) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
-  const out = [];
-  for (const kv of kvs) {
-    const key = Buffer.from(kv.key, 'base64').toString();
-    const m = /\/(port|spi)\/([0-9a-f]{8})$/.exec(key);
-    if (m === null) continue;
-    const v = JSON.parse(Buffer.from(kv.value, 'base64').toString()) as {
-      count: number;
-      host: string;
-      state: string;
-    };
-    out.push({ key, kind: m[1]!, lowest: parseInt(m[2]!, 16), count: v.count, host: v.host, state: v.state });
-  }
-  return out;
+  return parseEtcdBlocks(r.stdout);
 }
 
 beforeAll(async () => {
@@ -108,21 +93,7 @@ async function askAll(
 
 /** No two blocks overlap in etcd, and every success a host was told is there as told; the leases, as text. */
 async function checkEtcd(granted: readonly { host: string; answer: PapAnswer }[]): Promise<string[]> {
-  const stored = (await etcdBlocks()).sort((a, b) => a.lowest - b.lowest);
-  for (let i = 1; i < stored.length; i++)
-    expect(
-      stored[i - 1]!.lowest + stored[i - 1]!.count,
-      `${stored[i - 1]!.key} and ${stored[i]!.key}`,
-    ).toBeLessThanOrEqual(stored[i]!.lowest);
-  for (const g of granted)
-    expect(stored).toContainEqual(
-      expect.objectContaining({
-        lowest: g.answer.lowest,
-        count: g.answer.count,
-        host: g.host,
-        state: 'leased',
-      }),
-    );
+  const stored = expectConsistentLeases(await etcdBlocks(), granted);
   return stored
     .filter((s) => s.state === 'leased')
     .map((s) => `${s.host} ${s.lowest}+${s.count}`)
