@@ -63,10 +63,20 @@ const transport = await UdpTransport.open({
 });
 /**
  * Set by 'armRekeyCollision': the next CREATE_CHILD_SA request from the
- * peer first makes us rekey our child SA, and only then reaches the daemon,
- * so that the two rekeys of the same SA cross on the wire (RFC 7296 2.8.1).
+ * peer first makes us rekey our child SA, and reaches the daemon only once
+ * our own request is on the wire, so that the two rekeys of the same SA cross
+ * (RFC 7296 2.8.1). Handing it on at once raced our request: when the answer
+ * left first, the peer had finished its rekey before ours arrived.
  */
 let collideNextRekey = false;
+let heldRequest: (() => void) | undefined;
+const isRequest = (data: Uint8Array): boolean =>
+  data.length >= 28 && data[18] === ExchangeType.CREATE_CHILD_SA && (data[19]! & 0x20) === 0;
+const releaseHeld = (): void => {
+  const h = heldRequest;
+  heldRequest = undefined;
+  h?.();
+};
 let deliver: IkeReceiveHandler = () => undefined;
 const tapped: IkeTransport = {
   get local() {
@@ -75,21 +85,28 @@ const tapped: IkeTransport = {
   get nattPort() {
     return transport.nattPort;
   },
-  send: (d, r, n) => transport.send(d, r, n),
+  send: (d, r, n) => {
+    transport.send(d, r, n);
+    // Before any I/O: a setImmediate let the peer's answer in first on a busy machine.
+    if (heldRequest && isRequest(d)) queueMicrotask(releaseHeld);
+  },
   onMessage: (h) => {
     deliver = h;
   },
   close: () => transport.close(),
 };
 transport.onMessage((data, remote, natt) => {
-  const request = data.length >= 28 && data[18] === ExchangeType.CREATE_CHILD_SA && (data[19]! & 0x20) === 0;
-  if (collideNextRekey && request) {
+  if (collideNextRekey && isRequest(data)) {
     collideNextRekey = false;
+    heldRequest = () => deliver(data, remote, natt);
+    // Should our request never leave, the peer's still gets an answer.
+    setTimeout(releaseHeld, 2000).unref();
     const sa = daemon.sas.find((s) => s.state === 'established' && s.children.length > 0)!;
     daemon.rekeyChild(sa, sa.children[0]!).then(
       (c) => out({ event: 'collision-rekey', ok: true, child: describeChild(c.negotiated) }),
       (e: Error) => out({ event: 'collision-rekey', ok: false, error: e.message }),
     );
+    return;
   }
   deliver(data, remote, natt);
 });
