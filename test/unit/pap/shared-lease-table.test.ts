@@ -438,6 +438,14 @@ describe('SharedLeaseTable with several shared addresses', () => {
       );
     await waitUntil('the stray SPI key is skipped', () => t.stats().etcd_skipped_foreign_key === 1);
     expect(t.ownerOf('spi', 0x10000)).toBeUndefined();
+    // A corrupt block under the second address, on its last port: skipped and counted, and that port
+    // kept off there only (the next grant there is one short; the first address keeps all its ports).
+    await c.put(`${p}${SECOND}/port/00009c7f`).value('{not json');
+    await waitUntil('the corrupt key is skipped', () => t.stats().etcd_skipped_corrupt_value === 1);
+    const next = await t.request('10.0.0.8', 'port', { count: 32, address: 1 });
+    expect(next).toMatchObject({ status: 'ok', address: SECOND, lowest: 40032, count: 31 });
+    expect((await t.request('10.0.0.9', 'port', { count: 32, address: 1 })).status).toBe('pool-exhausted');
+    expect(await t.request('10.0.0.9', 'port', { count: 32 })).toMatchObject({ lowest: 40032, count: 32 });
     await t.close();
   }, 30_000);
 });
