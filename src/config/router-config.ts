@@ -231,11 +231,6 @@ const ROUTER_RULES: readonly Rule<RouterConfig>[] = [
         ['datapath'],
         'expected datapath: tun with several sharedAddresses: the eBPF fast path serves one shared address',
       );
-    if (list.length > 1 && c.etcd !== undefined)
-      report(
-        ['etcd'],
-        'expected no etcd section with several sharedAddresses: the shared lease table keeps one address',
-      );
   },
   function sharedIsNotLan(c, report) {
     if (c.sharedAddress !== undefined && c.sharedAddress === c.lanAddress)

@@ -127,15 +127,40 @@ export class BlockPool {
    * Takes a block of `count` values from the lowest-addressed extent that holds
    * them. When no extent is that long, takes the longest extent there is,
    * provided it holds at least `minimum` values; otherwise returns undefined.
+   * With `from`, the search starts there and wraps round to the bottom:
+   * routers sharing one lease table each start at their own place, so they
+   * do not all reach for the same lowest free block (docs/multi-router.md).
    */
-  allocate(count: number, minimum = 1): Block | undefined {
+  allocate(count: number, minimum = 1, from?: number): Block | undefined {
     checkCount(count);
     const want = Math.min(count, this.largest);
     if (want < Math.max(1, minimum) || want === 0) return undefined;
+    if (from !== undefined && from > this.range.min) {
+      const at = this.#fitFrom(from, want);
+      if (at !== undefined) {
+        this.#take(at.extent, at.lowest, want);
+        return { lowest: at.lowest, count: want };
+      }
+    }
     const found = firstFit(this.#root, want)!;
     const lowest = found.start;
     this.#take(found, lowest, want);
     return { lowest, count: want };
+  }
+
+  /**
+   * First fit at or above `from`: the free run starting at `from` itself
+   * when the extent holding it is long enough there, else the lowest extent
+   * above it; undefined when nothing above fits (the caller wraps round to
+   * the bottom of the range).
+   */
+  #fitFrom(from: number, count: number): { extent: Extent; lowest: number } | undefined {
+    const holder = this.#floor(from);
+    if (holder !== null && holder.start + holder.len >= from + count) return { extent: holder, lowest: from };
+    const [below, above] = split(this.#root, from + 1);
+    const found = firstFit(above, count);
+    this.#root = merge(below, above);
+    return found === null ? undefined : { extent: found, lowest: found.start };
   }
 
   /** Takes exactly [lowest, lowest + count) if every value in it is free. */

@@ -50,16 +50,20 @@ export class ResourcePool {
   /**
    * A block of `count` values, or fewer (the longest free extent) when no
    * extent is long enough; undefined only when nothing at all is free.
+   * `searchFrom` (0 to 1, default 0): how far into each side's range the
+   * first-fit search starts before it wraps round (BlockPool.allocate).
    */
-  allocate(count: number, preference: PortPreference = 'low'): Block | undefined {
+  allocate(count: number, preference: PortPreference = 'low', searchFrom = 0): Block | undefined {
     const [first, second] = preference === 'low' ? [this.#low, this.#high] : [this.#high, this.#low];
-    if (first !== undefined && first.largest >= count) return first.allocate(count);
-    if (second !== undefined && second.largest >= count) return second.allocate(count);
+    const take = (pool: BlockPool): Block | undefined =>
+      pool.allocate(count, 1, searchFrom > 0 ? startOf(pool, searchFrom) : undefined);
+    if (first !== undefined && first.largest >= count) return take(first);
+    if (second !== undefined && second.largest >= count) return take(second);
     // Nobody has the full count: the longer of the two, preferred side on a tie.
     const a = first?.largest ?? 0;
     const b = second?.largest ?? 0;
     if (a === 0 && b === 0) return undefined;
-    return a >= b ? first!.allocate(count) : second!.allocate(count);
+    return a >= b ? take(first!) : take(second!);
   }
 
   /** Takes exactly this block (all of its in-range values) if all of it is free. */
@@ -102,6 +106,12 @@ export class ResourcePool {
     }
     return out;
   }
+}
+
+/** The value `fraction` of the way into the pool's range. */
+function startOf(pool: BlockPool, fraction: number): number {
+  const { min, max } = pool.range;
+  return min + Math.floor(Math.min(Math.max(fraction, 0), 1) * (max - min + 1));
 }
 
 function rangeIsFree(pool: BlockPool, b: Block): boolean {

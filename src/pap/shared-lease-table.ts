@@ -2,6 +2,7 @@ import { randomInt } from 'node:crypto';
 import type { Etcd3, ICompare, IKeyValue, Watcher } from 'etcd3';
 import type { Clock, Timer } from '../util/clock.ts';
 import type { Block, ResourceKind } from '../util/block.ts';
+import { addressIndexOfSlot, PORT_SPACE, portOfSlot, portSlot } from '../util/block.ts';
 import { AnswerCache } from './answer-cache.ts';
 import { MAX_BLOCK } from './block.ts';
 import type { LeaseBook } from './lease-book.ts';
@@ -27,8 +28,26 @@ export interface SharedLeaseTableOptions extends Omit<
   'store' | 'withoutState' | 'holdOffSeconds' | 'compactEvery'
 > {
   readonly client: Etcd3;
-  /** Key prefix of this shared address's leases, ending in '/'. */
+  /**
+   * Key prefix of the first shared address's leases, ending in '/'. The
+   * epoch and the SPIs (one space for every address, docs/router.md) live
+   * under it too.
+   */
   readonly prefix: string;
+  /**
+   * With several shared addresses (`addresses`, first first): the key prefix
+   * of each, the first being `prefix`. Port leases of the address at index i
+   * are slots i x 65536 + port (util/block.ts), as in the journal's table.
+   * Default: [prefix].
+   */
+  readonly prefixes?: readonly string[];
+  /**
+   * Where in each range the first-fit search for a free block starts (0 to
+   * 1, wrapping round): routers that share the table start at different
+   * places, so they grant side by side instead of all reaching for the same
+   * lowest free block and failing each other's compares. Default 0.
+   */
+  readonly searchFrom?: number;
   /** Names this router in the values it writes. */
   readonly routerId?: string;
   /**
@@ -60,6 +79,16 @@ interface Entry {
   quarantine: (QuarantineRecord & { reason: LeaseEndReason }) | undefined;
 }
 
+/** One shared address's keys: its prefix and the watch on it. */
+interface Space {
+  /** The address's index: its port slots are index x 65536 + port. */
+  readonly index: number;
+  readonly prefix: string;
+  /** The revision up to which the watch on the prefix has delivered every change. */
+  rev: number;
+  watcher: Watcher | undefined;
+}
+
 interface Pending extends Block {
   readonly kind: ResourceKind;
   readonly host: HostAddress;
@@ -68,7 +97,13 @@ interface Pending extends Block {
 /** What a txn's failure branch read back, and at which revision. */
 type TxnResult =
   | { succeeded: true; revision: number }
-  | { succeeded: false; kvs: IKeyValue[]; revision: number; range?: { start: string; end: string } };
+  | {
+      succeeded: false;
+      kvs: IKeyValue[];
+      revision: number;
+      space: Space;
+      range?: { start: string; end: string };
+    };
 
 /** Compares one grant may carry; etcd refuses a txn of more than 128 (--max-txn-ops). */
 const MAX_COMPARES = 100;
@@ -115,6 +150,11 @@ export class SharedLeaseTable implements LeaseBook {
   readonly #skewMs: number;
   readonly #maxAttempts: number;
   readonly #opts: SharedLeaseTableOptions;
+  /** Every shared address's keys, first first; the SPIs and the epoch are under the first. */
+  readonly #spaces: readonly Space[];
+  /** The shared addresses by index, as answers name them (the first by none). */
+  readonly #addresses: readonly string[];
+  readonly #searchFrom: number;
   readonly #entries = new Map<string, Entry>();
   readonly #leases = new LeaseIndex();
   readonly #pending = new Set<Pending>();
@@ -130,7 +170,7 @@ export class SharedLeaseTable implements LeaseBook {
     string,
     { reason: SkipReason; create: number; kind?: ResourceKind; lowest?: number }
   >();
-  readonly #waiters: { rev: number; resolve: () => void }[] = [];
+  readonly #waiters: { space: Space; rev: number; resolve: () => void }[] = [];
   /** Keys a read-back found deleted before the watch said so, with the revision of the read. */
   readonly #tombstones = new Map<string, number>();
   /** One grant of each kind at a time: the next is chosen on a view that holds the last. */
@@ -138,9 +178,8 @@ export class SharedLeaseTable implements LeaseBook {
     port: Promise.resolve(),
     spi: Promise.resolve(),
   };
-  #pools: Record<ResourceKind, ResourcePool> | undefined;
-  #watchRev: number;
-  #watcher: Watcher | undefined;
+  /** SPIs: one pool. Ports: one per shared address, over that address's slots. */
+  #pools: { spi: ResourcePool; port: ResourcePool[] } | undefined;
   #timer: Timer | undefined;
   #sweeping = false;
   #available = true;
@@ -158,7 +197,7 @@ export class SharedLeaseTable implements LeaseBook {
     overlapping: 0,
   };
 
-  private constructor(o: SharedLeaseTableOptions, epoch: number, revision: number) {
+  private constructor(o: SharedLeaseTableOptions, epoch: number, revisions: readonly number[]) {
     this.#opts = o;
     this.#client = o.client;
     this.#clock = o.clock;
@@ -169,7 +208,15 @@ export class SharedLeaseTable implements LeaseBook {
     this.#maxAttempts = o.maxAttempts ?? 32;
     this.#answers = new AnswerCache(o.answerCache);
     this.epoch = epoch;
-    this.#watchRev = revision;
+    const prefixes = o.prefixes ?? [o.prefix];
+    this.#spaces = prefixes.map((prefix, index) => ({
+      index,
+      prefix,
+      rev: revisions[index]!,
+      watcher: undefined,
+    }));
+    this.#addresses = o.addresses ?? [];
+    this.#searchFrom = o.searchFrom ?? 0;
   }
 
   /**
@@ -179,6 +226,9 @@ export class SharedLeaseTable implements LeaseBook {
    */
   static async open(o: SharedLeaseTableOptions): Promise<SharedLeaseTable> {
     const kv = o.client.kv;
+    const prefixes = o.prefixes ?? [o.prefix];
+    if (prefixes[0] !== o.prefix) throw new Error(`prefixes[0] ${prefixes[0]} is not prefix ${o.prefix}`);
+    if (prefixes.length > PORT_SPACE) throw new Error('too many shared addresses');
     const ek = Buffer.from(epochKey(o.prefix));
     const fresh = String(randomInt(1, 0x100000000));
     // The first router writes the epoch; everyone else reads the one there.
@@ -191,10 +241,17 @@ export class SharedLeaseTable implements LeaseBook {
     const epoch = Number(text);
     if (!Number.isInteger(epoch) || epoch < 1 || epoch > 0xffffffff)
       throw new Error(`${epochKey(o.prefix)} holds ${JSON.stringify(text)}, not an epoch (1 to 2^32-1)`);
-    const all = await kv.range({ key: Buffer.from(o.prefix), range_end: prefixEnd(o.prefix) });
-    const table = new SharedLeaseTable(o, epoch, Number(all.header.revision));
-    for (const item of all.kvs) table.#apply(item, false);
-    await table.#watch();
+    // Each address's keys are read, and then watched, on their own: no key is under two prefixes.
+    const reads = await Promise.all(
+      prefixes.map((p) => kv.range({ key: Buffer.from(p), range_end: prefixEnd(p) })),
+    );
+    const table = new SharedLeaseTable(
+      o,
+      epoch,
+      reads.map((r) => Number(r.header.revision)),
+    );
+    for (const read of reads) for (const item of read.kvs) table.#apply(item, false);
+    for (const space of table.#spaces) await table.#watch(space);
     table.#arm();
     return table;
   }
@@ -209,22 +266,27 @@ export class SharedLeaseTable implements LeaseBook {
     return this.#available;
   }
 
-  /** The revision up to which the watch has delivered every change of the prefix. */
+  /** The revision up to which the watches have delivered every change of every address's prefix. */
   get revision(): number {
-    return this.#watchRev;
+    return Math.min(...this.#spaces.map((s) => s.rev));
   }
 
   request(host: HostAddress, kind: ResourceKind, params: RequestParams = {}): Promise<LeaseAnswer> {
     const count = Math.min(params.count || this.#config.blockSize[kind], MAX_BLOCK[kind]);
     const preference = kind === 'port' ? (params.preference ?? 'low') : 'low';
     const leaseSeconds = clampLease(this.#config, params.leaseSeconds);
-    const fp = `request:${kind}:${count}:${preference}:${leaseSeconds}`;
+    const address = kind === 'port' ? (params.address ?? 0) : 0;
+    const fp = `request:${kind}:${count}:${preference}:${leaseSeconds}${address === 0 ? '' : `:${address}`}`;
     return this.#answerOnce(host, params.txid, fp, () =>
       this.#serially(kind, async () => {
         for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
           const room = this.#config.maxPerHost[kind] - this.held(host, kind) - this.#pendingOf(host, kind);
           if (room <= 0) return this.#failure('quota-exceeded', kind, 0, 0);
-          const block = this.#pool(kind).allocate(Math.min(count, room), preference);
+          const block = this.#pool(kind, address)?.allocate(
+            Math.min(count, room),
+            preference,
+            this.#searchFrom,
+          );
           if (block === undefined) return this.#failure('pool-exhausted', kind, 0, 0);
           const now = this.#clock.now();
           const value: SharedBlock = {
@@ -367,8 +429,12 @@ export class SharedLeaseTable implements LeaseBook {
     return this.#leases.held(host, kind);
   }
 
+  /** Values of kind free to be granted now, on every shared address. */
   free(kind: ResourceKind): number {
-    return this.#pool(kind).free;
+    if (kind === 'spi') return this.#pool('spi')!.free;
+    let n = 0;
+    for (let i = 0; i < this.#spaces.length; i++) n += this.#pool('port', i)!.free;
+    return n;
   }
 
   addListener(listener: LeaseListener, replayExisting = true): void {
@@ -388,7 +454,7 @@ export class SharedLeaseTable implements LeaseBook {
       const now = this.#clock.now();
       const cutoff = now - this.#skewMs;
       for (let l = this.#leases.takeExpired(cutoff); l !== undefined; l = this.#leases.takeExpired(cutoff)) {
-        const key = blockKey(this.prefix, l.kind, l.lowest);
+        const key = this.#keyOf(l.kind, l.lowest)!;
         const e = this.#entries.get(key)!;
         // Off the forwarding tables by this router's clock, whether or not etcd answers.
         const q = this.#quarantineOf(e, 'expired', l.expiresAt);
@@ -406,9 +472,10 @@ export class SharedLeaseTable implements LeaseBook {
     }
   }
 
-  /** Waits until the watch has delivered every change up to revision (or timeoutMs passed). */
-  waitFor(revision: number, timeoutMs = 5000): Promise<boolean> {
-    if (this.#watchRev >= revision) return Promise.resolve(true);
+  /** Waits until the watch of an address's prefix (default the first's) has delivered every change up to revision (or timeoutMs passed). */
+  waitFor(revision: number, timeoutMs = 5000, address = 0): Promise<boolean> {
+    const space = this.#spaces[address];
+    if (space === undefined || space.rev >= revision) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         const i = this.#waiters.indexOf(w);
@@ -416,6 +483,7 @@ export class SharedLeaseTable implements LeaseBook {
         resolve(false);
       }, timeoutMs);
       const w = {
+        space,
         rev: revision,
         resolve: () => {
           clearTimeout(timer);
@@ -431,9 +499,11 @@ export class SharedLeaseTable implements LeaseBook {
     this.#closed = true;
     this.#timer?.cancel();
     this.#timer = undefined;
-    const w = this.#watcher;
-    this.#watcher = undefined;
-    await w?.cancel().catch(() => undefined);
+    for (const space of this.#spaces) {
+      const w = space.watcher;
+      space.watcher = undefined;
+      await w?.cancel().catch(() => undefined);
+    }
     for (const waiter of this.#waiters.splice(0)) waiter.resolve();
   }
 
@@ -444,7 +514,7 @@ export class SharedLeaseTable implements LeaseBook {
       hosts: this.#leases.hostCount,
       hold_off_seconds_left: 0,
       etcd_available: this.#available ? 1 : 0,
-      etcd_revision: this.#watchRev,
+      etcd_revision: this.revision,
       etcd_unavailable_refusals: this.counters.unavailable,
       etcd_conflicts: this.counters.conflicts,
       etcd_swept: this.counters.swept,
@@ -469,15 +539,17 @@ export class SharedLeaseTable implements LeaseBook {
    * view knows do not overlap it (it was chosen free), so none does.
    */
   async #grantTxn(kind: ResourceKind, block: Block, value: SharedBlock): Promise<TxnResult> {
-    const r = overlapRange(this.prefix, kind, block.lowest, block.count);
-    const compare = this.#overlapCompares(kind, r);
+    const space = this.#spaceOfValue(kind, block.lowest)!;
+    const lowest = kind === 'port' ? portOfSlot(block.lowest) : block.lowest;
+    const r = overlapRange(space.prefix, kind, lowest, block.count);
+    const compare = this.#overlapCompares(space, r);
     const range = { key: Buffer.from(r.start), range_end: Buffer.from(r.end) };
     const res = await this.#client.kv.txn({
       compare,
       success: [
         {
           request_put: {
-            key: Buffer.from(blockKey(this.prefix, kind, block.lowest)),
+            key: Buffer.from(blockKey(space.prefix, kind, lowest)),
             value: encodeBlock(value),
           },
         },
@@ -488,7 +560,13 @@ export class SharedLeaseTable implements LeaseBook {
     const revision = Number(res.header.revision);
     if (res.succeeded) return { succeeded: true, revision };
     this.counters.conflicts++;
-    return { succeeded: false, kvs: res.responses[0]?.response_range?.kvs ?? [], revision, range: r };
+    return {
+      succeeded: false,
+      kvs: res.responses[0]?.response_range?.kvs ?? [],
+      revision,
+      space,
+      range: r,
+    };
   }
 
   /**
@@ -497,7 +575,7 @@ export class SharedLeaseTable implements LeaseBook {
    * known keys for one txn, the range is compared as a whole instead: nothing
    * in it created after the watch's revision (the view then holds all of it).
    */
-  #overlapCompares(kind: ResourceKind, r: { start: string; end: string }): ICompare[] {
+  #overlapCompares(space: Space, r: { start: string; end: string }): ICompare[] {
     const known: [string, { create: number }][] = [...this.#entries.entries(), ...this.#skipped.entries()]
       .filter(([key]) => key >= r.start && key < r.end)
       .sort(([a], [b]) => (a < b ? -1 : 1));
@@ -508,7 +586,7 @@ export class SharedLeaseTable implements LeaseBook {
           range_end: Buffer.from(r.end),
           target: 'Create',
           result: 'Less',
-          create_revision: this.#watchRev + 1,
+          create_revision: space.rev + 1,
         },
       ];
     const compare: ICompare[] = [];
@@ -540,6 +618,7 @@ export class SharedLeaseTable implements LeaseBook {
       succeeded: false,
       kvs: res.responses[0]?.response_range?.kvs ?? [],
       revision,
+      space: this.#spaceOf(key)!,
       range: { start: key, end: `${key}\u0000` },
     };
   }
@@ -555,7 +634,8 @@ export class SharedLeaseTable implements LeaseBook {
     count: number,
     decide: (e: Entry) => LeaseAnswer | { value: SharedBlock; answer: LeaseAnswer },
   ): Promise<LeaseAnswer> {
-    const key = blockKey(this.prefix, kind, lowest);
+    const key = this.#keyOf(kind, lowest);
+    if (key === undefined) return this.#failure('unknown-lease', kind, lowest, count);
     for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
       const e = this.#entries.get(key);
       if (e === undefined) return this.#failure('unknown-lease', kind, lowest, count);
@@ -585,17 +665,14 @@ export class SharedLeaseTable implements LeaseBook {
         const e = this.#entries.get(key);
         if (value === undefined) {
           if (e !== undefined && e.mod === mod) this.#removeEntry(key, e, 'expired');
-        } else {
-          const p = parseKey(this.prefix, key);
-          if (p.what === 'block' && e !== undefined)
-            this.#putEntry(
-              p.kind,
-              p.lowest,
-              JSON.parse(value.toString()) as SharedBlock,
-              result.revision,
-              e.create,
-            );
-        }
+        } else if (e !== undefined)
+          this.#putEntry(
+            e.kind,
+            e.lowest,
+            JSON.parse(value.toString()) as SharedBlock,
+            result.revision,
+            e.create,
+          );
       } else await this.#learn(result);
     } catch (err) {
       this.#setAvailable(false, (err as Error).message);
@@ -629,44 +706,45 @@ export class SharedLeaseTable implements LeaseBook {
           this.#pools = undefined;
         }
     // Only the whole-range compare depends on the watch: it must have passed what was read.
-    if (newest > this.#watchRev) await this.waitFor(newest, 2000);
+    if (newest > result.space.rev) await this.waitFor(newest, 2000, result.space.index);
   }
 
   // ---- the view
 
-  async #watch(): Promise<void> {
+  async #watch(space: Space): Promise<void> {
     const w = await this.#client
       .watch()
-      .prefix(this.prefix)
-      .startRevision(String(this.#watchRev + 1))
+      .prefix(space.prefix)
+      .startRevision(String(space.rev + 1))
       .create();
-    this.#watcher = w;
+    space.watcher = w;
     w.on('data', (res) => {
-      let newest = this.#watchRev;
+      let newest = space.rev;
       for (const ev of res.events) {
         if (ev.type === 'Delete') this.#applyDelete(ev.kv);
         else this.#apply(ev.kv, true);
         newest = Math.max(newest, Number(ev.kv.mod_revision));
       }
-      this.#advance(newest);
+      this.#advance(space, newest);
     });
     w.on('connected', () => this.#setAvailable(true));
     w.on('disconnected', (err) => this.#setAvailable(false, err.message));
     w.on('error', (err) => {
       // The watch cannot go on (etcd's history compacted past it, say): read afresh at the next tick.
       this.#setAvailable(false, err.message);
-      if (this.#watcher === w) this.#watcher = undefined;
+      if (space.watcher === w) space.watcher = undefined;
       void w.cancel().catch(() => undefined);
     });
   }
 
-  #advance(rev: number): void {
-    if (rev <= this.#watchRev) return;
-    this.#watchRev = rev;
-    for (const [key, at] of this.#tombstones) if (at <= rev) this.#tombstones.delete(key);
+  #advance(space: Space, rev: number): void {
+    if (rev <= space.rev) return;
+    space.rev = rev;
+    for (const [key, at] of this.#tombstones)
+      if (at <= rev && key.startsWith(space.prefix)) this.#tombstones.delete(key);
     for (let i = this.#waiters.length - 1; i >= 0; i--) {
       const w = this.#waiters[i]!;
-      if (w.rev <= rev) {
+      if (w.space === space && w.rev <= rev) {
         this.#waiters.splice(i, 1);
         w.resolve();
       }
@@ -677,21 +755,26 @@ export class SharedLeaseTable implements LeaseBook {
   #apply(kv: IKeyValue, notify: boolean): void {
     const key = kv.key.toString();
     const mod = Number(kv.mod_revision);
-    const parsed = parseKey(this.prefix, key);
+    const space = this.#spaceOf(key);
+    if (space === undefined) return;
+    const parsed = parseKey(space.prefix, key);
     if (parsed.what === 'epoch' || parsed.what === 'crl') return;
     const create = Number(kv.create_revision);
-    if (parsed.what === 'foreign') return this.#skip(key, 'foreign-key', create);
+    // SPIs are one space for every address, kept under the first's prefix: one elsewhere is no block of ours.
+    if (parsed.what === 'foreign' || (parsed.kind === 'spi' && space.index > 0))
+      return this.#skip(key, 'foreign-key', create);
+    const lowest = parsed.kind === 'port' ? portSlot(space.index, parsed.lowest) : parsed.lowest;
     const block = parseBlock(parsed.kind, parsed.lowest, kv.value);
     if (!block.ok) {
       const old = this.#entries.get(key);
       if (old !== undefined && old.mod < mod) this.#removeEntry(key, old, 'withdrawn');
-      return this.#skip(key, block.reason, create, parsed.kind, parsed.lowest);
+      return this.#skip(key, block.reason, create, parsed.kind, lowest);
     }
     const old = this.#entries.get(key);
     if (old !== undefined && old.mod >= mod) return;
     if ((this.#tombstones.get(key) ?? 0) >= mod) return;
     this.#skipped.delete(key);
-    this.#putEntry(parsed.kind, parsed.lowest, block.block, mod, Number(kv.create_revision), notify);
+    this.#putEntry(parsed.kind, lowest, block.block, mod, Number(kv.create_revision), notify);
   }
 
   #applyDelete(kv: IKeyValue): void {
@@ -721,7 +804,7 @@ export class SharedLeaseTable implements LeaseBook {
     create: number,
     notify = true,
   ): void {
-    const key = blockKey(this.prefix, kind, lowest);
+    const key = this.#keyOf(kind, lowest)!;
     const old = this.#entries.get(key);
     if (old !== undefined && old.mod >= mod) return;
     if (old !== undefined && (old.count !== b.count || old.create !== create)) {
@@ -800,19 +883,54 @@ export class SharedLeaseTable implements LeaseBook {
     return { state: 'quarantined', host, count: e.count, until: endedAt + this.#config.quarantineMs, reason };
   }
 
-  /** The free values: neither in the view nor asked for by a grant in flight. Rebuilt after any change. */
-  #pool(kind: ResourceKind): ResourcePool {
+  /**
+   * The free values of kind (ports: of the address at that index): neither in
+   * the view nor asked for by a grant in flight. Rebuilt after any change.
+   */
+  #pool(kind: ResourceKind, address = 0): ResourcePool | undefined {
     if (this.#pools === undefined) {
+      const ports = this.#config.portRange;
       const pools = {
-        port: new ResourcePool('port', this.#config.portRange),
         spi: new ResourcePool('spi', this.#config.spiRange),
+        port: this.#spaces.map((_, i) => {
+          const base = i * PORT_SPACE;
+          return new ResourcePool('port', { min: base + ports.min, max: base + ports.max }, 1 + 2 * i, base);
+        }),
       };
-      for (const e of this.#entries.values()) pools[e.kind].reserve(e.lowest, e.count);
-      for (const p of this.#pending) pools[p.kind].reserve(p.lowest, p.count);
-      for (const k of this.#skipped.values()) if (k.kind !== undefined) pools[k.kind].reserve(k.lowest!, 1);
+      const poolOf = (kind: ResourceKind, value: number): ResourcePool | undefined =>
+        kind === 'spi' ? pools.spi : pools.port[addressIndexOfSlot(value)];
+      for (const e of this.#entries.values()) poolOf(e.kind, e.lowest)?.reserve(e.lowest, e.count);
+      for (const p of this.#pending) poolOf(p.kind, p.lowest)?.reserve(p.lowest, p.count);
+      for (const k of this.#skipped.values())
+        if (k.kind !== undefined) poolOf(k.kind, k.lowest!)?.reserve(k.lowest!, 1);
       this.#pools = pools;
     }
-    return this.#pools[kind];
+    return kind === 'spi' ? this.#pools.spi : this.#pools.port[address];
+  }
+
+  /** The address whose keys hold the block of kind at value (a port slot or an SPI). */
+  #spaceOfValue(kind: ResourceKind, value: number): Space | undefined {
+    return kind === 'spi' ? this.#spaces[0] : this.#spaces[addressIndexOfSlot(value)];
+  }
+
+  /** The address whose prefix key is under. */
+  #spaceOf(key: string): Space | undefined {
+    return this.#spaces.find((s) => key.startsWith(s.prefix));
+  }
+
+  /** The etcd key of the block of kind at lowest (a port slot or an SPI); undefined for a slot of no address. */
+  #keyOf(kind: ResourceKind, lowest: number): string | undefined {
+    const space = this.#spaceOfValue(kind, lowest);
+    if (space === undefined) return undefined;
+    return blockKey(space.prefix, kind, kind === 'port' ? portOfSlot(lowest) : lowest);
+  }
+
+  /** A port slot as answers give it: the port, and the address unless the first. */
+  #placed(kind: ResourceKind, value: number): { lowest: number; address?: string } {
+    if (kind === 'spi') return { lowest: value };
+    const i = addressIndexOfSlot(value);
+    const address = this.#addresses[i];
+    return i === 0 ? { lowest: value } : { lowest: portOfSlot(value), ...(address ? { address } : {}) };
   }
 
   #pendingOf(host: HostAddress, kind: ResourceKind): number {
@@ -871,11 +989,27 @@ export class SharedLeaseTable implements LeaseBook {
     leaseSeconds: number,
     expiresAt: number,
   ): LeaseAnswer {
-    return { status: 'ok', kind, lowest, count, leaseSeconds, expiresAt, epoch: this.epoch };
+    return {
+      status: 'ok',
+      kind,
+      ...this.#placed(kind, lowest),
+      count,
+      leaseSeconds,
+      expiresAt,
+      epoch: this.epoch,
+    };
   }
 
   #failure(status: LeaseStatus, kind: ResourceKind, lowest: number, count: number): LeaseAnswer {
-    return { status, kind, lowest, count, leaseSeconds: 0, expiresAt: 0, epoch: this.epoch };
+    return {
+      status,
+      kind,
+      ...this.#placed(kind, lowest),
+      count,
+      leaseSeconds: 0,
+      expiresAt: 0,
+      epoch: this.epoch,
+    };
   }
 
   #arm(): void {
@@ -895,17 +1029,18 @@ export class SharedLeaseTable implements LeaseBook {
         this.#setAvailable(false, (e as Error).message);
       }
     }
-    if (this.#watcher === undefined && !this.#closed) await this.#resync().catch(() => undefined);
+    for (const space of this.#spaces)
+      if (space.watcher === undefined && !this.#closed) await this.#resync(space).catch(() => undefined);
     // Leases expire in the view by this router's clock even while etcd is away.
     await this.sweep().catch(() => undefined);
     this.#arm();
   }
 
-  /** Reads the whole prefix again and watches from there: the view is etcd's as of that read. */
-  async #resync(): Promise<void> {
+  /** Reads an address's whole prefix again and watches from there: the view of it is etcd's as of that read. */
+  async #resync(space: Space): Promise<void> {
     const all = await this.#client.kv.range({
-      key: Buffer.from(this.prefix),
-      range_end: prefixEnd(this.prefix),
+      key: Buffer.from(space.prefix),
+      range_end: prefixEnd(space.prefix),
     });
     const revision = Number(all.header.revision);
     const seen = new Set<string>();
@@ -914,15 +1049,16 @@ export class SharedLeaseTable implements LeaseBook {
       this.#apply(kv, true);
     }
     for (const [key, e] of [...this.#entries])
-      if (!seen.has(key) && e.mod < revision) {
+      if (key.startsWith(space.prefix) && !seen.has(key) && e.mod < revision) {
         this.#tombstones.set(key, revision);
         this.#removeEntry(key, e, 'withdrawn');
       }
-    for (const key of [...this.#skipped.keys()]) if (!seen.has(key)) this.#skipped.delete(key);
+    for (const key of [...this.#skipped.keys()])
+      if (key.startsWith(space.prefix) && !seen.has(key)) this.#skipped.delete(key);
     this.#pools = undefined;
-    this.#advance(revision);
+    this.#advance(space, revision);
     if (this.#closed) return;
-    await this.#watch();
+    await this.#watch(space);
     this.#setAvailable(true);
   }
 }

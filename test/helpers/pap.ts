@@ -44,6 +44,8 @@ def build(a):
     else:
         code = 3
         struct.pack_into('!HB' if t == 32 else '!IH', body, 0, a['lowest'], a['count'])
+    if t == 32 and a.get('address'):
+        body[4:8] = socket.inet_aton(a['address'])
     m = bytearray(struct.pack('!BBH', t, code, 0) + bytes(body) +
                   struct.pack('!BBHIII', 1, 0, 0, a['txid'], a.get('epoch', 0), a.get('lease', 0)))
     struct.pack_into('!H', m, 2, checksum(m))
@@ -54,15 +56,18 @@ def parse(b):
         return None
     t, code = b[0], b[1]
     _v, flags, status, txid, epoch, lease = struct.unpack_from('!BBHIII', b, 12)
+    address = None
     if t == 32:
         lowest, count = struct.unpack_from('!HB', b, 4)
+        if b[8:12] != bytes(4):
+            address = socket.inet_ntoa(b[8:12])
     elif code in (0, 1):
         count, _u, lowest = struct.unpack_from('!HHI', b, 4)
     else:
         lowest, count = struct.unpack_from('!IH', b, 4)
     return {'kind': 'port' if t == 32 else 'spi', 'response': bool(flags & 0x80), 'code': code,
             'success': code == 1, 'status': status, 'txid': txid, 'epoch': epoch, 'lease': lease,
-            'lowest': lowest, 'count': count, 't': time.time()}
+            'lowest': lowest, 'count': count, 'address': address, 't': time.time()}
 
 src, router = sys.argv[1], sys.argv[2]
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -117,6 +122,8 @@ export interface PapAnswer {
   lease: number;
   lowest: number;
   count: number;
+  /** Ports: the shared address the answer names; null for none (the router's first). */
+  address: string | null;
   /** Unix time in seconds. */
   t: number;
 }
@@ -126,6 +133,8 @@ export type PapAsk =
       op: 'request';
       kind: ResourceKind;
       count?: number;
+      /** Ports: the shared address to lease on; absent: none named (the router's first). */
+      address?: string;
       high?: boolean;
       epoch?: number;
       lease?: number;

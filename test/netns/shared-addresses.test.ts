@@ -1,20 +1,24 @@
 /**
  * A router with two shared addresses (sharedAddresses: [198.51.100.30,
- * 198.51.100.31], the TUN data path): h1 uses the first, h2 the second, each
+ * 198.51.100.31], the TUN data path), its leases on etcd (one member in the
+ * router's namespace, on loopback): h1 uses the first, h2 the second, each
  * with its own TUN address and its own port space on the router. Both
  * download through the router at once, intact; on the WAN each host's
  * packets leave with its own shared address and with the ports its agent
- * leased, unchanged; the router's status lists both addresses with the
- * leases on each.
+ * leased, unchanged; etcd holds each host's blocks under its address's
+ * prefix; the router's status lists both addresses with the leases on each.
+ * (The journal's side of several addresses: test/unit/pap/shared-addresses.test.ts.)
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultProcessTable } from '../../scripts/lib/testbed/process-table.ts';
 import type { HostNode, PortBlock } from '../helpers/distnat.ts';
 import { findTable, hostPortBlocks, inBlocks, readStatus, sha256, sha256File } from '../helpers/distnat.ts';
 import type { Capture } from '../helpers/capture.ts';
-import { waitUntil } from '../helpers/process.ts';
+import type { EtcdCluster } from '../helpers/etcd.ts';
+import { expectConsistentLeases, parseEtcdBlocks, startEtcd } from '../helpers/etcd.ts';
+import { describe as describeResult, execIn, waitUntil } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
@@ -25,6 +29,8 @@ const SECOND = TOPOLOGY.multiRouter.shared[1]!;
 const ADDRESS_OF: Record<HostNode, string> = { h1: FIRST, h2: SECOND };
 const BIG = randomBytes(2 * 1024 * 1024);
 
+const ETCD = 'http://127.0.0.1:2379';
+let etcd: EtcdCluster | undefined;
 let http: HttpServer;
 let wan: Capture;
 const blocks: Partial<Record<HostNode, PortBlock[]>> = {};
@@ -35,7 +41,9 @@ function daemonTable(): string {
     .map((p) => {
       let command = p.command;
       if (p.name === 'router')
-        command = command.replace(`--shared-address ${FIRST}`, `--shared-addresses ${FIRST},${SECOND}`);
+        command =
+          command.replace(`--shared-address ${FIRST}`, `--shared-addresses ${FIRST},${SECOND}`) +
+          ` --etcd-endpoints ${ETCD}`;
       if (p.name === 'h2')
         command = command.replace(`--shared-address ${FIRST}`, `--shared-address ${SECOND}`);
       if (p.name === 'router' || p.name === 'h1' || p.name === 'h2') command += ' --datapath tun';
@@ -48,6 +56,8 @@ beforeAll(async () => {
   const b = bed();
   const tun = TOPOLOGY.tun;
   http = await b.httpServer('server', { bind: SERVER, files: { 'big.bin': BIG } });
+  // Before the router starts: it does not start without etcd.
+  etcd = await startEtcd(1, { ns: b.ns('router'), address: '127.0.0.1' });
   // Starting the daemons sets the namespaces up again (the first address everywhere), so after it:
   await b.reconfigure({ ...b.current, daemons: true, daemonTable: daemonTable() });
   // the kernel side of a second shared address: routed into the router's TUN, routed to the router
@@ -82,6 +92,10 @@ beforeAll(async () => {
   }
   wan = await b.capture('server', TOPOLOGY.wanIf, { filter: `tcp port ${http.port}` });
 }, 120_000);
+
+afterAll(async () => {
+  await etcd?.stop();
+});
 
 describe('one router, two shared addresses: h1 on the first, h2 on the second', () => {
   it('both hosts download at once, intact, each from its own shared address and leased ports', async () => {
@@ -127,6 +141,30 @@ describe('one router, two shared addresses: h1 on the first, h2 on the second', 
           inBlocks(p, blocks[node]!),
           `${node}: port ${p} in its blocks ${JSON.stringify(blocks[node])}`,
         ).toBe(true);
+    }
+  });
+
+  it("etcd holds each host's blocks under its own address's prefix, as the host was told", async () => {
+    const b = bed();
+    for (const node of ['h1', 'h2'] as const) {
+      const r = await execIn(b.ns('router'), [
+        'etcdctl',
+        '--endpoints',
+        ETCD,
+        'get',
+        '--prefix',
+        `/distnat/${ADDRESS_OF[node]}/`,
+        '-w',
+        'json',
+      ]);
+      expect(r.code, describeResult(r)).toBe(0);
+      const stored = parseEtcdBlocks(r.stdout).filter((x) => x.kind === 'port' && x.state === 'leased');
+      const told = blocks[node]!.map((x) => ({
+        host: TOPOLOGY[node].lan,
+        answer: { lowest: x.first, count: x.last - x.first + 1 },
+      }));
+      expectConsistentLeases(stored, told);
+      expect(stored.map((x) => x.host)).toEqual(stored.map(() => TOPOLOGY[node].lan));
     }
   });
 

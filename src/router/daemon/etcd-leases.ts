@@ -16,12 +16,25 @@ import { SharedRevocationList } from '../../pki/index.ts';
 import type { Clock } from '../../util/clock.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { Logger } from '../../util/log.ts';
+import { ipv4FromString } from '../../wire/ipv4.ts';
 
 type EtcdConfig = NonNullable<RouterConfig['etcd']>;
 
 /** The prefix of one shared address's leases. */
 export function leasePrefix(etcd: EtcdConfig, sharedAddress: string): string {
   return `${etcd.prefix}${sharedAddress}/`;
+}
+
+/**
+ * Where this router's first-fit search for a free block starts, as a
+ * fraction of each range: its LAN address times the golden ratio, modulo 1
+ * (Fibonacci hashing). Routers on one LAN have different addresses, and
+ * neighbouring ones land far apart (10.0.0.7 and 10.0.0.8 about 0.38 of the
+ * range), so each grants in its own stretch and their compares rarely meet.
+ */
+export function searchFromOf(lanAddress: string): number {
+  const lan = ipv4FromString(lanAddress) ?? 0;
+  return (Math.imul(lan, 0x9e3779b9) >>> 0) / 0x1_0000_0000;
 }
 
 function readPem(path: string, what: string): Buffer {
@@ -85,13 +98,19 @@ export async function openSharedLeaseTable(
 ): Promise<SharedLeaseTable> {
   const etcd = config.etcd!;
   const client = new Etcd3(etcdClientOptions(etcd));
-  // One shared address with etcd (the configuration refuses several): the first.
-  const prefix = leasePrefix(etcd, sharedAddressesOf(config)[0]!);
+  // Each shared address's ports under its own prefix; the SPIs and the epoch under the first's.
+  const addresses = sharedAddressesOf(config);
+  const prefixes = addresses.map((a) => leasePrefix(etcd, a));
+  const prefix = prefixes[0]!;
+  const searchFrom = searchFromOf(config.lanAddress);
   let table: SharedLeaseTable;
   try {
     table = await SharedLeaseTable.open({
       client,
       prefix,
+      prefixes,
+      addresses,
+      searchFrom,
       clock,
       routerId: `${hostname()} ${config.lanAddress}`,
       clockSkewMs: etcd.clockSkewSeconds * 1000,
@@ -127,7 +146,8 @@ export async function openSharedLeaseTable(
   });
   log.info('leases on etcd', {
     endpoints: etcd.endpoints.join(','),
-    prefix,
+    prefix: prefixes.join(','),
+    searchFrom: Number(searchFrom.toFixed(3)),
     epoch: table.epoch,
     leases: table.leases().length,
   });

@@ -290,7 +290,7 @@ export async function startRouter(
         leases:
           config.etcd === undefined
             ? `journal in ${config.stateDir}`
-            : `etcd ${config.etcd.endpoints.join(',')} ${config.etcd.prefix}${sharedList[0]}/`,
+            : `etcd ${config.etcd.endpoints.join(',')} ${sharedList.map((a) => `${config.etcd!.prefix}${a}/`).join(' ')}`,
         recovered: table.recovered ? 'yes' : 'no (new epoch)',
       },
       clock,

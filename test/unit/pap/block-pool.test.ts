@@ -160,6 +160,57 @@ describe('BlockPool', () => {
     );
   });
 
+  it('a search from a given start takes the run there, else the first fit above, else wraps to the bottom', () => {
+    const size = 200;
+    const op = fc.oneof(
+      fc.record({
+        t: fc.constant('alloc' as const),
+        n: fc.integer({ min: 1, max: 40 }),
+        from: fc.integer({ min: 0, max: size + 5 }),
+      }),
+      fc.record({ t: fc.constant('release' as const), pick: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 80 }), (ops) => {
+        const pool = new BlockPool({ min: 0, max: size - 1 });
+        const used = new Uint8Array(size);
+        const held: Array<{ lowest: number; count: number }> = [];
+        for (const o of ops) {
+          if (o.t === 'release') {
+            if (held.length === 0) continue;
+            const [b] = held.splice(o.pick % held.length, 1);
+            pool.release(b!.lowest, b!.count);
+            used.fill(0, b!.lowest, b!.lowest + b!.count);
+            continue;
+          }
+          const runs: Array<{ lowest: number; count: number }> = [];
+          for (let i = 0; i < size; i++) {
+            if (used[i]) continue;
+            const last = runs[runs.length - 1];
+            if (last !== undefined && last.lowest + last.count === i) last.count++;
+            else runs.push({ lowest: i, count: 1 });
+          }
+          const longest = Math.max(0, ...runs.map((r) => r.count));
+          const b = pool.allocate(o.n, 1, o.from);
+          if (longest === 0) {
+            expect(b).toBeUndefined();
+            continue;
+          }
+          const want = Math.min(o.n, longest);
+          const holder = runs.find((r) => r.lowest <= o.from && o.from + want <= r.lowest + r.count);
+          const above = runs.find((r) => r.lowest > o.from && r.count >= want);
+          const bottom = runs.find((r) => r.count >= want)!;
+          const expected = holder !== undefined ? o.from : (above ?? bottom).lowest;
+          expect(b).toEqual({ lowest: expected, count: want });
+          used.fill(1, b!.lowest, b!.lowest + b!.count);
+          held.push(b!);
+        }
+        expect(pool.free).toBe(used.reduce((n, u) => n + (u ? 0 : 1), 0));
+      }),
+      { seed: 6888, numRuns: 300 },
+    );
+  });
+
   it('allocates and releases in logarithmic time on a fragmented pool', () => {
     // 30,000 scattered holes in the SPI space, then timed churn. A linear
     // allocator would take ~30,000 steps per call; this must stay far below.

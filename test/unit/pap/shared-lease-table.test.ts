@@ -15,6 +15,7 @@ import type { Lease, LeaseEndReason, LeaseListener } from '../../../src/pap/leas
 import { SystemClock } from '../../../src/util/clock.ts';
 import { PapServer } from '../../../src/pap/pap-server.ts';
 import { PAP_MESSAGE_LENGTH, PapStatus, emitPap, parsePap } from '../../../src/wire/pap.ts';
+import { ipv4FromString } from '../../../src/wire/ipv4.ts';
 import { waitUntil } from '../../helpers/process.ts';
 import type { EtcdCluster } from '../../helpers/etcd.ts';
 import { freePort, startEtcd } from '../../helpers/etcd.ts';
@@ -306,6 +307,204 @@ describe('SharedLeaseTable on etcd', () => {
       await own.stop();
     }
   }, 60_000);
+});
+
+describe('SharedLeaseTable with several shared addresses', () => {
+  const FIRST = '198.51.100.30';
+  const SECOND = '198.51.100.31';
+  /** Both addresses' prefixes under one test prefix, and options naming them. */
+  function twoAddresses(p: string): Partial<SharedLeaseTableOptions> & { prefix: string } {
+    return {
+      prefix: `${p}${FIRST}/`,
+      prefixes: [`${p}${FIRST}/`, `${p}${SECOND}/`],
+      addresses: [FIRST, SECOND],
+      // Two blocks of 32 per address: the hosts compete for the same ports on each.
+      portRange: { min: 40000, max: 40063 },
+    };
+  }
+
+  it('the same port on both addresses to different hosts, never twice on one; a watching router sees both', async () => {
+    const p = prefix();
+    const o = twoAddresses(p);
+    const a = await open(etcd.client(), o.prefix, o);
+    const b = await open(etcd.client(), o.prefix, o);
+    const watcher = await open(etcd.client(), o.prefix, o);
+    const seen = recorder();
+    watcher.addListener(seen);
+    // Eight hosts, four on each address, half through each router, all at once: two fit on each.
+    const asks = Array.from({ length: 8 }, (_, i) => ({
+      host: `10.0.0.${i + 1}`,
+      address: i % 2,
+      via: i % 4 < 2 ? a : b,
+    }));
+    const answers = await Promise.all(
+      asks.map((q, i) =>
+        q.via.request(q.host, 'port', { count: 32, txid: i + 1, ...(q.address ? { address: 1 } : {}) }),
+      ),
+    );
+    const ok = answers.map((ans, i) => ({ ...asks[i]!, ans })).filter((r) => r.ans.status === 'ok');
+    expect(answers.filter((x) => x.status !== 'ok' && x.status !== 'pool-exhausted')).toEqual([]);
+    // Both blocks of each address granted, each once: to two hosts per address, four hosts in all.
+    for (const address of [0, 1]) {
+      const on = ok.filter((r) => r.address === address);
+      expect(on.map((r) => r.ans.lowest).sort()).toEqual([40000, 40032]);
+      expect(on.map((r) => r.ans.address)).toEqual(address === 0 ? [undefined, undefined] : [SECOND, SECOND]);
+    }
+    expect(new Set(ok.map((r) => r.host)).size).toBe(4);
+
+    // etcd's own data: each address's blocks under its own prefix, none overlapping there.
+    const first = await storedBlocks(`${p}${FIRST}/`);
+    const second = await storedBlocks(`${p}${SECOND}/`);
+    for (const stored of [first, second]) {
+      expect(stored.map((x) => x.lowest).sort()).toEqual([40000, 40032]);
+      expect(overlaps(stored)).toEqual([]);
+    }
+    // Port 40000 is two leases, one on each address, of two hosts.
+    const owners = [first, second].map((st) => st.find((x) => x.lowest === 40000)!.host);
+    expect(owners[0]).not.toBe(owners[1]);
+
+    // The router that granted nothing sees all four, by slot: address index x 65536 + port.
+    await waitUntil('the watcher sees every lease', () => seen.added.length === 4);
+    expect(watcher.leases().map((l) => l.lowest)).toEqual([40000, 40032, 65536 + 40000, 65536 + 40032]);
+    expect(watcher.ownerOf('port', 65536 + 40005)).toBe(owners[1]);
+    expect(watcher.ownerOf('port', 40005)).toBe(owners[0]);
+
+    // Renewal, release and withdrawal of a second-address lease through a router that did not grant it.
+    const onSecond = ok.filter((r) => r.address === 1);
+    const [x, y] = onSecond as [(typeof ok)[number], (typeof ok)[number]];
+    const other = x.via === a ? b : a;
+    await waitUntil(
+      'the other router knows the lease',
+      () => other.ownerOf('port', 65536 + x.ans.lowest) === x.host,
+    );
+    const renewed = await other.renew(x.host, 'port', 65536 + x.ans.lowest, 32, { leaseSeconds: 600 });
+    expect(renewed).toMatchObject({ status: 'ok', address: SECOND, lowest: x.ans.lowest });
+    await waitUntil(
+      'the watcher sees the renewal',
+      () => watcher.find('port', 65536 + x.ans.lowest)?.expiresAt === renewed.expiresAt,
+    );
+    expect((await other.release(x.host, 'port', 65536 + x.ans.lowest + 3)).status).toBe('ok');
+    expect(await watcher.withdraw('port', 65536 + y.ans.lowest)).toMatchObject({ host: y.host });
+    await waitUntil('both ends reach the watcher', () => seen.removed.length === 2);
+    expect(seen.removed.map(([l, r]) => `${l.lowest} ${r}`).sort()).toEqual(
+      [`${65536 + x.ans.lowest} released`, `${65536 + y.ans.lowest} withdrawn`].sort(),
+    );
+    // Quarantined on the second address only; the first address's leases untouched.
+    expect((await storedBlocks(`${p}${SECOND}/`)).map((z) => z.state)).toEqual([
+      'quarantined',
+      'quarantined',
+    ]);
+    expect((await storedBlocks(`${p}${FIRST}/`)).map((z) => z.state)).toEqual(['leased', 'leased']);
+    expect(
+      watcher
+        .quarantined()
+        .map((q) => q.lowest)
+        .sort(),
+    ).toEqual([65536 + 40000, 65536 + 40032]);
+    for (const t of [a, b, watcher]) await t.close();
+  }, 60_000);
+
+  it('PAP names the address: a request for the second is granted there, an unserved one refused', async () => {
+    const p = prefix();
+    const o = twoAddresses(p);
+    const t = await open(etcd.client(), o.prefix, o);
+    const server = new PapServer(
+      t,
+      [FIRST, SECOND].map((x) => ipv4FromString(x)!),
+    );
+    const ext = { status: 0, epoch: 0, leaseTime: 0, highPorts: false, portsRequested: 32 };
+    const second = await server.answer(
+      { kind: 'port-request', ...ext, transactionId: 1, address: ipv4FromString(SECOND)! },
+      '10.0.0.5',
+    );
+    expect(second).toMatchObject({ success: true, lowestPort: 40000, address: ipv4FromString(SECOND) });
+    const first = await server.answer({ kind: 'port-request', ...ext, transactionId: 2 }, '10.0.0.6');
+    expect(first).toMatchObject({ success: true, lowestPort: 40000 });
+    const unserved = await server.answer(
+      { kind: 'port-request', ...ext, transactionId: 3, address: ipv4FromString('198.51.100.99')! },
+      '10.0.0.7',
+    );
+    expect(unserved).toMatchObject({ success: false, status: PapStatus.UnknownAddress });
+    expect((await storedBlocks(`${p}${SECOND}/`)).map((z) => z.host)).toEqual(['10.0.0.5']);
+    expect((await storedBlocks(`${p}${FIRST}/`)).map((z) => z.host)).toEqual(['10.0.0.6']);
+    // SPIs are one space, under the first address's prefix; an SPI key under the second is no block.
+    expect((await t.request('10.0.0.5', 'spi')).status).toBe('ok');
+    expect((await storedBlocks(`${p}${FIRST}/`)).map((z) => z.kind).sort()).toEqual(['port', 'spi']);
+    const c = etcd.client();
+    await c
+      .put(`${p}${SECOND}/spi/00010000`)
+      .value(
+        JSON.stringify({ state: 'leased', host: 'h', count: 1, grantedAt: 1, expiresAt: 2, leaseSeconds: 1 }),
+      );
+    await waitUntil('the stray SPI key is skipped', () => t.stats().etcd_skipped_foreign_key === 1);
+    expect(t.ownerOf('spi', 0x10000)).toBeUndefined();
+    // A corrupt block under the second address, on its last port: skipped and counted, and that port
+    // kept off there only (the next grant there is one short; the first address keeps all its ports).
+    await c.put(`${p}${SECOND}/port/00009c7f`).value('{not json');
+    await waitUntil('the corrupt key is skipped', () => t.stats().etcd_skipped_corrupt_value === 1);
+    const next = await t.request('10.0.0.8', 'port', { count: 32, address: 1 });
+    expect(next).toMatchObject({ status: 'ok', address: SECOND, lowest: 40032, count: 31 });
+    expect((await t.request('10.0.0.9', 'port', { count: 32, address: 1 })).status).toBe('pool-exhausted');
+    expect(await t.request('10.0.0.9', 'port', { count: 32 })).toMatchObject({ lowest: 40032, count: 32 });
+    await t.close();
+  }, 30_000);
+});
+
+describe('SharedLeaseTable: where each router starts its search', () => {
+  /** Two routers, each with its own client, granting `n` port blocks each at once. */
+  async function grantSideBySide(
+    from: [number, number],
+    n: number,
+  ): Promise<{ firsts: number[]; conflicts: number; stored: StoredBlock[] }> {
+    const p = prefix();
+    const tables = [
+      await open(etcd.client(), p, { searchFrom: from[0] }),
+      await open(etcd.client(), p, { searchFrom: from[1] }),
+    ];
+    const answers = await Promise.all(
+      tables.map((t, r) =>
+        Promise.all(
+          Array.from({ length: n }, (_, i) =>
+            t.request(`10.${r}.0.${i + 1}`, 'port', { count: 32, txid: i + 1 }),
+          ),
+        ),
+      ),
+    );
+    for (const list of answers) expect(list.map((x) => x.status)).toEqual(list.map(() => 'ok'));
+    const conflicts = tables.reduce((sum, t) => sum + t.counters.conflicts, 0);
+    for (const t of tables) await t.close();
+    return { firsts: answers.map((list) => list[0]!.lowest), conflicts, stored: await storedBlocks(p) };
+  }
+
+  it('two routers starting apart grant side by side: different first blocks, no compare failing, no overlap', async () => {
+    const apart = await grantSideBySide([0, 0.5], 40);
+    // The low ports (code 0) are 1024-9999: the second router starts half way into them.
+    expect(apart.firsts).toEqual([1024, 1024 + Math.floor(0.5 * (9999 - 1024 + 1))]);
+    expect(overlaps(apart.stored)).toEqual([]);
+    expect(apart.stored).toHaveLength(80);
+    // Each router's blocks stay in its own stretch, so no grant's compare ever meets the other's keys.
+    expect(apart.conflicts).toBe(0);
+    // Both starting at the bottom, for comparison: they reach for the same blocks (how often is timing).
+    const together = await grantSideBySide([0, 0], 40);
+    expect(overlaps(together.stored)).toEqual([]);
+    expect(together.stored).toHaveLength(80);
+    console.log(
+      `compare failures granting 2 x 40 blocks at once: ${together.conflicts} from one start, ${apart.conflicts} from two`,
+    );
+  }, 60_000);
+
+  it('a router whose stretch is full wraps round to the bottom', async () => {
+    const p = prefix();
+    const t = await open(etcd.client(), p, { portRange: { min: 40000, max: 40127 }, searchFrom: 0.5 });
+    const got = [];
+    for (let i = 0; i < 4; i++)
+      got.push((await t.request(`10.0.3.${i + 1}`, 'port', { count: 32, preference: 'high' })).lowest);
+    expect(got).toEqual([40064, 40096, 40000, 40032]);
+    expect((await t.request('10.0.3.9', 'port', { count: 32, preference: 'high' })).status).toBe(
+      'pool-exhausted',
+    );
+    await t.close();
+  }, 30_000);
 });
 
 describe('SharedLeaseTable on a three-member cluster', () => {

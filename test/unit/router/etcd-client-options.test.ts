@@ -7,7 +7,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Etcd3, type CallOptionsFactory } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { etcdClientOptions } from '../../../src/router/daemon/etcd-leases.ts';
+import { etcdClientOptions, searchFromOf } from '../../../src/router/daemon/etcd-leases.ts';
 import type { RouterConfig } from '../../../src/config/router-config.ts';
 
 type EtcdConfig = NonNullable<RouterConfig['etcd']>;
@@ -76,5 +76,20 @@ describe('etcdClientOptions: one deadline per call', () => {
       // The client tries three times; a deadline per try took three seconds at least.
       expect(took).toBeLessThan(2500);
     }, 20_000);
+  });
+});
+
+describe('where a router starts its search for a free block', () => {
+  it('routers on one LAN start apart: neighbours about 0.38 of the range, any two of a /24 more than 1/1024', () => {
+    const at = Array.from({ length: 254 }, (_, i) => searchFromOf(`10.0.0.${i + 1}`));
+    for (const f of at) expect(f >= 0 && f < 1).toBe(true);
+    const apart = (a: number, b: number): number => Math.min(Math.abs(a - b), 1 - Math.abs(a - b));
+    expect(apart(searchFromOf('10.0.0.7'), searchFromOf('10.0.0.8'))).toBeCloseTo(0.382, 3);
+    // The golden-ratio sequence spreads any number of points about evenly (the three-distance theorem).
+    const sorted = [...at].sort((a, b) => a - b);
+    const gaps = sorted.slice(1).map((f, i) => f - sorted[i]!);
+    expect(Math.min(...gaps)).toBeGreaterThan(1 / 1024);
+    // The same address, the same start (a restarted router keeps its stretch).
+    expect(searchFromOf('10.0.0.7')).toBe(searchFromOf('10.0.0.7'));
   });
 });
