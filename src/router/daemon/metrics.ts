@@ -139,7 +139,7 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
     name: 'distnat_router_etcd_events_total',
     help:
       'Leases on etcd, by event: requests refused (try-later) while etcd did not answer, transactions retried after ' +
-      "another router's change, expiries swept, keys under the prefix skipped (foreign, corrupt, out of range)",
+      "another router's change, expiries swept, renewals answered without a write (most of the lease left), keys under the prefix skipped (foreign, corrupt, out of range)",
     labelNames: ['event'],
     registers,
     collect() {
@@ -149,6 +149,7 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
         ['etcd_unavailable_refusals', 'unavailable-refusal'],
         ['etcd_conflicts', 'conflict'],
         ['etcd_swept', 'swept'],
+        ['etcd_unwritten_renewals', 'unwritten-renewal'],
         ['etcd_skipped_foreign_key', 'skipped-foreign-key'],
         ['etcd_skipped_corrupt_value', 'skipped-corrupt-value'],
         ['etcd_skipped_out_of_range', 'skipped-out-of-range'],

@@ -163,6 +163,33 @@ describe('SharedLeaseTable on etcd', () => {
     await b.close();
   }, 60_000);
 
+  it('a renewal of a lease with most of its time left is answered without a transaction; one past a quarter is written', async () => {
+    const p = prefix();
+    const a = await open(etcd.client(), p);
+    const ans = await a.request('10.0.0.2', 'port', { count: 32, leaseSeconds: 300 });
+    expect(ans.status).toBe('ok');
+    const before = (await storedBlocks(p)).length;
+    const c = etcd.client();
+    const rev = async (): Promise<string> => (await c.get(`${p}\u0000never`).exec()).header.revision;
+    const r0 = await rev();
+    // A failover probe a moment later: the same expiry, no write.
+    const probe = await a.renew('10.0.0.2', 'port', ans.lowest, 32, { leaseSeconds: 300 });
+    expect(probe).toMatchObject({ status: 'ok', lowest: ans.lowest, expiresAt: ans.expiresAt });
+    expect(probe.leaseSeconds).toBeLessThanOrEqual(300);
+    expect(probe.leaseSeconds).toBeGreaterThanOrEqual(298);
+    expect(await rev()).toBe(r0);
+    expect(a.stats().etcd_unwritten_renewals).toBe(1);
+    // Asking for a lifetime the lease has less than three quarters of left: written.
+    const longer = await a.renew('10.0.0.2', 'port', ans.lowest, 32, { leaseSeconds: 600 });
+    expect(longer).toMatchObject({ status: 'ok', leaseSeconds: 600 });
+    expect(longer.expiresAt).toBeGreaterThan(ans.expiresAt!);
+    expect(await rev()).not.toBe(r0);
+    expect(a.stats().etcd_unwritten_renewals).toBe(1);
+    expect((await storedBlocks(p)).length).toBe(before);
+    c.close();
+    await a.close();
+  });
+
   it("a lease granted through A is in B's view, and B's withdrawal removes it from A's", async () => {
     const p = prefix();
     const a = await open(etcd.client(), p);
