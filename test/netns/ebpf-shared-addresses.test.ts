@@ -121,11 +121,12 @@ async function vethNapi(on: boolean): Promise<void> {
 }
 
 beforeAll(async () => {
-  // The slow path's TUN is only named by the programs' route lookups (its
-  // ifindex for policy routing and the forwarding setting): an idle one will do.
+  // The slow path's TUN (the testbed's persistent one) is only named by the
+  // programs' route lookups (its ifindex for policy routing and the
+  // forwarding setting): an idle one will do.
   await sh(
     'router',
-    `ip tuntap add ${TUN} mode tun && ip link set ${TUN} up && ` +
+    `{ ip link show ${TUN} >/dev/null 2>&1 || ip tuntap add ${TUN} mode tun; } && ip link set ${TUN} up && ` +
       `ip route replace ${FIRST}/32 dev ${TUN} && ip route replace ${SECOND}/32 dev ${TUN}`,
   );
   await sh('server', `ip route replace ${SECOND}/32 via ${TOPOLOGY.router.wan}`);
