@@ -41,7 +41,7 @@ enum dn_traffic {
 	DN_LAN_RX_BYTES,
 	DN_OUTBOUND_PACKETS, /* inner datagrams sent to the WAN */
 	DN_OUTBOUND_BYTES,
-	DN_WAN_RX_PACKETS,   /* datagrams for the shared address taken */
+	DN_WAN_RX_PACKETS,   /* datagrams for a shared address taken */
 	DN_WAN_RX_BYTES,
 	DN_INBOUND_PACKETS,  /* tunnelled to hosts, outer header included */
 	DN_INBOUND_BYTES,
@@ -62,7 +62,7 @@ enum dn_drop {
 /* Why a packet went on to the kernel, and so to the slow path, unchanged.
  * Counted per direction (LAN ingress, WAN ingress). */
 enum dn_pass {
-	DN_PASS_OTHER,           /* not tunnelled to the router / not for the shared address */
+	DN_PASS_OTHER,           /* not tunnelled to the router / not for a shared address */
 	DN_PASS_STALE,           /* the control plane's heartbeat ran out */
 	DN_PASS_GSO,             /* a GSO super-packet */
 	DN_PASS_OUTER_MALFORMED, /* outer header broken (the kernel or the slow path drops it) */
@@ -72,7 +72,7 @@ enum dn_pass {
 	DN_PASS_OPTIONS,
 	DN_PASS_FRAGMENT,
 	DN_PASS_HAIRPIN,
-	DN_PASS_SHARED_SOURCE,   /* from the WAN with the shared address as source */
+	DN_PASS_SHARED_SOURCE,   /* from the WAN with a shared address as source */
 	DN_PASS_TTL,             /* TTL would run out: the kernel sends time exceeded */
 	DN_PASS_TRUNCATED,
 	DN_PASS_ICMP,            /* ICMP errors and types without an identifier */
