@@ -166,7 +166,7 @@ export class RouterFastPath {
       );
     const object = openBpfObject(o.objectPath ?? bpfObjectPath(ROUTER_OBJECT), {
       maxEntries: {
-        // Every address's ports, and their FIG. 12 stamps (an array each: 256 KiB and 1.5 MiB per address).
+        // Every address's ports and their FIG. 12 stamps: arrays of 0.5 and 1.5 MiB of kernel memory per address.
         [RouterMap.portOwner]: PORTS * addresses,
         [RouterMap.lastSeen]: PLANES * PORTS * addresses,
         [RouterMap.spiBlocks]: o.maxSpiGranules ?? 65536,
