@@ -67,9 +67,14 @@ describe('one router on the eBPF data path, two shared addresses: h1 on the firs
         (a) => (fromHosts[a] ?? 0) + (toHosts[a] ?? 0),
       ),
     );
+    console.log(
+      `fast path forwarded ${forwarded} packets; the WAN saw ${wire} (${JSON.stringify({ fromHosts, toHosts })})`,
+    );
     expect(forwarded, `fast path forwarded ${forwarded} of ${wire} packets on the WAN`).toBeGreaterThan(
       oneAddress,
     );
+    // And nearly all of them: the TUN path is left the odd packet at most (it took none here, 3056 of 3056).
+    expect(forwarded, 'share of the WAN packets the fast path forwarded').toBeGreaterThanOrEqual(0.9 * wire);
     for (const drop of ['drop.not-shared-source', 'drop.spoofed-port', 'drop.no-lease'])
       expect(counter(after, drop) - counter(before, drop), drop).toBe(0);
   });
