@@ -4,10 +4,11 @@
  * LAN ingress: IP-in-IP to the router's LAN address whose outer source owns
  * the inner source port (ICMP identifier; for ESP/AH: holds a lease) loses
  * its outer header and goes out of the WAN as the kernel would forward it
- * (route lookup, TTL - 1). WAN ingress: a datagram for the shared address is
+ * (route lookup, TTL - 1). WAN ingress: a datagram for a shared address is
  * given an outer header router -> owner (by destination port, identifier or
  * SPI) and goes out of the LAN, TTL - 1 as when the kernel routed it into
- * the TUN.
+ * the TUN. With several shared addresses a port is owned per address (its
+ * slot, router.h); an SPI is the router's alone, whatever the address.
  *
  * Everything else is left to the kernel unchanged, which hands it to the
  * slow path as before: the router's raw socket (LAN) or the TUN (WAN). That
@@ -55,10 +56,11 @@ struct {
 	__type(value, struct dn_router_counters);
 } counters SEC(".maps");
 
-/* FIG. 8: owner of each port (and ICMP query identifier), 0 = none. */
+/* FIG. 8: owner of each port slot (and ICMP query identifier), 0 = none.
+ * Sized for one address here; the control plane makes it 65536 per address. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 65536);
+	__uint(max_entries, DN_PORTS);
 	__type(key, __u32);
 	__type(value, __u32);
 } port_owner SEC(".maps");
@@ -92,10 +94,11 @@ struct {
 	__type(value, __u32);
 } holders SEC(".maps");
 
-/* FIG. 12's timestamps, mapped into the control plane's memory. */
+/* FIG. 12's timestamps, mapped into the control plane's memory. Sized for
+ * one address, like port_owner. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DN_PLANES * 65536);
+	__uint(max_entries, DN_PLANES * DN_PORTS);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -148,10 +151,31 @@ static __always_inline int is_icmp_query(__u8 type)
 	return type == 0 || type == 8 || type == 13 || type == 14;
 }
 
-static __always_inline void stamp(__u32 plane, __u16 port, __u64 now)
+/* The index of `addr` among the shared addresses, or -1. */
+static __always_inline int shared_index(const struct dn_router_config *cfg, __u32 addr)
 {
-	__u32 slot = plane * 65536 + port;
-	__u64 *seen = bpf_map_lookup_elem(&last_seen, &slot);
+	__u32 n = cfg->shared_count;
+
+	for (__u32 i = 0; i < DN_MAX_SHARED; i++) {
+		if (i >= n)
+			break;
+		if (cfg->shared[i] == addr)
+			return (int)i;
+	}
+	return -1;
+}
+
+static __always_inline __u32 *port_owner_of(__u32 index, __u16 port)
+{
+	__u32 slot = index * DN_PORTS + port;
+
+	return bpf_map_lookup_elem(&port_owner, &slot);
+}
+
+static __always_inline void stamp(__u32 index, __u32 plane, __u16 port, __u64 now)
+{
+	__u32 key = (index * DN_PLANES + plane) * DN_PORTS + port;
+	__u64 *seen = bpf_map_lookup_elem(&last_seen, &key);
 
 	if (seen && now - *seen >= DN_STAMP_GRANULE_NS)
 		*seen = now;
@@ -250,13 +274,15 @@ static __always_inline int lan_decide(void *ctx, void *data, void *data_end, __u
 		return pass(c, DN_FROM_LAN, DN_PASS_MALFORMED);
 
 	/* From here the slow path's checks would reach the same verdicts. */
-	if (ip->saddr != cfg->shared) {
+	int index = shared_index(cfg, ip->saddr);
+	if (index < 0) {
 		c->traffic[DN_LAN_RX_PACKETS]++;
 		c->traffic[DN_LAN_RX_BYTES] += outer_len;
 		c->drop[DN_DROP_NOT_SHARED_SOURCE]++;
 		return V_DROP;
 	}
-	if (ip->daddr == cfg->shared)
+	/* To any shared address, its own or another: the slow path turns it around. */
+	if (shared_index(cfg, ip->daddr) >= 0)
 		return pass(c, DN_FROM_LAN, DN_PASS_HAIRPIN);
 	if (ip->frag_off & bpf_htons(DN_IP_FRAGMENT))
 		return pass(c, DN_FROM_LAN, DN_PASS_FRAGMENT);
@@ -275,7 +301,7 @@ static __always_inline int lan_decide(void *ctx, void *data, void *data_end, __u
 		if (tlen < (ip->protocol == IPPROTO_TCP ? 20 : 8) || (void *)(t + 4) > data_end)
 			return pass(c, DN_FROM_LAN, DN_PASS_TRUNCATED);
 		port = bpf_ntohs(*(__u16 *)t);
-		owner = bpf_map_lookup_elem(&port_owner, &(__u32){ port });
+		owner = port_owner_of(index, port);
 		if (!owner || *owner != host) {
 			/* IKE from a port nobody owns may be a host's Delete from a block
 			 * withdrawn from it moments ago, which the slow path lets out for a
@@ -295,7 +321,7 @@ static __always_inline int lan_decide(void *ctx, void *data, void *data_end, __u
 		if (!is_icmp_query(t[0]))
 			return pass(c, DN_FROM_LAN, DN_PASS_ICMP);
 		port = bpf_ntohs(*(__u16 *)(t + 4));
-		owner = bpf_map_lookup_elem(&port_owner, &(__u32){ port });
+		owner = port_owner_of(index, port);
 		if (!owner || *owner != host)
 			drop = DN_DROP_SPOOFED_PORT;
 		plane = DN_PLANE_ICMP;
@@ -349,7 +375,7 @@ static __always_inline int lan_decide(void *ctx, void *data, void *data_end, __u
 		return V_PASS;
 
 	if (plane < DN_PLANES)
-		stamp(plane, port, now);
+		stamp(index, plane, port, now);
 	out->host = host;
 	out->inner_len = len;
 	c->traffic[DN_LAN_RX_PACKETS]++;
@@ -366,7 +392,10 @@ static __always_inline int wan_decide(void *ctx, void *data, void *data_end, __u
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + DN_ETH_HLEN;
 
-	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || !for_us || ip->daddr != cfg->shared)
+	if ((void *)(ip + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) || !for_us)
+		return pass(c, DN_FROM_WAN, DN_PASS_OTHER);
+	int index = shared_index(cfg, ip->daddr);
+	if (index < 0)
 		return pass(c, DN_FROM_WAN, DN_PASS_OTHER);
 	__u64 now = dn_now();
 	if (now > cfg->alive_until_ns)
@@ -382,7 +411,7 @@ static __always_inline int wan_decide(void *ctx, void *data, void *data_end, __u
 		return pass(c, DN_FROM_WAN, DN_PASS_MALFORMED);
 	if (ip->frag_off & bpf_htons(DN_IP_FRAGMENT))
 		return pass(c, DN_FROM_WAN, DN_PASS_FRAGMENT);
-	if (ip->saddr == cfg->shared)
+	if (shared_index(cfg, ip->saddr) >= 0)
 		return pass(c, DN_FROM_WAN, DN_PASS_SHARED_SOURCE);
 	/* Routing it into the TUN, the kernel would answer time exceeded... */
 	if (ip->ttl <= 1)
@@ -405,7 +434,7 @@ static __always_inline int wan_decide(void *ctx, void *data, void *data_end, __u
 		if (tlen < (ip->protocol == IPPROTO_TCP ? 20 : 8) || (void *)(t + 4) > data_end)
 			return pass(c, DN_FROM_WAN, DN_PASS_TRUNCATED);
 		port = bpf_ntohs(*(__u16 *)(t + 2));
-		found = bpf_map_lookup_elem(&port_owner, &(__u32){ port });
+		found = port_owner_of(index, port);
 		owner = found ? *found : 0;
 		plane = ip->protocol == IPPROTO_TCP ? DN_PLANE_TCP : DN_PLANE_UDP;
 		/* ESP in UDP (RFC 3948) on an SA of a withdrawn SPI block: the slow
@@ -432,7 +461,7 @@ static __always_inline int wan_decide(void *ctx, void *data, void *data_end, __u
 		if (!is_icmp_query(t[0]))
 			return pass(c, DN_FROM_WAN, DN_PASS_ICMP);
 		port = bpf_ntohs(*(__u16 *)(t + 4));
-		found = bpf_map_lookup_elem(&port_owner, &(__u32){ port });
+		found = port_owner_of(index, port);
 		owner = found ? *found : 0;
 		plane = DN_PLANE_ICMP;
 		break;
@@ -467,7 +496,7 @@ static __always_inline int wan_decide(void *ctx, void *data, void *data_end, __u
 		return V_PASS;
 
 	if (plane < DN_PLANES)
-		stamp(plane, port, now);
+		stamp(index, plane, port, now);
 	out->host = owner;
 	out->inner_len = len;
 	c->traffic[DN_WAN_RX_PACKETS]++;

@@ -12,10 +12,13 @@
 
 #include <linux/types.h>
 
+/* The most shared addresses a router serves (the configuration's limit). */
+#define DN_MAX_SHARED 16
+
 /* One entry, key 0. Written whole by the control plane. */
 struct dn_router_config {
 	__u64 alive_until_ns; /* CLOCK_MONOTONIC; past it everything goes to the slow path */
-	__u32 shared;         /* the shared address */
+	__u32 shared_count;   /* how many of shared[] are the router's, 1..DN_MAX_SHARED */
 	__u32 lan_addr;       /* the router's LAN address: outer destination in, outer source out */
 	__u32 lan_ifindex;
 	__u32 wan_ifindex;
@@ -25,7 +28,11 @@ struct dn_router_config {
 	__u16 lan_mtu;
 	__u8 lan_mac[6];      /* XDP only: frames for other MACs are not ours */
 	__u8 wan_mac[6];
-	__u8 pad[4];
+	/* The shared addresses, in the configuration's order: an address's index
+	 * makes its ports' slots (below). A scan of a few words beats a hash
+	 * lookup, and a router with one address compares one. */
+	__u32 shared[DN_MAX_SHARED];
+	__u8 pad[8];
 };
 
 /* Traffic the fast path took, as the slow path names it (docs/router.md). */
@@ -34,7 +41,7 @@ enum dn_traffic {
 	DN_LAN_RX_BYTES,
 	DN_OUTBOUND_PACKETS, /* inner datagrams sent to the WAN */
 	DN_OUTBOUND_BYTES,
-	DN_WAN_RX_PACKETS,   /* datagrams for the shared address taken */
+	DN_WAN_RX_PACKETS,   /* datagrams for a shared address taken */
 	DN_WAN_RX_BYTES,
 	DN_INBOUND_PACKETS,  /* tunnelled to hosts, outer header included */
 	DN_INBOUND_BYTES,
@@ -55,7 +62,7 @@ enum dn_drop {
 /* Why a packet went on to the kernel, and so to the slow path, unchanged.
  * Counted per direction (LAN ingress, WAN ingress). */
 enum dn_pass {
-	DN_PASS_OTHER,           /* not tunnelled to the router / not for the shared address */
+	DN_PASS_OTHER,           /* not tunnelled to the router / not for a shared address */
 	DN_PASS_STALE,           /* the control plane's heartbeat ran out */
 	DN_PASS_GSO,             /* a GSO super-packet */
 	DN_PASS_OUTER_MALFORMED, /* outer header broken (the kernel or the slow path drops it) */
@@ -65,7 +72,7 @@ enum dn_pass {
 	DN_PASS_OPTIONS,
 	DN_PASS_FRAGMENT,
 	DN_PASS_HAIRPIN,
-	DN_PASS_SHARED_SOURCE,   /* from the WAN with the shared address as source */
+	DN_PASS_SHARED_SOURCE,   /* from the WAN with a shared address as source */
 	DN_PASS_TTL,             /* TTL would run out: the kernel sends time exceeded */
 	DN_PASS_TRUNCATED,
 	DN_PASS_ICMP,            /* ICMP errors and types without an identifier */
@@ -92,8 +99,16 @@ struct dn_router_counters {
 	__u64 pass[2][DN_PASS_COUNT];
 };
 
-/* last_seen: slot = plane * 65536 + port; value = CLOCK_MONOTONIC (coarse) of the
- * last packet forwarded in either direction (0 = never). */
+/* Ports are slots, as in the slow path's tables and the leases
+ * (src/util/block.ts): slot = address index * 65536 + port, so the same port
+ * on two shared addresses has two owners, and the first address's slots are
+ * its ports. port_owner has 65536 entries per address.
+ *
+ * last_seen: key = (address index * DN_PLANES + plane) * 65536 + port; value =
+ * CLOCK_MONOTONIC (coarse) of the last packet forwarded in either direction
+ * (0 = never). The first address's stamps are where a one-address router
+ * keeps them. */
+#define DN_PORTS 65536
 #define DN_PLANE_TCP 0
 #define DN_PLANE_UDP 1
 #define DN_PLANE_ICMP 2

@@ -226,11 +226,6 @@ const ROUTER_RULES: readonly Rule<RouterConfig>[] = [
           'expected a public address, not lanAddress: the shared addresses are routed to the hosts through the TUN device',
         );
     });
-    if (list.length > 1 && c.datapath === 'ebpf')
-      report(
-        ['datapath'],
-        'expected datapath: tun with several sharedAddresses: the eBPF fast path serves one shared address',
-      );
   },
   function sharedIsNotLan(c, report) {
     if (c.sharedAddress !== undefined && c.sharedAddress === c.lanAddress)

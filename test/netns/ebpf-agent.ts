@@ -48,7 +48,8 @@ const addr = (s: string | undefined): number => {
 let fast: RouterFastPath;
 try {
   fast = RouterFastPath.open({
-    sharedAddress: addr(values.shared),
+    // --shared A[,B...]: several shared addresses, in order.
+    sharedAddresses: (values.shared ?? '').split(',').map(addr),
     lanAddress: addr(values['lan-address']),
     lanInterface: values['lan-if'],
     wanInterface: values['wan-if'],

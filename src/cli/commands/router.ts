@@ -14,7 +14,7 @@ import { announceService } from '../service.ts';
 const EXAMPLE_CONFIG = `Example configuration (YAML; every field but the two addresses has a default):
 
   sharedAddress: 198.51.100.30     # the public address the hosts share
-                                   # (or sharedAddresses: [198.51.100.30, 198.51.100.31], with datapath: tun)
+                                   # (or sharedAddresses: [198.51.100.30, 198.51.100.31])
   lanAddress: 10.0.0.7             # the router's LAN address (PAP, IP-in-IP)
   tun: dn0                         # made by native-setup/linux/router-setup.sh
   stateDir: /var/lib/distnat/router
@@ -149,7 +149,7 @@ export function routerCommand(y: Argv, meta: CommandMeta) {
         .option('shared-address', { type: 'string', describe: 'the public IPv4 address all hosts share' })
         .option('shared-addresses', {
           type: 'string',
-          describe: 'several shared addresses, comma-separated, each with its own ports (datapath tun)',
+          describe: 'several shared addresses, comma-separated, each with its own ports',
         })
         .option('lan-address', { type: 'string', describe: "the router's LAN address (PAP and IP-in-IP)" })
         .option('tun', { type: 'string', describe: 'TUN device the shared address is routed into [dn0]' })

@@ -14,7 +14,6 @@ import type { OutboundSaSource } from '../data-path/outbound-sa.ts';
 import type { RouterTables } from '../data-path/tables/router-tables.ts';
 import type { RouterForwarding } from '../data-path/forwarder.ts';
 import type { FastPass } from '../data-path/ebpf/layout.ts';
-import { PLANES } from '../data-path/ebpf/layout.ts';
 
 /** What status and metrics say about the data path. */
 export interface RouterDataPath {
@@ -61,7 +60,8 @@ export function wanInterfaceOf(config: RouterConfig, lanInterface: string): stri
 
 export interface OpenDataPathOptions {
   readonly config: RouterConfig;
-  readonly sharedAddress: number;
+  /** In the configuration's order: an address's index makes its port slots. */
+  readonly sharedAddresses: readonly number[];
   readonly lanAddress: number;
   /** undefined when the caller handed in its own devices: no fast path then. */
   readonly lanInterface: string | undefined;
@@ -101,7 +101,7 @@ export function openRouterDataPath(o: OpenDataPathOptions): RouterDataPath {
   let fast: RouterFastPath;
   try {
     fast = RouterFastPath.open({
-      sharedAddress: o.sharedAddress,
+      sharedAddresses: o.sharedAddresses,
       lanAddress: o.lanAddress,
       lanInterface: o.lanInterface,
       wanInterface,
@@ -192,5 +192,5 @@ export function routerCounts(forwarder: RouterForwarding, fast: RouterFastPath |
 /** Carries the fast path's FIG. 12 stamps into the IAPTT (a full pass: a few hundred microseconds). */
 export function feedIaptt(fast: RouterFastPath | undefined, tables: RouterTables, now: number): void {
   if (fast?.active !== true) return;
-  fast.lastSeen.feed(tables.iaptt, (p) => tables.ownership.portOwner(p), now, PLANES * 65536);
+  fast.lastSeen.feed(tables.iaptt, (slot) => tables.ownership.portOwner(slot), now, fast.lastSeen.entries);
 }

@@ -116,12 +116,6 @@ export async function startRouter(
   if (shared === undefined || sharedAddresses.includes(undefined) || lan === undefined)
     throw new UserError('sharedAddress(es) and lanAddress must be IPv4 addresses', ExitCode.CONFIG);
   const addresses = sharedAddresses as number[];
-  // Only the TUN path knows several shared addresses (the configuration says so too, with its field).
-  if (addresses.length > 1 && config.datapath === 'ebpf' && opts.devices === undefined)
-    throw new UserError(
-      `datapath: ebpf serves one shared address; with sharedAddresses ${sharedList.join(', ')} use datapath: tun`,
-      ExitCode.CONFIG,
-    );
   const workerCount = config.workers;
   if (workerCount > 1 && opts.devices !== undefined)
     throw new UserError('workers above 1 open their own devices: not with given devices', ExitCode.USAGE);
@@ -182,7 +176,7 @@ export async function startRouter(
     });
     const dataPath = openRouterDataPath({
       config,
-      sharedAddress: shared,
+      sharedAddresses: addresses,
       lanAddress: lan,
       lanInterface,
       lanMtu,

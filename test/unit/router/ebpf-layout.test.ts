@@ -16,6 +16,8 @@ import {
   FAST_DROPS,
   FAST_PASSES,
   FAST_TRAFFIC,
+  MAX_SHARED,
+  PORTS,
   RouterMap,
   RouterProgram,
   SA_KEY_BYTES,
@@ -53,6 +55,11 @@ describe('the fast path layout', () => {
     expect(enumNames(header, 'dn_drop', 'DN_DROP_')).toEqual([...FAST_DROPS, 'count']);
     expect(enumNames(header, 'dn_pass', 'DN_PASS_')).toEqual([...FAST_PASSES, 'count']);
     expect(enumNames(header, 'dn_direction', 'DN_FROM_')).toEqual(['lan', 'wan']);
+  });
+
+  it('serves as many shared addresses, with as many ports each, as router.h', () => {
+    expect(Number(/#define DN_MAX_SHARED (\d+)/.exec(header)?.[1])).toBe(MAX_SHARED);
+    expect(Number(/#define DN_PORTS (\d+)/.exec(header)?.[1])).toBe(PORTS);
   });
 
   it('keys withdrawn_spis by the granule of router.h', () => {

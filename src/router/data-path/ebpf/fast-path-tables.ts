@@ -3,13 +3,17 @@
  * the lease listener's counterpart of RouterTables for the BPF maps of
  * native-setup/bpf/router.bpf.c.
  *
- * | map          | key                       | value                          |
- * |--------------|---------------------------|--------------------------------|
- * | port_owner   | port (array of 65536)     | owner, network order; 0 = none |
- * | spi_blocks   | spi >> spiShift (granule) | owner of the whole granule     |
- * | spi_exact    | spi                       | owner (granules owned in part) |
- * | holders      | host                      | 1 while it holds any block     |
- * | last_seen    | plane * 65536 + port      | ns of last use (FIG. 12)       |
+ * | map          | key                             | value                          |
+ * |--------------|---------------------------------|--------------------------------|
+ * | port_owner   | slot (array of 65536 / address) | owner, network order; 0 = none |
+ * | spi_blocks   | spi >> spiShift (granule)       | owner of the whole granule     |
+ * | spi_exact    | spi                             | owner (granules owned in part) |
+ * | holders      | host                            | 1 while it holds any block     |
+ * | last_seen    | (index * 3 + plane) * 65536 + p | ns of last use (FIG. 12)       |
+ *
+ * Port blocks come as slots (address index * 65536 + port, util/block.ts),
+ * as the lease table and the slow path's index name them; the size of
+ * port_owner says how many shared addresses the maps serve.
  *
  * A leased SPI block costs one entry per granule it covers whole and one per
  * SPI at ragged ends, so 1M SPIs in blocks of 64 take 16384 entries.
@@ -34,7 +38,7 @@
  * path (RouterFastPath does), since the maps may be behind.
  */
 import type { BpfMap } from '../../../io/bpf.ts';
-import { PLANES } from './layout.ts';
+import { lastSeenKey, PLANES, PORTS } from './layout.ts';
 import { RangeOwners } from './range-owners.ts';
 
 export interface FastPathMaps {
@@ -56,7 +60,6 @@ export interface LeaseBlockEvent {
 export type FastPathAdd = 'added' | 'exists' | 'overlap' | 'out-of-range';
 export type FastPathRemove = 'removed' | 'not-owned' | 'out-of-range';
 
-const PORTS = 65536;
 const SPI_SPACE = 0x1_0000_0000;
 
 /** A usable owner: a non-zero unsigned 32-bit integer (0 means "no owner" in every map). */
@@ -64,9 +67,11 @@ const isHost = (host: number): boolean => Number.isInteger(host) && host > 0 && 
 
 export class FastPathTables {
   readonly spiShift: number;
+  /** Shared addresses whose ports the maps hold. */
+  readonly addresses: number;
   readonly #maps: FastPathMaps;
-  /** The port_owner map as last written. */
-  readonly #ports = new Uint32Array(PORTS);
+  /** The port_owner map as last written, by slot. */
+  readonly #ports: Uint32Array;
   readonly #spis = new RangeOwners();
   /** Granules in spi_blocks, with their owner. */
   readonly #granules = new Map<number, number>();
@@ -87,13 +92,19 @@ export class FastPathTables {
     this.spiShift = options.spiShift ?? 6;
     if (!Number.isInteger(this.spiShift) || this.spiShift < 0 || this.spiShift > 16)
       throw new RangeError('spiShift must be 0..16');
+    this.addresses = Math.floor(maps.portOwner.info.maxEntries / PORTS);
+    if (this.addresses < 1 || maps.lastSeen.info.maxEntries < PLANES * PORTS * this.addresses)
+      throw new RangeError(
+        'port_owner needs 65536 entries per shared address, last_seen three times as many',
+      );
+    this.#ports = new Uint32Array(PORTS * this.addresses);
     this.#stamps = new Uint32Array(maps.lastSeen.mmap(true));
     new DataView(this.#one.buffer).setUint32(0, 1, true);
   }
 
-  /** Owner of a port as the maps say, or 0. */
-  portOwner(port: number): number {
-    return this.#ports[port & 0xffff]!;
+  /** Owner of a port slot (address index * 65536 + port) as the maps say, or 0. */
+  portOwner(slot: number): number {
+    return slot >= 0 && slot < this.#ports.length ? this.#ports[slot]! : 0;
   }
 
   /** Owner of a SPI as the maps say, or 0. */
@@ -135,10 +146,13 @@ export class FastPathTables {
 
   /** Takes every block of `host` out of the maps. */
   removeHost(host: number): void {
-    for (let p = 1; p < PORTS; p++)
+    const slots = this.#ports.length;
+    for (let p = 1; p < slots; p++)
       if (this.#ports[p] === host) {
+        // A run never crosses into the next address: blocks never straddle two.
         let end = p;
-        while (end < PORTS && this.#ports[end] === host) end++;
+        const limit = (Math.floor(p / PORTS) + 1) * PORTS;
+        while (end < limit && this.#ports[end] === host) end++;
         this.#removePorts(host, p, end - p);
         p = end;
       }
@@ -147,7 +161,13 @@ export class FastPathTables {
 
   #addPorts(host: number, first: number, count: number): FastPathAdd {
     const end = first + count;
-    if (end > PORTS) return 'out-of-range';
+    // One address's ports at a time (a lease's block is), and never its port 0.
+    if (
+      end > this.#ports.length ||
+      first % PORTS === 0 ||
+      Math.floor((end - 1) / PORTS) !== Math.floor(first / PORTS)
+    )
+      return 'out-of-range';
     let n = 0;
     for (let p = first; p < end; p++) {
       const o = this.#ports[p]!;
@@ -165,8 +185,18 @@ export class FastPathTables {
   }
 
   #removePorts(host: number, first: number, count: number): FastPathRemove {
-    const end = Math.min(first + count, PORTS);
-    if (first >= PORTS) return 'out-of-range';
+    const end = Math.min(first + count, this.#ports.length);
+    if (first >= this.#ports.length) return 'out-of-range';
+    let removed = 0;
+    // A batch at a time: a range may cover more than one address's ports.
+    for (let from = first; from < end; from += PORTS)
+      removed += this.#removePortBatch(host, from, Math.min(end, from + PORTS));
+    if (removed === 0) return 'not-owned';
+    this.#lose(host, removed);
+    return 'removed';
+  }
+
+  #removePortBatch(host: number, first: number, end: number): number {
     let n = 0;
     for (let p = first; p < end; p++) {
       if (this.#ports[p] !== host) continue;
@@ -174,20 +204,19 @@ export class FastPathTables {
       this.#valueView.setUint32(n * 4, 0, false);
       n++;
     }
-    if (n === 0) return 'not-owned';
+    if (n === 0) return 0;
     this.#maps.portOwner.updateBatch(this.#keys, this.#values, n);
     for (let i = 0; i < n; i++) {
       const p = this.#keyView.getUint32(i * 4, true);
       this.#ports[p] = 0;
       // FIG. 12 loses the rows with the lease (RouterTables.onLeaseRemoved does the same).
       for (let plane = 0; plane < PLANES; plane++) {
-        const slot = (plane * PORTS + p) * 2;
-        this.#stamps[slot] = 0;
-        this.#stamps[slot + 1] = 0;
+        const w = lastSeenKey(plane, p) * 2;
+        this.#stamps[w] = 0;
+        this.#stamps[w + 1] = 0;
       }
     }
-    this.#lose(host, n);
-    return 'removed';
+    return n;
   }
 
   #addSpis(host: number, first: number, count: number): FastPathAdd {

@@ -37,14 +37,24 @@ import type { FastPathAdd, FastPathRemove, LeaseBlockEvent } from './fast-path-t
 import { FastPathTables } from './fast-path-tables.ts';
 import { FastPathWithdrawn } from './fast-path-withdrawn.ts';
 import type { SpiRange } from './fast-path-withdrawn.ts';
-import { CONFIG_BYTES, encodeConfig, ROUTER_OBJECT, RouterMap, RouterProgram } from './layout.ts';
+import {
+  CONFIG_BYTES,
+  encodeConfig,
+  MAX_SHARED,
+  PLANES,
+  PORTS,
+  ROUTER_OBJECT,
+  RouterMap,
+  RouterProgram,
+} from './layout.ts';
 import type { FastPathConfig } from './layout.ts';
 
 export interface RouterFastPathOptions {
-  readonly sharedAddress: number;
+  /** 1 to MAX_SHARED, in the configuration's order: an address's index makes its port slots (util/block.ts). */
+  readonly sharedAddresses: readonly number[];
   readonly lanAddress: number;
   readonly lanInterface: string;
-  /** Where datagrams for the shared address come in, and hosts' datagrams go out. */
+  /** Where datagrams for the shared addresses come in, and hosts' datagrams go out. */
   readonly wanInterface: string;
   /** The slow path's TUN: its routing and forwarding setting apply to what the fast path forwards. */
   readonly tunInterface: string;
@@ -148,8 +158,17 @@ export class RouterFastPath {
     const lanMtu = o.lanMtu ?? interfaceMtu(o.lanInterface) ?? 1500;
     const tunMtu = o.tunMtu ?? interfaceMtu(o.tunInterface) ?? 1480;
     const spiShift = o.spiShift ?? 6;
+    const addresses = o.sharedAddresses.length;
+    if (addresses < 1 || addresses > MAX_SHARED)
+      throw new BpfUnavailableError(
+        'rejected',
+        `the eBPF data path serves 1 to ${MAX_SHARED} shared addresses, not ${addresses}`,
+      );
     const object = openBpfObject(o.objectPath ?? bpfObjectPath(ROUTER_OBJECT), {
       maxEntries: {
+        // Every address's ports and their FIG. 12 stamps: arrays of 0.5 and 1.5 MiB of kernel memory per address.
+        [RouterMap.portOwner]: PORTS * addresses,
+        [RouterMap.lastSeen]: PLANES * PORTS * addresses,
         [RouterMap.spiBlocks]: o.maxSpiGranules ?? 65536,
         [RouterMap.spiExact]: o.maxExactSpis ?? 65536,
         [RouterMap.holders]: o.maxHosts ?? 65536,
@@ -161,7 +180,7 @@ export class RouterFastPath {
     try {
       const config: FastPathConfig = {
         aliveUntilNs: 0n,
-        sharedAddress: o.sharedAddress,
+        sharedAddresses: o.sharedAddresses,
         lanAddress: o.lanAddress,
         lanIfindex,
         wanIfindex,

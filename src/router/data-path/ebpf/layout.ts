@@ -26,10 +26,16 @@ export const RouterMap = {
   withdrawnSpis: 'withdrawn_spis',
 } as const;
 
+/** DN_MAX_SHARED: the most shared addresses the programs look at (the configuration's limit too). */
+export const MAX_SHARED = 16;
+
+/** DN_PORTS: port_owner holds this many slots per shared address, last_seen PLANES times as many. */
+export const PORTS = 65536;
+
 /** struct dn_router_config: byte offsets of its fields, and its size. */
 export const CONFIG_OFFSETS = {
   alive_until_ns: 0,
-  shared: 8,
+  shared_count: 8,
   lan_addr: 12,
   lan_ifindex: 16,
   wan_ifindex: 20,
@@ -39,13 +45,15 @@ export const CONFIG_OFFSETS = {
   lan_mtu: 34,
   lan_mac: 36,
   wan_mac: 42,
+  shared: 48,
 } as const;
-export const CONFIG_BYTES = 56;
+export const CONFIG_BYTES = 48 + 4 * MAX_SHARED + 8;
 
 export interface FastPathConfig {
   /** CLOCK_MONOTONIC nanoseconds after which the programs leave everything to the slow path. */
   readonly aliveUntilNs: bigint;
-  readonly sharedAddress: number;
+  /** 1..MAX_SHARED, in the configuration's order: an address's index makes its port slots. */
+  readonly sharedAddresses: readonly number[];
   readonly lanAddress: number;
   readonly lanIfindex: number;
   readonly wanIfindex: number;
@@ -64,7 +72,11 @@ export function encodeConfig(c: FastPathConfig, out: Uint8Array): void {
   const o = CONFIG_OFFSETS;
   const v = new DataView(out.buffer, out.byteOffset, CONFIG_BYTES);
   v.setBigUint64(o.alive_until_ns, c.aliveUntilNs, true);
-  v.setUint32(o.shared, c.sharedAddress >>> 0, false);
+  const shared = c.sharedAddresses;
+  if (shared.length < 1 || shared.length > MAX_SHARED)
+    throw new RangeError(`the fast path serves 1 to ${MAX_SHARED} shared addresses, not ${shared.length}`);
+  v.setUint32(o.shared_count, shared.length, true);
+  shared.forEach((a, i) => v.setUint32(o.shared + 4 * i, a >>> 0, false));
   v.setUint32(o.lan_addr, c.lanAddress >>> 0, false);
   v.setUint32(o.lan_ifindex, c.lanIfindex, true);
   v.setUint32(o.wan_ifindex, c.wanIfindex, true);
@@ -133,10 +145,17 @@ export const FAST_DIRECTIONS = ['lan', 'wan'] as const;
 export const COUNTER_SLOTS = FAST_TRAFFIC.length + FAST_DROPS.length + 2 * FAST_PASSES.length;
 export const COUNTERS_BYTES = COUNTER_SLOTS * 8;
 
-/** last_seen planes (slot = plane * 65536 + port), by IP protocol. */
+/**
+ * last_seen planes, by IP protocol: key (address index * PLANES + plane) * 65536 + port,
+ * so a one-address router's keys are plane * 65536 + port.
+ */
 export const PLANE_OF_PROTOCOL: Readonly<Record<number, number>> = { 6: 0, 17: 1, 1: 2 };
 export const PROTOCOL_OF_PLANE = [6, 17, 1] as const;
 export const PLANES = 3;
+
+/** The last_seen key of `plane` for a port slot (address index * 65536 + port). */
+export const lastSeenKey = (plane: number, slot: number): number =>
+  (Math.floor(slot / PORTS) * PLANES + plane) * PORTS + (slot % PORTS);
 
 /** withdrawn_spis: key spi >> WITHDRAWN_SHIFT (u32), value a u64 with bit (spi & 63) per withdrawn SPI. */
 export const WITHDRAWN_SHIFT = 6;
