@@ -39,12 +39,27 @@ export function localNamePrefix(organization: string, sharedAddress: string): x5
   return new x509.Name([{ O: [organization] }, { OU: [sharedAddress] }]);
 }
 
-export function localCaName(organization: string, sharedAddress: string): x509.Name {
-  return new x509.Name([
-    { O: [organization] },
-    { OU: [sharedAddress] },
-    { CN: [`distnat local CA ${sharedAddress}`] },
-  ]);
+/**
+ * The shared addresses a local CA certifies, first first. A router with one
+ * address has a CA of one; a CA of several certifies each address's hosts
+ * under that address's own name prefix (nameConstraintsExtension).
+ */
+export type CaAddresses = string | readonly string[];
+
+export const addressList = (a: CaAddresses): readonly string[] => (typeof a === 'string' ? [a] : a);
+
+/**
+ * `O=<org>, OU=<first address>, CN=distnat local CA <addresses>`. The OU
+ * stays the first address: a CA's own name is not bound by its own
+ * constraints (RFC 5280 4.2.1.10 applies them to the certificates below),
+ * and one OU keeps the name of a one-address CA what it always was.
+ */
+export function localCaName(organization: string, sharedAddresses: CaAddresses): x509.Name {
+  const all = addressList(sharedAddresses);
+  const first = all[0]!;
+  const full = `distnat local CA ${all.join(' ')}`;
+  const cn = full.length <= UB_COMMON_NAME ? full : `distnat local CA ${first} +${all.length - 1} more`;
+  return new x509.Name([{ O: [organization] }, { OU: [first] }, { CN: [cn] }]);
 }
 
 /**
@@ -68,8 +83,10 @@ export function hostName(organization: string, sharedAddress: string, ports: rea
 }
 
 /**
- * What a local CA may certify: names under its own name prefix (whose OU is
- * the shared address), and no DNS names or e-mail addresses at all (only
+ * What a local CA may certify: names under the name prefix of one of its
+ * shared addresses (`O=<org>, OU=<address>`, one permitted directoryName
+ * subtree per address: a name inside any of them is permitted, RFC 5280
+ * 4.2.1.10, which openssl and strongSwan both follow), and no DNS names or e-mail addresses at all (only
  * under the reserved top-level domain "invalid", RFC 6761, which nobody can
  * own). Critical, as RFC 5280 4.2.1.10 requires; the criticality is also what
  * makes strongSwan read the constraints at all (its openssl plugin refuses a
@@ -83,12 +100,13 @@ export function hostName(organization: string, sharedAddress: string, ports: rea
  * verifyHostCertificate (issuerAddressConstraints); docs/pki.md says what
  * other verifiers lose.
  */
-export function nameConstraintsExtension(sharedAddress: string, organization: string): x509.Extension {
-  const prefix = AsnConvert.parse(localNamePrefix(organization, sharedAddress).toArrayBuffer(), AsnName);
+export function nameConstraintsExtension(sharedAddresses: CaAddresses, organization: string): x509.Extension {
+  const prefix = (a: string): AsnName =>
+    AsnConvert.parse(localNamePrefix(organization, a).toArrayBuffer(), AsnName);
   const subtree = (base: GeneralName): GeneralSubtree => new GeneralSubtree({ base });
   const nc = new NameConstraints({
     permittedSubtrees: new GeneralSubtrees([
-      subtree(new GeneralName({ directoryName: prefix })),
+      ...addressList(sharedAddresses).map((a) => subtree(new GeneralName({ directoryName: prefix(a) }))),
       subtree(new GeneralName({ dNSName: 'invalid' })),
       subtree(new GeneralName({ rfc822Name: 'invalid' })),
     ]),
@@ -109,7 +127,7 @@ export async function rootExtensions(key: SigningKey): Promise<x509.Extension[]>
 export interface LocalCaProfile {
   readonly subjectKey: CryptoKey;
   readonly issuerKey: CryptoKey;
-  readonly sharedAddress: string;
+  readonly sharedAddress: CaAddresses;
   readonly organization: string;
   /** Where the root publishes its CRL, if it does. */
   readonly issuerCrlUrl?: string;
@@ -118,14 +136,19 @@ export interface LocalCaProfile {
 /**
  * pathLen 0: the router may sign hosts but no further CA (RFC 5280 4.2.1.9).
  * The subjectAltName is the patent's "certificate in which a public
- * encryption key for the router is bound to its global IP address".
+ * encryption key for the router is bound to its global IP address": every
+ * address, which is also what verifyHostCertificate lets its host
+ * certificates name (issuerAddressConstraints).
  */
 export async function localCaExtensions(p: LocalCaProfile): Promise<x509.Extension[]> {
   const ext = [
     new x509.BasicConstraintsExtension(true, 0, true),
     new x509.KeyUsagesExtension(CA_USAGE, true),
     nameConstraintsExtension(p.sharedAddress, p.organization),
-    new x509.SubjectAlternativeNameExtension([{ type: 'ip', value: p.sharedAddress }], false),
+    new x509.SubjectAlternativeNameExtension(
+      addressList(p.sharedAddress).map((value) => ({ type: 'ip' as const, value })),
+      false,
+    ),
     await x509.SubjectKeyIdentifierExtension.create(p.subjectKey),
     await x509.AuthorityKeyIdentifierExtension.create(p.issuerKey),
   ];
