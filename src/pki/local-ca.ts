@@ -316,7 +316,7 @@ export class LocalCa {
 
     const a = this.authority;
     const certificate = await signCertificate({
-      subject: hostName(a.settings.organization, address, ports),
+      subject: hostName(a.settings.organization, address, ports, this.sharedAddress),
       issuer: a.certificate.subjectName,
       publicKey: request.publicKey,
       signer: a.key,

@@ -74,19 +74,32 @@ export function hostCommonName(sharedAddress: string, ports: readonly Block[]): 
   return `${sharedAddress} ports ${first} +${ports.length - 1} more`.slice(0, UB_COMMON_NAME);
 }
 
-export function hostName(organization: string, sharedAddress: string, ports: readonly Block[]): x509.Name {
+/**
+ * `O=<org>, OU=<the CA's first address>, CN=<address> ports ...`: the OU is
+ * the name prefix the local CA may certify (nameConstraintsExtension), the
+ * CN the address the host's ports are on. With one address both are the
+ * same address.
+ */
+export function hostName(
+  organization: string,
+  sharedAddress: string,
+  ports: readonly Block[],
+  caAddress: string = sharedAddress,
+): x509.Name {
   return new x509.Name([
     { O: [organization] },
-    { OU: [sharedAddress] },
+    { OU: [caAddress] },
     { CN: [hostCommonName(sharedAddress, ports)] },
   ]);
 }
 
 /**
- * What a local CA may certify: names under the name prefix of one of its
- * shared addresses (`O=<org>, OU=<address>`, one permitted directoryName
- * subtree per address: a name inside any of them is permitted, RFC 5280
- * 4.2.1.10, which openssl and strongSwan both follow), and no DNS names or e-mail addresses at all (only
+ * What a local CA may certify: names under its own name prefix
+ * (`O=<org>, OU=<first shared address>`: one directoryName subtree, also
+ * for a CA of several addresses, whose hosts of every address share it;
+ * strongSwan 5.9.8 requires a name to match every permitted subtree of its
+ * type rather than one, so a subtree per address would make it refuse every
+ * host certificate; docs/pki.md), and no DNS names or e-mail addresses at all (only
  * under the reserved top-level domain "invalid", RFC 6761, which nobody can
  * own). Critical, as RFC 5280 4.2.1.10 requires; the criticality is also what
  * makes strongSwan read the constraints at all (its openssl plugin refuses a
@@ -101,12 +114,12 @@ export function hostName(organization: string, sharedAddress: string, ports: rea
  * other verifiers lose.
  */
 export function nameConstraintsExtension(sharedAddresses: CaAddresses, organization: string): x509.Extension {
-  const prefix = (a: string): AsnName =>
-    AsnConvert.parse(localNamePrefix(organization, a).toArrayBuffer(), AsnName);
+  const first = addressList(sharedAddresses)[0]!;
+  const prefix = AsnConvert.parse(localNamePrefix(organization, first).toArrayBuffer(), AsnName);
   const subtree = (base: GeneralName): GeneralSubtree => new GeneralSubtree({ base });
   const nc = new NameConstraints({
     permittedSubtrees: new GeneralSubtrees([
-      ...addressList(sharedAddresses).map((a) => subtree(new GeneralName({ directoryName: prefix(a) }))),
+      subtree(new GeneralName({ directoryName: prefix })),
       subtree(new GeneralName({ dNSName: 'invalid' })),
       subtree(new GeneralName({ rfc822Name: 'invalid' })),
     ]),

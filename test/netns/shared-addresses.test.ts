@@ -233,10 +233,9 @@ describe('the local CA of both addresses', () => {
       const [cert, local] = chain;
       expect(local?.subject).toContain(`distnat local CA ${FIRST} ${SECOND}`);
       const address = ADDRESS_OF[node];
-      expect(cert?.subject).toMatch(
-        new RegExp(
-          `^O=distnat, OU=${address.replace(/\./g, '\\.')}, CN=${address.replace(/\./g, '\\.')} ports `,
-        ),
+      // The CA's one name prefix (its first address), the host's own address in the CN.
+      expect(cert?.subject.startsWith(`O=distnat, OU=${FIRST}, CN=${address} ports `), cert?.subject).toBe(
+        true,
       );
       const binding = readPortBinding(cert!);
       expect(binding.ok && binding.binding.address, node).toBe(address);
