@@ -22,6 +22,8 @@ export interface WithdrawOutcome {
   /** The blocks taken back, each journalled and announced to the host with a PAP withdraw. */
   readonly blocks: readonly {
     readonly kind: 'port' | 'spi';
+    /** With several shared addresses, a port block's: `lowest` is then the port on it. */
+    readonly address?: string;
     readonly lowest: number;
     readonly count: number;
   }[];

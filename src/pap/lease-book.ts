@@ -45,6 +45,8 @@ export interface LeaseBook {
   quarantined(): QuarantineRecord[];
   held(host: HostAddress, kind: ResourceKind): number;
   free(kind: ResourceKind): number;
+  /** Ports free on the shared address at `addressIndex` (several addresses; metrics by address). */
+  freePorts?(addressIndex: number): number;
   addListener(listener: LeaseListener, replayExisting?: boolean): void;
   removeListener(listener: LeaseListener): void;
   stats(): Record<string, number>;

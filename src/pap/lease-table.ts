@@ -255,6 +255,11 @@ export class LeaseTable {
     return n;
   }
 
+  /** Ports free to be granted now on the shared address at `addressIndex`. */
+  freePorts(addressIndex: number): number {
+    return this.#portPools[addressIndex]?.free ?? 0;
+  }
+
   /** The pool a value (a port slot or SPI) belongs to; undefined for a slot of no address of this table. */
   #poolOf(kind: ResourceKind, value: number): ResourcePool | undefined {
     return kind === 'spi' ? this.#spiPool : this.#portPools[addressIndexOfSlot(value)];

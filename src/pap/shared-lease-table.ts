@@ -457,6 +457,11 @@ export class SharedLeaseTable implements LeaseBook {
     return n;
   }
 
+  /** Ports free to be granted now on the shared address at `addressIndex`. */
+  freePorts(addressIndex: number): number {
+    return this.#pool('port', addressIndex)?.free ?? 0;
+  }
+
   addListener(listener: LeaseListener, replayExisting = true): void {
     this.#listeners.add(listener);
     if (replayExisting) for (const lease of this.leases()) listener.onLeaseAdded(lease, 'granted');

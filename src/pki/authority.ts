@@ -8,7 +8,15 @@ import type { Block } from '../util/block.ts';
 import { SystemClock, type Clock } from '../util/clock.ts';
 import { DIR_MODE, KEY_MODE, writeFileAtomic, writeNewFile } from './files.ts';
 import { generateSigningKey, loadSigningKey, type KeyType, type SigningKey } from './keys.ts';
-import { localCaExtensions, localCaName, rootExtensions, rootName, signCertificate } from './profile.ts';
+import {
+  addressList,
+  localCaExtensions,
+  localCaName,
+  rootExtensions,
+  rootName,
+  signCertificate,
+  type CaAddresses,
+} from './profile.ts';
 import {
   CertificateRegistry,
   REVOCATION_REASONS,
@@ -44,10 +52,16 @@ const settingsSchema = z.object({
   role: z.enum(['root', 'local']),
   organization: z.string().min(1),
   sharedAddress: z.string().optional(),
+  /** A local CA of several shared addresses: all of them, `sharedAddress` first. */
+  sharedAddresses: z.array(z.string()).min(1).optional(),
   /** Where this CA's CRL is published: written into every certificate it signs. */
   crlUrl: z.string().url().optional(),
 });
 export type CaSettings = z.infer<typeof settingsSchema>;
+
+/** The shared addresses a local CA certifies, first first; a ca.json of one address names only `sharedAddress`. */
+export const caAddresses = (s: CaSettings): readonly string[] =>
+  s.sharedAddresses ?? (s.sharedAddress === undefined ? [] : [s.sharedAddress]);
 
 /** Why a CA directory could not be created, read or used; `kind` lets the CLI pick an exit code. */
 export class CaError extends Error {
@@ -71,7 +85,8 @@ export interface RootCaOptions {
 }
 
 export interface LocalCaIssueOptions {
-  readonly sharedAddress: string;
+  /** The router's shared address, or all of its addresses (one CA certifies each under its own name prefix). */
+  readonly sharedAddress: CaAddresses;
   readonly keyType?: KeyType;
   readonly days?: number;
   /** Where the router serves the local CA's CRL; default http://<shared address>/distnat/crl. */
@@ -162,19 +177,25 @@ export class CertificateAuthority {
 
   /**
    * Signs a local CA for one router: a fresh key in `outDir` and a
-   * certificate constrained to the shared address (profile.ts). Only a root
-   * signs local CAs; the local CA's pathLen 0 stops it doing the same.
+   * certificate constrained to the shared address, or to each of the
+   * router's shared addresses (profile.ts). Only a root signs local CAs; the
+   * local CA's pathLen 0 stops it doing the same.
    */
   async issueLocalCa(outDir: string, o: LocalCaIssueOptions): Promise<CertificateAuthority> {
     if (this.settings.role !== 'root') throw new CaError(`${this.dir} is not a root CA`, 'refused');
-    if (!isIPv4(o.sharedAddress)) throw new CaError(`${o.sharedAddress} is not an IPv4 address`, 'invalid');
+    const addresses = addressList(o.sharedAddress);
+    if (addresses.length === 0) throw new CaError('a local CA needs a shared address', 'invalid');
+    for (const a of addresses) if (!isIPv4(a)) throw new CaError(`${a} is not an IPv4 address`, 'invalid');
+    if (new Set(addresses).size !== addresses.length)
+      throw new CaError(`${addresses.join(', ')}: an address is named twice`, 'invalid');
+    const first = addresses[0]!;
     prepareDirectory(outDir);
     const { key, pem } = await generateSigningKey(o.keyType ?? 'ec-p256');
     const now = this.clock.now();
     const notAfter = Math.min(now + (o.days ?? 365) * DAY, this.certificate.notAfter.getTime());
     const organization = this.settings.organization;
     const cert = await signCertificate({
-      subject: localCaName(organization, o.sharedAddress),
+      subject: localCaName(organization, addresses),
       issuer: this.certificate.subjectName,
       publicKey: key.publicKey,
       signer: this.key,
@@ -183,7 +204,7 @@ export class CertificateAuthority {
       extensions: await localCaExtensions({
         subjectKey: key.publicKey,
         issuerKey: this.key.publicKey,
-        sharedAddress: o.sharedAddress,
+        sharedAddress: addresses,
         organization,
         issuerCrlUrl: this.settings.crlUrl,
       }),
@@ -192,11 +213,13 @@ export class CertificateAuthority {
       version: 1,
       role: 'local',
       organization,
-      sharedAddress: o.sharedAddress,
-      crlUrl: o.crlUrl ?? defaultCrlUrl(o.sharedAddress),
+      sharedAddress: first,
+      // Only with several, so that a one-address ca.json reads as it always did.
+      ...(addresses.length > 1 ? { sharedAddresses: [...addresses] } : {}),
+      crlUrl: o.crlUrl ?? defaultCrlUrl(first),
     };
     writeState(outDir, pem, cert, [this.certificate, ...this.chain], settings);
-    await this.record(cert, { role: 'local-ca', address: o.sharedAddress });
+    await this.record(cert, { role: 'local-ca', address: addresses.join(' ') });
     return CertificateAuthority.open(outDir, this.clock);
   }
 

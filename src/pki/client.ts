@@ -8,15 +8,25 @@ import { x509 } from './x509.ts';
  * the host.
  */
 
-/** A PKCS #10 request signed with the key; the subject is a courtesy, the router writes its own. */
+/**
+ * A PKCS #10 request signed with the key; the subject is a courtesy, the
+ * router writes its own. `sharedAddress`, the address the host's stack
+ * uses, goes in as the requested subjectAltName: a router with several
+ * shared addresses certifies the host's ports on that one.
+ */
 export function createCertificateRequest(
   key: SigningKey,
   commonName = 'distnat host',
+  sharedAddress?: string,
 ): Promise<x509.Pkcs10CertificateRequest> {
   return x509.Pkcs10CertificateRequestGenerator.create({
     name: new x509.Name([{ CN: [commonName] }]),
     keys: { privateKey: key.privateKey, publicKey: key.publicKey },
     signingAlgorithm: key.algorithm,
+    extensions:
+      sharedAddress === undefined
+        ? []
+        : [new x509.SubjectAlternativeNameExtension([{ type: 'ip', value: sharedAddress }], false)],
   });
 }
 

@@ -8,7 +8,9 @@ import type { HeldLease, IssueRefusal, LocalCa } from './local-ca.ts';
  *   POST /csr   body: a PKCS #10 request, PEM or DER. 201 (new) or 200 (the
  *               same certificate again) with the chain as
  *               application/pem-certificate-chain; 403 for an address
- *               holding no port lease; 400, 413 or 503 otherwise.
+ *               holding no port lease (on the shared address asked for)
+ *               or a shared address the local CA does not certify; 400,
+ *               413 or 503 otherwise.
  *   GET  /ca    the local CA and root certificates (PEM).
  *   GET  /crl   the current CRL, DER, application/pkix-crl; also served at
  *               the path of the CRL URL written into the certificates.
@@ -43,6 +45,9 @@ const STATUS_OF: Readonly<Record<IssueRefusal, number>> = {
   'bad-signature': 400,
   'key-not-allowed': 400,
   'no-lease': 403,
+  // The host asked for an address the router does not serve, or one its local CA was not made for.
+  'unknown-address': 400,
+  'address-not-certified': 403,
   'ca-expired': 503,
 };
 

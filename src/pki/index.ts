@@ -3,7 +3,14 @@
  * claims 14-39). docs/pki.md describes the hierarchy, the profiles and the
  * CSR and CRL channels.
  */
-export { BACKDATE_MS, CA_FILES, CaError, CertificateAuthority, defaultCrlUrl } from './authority.ts';
+export {
+  BACKDATE_MS,
+  CA_FILES,
+  CaError,
+  caAddresses,
+  CertificateAuthority,
+  defaultCrlUrl,
+} from './authority.ts';
 export type { CaSettings, LocalCaIssueOptions, RecordDetails, RootCaOptions } from './authority.ts';
 export { CertificateRequestError, createCertificateRequest, requestHostCertificate } from './client.ts';
 export type { IssuedChain } from './client.ts';
@@ -19,7 +26,7 @@ export {
   loadSigningKey,
 } from './keys.ts';
 export type { KeyDescription, KeyType, SigningAlgorithm, SigningKey } from './keys.ts';
-export { LocalCa } from './local-ca.ts';
+export { LocalCa, requestedAddress } from './local-ca.ts';
 export type { HostLeaseInfo, IssueRefusal, IssueResult, LocalCaOptions } from './local-ca.ts';
 export { crlToPem, pemType, readCertificates, readCrl, toPem } from './pem.ts';
 export {

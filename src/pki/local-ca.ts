@@ -1,7 +1,10 @@
+import { isIPv4 } from 'node:net';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { SubjectAlternativeName, id_ce_subjectAltName } from '@peculiar/asn1-x509';
 import type { Block, ResourceKind } from '../util/block.ts';
-import { PORT_SPACE } from '../util/block.ts';
+import { addressIndexOfSlot, portOfSlot } from '../util/block.ts';
 import type { Clock } from '../util/clock.ts';
-import { BACKDATE_MS, CaError, CertificateAuthority } from './authority.ts';
+import { BACKDATE_MS, CaError, caAddresses, CertificateAuthority } from './authority.ts';
 import { describePublicKey, KeyPolicyError } from './keys.ts';
 import { toPem } from './pem.ts';
 import { hostExtensions, hostName, signCertificate } from './profile.ts';
@@ -48,9 +51,47 @@ export interface LocalCaOptions {
   readonly revocations?: SharedRevocationList;
   /** How long a revocation etcd did not take waits before it is offered again. Default 1 s. */
   readonly retryMs?: number;
+  /**
+   * The router's shared addresses in the order of its port slots
+   * (util/block.ts: a port lease's lowest is address index x 65536 + port).
+   * Default: the CA's first address alone, whose slots are its ports.
+   */
+  readonly routerAddresses?: readonly string[];
 }
 
-export type IssueRefusal = 'malformed-csr' | 'bad-signature' | 'key-not-allowed' | 'no-lease' | 'ca-expired';
+export type IssueRefusal =
+  | 'malformed-csr'
+  | 'bad-signature'
+  | 'key-not-allowed'
+  | 'no-lease'
+  | 'unknown-address'
+  | 'address-not-certified'
+  | 'ca-expired';
+
+/** A port block as its certificate names it: the shared address and ports on it. */
+interface PlacedBlock extends Block {
+  readonly address: string;
+}
+
+/**
+ * The address a request asks to be certified on: the iPAddress of the
+ * subjectAltName it requests (`openssl req -addext subjectAltName=IP:...`,
+ * createCertificateRequest), undefined when it asks for none, null when the
+ * extension cannot be read or names more than one address.
+ */
+export function requestedAddress(request: x509.Pkcs10CertificateRequest): string | undefined | null {
+  const ext = request.getExtension(id_ce_subjectAltName);
+  if (ext === null) return undefined;
+  try {
+    const ips = AsnConvert.parse(ext.value, SubjectAlternativeName)
+      .map((g) => g.iPAddress)
+      .filter((a): a is string => a !== undefined);
+    if (ips.length > 1) return null;
+    return ips[0];
+  } catch {
+    return null;
+  }
+}
 
 export type IssueResult =
   | {
@@ -104,6 +145,7 @@ export class LocalCa {
   #failing = false;
   /** The shared list's number the last CRL was made with. */
   #madeNumber = -1;
+  readonly #routerAddresses: readonly string[];
 
   constructor(authority: CertificateAuthority, o: LocalCaOptions = {}) {
     if (authority.settings.role !== 'local' || authority.settings.sharedAddress === undefined)
@@ -117,6 +159,7 @@ export class LocalCa {
     this.#crl = authority.lastCrl();
     this.#shared = o.revocations;
     this.#retryMs = o.retryMs ?? 1000;
+    this.#routerAddresses = o.routerAddresses ?? [authority.settings.sharedAddress];
     // The CRL on disk was made from this router's view of the list, maybe long ago.
     if (this.#shared !== undefined) this.#crlDirty = true;
   }
@@ -125,8 +168,30 @@ export class LocalCa {
     return new LocalCa(await CertificateAuthority.open(dir, o.clock), o);
   }
 
+  /** The CA's first shared address. */
   get sharedAddress(): string {
     return this.authority.settings.sharedAddress!;
+  }
+
+  /** Every shared address the CA certifies, first first. */
+  get sharedAddresses(): readonly string[] {
+    return caAddresses(this.authority.settings);
+  }
+
+  /** The router's addresses this CA cannot certify (made before the router had them): hosts there are refused. */
+  uncertifiedAddresses(): string[] {
+    return this.#routerAddresses.filter((a) => !this.sharedAddresses.includes(a));
+  }
+
+  /** A leased port block (slots) as the address and ports a certificate names; undefined past the router's addresses. */
+  #place(b: Block): PlacedBlock | undefined {
+    const address = this.#routerAddresses[addressIndexOfSlot(b.lowest)];
+    return address === undefined ? undefined : { address, lowest: portOfSlot(b.lowest), count: b.count };
+  }
+
+  /** A registry entry's address; entries written before CAs had several name none and are of the first. */
+  #addressOf(e: IssuedCertificate): string {
+    return e.address ?? this.sharedAddress;
   }
 
   get crlUrl(): string {
@@ -139,11 +204,14 @@ export class LocalCa {
   }
 
   /**
-   * Signs a certificate for the key in `csr`, binding it to the shared
-   * address and to every port and SPI block the host holds now. The CSR's
-   * subject and requested extensions are ignored: the router alone decides
-   * what it vouches for. Valid from a minute ago until the earliest of the
-   * host's leases ends plus the margin. Asking again with the same key and
+   * Signs a certificate for the key in `csr`, binding it to one shared
+   * address and to every port block the host holds on it, with every SPI
+   * block the host holds (SPIs are one space per router). The address is
+   * the one the request asks for (requestedAddress), else the first of the
+   * router's addresses the host holds ports on. The CSR's subject and other
+   * requested extensions are ignored: the router alone decides what it
+   * vouches for. Valid from a minute ago until the earliest of the leases
+   * it names ends plus the margin. Asking again with the same key and
    * unchanged leases returns the certificate already issued.
    */
   async issue(
@@ -183,19 +251,41 @@ export class LocalCa {
       };
 
     const now = this.#clock.now();
-    const held = lease.leases.filter((l) => l.host === lease.host && l.expiresAt > now);
-    // The CA certifies ports of its own shared address, the router's first (slots below PORT_SPACE,
-    // util/block.ts); blocks on a router's further addresses are not certified yet.
-    const ports = held
-      .filter((l) => l.kind === 'port' && l.lowest < PORT_SPACE)
-      .map(({ lowest, count }) => ({ lowest, count }));
-    const spis = held.filter((l) => l.kind === 'spi').map(({ lowest, count }) => ({ lowest, count }));
+    const live = lease.leases.filter((l) => l.host === lease.host && l.expiresAt > now);
+    const placed = live
+      .filter((l) => l.kind === 'port')
+      .map((l) => ({ lease: l, at: this.#place(l) }))
+      .filter((p): p is { lease: HeldLease; at: PlacedBlock } => p.at !== undefined);
+    const asked = requestedAddress(request);
+    if (asked === null || (asked !== undefined && !isIPv4(asked)))
+      return {
+        ok: false,
+        reason: 'malformed-csr',
+        detail: 'the requested subjectAltName must name one IPv4 address, the shared address to certify',
+      };
+    const address =
+      asked ??
+      this.#routerAddresses.find((a) => placed.some((p) => p.at.address === a)) ??
+      this.sharedAddress;
+    if (!this.#routerAddresses.includes(address))
+      return {
+        ok: false,
+        reason: 'unknown-address',
+        detail: `${address} is not a shared address of this router (${this.#routerAddresses.join(', ')})`,
+      };
+    if (!this.sharedAddresses.includes(address))
+      return { ok: false, reason: 'address-not-certified', detail: this.#notCertified(address) };
+    const mine = placed.filter((p) => p.at.address === address);
+    const ports = mine.map((p) => ({ lowest: p.at.lowest, count: p.at.count }));
+    const spiLeases = live.filter((l) => l.kind === 'spi');
+    const spis = spiLeases.map(({ lowest, count }) => ({ lowest, count }));
     if (ports.length === 0)
       return {
         ok: false,
         reason: 'no-lease',
-        detail: `${lease.host} holds no port block on ${this.sharedAddress}: lease one with PAP first`,
+        detail: `${lease.host} holds no port block on ${address}: lease one with PAP first`,
       };
+    const held = [...mine.map((p) => p.lease), ...spiLeases];
     ports.sort(byLowest);
     spis.sort(byLowest);
 
@@ -213,6 +303,7 @@ export class LocalCa {
         (e) =>
           e.role === 'host' &&
           e.host === lease.host &&
+          this.#addressOf(e) === address &&
           e.keyId === keyId &&
           e.notAfter === notAfter &&
           sameRanges(e.ports, ports) &&
@@ -225,7 +316,7 @@ export class LocalCa {
 
     const a = this.authority;
     const certificate = await signCertificate({
-      subject: hostName(a.settings.organization, this.sharedAddress, ports),
+      subject: hostName(a.settings.organization, address, ports, this.sharedAddress),
       issuer: a.certificate.subjectName,
       publicKey: request.publicKey,
       signer: a.key,
@@ -234,14 +325,23 @@ export class LocalCa {
       extensions: await hostExtensions({
         subjectKey: request.publicKey,
         issuerKey: a.key.publicKey,
-        sharedAddress: this.sharedAddress,
+        sharedAddress: address,
         ports,
         spis,
         crlUrl: this.crlUrl,
       }),
     });
-    await a.record(certificate, { role: 'host', host: lease.host, address: this.sharedAddress, ports, spis });
+    await a.record(certificate, { role: 'host', host: lease.host, address, ports, spis });
     return { ok: true, certificate, chainPem: toPem([certificate]) + this.caChainPem(), reused: false };
+  }
+
+  #notCertified(address: string): string {
+    return (
+      `this local CA (${this.authority.dir}) certifies ${this.sharedAddresses.join(', ')} only, not ${address}: ` +
+      'make one for every address of the router with `distnat ca issue-local ' +
+      this.#routerAddresses.map((a) => `--shared-address ${a}`).join(' ') +
+      ' ...` and point pki.dir at it'
+    );
   }
 
   onLeaseAdded(): void {}
@@ -256,14 +356,19 @@ export class LocalCa {
 
   /**
    * Revokes every valid host certificate of `host` that names a value of
-   * `block`; returns the serials. The CRL is remade on the next crl() call.
+   * `block` (a port block in slots, as leased: its address and ports);
+   * returns the serials. The CRL is remade on the next crl() call.
    */
   revokeBlock(host: string, kind: ResourceKind, block: Block, reason: RevocationReason): string[] {
     const now = this.#clock.now();
+    const port = kind === 'port' ? this.#place(block) : undefined;
+    if (kind === 'port' && port === undefined) return [];
     const hit = (e: IssuedCertificate): boolean =>
       e.role === 'host' &&
       e.host === host &&
-      (kind === 'port' ? e.ports : e.spis).some((r) => overlaps(r, block));
+      (port === undefined
+        ? e.spis.some((r) => overlaps(r, block))
+        : this.#addressOf(e) === port.address && e.ports.some((r) => overlaps(r, port)));
     return this.#revokeWhere(hit, reason, now);
   }
 
@@ -274,11 +379,17 @@ export class LocalCa {
    */
   reconcile(leases: readonly HeldLease[]): string[] {
     const now = this.#clock.now();
-    const held = (host: string | undefined, kind: 'port' | 'spi', r: Block): boolean =>
-      leases.some((l) => l.host === host && l.kind === kind && l.expiresAt > now && contains(l, r));
+    const live = leases.filter((l) => l.expiresAt > now);
+    const ports = live
+      .filter((l) => l.kind === 'port')
+      .map((l) => ({ host: l.host, at: this.#place(l) }))
+      .filter((p): p is { host: string; at: PlacedBlock } => p.at !== undefined);
+    const portHeld = (e: IssuedCertificate, r: Block): boolean =>
+      ports.some((p) => p.host === e.host && p.at.address === this.#addressOf(e) && contains(p.at, r));
+    const spiHeld = (host: string | undefined, r: Block): boolean =>
+      live.some((l) => l.host === host && l.kind === 'spi' && contains(l, r));
     const orphan = (e: IssuedCertificate): boolean =>
-      e.role === 'host' &&
-      (e.ports.some((r) => !held(e.host, 'port', r)) || e.spis.some((r) => !held(e.host, 'spi', r)));
+      e.role === 'host' && (e.ports.some((r) => !portHeld(e, r)) || e.spis.some((r) => !spiHeld(e.host, r)));
     const revoked = this.#revokeWhere(orphan, 'privilegeWithdrawn', now);
     // Revoked here while etcd did not take it (or before the routers shared a list): offered again.
     if (this.#shared !== undefined)

@@ -39,12 +39,27 @@ export function localNamePrefix(organization: string, sharedAddress: string): x5
   return new x509.Name([{ O: [organization] }, { OU: [sharedAddress] }]);
 }
 
-export function localCaName(organization: string, sharedAddress: string): x509.Name {
-  return new x509.Name([
-    { O: [organization] },
-    { OU: [sharedAddress] },
-    { CN: [`distnat local CA ${sharedAddress}`] },
-  ]);
+/**
+ * The shared addresses a local CA certifies, first first. A router with one
+ * address has a CA of one; a CA of several certifies each address's hosts
+ * under that address's own name prefix (nameConstraintsExtension).
+ */
+export type CaAddresses = string | readonly string[];
+
+export const addressList = (a: CaAddresses): readonly string[] => (typeof a === 'string' ? [a] : a);
+
+/**
+ * `O=<org>, OU=<first address>, CN=distnat local CA <addresses>`. The OU
+ * stays the first address: a CA's own name is not bound by its own
+ * constraints (RFC 5280 4.2.1.10 applies them to the certificates below),
+ * and one OU keeps the name of a one-address CA what it always was.
+ */
+export function localCaName(organization: string, sharedAddresses: CaAddresses): x509.Name {
+  const all = addressList(sharedAddresses);
+  const first = all[0]!;
+  const full = `distnat local CA ${all.join(' ')}`;
+  const cn = full.length <= UB_COMMON_NAME ? full : `distnat local CA ${first} +${all.length - 1} more`;
+  return new x509.Name([{ O: [organization] }, { OU: [first] }, { CN: [cn] }]);
 }
 
 /**
@@ -59,17 +74,32 @@ export function hostCommonName(sharedAddress: string, ports: readonly Block[]): 
   return `${sharedAddress} ports ${first} +${ports.length - 1} more`.slice(0, UB_COMMON_NAME);
 }
 
-export function hostName(organization: string, sharedAddress: string, ports: readonly Block[]): x509.Name {
+/**
+ * `O=<org>, OU=<the CA's first address>, CN=<address> ports ...`: the OU is
+ * the name prefix the local CA may certify (nameConstraintsExtension), the
+ * CN the address the host's ports are on. With one address both are the
+ * same address.
+ */
+export function hostName(
+  organization: string,
+  sharedAddress: string,
+  ports: readonly Block[],
+  caAddress: string = sharedAddress,
+): x509.Name {
   return new x509.Name([
     { O: [organization] },
-    { OU: [sharedAddress] },
+    { OU: [caAddress] },
     { CN: [hostCommonName(sharedAddress, ports)] },
   ]);
 }
 
 /**
- * What a local CA may certify: names under its own name prefix (whose OU is
- * the shared address), and no DNS names or e-mail addresses at all (only
+ * What a local CA may certify: names under its own name prefix
+ * (`O=<org>, OU=<first shared address>`: one directoryName subtree, also
+ * for a CA of several addresses, whose hosts of every address share it;
+ * strongSwan 5.9.8 requires a name to match every permitted subtree of its
+ * type rather than one, so a subtree per address would make it refuse every
+ * host certificate; docs/pki.md), and no DNS names or e-mail addresses at all (only
  * under the reserved top-level domain "invalid", RFC 6761, which nobody can
  * own). Critical, as RFC 5280 4.2.1.10 requires; the criticality is also what
  * makes strongSwan read the constraints at all (its openssl plugin refuses a
@@ -83,8 +113,9 @@ export function hostName(organization: string, sharedAddress: string, ports: rea
  * verifyHostCertificate (issuerAddressConstraints); docs/pki.md says what
  * other verifiers lose.
  */
-export function nameConstraintsExtension(sharedAddress: string, organization: string): x509.Extension {
-  const prefix = AsnConvert.parse(localNamePrefix(organization, sharedAddress).toArrayBuffer(), AsnName);
+export function nameConstraintsExtension(sharedAddresses: CaAddresses, organization: string): x509.Extension {
+  const first = addressList(sharedAddresses)[0]!;
+  const prefix = AsnConvert.parse(localNamePrefix(organization, first).toArrayBuffer(), AsnName);
   const subtree = (base: GeneralName): GeneralSubtree => new GeneralSubtree({ base });
   const nc = new NameConstraints({
     permittedSubtrees: new GeneralSubtrees([
@@ -109,7 +140,7 @@ export async function rootExtensions(key: SigningKey): Promise<x509.Extension[]>
 export interface LocalCaProfile {
   readonly subjectKey: CryptoKey;
   readonly issuerKey: CryptoKey;
-  readonly sharedAddress: string;
+  readonly sharedAddress: CaAddresses;
   readonly organization: string;
   /** Where the root publishes its CRL, if it does. */
   readonly issuerCrlUrl?: string;
@@ -118,14 +149,19 @@ export interface LocalCaProfile {
 /**
  * pathLen 0: the router may sign hosts but no further CA (RFC 5280 4.2.1.9).
  * The subjectAltName is the patent's "certificate in which a public
- * encryption key for the router is bound to its global IP address".
+ * encryption key for the router is bound to its global IP address": every
+ * address, which is also what verifyHostCertificate lets its host
+ * certificates name (issuerAddressConstraints).
  */
 export async function localCaExtensions(p: LocalCaProfile): Promise<x509.Extension[]> {
   const ext = [
     new x509.BasicConstraintsExtension(true, 0, true),
     new x509.KeyUsagesExtension(CA_USAGE, true),
     nameConstraintsExtension(p.sharedAddress, p.organization),
-    new x509.SubjectAlternativeNameExtension([{ type: 'ip', value: p.sharedAddress }], false),
+    new x509.SubjectAlternativeNameExtension(
+      addressList(p.sharedAddress).map((value) => ({ type: 'ip' as const, value })),
+      false,
+    ),
     await x509.SubjectKeyIdentifierExtension.create(p.subjectKey),
     await x509.AuthorityKeyIdentifierExtension.create(p.issuerKey),
   ];

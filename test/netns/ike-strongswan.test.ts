@@ -15,7 +15,8 @@
  * Our side is a host behind distnat: its certificate comes from the router's
  * local CA, which we send along in a CERT payload; charon trusts only the
  * root. charon must also refuse host certificates the local CA's name
- * constraints forbid.
+ * constraints forbid, and accept one for the second address of a local CA
+ * made for a router with two (under the CA's one name prefix).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,6 +26,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HAVE_CHARON, startCharon, type Charon } from '../helpers/charon.ts';
 import { Agent } from '../helpers/ike-agent.ts';
 import { makePki, type Identity, type TestPki } from '../unit/ike/pki-fixture.ts';
+import { BACKDATE_MS, createCertificateRequest, LocalCa } from '../../src/pki/index.ts';
+import { generateSigningKey } from '../../src/pki/keys.ts';
+import { hostExtensions, hostName, signCertificate } from '../../src/pki/profile.ts';
+import { x509 } from '../../src/pki/x509.ts';
+import { portSlot } from '../../src/util/block.ts';
 
 const NS_OURS = 'dxk-ours';
 const NS_SWAN = 'dxk-swan';
@@ -471,6 +477,78 @@ describe.skipIf(!HAVE_CHARON)('IKEv2 interop with strongSwan charon', () => {
     expectChainFromLocalCa();
     await a.stop();
     await until(() => !swanctl('--list-sas').includes('ESTABLISHED'));
+  });
+
+  it("charon accepts a host certificate for the second address of a two-address local CA, and refuses a third's", async () => {
+    const SECOND = '198.51.100.31';
+    await pki.root.issueLocalCa(join(dir, 'local-two'), { sharedAddress: [OURS, SECOND] });
+    const two = await LocalCa.open(join(dir, 'local-two'), { routerAddresses: [OURS, SECOND] });
+    const chainPem = [two.authority.certificate.toString('pem')];
+    const now = Date.now();
+    // As the router's lease table holds it: ports 1026-1057 on the second address are slots 65536 + port.
+    const { key, pem } = await generateSigningKey('ec-p256');
+    const issued = await two.issue(await createCertificateRequest(key), {
+      host: '10.0.0.3',
+      leases: [
+        { kind: 'port', host: '10.0.0.3', lowest: portSlot(1, 1026), count: 32, expiresAt: now + 3_600_000 },
+      ],
+    });
+    if (!issued.ok) throw new Error(issued.detail);
+    // The same construction under a third address's name: outside both permitted prefixes.
+    const third = '198.51.100.32';
+    const outsideKey = await generateSigningKey('ec-p256');
+    const outside = await signCertificate({
+      subject: hostName('distnat', third, [{ lowest: 1026, count: 32 }]),
+      issuer: two.authority.certificate.subjectName,
+      publicKey: outsideKey.key.publicKey,
+      signer: two.authority.key,
+      notBefore: new Date(now - BACKDATE_MS),
+      notAfter: new Date(now + 3_600_000),
+      extensions: await hostExtensions({
+        subjectKey: await x509.PublicKey.create(outsideKey.key.publicKey),
+        issuerKey: two.authority.key.publicKey,
+        sharedAddress: third,
+        ports: [{ lowest: 1026, count: 32 }],
+        spis: [],
+        crlUrl: two.crlUrl,
+      }),
+    });
+    const cases = [
+      { name: 'second', certPem: issued.certificate.toString('pem'), keyPem: pem, accepted: true },
+      { name: 'third', certPem: outside.toString('pem'), keyPem: outsideKey.pem, accepted: false },
+    ];
+    for (const c of cases) {
+      clearLog();
+      const a = await startAgent(
+        NS_OURS,
+        `two-${c.name}`,
+        oursConfig({ certPem: c.certPem, chainPem, keyPem: c.keyPem }),
+      );
+      const r = await a.call({ op: 'initiate', remote: { address: SWAN, port: 500 } });
+      const log = charonLog();
+      // On a surprise, what charon said about the certificates, and our side's answer.
+      const said = log
+        .split('\n')
+        .filter((l) => /certificate|constraint|AUTH|issuer|trust/i.test(l))
+        .slice(-25)
+        .join('\n');
+      expect(r.ok, `${c.name}: ${JSON.stringify(r)}\n${said}`).toBe(c.accepted);
+      expect(log, c.name).toContain(
+        `using untrusted intermediate certificate "O=distnat, OU=${OURS}, CN=distnat local CA ${OURS} ${SECOND}"`,
+      );
+      if (c.accepted) {
+        expect(log).toContain(`using certificate "O=distnat, OU=${OURS}, CN=${SECOND} ports 1026-1057"`);
+        expect(log).not.toContain('name constraint');
+        expect(log).toContain('reached self-signed root ca with a path length of 1');
+      } else {
+        expect(log).toContain(
+          `certificate 'O=distnat, OU=${third}, CN=${third} ports 1026-1057' does not match permitted name constraint 'O=distnat, OU=${OURS}'`,
+        );
+        expect(log).toContain('N(AUTH_FAILED)');
+      }
+      await a.stop();
+      await until(() => !swanctl('--list-sas').includes('ESTABLISHED'));
+    }
   });
 
   // IKE_WRITE_GOLDEN=1 rewrites test/unit/ike/fixtures/strongswan-*.json from a live exchange:

@@ -8,13 +8,30 @@
  * leased, unchanged; etcd holds each host's blocks under its address's
  * prefix; the router's status lists both addresses with the leases on each.
  * (The journal's side of several addresses: test/unit/pap/shared-addresses.test.ts.)
+ *
+ * The router runs a local CA made for both addresses (`distnat ca
+ * issue-local --shared-address FIRST,SECOND`): h2's `distnat ca request`
+ * gets a certificate naming the second address and its ports there, which
+ * `openssl verify` accepts against the root; h1's names the first. FIG. 12,
+ * the certificate table and the Prometheus port gauges name both addresses.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultProcessTable } from '../../scripts/lib/testbed/process-table.ts';
 import type { HostNode, PortBlock } from '../helpers/distnat.ts';
-import { findTable, hostPortBlocks, inBlocks, readStatus, sha256, sha256File } from '../helpers/distnat.ts';
+import {
+  DISTNAT,
+  findTable,
+  hostPortBlocks,
+  inBlocks,
+  readStatus,
+  sha256,
+  sha256File,
+} from '../helpers/distnat.ts';
+import { readCertificates, readPortBinding } from '../../src/pki/index.ts';
 import type { Capture } from '../helpers/capture.ts';
 import type { EtcdCluster } from '../helpers/etcd.ts';
 import { expectConsistentLeases, parseEtcdBlocks, startEtcd } from '../helpers/etcd.ts';
@@ -35,14 +52,38 @@ let http: HttpServer;
 let wan: Capture;
 const blocks: Partial<Record<HostNode, PortBlock[]>> = {};
 
-/** The testbed's process table with the router on both addresses, h2 on the second, all on the TUN path. */
+const pkiDir = (name: string): string => join(bed().scratchDir, 'pki', name);
+
+/** A root and a local CA for both addresses, of this test's own (the testbed's local CA is the first's). */
+function makePki(): void {
+  const ca = (...args: string[]) => {
+    const r = spawnSync(DISTNAT, ['ca', ...args], { encoding: 'utf8' });
+    expect(r.status, `distnat ca ${args[0]}: ${r.stderr}${r.stdout}`).toBe(0);
+  };
+  ca('init', '--dir', pkiDir('root'));
+  ca(
+    'issue-local',
+    '--shared-address',
+    `${FIRST},${SECOND}`,
+    '--root',
+    pkiDir('root'),
+    '--out',
+    pkiDir('local'),
+    '--crl-address',
+    TOPOLOGY.router.wan,
+  );
+}
+
+/** The testbed's process table with the router on both addresses and their CA, h2 on the second, all on the TUN path. */
 function daemonTable(): string {
   return defaultProcessTable(bed().layout)
     .map((p) => {
       let command = p.command;
       if (p.name === 'router')
         command =
-          command.replace(`--shared-address ${FIRST}`, `--shared-addresses ${FIRST},${SECOND}`) +
+          command
+            .replace(`--shared-address ${FIRST}`, `--shared-addresses ${FIRST},${SECOND}`)
+            .replace(`--ca-dir ${bed().layout.routerCa}`, `--ca-dir ${pkiDir('local')}`) +
           ` --etcd-endpoints ${ETCD}`;
       if (p.name === 'h2')
         command = command.replace(`--shared-address ${FIRST}`, `--shared-address ${SECOND}`);
@@ -58,6 +99,8 @@ beforeAll(async () => {
   http = await b.httpServer('server', { bind: SERVER, files: { 'big.bin': BIG } });
   // Before the router starts: it does not start without etcd.
   etcd = await startEtcd(1, { ns: b.ns('router'), address: '127.0.0.1' });
+  makePki();
+  expect(daemonTable()).toContain(`--ca-dir ${pkiDir('local')}`);
   // Starting the daemons sets the namespaces up again (the first address everywhere), so after it:
   await b.reconfigure({ ...b.current, daemons: true, daemonTable: daemonTable() });
   // the kernel side of a second shared address: routed into the router's TUN, routed to the router
@@ -186,6 +229,105 @@ describe('one router, two shared addresses: h1 on the first, h2 on the second', 
         expect(r[1]).toBe(ADDRESS_OF[node]);
         expect(Number(r[2])).toBeLessThan(65536);
       }
+    }
+  });
+});
+
+describe('the local CA of both addresses', () => {
+  const PKI = `http://${TOPOLOGY.router.lan}:${TOPOLOGY.pkiPort}`;
+
+  /** `distnat ca request` in the host's namespace; the chain it wrote. */
+  async function request(node: HostNode, ...extra: string[]) {
+    const out = join(bed().scratchDir, `${node}-cert.pem`);
+    const key = join(bed().scratchDir, `${node}-cert.key`);
+    const r = await bed().exec(
+      node,
+      [DISTNAT, 'ca', 'request', '--key', key, '--out', out, '--router', PKI, ...extra],
+      { timeoutMs: 30_000 },
+    );
+    expect(r.code, describeResult(r)).toBe(0);
+    return { out, chain: readCertificates(readFileSync(out, 'utf8')) };
+  }
+
+  /** openssl verify of the host certificate in `chainFile` against this test's root, the local CA untrusted. */
+  function opensslVerify(chainFile: string): { status: number; out: string } {
+    const [host, local] = readCertificates(readFileSync(chainFile, 'utf8'));
+    const hostPem = `${chainFile}.host.pem`;
+    const localPem = `${chainFile}.local.pem`;
+    writeFileSync(hostPem, host!.toString('pem'));
+    writeFileSync(localPem, local!.toString('pem'));
+    const r = spawnSync(
+      'openssl',
+      ['verify', '-CAfile', join(pkiDir('root'), 'ca.pem'), '-untrusted', localPem, hostPem],
+      { encoding: 'utf8' },
+    );
+    return { status: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
+  }
+
+  it('h2 gets a certificate naming the second address and its ports there; openssl verifies it, and h1 its own', async () => {
+    for (const node of ['h2', 'h1'] as const) {
+      const extra = node === 'h2' ? ['--shared-address', SECOND] : [];
+      const { out, chain } = await request(node, ...extra);
+      const [cert, local] = chain;
+      expect(local?.subject).toContain(`distnat local CA ${FIRST} ${SECOND}`);
+      const address = ADDRESS_OF[node];
+      // The CA's one name prefix (its first address), the host's own address in the CN.
+      expect(cert?.subject.startsWith(`O=distnat, OU=${FIRST}, CN=${address} ports `), cert?.subject).toBe(
+        true,
+      );
+      const binding = readPortBinding(cert!);
+      expect(binding.ok && binding.binding.address, node).toBe(address);
+      // The ports the host holds, as it sees them: never the router's slots.
+      expect(binding.ok && binding.binding.ports, node).toEqual(
+        blocks[node]!.map((b) => ({ lowest: b.first, count: b.last - b.first + 1 })),
+      );
+      const v = opensslVerify(out);
+      expect(v.out, node).toContain(': OK');
+      expect(v.status, node).toBe(0);
+    }
+    const status = await readStatus(bed(), 'router');
+    const certs = findTable(status, 'LOCAL CA');
+    expect(certs.columns.slice(0, 2)).toEqual(['INTERNAL NETWORK ADDRESS', 'SHARED ADDRESS']);
+    for (const node of ['h1', 'h2'] as const)
+      expect(
+        certs.rows.some((r) => r[0] === TOPOLOGY[node].lan && r[1] === ADDRESS_OF[node]),
+        node,
+      ).toBe(true);
+  });
+
+  it("the router's FIG. 12 rows and its Prometheus port gauges name both addresses", async () => {
+    const status = await readStatus(bed(), 'router');
+    const fig12 = findTable(status, 'FIG. 12');
+    expect(fig12.columns[0]).toBe('SHARED ADDRESS');
+    // The downloads' connections: each on its host's address, at one of its ports there.
+    for (const node of ['h1', 'h2'] as const) {
+      const mine = fig12.rows.filter((r) => r[2] === TOPOLOGY[node].lan && r[3] === '6 (TCP)');
+      expect(mine.length, `${node}: TCP rows in FIG. 12`).toBeGreaterThan(0);
+      for (const r of mine) {
+        expect(r[0], node).toBe(ADDRESS_OF[node]);
+        expect(inBlocks(Number(r[1]), blocks[node]!), `${node}: port ${String(r[1])}`).toBe(true);
+      }
+    }
+    const r = await bed().exec('router', [
+      'curl',
+      '-sS',
+      '--max-time',
+      '10',
+      `http://127.0.0.1:${TOPOLOGY.metricsPort}/metrics`,
+    ]);
+    expect(r.code, describeResult(r)).toBe(0);
+    const gauge = (name: string, labels: string): number =>
+      Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(r.stdout)?.[1] ?? NaN);
+    for (const address of [FIRST, SECOND]) {
+      expect(gauge('distnat_router_flows', `address="${address}"`), address).toBeGreaterThan(0);
+      expect(
+        gauge('distnat_router_leased_blocks', `kind="port",address="${address}"`),
+        address,
+      ).toBeGreaterThan(0);
+      expect(
+        gauge('distnat_router_free_values', `kind="port",address="${address}"`),
+        address,
+      ).toBeGreaterThan(0);
     }
   });
 });

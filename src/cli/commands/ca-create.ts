@@ -2,6 +2,7 @@
  * `distnat ca init` and `distnat ca issue-local`: the root CA (the patent's
  * higher certificate authority) and a router's local CA under it.
  */
+import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import {
@@ -62,13 +63,17 @@ export function createCaCommands(y: Argv) {
     )
     .command(
       'issue-local',
-      "create a router's local CA, signed by the root and constrained to the shared address",
+      "create a router's local CA, signed by the root and constrained to the shared address(es)",
       (b) =>
         b
           .option('shared-address', {
             type: 'string',
+            array: true,
             demandOption: true,
-            describe: 'the public IPv4 address the hosts share',
+            describe:
+              'the public IPv4 address the hosts share; a router with several (sharedAddresses) gives each, ' +
+              'repeated or comma-separated, first first',
+            coerce: (v: string[]) => v.flatMap((a) => a.split(',')).map((a) => a.trim()),
           })
           .option('root', {
             type: 'string',
@@ -111,10 +116,22 @@ export function createCaCommands(y: Argv) {
               return `--ca-port: got ${port}; expected a TCP port, 1-65535`;
             return true;
           })
-          .check(ipv4Flags('shared-address', 'crl-address'))
+          .check(ipv4Flags('crl-address'))
+          .check((argv) => {
+            const bad = argv['shared-address'].filter((a) => !isIPv4(a));
+            if (bad.length > 0)
+              return `--shared-address: got ${bad.map((a) => JSON.stringify(a)).join(', ')}; expected IPv4 addresses such as 198.51.100.30`;
+            if (new Set(argv['shared-address']).size !== argv['shared-address'].length)
+              return `--shared-address: ${argv['shared-address'].join(', ')} names an address twice`;
+            return true;
+          })
           .example(
             '$0 ca issue-local --shared-address 198.51.100.30 --crl-address 203.0.113.1 --root root --out /var/lib/distnat/router/ca',
             'the testbed router: certificates name http://203.0.113.1:7033/crl, which the router serves when started with --crl-address 203.0.113.1',
+          )
+          .example(
+            '$0 ca issue-local --shared-address 198.51.100.30,198.51.100.31 --crl-address 203.0.113.1 --root root --out ca',
+            'one local CA for a router with two shared addresses: it certifies each host on the address it leases on',
           ),
       (argv) =>
         guard(async () => {

@@ -6,6 +6,8 @@ import { existsSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import type { Lease } from '../../pap/lease.ts';
 import {
+  caAddresses,
+  CertificateAuthority,
   KEY_TYPES,
   LocalCa,
   createCertificateRequest,
@@ -16,7 +18,9 @@ import {
   type KeyType,
 } from '../../pki/index.ts';
 import { KEY_MODE, writeFileAtomic, writeNewFile } from '../../pki/files.ts';
-import { UserError } from '../../util/exit-codes.ts';
+import { portSlot } from '../../util/block.ts';
+import { ExitCode, UserError } from '../../util/exit-codes.ts';
+import { ipv4Flags } from '../usage.ts';
 import { guard, out, parseRanges, readInput } from './ca-common.ts';
 
 export function hostCertificateCommands(y: Argv) {
@@ -43,6 +47,11 @@ export function hostCertificateCommands(y: Argv) {
             describe: 'port blocks, e.g. 1026-1057 or 1026+32,2048+32',
           })
           .option('spis', { type: 'string', default: '', describe: 'SPI blocks, e.g. 256-319' })
+          .option('shared-address', {
+            type: 'string',
+            describe: "the address the ports are on, one of the local CA's (default its first)",
+          })
+          .check(ipv4Flags('shared-address'))
           .option('lease-seconds', {
             type: 'number',
             default: 300,
@@ -55,7 +64,16 @@ export function hostCertificateCommands(y: Argv) {
           .example('$0 ca issue-host --ca ca --csr h1.csr --ports 1026-1057 --spis 256-319 --out h1.pem', ''),
       (argv) =>
         guard(async () => {
-          const ca = await LocalCa.open(argv.ca);
+          const authority = await CertificateAuthority.open(argv.ca);
+          const addresses = caAddresses(authority.settings);
+          const ca = new LocalCa(authority, { routerAddresses: addresses });
+          const address = argv['shared-address'] ?? addresses[0];
+          const index = addresses.indexOf(address ?? '');
+          if (index < 0)
+            throw new UserError(
+              `--shared-address: ${address} is not an address of this local CA (${addresses.join(', ')})`,
+              ExitCode.USAGE,
+            );
           const now = Date.now();
           const toLease =
             (kind: 'port' | 'spi') =>
@@ -63,6 +81,8 @@ export function hostCertificateCommands(y: Argv) {
               kind,
               host: argv.host,
               ...r,
+              // The CA takes port blocks as the router leases them: slots of its addresses (util/block.ts).
+              lowest: kind === 'port' ? portSlot(index, r.lowest) : r.lowest,
               grantedAt: now,
               expiresAt: now + argv['lease-seconds'] * 1000,
               leaseSeconds: argv['lease-seconds'],
@@ -110,9 +130,20 @@ export function hostCertificateCommands(y: Argv) {
             default: false,
             describe: 'write the request to --out and stop',
           })
+          .option('shared-address', {
+            type: 'string',
+            describe:
+              'the shared address this host leases on (its sharedAddress), for a router with several; ' +
+              'default: the one the router finds the host leasing on',
+          })
+          .check(ipv4Flags('shared-address'))
           .example(
             '$0 ca request --key /var/lib/distnat/host/host.key --out /var/lib/distnat/host/host.pem',
             '',
+          )
+          .example(
+            '$0 ca request --key host.key --out host.pem --shared-address 198.51.100.31',
+            "a host on a router's second shared address",
           ),
       (argv) =>
         guard(async () => {
@@ -124,7 +155,7 @@ export function hostCertificateCommands(y: Argv) {
             key = made.key;
             process.stderr.write(`new ${key.description.text} key in ${argv.key}\n`);
           }
-          const csr = await createCertificateRequest(key);
+          const csr = await createCertificateRequest(key, undefined, argv['shared-address']);
           if (argv['csr-only']) {
             writeFileAtomic(argv.out, csr.toString('pem') + '\n');
             out(`wrote ${argv.out}`);

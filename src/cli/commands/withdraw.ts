@@ -19,7 +19,7 @@ import { ipv4Flags } from '../usage.ts';
 export function describeWithdrawal(o: WithdrawOutcome): string {
   const lines = o.blocks.map(
     (b) =>
-      `withdrew ${b.kind === 'port' ? 'ports' : 'SPIs'} ${b.lowest}-${b.lowest + b.count - 1} from ${o.host}`,
+      `withdrew ${b.kind === 'port' ? 'ports' : 'SPIs'} ${b.address === undefined ? '' : `${b.address} `}${b.lowest}-${b.lowest + b.count - 1} from ${o.host}`,
   );
   for (const serial of o.revoked) lines.push(`revoked certificate ${serial} (privilegeWithdrawn)`);
   if (o.crlNumber !== undefined)

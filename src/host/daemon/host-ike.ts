@@ -380,7 +380,11 @@ export class HostIke {
   async #requestCertificate(): Promise<{ certificate: string; chain: string[]; privateKey: string }> {
     const key = this.#key!;
     const url = this.#o.config.certificateUrl ?? defaultCertificateUrl(this.#o.router);
-    const issued = await requestHostCertificate(url, await createCertificateRequest(key.key));
+    // The router certifies the ports of the shared address this host leases on (it may have several).
+    const issued = await requestHostCertificate(
+      url,
+      await createCertificateRequest(key.key, undefined, this.#o.sharedAddress),
+    );
     const cert = issued.certificate;
     if (this.#certificate?.serial !== cert.serialNumber)
       this.#o.log.info('host certificate from the local CA', {

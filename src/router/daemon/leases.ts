@@ -13,7 +13,7 @@ import { LeaseTable } from '../../pap/lease-table.ts';
 import type { LeaseBook } from '../../pap/lease-book.ts';
 import type { Clock } from '../../util/clock.ts';
 import type { Logger } from '../../util/log.ts';
-import { leaseLogger } from './log.ts';
+import { blockFields, leaseLogger } from './log.ts';
 import type { RouterTables } from '../data-path/tables/router-tables.ts';
 
 /** A file in the state directory that says the same as --fresh, once (docs/pap.md 6.3). */
@@ -107,16 +107,19 @@ function logHoldOff(
  * lease routed, a lease ended is one no longer routed) and logs each lease
  * event.
  */
-export function followLeases(table: LeaseBook, tables: RouterTables, log: Logger): void {
+export function followLeases(
+  table: LeaseBook,
+  tables: RouterTables,
+  log: Logger,
+  addresses?: readonly string[],
+): void {
   table.addListener({
     onLeaseAdded: (lease) => {
       const change = tables.onLeaseAdded(lease);
       if (change !== 'added' && change !== 'exists')
         log.error('lease not entered in the tables', {
           host: lease.host,
-          kind: lease.kind,
-          lowest: lease.lowest,
-          count: lease.count,
+          ...blockFields(lease, addresses),
           change,
         });
     },
@@ -125,12 +128,10 @@ export function followLeases(table: LeaseBook, tables: RouterTables, log: Logger
       if (change !== 'removed')
         log.warn('lease not found in the tables on removal', {
           host: lease.host,
-          kind: lease.kind,
-          lowest: lease.lowest,
-          count: lease.count,
+          ...blockFields(lease, addresses),
           change,
         });
     },
   });
-  table.addListener(leaseLogger(log), false);
+  table.addListener(leaseLogger(log, addresses), false);
 }

@@ -48,6 +48,8 @@ export interface LocalCaServiceOptions {
   readonly revocations?: SharedRevocationList;
   readonly log: ServiceLog;
   readonly clock?: Clock;
+  /** The router's shared addresses, first first (the order of its port slots). Default: the CA's first. */
+  readonly sharedAddresses?: readonly string[];
 }
 
 /** Gauges for status and metrics. */
@@ -90,6 +92,8 @@ export class LocalCaService implements LeaseListener {
   readonly #servers: Server[];
   readonly #refreshMs: number;
   readonly #revocations: SharedRevocationList | undefined;
+  /** With several shared addresses the certificate table names each certificate's. */
+  readonly #several: boolean;
   #crl: x509.X509Crl | undefined;
   #timer: Timer | undefined;
   #closed = false;
@@ -108,6 +112,7 @@ export class LocalCaService implements LeaseListener {
     this.#crl = crl;
     this.#refreshMs = ((o.crlSeconds ?? 600) * 1000) / 4;
     this.#revocations = o.revocations;
+    this.#several = (o.sharedAddresses?.length ?? 1) > 1;
     this.lanEndpoint = endpointOf(servers[0]!, o.lanAddress);
     this.wanEndpoint = servers[1] === undefined ? undefined : endpointOf(servers[1], o.wanAddress!);
   }
@@ -123,6 +128,7 @@ export class LocalCaService implements LeaseListener {
       clock,
       crlSeconds: o.crlSeconds,
       revocations: o.revocations,
+      routerAddresses: o.sharedAddresses,
       onError: (e) =>
         e.message.startsWith('etcd did not take')
           ? o.log.warn('etcd did not take a revocation: in this router’s CRL, offered again', {
@@ -154,6 +160,20 @@ export class LocalCaService implements LeaseListener {
       };
     service.#arm();
     service.#checkCrlUrl(o);
+    // A CA made before the router had its further addresses keeps certifying the ones it names.
+    const uncertified = ca.uncertifiedAddresses();
+    if (uncertified.length > 0)
+      o.log.warn(
+        'the local CA does not certify every shared address: hosts leasing there get no certificate',
+        {
+          certified: ca.sharedAddresses,
+          uncertified,
+          hint:
+            'make a local CA for all of them with `distnat ca issue-local ' +
+            (o.sharedAddresses ?? []).map((a) => `--shared-address ${a}`).join(' ') +
+            ' --root <root CA dir> --out <new dir> ...` and point pki.dir at it',
+        },
+      );
     o.log.info('local CA serving', {
       ca: ca.authority.certificate.subject,
       csr: `http://${service.lanEndpoint}/csr`,
@@ -234,12 +254,20 @@ export class LocalCaService implements LeaseListener {
     const now = this.#clock.now();
     return {
       title: 'LOCAL CA: VALID HOST CERTIFICATES (FIG. 22-25, revoked when a block they name ends)',
-      columns: ['INTERNAL NETWORK ADDRESS', 'SERIAL', 'PORTS', 'SPIs', 'EXPIRES IN'],
+      columns: [
+        'INTERNAL NETWORK ADDRESS',
+        ...(this.#several ? ['SHARED ADDRESS'] : []),
+        'SERIAL',
+        'PORTS',
+        'SPIs',
+        'EXPIRES IN',
+      ],
       rows: this.ca.authority.registry
         .valid(now)
         .filter(isHost)
         .map((e) => [
           e.host ?? '?',
+          ...(this.#several ? [e.address ?? this.ca.sharedAddress] : []),
           e.serial,
           formatRanges(e.ports) || '-',
           formatRanges(e.spis) || '-',

@@ -4,6 +4,7 @@
  */
 import type { Lease, LeaseEndReason, LeaseListener, LeaseOrigin } from '../../pap/lease.ts';
 import type { PapTransport } from '../../pap/transport.ts';
+import { addressIndexOfSlot, portOfSlot, type ResourceKind } from '../../util/block.ts';
 import type { Logger } from '../../util/log.ts';
 import type { DropReason } from '../data-path/counters.ts';
 import { DROP_REASONS } from '../data-path/counters.ts';
@@ -27,12 +28,30 @@ export function guarded(t: PapTransport, log: Logger, name: string): PapTranspor
   };
 }
 
-export function leaseLogger(log: Logger): LeaseListener {
+/**
+ * A block as log lines and replies name it: with several shared addresses a
+ * port block's lowest is a slot (util/block.ts), so it is shown as the
+ * address and the port on it; with one address, as it always was.
+ */
+export function blockFields(
+  b: { readonly kind: ResourceKind; readonly lowest: number; readonly count: number },
+  addresses?: readonly string[],
+): { kind: ResourceKind; address?: string; lowest: number; count: number } {
+  if (b.kind !== 'port' || addresses === undefined || addresses.length < 2)
+    return { kind: b.kind, lowest: b.lowest, count: b.count };
+  return {
+    kind: b.kind,
+    address: addresses[addressIndexOfSlot(b.lowest)] ?? '?',
+    lowest: portOfSlot(b.lowest),
+    count: b.count,
+  };
+}
+
+/** One log line per lease event; `addresses`, the shared addresses, name each port block's. */
+export function leaseLogger(log: Logger, addresses?: readonly string[]): LeaseListener {
   const fields = (l: Lease) => ({
     host: l.host,
-    kind: l.kind,
-    lowest: l.lowest,
-    count: l.count,
+    ...blockFields(l, addresses),
     expires: new Date(l.expiresAt).toISOString(),
   });
   return {

@@ -9,10 +9,10 @@
  * | distnat_router_packets_total                         | counter | direction         |
  * | distnat_router_bytes_total                           | counter | direction         |
  * | distnat_router_dropped_packets_total                 | counter | reason            |
- * | distnat_router_leased_blocks                         | gauge   | kind              |
- * | distnat_router_free_values                           | gauge   | kind (ports, SPIs free to lease) |
+ * | distnat_router_leased_blocks                         | gauge   | kind (, address)  |
+ * | distnat_router_free_values                           | gauge   | kind (ports, SPIs free to lease) (, address) |
  * | distnat_router_hosts                                 | gauge   |                   |
- * | distnat_router_flows                                 | gauge   | (IAPTT rows)      |
+ * | distnat_router_flows                                 | gauge   | (IAPTT rows) (address) |
  * | distnat_router_pap_messages_total                    | counter | kind (answered)   |
  * | distnat_router_pap_dropped_messages_total            | counter | reason            |
  * | distnat_router_io_packets_total                      | counter | device, direction |
@@ -29,6 +29,11 @@
  * docs/metrics.md lists them with their meaning; the process metrics
  * (process_*, nodejs_*) come with the registry (src/metrics/server.ts).
  *
+ * With several shared addresses the port gauges (leased_blocks and
+ * free_values of kind port, flows) have one series per address, labelled
+ * `address`; SPIs are one space per router and carry no address. With one
+ * address they have no address label, as before there could be several.
+ *
  * Directions: `lan_in` (read from hosts' tunnels), `outbound` (written to
  * the TUN), `wan_in` (read from the TUN), `inbound` (tunnelled to hosts),
  * `hairpin`.
@@ -36,6 +41,7 @@
 import type { Server as HttpServer } from 'node:http';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { IoStats } from '../../io/types.ts';
+import { addressIndexOfSlot } from '../../util/block.ts';
 import { newRegistry, startMetricsServer } from '../../metrics/server.ts';
 import { ExitCode, UserError } from '../../util/exit-codes.ts';
 import type { LeaseBook } from '../../pap/lease-book.ts';
@@ -59,11 +65,15 @@ export interface RouterMetricSources {
   readonly fastPath?: RouterFastPath | undefined;
   /** The forwarding workers, when they run: per-worker packet counts. */
   readonly workers?: ForwardingWorkers | undefined;
+  /** The shared addresses, first first; with several the port gauges are by address. */
+  readonly sharedAddresses?: readonly string[];
 }
 
 export function registerRouterMetrics(registry: Registry, s: RouterMetricSources): void {
   const registers = [registry];
   const f = s.forwarder;
+  const several = (s.sharedAddresses?.length ?? 1) > 1 ? s.sharedAddresses! : undefined;
+  const byAddress = several === undefined ? [] : ['address'];
   new Counter({
     name: 'distnat_router_packets_total',
     help: 'Packets by direction: lan_in, outbound, wan_in, inbound, hairpin',
@@ -118,12 +128,18 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
   new Gauge({
     name: 'distnat_router_leased_blocks',
     help: 'Blocks leased now, by kind',
-    labelNames: ['kind'],
+    labelNames: ['kind', ...byAddress],
     registers,
     collect() {
       const st = s.leases.stats();
-      this.set({ kind: 'port' }, st.port_leases ?? 0);
       this.set({ kind: 'spi' }, st.spi_leases ?? 0);
+      if (several === undefined) {
+        this.set({ kind: 'port' }, st.port_leases ?? 0);
+        return;
+      }
+      const n = several.map(() => 0);
+      for (const l of s.leases.leases()) if (l.kind === 'port') n[addressIndexOfSlot(l.lowest)]!++;
+      several.forEach((address, i) => this.set({ kind: 'port', address }, n[i]!));
     },
   });
   new Gauge({
@@ -162,11 +178,13 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
   new Gauge({
     name: 'distnat_router_free_values',
     help: 'Values free to lease now (not leased, not in quarantine), by kind',
-    labelNames: ['kind'],
+    labelNames: ['kind', ...byAddress],
     registers,
     collect() {
-      this.set({ kind: 'port' }, s.leases.free('port'));
       this.set({ kind: 'spi' }, s.leases.free('spi'));
+      const freePorts = s.leases.freePorts?.bind(s.leases);
+      if (several === undefined || freePorts === undefined) this.set({ kind: 'port' }, s.leases.free('port'));
+      else several.forEach((address, i) => this.set({ kind: 'port', address }, freePorts(i)));
     },
   });
   new Gauge({
@@ -196,9 +214,12 @@ export function registerRouterMetrics(registry: Registry, s: RouterMetricSources
   new Gauge({
     name: 'distnat_router_flows',
     help: 'IAPTT rows (FIG. 12): ports and ICMP ids in use',
+    labelNames: byAddress,
     registers,
     collect() {
-      this.set(f.tables.iaptt.size);
+      const iaptt = f.tables.iaptt;
+      if (several === undefined) this.set(iaptt.size);
+      else several.forEach((address, i) => this.set({ address }, iaptt.sizeOn(i)));
     },
   });
   new Counter({

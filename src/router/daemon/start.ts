@@ -187,7 +187,7 @@ export async function startRouter(
 
     // Leases, recovered from the journal or shared on etcd; the forwarding tables follow them.
     const table: LeaseBook = sharedTable ?? openLeaseTable(config, clock, log, closers, opts.fresh);
-    followLeases(table, tables, log);
+    followLeases(table, tables, log, sharedList);
 
     let forwarder: RouterForwarding;
     let workers: ForwardingWorkers | undefined;
@@ -255,6 +255,7 @@ export async function startRouter(
         port: opts.pkiPort ?? config.pki.port,
         wanAddress: config.pki.wanAddress,
         crlSeconds: config.pki.crlSeconds,
+        sharedAddresses: sharedList,
         leases: table,
         // One CRL for every router of the shared address (docs/multi-router.md, "One CA, one CRL").
         revocations:
@@ -301,12 +302,28 @@ export async function startRouter(
     };
     const status = () => routerStatus(sources);
 
-    closers.push(await serveRouterControl(controlPath, status, { leases: table, pap, ca: pki }, log));
+    closers.push(
+      await serveRouterControl(
+        controlPath,
+        status,
+        { leases: table, pap, ca: pki, addresses: sharedList },
+        log,
+      ),
+    );
 
     let metricsAddress: string | undefined;
     if (config.metrics !== undefined) {
       const metrics = await serveRouterMetrics(
-        { forwarder, leases: table, pap, devices, pki, fastPath: dataPath.fast, workers },
+        {
+          forwarder,
+          leases: table,
+          pap,
+          devices,
+          pki,
+          fastPath: dataPath.fast,
+          workers,
+          sharedAddresses: sharedList,
+        },
         config.metrics,
       );
       closers.push(metrics.close);

@@ -89,19 +89,36 @@ export function routerStatus(s: RouterStatusSources): DaemonStatus {
     rows: blockRows(s.leases, 'spi', now, undefined),
   };
   const all = tables.iaptt.rows();
+  // With several shared addresses each row names the address its port is on (the same port on two is two rows).
   const flowRows: (string | number)[][] = all
     .slice(0, MAX_FLOW_ROWS)
     .map((r) => [
+      ...(several === undefined ? [] : [several[r.addressIndex] ?? '?']),
       r.port,
       r.address,
       `${r.protocol} (${PROTOCOL_NAMES[r.protocol] ?? '?'})`,
       new Date(r.lastUse).toISOString(),
       `${Math.max(0, Math.round((now - r.lastUse) / 1000))}s`,
     ]);
-  if (all.length > MAX_FLOW_ROWS) flowRows.push([`... ${all.length - MAX_FLOW_ROWS} more`, '', '', '', '']);
+  if (all.length > MAX_FLOW_ROWS)
+    flowRows.push([
+      `... ${all.length - MAX_FLOW_ROWS} more`,
+      ...(several === undefined ? [] : ['']),
+      '',
+      '',
+      '',
+      '',
+    ]);
   const flows: StatusTable = {
     title: 'FIG. 12  IP ADDRESS TRANSLATION TABLE (IAPTT: ports and ICMP ids in use)',
-    columns: ['DESTINATION PORT', 'INTERNAL DESTINATION IP ADDRESS', 'PROTOCOL', 'TIMESTAMP', 'IDLE'],
+    columns: [
+      ...(several === undefined ? [] : ['SHARED ADDRESS']),
+      'DESTINATION PORT',
+      'INTERNAL DESTINATION IP ADDRESS',
+      'PROTOCOL',
+      'TIMESTAMP',
+      'IDLE',
+    ],
     rows: flowRows,
   };
   const quarantine: StatusTable = {

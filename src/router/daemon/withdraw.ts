@@ -13,11 +13,14 @@ import type { ResourceKind } from '../../util/block.ts';
 import type { Lease } from '../../pap/lease.ts';
 import { crlNumberOf } from './local-ca-service.ts';
 import type { LocalCaService } from './local-ca-service.ts';
+import { blockFields } from './log.ts';
 
 export interface WithdrawSources {
   readonly leases: { leasesOf(host: string): readonly Lease[] };
   readonly pap: { withdraw(kind: ResourceKind, lowest: number): boolean | Promise<boolean> };
   readonly ca?: Pick<LocalCaService, 'validSerialsOf' | 'isRevoked' | 'publishCrl'>;
+  /** The shared addresses, first first: with several the reply names each port block's. */
+  readonly addresses?: readonly string[];
 }
 
 export async function withdrawHost(
@@ -30,9 +33,9 @@ export async function withdrawHost(
     .leasesOf(host)
     .filter((l) => kind === 'all' || l.kind === kind)
     .map(({ kind, lowest, count }) => ({ kind, lowest, count }));
-  const done: typeof blocks = [];
+  const done: ReturnType<typeof blockFields>[] = [];
   // One at a time: with leases on etcd each is a transaction of its own.
-  for (const b of blocks) if (await s.pap.withdraw(b.kind, b.lowest)) done.push(b);
+  for (const b of blocks) if (await s.pap.withdraw(b.kind, b.lowest)) done.push(blockFields(b, s.addresses));
   if (s.ca === undefined) return { host, blocks: done, revoked: [] };
   const crl = await s.ca.publishCrl();
   return {

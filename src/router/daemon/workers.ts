@@ -108,7 +108,7 @@ export class ForwardingWorkers implements RouterForwarding, TablesFollower {
       const drops = new SharedArrayBuffer(DROP_REASONS.length * 8);
       const traffic = new SharedArrayBuffer(TRAFFIC_COUNTERS.length * 8);
       const gauges = new SharedArrayBuffer(WORKER_GAUGES.length * 8);
-      const iaptt = Iaptt.shared(o.idle);
+      const iaptt = Iaptt.shared(o.idle, o.sharedAddresses?.length ?? 1);
       const setup: WorkerSetup = {
         index,
         count: o.count,

@@ -156,7 +156,7 @@ export class InboundDemux {
           this.#withdrawnInUdp(buf, t, tlen)
         )
           return this.#drop('spi-withdrawn');
-        tables.iaptt.touch(protocol, port, owner, now);
+        tables.iaptt.touch(protocol, this.#base + port, owner, now);
         return owner;
       }
       case IpProtocol.ICMP:
@@ -197,7 +197,7 @@ export class InboundDemux {
       const id = u16(buf, t + ICMP_IDENTIFIER);
       const owner = tables.ownership.icmpIdOwner(this.#base + id);
       if (owner === 0) return this.#drop('no-owner');
-      tables.iaptt.touch(IpProtocol.ICMP, id, owner, now);
+      tables.iaptt.touch(IpProtocol.ICMP, this.#base + id, owner, now);
       return owner;
     }
     if (!isIcmpErrorType(type)) return this.#drop('unsupported-icmp');

@@ -135,7 +135,7 @@ export class OutboundCheck {
           this.#traffic?.inc('withdrawn-ike-drain');
           return null;
         }
-        tables.iaptt.touch(protocol, port, host, now);
+        tables.iaptt.touch(protocol, base + port, host, now);
         return null;
       }
       case IpProtocol.ICMP:
@@ -177,7 +177,7 @@ export class OutboundCheck {
     if (isIcmpQueryType(type)) {
       const id = u16(buf, t + ICMP_IDENTIFIER);
       if (!this.#owners.owns(host, base + id)) return 'spoofed-port';
-      tables.iaptt.touch(IpProtocol.ICMP, id, host, now);
+      tables.iaptt.touch(IpProtocol.ICMP, base + id, host, now);
       return null;
     }
     if (!isIcmpErrorType(type)) return 'unsupported-icmp';

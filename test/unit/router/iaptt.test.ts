@@ -17,7 +17,9 @@ describe('Iaptt (FIG. 12)', () => {
     expect(t.hostOf(UDP, 1032)).toBe(0);
     expect(t.lastUse(UDP, 1032)).toBe(-1);
     expect(t.size).toBe(1);
-    expect(t.rows()).toEqual([{ port: 1032, host: H1, address: '10.0.0.1', protocol: TCP, lastUse: 10_048 }]);
+    expect(t.rows()).toEqual([
+      { port: 1032, addressIndex: 0, host: H1, address: '10.0.0.1', protocol: TCP, lastUse: 10_048 },
+    ]);
   });
 
   it('keeps TCP, UDP and ICMP rows of one port apart and ignores other protocols', () => {

@@ -81,7 +81,9 @@ export class RouterTables {
 
   constructor(options: RouterTablesOptions = {}) {
     this.ownership = options.ownership ?? new LeaseOwnership(options.maxSpis);
-    this.iaptt = options.iaptt ?? new Iaptt(options.idle ?? DEFAULT_IAPTT_IDLE);
+    // FIG. 12 rows by port slot, as many addresses as the ownership index holds.
+    this.iaptt =
+      options.iaptt ?? new Iaptt(options.idle ?? DEFAULT_IAPTT_IDLE, undefined, this.ownership.addresses);
     this.fragments = new FragmentTable(options.fragments);
     this.held = new FragmentHold(options.hold);
     this.#clock = options.clock ?? Date;
