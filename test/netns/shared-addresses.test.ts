@@ -20,37 +20,34 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultProcessTable } from '../../scripts/lib/testbed/process-table.ts';
 import type { HostNode, PortBlock } from '../helpers/distnat.ts';
-import {
-  DISTNAT,
-  findTable,
-  hostPortBlocks,
-  inBlocks,
-  readStatus,
-  sha256,
-  sha256File,
-} from '../helpers/distnat.ts';
+import { DISTNAT, findTable, inBlocks, readStatus, sha256 } from '../helpers/distnat.ts';
 import { readCertificates, readPortBinding } from '../../src/pki/index.ts';
 import type { Capture } from '../helpers/capture.ts';
 import type { EtcdCluster } from '../helpers/etcd.ts';
 import { expectConsistentLeases, parseEtcdBlocks, startEtcd } from '../helpers/etcd.ts';
-import { describe as describeResult, execIn, waitUntil } from '../helpers/process.ts';
+import { describe as describeResult, execIn } from '../helpers/process.ts';
 import type { HttpServer } from '../helpers/servers.ts';
+import {
+  ADDRESS_OF,
+  FIRST,
+  SECOND,
+  SERVER,
+  download,
+  expectOwnAddressesOnWan,
+  startTwoAddresses,
+  twoAddressTable,
+} from '../helpers/shared-addresses.ts';
 import { TOPOLOGY, useTestbed } from '../helpers/testbed.ts';
 
 const bed = useTestbed({ daemons: false });
-const SERVER = TOPOLOGY.server.wan;
-const FIRST = TOPOLOGY.shared;
-const SECOND = TOPOLOGY.multiRouter.shared[1]!;
-const ADDRESS_OF: Record<HostNode, string> = { h1: FIRST, h2: SECOND };
 const BIG = randomBytes(2 * 1024 * 1024);
 
 const ETCD = 'http://127.0.0.1:2379';
 let etcd: EtcdCluster | undefined;
 let http: HttpServer;
 let wan: Capture;
-const blocks: Partial<Record<HostNode, PortBlock[]>> = {};
+let blocks: Record<HostNode, PortBlock[]>;
 
 const pkiDir = (name: string): string => join(bed().scratchDir, 'pki', name);
 
@@ -74,65 +71,27 @@ function makePki(): void {
   );
 }
 
-/** The testbed's process table with the router on both addresses and their CA, h2 on the second, all on the TUN path. */
+/** The two-address table with the router's leases on etcd and its CA of both addresses. */
 function daemonTable(): string {
-  return defaultProcessTable(bed().layout)
-    .map((p) => {
-      let command = p.command;
-      if (p.name === 'router')
-        command =
-          command
-            .replace(`--shared-address ${FIRST}`, `--shared-addresses ${FIRST},${SECOND}`)
-            .replace(`--ca-dir ${bed().layout.routerCa}`, `--ca-dir ${pkiDir('local')}`) +
-          ` --etcd-endpoints ${ETCD}`;
-      if (p.name === 'h2')
-        command = command.replace(`--shared-address ${FIRST}`, `--shared-address ${SECOND}`);
-      if (p.name === 'router' || p.name === 'h1' || p.name === 'h2') command += ' --datapath tun';
-      return `${p.name} ${p.node} ${command}`;
-    })
+  return twoAddressTable(bed(), 'tun')
+    .split('\n')
+    .map((line) =>
+      line.startsWith('router ')
+        ? line.replace(`--ca-dir ${bed().layout.routerCa}`, `--ca-dir ${pkiDir('local')}`) +
+          ` --etcd-endpoints ${ETCD}`
+        : line,
+    )
     .join('\n');
 }
 
 beforeAll(async () => {
   const b = bed();
-  const tun = TOPOLOGY.tun;
   http = await b.httpServer('server', { bind: SERVER, files: { 'big.bin': BIG } });
   // Before the router starts: it does not start without etcd.
   etcd = await startEtcd(1, { ns: b.ns('router'), address: '127.0.0.1' });
   makePki();
   expect(daemonTable()).toContain(`--ca-dir ${pkiDir('local')}`);
-  // Starting the daemons sets the namespaces up again (the first address everywhere), so after it:
-  await b.reconfigure({ ...b.current, daemons: true, daemonTable: daemonTable() });
-  // the kernel side of a second shared address: routed into the router's TUN, routed to the router
-  // by the server (the upstream), and the TCP/IP stack of h2 using it instead of the first.
-  for (const [node, script] of [
-    ['router', `ip route replace ${SECOND}/32 dev ${tun}`],
-    ['server', `ip route replace ${SECOND}/32 via ${TOPOLOGY.router.wan}`],
-    [
-      'h2',
-      `ip addr del ${FIRST}/32 dev ${tun} && ip addr replace ${SECOND}/32 dev ${tun} && ` +
-        `ip route replace default dev ${tun} src ${SECOND}`,
-    ],
-  ] as const) {
-    const r = await b.sh(node, script);
-    expect(r.code, `${node}: ${script}: ${r.stderr}`).toBe(0);
-  }
-  for (const node of ['h1', 'h2'] as const) {
-    await waitUntil(
-      `${node} to hold ports`,
-      async () => {
-        try {
-          const held = hostPortBlocks(await readStatus(b, node));
-          if (held.length === 0) return false;
-          blocks[node] = held;
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      { timeoutMs: 40_000, intervalMs: 250 },
-    );
-  }
+  blocks = await startTwoAddresses(b, daemonTable());
   wan = await b.capture('server', TOPOLOGY.wanIf, { filter: `tcp port ${http.port}` });
 }, 120_000);
 
@@ -143,48 +102,9 @@ afterAll(async () => {
 describe('one router, two shared addresses: h1 on the first, h2 on the second', () => {
   it('both hosts download at once, intact, each from its own shared address and leased ports', async () => {
     const b = bed();
-    const fetch = async (node: HostNode) => {
-      const file = join(b.scratchDir, `${node}-big.bin`);
-      const r = await b.exec(
-        node,
-        ['curl', '-sS', '--max-time', '60', '-w', '%{local_port}', '-o', file, http.url(SERVER, 'big.bin')],
-        { timeoutMs: 70_000 },
-      );
-      if (r.code !== 0) {
-        // What each daemon dropped says where the path broke.
-        const drops = async (n: 'router' | HostNode) =>
-          Object.entries((await readStatus(b, n)).counters ?? {})
-            .filter(([k, v]) => /drop|refused|not-|spoof|no-/.test(k) && Number(v) > 0)
-            .map(([k, v]) => `${k}=${String(v)}`)
-            .join(' ');
-        const routes = await b.sh(node, `ip -4 -o addr; ip route; ip rule; ip route get ${SERVER}`);
-        expect.fail(
-          `curl on ${node}: ${r.stderr}; router: ${await drops('router')}; ${node}: ${await drops(node)}; ${routes.stdout}`,
-        );
-      }
-      return { node, sha: await sha256File(file) };
-    };
-    const results = await Promise.all([fetch('h1'), fetch('h2')]);
-    for (const r of results) expect(r.sha, `${r.node}'s download`).toBe(sha256(BIG));
-    await wan.stop();
-
-    // Packets from the hosts to the server, as the server's WAN saw them: source address and port.
-    const rows = await wan.fields(['ip.src', 'tcp.srcport'], { filter: `ip.dst == ${SERVER}` });
-    const bySource = new Map<string, Set<number>>();
-    for (const [src, port] of rows) {
-      if (!bySource.has(src!)) bySource.set(src!, new Set());
-      bySource.get(src!)!.add(Number(port));
-    }
-    expect([...bySource.keys()].sort()).toEqual([FIRST, SECOND].sort());
-    for (const node of ['h1', 'h2'] as const) {
-      const ports = [...bySource.get(ADDRESS_OF[node])!];
-      expect(ports.length, `${node}: connections from ${ADDRESS_OF[node]}`).toBeGreaterThan(0);
-      for (const p of ports)
-        expect(
-          inBlocks(p, blocks[node]!),
-          `${node}: port ${p} in its blocks ${JSON.stringify(blocks[node])}`,
-        ).toBe(true);
-    }
+    const shas = await Promise.all([download(b, 'h1', http, 'big.bin'), download(b, 'h2', http, 'big.bin')]);
+    for (const [i, sha] of shas.entries()) expect(sha, `h${i + 1}'s download`).toBe(sha256(BIG));
+    await expectOwnAddressesOnWan(wan, blocks);
   });
 
   it("etcd holds each host's blocks under its own address's prefix, as the host was told", async () => {
@@ -202,7 +122,7 @@ describe('one router, two shared addresses: h1 on the first, h2 on the second', 
       ]);
       expect(r.code, describeResult(r)).toBe(0);
       const stored = parseEtcdBlocks(r.stdout).filter((x) => x.kind === 'port' && x.state === 'leased');
-      const told = blocks[node]!.map((x) => ({
+      const told = blocks[node].map((x) => ({
         host: TOPOLOGY[node].lan,
         answer: { lowest: x.first, count: x.last - x.first + 1 },
       }));
@@ -279,7 +199,7 @@ describe('the local CA of both addresses', () => {
       expect(binding.ok && binding.binding.address, node).toBe(address);
       // The ports the host holds, as it sees them: never the router's slots.
       expect(binding.ok && binding.binding.ports, node).toEqual(
-        blocks[node]!.map((b) => ({ lowest: b.first, count: b.last - b.first + 1 })),
+        blocks[node].map((b) => ({ lowest: b.first, count: b.last - b.first + 1 })),
       );
       const v = opensslVerify(out);
       expect(v.out, node).toContain(': OK');
@@ -305,7 +225,7 @@ describe('the local CA of both addresses', () => {
       expect(mine.length, `${node}: TCP rows in FIG. 12`).toBeGreaterThan(0);
       for (const r of mine) {
         expect(r[0], node).toBe(ADDRESS_OF[node]);
-        expect(inBlocks(Number(r[1]), blocks[node]!), `${node}: port ${String(r[1])}`).toBe(true);
+        expect(inBlocks(Number(r[1]), blocks[node]), `${node}: port ${String(r[1])}`).toBe(true);
       }
     }
     const r = await bed().exec('router', [
