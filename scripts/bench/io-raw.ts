@@ -10,7 +10,8 @@
  *   ping  --dst B [--src A] [--count N] [--timeout-ms 1000]
  *         ICMP echo through a raw ICMP socket (there is no ping binary here).
  *
- * Each prints `ready` when its socket is open and one JSON line when done.
+ * Each prints `ready` when its socket is open and one JSON line when done
+ * (`recv` also when sent SIGTERM).
  */
 import { parseArgs } from 'node:util';
 import { openRawSender, openRawSocket } from '../../src/io/raw.ts';
@@ -100,6 +101,8 @@ async function recv(): Promise<void> {
       got += n;
       if (got >= count) resolve();
     });
+    // Stopped from outside (SIGTERM): report what arrived so far.
+    process.once('SIGTERM', () => resolve());
   });
   console.log('ready');
   const timer = Number.isFinite(seconds) ? sleep(seconds * 1000) : new Promise(() => {});

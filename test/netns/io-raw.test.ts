@@ -127,16 +127,18 @@ describe('raw IPv4 sockets through the addon', () => {
     expect(r.rcvbuf).toBeGreaterThanOrEqual(4 * 1024 * 1024);
 
     // Bound to lo, a protocol-4 socket in B does not see what arrives on the veth.
-    const bound = new NsProgram(B, 'scripts/bench/io-raw.ts', [
+    // No fixed listening time: on a busy machine the sender's start alone took longer than one.
+    // The free socket ends with the fifth packet; the bound one is stopped after the sender.
+    const bound = new NsProgram(B, 'scripts/bench/io-raw.ts', ['recv', '--protocol', '4', '--device', 'lo']);
+    const free = new NsProgram(B, 'scripts/bench/io-raw.ts', [
       'recv',
       '--protocol',
       '4',
+      '--count',
+      '5',
       '--seconds',
-      '2',
-      '--device',
-      'lo',
+      '60',
     ]);
-    const free = new NsProgram(B, 'scripts/bench/io-raw.ts', ['recv', '--protocol', '4', '--seconds', '2']);
     await bound.ready();
     await free.ready();
     await new NsProgram(A, 'scripts/bench/io-raw.ts', [
@@ -149,7 +151,7 @@ describe('raw IPv4 sockets through the addon', () => {
       '5',
     ]).result();
     expect((await free.result<RecvResult>()).received).toBe(5);
-    expect((await bound.result<RecvResult>()).received).toBe(0);
+    expect((await bound.result<RecvResult>(true)).received).toBe(0);
   });
 
   it('counts what a full receive buffer dropped as rxDropped', async () => {
@@ -157,8 +159,11 @@ describe('raw IPv4 sockets through the addon', () => {
       B,
       `import { openRawSocket } from '$io/raw.ts';
        const s = openRawSocket(4, { rcvbuf: 1 }); // the kernel's minimum: a few packets
+       // Reads only once the sender is done (SIGUSR2), however long its start takes.
+       const sent = new Promise((r) => process.once('SIGUSR2', r));
+       setInterval(() => {}, 1000); // a signal handler alone does not keep Node waiting
        console.log('ready');
-       await new Promise((r) => setTimeout(r, 1500));
+       await sent;
        let got = 0;
        s.onBatch((n) => (got += n));
        await new Promise((r) => setTimeout(r, 300));
@@ -176,6 +181,7 @@ describe('raw IPv4 sockets through the addon', () => {
       '--count',
       '200',
     ]).result();
+    slow.child.kill('SIGUSR2');
     const r = await slow.result<{ got: number; dropped: number }>();
     expect(r.got).toBeGreaterThan(0);
     expect(r.got).toBeLessThan(200);
