@@ -13,9 +13,12 @@
  * |            | IKE tests start it (test/helpers/charon.ts): ESP in UDP (libipsec insists)|
  *
  * and for each: TCP throughput (iperf3, one stream) and the rate of small
- * UDP datagrams delivered (iperf3 -u, 64-byte IP datagrams, offered as fast
- * as iperf3 sends), each also without IPsec on the same path for reference.
- * The ratios distnat / strongSwan are the figures; the goal is 2 or more.
+ * UDP datagrams delivered (iperf3 -u, 64-byte IP datagrams): the most that
+ * any of a rising sweep of offered rates got through, and what got through
+ * when iperf3 sends as fast as it can (the flood), each also without IPsec on
+ * the same path for reference. The ratios distnat / strongSwan are the
+ * figures; the goal is 2 or more. The CPU time of each side's processes per
+ * delivered datagram says where a small packet costs.
  * distnat's path crosses one more userspace process (the router) than
  * strongSwan's: its ESP is not helped by the comparison.
  *
@@ -23,16 +26,16 @@
  * scripts/bench/ipsec-micro.ts's cases. Every figure is printed with the
  * load average around it: the machine has 2 cores and both ends share them.
  *
- * BENCH_PROFILE=DIR: during distnat's TCP runs, perf(1) records the host
- * agent, the router and the peer (kernel entry points, user share), and the
- * agent runs under node --cpu-prof (its JavaScript, by function); both are
- * summarized after the table and kept in DIR.
+ * BENCH_PROFILE=DIR: during distnat's TCP runs and floods, perf(1) records
+ * the host agent, the router and the peer (kernel entry points, user share),
+ * and the agent and the peer run under node --cpu-prof (their JavaScript, by
+ * function); all are summarized after the table and kept in DIR.
  *
  * The daemons are bin/distnat, built first (scripts/bench/lib/build.ts;
  * BENCH_NO_BUILD=1 runs dist/ as it is).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -52,6 +55,7 @@ import { TOPOLOGY, Testbed, uniquePrefix } from '../../test/helpers/testbed.ts';
 import { sealOpenCost } from './ipsec-micro.ts';
 import { buildDistnat } from './lib/build.ts';
 import { summarizeCpuProfile } from './lib/cpuprofile.ts';
+import { cpuSeconds } from './lib/counters.ts';
 import { describeProfile, perfAvailable, record, summarize } from './lib/profile.ts';
 
 const { values } = parseArgs({
@@ -59,11 +63,20 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     'micro-seconds': { type: 'string', default: '1' },
     only: { type: 'string' },
+    'small-rates': { type: 'string', default: '10,20,30,40,50,60,80' },
   },
 });
 const SECONDS = Number(values.seconds);
 const MICRO_SECONDS = Number(values['micro-seconds']);
 const ONLY = values.only; // 'distnat' | 'strongswan'
+/** Offered rates of the small-datagram sweep, datagrams per second, lowest first. */
+const SMALL_RATES = values['small-rates']
+  .split(',')
+  .map((k) => Math.round(Number(k) * 1000))
+  .filter((r) => r > 0)
+  .sort((a, b) => a - b);
+/** A step of the sweep that delivers less than this share of what it offered ends it: the path is full. */
+const SWEEP_FULL = 0.9;
 const PROFILE = process.env.BENCH_PROFILE;
 /** What the profiles said, printed after the table. */
 const profileNotes: string[] = [];
@@ -81,10 +94,18 @@ const SUITES = [
 interface Figure {
   /** TCP bits per second. */
   tcp: number;
-  /** Small UDP datagrams delivered per second. */
+  /** Small UDP datagrams delivered per second: the most any offered rate of the sweep got through. */
   pps: number;
+  /** The offered rate (datagrams per second, 0: the flood) that delivered `pps`. */
+  ppsOffered: number;
+  /** Small UDP datagrams delivered per second when iperf3 sends as fast as it can. */
+  flood: number;
+  /** Every step of the sweep: offered (0: the flood) and delivered per second. */
+  sweep: [offered: number, delivered: number][];
   /** Load average (1 min) before and after. */
   load: [number, number];
+  /** CPU microseconds per delivered small datagram at the best step, by process (user + system, all threads). */
+  cpuPerSmall: [name: string, us: number][];
 }
 
 const load1 = (): number => loadavg()[0]!;
@@ -112,7 +133,8 @@ async function iperfTcp(ns: string, server: string, bind?: string): Promise<numb
     .bits_per_second;
 }
 
-async function iperfSmallUdp(ns: string, server: string, bind?: string): Promise<number> {
+/** Small datagrams delivered per second; `rate` datagrams per second offered, 0 for as fast as iperf3 sends. */
+async function iperfSmallUdp(ns: string, server: string, rate: number, bind?: string): Promise<number> {
   const r = await execIn(
     ns,
     [
@@ -123,7 +145,8 @@ async function iperfSmallUdp(ns: string, server: string, bind?: string): Promise
       String(PORT),
       '-u',
       '-b',
-      '0',
+      // iperf3 counts its payload's bits.
+      String(rate * SMALL_PAYLOAD * 8),
       '-l',
       String(SMALL_PAYLOAD),
       '-t',
@@ -146,21 +169,65 @@ async function iperfSmallUdp(ns: string, server: string, bind?: string): Promise
 
 /**
  * TCP then small UDP from `ns` to `server` (an iperf3 server in `serverNs`).
- * `duringTcp` runs beside the TCP stream (profilers).
+ *
+ * Small datagrams go at rising offered rates (SMALL_RATES) until a step
+ * delivers less than SWEEP_FULL of what it offered, then as fast as iperf3
+ * sends. The figure is the most any step delivered: the path's capacity.
+ * The flood alone would measure something else on two cores: the sender
+ * takes whatever CPU the path leaves, so a path that needs less CPU per
+ * datagram hands more of it to its own sender.
+ *
+ * `during` runs beside the TCP stream and the flood (profilers); the CPU
+ * time of `pids` over each step says which process a datagram costs most.
  */
 async function measure(
   ns: string,
   serverNs: string,
   server: string,
   bind?: string,
-  duringTcp?: () => Promise<void>,
+  pids: Record<string, number> = {},
+  during?: (phase: 'tcp' | 'small') => Promise<void>,
 ): Promise<Figure> {
   const before = load1();
   const s = await startIperf3Server(serverNs, { port: PORT, bind: server });
   try {
-    const [tcp] = await Promise.all([iperfTcp(ns, server, bind), duringTcp?.()]);
-    const pps = await iperfSmallUdp(ns, server, bind);
-    return { tcp, pps, load: [before, load1()] };
+    const [tcp] = await Promise.all([iperfTcp(ns, server, bind), during?.('tcp')]);
+    const cpu = (): number[] =>
+      Object.values(pids).map((pid) => {
+        const c = cpuSeconds(pid);
+        return c.user + c.system;
+      });
+    const sweep: [number, number][] = [];
+    let best = { offered: 0, delivered: -1, cpuPerSmall: [] as [string, number][] };
+    const step = async (rate: number): Promise<number> => {
+      const cpu0 = cpu();
+      const [delivered] = await Promise.all([
+        iperfSmallUdp(ns, server, rate, bind),
+        rate === 0 ? during?.('small') : undefined,
+      ]);
+      const cpu1 = cpu();
+      sweep.push([rate, delivered]);
+      if (delivered > best.delivered) {
+        const count = delivered * SECONDS;
+        best = {
+          offered: rate,
+          delivered,
+          cpuPerSmall: Object.keys(pids).map((name, i) => [name, ((cpu1[i]! - cpu0[i]!) * 1e6) / count]),
+        };
+      }
+      return delivered;
+    };
+    for (const rate of SMALL_RATES) if ((await step(rate)) < SWEEP_FULL * rate) break;
+    const flood = await step(0);
+    return {
+      tcp,
+      pps: best.delivered,
+      ppsOffered: best.offered,
+      flood,
+      sweep,
+      load: [before, load1()],
+      cpuPerSmall: best.cpuPerSmall,
+    };
   } finally {
     await s.stop();
   }
@@ -168,7 +235,7 @@ async function measure(
 
 // ---- distnat: the testbed ---------------------------------------------------------------
 
-/** perf on the distnat processes while the TCP stream runs, summarized into profileNotes. */
+/** perf on the distnat processes while the traffic runs, summarized into profileNotes. */
 async function perfDuring(label: string, pids: Record<string, number>): Promise<void> {
   if (PROFILE === undefined || !(await perfAvailable())) return;
   await new Promise((r) => setTimeout(r, 1000));
@@ -185,12 +252,30 @@ async function distnat(): Promise<Map<string, Figure>> {
   const out = new Map<string, Figure>();
   const bed = await Testbed.up({ prefix: uniquePrefix(), daemons: false });
   try {
+    // The LAN is a switch: with br_netfilter loaded, its bridge would run the
+    // IPv4 netfilter hooks for every frame, in the sender's system call (the
+    // host agent's sendmmsg; 15% of its CPU with small packets). The other
+    // benchmarks turn that off the same way (scripts/bench/lib/testbed.ts,
+    // bridgeNetfilter); strongSwan's path below has no bridge at all.
+    await bed.exec('lan', ['sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=0']);
     const router = await startIkeRouter(bed);
     const plainAgent = await startHostAgent(bed, 'h1');
-    out.set('plain', await measure(bed.ns('h1'), bed.ns('server'), SERVER));
+    out.set(
+      'plain',
+      await measure(bed.ns('h1'), bed.ns('server'), SERVER, undefined, {
+        'host agent': plainAgent.pid,
+        router: router.pid,
+      }),
+    );
     await plainAgent.stop({ timeoutMs: 10_000 });
     // The peer answers either suite; h1 asks for one at a time.
-    const peer = await startIkePeer(bed, { proposals: { esp: SUITES.map((s) => s.esp) }, dpdSeconds: 0 });
+    const peer = await startIkePeer(bed, {
+      proposals: { esp: SUITES.map((s) => s.esp) },
+      dpdSeconds: 0,
+      ...(PROFILE !== undefined
+        ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${join(PROFILE, 'peer')}`] }
+        : {}),
+    });
     for (const suite of SUITES) {
       const tag = suite.esp;
       const h1 = await startIkeHost(bed, 'h1', {
@@ -203,12 +288,9 @@ async function distnat(): Promise<Map<string, Figure>> {
       });
       const s = await waitForChildSas('h1 with a child SA', () => readStatus(bed, 'h1'), 1, 30_000);
       const cipher = String(tableRows(s, 'Child SAs (ESP)')[0]![3]);
-      const f = await measure(bed.ns('h1'), bed.ns('server'), SERVER, undefined, () =>
-        perfDuring(`distnat ${suite.name}`, {
-          'host agent': h1.pid,
-          router: router.pid,
-          peer: peer.proc.pid,
-        }),
+      const pids = { 'host agent': h1.pid, router: router.pid, peer: peer.proc.pid! };
+      const f = await measure(bed.ns('h1'), bed.ns('server'), SERVER, undefined, pids, (phase) =>
+        perfDuring(`distnat ${suite.name} ${phase}`, pids),
       );
       const after = await readStatus(bed, 'h1');
       const protectedOut = after.counters['ipsec.outbound.protected'] ?? 0;
@@ -217,23 +299,25 @@ async function distnat(): Promise<Map<string, Figure>> {
       out.set(suite.name, f);
       console.log(`  distnat ${suite.name}: child SA ${cipher}, ${protectedOut} packets sealed by h1`);
       await h1.stop({ timeoutMs: 10_000 });
-      if (PROFILE !== undefined) agentProfile(suite.name, join(PROFILE, `agent-${tag}`));
+      if (PROFILE !== undefined) jsProfile(suite.name, 'host agent', join(PROFILE, `agent-${tag}`));
     }
     return out;
   } finally {
     await bed.down();
+    // The peer writes its profile as it stops, which bed.down() has it do.
+    if (PROFILE !== undefined) jsProfile('both suites', 'peer', join(PROFILE, 'peer'));
   }
 }
 
-/** The host agent's JavaScript over its whole run (TCP and small UDP), by function. */
-function agentProfile(label: string, dir: string): void {
-  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+/** A daemon's JavaScript over its whole run (TCP and small UDP), by function. */
+function jsProfile(label: string, who: string, dir: string): void {
+  const file = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('.cpuprofile')) : undefined;
   if (file === undefined) return;
   const p = summarizeCpuProfile(join(dir, file));
   const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
   const top = p.self.slice(0, 12).map(([f, x]) => `${pct(x)} ${f}`);
   profileNotes.push(
-    `  distnat ${label}, host agent JavaScript (node --cpu-prof, ${p.busyMs.toFixed(0)} ms busy), self: ${top.join('; ')}`,
+    `  distnat ${label}, ${who} JavaScript (node --cpu-prof, ${p.busyMs.toFixed(0)} ms busy), self: ${top.join('; ')}`,
   );
 }
 
@@ -333,7 +417,10 @@ async function strongswan(
       }
       a.swanctl('--initiate', '--child', 'bench', '--timeout', '20');
       const list = a.swanctl('--list-sas');
-      const f = await measure(NS.a, NS.b, INNER.b, INNER.a);
+      const f = await measure(NS.a, NS.b, INNER.b, INNER.a, {
+        'charon a': a.proc.pid!,
+        'charon b': b.proc.pid!,
+      });
       const counted = /in\s+[0-9a-f]{8},\s+(\d+) bytes/.exec(b.swanctl('--list-sas'))?.[1];
       if (Number(counted ?? 0) < 1_000_000)
         throw new Error(`strongSwan ${suite.name}: only ${counted} bytes went through the child SA\n${list}`);
@@ -435,6 +522,9 @@ async function main(): Promise<void> {
       'distnat small',
       'strongSwan small',
       'ratio',
+      'flood: distnat',
+      'strongSwan',
+      'ratio',
       'load 1-min (d | s)',
     ],
   ];
@@ -449,10 +539,31 @@ async function main(): Promise<void> {
       kpps(d?.pps),
       kpps(s?.pps),
       ratio(d?.pps, s?.pps),
+      kpps(d?.flood),
+      kpps(s?.flood),
+      ratio(d?.flood, s?.flood),
       `${loads(d)} | ${loads(s)}`,
     ]);
   }
   console.log(table(rows));
+  console.log(
+    `small: the most delivered at any offered rate of the sweep (${SMALL_RATES.map((r) => r / 1000).join(', ')} kpps, ` +
+      `on until a step delivers under ${SWEEP_FULL * 100}% of its offer, then the flood); flood: iperf3 -b 0 alone`,
+  );
+  for (const [who, m] of [
+    ['distnat', ours],
+    ['strongSwan', theirs],
+  ] as const)
+    for (const k of ['plain', ...SUITES.map((s) => s.name)]) {
+      const f = get(m, k);
+      if (f === undefined) continue;
+      const steps = f.sweep.map(
+        ([o, got]) => `${o === 0 ? 'flood' : o / 1000} -> ${(got / 1000).toFixed(1)}`,
+      );
+      console.log(
+        `  ${who} ${k === 'plain' ? 'no IPsec' : k}, kpps offered -> delivered: ${steps.join(', ')}`,
+      );
+    }
   for (const suite of SUITES) {
     const part = (m: Map<string, Figure> | string, who: string): string => {
       const esp = get(m, suite.name);
@@ -466,16 +577,36 @@ async function main(): Promise<void> {
   if (typeof ours === 'string') console.log(`distnat: not measured (${ours})`);
   if (typeof theirs === 'string') console.log(`strongSwan: not measured (${theirs})`);
   if (typeof ours !== 'string' && typeof theirs !== 'string') {
-    const met = SUITES.every((s) => {
-      const d = ours instanceof Map ? ours.get(s.name) : undefined;
-      const t = theirs instanceof Map ? theirs.get(s.name) : undefined;
-      return d !== undefined && t !== undefined && d.tcp >= GOAL * t.tcp && d.pps >= GOAL * t.pps;
-    });
+    const holds = (pick: (f: Figure) => number): boolean =>
+      SUITES.every((s) => {
+        const d = ours instanceof Map ? ours.get(s.name) : undefined;
+        const t = theirs instanceof Map ? theirs.get(s.name) : undefined;
+        return d !== undefined && t !== undefined && pick(d) >= GOAL * pick(t);
+      });
+    const word = (ok: boolean): string => (ok ? 'met' : 'NOT met');
     console.log(
-      `\ngoal: distnat >= ${GOAL}x strongSwan on both suites, TCP and small packets: ${met ? 'met' : 'NOT met'}`,
+      `\ngoal: distnat >= ${GOAL}x strongSwan on both suites: TCP ${word(holds((f) => f.tcp))}, ` +
+        `small packets ${word(holds((f) => f.pps))}, small packets under a flood ${word(holds((f) => f.flood))}`,
     );
   }
 
+  const perSmall: string[] = [];
+  for (const [who, m] of [
+    ['distnat', ours],
+    ['strongSwan', theirs],
+  ] as const)
+    for (const k of ['plain', ...SUITES.map((s) => s.name)]) {
+      const f = get(m, k);
+      if (f !== undefined && f.cpuPerSmall.length > 0)
+        perSmall.push(
+          `  ${who} ${k === 'plain' ? 'no IPsec' : k}: ${f.cpuPerSmall.map(([n, us]) => `${n} ${us.toFixed(1)}`).join(', ')}; ` +
+            `sum ${f.cpuPerSmall.reduce((a, [, us]) => a + us, 0).toFixed(1)}`,
+        );
+    }
+  if (perSmall.length > 0)
+    console.log(
+      `\nCPU µs per small datagram delivered at the best step, by process (user + system, the step's whole iperf3 run):\n${perSmall.join('\n')}`,
+    );
   if (profileNotes.length > 0) console.log(`\nprofiles (kept in ${PROFILE}):\n${profileNotes.join('\n')}`);
   console.log(
     `\nengine per packet in process (scripts/bench/ipsec-micro.ts cases, ${MICRO_SECONDS} s each, median):`,

@@ -155,7 +155,11 @@ export async function startIkePeer(
     retrySeconds: 1,
     peers: o.peers ?? [],
   });
-  const proc = bed.spawn('server', peerArgv(['--ike', file], runDir));
+  const argv = peerArgv(['--ike', file], runDir);
+  const proc = bed.spawn(
+    'server',
+    o.nodeArgs === undefined ? argv : [process.execPath, ...o.nodeArgs, ...argv],
+  );
   await proc.waitForOutput(/peer running/, { timeoutMs: 30_000 });
   return { proc, runDir };
 }
