@@ -550,20 +550,23 @@ async function main(): Promise<void> {
     `small: the most delivered at any offered rate of the sweep (${SMALL_RATES.map((r) => r / 1000).join(', ')} kpps, ` +
       `on until a step delivers under ${SWEEP_FULL * 100}% of its offer, then the flood); flood: iperf3 -b 0 alone`,
   );
-  for (const [who, m] of [
-    ['distnat', ours],
-    ['strongSwan', theirs],
-  ] as const)
-    for (const k of ['plain', ...SUITES.map((s) => s.name)]) {
-      const f = get(m, k);
-      if (f === undefined) continue;
-      const steps = f.sweep.map(
-        ([o, got]) => `${o === 0 ? 'flood' : o / 1000} -> ${(got / 1000).toFixed(1)}`,
-      );
-      console.log(
-        `  ${who} ${k === 'plain' ? 'no IPsec' : k}, kpps offered -> delivered: ${steps.join(', ')}`,
-      );
-    }
+  /** Every figure measured, side by side: distnat's cases, then strongSwan's. */
+  const everyFigure = (): [who: string, label: string, f: Figure][] =>
+    (
+      [
+        ['distnat', ours],
+        ['strongSwan', theirs],
+      ] as const
+    ).flatMap(([who, m]) =>
+      ['plain', ...SUITES.map((s) => s.name)].flatMap((k) => {
+        const f = get(m, k);
+        return f === undefined ? [] : [[who, k === 'plain' ? 'no IPsec' : k, f] as [string, string, Figure]];
+      }),
+    );
+  for (const [who, label, f] of everyFigure()) {
+    const steps = f.sweep.map(([o, got]) => `${o === 0 ? 'flood' : o / 1000} -> ${(got / 1000).toFixed(1)}`);
+    console.log(`  ${who} ${label}, kpps offered -> delivered: ${steps.join(', ')}`);
+  }
   for (const suite of SUITES) {
     const part = (m: Map<string, Figure> | string, who: string): string => {
       const esp = get(m, suite.name);
@@ -590,19 +593,13 @@ async function main(): Promise<void> {
     );
   }
 
-  const perSmall: string[] = [];
-  for (const [who, m] of [
-    ['distnat', ours],
-    ['strongSwan', theirs],
-  ] as const)
-    for (const k of ['plain', ...SUITES.map((s) => s.name)]) {
-      const f = get(m, k);
-      if (f !== undefined && f.cpuPerSmall.length > 0)
-        perSmall.push(
-          `  ${who} ${k === 'plain' ? 'no IPsec' : k}: ${f.cpuPerSmall.map(([n, us]) => `${n} ${us.toFixed(1)}`).join(', ')}; ` +
-            `sum ${f.cpuPerSmall.reduce((a, [, us]) => a + us, 0).toFixed(1)}`,
-        );
-    }
+  const perSmall = everyFigure()
+    .filter(([, , f]) => f.cpuPerSmall.length > 0)
+    .map(
+      ([who, label, f]) =>
+        `  ${who} ${label}: ${f.cpuPerSmall.map(([n, us]) => `${n} ${us.toFixed(1)}`).join(', ')}; ` +
+        `sum ${f.cpuPerSmall.reduce((a, [, us]) => a + us, 0).toFixed(1)}`,
+    );
   if (perSmall.length > 0)
     console.log(
       `\nCPU µs per small datagram delivered at the best step, by process (user + system, the step's whole iperf3 run):\n${perSmall.join('\n')}`,
