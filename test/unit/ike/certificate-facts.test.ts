@@ -29,13 +29,13 @@ describe('certificate facts', () => {
     const at = base.indexOf(serial);
     expect(at).toBeGreaterThan(0);
     // Same certificate, other serial numbers: different bytes, as a flood of made-up certificates would be.
-    for (let i = 0; i < 1500; i++) {
+    for (let i = 0; i < 1100; i++) {
       const variant = Buffer.from(base);
       variant.writeUInt16BE(i, at + serial.length - 2);
       certificateFacts(variant);
     }
     expect(certificateFactsHeld()).toBeLessThanOrEqual(1024);
-  });
+  }, 120_000); // each one is parsed twice (node, @peculiar/x509): many seconds on a loaded machine
 
   it('do not stand in for a check: a certificate whose facts are held still fails a chain it does not belong to', async () => {
     const leaf = der(pki.peer.certPem);
