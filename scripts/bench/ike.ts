@@ -48,6 +48,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -59,6 +60,7 @@ import { IkeDaemon, MemoryNetwork, selectorPolicy, hostSelector } from '../../sr
 import { CertificateAuthority, issuePeerCertificate } from '../../src/pki/index.ts';
 import { onExitCleanup } from '../../test/helpers/process.ts';
 import { cpuSeconds } from './lib/counters.ts';
+import { summarizeCpuProfile } from './lib/cpuprofile.ts';
 import { buildDistnat } from './lib/build.ts';
 import { ROOT } from './lib/testbed.ts';
 import { Vici } from './lib/vici.ts';
@@ -687,6 +689,23 @@ function report(ourRuns: Runs | string | undefined, swanRuns: Runs | string | un
         typeof runs === 'object' ? (runs.get(k) ?? []).map((m) => m.rate.toFixed(0)).join(' ') : '-';
       console.log(`  ${label(k).padEnd(24)} ours ${rates(ourRuns)}; strongSwan ${rates(swanRuns)}`);
     }
+    // The rates swing with the machine's load; the CPU per handshake much less, and it is what a change moves.
+    console.log("every run's CPU ms per handshake, responder/initiator (median):");
+    for (const k of CASES) {
+      const cpu = (runs: Runs | string | undefined): string => {
+        if (typeof runs !== 'object') return '-';
+        const list = runs.get(k) ?? [];
+        const mid = (xs: number[]): string =>
+          [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!.toFixed(2);
+        return (
+          list.map((m) => `${m.responderCpuMs.toFixed(2)}/${m.initiatorCpuMs.toFixed(2)}`).join(' ') +
+          (list.length > 0
+            ? ` (${mid(list.map((m) => m.responderCpuMs))}/${mid(list.map((m) => m.initiatorCpuMs))})`
+            : '')
+        );
+      };
+      console.log(`  ${label(k).padEnd(24)} ours ${cpu(ourRuns)}; strongSwan ${cpu(swanRuns)}`);
+    }
   }
   if (typeof ourRuns === 'string') console.log(`ours: not measured (${ourRuns})`);
   if (typeof swanRuns === 'string') console.log(`strongSwan: not measured (${swanRuns})`);
@@ -695,6 +714,35 @@ function report(ourRuns: Runs | string | undefined, swanRuns: Runs | string | un
       .map((x) => x.toFixed(2))
       .join(' ')}`,
   );
+}
+
+/**
+ * Where a profiled process's busy time went over the whole benchmark
+ * (`count` handshakes, the uncounted warm-ups and the Deletes included):
+ * self time by function, and inclusive time of the project's own functions.
+ */
+function profileReport(who: string, dir: string | undefined, count: number): void {
+  if (dir === undefined || !existsSync(dir)) return;
+  const newest = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .map((f) => join(dir, f))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  if (newest === undefined) return;
+  const p = summarizeCpuProfile(newest);
+  const row = ([f, x]: [string, number]): string =>
+    `  ${(x * 100).toFixed(1).padStart(5)}%  ${((x * p.busyMs) / count).toFixed(3)} ms  ${f}`;
+  console.log(
+    `${who} (${newest}): ${p.busyMs.toFixed(0)} ms busy, ${(p.busyMs / count).toFixed(2)} ms per handshake over ${count}, profiled`,
+  );
+  console.log('  self, by function:');
+  for (const r of p.self.slice(0, 15)) console.log(row(r));
+  // The peer runs the bundle (dist/), the initiators the sources (src/).
+  console.log('  inclusive, distnat code:');
+  for (const r of [...p.inclusive]
+    .filter(([f]) => f.includes(' src/') || f.includes(' dist/'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 25))
+    console.log(row(r));
 }
 
 async function main(): Promise<void> {
@@ -751,6 +799,10 @@ async function main(): Promise<void> {
       if (typeof swanSide === 'object') await swanSide.close();
     }
     report(ourRuns, swanRuns);
+    // Every handshake the initiators made: the start-up run, then each run's warm-up and counted ones.
+    const handshakes = 5 * WARMUP + RUNS.length * (WARMUP + N);
+    profileReport('peer', process.env.BENCH_PEER_PROFILE, handshakes);
+    profileReport('initiator', process.env.BENCH_INITIATOR_PROFILE, handshakes);
   } finally {
     dropNamespaces();
     rmSync(dir, { recursive: true, force: true });

@@ -13,6 +13,7 @@
  * synchronous); @peculiar/x509 reads names and CRLs.
  */
 import { createHash, X509Certificate } from 'node:crypto';
+import { crlUrls } from '../pki/describe.ts';
 import { portsCoveredBy, type PortBinding } from '../pki/index.ts';
 import { x509 } from '../pki/x509.ts';
 import { CertEncoding, IdType, PayloadType } from './constants.ts';
@@ -57,13 +58,19 @@ export interface CertificateFacts {
   readonly emails: readonly string[];
   /** The distnat port binding, if the certificate carries a well-formed one. */
   readonly binding: PortBinding | undefined;
+  /** Where the issuer publishes its CRL (RFC 5280 4.2.1.13). */
+  readonly crlUrls: readonly string[];
   /** Keys of issuers whose signature on this certificate has been checked. */
   readonly signedBy: Set<string>;
 }
 
+/** The DER itself (as a string, the map key), so that no two certificates can share facts. */
 const FACTS = new Map<string, CertificateFacts>();
 const MAX_FACTS = 1024;
-const factsKey = (der: Uint8Array): string => Buffer.from(der).toString('base64');
+const factsKey = (der: Uint8Array): string =>
+  Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('latin1');
+/** The facts behind an X509Certificate this module made: `cert.raw` copies the DER at every call. */
+const FACTS_OF = new WeakMap<X509Certificate, CertificateFacts>();
 
 /** The facts of a DER certificate; throws for one that cannot be parsed. */
 export function certificateFacts(der: Uint8Array): CertificateFacts {
@@ -79,11 +86,51 @@ export function certificateFacts(der: Uint8Array): CertificateFacts {
     dns: names.filter((n) => n.type === 'dns').map((n) => n.value),
     emails: names.filter((n) => n.type === 'email').map((n) => n.value),
     binding: portsCoveredBy(p),
+    crlUrls: crlUrls(p),
     signedBy: new Set(),
   };
   if (FACTS.size >= MAX_FACTS) FACTS.delete(FACTS.keys().next().value!);
   FACTS.set(key, facts);
+  FACTS_OF.set(cert, facts);
   return facts;
+}
+
+/** How many certificates' facts are held: at most MAX_FACTS, whatever peers send. */
+export const certificateFactsHeld = (): number => FACTS.size;
+
+/** The facts of a certificate, found by the object when certificateFacts made it. */
+export function factsOf(cert: X509Certificate): CertificateFacts {
+  return FACTS_OF.get(cert) ?? certificateFacts(cert.raw);
+}
+
+interface Validity {
+  readonly from: number;
+  readonly to: number;
+  readonly ca: boolean;
+  /** The DER as a string: a key for the signatures checked under this certificate. */
+  readonly key: string;
+}
+
+/**
+ * What the chain check reads of every certificate on a path, per object:
+ * node's getters go to OpenSSL and build strings at every call, and the
+ * trust anchors and the certificates of returning peers are the same
+ * objects every time.
+ */
+const VALIDITY = new WeakMap<X509Certificate, Validity>();
+
+function validityOf(c: X509Certificate): Validity {
+  let v = VALIDITY.get(c);
+  if (v === undefined) {
+    v = {
+      from: new Date(c.validFrom).getTime(),
+      to: new Date(c.validTo).getTime(),
+      ca: c.ca,
+      key: factsKey(c.raw),
+    };
+    VALIDITY.set(c, v);
+  }
+  return v;
 }
 
 const KEY_HASHES = new WeakMap<X509Certificate, Buffer>();
@@ -119,21 +166,22 @@ export type ChainCheck =
 const MAX_PATH = 6;
 
 function validAt(c: X509Certificate, at: Date): string | undefined {
-  const from = new Date(c.validFrom);
-  const to = new Date(c.validTo);
-  if (at < from) return `"${c.subject.replace(/\n/g, ', ')}" is not valid before ${from.toISOString()}`;
-  if (at > to) return `"${c.subject.replace(/\n/g, ', ')}" expired at ${to.toISOString()}`;
+  const v = validityOf(c);
+  if (at.getTime() < v.from)
+    return `"${c.subject.replace(/\n/g, ', ')}" is not valid before ${new Date(v.from).toISOString()}`;
+  if (at.getTime() > v.to)
+    return `"${c.subject.replace(/\n/g, ', ')}" expired at ${new Date(v.to).toISOString()}`;
   return undefined;
 }
 
 const signedBy = (child: X509Certificate, issuer: X509Certificate): boolean => {
   let facts: CertificateFacts | undefined;
   try {
-    facts = certificateFacts(child.raw);
+    facts = factsOf(child);
   } catch {
     facts = undefined;
   }
-  const issuerKey = factsKey(issuer.raw);
+  const issuerKey = validityOf(issuer).key;
   if (facts?.signedBy.has(issuerKey)) return true;
   try {
     const good = child.checkIssued(issuer) && child.verify(issuer.publicKey);
@@ -168,10 +216,10 @@ export async function verifyPeerChain(
     const root = trust.roots.find((r) => signedBy(child, r));
     if (root !== undefined) {
       // The leaf itself may be a root we trust (self-signed peers); do not list it twice.
-      if (root.raw.equals(child.raw) === false) path.push(root);
+      if (validityOf(root).key !== validityOf(child).key) path.push(root);
       break;
     }
-    if (trust.roots.some((r) => r.raw.equals(child.raw))) break;
+    if (trust.roots.some((r) => validityOf(r).key === validityOf(child).key)) break;
     const next = pool.find((c) => !path.includes(c) && signedBy(child, c));
     if (next === undefined)
       return { ok: false, problem: `no trusted CA issued "${child.subject.replace(/\n/g, ', ')}"` };
@@ -183,7 +231,8 @@ export async function verifyPeerChain(
     if (v !== undefined) return { ok: false, problem: v };
   }
   for (const issuer of path.slice(1))
-    if (!issuer.ca) return { ok: false, problem: `"${issuer.subject.replace(/\n/g, ', ')}" is not a CA` };
+    if (!validityOf(issuer).ca)
+      return { ok: false, problem: `"${issuer.subject.replace(/\n/g, ', ')}" is not a CA` };
   const revoked = await pathRevocation(path, trust.crls ?? [], at);
   if (revoked !== undefined) return { ok: false, problem: revoked };
   return { ok: true, path };
@@ -289,16 +338,16 @@ export function idMatchesCertificate(id: IdPayload, cert: X509Certificate): bool
   try {
     switch (id.idType) {
       case IdType.DER_ASN1_DN:
-        return certificateFacts(cert.raw).subject.equals(id.data);
+        return factsOf(cert).subject.equals(id.data);
       case IdType.IPV4_ADDR:
         return id.data.length === 4 && cert.checkIP([...id.data].join('.')) !== undefined;
       case IdType.FQDN: {
         const name = id.data.toString('ascii').toLowerCase();
-        return certificateFacts(cert.raw).dns.some((v) => v.toLowerCase() === name);
+        return factsOf(cert).dns.some((v) => v.toLowerCase() === name);
       }
       case IdType.RFC822_ADDR: {
         const mail = id.data.toString('ascii').toLowerCase();
-        return certificateFacts(cert.raw).emails.some((v) => v.toLowerCase() === mail);
+        return factsOf(cert).emails.some((v) => v.toLowerCase() === mail);
       }
       default:
         return false;

@@ -13,9 +13,8 @@
  * not one whose port binding anybody can vouch for.
  */
 import type { X509Certificate } from 'node:crypto';
-import { crlUrls } from '../pki/describe.ts';
 import { x509 } from '../pki/x509.ts';
-import { pathRevocation } from './certs.ts';
+import { factsOf, pathRevocation } from './certs.ts';
 import { portBindingAuthorizer, type PeerAuthorizer } from './policy.ts';
 
 export type CrlFetch = (url: string) => Promise<Uint8Array>;
@@ -85,21 +84,6 @@ export class CrlCache {
   }
 }
 
-/** Distribution points by certificate (its SHA-256 fingerprint): a certificate is read once, not per handshake. */
-const urlsByCertificate = new Map<string, string[]>();
-const URL_CACHE_ENTRIES = 4096;
-
-function distributionPoints(cert: X509Certificate): string[] {
-  const key = cert.fingerprint256;
-  let urls = urlsByCertificate.get(key);
-  if (urls === undefined) {
-    urls = crlUrls(new x509.X509Certificate(cert.raw));
-    if (urlsByCertificate.size >= URL_CACHE_ENTRIES) urlsByCertificate.clear();
-    urlsByCertificate.set(key, urls);
-  }
-  return urls;
-}
-
 /**
  * An authorizer that first checks the peer's path against the CRLs its
  * certificates point to, then hands the fresh CRLs on to `inner` (by default
@@ -114,7 +98,7 @@ export function revocationCheckingAuthorizer(
     const crls: x509.X509Crl[] = [...(peer.trust.crls ?? [])];
     // The root is trusted as configured; every certificate below it names where its revocation is published.
     for (const cert of peer.path.slice(0, -1)) {
-      for (const url of distributionPoints(cert)) {
+      for (const url of factsOf(cert).crlUrls) {
         const crl = await cache.get(url);
         if (crl === undefined) return { ok: false, reason: `no current CRL from ${url}` };
         crls.push(crl);

@@ -14,9 +14,8 @@
  * ESP-in-UDP regardless (strongSwan's `encap = yes`) sends a deliberately
  * wrong source hash, and we follow it to UDP encapsulation.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { FIRST_STATUS_NOTIFY, NotifyType } from './constants.ts';
-import { spiBytes } from './keys.ts';
 import { findNotify, notifiesOf, notify, type NotifyPayload, type Payload } from './payloads.ts';
 
 export interface Endpoint {
@@ -33,14 +32,13 @@ export function ipv4Bytes(address: string): Buffer {
 }
 
 export function natHash(spiI: bigint, spiR: bigint, at: Endpoint): Buffer {
-  const port = Buffer.alloc(2);
-  port.writeUInt16BE(at.port);
-  return createHash('sha1')
-    .update(spiBytes(spiI))
-    .update(spiBytes(spiR))
-    .update(ipv4Bytes(at.address))
-    .update(port)
-    .digest();
+  // One buffer and a one-shot digest: four of these per IKE_SA_INIT on each side.
+  const input = Buffer.allocUnsafe(22);
+  input.writeBigUInt64BE(spiI, 0);
+  input.writeBigUInt64BE(spiR, 8);
+  ipv4Bytes(at.address).copy(input, 16);
+  input.writeUInt16BE(at.port, 20);
+  return hash('sha1', input, 'buffer');
 }
 
 /** The two NAT detection notifications for a message from `local` to `remote`. */

@@ -23,7 +23,7 @@ import type { EspEncryption, IntegrityAlgorithm, IpsecMode } from '../ipsec/type
 import type { IdPayload } from './payloads.ts';
 import type { Endpoint } from './nat.ts';
 import { bindingSelectors, hostSelector, narrow, type Ipv4Selector } from './selectors.ts';
-import { certificateFacts, type TrustAnchors } from './certs.ts';
+import { factsOf, type TrustAnchors } from './certs.ts';
 
 /** Chooses the SPIs of our inbound child SAs. */
 export interface SpiAllocator {
@@ -206,7 +206,7 @@ export function portBindingAuthorizer(options: { requireBinding?: boolean } = {}
 /** The binding of a verified certificate, if it has one. */
 export function bindingOf(cert: X509Certificate): PortBinding | undefined {
   try {
-    return certificateFacts(cert.raw).binding;
+    return factsOf(cert).binding;
   } catch {
     return undefined;
   }

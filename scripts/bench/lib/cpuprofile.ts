@@ -32,7 +32,7 @@ export interface ProfileSummary {
 }
 
 const labelOf = (f: CallFrame): string =>
-  `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(src|node_modules)\//, '$1/').replace(/^node:/, '')}`;
+  `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(src|node_modules|dist)\//, '$1/').replace(/^node:/, '')}`;
 
 export function summarizeCpuProfile(file: string): ProfileSummary {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
