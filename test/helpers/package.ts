@@ -15,7 +15,17 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -27,6 +37,8 @@ export interface InstalledPackage {
   readonly bin: string;
   /** The native addon built for it. */
   readonly addon: string;
+  /** The tarball it was installed from, as `npm pack` made it: what install.sh --package takes. */
+  readonly tarball: string;
 }
 
 declare module 'vitest' {
@@ -74,25 +86,34 @@ export function installPackage(): InstalledPackage {
         }
       }
     }
+    // Beside the installation, for the tests that install the package
+    // elsewhere; renamed into place, as a concurrent run may be reading it.
+    const tarball = `${dir}.tgz`;
+    if (!existsSync(tarball)) {
+      copyFileSync(packed, `${tarball}.${process.pid}`);
+      renameSync(`${tarball}.${process.pid}`, tarball);
+    }
     const now = new Date();
     utimesSync(dir, now, now);
-    prune(dir);
+    utimesSync(tarball, now, now);
+    prune(dir, tarball);
     return {
       dir,
       bin: join(dir, 'bin/distnat'),
       addon: join(dir, 'native-setup/addon/build/Release/distnat_native.node'),
+      tarball,
     };
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-/** Installed packages of earlier runs, unused for two days. */
-function prune(keep: string): void {
+/** Installed packages of earlier runs and their tarballs, unused for two days. */
+function prune(...keep: string[]): void {
   for (const name of readdirSync(CACHE)) {
     if (!name.startsWith(PREFIX)) continue;
     const dir = join(CACHE, name);
-    if (dir === keep) continue;
+    if (keep.includes(dir)) continue;
     try {
       if (Date.now() - statSync(dir).mtimeMs < UNUSED_MS) continue;
       rmSync(dir, { recursive: true, force: true });
@@ -102,6 +123,14 @@ function prune(keep: string): void {
   }
 }
 
+/**
+ * The `package` and `netns` projects each run this set-up, one after the
+ * other in the one vitest process; packing builds the whole tree, so the
+ * second takes the first one's package.
+ */
+const INSTALLED = Symbol.for('distnat.test.installedPackage');
+
 export default function setup(project: TestProject): void {
-  project.provide('distnatPackage', installPackage());
+  const shared = globalThis as { [INSTALLED]?: InstalledPackage };
+  project.provide('distnatPackage', (shared[INSTALLED] ??= installPackage()));
 }
