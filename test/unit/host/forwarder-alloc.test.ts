@@ -150,7 +150,11 @@ describe('allocation on the packet path', () => {
     // Two of the runner's own collections happen on a busy machine; a view or
     // a closure per packet (40 bytes or more) would make five or more here.
     expect(r.collections).toBeLessThanOrEqual(2);
-    expect(r.grown / (batches * 128)).toBeLessThan(1);
+    // The smallest object V8 makes is 12 bytes, so one per packet would grow
+    // the heap by at least that much a packet; what the test runner itself
+    // allocates over the run's seconds came to 4 bytes a packet on a loaded
+    // machine, where 1 was too tight.
+    expect(r.grown / (batches * 128)).toBeLessThan(8);
     // Two million packets: ~6 s alone, three to four times that beside the other unit files on a busy machine.
   }, 60_000);
 
