@@ -101,6 +101,7 @@ export function growth(samples: readonly Sample[], seconds: number): Growth[] {
   const end = during.at(-1)!.t;
   const half = during.filter((s) => s.t >= end / 2);
   const limits = end >= STEADY_MINUTES * 60 ? GROWTH_LIMITS : SHORT_RUN_LIMITS;
+  const settled = samples.find((s) => s.t > seconds)?.daemons ?? {};
   const out: Growth[] = [];
   for (const daemon of Object.keys(samples[0]!.daemons))
     for (const metric of Object.keys(GROWTH_LIMITS) as GrowthMetric[]) {
@@ -119,10 +120,16 @@ export function growth(samples: readonly Sample[], seconds: number): Growth[] {
         first,
         last,
         // Descriptors come and go with control connections and traffic: a
-        // sample taken during a withdrawal tilts a short run's line without
-        // any leak. A lost descriptor stays, so the window must also end above
-        // where it began.
-        grew: perMinute > limit && (metric !== 'openFds' || last > first),
+        // sample taken during a withdrawal or a certificate request tilts a
+        // short run's line without any leak, and so does one that happens to
+        // be the window's last (45 descriptors, 47 at the end, in a run on a
+        // loaded machine). A lost descriptor stays, so the count must also
+        // end above the window's least: at the sample taken once the traffic
+        // has stopped, when those connections are gone (the window's last
+        // sample when there is none).
+        grew:
+          perMinute > limit &&
+          (metric !== 'openFds' || (settled[daemon]?.openFds ?? last) > Math.min(...points.map((p) => p.y))),
       });
     }
   return out;
