@@ -13,10 +13,7 @@ import { defineConfig } from 'vitest/config';
  * Long namespace tests (see the netns-beside project): the lease timers and
  * state loss, which mostly wait on real lease clocks, and the soak, the
  * malformed-packet run and bench:routers' smoke run, which make their own
- * `bn<pid>-` testbed through scripts/bench. In the order they start
- * (LongFirstSequencer), longest first; the unit files fill the workers as
- * these finish (a beside file started after the unit files was the pool's
- * tail).
+ * `bn<pid>-` testbed through scripts/bench.
  */
 const BESIDE_TESTS = [
   'test/netns/pap-lease-timers.test.ts',
@@ -29,12 +26,9 @@ const BESIDE_TESTS = [
 /**
  * `unit` and `netns-beside` share one pool of this many workers (vitest puts
  * projects of one size in one group): the long namespace files spend their
- * minutes waiting on lease clocks while the unit files run beside them. Two
- * workers hold the lease files for their first minutes; with three, the
- * third ran the other beside files one after another and the unit files
- * had no worker for those minutes, while the cores were far from busy.
+ * minutes waiting on lease clocks while the unit files run beside them.
  */
-const SHARED_WORKERS = 4;
+const SHARED_WORKERS = 3;
 
 /**
  * The other namespace files run after that pool, two at a time: each builds
@@ -55,11 +49,7 @@ const NETNS_WORKERS = 2;
 class LongFirstSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const sorted = await super.sort(files);
-    const rank = (f: TestSpecification): number => {
-      if (f.project.name !== 'netns-beside') return BESIDE_TESTS.length + 1;
-      const at = BESIDE_TESTS.findIndex((b) => f.moduleId.endsWith(b));
-      return at >= 0 ? at : BESIDE_TESTS.length;
-    };
+    const rank = (f: TestSpecification): number => (f.project.name === 'netns-beside' ? 0 : 1);
     return sorted
       .map((file, i) => ({ file, i }))
       .sort((a, b) => rank(a.file) - rank(b.file) || a.i - b.i)
