@@ -64,6 +64,7 @@ const { values } = parseArgs({
     'micro-seconds': { type: 'string', default: '1' },
     only: { type: 'string' },
     'small-rates': { type: 'string', default: '10,20,30,40,50,60,80' },
+    'udp-buffer': { type: 'string', default: '4M' },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -77,6 +78,16 @@ const SMALL_RATES = values['small-rates']
   .sort((a, b) => a - b);
 /** A step of the sweep that delivers less than this share of what it offered ends it: the path is full. */
 const SWEEP_FULL = 0.9;
+/**
+ * iperf3 -w for the small datagrams: the receiving iperf3's socket buffer
+ * (and the sender's), capped by net.core.rmem_max. With the default
+ * (rmem_default, 208 KiB: about 300 small datagrams) the receiving iperf3,
+ * one recv per datagram on a machine whose two cores the path keeps busy,
+ * dropped up to 7% of what both paths had already carried; the benchmark
+ * measures the path, so the last socket should not be where it loses.
+ * '0' leaves iperf3's default.
+ */
+const UDP_BUFFER = values['udp-buffer'];
 const PROFILE = process.env.BENCH_PROFILE;
 /** What the profiles said, printed after the table. */
 const profileNotes: string[] = [];
@@ -106,6 +117,42 @@ interface Figure {
   load: [number, number];
   /** CPU microseconds per delivered small datagram at the best step, by process (user + system, all threads). */
   cpuPerSmall: [name: string, us: number][];
+  /** Where the best step's lost datagrams went (LossPoints), when known. */
+  lost?: Losses;
+}
+
+/** Where a small datagram can be lost on either path, read before and after each step. */
+interface LossPoints {
+  /** The sending iperf3's namespace and the TUN its datagrams are routed into (the sealing daemon reads it). */
+  senderNs: string;
+  tun: string;
+  /** The receiving iperf3's namespace; its socket is the one on PORT. */
+  receiverNs: string;
+}
+
+interface Losses {
+  /** Datagrams iperf3 sent but the server did not count. */
+  total: number;
+  /** Dropped at the sender's TUN: the sealing side did not read them in time (the device's tx_dropped). */
+  tun: number;
+  /** Dropped at the receiving iperf3's full socket (the drops column of /proc/net/udp). */
+  socket: number;
+}
+
+async function lossCounters(p: LossPoints): Promise<{ tun: number; socket: number }> {
+  const [link, udp] = await Promise.all([
+    execIn(p.senderNs, ['ip', '-j', '-s', 'link', 'show', 'dev', p.tun]),
+    execIn(p.receiverNs, ['cat', '/proc/net/udp']),
+  ]);
+  const tun =
+    (JSON.parse(link.stdout) as { stats64: { tx: { dropped: number } } }[])[0]?.stats64.tx.dropped ?? 0;
+  const port = `:${PORT.toString(16).toUpperCase().padStart(4, '0')}`;
+  let socket = 0;
+  for (const line of udp.stdout.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(port)) socket += Number(f[f.length - 1]);
+  }
+  return { tun, socket };
 }
 
 const load1 = (): number => loadavg()[0]!;
@@ -133,8 +180,16 @@ async function iperfTcp(ns: string, server: string, bind?: string): Promise<numb
     .bits_per_second;
 }
 
-/** Small datagrams delivered per second; `rate` datagrams per second offered, 0 for as fast as iperf3 sends. */
-async function iperfSmallUdp(ns: string, server: string, rate: number, bind?: string): Promise<number> {
+/**
+ * Small datagrams delivered per second, and how many were lost; `rate`
+ * datagrams per second offered, 0 for as fast as iperf3 sends.
+ */
+async function iperfSmallUdp(
+  ns: string,
+  server: string,
+  rate: number,
+  bind?: string,
+): Promise<{ delivered: number; lost: number }> {
   const r = await execIn(
     ns,
     [
@@ -149,6 +204,7 @@ async function iperfSmallUdp(ns: string, server: string, rate: number, bind?: st
       String(rate * SMALL_PAYLOAD * 8),
       '-l',
       String(SMALL_PAYLOAD),
+      ...(UDP_BUFFER !== '0' ? ['-w', UDP_BUFFER] : []),
       '-t',
       String(SECONDS),
       '-J',
@@ -164,7 +220,7 @@ async function iperfSmallUdp(ns: string, server: string, rate: number, bind?: st
   };
   const end = j.end.sum;
   if (end === undefined) throw new Error(`iperf3 UDP in ${ns}: no result (${j.error ?? 'no error given'})`);
-  return (end.packets - end.lost_packets) / end.seconds;
+  return { delivered: (end.packets - end.lost_packets) / end.seconds, lost: end.lost_packets };
 }
 
 /**
@@ -187,6 +243,7 @@ async function measure(
   bind?: string,
   pids: Record<string, number> = {},
   during?: (phase: 'tcp' | 'small') => Promise<void>,
+  lossPoints?: LossPoints,
 ): Promise<Figure> {
   const before = load1();
   const s = await startIperf3Server(serverNs, { port: PORT, bind: server });
@@ -198,14 +255,21 @@ async function measure(
         return c.user + c.system;
       });
     const sweep: [number, number][] = [];
-    let best = { offered: 0, delivered: -1, cpuPerSmall: [] as [string, number][] };
+    let best = {
+      offered: 0,
+      delivered: -1,
+      cpuPerSmall: [] as [string, number][],
+      lost: undefined as Losses | undefined,
+    };
     const step = async (rate: number): Promise<number> => {
       const cpu0 = cpu();
-      const [delivered] = await Promise.all([
+      const l0 = lossPoints && (await lossCounters(lossPoints));
+      const [{ delivered, lost }] = await Promise.all([
         iperfSmallUdp(ns, server, rate, bind),
         rate === 0 ? during?.('small') : undefined,
       ]);
       const cpu1 = cpu();
+      const l1 = lossPoints && (await lossCounters(lossPoints));
       sweep.push([rate, delivered]);
       if (delivered > best.delivered) {
         const count = delivered * SECONDS;
@@ -213,6 +277,7 @@ async function measure(
           offered: rate,
           delivered,
           cpuPerSmall: Object.keys(pids).map((name, i) => [name, ((cpu1[i]! - cpu0[i]!) * 1e6) / count]),
+          lost: l0 && l1 ? { total: lost, tun: l1.tun - l0.tun, socket: l1.socket - l0.socket } : undefined,
         };
       }
       return delivered;
@@ -227,6 +292,7 @@ async function measure(
       sweep,
       load: [before, load1()],
       cpuPerSmall: best.cpuPerSmall,
+      ...(best.lost ? { lost: best.lost } : {}),
     };
   } finally {
     await s.stop();
@@ -289,8 +355,15 @@ async function distnat(): Promise<Map<string, Figure>> {
       const s = await waitForChildSas('h1 with a child SA', () => readStatus(bed, 'h1'), 1, 30_000);
       const cipher = String(tableRows(s, 'Child SAs (ESP)')[0]![3]);
       const pids = { 'host agent': h1.pid, router: router.pid, peer: peer.proc.pid! };
-      const f = await measure(bed.ns('h1'), bed.ns('server'), SERVER, undefined, pids, (phase) =>
-        perfDuring(`distnat ${suite.name} ${phase}`, pids),
+      const f = await measure(
+        bed.ns('h1'),
+        bed.ns('server'),
+        SERVER,
+        undefined,
+        pids,
+        (phase) => perfDuring(`distnat ${suite.name} ${phase}`, pids),
+        // dn0: the host agent's TUN (its --tun default), which h1's routes lead into.
+        { senderNs: bed.ns('h1'), tun: 'dn0', receiverNs: bed.ns('server') },
       );
       const after = await readStatus(bed, 'h1');
       const protectedOut = after.counters['ipsec.outbound.protected'] ?? 0;
@@ -417,10 +490,15 @@ async function strongswan(
       }
       a.swanctl('--initiate', '--child', 'bench', '--timeout', '20');
       const list = a.swanctl('--list-sas');
-      const f = await measure(NS.a, NS.b, INNER.b, INNER.a, {
-        'charon a': a.proc.pid!,
-        'charon b': b.proc.pid!,
-      });
+      const f = await measure(
+        NS.a,
+        NS.b,
+        INNER.b,
+        INNER.a,
+        { 'charon a': a.proc.pid!, 'charon b': b.proc.pid! },
+        undefined,
+        { senderNs: NS.a, tun: 'ipsec0', receiverNs: NS.b },
+      );
       const counted = /in\s+[0-9a-f]{8},\s+(\d+) bytes/.exec(b.swanctl('--list-sas'))?.[1];
       if (Number(counted ?? 0) < 1_000_000)
         throw new Error(`strongSwan ${suite.name}: only ${counted} bytes went through the child SA\n${list}`);
@@ -603,6 +681,22 @@ async function main(): Promise<void> {
   if (perSmall.length > 0)
     console.log(
       `\nCPU µs per small datagram delivered at the best step, by process (user + system, the step's whole iperf3 run):\n${perSmall.join('\n')}`,
+    );
+  const lost = everyFigure()
+    .filter(([, , f]) => f.lost !== undefined)
+    .map(([who, label, f]) => {
+      const l = f.lost!;
+      // The TUN also drops the odd packet of iperf3's control connection, so the sum can pass the total.
+      const other = Math.max(0, l.total - l.tun - l.socket);
+      return (
+        `  ${who} ${label}: ${l.total} of ${Math.round(f.pps * SECONDS + l.total)} sent; ` +
+        `at the sender's TUN ${l.tun}, in the receiving iperf3's socket ${l.socket}, elsewhere ${other}`
+      );
+    });
+  if (lost.length > 0)
+    console.log(
+      `\nsmall datagrams lost at the best step, and where (the sender's TUN: the sealing side did not read them in time; ` +
+        `iperf3 -w ${UDP_BUFFER === '0' ? 'default' : UDP_BUFFER}):\n${lost.join('\n')}`,
     );
   if (profileNotes.length > 0) console.log(`\nprofiles (kept in ${PROFILE}):\n${profileNotes.join('\n')}`);
   console.log(
