@@ -154,6 +154,18 @@ async function withdrawAndRecover(
   return { t: t0 / 1000, revoked: revoked.length, recoverySeconds: (Date.now() - t0) / 1000 };
 }
 
+const rounded = (g: Growth): Growth => ({
+  ...g,
+  slopePerMinute: Number(g.slopePerMinute.toFixed(3)),
+  ...(g.halvesPerMinute !== undefined && {
+    halvesPerMinute: g.halvesPerMinute.map((h) => Number(h.toFixed(3))) as [number, number],
+  }),
+});
+const halvesText = (g: Growth): string =>
+  g.halvesPerMinute === undefined
+    ? ''
+    : `; halves ${g.halvesPerMinute.map((h) => h.toFixed(1)).join(', ')}/min`;
+
 /** --report DIR: the verdicts and the picture again, from a run's CSV and summary (after a change of limits or plot). */
 async function report(dir: string): Promise<number> {
   const summary = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')) as {
@@ -169,12 +181,12 @@ async function report(dir: string): Promise<number> {
     samples,
     summary.withdrawals.map((w) => w.t),
   );
-  summary.growth = grew.map((g) => ({ ...g, slopePerMinute: Number(g.slopePerMinute.toFixed(3)) }));
+  summary.growth = grew.map(rounded);
   summary.grew = grew.filter((g) => g.grew).map((g) => `${g.daemon} ${g.metric}`);
   writeFileSync(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   for (const g of grew)
     log(
-      `${g.daemon.padEnd(6)} ${g.metric.padEnd(13)} ${g.slopePerMinute.toFixed(1).padStart(12)}/min (limit ${g.limit}) ${g.grew ? 'GREW' : 'flat'}`,
+      `${g.daemon.padEnd(6)} ${g.metric.padEnd(13)} ${g.slopePerMinute.toFixed(1).padStart(12)}/min (limit ${g.limit}${halvesText(g)}) ${g.grew ? 'GREW' : 'flat'}`,
     );
   return summary.grew.length === 0 ? 0 : 1;
 }
@@ -361,7 +373,7 @@ async function main(): Promise<number> {
           },
         ]),
       ),
-      growth: grew.map((g: Growth) => ({ ...g, slopePerMinute: Number(g.slopePerMinute.toFixed(3)) })),
+      growth: grew.map(rounded),
       grew: grew.filter((g) => g.grew).map((g) => `${g.daemon} ${g.metric}`),
       problems,
       csv,
@@ -370,7 +382,7 @@ async function main(): Promise<number> {
     writeFileSync(join(OUT, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
     for (const g of grew)
       log(
-        `${g.daemon.padEnd(6)} ${g.metric.padEnd(13)} ${g.slopePerMinute.toFixed(1).padStart(12)}/min (limit ${g.limit}) ${g.grew ? 'GREW' : 'flat'}`,
+        `${g.daemon.padEnd(6)} ${g.metric.padEnd(13)} ${g.slopePerMinute.toFixed(1).padStart(12)}/min (limit ${g.limit}${halvesText(g)}) ${g.grew ? 'GREW' : 'flat'}`,
       );
     log(`TCP failures: ${tcpFailures}; problems: ${problems.length}; ${csv}, ${svg}`);
     console.log(JSON.stringify(summary));

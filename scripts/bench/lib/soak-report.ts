@@ -7,7 +7,8 @@
  * their working size, the first SAs and certificates), which is not a leak.
  * A metric grew when its slope exceeds its limit (GROWTH_LIMITS, or
  * SHORT_RUN_LIMITS for a short run; their reasons are written there and in
- * docs/soak.md).
+ * docs/soak.md), and, for descriptors and a short run's resident set, the
+ * rise is not one that comes and goes or comes in one step (growth()).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -72,6 +73,11 @@ export interface Growth {
   limit: number;
   first: number;
   last: number;
+  /**
+   * A short run's resident set only: the slopes, per minute, of the first
+   * and the second half of the window (halves()).
+   */
+  halvesPerMinute?: [number, number];
   grew: boolean;
 }
 
@@ -91,6 +97,37 @@ export function slope(points: readonly { x: number; y: number }[]): number {
 }
 
 /**
+ * The slopes of the two halves of a short run's window (undefined when one
+ * half has fewer than two samples), to tell a resident set that rose
+ * throughout from one that rose in one step.
+ *
+ * A leak outside the heap (native buffers, the addon) grows with the work
+ * done, and the soak's work never pauses: packets, rekeys every 20 s, lease
+ * churn every 10 s; in one minute it rises in both halves. A withdrawal
+ * brings new IKE SAs, certificates and a burst of allocation whose pages
+ * the allocator and V8 keep: the resident set steps up by 1-5 MiB within
+ * seconds, then stays or sinks slowly. In a two-minute run the second
+ * withdrawals fall at 90-105 s, in the window's second half, and that one
+ * step tilts the window's line past SHORT_RUN_LIMITS (the peer at 89.6 MiB,
+ * then 93-95, heap after GC flat: 5.7 MiB/min, in a run on a fresh machine)
+ * while the first half stays flat. So each half must also rise, at half the
+ * limit or more: half, because a line through half the samples is the
+ * noisier one; a leak at the limit clears it in both halves, a flat half
+ * does not come near it. One minute cannot tell a step from a leak of
+ * megabytes per withdrawal; a long run keeps the plain slope and sees every
+ * withdrawal repeated, with one step weighing little (5 MiB in a 15-minute
+ * window tilts its line by at most 0.5 MiB/min).
+ */
+export function halves(points: readonly { x: number; y: number }[]): [number, number] | undefined {
+  if (points.length < 4) return undefined;
+  const mid = (points[0]!.x + points.at(-1)!.x) / 2;
+  const first = points.filter((p) => p.x < mid);
+  const second = points.filter((p) => p.x >= mid);
+  if (first.length < 2 || second.length < 2) return undefined;
+  return [slope(first), slope(second)];
+}
+
+/**
  * The verdicts for a run of `seconds`. Samples after it (the last one, once
  * the traffic has stopped) are left out: a quiet daemon is smaller, and the
  * line would tilt down.
@@ -100,7 +137,8 @@ export function growth(samples: readonly Sample[], seconds: number): Growth[] {
   if (during.length === 0) return [];
   const end = during.at(-1)!.t;
   const half = during.filter((s) => s.t >= end / 2);
-  const limits = end >= STEADY_MINUTES * 60 ? GROWTH_LIMITS : SHORT_RUN_LIMITS;
+  const short = end < STEADY_MINUTES * 60;
+  const limits = short ? SHORT_RUN_LIMITS : GROWTH_LIMITS;
   const settled = samples.find((s) => s.t > seconds)?.daemons ?? {};
   const out: Growth[] = [];
   for (const daemon of Object.keys(samples[0]!.daemons))
@@ -112,6 +150,7 @@ export function growth(samples: readonly Sample[], seconds: number): Growth[] {
       const limit = limits[metric];
       const first = points[0]?.y ?? NaN;
       const last = points.at(-1)?.y ?? NaN;
+      const split = short && metric === 'rssBytes' ? halves(points) : undefined;
       out.push({
         daemon,
         metric,
@@ -119,6 +158,7 @@ export function growth(samples: readonly Sample[], seconds: number): Growth[] {
         limit,
         first,
         last,
+        ...(split !== undefined && { halvesPerMinute: split }),
         // Descriptors come and go with control connections and traffic: a
         // sample taken during a withdrawal or a certificate request tilts a
         // short run's line without any leak, and so does one that happens to
@@ -129,7 +169,10 @@ export function growth(samples: readonly Sample[], seconds: number): Growth[] {
         // sample when there is none).
         grew:
           perMinute > limit &&
-          (metric !== 'openFds' || (settled[daemon]?.openFds ?? last) > Math.min(...points.map((p) => p.y))),
+          (metric !== 'openFds' ||
+            (settled[daemon]?.openFds ?? last) > Math.min(...points.map((p) => p.y))) &&
+          // A short run's resident set: a rise in one step is not a leak (halves()).
+          (split === undefined || split.every((h) => h > limit / 2)),
       });
     }
   return out;
