@@ -531,6 +531,19 @@ const ratio = (a: number | undefined, b: number | undefined): string =>
 const loads = (f: Figure | undefined): string =>
   f === undefined ? '-' : `${f.load[0].toFixed(1)}-${f.load[1].toFixed(1)}`;
 
+/** iperf3 -w asks with SO_RCVBUF, which the kernel silently caps at net.core.rmem_max (208 KiB on a stock kernel). */
+function warnBufferCap(): void {
+  const m = /^(\d+)([KMG]?)$/i.exec(UDP_BUFFER);
+  if (UDP_BUFFER === '0' || m === null) return;
+  const want = Number(m[1]) * 1024 ** ' KMG'.indexOf((m[2] || ' ').toUpperCase());
+  const max = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+  if (max < want)
+    console.log(
+      `note: net.core.rmem_max is ${max}: the receiving iperf3's buffer (--udp-buffer ${UDP_BUFFER}) is capped ` +
+        `there; \`sysctl -w net.core.rmem_max=${want}\` lifts the cap (a global setting)\n`,
+    );
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) {
     console.error('bench:ipsec needs root (namespaces, TUN devices, charon)');
@@ -542,6 +555,7 @@ async function main(): Promise<void> {
     `ESP, distnat against strongSwan 5.9.8 (kernel-libipsec), IKEv2 child SAs in tunnel mode: iperf3 TCP, ` +
       `one stream, and small UDP (${SMALL_PAYLOAD + 28}-byte datagrams), ${SECONDS} s each, ${process.version}`,
   );
+  warnBufferCap();
   console.log(
     `load average before: ${loadavg()
       .map((l) => l.toFixed(2))
