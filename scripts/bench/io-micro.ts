@@ -18,7 +18,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { TcpCoalescer } from '../../src/io/coalesce.ts';
+import { Ipv4Coalescer } from '../../src/io/coalesce.ts';
 import { segmentTcp4, segmentTcp4Native } from '../../src/io/gso.ts';
 import { SlotBuffer } from '../../src/io/slots.ts';
 import { buildTcp4 } from './io-packets.ts';
@@ -140,7 +140,7 @@ function benchGso(): void {
     pairs[2 * i] = out.offset(i);
     pairs[2 * i + 1] = out.lengths[i]!;
   }
-  const co = new TcpCoalescer(64);
+  const co = new Ipv4Coalescer(64);
   const coalesce = time(() => co.run(out.bytes, pairs, segments), 20000);
   metric('segment a 64 KiB TSO packet (46 x 1440), JS', js, 'us');
   metric('segment a 64 KiB TSO packet (46 x 1440), native', native, 'us');

@@ -16,7 +16,7 @@
  */
 import { parseArgs } from 'node:util';
 import { capture } from '../../src/io/capture.ts';
-import { TcpCoalescer } from '../../src/io/coalesce.ts';
+import { Ipv4Coalescer } from '../../src/io/coalesce.ts';
 import { completeChecksumNative, segmentTcp4Native, vnetAction } from '../../src/io/gso.ts';
 import { PcapWriter } from '../../src/io/pcap.ts';
 import { openRawSender, openRawSocket } from '../../src/io/raw.ts';
@@ -136,7 +136,7 @@ tun.onBatch((count) => {
 
 // Inbound: raw protocol 4 -> check the outer source -> strip -> TUN.
 const inner = new SpanList(batch);
-const coalescer = values.tso && !values['no-coalesce'] ? new TcpCoalescer(batch) : undefined;
+const coalescer = values.tso && !values['no-coalesce'] ? new Ipv4Coalescer(batch) : undefined;
 rx.onBatch((count) => {
   const slots = rx.slots;
   const b = slots.bytes;

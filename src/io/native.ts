@@ -113,7 +113,8 @@ export interface NativeBinding {
     csumStart: number,
     csumOffset: number,
   ): number;
-  tcp4Coalesce(
+  /** `flags`: CoalesceFlag bits. */
+  ipv4Coalesce(
     src: Uint8Array,
     pairs: Int32Array,
     count: number,
@@ -123,6 +124,7 @@ export interface NativeBinding {
     slotCount: number,
     outPairs: Int32Array,
     counters: Float64Array,
+    flags: number,
   ): number;
   /** Absent in builds older than aead.cc. */
   AesGcmContext?: new (keyAndSalt: Uint8Array) => NativeAesGcmContext;
@@ -141,7 +143,7 @@ export interface NativeBinding {
   sdNotify(socket: string, message: string): void;
 }
 
-export const BINDING_VERSION = 10;
+export const BINDING_VERSION = 11;
 
 /**
  * The numbers this code shares with the addon: tunOpen flags, poller and
@@ -157,12 +159,22 @@ export const NATIVE_LAYOUT = {
   WriteMode: { Write: 0, WriteZeroHdr: 1, Sendmmsg: 2, WriteHdrInBuf: 3 },
   TxCounter: { Calls: 0, Packets: 1, Bytes: 2, Dropped: 3, Errors: 4, LastErrno: 5, Invalid: 6 },
   CoalesceCounter: { SegmentsIn: 0, SuperPackets: 1, SegmentsMerged: 2, BadChecksum: 3 },
+  CoalesceFlag: { Udp: 1 },
   GsoError: { NotIpv4: -1, NotTcp: -2, BadLength: -3, BadSize: -4, NoRoom: -5, BadCsumOffset: -6 },
   AeadResult: { Done: 1, AuthFailed: 0, BadArgs: -1, CryptoFailed: -2 },
 } as const;
 
-export const { OpenFlag, PollMode, RxCounter, WriteMode, TxCounter, CoalesceCounter, GsoError, AeadResult } =
-  NATIVE_LAYOUT;
+export const {
+  OpenFlag,
+  PollMode,
+  RxCounter,
+  WriteMode,
+  TxCounter,
+  CoalesceCounter,
+  CoalesceFlag,
+  GsoError,
+  AeadResult,
+} = NATIVE_LAYOUT;
 export const RX_COUNTERS = Object.keys(RxCounter).length;
 export const TX_COUNTERS = Object.keys(TxCounter).length;
 export const COALESCE_COUNTERS = Object.keys(CoalesceCounter).length;

@@ -6,7 +6,7 @@
  *   read   vnet TUN ──▶ [virtio hdr | packet ≤ 64 KiB] ──▶ segment (native, MSS = gso_size)
  *                                                     or complete a partial checksum
  *                                                     ──▶ slots of ≤ MTU packets ──▶ handler(count)
- *   write  sendBatch(packets) ──▶ TcpCoalescer ──▶ [TCPV4 hdr | super-packet] ──▶ vnet TUN
+ *   write  sendBatch(packets) ──▶ Ipv4Coalescer ──▶ [TCPV4/UDP_L4 hdr | super-packet] ──▶ vnet TUN
  *
  * Why: virtio has no GSO type for IP-in-IP and a raw socket sends nothing
  * larger than the LAN MTU, so a super-packet must be cut before it is
@@ -20,7 +20,7 @@
  * The handler may be called several times for one batch read from the TUN:
  * whenever the segment slots fill, and once at the end.
  */
-import { TcpCoalescer, type CoalesceStats } from './coalesce.ts';
+import { Ipv4Coalescer, type CoalesceStats } from './coalesce.ts';
 import { completeChecksumNative, segmentTcp4Native, vnetAction, type GsoDrop } from './gso.ts';
 import { DEFAULT_HEADROOM, DEFAULT_SLOT_SIZE, SlotBuffer } from './slots.ts';
 import type { BatchHandler, IoStats, PacketDevice } from './types.ts';
@@ -30,6 +30,8 @@ import { CounterSet } from '../metrics/counters.ts';
 /** What OffloadTun needs of a TUN device opened with vnetHdr (TunDevice is one). */
 export interface VnetTunDevice extends PacketDevice {
   readonly vnetHdr: boolean;
+  /** The kernel takes UDP_L4 super-packets written into it (TunDevice.udpSegmentation); absent: no. */
+  readonly udpSegmentation?: boolean;
   /** Writes packets each preceded in `bytes` by the virtio_net_hdr the caller filled in. */
   sendBatchWithVnetHdr(bytes: Uint8Array, pairs: Int32Array, count: number): number;
 }
@@ -73,9 +75,21 @@ export interface OffloadTunOptions {
   readonly headroom?: number;
   /** Coalesce TCP segments written into the TUN; default true. */
   readonly coalesce?: boolean;
+  /** Merge UDP datagrams too where the device takes UDP super-packets (default true). */
+  readonly coalesceUdp?: boolean;
   /** Largest batch the coalescer takes at once (larger sends go in chunks); default 64. */
   readonly coalesceBatch?: number;
 }
+
+/**
+ * For a TUN whose written packets the kernel forwards rather than delivers
+ * (the router's): TCP is coalesced as before, UDP is not. A forwarded UDP
+ * super-packet crosses veths and bridges whole and is split only by a device
+ * without UDP segmentation, so captures and nftables counters on the way
+ * would show one large datagram where the hosts sent many; the gain is in
+ * the receiving stack, which a forwarder is not.
+ */
+export const FORWARDED_WRITES: OffloadTunOptions = { coalesceUdp: false };
 
 export class OffloadTun implements PacketDevice {
   /** Plain packets (segments, or copies of what was read) for the handler. */
@@ -83,7 +97,7 @@ export class OffloadTun implements PacketDevice {
   readonly events = new CounterSet<OffloadEvent>(OFFLOAD_EVENTS);
   readonly drops = new CounterSet<OffloadDrop>(OFFLOAD_DROPS);
   readonly #device: VnetTunDevice;
-  readonly #coalescer: TcpCoalescer | undefined;
+  readonly #coalescer: Ipv4Coalescer | undefined;
   readonly #chunk: Int32Array;
   readonly #hdr = newVirtioNetHdr();
   #handler: BatchHandler | null = null;
@@ -97,7 +111,10 @@ export class OffloadTun implements PacketDevice {
       options.headroom ?? DEFAULT_HEADROOM,
     );
     const batch = options.coalesceBatch ?? 64;
-    this.#coalescer = (options.coalesce ?? true) ? new TcpCoalescer(batch) : undefined;
+    this.#coalescer =
+      (options.coalesce ?? true)
+        ? new Ipv4Coalescer(batch, { udp: (options.coalesceUdp ?? true) && device.udpSegmentation === true })
+        : undefined;
     this.#chunk = new Int32Array(batch * 2);
   }
 
@@ -167,8 +184,8 @@ export class OffloadTun implements PacketDevice {
   };
 
   /**
-   * Writes plain packets into the TUN, consecutive TCP segments of a flow
-   * merged into super-packets. Returns how many of the `count` packets were
+   * Writes plain packets into the TUN, consecutive TCP segments (and, where
+   * the kernel takes them, UDP datagrams) of a flow merged into super-packets. Returns how many of the `count` packets were
    * accepted; when the kernel refuses a super-packet, each refused write is
    * counted as one packet, so the refusals are a lower bound.
    */

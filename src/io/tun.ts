@@ -43,7 +43,14 @@ export function tunQueueDrops(name: string): number | undefined {
 }
 
 /** TUNSETOFFLOAD bits (linux/if_tun.h). */
-export const TunOffloadFlag = { Csum: 0x01, Tso4: 0x02, Tso6: 0x04, TsoEcn: 0x08 } as const;
+export const TunOffloadFlag = {
+  Csum: 0x01,
+  Tso4: 0x02,
+  Tso6: 0x04,
+  TsoEcn: 0x08,
+  Uso4: 0x20,
+  Uso6: 0x40,
+} as const;
 
 export interface TunOffload {
   /** The kernel may hand over packets whose TCP/UDP checksum is still to be completed. */
@@ -95,6 +102,11 @@ export function offloadBits(offload: TunOffload | undefined): number {
 export class TunDevice extends FdDevice {
   readonly vnetHdr: boolean;
   readonly offload: number;
+  /**
+   * The kernel takes UDP_L4 super-packets written into this TUN (Linux 6.2
+   * and later), which it splits back into datagrams at the receiving socket.
+   */
+  readonly udpSegmentation: boolean;
 
   constructor(
     name: string,
@@ -103,6 +115,7 @@ export class TunDevice extends FdDevice {
     offload: number,
     slots: SlotBuffer,
     onError?: (e: Error) => void,
+    udpSegmentation = false,
   ) {
     super({
       name,
@@ -115,6 +128,7 @@ export class TunDevice extends FdDevice {
     });
     this.vnetHdr = vnetHdr;
     this.offload = offload;
+    this.udpSegmentation = udpSegmentation;
     this.dropsAtOpen = tunQueueDrops(name) ?? 0;
   }
 
@@ -149,6 +163,23 @@ export class TunDevice extends FdDevice {
   }
 }
 
+/**
+ * Whether this kernel's TUN knows UDP segmentation. The kernel that reads
+ * UDP_L4 from a virtio_net_hdr on write (6.2) is the one whose TUNSETOFFLOAD
+ * accepts USO4|USO6, and TUNSETOFFLOAD refuses bits it does not know, which
+ * its own comment offers as the way to test for a feature. Only asked:
+ * the offloads are set right after to what the caller wants, so the kernel
+ * never hands this device a UDP super-packet to read.
+ */
+function knowsUso(fd: number): boolean {
+  try {
+    loadNative().tunSetOffload(fd, TunOffloadFlag.Csum | TunOffloadFlag.Uso4 | TunOffloadFlag.Uso6);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Opens (attaching to, or creating) a TUN device. Throws with the errno on failure. */
 export function openTun(options: TunOptions = {}): TunDevice {
   const native = loadNative();
@@ -179,12 +210,13 @@ export function openTun(options: TunOptions = {}): TunDevice {
   const opened = native.tunOpen(name, flags);
   try {
     if (vnetHdr) native.tunSetVnetHdrSize(opened.fd, VIRTIO_NET_HDR_LEN);
+    const udpSegmentation = vnetHdr && knowsUso(opened.fd);
     native.tunSetOffload(opened.fd, offload);
     if (options.persist !== undefined) native.tunSetPersist(opened.fd, options.persist ? 1 : 0);
     if (options.mtu !== undefined) native.linkSetMtu(opened.name, options.mtu);
     if (options.txQueueLen !== undefined) native.linkSetTxQueueLen(opened.name, options.txQueueLen);
     if (options.up !== undefined) native.linkSetUp(opened.name, options.up);
-    return new TunDevice(opened.name, opened.fd, vnetHdr, offload, slots, options.onError);
+    return new TunDevice(opened.name, opened.fd, vnetHdr, offload, slots, options.onError, udpSegmentation);
   } catch (err) {
     native.closeFd(opened.fd);
     throw err;

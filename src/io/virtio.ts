@@ -27,7 +27,7 @@
 export const VIRTIO_NET_HDR_LEN = 10;
 
 export const VirtioNetHdrFlag = { NeedsCsum: 1, DataValid: 2 } as const;
-export const VirtioGso = { None: 0, TcpV4: 1, Udp: 3, TcpV6: 4, Ecn: 0x80 } as const;
+export const VirtioGso = { None: 0, TcpV4: 1, Udp: 3, TcpV6: 4, UdpL4: 5, Ecn: 0x80 } as const;
 
 export interface VirtioNetHdr {
   flags: number;

@@ -10,7 +10,7 @@ namespace {
 
 // Bumped whenever a function's contract changes, so src/io/native.ts can
 // refuse a stale build instead of misbehaving.
-constexpr int32_t kBindingVersion = 10;
+constexpr int32_t kBindingVersion = 11;
 
 napi_value Version(napi_env env, napi_callback_info) { return distnat::Int(env, kBindingVersion); }
 

@@ -20,6 +20,7 @@
 #define DISTNAT_TX_COUNTER(X) \
   X(Calls, 0) X(Packets, 1) X(Bytes, 2) X(Dropped, 3) X(Errors, 4) X(LastErrno, 5) X(Invalid, 6)
 #define DISTNAT_COALESCE_COUNTER(X) X(SegmentsIn, 0) X(SuperPackets, 1) X(SegmentsMerged, 2) X(BadChecksum, 3)
+#define DISTNAT_COALESCE_FLAG(X) X(Udp, 1) /* merge UDP datagrams into UDP_L4 super-packets too */
 #define DISTNAT_GSO_ERROR(X) \
   X(NotIpv4, -1) X(NotTcp, -2) X(BadLength, -3) X(BadSize, -4) X(NoRoom, -5) X(BadCsumOffset, -6)
 #define DISTNAT_AEAD_RESULT(X) X(Done, 1) X(AuthFailed, 0) X(BadArgs, -1) X(CryptoFailed, -2)
@@ -33,6 +34,7 @@
   G(WriteMode, DISTNAT_WRITE_MODE) \
   G(TxCounter, DISTNAT_TX_COUNTER) \
   G(CoalesceCounter, DISTNAT_COALESCE_COUNTER) \
+  G(CoalesceFlag, DISTNAT_COALESCE_FLAG) \
   G(GsoError, DISTNAT_GSO_ERROR)   \
   G(AeadResult, DISTNAT_AEAD_RESULT)
 

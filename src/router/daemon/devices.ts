@@ -20,7 +20,7 @@ import type { PacketDevice } from '../../io/types.ts';
 import type { Logger } from '../../util/log.ts';
 import { sharedAddressesOf } from '../../config/router-config.ts';
 import { IpProtocol } from '../../wire/result.ts';
-import { offloadByDefault, OffloadTun } from '../../io/offload-tun.ts';
+import { FORWARDED_WRITES, offloadByDefault, OffloadTun } from '../../io/offload-tun.ts';
 
 /** 1500 of an Ethernet LAN minus the 20-byte outer header (docs/testbed.md, router-setup.sh). */
 export const ROUTER_TUN_MTU = 1480;
@@ -130,7 +130,7 @@ export function openRouterDevices(config: RouterDeviceConfig, log: Logger): Open
     }
     opened.push(device);
     try {
-      tun = offload ? new OffloadTun(device) : device;
+      tun = offload ? new OffloadTun(device, FORWARDED_WRITES) : device;
     } catch (e) {
       throw explainOpenError(`TCP offloads on ${config.tun}`, e);
     }

@@ -12,7 +12,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { openRawSender, openRawSocket, type RawSocket } from '../../io/raw.ts';
-import { OffloadTun } from '../../io/offload-tun.ts';
+import { FORWARDED_WRITES, OffloadTun } from '../../io/offload-tun.ts';
 import { openTun, type TunDevice } from '../../io/tun.ts';
 import type { PacketDevice } from '../../io/types.ts';
 import { loadNative } from '../../io/native.ts';
@@ -74,7 +74,7 @@ try {
     );
   }
   opened.push(device);
-  const tun: PacketDevice = setup.offload ? new OffloadTun(device) : device;
+  const tun: PacketDevice = setup.offload ? new OffloadTun(device, FORWARDED_WRITES) : device;
   const lanRx: RawSocket = openRawSocket(IpProtocol.IPIP, { device: setup.lanInterface, onError });
   opened.push(lanRx);
   loadNative().socketAttachFilter(lanRx.fd, encodeBpf(workerShareFilter(setup.index, setup.count)));
