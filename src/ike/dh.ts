@@ -109,7 +109,7 @@ class X25519Pool {
   readonly #ready: X25519Pair[] = [];
   #making = 0;
   readonly #size: number;
-  /** Jobs in the threadpool at once: leave threads for the handshakes' signatures. */
+  /** Jobs in the threadpool at once: its other threads stay free for the rest of the process. */
   readonly #parallel: number;
 
   constructor(size: number, parallel: number) {
