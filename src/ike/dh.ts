@@ -19,6 +19,7 @@ import {
   createPublicKey,
   diffieHellman,
   createPrivateKey,
+  generateKeyPair,
   generateKeyPairSync,
   type DiffieHellman,
   type DiffieHellmanGroup,
@@ -87,13 +88,64 @@ function ecp(group: number, curve: string, coordinate: number, secret?: Buffer):
   };
 }
 
+interface X25519Pair {
+  readonly privateKey: KeyObject;
+  /** The u-coordinate: our KE data. */
+  readonly publicValue: Buffer;
+}
+
+const rawX25519 = (publicKey: KeyObject): Buffer =>
+  Buffer.from(publicKey.export({ format: 'jwk' }).x!, 'base64url');
+
+/**
+ * X25519 key pairs made ahead of need in libuv's threadpool: a key pair
+ * made synchronously costs the JavaScript thread about three times what
+ * taking a ready one does, and both IKE_SA_INIT's request and its answer
+ * need a fresh one. Each pair is handed out once and forgotten, so every
+ * exchange still has its own ephemeral key (forward secrecy). When the pool
+ * is empty (the first handshakes, a burst) a pair is made on the spot.
+ */
+class X25519Pool {
+  readonly #ready: X25519Pair[] = [];
+  #making = 0;
+  readonly #size: number;
+  /** Jobs in the threadpool at once: its other threads stay free for the rest of the process. */
+  readonly #parallel: number;
+
+  constructor(size: number, parallel: number) {
+    this.#size = size;
+    this.#parallel = parallel;
+  }
+
+  take(): X25519Pair {
+    const pair = this.#ready.pop();
+    this.#refill();
+    if (pair !== undefined) return pair;
+    const { privateKey, publicKey } = generateKeyPairSync('x25519');
+    return { privateKey, publicValue: rawX25519(publicKey) };
+  }
+
+  #refill(): void {
+    while (this.#making < this.#parallel && this.#ready.length + this.#making < this.#size) {
+      this.#making++;
+      generateKeyPair('x25519', {}, (error, publicKey, privateKey) => {
+        this.#making--;
+        // Nothing to recover: take() makes pairs itself while the pool is empty.
+        if (error !== null) return;
+        this.#ready.push({ privateKey, publicValue: rawX25519(publicKey) });
+        this.#refill();
+      });
+    }
+  }
+}
+
+const x25519Pairs = new X25519Pool(16, 2);
+
 function x25519(secret?: Buffer): DhExchange {
-  const { privateKey, publicKey } =
-    secret === undefined ? generateKeyPairSync('x25519') : x25519FromSecret(secret);
-  const jwk = publicKey.export({ format: 'jwk' });
+  const { privateKey, publicValue } = secret === undefined ? x25519Pairs.take() : x25519FromSecret(secret);
   return {
     group: DhGroup.CURVE25519,
-    publicValue: Buffer.from(jwk.x!, 'base64url'),
+    publicValue,
     computeSecret(peer) {
       if (peer.length !== 32) return undefined;
       let key: KeyObject;
@@ -112,12 +164,12 @@ function x25519(secret?: Buffer): DhExchange {
   };
 }
 
-function x25519FromSecret(d: Buffer): { privateKey: KeyObject; publicKey: KeyObject } {
+function x25519FromSecret(d: Buffer): X25519Pair {
   const privateKey = createPrivateKey({
     key: { kty: 'OKP', crv: 'X25519', d: d.toString('base64url'), x: '' },
     format: 'jwk',
   });
-  return { privateKey, publicKey: createPublicKey(privateKey) };
+  return { privateKey, publicValue: rawX25519(createPublicKey(privateKey)) };
 }
 
 /**

@@ -21,6 +21,7 @@
  * answered with TEMPORARY_FAILURE.
  */
 import { randomBytes } from 'node:crypto';
+import { SUPPORTED_DH_GROUPS } from './algorithms.ts';
 import type { ChildSa } from './child-sa.ts';
 import type { ChildRequest } from './config.ts';
 import { ExchangeType, NotifyType, PayloadType, ProtocolId, nameOf } from './constants.ts';
@@ -55,7 +56,7 @@ export async function createChildSa(sa: IkeSa, req: ChildRequest = {}, replaces?
       sa.ctx.config.spis.releaseSpi(prepared.pending.inboundSpi);
       const group = invalidKe.data.readUInt16BE(0);
       const proposals = prepared.pending.request.proposals.filter((p) => p.dhGroups.includes(group));
-      if (proposals.length === 0 || !createDh(group))
+      if (proposals.length === 0 || !SUPPORTED_DH_GROUPS.includes(group))
         throw new IkeError('no-proposal', `peer wants PFS group ${group}`);
       request = {
         ...request,
@@ -186,7 +187,10 @@ async function rekeyIke(sa: IkeSa): Promise<IkeSa> {
     const invalidKe = findNotify(answer, NotifyType.INVALID_KE_PAYLOAD);
     if (invalidKe && attempt === 0 && invalidKe.data.length === 2) {
       group = invalidKe.data.readUInt16BE(0);
-      if (!ctx.config.ikeProposals.some((p) => p.dhGroups.includes(group)) || !createDh(group))
+      if (
+        !ctx.config.ikeProposals.some((p) => p.dhGroups.includes(group)) ||
+        !SUPPORTED_DH_GROUPS.includes(group)
+      )
         throw new IkeError('no-proposal', `peer wants DH group ${group} for the IKE rekey`);
       continue;
     }

@@ -130,7 +130,12 @@ function onInitResponse(sa: IkeSa, msg: IkeMessage, offered: Proposal[], rounds:
   if (invalidKe !== undefined) {
     const group = invalidKe.data.length === 2 ? invalidKe.data.readUInt16BE(0) : -1;
     const ours = sa.ctx.config.ikeProposals.some((c) => c.dhGroups.includes(group));
-    if (!ours || group === sa.dh!.group || rounds.groupSwitches >= MAX_GROUP_SWITCHES || !createDh(group)) {
+    if (
+      !ours ||
+      group === sa.dh!.group ||
+      rounds.groupSwitches >= MAX_GROUP_SWITCHES ||
+      !SUPPORTED_DH_GROUPS.includes(group)
+    ) {
       sa.fail('no-proposal', `responder wants DH group ${group}, which we do not offer`);
       return true;
     }

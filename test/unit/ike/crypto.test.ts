@@ -108,6 +108,21 @@ describe('Diffie-Hellman', () => {
     expect(createDh(DhGroup.CURVE25519)!.computeSecret(Buffer.alloc(32))).toBeUndefined();
     expect(createDh(5)).toBeUndefined();
   });
+
+  it('X25519 key pairs from the pool made ahead are each handed out once and agree', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 60; i++) {
+      const a = createDh(DhGroup.CURVE25519)!;
+      const b = createDh(DhGroup.CURVE25519)!;
+      for (const k of [a, b]) {
+        expect(seen.has(k.publicValue.toString('hex'))).toBe(false);
+        seen.add(k.publicValue.toString('hex'));
+      }
+      expect(a.computeSecret(b.publicValue)).toEqual(b.computeSecret(a.publicValue));
+      // Give the threadpool time to refill, so that later pairs come from the pool.
+      if (i % 10 === 0) await new Promise((r) => setTimeout(r, 20));
+    }
+  });
 });
 
 describe('key derivation', () => {
