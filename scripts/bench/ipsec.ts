@@ -55,7 +55,7 @@ import { TOPOLOGY, Testbed, uniquePrefix } from '../../test/helpers/testbed.ts';
 import { sealOpenCost } from './ipsec-micro.ts';
 import { buildDistnat } from './lib/build.ts';
 import { summarizeCpuProfile } from './lib/cpuprofile.ts';
-import { cpuSeconds } from './lib/counters.ts';
+import { cpuSeconds, linkStats, udpSocketDrops } from './lib/counters.ts';
 import { describeProfile, perfAvailable, record, summarize } from './lib/profile.ts';
 
 const { values } = parseArgs({
@@ -140,19 +140,11 @@ interface Losses {
 }
 
 async function lossCounters(p: LossPoints): Promise<{ tun: number; socket: number }> {
-  const [link, udp] = await Promise.all([
-    execIn(p.senderNs, ['ip', '-j', '-s', 'link', 'show', 'dev', p.tun]),
-    execIn(p.receiverNs, ['cat', '/proc/net/udp']),
+  const [link, socket] = await Promise.all([
+    linkStats(p.senderNs, p.tun),
+    udpSocketDrops(p.receiverNs, PORT),
   ]);
-  const tun =
-    (JSON.parse(link.stdout) as { stats64: { tx: { dropped: number } } }[])[0]?.stats64.tx.dropped ?? 0;
-  const port = `:${PORT.toString(16).toUpperCase().padStart(4, '0')}`;
-  let socket = 0;
-  for (const line of udp.stdout.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f[1]?.endsWith(port)) socket += Number(f[f.length - 1]);
-  }
-  return { tun, socket };
+  return { tun: link.txDropped, socket };
 }
 
 const load1 = (): number => loadavg()[0]!;

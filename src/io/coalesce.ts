@@ -43,8 +43,6 @@ export class Ipv4Coalescer {
   readonly pairs: Int32Array;
   private readonly counters = new Float64Array(COALESCE_COUNTERS);
   private readonly native: NativeBinding;
-
-  readonly udp: boolean;
   readonly #flags: number;
 
   /** `capacity`: the largest input batch (one output slot per input packet, worst case). */
@@ -53,8 +51,7 @@ export class Ipv4Coalescer {
     options: CoalescerOptions = {},
   ) {
     this.native = loadNative();
-    this.udp = options.udp ?? false;
-    this.#flags = this.udp ? CoalesceFlag.Udp : 0;
+    this.#flags = options.udp ? CoalesceFlag.Udp : 0;
     this.out = new SlotBuffer(capacity, OUT_SLOT_SIZE, 64);
     this.pairs = new Int32Array(capacity * 2);
   }

@@ -185,9 +185,10 @@ export class OffloadTun implements PacketDevice {
 
   /**
    * Writes plain packets into the TUN, consecutive TCP segments (and, where
-   * the kernel takes them, UDP datagrams) of a flow merged into super-packets. Returns how many of the `count` packets were
-   * accepted; when the kernel refuses a super-packet, each refused write is
-   * counted as one packet, so the refusals are a lower bound.
+   * the kernel takes them, UDP datagrams) of a flow merged into
+   * super-packets. Returns how many of the `count` packets were accepted;
+   * when the kernel refuses a super-packet, each refused write is counted as
+   * one packet, so the refusals are a lower bound.
    */
   sendBatch(bytes: Uint8Array, pairs: Int32Array, count: number): number {
     const co = this.#coalescer;

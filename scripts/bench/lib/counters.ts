@@ -95,13 +95,22 @@ export function linkDelta(after: LinkStats, before: LinkStats): LinkStats {
  * receive buffer, summed over such sockets in the namespace (the last column
  * of /proc/net/raw; the protocol is the local "port").
  */
-export async function rawSocketDrops(ns: string, protocol: number): Promise<number> {
-  const r = await execIn(ns, ['cat', '/proc/net/raw']);
+export function rawSocketDrops(ns: string, protocol: number): Promise<number> {
+  return socketDrops(ns, 'raw', protocol);
+}
+
+/** Likewise for UDP sockets bound to local `port` (the last column of /proc/net/udp). */
+export function udpSocketDrops(ns: string, port: number): Promise<number> {
+  return socketDrops(ns, 'udp', port);
+}
+
+async function socketDrops(ns: string, table: 'raw' | 'udp', port: number): Promise<number> {
+  const r = await execIn(ns, ['cat', `/proc/net/${table}`]);
   let drops = 0;
   for (const line of r.stdout.split('\n').slice(1)) {
     const cols = line.trim().split(/\s+/);
     const local = cols[1];
-    if (local === undefined || parseInt(local.split(':')[1] ?? '', 16) !== protocol) continue;
+    if (local === undefined || parseInt(local.split(':')[1] ?? '', 16) !== port) continue;
     drops += Number(cols[cols.length - 1]) || 0;
   }
   return drops;
